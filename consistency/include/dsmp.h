@@ -1,0 +1,95 @@
+/*
+ * dsmp.h - the consistency protocol hook table, and the services the daemon lends it.
+ *
+ * A protocol module decides *when* page copies move and become valid or invalid; the
+ * daemon does everything else. The module sees its node's frames, the network and the
+ * local ranks' protections only through `struct dsmp_services`, so the same module runs
+ * over TCP, RDMA or the in-process test transport unchanged.
+ *
+ * Node-level access. For every page the daemon keeps the access this node may hand to
+ * its ranks (NONE, READ, WRITE). A module raises it with grant() (which also wakes the
+ * ranks waiting in faults) or set_access() (which does not), and lowers it with revoke(),
+ * which returns once no local rank holds more than the new level.
+ *
+ * Faults. When a rank faults on a page whose node-level access is too low, the daemon
+ * calls fault() once for all local waiters (coalescing): at most one call per page is
+ * outstanding until the module calls grant() for that page. Waiters that the grant does
+ * not satisfy cause a new fault() call.
+ *
+ * Re-entrancy. Services may call back into the module synchronously (revoke() may call
+ * its `done` before returning; send() to this node is queued, never delivered inline).
+ */
+#ifndef DSMP_H
+#define DSMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm_chan.h"
+#include "dsm_status.h"
+#include "wire.h"
+
+typedef struct dsmp dsmp_t;
+
+/* `attach` value of send() for a message that carries no frame. */
+#define DSMP_NO_FRAME UINT64_MAX
+
+/* Counters a module reports; the daemon attributes them to a rank. */
+enum dsmp_counter {
+    DSMP_PAGES_FETCHED,  /* a page's contents arrived at this node */
+    DSMP_DIFFS,          /* a diff was made or applied (later modules) */
+    DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
+};
+
+typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
+
+struct dsmp_services {
+    void    *ctx;
+    int      self;       /* this node */
+    int      nnodes;
+    uint64_t npages;
+    size_t   page_size;
+
+    /* Home node of a page, or -1 if the page is not allocated. */
+    int (*home)(void *ctx, uint64_t page);
+    /* This node's frame for a page (the daemon's view). */
+    void *(*frame)(void *ctx, uint64_t page);
+    /* Send m to node (this node included: queued, delivered from the event loop), with
+     * frame `attach` moving along unless it is DSMT_NO_PAGE. m->origin attributes it. */
+    dsm_status_t (*send)(void *ctx, int node, dsmw_msg_t *m, uint64_t attach);
+    /* Node-level access of page becomes `access`; wake the ranks it satisfies. Ends the
+     * outstanding fault() for the page. */
+    void (*grant)(void *ctx, uint64_t page, int access);
+    /* Raise node-level access without waking anyone or ending a fault(). */
+    void (*set_access)(void *ctx, uint64_t page, int access);
+    /* Lower node-level access to `access` and take every local rank down to it; call
+     * done(p, arg) when the ranks have acknowledged (possibly before revoke returns). */
+    void (*revoke)(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg);
+    /* Count an event for rank `origin`. */
+    void (*count)(void *ctx, int origin, enum dsmp_counter c, uint64_t n);
+};
+
+struct dsmp_ops {
+    const char *name;
+    enum dsm_model model;
+    /* Create the module's state for this node. */
+    dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);
+    void (*destroy)(dsmp_t *p);
+    /* Local ranks need `access` to page (node access is lower); origin = first waiter. */
+    void (*fault)(dsmp_t *p, uint64_t page, int access, int origin);
+    /* A coherence message from node src; `framed` says whether a frame came with it (it
+     * is already in place in frame m->page). Returns DSM_EPROTO for a message that makes
+     * no sense in the page's state (the daemon treats the sender as broken). */
+    dsm_status_t (*message)(dsmp_t *p, int src, const dsmw_msg_t *m, int framed);
+    /* Pages [first, first+n) hold zeroes on every node and no rank has access: (re)start
+     * their coherence state. Called at start-up for all pages, and when a region is
+     * allocated or freed, after the daemon has reset its own view of them. */
+    void (*reset)(dsmp_t *p, uint64_t first, uint64_t n);
+};
+
+extern const struct dsmp_ops dsmp_sequential_ops;
+
+/* Find a protocol by model name; NULL if unknown. */
+const struct dsmp_ops *dsmp_find(const char *name);
+
+#endif

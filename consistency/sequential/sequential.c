@@ -1,0 +1,417 @@
+/*
+ * sequential.c - sequential consistency: single writer / multiple readers, write-invalidate,
+ * with a fixed home per page that keeps the page's directory entry (IVY's fixed
+ * distributed manager, home-based).
+ *
+ * Every page has a home node (chosen at allocation). The home's directory entry holds
+ * `owner` (the node with the only writable copy, or NONE) and `copyset` (the nodes holding
+ * a valid copy). Each node also knows its own access to the page (`local`).
+ *
+ * Invariants (per page):
+ *   I1  owner != NONE  =>  copyset == { owner } and owner is the only node with WRITE.
+ *   I2  owner == NONE  =>  home is in copyset and the home's frame holds the current data;
+ *                          every node in copyset has READ and holds the same data.
+ *   I3  A node not in copyset has local NONE and no rank of it can touch the frame, so an
+ *       incoming frame may be written in place.
+ *   I4  The home runs one transaction per page at a time (busy); requests that arrive
+ *       meanwhile wait in the page's queue, in arrival order. Every grant, invalidation
+ *       and fetch for a page is sent by its home, and messages between two nodes stay in
+ *       order, so a node sees a page's grants and invalidations in the order the home
+ *       decided them.
+ *   I5  A node has at most one request per page outstanding (the daemon coalesces
+ *       faults); it sends another only after the grant of the first.
+ *
+ * Directory state at the home (S = |copyset|):
+ *
+ *              READ_REQ from R                       WRITE_REQ from W
+ *   SHARED  ------------------> SHARED (+R)   SHARED ----------------> EXCL(W)
+ *   (owner NONE)                              INV to copyset-{W}, wait INV_ACKs,
+ *                                             data to W if W was not in copyset
+ *
+ *   EXCL(O) ------------------> SHARED        EXCL(O) ---------------> EXCL(W)
+ *            FETCH(READ) to O, FETCH_REPLY             FETCH(NONE) to O, FETCH_REPLY
+ *            data to home, then to R                   data to home, then to W
+ *
+ * Transitions and the functions that perform them:
+ *   fault at a node                      -> seq_fault        (READ_REQ / WRITE_REQ to home)
+ *   READ_REQ / WRITE_REQ at home         -> seq_request      (queue or start a transaction)
+ *   start of a read transaction          -> txn_read
+ *   start of a write transaction         -> txn_write
+ *   INV at a copy holder                 -> seq_inv          (revoke, then INV_ACK)
+ *   FETCH at the owner                   -> seq_fetch        (revoke to READ/NONE, FETCH_REPLY + frame)
+ *   INV_ACK / FETCH_REPLY at home        -> txn_ack          (count down, then txn_finish)
+ *   end of a transaction                 -> txn_finish       (GRANT to requester, next request)
+ *   GRANT at the requester               -> seq_grant        (node access up, wake ranks)
+ *
+ * The home talks to itself through the same messages (the daemon queues messages to
+ * self), so a home's own ranks follow exactly the paths above.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm_log.h"
+#include "dsmp.h"
+
+#define SEQ_MAX_NODES 64
+#define NO_NODE (-1)
+
+/* A request waiting at the home behind the running transaction. */
+struct seq_req {
+    struct seq_req *next;
+    int type;    /* DSMW__TYPE__READ_REQ or WRITE_REQ */
+    int node;
+    int origin;
+};
+
+/* Directory entry, meaningful at the page's home only. */
+struct seq_dir {
+    uint64_t copyset;
+    int16_t  owner;      /* NO_NODE when shared */
+    uint8_t  busy;       /* a transaction is running */
+    uint8_t  need_data;  /* the requester lacks the data */
+    int16_t  acks;       /* replies still expected */
+    int16_t  t_node;     /* requester of the running transaction */
+    int32_t  t_origin;
+    int32_t  t_type;
+    struct seq_req *qhead, *qtail;
+};
+
+struct dsmp {
+    struct dsmp_services svc;
+    uint8_t        *local;  /* this node's access per page */
+    struct seq_dir *dir;
+};
+
+static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin);
+
+static int is_home(dsmp_t *p, uint64_t page)
+{
+    return p->svc.home(p->svc.ctx, page) == p->svc.self;
+}
+
+static void send_msg(dsmp_t *p, int node, int type, uint64_t page, int access, int origin,
+                     uint64_t attach)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.page = page;
+    m.access = (uint32_t)access;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)p->svc.self;
+    p->svc.send(p->svc.ctx, node, &m, attach);
+}
+
+/* Requester side: ask the home for `access`. */
+static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin)
+{
+    int home = p->svc.home(p->svc.ctx, page);
+
+    send_msg(p, home, access == DSM_ACCESS_WRITE ? DSMW__TYPE__WRITE_REQ : DSMW__TYPE__READ_REQ,
+             page, access, origin, DSMP_NO_FRAME);
+}
+
+/* Home: end the running transaction with a grant to its requester, then start the next. */
+static void txn_finish(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+    int node = d->t_node, access;
+    struct seq_req *next;
+
+    if (d->t_type == DSMW__TYPE__WRITE_REQ) {
+        d->owner = (int16_t)node;
+        d->copyset = 1ull << node;
+        access = DSM_ACCESS_WRITE;
+    } else {
+        d->owner = NO_NODE;
+        d->copyset |= 1ull << node;
+        access = DSM_ACCESS_READ;
+    }
+    if (node == p->svc.self) {
+        p->local[page] = (uint8_t)access;
+        p->svc.grant(p->svc.ctx, page, access);
+    } else {
+        send_msg(p, node, DSMW__TYPE__GRANT, page, access, d->t_origin,
+                 d->need_data ? page : DSMP_NO_FRAME);
+    }
+    d->busy = 0;
+    next = d->qhead;
+    if (next != NULL) {
+        d->qhead = next->next;
+        if (d->qhead == NULL)
+            d->qtail = NULL;
+        txn_start(p, page, next->type, next->node, next->origin);
+        free(next);
+    }
+}
+
+/* Home: one expected reply (INV_ACK, FETCH_REPLY or a local revocation) has come. */
+static void txn_ack(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+
+    if (--d->acks == 0)
+        txn_finish(p, page);
+}
+
+static void local_revoked(dsmp_t *p, void *arg)
+{
+    txn_ack(p, (uint64_t)(uintptr_t)arg);
+}
+
+/* Home: serve a read. The data is at the home unless another node owns the page. */
+static void txn_read(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+    int self = p->svc.self;
+
+    d->need_data = 1;
+    d->acks = 1;
+    if (d->owner == NO_NODE) {
+        txn_ack(p, page);
+    } else if (d->owner == self) {
+        p->local[page] = DSM_ACCESS_READ;
+        p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, local_revoked, (void *)(uintptr_t)page);
+    } else {
+        send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_READ, d->t_origin, DSMP_NO_FRAME);
+    }
+}
+
+/* Home: serve a write: every other copy goes, and the writer gets the data if it lacks it. */
+static void txn_write(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+    int self = p->svc.self, w = d->t_node;
+    uint64_t others;
+
+    d->need_data = !(d->copyset & (1ull << w));
+    if (d->owner != NO_NODE && d->owner != w) {
+        d->acks = 1;
+        if (d->owner == self) {
+            p->local[page] = DSM_ACCESS_NONE;
+            p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
+        } else {
+            send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
+        }
+        return;
+    }
+    others = d->copyset & ~(1ull << w);
+    d->acks = 1; /* held until every invalidation is out, so a synchronous ack cannot finish early */
+    for (int n = 0; n < p->svc.nnodes; n++) {
+        if (!(others & (1ull << n)))
+            continue;
+        d->acks++;
+        if (n == self) {
+            p->local[page] = DSM_ACCESS_NONE;
+            p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
+        } else {
+            send_msg(p, n, DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
+        }
+    }
+    txn_ack(p, page);
+}
+
+static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
+{
+    struct seq_dir *d = &p->dir[page];
+
+    d->busy = 1;
+    d->t_type = type;
+    d->t_node = (int16_t)node;
+    d->t_origin = origin;
+    if (type == DSMW__TYPE__WRITE_REQ)
+        txn_write(p, page);
+    else
+        txn_read(p, page);
+}
+
+/* Home: a request arrives; run it now or queue it behind the running transaction. */
+static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
+{
+    struct seq_dir *d = &p->dir[m->page];
+    struct seq_req *r;
+
+    if (!is_home(p, m->page)) {
+        DSM_ERR("sequential: request for page %llu from node %u, which is not homed here",
+                (unsigned long long)m->page, m->node);
+        return DSM_EPROTO;
+    }
+    if (!d->busy) {
+        txn_start(p, m->page, m->type, (int)m->node, (int)m->origin);
+        return DSM_OK;
+    }
+    r = malloc(sizeof(*r));
+    if (r == NULL) {
+        DSM_ERR("sequential: out of memory queueing a request");
+        return DSM_ENOMEM;
+    }
+    r->next = NULL;
+    r->type = m->type;
+    r->node = (int)m->node;
+    r->origin = (int)m->origin;
+    if (d->qtail)
+        d->qtail->next = r;
+    else
+        d->qhead = r;
+    d->qtail = r;
+    return DSM_OK;
+}
+
+/* A revocation asked for by the home has finished: answer it. */
+struct seq_reply {
+    int      type;   /* INV_ACK or FETCH_REPLY */
+    int      home;
+    int      origin;
+    uint64_t page;
+};
+
+static void reply_revoked(dsmp_t *p, void *arg)
+{
+    struct seq_reply *r = arg;
+
+    send_msg(p, r->home, r->type, r->page, DSM_ACCESS_NONE, r->origin,
+             r->type == DSMW__TYPE__FETCH_REPLY ? r->page : DSMP_NO_FRAME);
+    free(r);
+}
+
+/* Copy holder / owner: give up access as the home asks, then reply. */
+static dsm_status_t seq_give_up(dsmp_t *p, int src, const dsmw_msg_t *m, int reply_type, int access)
+{
+    struct seq_reply *r = malloc(sizeof(*r));
+
+    if (r == NULL) {
+        DSM_ERR("sequential: out of memory answering node %d", src);
+        return DSM_ENOMEM;
+    }
+    r->type = reply_type;
+    r->home = src;
+    r->origin = (int)m->origin;
+    r->page = m->page;
+    p->local[m->page] = (uint8_t)access;
+    p->svc.revoke(p->svc.ctx, m->page, access, reply_revoked, r);
+    return DSM_OK;
+}
+
+/* Requester: the home granted access (the frame is in place if data moved). */
+static dsm_status_t seq_grant(dsmp_t *p, const dsmw_msg_t *m, int framed)
+{
+    if (framed)
+        p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_FETCHED, 1);
+    p->local[m->page] = (uint8_t)m->access;
+    p->svc.grant(p->svc.ctx, m->page, (int)m->access);
+    return DSM_OK;
+}
+
+static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
+{
+    struct seq_dir *d = &p->dir[m->page];
+
+    switch (m->type) {
+    case DSMW__TYPE__READ_REQ:
+    case DSMW__TYPE__WRITE_REQ:
+        return seq_request(p, m);
+    case DSMW__TYPE__GRANT:
+        return seq_grant(p, m, framed);
+    case DSMW__TYPE__INV:
+        return seq_give_up(p, src, m, DSMW__TYPE__INV_ACK, DSM_ACCESS_NONE);
+    case DSMW__TYPE__FETCH:
+        return seq_give_up(p, src, m, DSMW__TYPE__FETCH_REPLY, (int)m->access);
+    case DSMW__TYPE__INV_ACK:
+    case DSMW__TYPE__FETCH_REPLY:
+        if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
+            break;
+        if (m->type == DSMW__TYPE__FETCH_REPLY && d->t_type == DSMW__TYPE__READ_REQ) {
+            /* the old owner keeps a read copy and the home's frame is current again */
+            d->copyset = (1ull << src) | (1ull << p->svc.self);
+            d->owner = NO_NODE;
+            p->local[m->page] = DSM_ACCESS_READ;
+            p->svc.set_access(p->svc.ctx, m->page, DSM_ACCESS_READ);
+        }
+        txn_ack(p, m->page);
+        return DSM_OK;
+    default:
+        break;
+    }
+    DSM_ERR("sequential: unexpected %s for page %llu from node %d", dsmw_type_name(m->type),
+            (unsigned long long)m->page, src);
+    return DSM_EPROTO;
+}
+
+static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++) {
+        struct seq_dir *d = &p->dir[pg];
+        struct seq_req *r;
+
+        while ((r = d->qhead) != NULL) {
+            d->qhead = r->next;
+            free(r);
+        }
+        memset(d, 0, sizeof(*d));
+        d->owner = NO_NODE;
+        p->local[pg] = DSM_ACCESS_NONE;
+        if (is_home(p, pg)) {
+            d->copyset = 1ull << p->svc.self;
+            p->local[pg] = DSM_ACCESS_READ;
+            p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ);
+        }
+    }
+}
+
+static dsm_status_t seq_create(const struct dsmp_services *svc, dsmp_t **out)
+{
+    dsmp_t *p;
+
+    if (svc->nnodes > SEQ_MAX_NODES) {
+        DSM_ERR("sequential: at most %d nodes are supported (job has %d)", SEQ_MAX_NODES, svc->nnodes);
+        return DSM_ECONFIG;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        goto fail;
+    p->svc = *svc;
+    p->local = calloc(svc->npages, 1);
+    if (p->local == NULL)
+        goto fail_local;
+    p->dir = calloc(svc->npages, sizeof(*p->dir));
+    if (p->dir == NULL)
+        goto fail_dir;
+    *out = p;
+    return DSM_OK;
+
+fail_dir:
+    free(p->local);
+fail_local:
+    free(p);
+fail:
+    DSM_ERR("sequential: out of memory for %llu pages", (unsigned long long)svc->npages);
+    return DSM_ENOMEM;
+}
+
+static void seq_destroy(dsmp_t *p)
+{
+    if (p == NULL)
+        return;
+    seq_reset(p, 0, 0);
+    for (uint64_t pg = 0; pg < p->svc.npages; pg++) {
+        struct seq_req *r;
+
+        while ((r = p->dir[pg].qhead) != NULL) {
+            p->dir[pg].qhead = r->next;
+            free(r);
+        }
+    }
+    free(p->dir);
+    free(p->local);
+    free(p);
+}
+
+const struct dsmp_ops dsmp_sequential_ops = {
+    .name = "sequential",
+    .model = DSM_MODEL_SEQUENTIAL,
+    .create = seq_create,
+    .destroy = seq_destroy,
+    .fault = seq_fault,
+    .message = seq_message,
+    .reset = seq_reset,
+};

@@ -1,0 +1,512 @@
+/*
+ * alloc.c - dsm_coalloc / dsm_cofree (collective, node 0 allocates) and dsm_malloc /
+ * dsm_free (per-node arenas).
+ *
+ * Collective allocation: the k-th dsm_coalloc of every rank is the same allocation. Each
+ * rank's request (ALLOC_REQ #k) goes to node 0. The first request for #k takes pages
+ * from the collective area and announces the region to every node (REGION_ADD: each node
+ * records the homes, block placement, and resets the pages); once every node has
+ * acknowledged, node 0 answers all requests for #k, those waiting and those still to come.
+ * So no rank can touch a region before every node knows where its pages live.
+ *
+ * dsm_cofree is answered at once; node 0 counts the frees of a region and, when every rank
+ * has freed it, has every node revoke its ranks' access, zero the frames and reset the
+ * pages (REGION_FREE) before the pages go back to the allocator.
+ *
+ * dsm_malloc takes pages from this node's arena: no message at all. dsm_free goes to the
+ * block's home, which clears it on every node the same way before reusing it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+enum { COLL_NONE = 0, COLL_ADDING, COLL_READY, COLL_FREEING, COLL_FREED };
+
+struct coll_wait {
+    struct coll_wait *next;
+    int node, origin;
+    uint64_t size;
+};
+
+/* Node 0's record of collective allocation #k. */
+struct coll {
+    int      state;
+    int      status;
+    uint64_t size, first, n;
+    int      frees;
+    struct coll_wait *waiting;
+};
+
+/* A REGION_ADD / REGION_FREE this node sent, waiting for every node's acknowledgement. */
+struct region_op {
+    struct region_op *next;
+    uint64_t first, n;
+    int      is_free;
+    int      acks;
+    uint64_t k;              /* collective #k, or UINT64_MAX for an arena block */
+};
+
+struct dsmd_alloc {
+    struct dsmd_ralloc coll_area;  /* node 0 only */
+    struct coll *colls;
+    size_t ncolls;
+    struct dsmd_ralloc arena;      /* this node's dsm_malloc arena */
+    struct region_op *ops;
+    struct dsmd_chan *waiting;     /* local ranks waiting for ALLOC_REPLY */
+    uint64_t *regions;             /* first pages of the live collective regions (every node) */
+    size_t nregions, capregions;
+};
+
+static int region_find(struct dsmd *d, uint64_t first)
+{
+    for (size_t i = 0; i < d->alloc->nregions; i++)
+        if (d->alloc->regions[i] == first)
+            return (int)i;
+    return -1;
+}
+
+static dsm_status_t region_remember(struct dsmd *d, uint64_t first)
+{
+    struct dsmd_alloc *a = d->alloc;
+
+    if (a->nregions == a->capregions) {
+        size_t n = a->capregions ? a->capregions * 2 : 16;
+        uint64_t *v = realloc(a->regions, n * sizeof(*v));
+
+        if (v == NULL)
+            return DSM_ENOMEM;
+        a->regions = v;
+        a->capregions = n;
+    }
+    a->regions[a->nregions++] = first;
+    return DSM_OK;
+}
+
+static void region_forget(struct dsmd *d, uint64_t first)
+{
+    int i = region_find(d, first);
+
+    if (i >= 0)
+        d->alloc->regions[i] = d->alloc->regions[--d->alloc->nregions];
+}
+
+dsm_status_t dsmd_alloc_init(struct dsmd *d)
+{
+    struct dsmd_alloc *a = calloc(1, sizeof(*a));
+    dsm_status_t st;
+
+    if (a == NULL)
+        return DSM_ENOMEM;
+    d->alloc = a;
+    st = dsmd_ralloc_init(&a->coll_area, 0, d->cfg.node == 0 ? d->space.coll_pages : 0);
+    if (st == DSM_OK)
+        st = dsmd_ralloc_init(&a->arena, dsmd_space_arena_first(&d->space, d->cfg.node), d->space.arena_pages);
+    return st;
+}
+
+void dsmd_alloc_fini(struct dsmd *d)
+{
+    struct dsmd_alloc *a = d->alloc;
+
+    if (a == NULL)
+        return;
+    for (size_t k = 0; k < a->ncolls; k++) {
+        struct coll_wait *w, *wn;
+
+        for (w = a->colls[k].waiting; w; w = wn) {
+            wn = w->next;
+            free(w);
+        }
+    }
+    while (a->ops) {
+        struct region_op *o = a->ops;
+
+        a->ops = o->next;
+        free(o);
+    }
+    free(a->colls);
+    free(a->regions);
+    dsmd_ralloc_fini(&a->coll_area);
+    dsmd_ralloc_fini(&a->arena);
+    free(a);
+    d->alloc = NULL;
+}
+
+static uint64_t pages_for(struct dsmd *d, uint64_t bytes)
+{
+    return (bytes + d->page_size - 1) / d->page_size;
+}
+
+static uint64_t addr_of(struct dsmd *d, uint64_t page)
+{
+    return d->cfg.base + page * d->page_size;
+}
+
+/* Page number of a global address, or UINT64_MAX if it is not page-aligned in the space. */
+static uint64_t page_of(struct dsmd *d, uint64_t addr)
+{
+    uint64_t off = addr - d->cfg.base;
+
+    if (addr < d->cfg.base || off % d->page_size || off / d->page_size >= d->npages)
+        return UINT64_MAX;
+    return off / d->page_size;
+}
+
+/* Announce a region to every node; node acks come back to this node. */
+static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_t n, uint64_t k, int origin)
+{
+    struct region_op *o = calloc(1, sizeof(*o));
+    dsmw_msg_t m;
+
+    if (o == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory announcing a region");
+        return;
+    }
+    o->first = first;
+    o->n = n;
+    o->is_free = is_free;
+    o->acks = d->cfg.nnodes;
+    o->k = k;
+    o->next = d->alloc->ops;
+    d->alloc->ops = o;
+    dsmw_init(&m, is_free ? DSMW__TYPE__REGION_FREE : DSMW__TYPE__REGION_ADD);
+    m.addr = first;
+    m.count = n;
+    m.seq = k;
+    m.origin = (uint32_t)origin;
+    dsmd_broadcast(d, &m);
+}
+
+static void reply_alloc(struct dsmd *d, int node, int origin, uint64_t k, int status, uint64_t first)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__ALLOC_REPLY);
+    m.seq = k;
+    m.origin = (uint32_t)origin;
+    m.status = status;
+    m.addr = first;
+    dsmd_send(d, node, &m, DSMT_NO_PAGE);
+}
+
+static struct coll *coll_get(struct dsmd *d, uint64_t k)
+{
+    struct dsmd_alloc *a = d->alloc;
+
+    if (k >= a->ncolls) {
+        size_t n = k + 16;
+        struct coll *v = realloc(a->colls, n * sizeof(*v));
+
+        if (v == NULL)
+            return NULL;
+        memset(v + a->ncolls, 0, (n - a->ncolls) * sizeof(*v));
+        a->colls = v;
+        a->ncolls = n;
+    }
+    return &a->colls[k];
+}
+
+/* Node 0: the answer for one request of collective #k whose state is settled. */
+static void coll_answer(struct dsmd *d, struct coll *c, uint64_t k, int node, int origin, uint64_t size)
+{
+    if (c->status == DSM_OK && size != c->size) {
+        DSM_ERR("collective allocation #%llu: rank %d asked for %llu bytes, rank(s) before it for %llu",
+                (unsigned long long)k, origin, (unsigned long long)size, (unsigned long long)c->size);
+        reply_alloc(d, node, origin, k, DSM_EINVAL, 0);
+        return;
+    }
+    reply_alloc(d, node, origin, k, c->status, c->first);
+}
+
+/* Node 0: ALLOC_REQ #k from `node` on behalf of rank `origin`. */
+static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
+{
+    struct coll *c = coll_get(d, m->seq);
+    struct coll_wait *w;
+
+    if (c == NULL)
+        return DSM_ENOMEM;
+    if (c->state == COLL_NONE) {
+        c->size = m->size;
+        c->n = pages_for(d, m->size);
+        c->status = m->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
+                    : dsmd_ralloc_alloc(&d->alloc->coll_area, c->n, &c->first);
+        if (c->status != DSM_OK) {
+            DSM_WARN("collective allocation #%llu of %llu bytes does not fit: the largest free run of the "
+                     "collective area is %llu bytes (of %llu)", (unsigned long long)m->seq,
+                     (unsigned long long)m->size,
+                     (unsigned long long)(dsmd_ralloc_largest(&d->alloc->coll_area) * d->page_size),
+                     (unsigned long long)(d->space.coll_pages * d->page_size));
+            c->state = COLL_READY;
+        } else {
+            c->state = COLL_ADDING;
+            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin);
+        }
+    }
+    if (c->state != COLL_ADDING) {
+        coll_answer(d, c, m->seq, node, (int)m->origin, m->size);
+        return DSM_OK;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return DSM_ENOMEM;
+    w->node = node;
+    w->origin = (int)m->origin;
+    w->size = m->size;
+    w->next = c->waiting;
+    c->waiting = w;
+    return DSM_OK;
+}
+
+/* The sender of a region announcement: every node has acknowledged. */
+static void region_done(struct dsmd *d, struct region_op *o)
+{
+    struct coll *c;
+    uint64_t n;
+
+    if (o->k == UINT64_MAX) {
+        if (dsmd_ralloc_free(&d->alloc->arena, o->first, &n) != DSM_OK)
+            DSM_ERR("freed arena block at page %llu was not allocated", (unsigned long long)o->first);
+        return;
+    }
+    c = &d->alloc->colls[o->k];
+    if (o->is_free) {
+        c->state = COLL_FREED;
+        if (dsmd_ralloc_free(&d->alloc->coll_area, o->first, &n) != DSM_OK)
+            DSM_ERR("freed region at page %llu was not allocated", (unsigned long long)o->first);
+        return;
+    }
+    c->state = COLL_READY;
+    while (c->waiting) {
+        struct coll_wait *w = c->waiting;
+
+        c->waiting = w->next;
+        coll_answer(d, c, o->k, w->node, w->origin, w->size);
+        free(w);
+    }
+}
+
+static dsm_status_t region_ack(struct dsmd *d, const dsmw_msg_t *m)
+{
+    for (struct region_op **pp = &d->alloc->ops; *pp; pp = &(*pp)->next) {
+        struct region_op *o = *pp;
+
+        if (o->first != m->addr || o->is_free != (m->access != 0))
+            continue;
+        if (--o->acks == 0) {
+            *pp = o->next;
+            region_done(d, o);
+            free(o);
+        }
+        return DSM_OK;
+    }
+    return DSM_EPROTO;
+}
+
+struct free_ctx {
+    int      src;
+    uint64_t first, n, k;
+    int      origin;
+};
+
+static void send_region_ack(struct dsmd *d, int dst, uint64_t first, int is_free, int origin)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__REGION_ACK);
+    m.addr = first;
+    m.access = (uint32_t)is_free;
+    m.origin = (uint32_t)origin;
+    dsmd_send(d, dst, &m, DSMT_NO_PAGE);
+}
+
+static void region_cleared(struct dsmd *d, void *arg)
+{
+    struct free_ctx *f = arg;
+
+    dsmd_space_region_free(&d->space, f->first, f->n);
+    d->pops->reset(d->p, f->first, f->n);
+    send_region_ack(d, f->src, f->first, 1, f->origin);
+    free(f);
+}
+
+/* Every node: a region is born or dies. */
+static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    struct free_ctx *f;
+
+    if (m->type == DSMW__TYPE__REGION_ADD) {
+        if (m->addr + m->count > d->space.coll_pages)
+            return DSM_EPROTO;
+        if (region_remember(d, m->addr) != DSM_OK)
+            return DSM_ENOMEM;
+        dsmd_space_region_add(&d->space, m->addr, m->count);
+        d->pops->reset(d->p, m->addr, m->count);
+        send_region_ack(d, src, m->addr, 0, (int)m->origin);
+        return DSM_OK;
+    }
+    f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return DSM_ENOMEM;
+    region_forget(d, m->addr);
+    f->src = src;
+    f->first = m->addr;
+    f->n = m->count;
+    f->origin = (int)m->origin;
+    dsmd_pages_clear_range(d, m->addr, m->count, region_cleared, f);
+    return DSM_OK;
+}
+
+/* Node 0: one rank freed collective region starting at page `first`. */
+static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct dsmd_alloc *a = d->alloc;
+
+    for (size_t k = 0; k < a->ncolls; k++) {
+        struct coll *c = &a->colls[k];
+
+        if (c->state != COLL_READY || c->status != DSM_OK || c->first != m->addr)
+            continue;
+        if (++c->frees == d->cfg.nranks) {
+            c->state = COLL_FREEING;
+            region_announce(d, 1, c->first, c->n, k, (int)m->origin);
+        }
+        return DSM_OK;
+    }
+    DSM_WARN("dsm_cofree by rank %u of address 0x%llx, which is not a live collective allocation", m->origin,
+             (unsigned long long)addr_of(d, m->addr));
+    return DSM_OK;
+}
+
+/* Home of an arena block: free it everywhere, then reuse it. */
+static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
+{
+    uint64_t n;
+
+    for (struct region_op *o = d->alloc->ops; o; o = o->next) {
+        if (o->first == m->addr) {
+            DSM_WARN("dsm_free by rank %u of 0x%llx, which is already being freed", m->origin,
+                     (unsigned long long)addr_of(d, m->addr));
+            return DSM_OK;
+        }
+    }
+    if (dsmd_ralloc_find(&d->alloc->arena, m->addr, &n) != DSM_OK) {
+        DSM_WARN("dsm_free by rank %u of 0x%llx, which was not returned by dsm_malloc", m->origin,
+                 (unsigned long long)addr_of(d, m->addr));
+        return DSM_OK;
+    }
+    region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin);
+    return DSM_OK;
+}
+
+static void alloc_reply_arrived(struct dsmd *d, const dsmw_msg_t *m)
+{
+    for (struct dsmd_chan **pp = &d->alloc->waiting; *pp; pp = &(*pp)->pnext) {
+        struct dsmd_chan *c = *pp;
+
+        if (c->pending_seq != m->seq || d->ranks[c->lrank].rank != (int)m->origin)
+            continue;
+        *pp = c->pnext;
+        c->pnext = NULL;
+        c->pending_op = 0;
+        dsmd_chan_reply(d, c, m->status, m->status == DSM_OK ? addr_of(d, m->addr) : 0);
+        return;
+    }
+    DSM_WARN("allocation reply for rank %u that nobody waits for", m->origin);
+}
+
+dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    switch (m->type) {
+    case DSMW__TYPE__ALLOC_REQ:
+        return d->cfg.node == 0 ? coll_request(d, src, m) : DSM_EPROTO;
+    case DSMW__TYPE__ALLOC_REPLY:
+        alloc_reply_arrived(d, m);
+        return DSM_OK;
+    case DSMW__TYPE__REGION_ADD:
+    case DSMW__TYPE__REGION_FREE:
+        return region_message(d, src, m);
+    case DSMW__TYPE__REGION_ACK:
+        return region_ack(d, m);
+    case DSMW__TYPE__COFREE_REQ:
+        return d->cfg.node == 0 ? coll_free(d, m) : DSM_EPROTO;
+    case DSMW__TYPE__FREE_REQ:
+        return dsmd_space_arena_node(&d->space, m->addr) == d->cfg.node ? arena_free(d, m) : DSM_EPROTO;
+    default:
+        return DSM_EPROTO;
+    }
+}
+
+static void send_to(struct dsmd *d, int node, int type, uint64_t k, uint64_t size, uint64_t page, int origin)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.seq = k;
+    m.size = size;
+    m.addr = page;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)d->cfg.node;
+    dsmd_send(d, node, &m, DSMT_NO_PAGE);
+}
+
+void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+    uint64_t page, first, n;
+    dsm_status_t st;
+
+    switch (m->op) {
+    case DSMC_COALLOC:
+        c->pending_op = DSMC_COALLOC;
+        c->pending_seq = rk->coalloc_seq++;
+        c->pnext = d->alloc->waiting;
+        d->alloc->waiting = c;
+        send_to(d, 0, DSMW__TYPE__ALLOC_REQ, c->pending_seq, m->a, 0, rk->rank);
+        return;
+    case DSMC_COFREE:
+        page = page_of(d, m->a);
+        if (page == UINT64_MAX || region_find(d, page) < 0) {
+            DSM_WARN("dsm_cofree(0x%llx) by rank %d: not a collective allocation", (unsigned long long)m->a, rk->rank);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
+        send_to(d, 0, DSMW__TYPE__COFREE_REQ, 0, 0, page, rk->rank);
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+        return;
+    case DSMC_MALLOC:
+        n = pages_for(d, m->a);
+        st = n == 0 ? DSM_EINVAL : n > d->space.arena_pages ? DSM_ENOSPACE : dsmd_ralloc_alloc(&d->alloc->arena, n, &first);
+        if (st == DSM_ENOSPACE)
+            DSM_WARN("dsm_malloc(%llu) by rank %d: this node's arena has %llu bytes free, at most %llu in one piece",
+                     (unsigned long long)m->a, rk->rank,
+                     (unsigned long long)(d->alloc->arena.total_free * d->page_size),
+                     (unsigned long long)(dsmd_ralloc_largest(&d->alloc->arena) * d->page_size));
+        dsmd_chan_reply(d, c, st, st == DSM_OK ? addr_of(d, first) : 0);
+        return;
+    case DSMC_FREE:
+        page = page_of(d, m->a);
+        if (page == UINT64_MAX || dsmd_space_arena_node(&d->space, page) == DSMD_NO_HOME ||
+            (dsmd_space_arena_node(&d->space, page) == d->cfg.node &&
+             dsmd_ralloc_find(&d->alloc->arena, page, &n) != DSM_OK)) {
+            DSM_WARN("dsm_free(0x%llx) by rank %d: not an address returned by dsm_malloc", (unsigned long long)m->a,
+                     rk->rank);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
+        send_to(d, dsmd_space_arena_node(&d->space, page), DSMW__TYPE__FREE_REQ, 0, 0, page, rk->rank);
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+        return;
+    }
+}
+
+void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c)
+{
+    for (struct dsmd_chan **pp = &d->alloc->waiting; *pp; pp = &(*pp)->pnext)
+        if (*pp == c) {
+            *pp = c->pnext;
+            return;
+        }
+}

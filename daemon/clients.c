@@ -1,0 +1,305 @@
+/*
+ * clients.c - the local ranks' channels: the daemon's AF_UNIX SOCK_SEQPACKET socket.
+ *
+ * Every connection starts with a hello naming its rank and its kind (main, thread,
+ * service; see dsm_chan.h). After that a channel carries fixed-size requests that this
+ * file checks and hands to pages.c (faults), sync.c (locks, barriers, finalize) or alloc.c.
+ * A channel that sends something malformed is closed. A rank that loses a channel before it
+ * finalized has crashed or exited early: the job is aborted, as MPI does, so nobody waits
+ * forever for it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+#define SEND_STALL_MS 10000 /* a rank that takes no message for this long is stuck */
+
+static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+
+    dsmd_loop_del(d->loop, c->fd);
+    close(c->fd);
+    dsmd_pages_chan_gone(d, c);
+    dsmd_sync_chan_gone(d, c);
+    dsmd_alloc_chan_gone(d, c);
+    d->chans[c->id] = NULL;
+    if (rk != NULL) {
+        rk->nchans--;
+        if (c->kind == CHAN_SERVICE)
+            rk->service = NULL;
+        if (!rk->finalized && !d->aborting) {
+            dsmd_abort(d, DSM_ESTATE, "rank %d exited without dsm_finalize (%s)", rk->rank, why);
+        } else if (rk->finalized && rk->nchans == 0) {
+            d->ranks_gone++;
+            dsmd_maybe_exit(d);
+        }
+    }
+    free(c);
+}
+
+struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id)
+{
+    return id >= 0 && id < d->nchans ? d->chans[id] : NULL;
+}
+
+dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg *m)
+{
+    m->magic = DSMC_MAGIC;
+    for (;;) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        ssize_t n = send(c->fd, m, sizeof(*m), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n == (ssize_t)sizeof(*m))
+            return DSM_OK;
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+        /* the rank is slow to drain its socket: wait a bounded time for it */
+        if (errno == EAGAIN && poll(&pfd, 1, SEND_STALL_MS) == 0) {
+            errno = ETIMEDOUT;
+            break;
+        }
+    }
+    DSM_WARN("channel to rank %d: send: %s", c->lrank >= 0 ? d->ranks[c->lrank].rank : -1, strerror(errno));
+    return DSM_ESYS;
+}
+
+void dsmd_chan_reply(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t a)
+{
+    struct dsmc_msg m = { .op = DSMC_REPLY, .status = status, .a = a };
+
+    dsmd_chan_send(d, c, &m);
+}
+
+/* Reply to HELLO_MAIN: the job description, and the frames' memfd as SCM_RIGHTS. */
+static dsm_status_t send_welcome(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank *rk)
+{
+    struct dsmc_msg m = {
+        .magic = DSMC_MAGIC, .op = DSMC_REPLY, .rank = (uint32_t)rk->rank,
+        .nranks = (uint32_t)d->cfg.nranks, .node = (uint32_t)d->cfg.node,
+        .nnodes = (uint32_t)d->cfg.nnodes, .a = d->cfg.base, .b = d->npages * d->page_size,
+        .c = d->page_size, .d = (uint64_t)d->pops->model,
+    };
+    char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+    struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+    snprintf(m.text, sizeof(m.text), "%s", d->pops->name);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &d->memfd, sizeof(int));
+    if (sendmsg(c->fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+        DSM_WARN("welcoming rank %d: sendmsg: %s", rk->rank, strerror(errno));
+        return DSM_ESYS;
+    }
+    return DSM_OK;
+}
+
+/* First message of a channel: who it is. Returns non-zero if the channel must close. */
+static int chan_hello(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    int lrank = (int)m->rank - d->cfg.first_rank;
+    struct dsmd_rank *rk;
+
+    if (m->op < DSMC_HELLO_MAIN || m->op > DSMC_HELLO_SERVICE || lrank < 0 || lrank >= d->cfg.local_ranks) {
+        DSM_WARN("refusing a channel: op %u for rank %u (this node serves ranks %d..%d)", m->op, m->rank,
+                 d->cfg.first_rank, d->cfg.first_rank + d->cfg.local_ranks - 1);
+        return 1;
+    }
+    rk = &d->ranks[lrank];
+    if ((m->op == DSMC_HELLO_MAIN) == (rk->connected != 0) || rk->finalized) {
+        DSM_WARN("refusing a channel for rank %d: %s", rk->rank,
+                 rk->connected ? "rank already connected" : "rank has not said hello yet");
+        return 1;
+    }
+    c->lrank = lrank;
+    rk->nchans++;
+    if (m->op == DSMC_HELLO_MAIN) {
+        c->kind = CHAN_MAIN;
+        rk->connected = 1;
+        return send_welcome(d, c, rk) != DSM_OK;
+    }
+    c->kind = m->op == DSMC_HELLO_THREAD ? CHAN_THREAD : CHAN_SERVICE;
+    if (c->kind == CHAN_SERVICE) {
+        if (rk->service != NULL) {
+            DSM_WARN("rank %d opened a second service channel", rk->rank);
+            return 1;
+        }
+        rk->service = c;
+    }
+    dsmd_chan_reply(d, c, DSM_OK, 0);
+    return 0;
+}
+
+/* One request on an established channel. Returns non-zero if the channel must close. */
+static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    switch (m->op) {
+    case DSMC_FAULT:
+        if (c->kind == CHAN_SERVICE || c->waiting)
+            return 1;
+        dsmd_pages_fault(d, c, m->a, m->b != 0);
+        return 0;
+    case DSMC_ACK:
+        dsmd_pages_ack(d, c, m->a);
+        return 0;
+    case DSMC_PROTECT_ACK:
+        if (c->kind != CHAN_SERVICE)
+            return 1;
+        dsmd_pages_protect_ack(d, c, m->seq);
+        return 0;
+    case DSMC_COALLOC:
+    case DSMC_COFREE:
+    case DSMC_MALLOC:
+    case DSMC_FREE:
+        dsmd_alloc_request(d, c, m);
+        return 0;
+    case DSMC_LOCK:
+    case DSMC_UNLOCK:
+    case DSMC_BARRIER:
+    case DSMC_FINALIZE:
+        dsmd_sync_request(d, c, m);
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static void chan_ready(void *arg, uint32_t events)
+{
+    struct dsmd_chan *c = arg;
+    struct dsmd *d = c->d;
+    int id = c->id;
+
+    for (;;) {
+        struct dsmc_msg m;
+        ssize_t n;
+
+        c = dsmd_chan_by_id(d, id); /* a request may have closed it */
+        if (c == NULL)
+            return;
+        n = recv(c->fd, &m, sizeof(m), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            chan_close(d, c, n == 0 ? "connection closed" : strerror(errno));
+            return;
+        }
+        if (n != (ssize_t)sizeof(m) || m.magic != DSMC_MAGIC) {
+            DSM_WARN("malformed channel message (%zd bytes); closing the channel", n);
+            chan_close(d, c, "malformed message");
+            return;
+        }
+        if (c->kind == CHAN_NEW ? chan_hello(d, c, &m) : chan_request(d, c, &m)) {
+            DSM_WARN("closing a channel after op %u", m.op);
+            chan_close(d, c, "protocol error on its channel");
+            return;
+        }
+    }
+    (void)events;
+}
+
+static void listen_ready(void *arg, uint32_t events)
+{
+    struct dsmd *d = arg;
+
+    for (;;) {
+        int fd = accept4(d->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct dsmd_chan *c;
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                DSM_WARN("accept: %s", strerror(errno));
+            return;
+        }
+        if (d->nchans == d->capchans) {
+            int ncap = d->capchans ? d->capchans * 2 : 64;
+            struct dsmd_chan **v = realloc(d->chans, (size_t)ncap * sizeof(*v));
+
+            if (v == NULL) {
+                close(fd);
+                return;
+            }
+            d->chans = v;
+            d->capchans = ncap;
+        }
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        c->d = d;
+        c->fd = fd;
+        c->id = d->nchans++;
+        c->lrank = -1;
+        d->chans[c->id] = c;
+        if (dsmd_loop_add(d->loop, fd, EPOLLIN, chan_ready, c) != DSM_OK)
+            chan_close(d, c, "event loop");
+    }
+    (void)events;
+}
+
+dsm_status_t dsmd_clients_init(struct dsmd *d)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    if (strlen(d->cfg.socket) >= sizeof(sa.sun_path)) {
+        DSM_ERR("socket path too long: %s", d->cfg.socket);
+        return DSM_ECONFIG;
+    }
+    strcpy(sa.sun_path, d->cfg.socket);
+    d->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (d->listen_fd < 0) {
+        DSM_ERR("socket: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    (void)unlink(d->cfg.socket);
+    if (bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(d->listen_fd, 128) < 0) {
+        DSM_ERR("listening on %s: %s", d->cfg.socket, strerror(errno));
+        close(d->listen_fd);
+        d->listen_fd = -1;
+        return DSM_ESYS;
+    }
+    return dsmd_loop_add(d->loop, d->listen_fd, EPOLLIN, listen_ready, d);
+}
+
+void dsmd_clients_fini(struct dsmd *d)
+{
+    for (int i = 0; i < d->nchans; i++) {
+        if (d->chans[i]) {
+            close(d->chans[i]->fd);
+            free(d->chans[i]);
+        }
+    }
+    free(d->chans);
+    d->chans = NULL;
+    if (d->listen_fd >= 0) {
+        close(d->listen_fd);
+        (void)unlink(d->cfg.socket);
+    }
+}
+
+void dsmd_abort_ranks(struct dsmd *d, int status, const char *text)
+{
+    for (int i = 0; i < d->cfg.local_ranks; i++) {
+        struct dsmd_rank *rk = &d->ranks[i];
+        struct dsmc_msg m = { .op = DSMC_ABORT, .status = status };
+
+        if (rk->service == NULL || rk->finalized)
+            continue;
+        snprintf(m.text, sizeof(m.text), "%s", text);
+        dsmd_chan_send(d, rk->service, &m);
+    }
+}

@@ -1,0 +1,224 @@
+/*
+ * dsmd.h - the state of one node's daemon, shared by the daemon's modules.
+ *
+ *   main.c      start-up, the READY/PEERS/MESH rendezvous with dsmrun, shutdown, STATS
+ *   loop.c      the epoll loop
+ *   clients.c   the ranks' channels (AF_UNIX SOCK_SEQPACKET, dsm_chan.h)
+ *   pages.c     node-level page access, fault coalescing, the ranks' protections
+ *   peers.c     other daemons: encode/decode, dispatch, messages to self, lost peers
+ *   sync.c      locks (manager per id) and barriers (manager node 0), finalize
+ *   alloc.c     dsm_coalloc/cofree (node 0), dsm_malloc/free (per-node arenas)
+ *   space/      address-space layout, homes, page-range allocator
+ *   transport/  the transports behind dsmt.h
+ */
+#ifndef DSMD_H
+#define DSMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm_chan.h"
+#include "dsm_status.h"
+#include "dsmp.h"
+#include "dsmt.h"
+#include "loop.h"
+#include "space/ralloc.h"
+#include "space/space.h"
+#include "wire.h"
+
+#define DSMD_MAX_NODES 1024
+#define DSMD_LOCK_BUCKETS 1024
+
+struct dsmd_config {
+    int         node, nnodes, nranks, first_rank, local_ranks;
+    const char *consistency;
+    const char *transport;
+    const char *listen;
+    const char *socket;
+    uint64_t    space_size;
+    uint64_t    base;
+    uint64_t    job_id;
+    int         standalone;
+};
+
+enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
+
+/* One connection of a local rank. */
+struct dsmd_chan {
+    struct dsmd *d;
+    int      fd;
+    int      id;          /* index in dsmd.chans */
+    int      kind;
+    int      lrank;       /* local rank index, -1 before hello */
+    /* a fault waiting for node-level access */
+    int      waiting;
+    uint64_t wait_page;
+    int      wait_access;
+    struct dsmd_chan *wnext;
+    /* a collective call waiting (barrier, finalize, coalloc #seq) */
+    uint32_t pending_op;
+    uint64_t pending_seq;
+    struct dsmd_chan *pnext;
+};
+
+/* A revocation of node-level access waiting for, or in, its turn. */
+struct dsmd_revoke {
+    struct dsmd_revoke *next;
+    int          access;
+    int          started;
+    dsmp_done_fn done;
+    void        *arg;
+};
+
+/* Node-level state of one page. */
+struct dsmd_page {
+    uint8_t  access;   /* what this node may give its ranks */
+    uint8_t  pending;  /* a fault() is outstanding at the protocol */
+    uint16_t unacked;  /* grants sent to ranks, not yet acknowledged */
+    uint16_t protect_acks;  /* PROTECT acknowledgements awaited by the head revocation */
+    struct dsmd_chan   *waiters;
+    struct dsmd_revoke *revq;
+};
+
+struct dsmd_counters {
+    uint64_t read_faults, write_faults, pages_fetched, invalidations;
+    uint64_t messages_sent, bytes_sent, lock_acquires, barriers, wall_ns;
+    uint64_t diffs, write_notices;
+};
+
+struct dsmd_lock_held {
+    uint32_t *ids;
+    size_t    n, cap;
+};
+
+struct dsmd_rank {
+    int      rank;            /* global */
+    int      connected;       /* hello seen on the main channel */
+    int      finalized;       /* FINALIZE seen */
+    int      nchans;          /* open channels */
+    struct dsmd_chan *service;
+    uint64_t coalloc_seq;     /* collective allocations this rank has started */
+    struct dsmd_lock_held held;
+    struct dsmd_counters c;
+    uint8_t *prot;            /* access granted to this rank, per page */
+};
+
+struct dsmd_sync;
+struct dsmd_alloc;
+
+struct dsmd {
+    struct dsmd_config cfg;
+    uint64_t npages;
+    size_t   page_size;
+    int      memfd;
+    uint8_t *frames;             /* daemon's view of the node's frames */
+    struct dsmd_loop *loop;
+    struct dsmd_space space;
+    struct dsmw_limits limits;
+
+    /* transport and peers */
+    const struct dsmt_ops *tops;
+    dsmt_t  *t;
+    char     listen_addr[128];
+    char   **peer_addr;          /* by node */
+    int     *peer_up;
+    int      npeers_up;
+    int      mesh_done;
+
+    /* protocol */
+    const struct dsmp_ops *pops;
+    dsmp_t  *p;
+    struct dsmp_services svc;
+
+    /* local ranks and their channels */
+    int       listen_fd;
+    struct dsmd_rank *ranks;     /* local_ranks entries */
+    struct dsmd_chan **chans;    /* by id */
+    int       nchans, capchans;
+    int       ranks_gone;        /* local ranks that finalized and closed every channel */
+
+    struct dsmd_page *pages;
+
+    /* messages to self, delivered from the loop's idle work */
+    struct dsmd_selfmsg *selfq_head, *selfq_tail;
+
+    struct dsmd_sync  *sync;
+    struct dsmd_alloc *alloc;
+
+    struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
+    uint64_t protect_seq;
+    uint64_t node_messages, node_bytes;
+    int      sigfd;
+    int      finishing;          /* every rank finalized: peers may leave */
+    int      aborting;
+};
+
+/* ---- pages.c ---- */
+dsm_status_t dsmd_pages_init(struct dsmd *d);
+void dsmd_pages_fini(struct dsmd *d);
+/* A rank faulted (FAULT on channel c). */
+void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write);
+/* The rank applied a grant of `page` (ACK). */
+void dsmd_pages_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t page);
+/* The rank applied a PROTECT (PROTECT_ACK with seq). */
+void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
+/* A channel closes: forget its waits. */
+void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+/* Take every local rank's access to [first, first+n) to NONE, punch the frames to zero,
+ * reset the pages' state; then call done(d, arg). */
+void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
+                            void (*done)(struct dsmd *d, void *arg), void *arg);
+/* Services table for the protocol. */
+void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc);
+
+/* ---- clients.c ---- */
+dsm_status_t dsmd_clients_init(struct dsmd *d);
+void dsmd_clients_fini(struct dsmd *d);
+/* Send one channel message; on failure the channel is closed. */
+dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg *m);
+/* Reply on channel c with `status` and value a. */
+void dsmd_chan_reply(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t a);
+struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id);
+/* Tell every local rank the job is failing, then stop. */
+void dsmd_abort_ranks(struct dsmd *d, int status, const char *text);
+
+/* ---- peers.c ---- */
+dsm_status_t dsmd_peers_init(struct dsmd *d);
+dsm_status_t dsmd_peers_connect(struct dsmd *d);
+void dsmd_peers_fini(struct dsmd *d);
+/* Send m to node (self included). m->origin attributes it for statistics. */
+dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach);
+/* Send m to every node (self included). */
+void dsmd_broadcast(struct dsmd *d, dsmw_msg_t *m);
+/* The job cannot go on: tell everyone (peers and local ranks), then stop. */
+void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Statistics: count for global rank `origin` (non-local ranks count to this node's first). */
+struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin);
+
+/* ---- sync.c ---- */
+dsm_status_t dsmd_sync_init(struct dsmd *d);
+void dsmd_sync_fini(struct dsmd *d);
+void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+/* A channel closes: forget its waits. */
+void dsmd_sync_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+
+/* ---- alloc.c ---- */
+dsm_status_t dsmd_alloc_init(struct dsmd *d);
+void dsmd_alloc_fini(struct dsmd *d);
+void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+
+/* ---- main.c ---- */
+/* Print one line for the launcher on stdout. */
+void dsmd_announce(struct dsmd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Every local rank has finalized and gone, or stdin closed: wind down. */
+void dsmd_maybe_exit(struct dsmd *d);
+
+static inline struct dsmd_rank *dsmd_rank_of(struct dsmd *d, struct dsmd_chan *c)
+{
+    return c->lrank >= 0 ? &d->ranks[c->lrank] : NULL;
+}
+
+#endif

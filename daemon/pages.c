@@ -1,0 +1,378 @@
+/*
+ * pages.c - node-level page access, fault coalescing and the local ranks' protections.
+ *
+ * The protocol decides what this node may do with a page (`access`); this file hands that
+ * out to the ranks and takes it back:
+ *   - A rank's fault waits on the page's waiter list. Waiters that the node's access
+ *     satisfies are granted at once (another rank or thread of this node already brought
+ *     the page); otherwise one fault() goes to the protocol for all of them (coalescing),
+ *     and `pending` stays set until the protocol's grant().
+ *   - A grant to a rank is counted in `unacked` until the rank says it applied its
+ *     mprotect. A revocation starts only when unacked is 0, so an invalidation can never
+ *     overtake a grant (the rank's mprotect for the grant would otherwise land after it).
+ *   - Revocations queue per page and run one at a time: PROTECT to every rank that holds
+ *     more than the new level, then done() once every PROTECT_ACK is in. Faults arriving
+ *     meanwhile wait and are looked at again when the queue empties.
+ *
+ * Invariant: for every rank r and page p, prot[r][p] <= the node's access to p, except
+ * between a revocation's start and its done(), while the PROTECTs are out.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+/* PROTECT sequence numbers: even = page revocation (seq >> 1 = page), odd = range op. */
+#define SEQ_PAGE(p) ((uint64_t)(p) << 1)
+#define SEQ_IS_RANGE(s) ((s) & 1)
+
+struct dsmd_range_op {
+    struct dsmd_range_op *next;
+    uint64_t id;
+    uint64_t first, n;
+    int acks;
+    void (*done)(struct dsmd *d, void *arg);
+    void *arg;
+};
+
+static void page_kick(struct dsmd *d, uint64_t page);
+
+dsm_status_t dsmd_pages_init(struct dsmd *d)
+{
+    d->pages = calloc(d->npages, sizeof(*d->pages));
+    if (d->pages == NULL)
+        goto fail;
+    for (int r = 0; r < d->cfg.local_ranks; r++) {
+        d->ranks[r].prot = calloc(d->npages, 1);
+        if (d->ranks[r].prot == NULL)
+            goto fail;
+    }
+    return DSM_OK;
+fail:
+    DSM_ERR("out of memory for the page table (%llu pages)", (unsigned long long)d->npages);
+    dsmd_pages_fini(d);
+    return DSM_ENOMEM;
+}
+
+void dsmd_pages_fini(struct dsmd *d)
+{
+    if (d->pages) {
+        for (uint64_t p = 0; p < d->npages; p++) {
+            struct dsmd_revoke *r;
+
+            while ((r = d->pages[p].revq) != NULL) {
+                d->pages[p].revq = r->next;
+                free(r);
+            }
+        }
+    }
+    free(d->pages);
+    d->pages = NULL;
+    for (int r = 0; d->ranks && r < d->cfg.local_ranks; r++) {
+        free(d->ranks[r].prot);
+        d->ranks[r].prot = NULL;
+    }
+    while (d->ranges) {
+        struct dsmd_range_op *o = d->ranges;
+
+        d->ranges = o->next;
+        free(o);
+    }
+}
+
+/* Hand `access` to the rank behind channel c and count the grant as unacknowledged. */
+static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int access)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+    struct dsmc_msg m = { .op = DSMC_GRANT, .a = page, .b = (uint64_t)access };
+
+    if (rk->prot[page] < access)
+        rk->prot[page] = (uint8_t)access;
+    if (dsmd_chan_send(d, c, &m) == DSM_OK)
+        d->pages[page].unacked++;
+}
+
+static void waiter_remove(struct dsmd_page *pg, struct dsmd_chan *c)
+{
+    for (struct dsmd_chan **pp = &pg->waiters; *pp; pp = &(*pp)->wnext) {
+        if (*pp == c) {
+            *pp = c->wnext;
+            c->wnext = NULL;
+            c->waiting = 0;
+            return;
+        }
+    }
+}
+
+/* Grant what the node's access allows; ask the protocol for the rest (once). */
+static void page_kick(struct dsmd *d, uint64_t page)
+{
+    struct dsmd_page *pg = &d->pages[page];
+    struct dsmd_chan *c, *next;
+    int need = DSM_ACCESS_NONE, origin = -1;
+
+    if (pg->revq != NULL)
+        return; /* looked at again when the revocations are done */
+    for (c = pg->waiters; c != NULL; c = next) {
+        next = c->wnext;
+        if (c->wait_access <= pg->access) {
+            waiter_remove(pg, c);
+            grant_rank(d, c, page, c->wait_access);
+        } else if (c->wait_access > need) {
+            need = c->wait_access;
+            origin = d->ranks[c->lrank].rank;
+        }
+    }
+    if (need != DSM_ACCESS_NONE && !pg->pending) {
+        pg->pending = 1;
+        d->pops->fault(d->p, page, need, origin);
+    }
+}
+
+void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write)
+{
+    struct dsmd_page *pg;
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+
+    if (page >= d->npages || dsmd_space_home(&d->space, page) == DSMD_NO_HOME) {
+        struct dsmc_msg m = { .op = DSMC_GRANT, .status = DSM_EINVAL, .a = page };
+
+        snprintf(m.text, sizeof(m.text), "access to global memory that is not allocated");
+        DSM_WARN("rank %d touched page %llu, which is not allocated", rk->rank, (unsigned long long)page);
+        dsmd_chan_send(d, c, &m);
+        return;
+    }
+    if (write)
+        rk->c.write_faults++;
+    else
+        rk->c.read_faults++;
+    pg = &d->pages[page];
+    c->waiting = 1;
+    c->wait_page = page;
+    c->wait_access = write ? DSM_ACCESS_WRITE : DSM_ACCESS_READ;
+    c->wnext = pg->waiters;
+    pg->waiters = c;
+    page_kick(d, page);
+}
+
+/* Start the head revocation of a page if it can start; finish it if nothing is out. */
+static void revoke_run(struct dsmd *d, uint64_t page)
+{
+    struct dsmd_page *pg = &d->pages[page];
+    struct dsmd_revoke *r;
+
+    while ((r = pg->revq) != NULL) {
+        if (!r->started) {
+            if (pg->unacked > 0)
+                return; /* dsmd_pages_ack() comes back here */
+            r->started = 1;
+            for (int i = 0; i < d->cfg.local_ranks; i++) {
+                struct dsmd_rank *rk = &d->ranks[i];
+                struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = SEQ_PAGE(page), .a = page, .b = 1,
+                                      .c = (uint64_t)r->access };
+
+                if (rk->prot[page] <= r->access)
+                    continue;
+                if (r->access == DSM_ACCESS_NONE)
+                    rk->c.invalidations++;
+                rk->prot[page] = (uint8_t)r->access;
+                if (rk->service != NULL && dsmd_chan_send(d, rk->service, &m) == DSM_OK)
+                    pg->protect_acks++;
+            }
+        }
+        if (pg->protect_acks > 0)
+            return; /* dsmd_pages_protect_ack() comes back here */
+        pg->revq = r->next;
+        r->done(d->p, r->arg);
+        free(r);
+    }
+    page_kick(d, page);
+}
+
+void dsmd_pages_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t page)
+{
+    struct dsmd_page *pg;
+
+    if (page >= d->npages || d->pages[page].unacked == 0) {
+        DSM_WARN("rank acknowledged a grant of page %llu it was not given", (unsigned long long)page);
+        return;
+    }
+    pg = &d->pages[page];
+    if (--pg->unacked == 0 && pg->revq != NULL)
+        revoke_run(d, page);
+}
+
+static void range_ack(struct dsmd *d, uint64_t seq)
+{
+    for (struct dsmd_range_op **pp = &d->ranges; *pp; pp = &(*pp)->next) {
+        struct dsmd_range_op *o = *pp;
+
+        if (o->id != seq)
+            continue;
+        if (--o->acks == 0) {
+            *pp = o->next;
+            /* punching gives the memory back and makes the frames read as zeroes */
+            if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          (off_t)(o->first * d->page_size), (off_t)(o->n * d->page_size)) < 0) {
+                DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
+                memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
+            }
+            o->done(d, o->arg);
+            free(o);
+        }
+        return;
+    }
+    DSM_WARN("unexpected range acknowledgement %llu", (unsigned long long)seq);
+}
+
+void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq)
+{
+    uint64_t page = seq >> 1;
+
+    if (SEQ_IS_RANGE(seq)) {
+        range_ack(d, seq);
+        return;
+    }
+    if (page >= d->npages || d->pages[page].protect_acks == 0) {
+        DSM_WARN("unexpected protection acknowledgement for page %llu", (unsigned long long)page);
+        return;
+    }
+    if (--d->pages[page].protect_acks == 0)
+        revoke_run(d, page);
+}
+
+void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c)
+{
+    if (c->waiting)
+        waiter_remove(&d->pages[c->wait_page], c);
+}
+
+/* A range's ranks are all at NONE: zero the frames and reset the pages' state. */
+static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
+{
+    for (uint64_t p = o->first; p < o->first + o->n; p++) {
+        d->pages[p].access = DSM_ACCESS_NONE;
+        d->pages[p].pending = 0;
+    }
+}
+
+void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
+                            void (*done)(struct dsmd *d, void *arg), void *arg)
+{
+    struct dsmd_range_op *o = calloc(1, sizeof(*o));
+
+    if (o == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory freeing a region");
+        return;
+    }
+    o->id = ((++d->protect_seq) << 1) | 1;
+    o->first = first;
+    o->n = n;
+    o->done = done;
+    o->arg = arg;
+    o->acks = 1; /* held while the PROTECTs go out */
+    o->next = d->ranges;
+    d->ranges = o;
+    range_reset(d, o);
+    for (int i = 0; i < d->cfg.local_ranks; i++) {
+        struct dsmd_rank *rk = &d->ranks[i];
+        struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = o->id, .a = first, .b = n, .c = DSM_ACCESS_NONE };
+
+        memset(rk->prot + first, 0, n);
+        if (rk->service != NULL && dsmd_chan_send(d, rk->service, &m) == DSM_OK)
+            o->acks++;
+    }
+    range_ack(d, o->id);
+}
+
+/* ---- services lent to the protocol ---- */
+
+static int svc_home(void *ctx, uint64_t page)
+{
+    struct dsmd *d = ctx;
+
+    return dsmd_space_home(&d->space, page);
+}
+
+static void *svc_frame(void *ctx, uint64_t page)
+{
+    struct dsmd *d = ctx;
+
+    return d->frames + page * d->page_size;
+}
+
+static dsm_status_t svc_send(void *ctx, int node, dsmw_msg_t *m, uint64_t attach)
+{
+    return dsmd_send(ctx, node, m, attach);
+}
+
+static void svc_grant(void *ctx, uint64_t page, int access)
+{
+    struct dsmd *d = ctx;
+
+    d->pages[page].access = (uint8_t)access;
+    d->pages[page].pending = 0;
+    page_kick(d, page);
+}
+
+static void svc_set_access(void *ctx, uint64_t page, int access)
+{
+    struct dsmd *d = ctx;
+
+    d->pages[page].access = (uint8_t)access;
+}
+
+static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)
+{
+    struct dsmd *d = ctx;
+    struct dsmd_page *pg = &d->pages[page];
+    struct dsmd_revoke *r = calloc(1, sizeof(*r)), **tail;
+
+    if (r == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory revoking page %llu", (unsigned long long)page);
+        return;
+    }
+    if (pg->access > access)
+        pg->access = (uint8_t)access;
+    r->access = access;
+    r->done = done;
+    r->arg = arg;
+    for (tail = &pg->revq; *tail; tail = &(*tail)->next)
+        ;
+    *tail = r;
+    if (pg->revq == r)
+        revoke_run(d, page);
+}
+
+static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
+{
+    struct dsmd_counters *k = dsmd_counters_for(ctx, origin);
+
+    switch (c) {
+    case DSMP_PAGES_FETCHED:  k->pages_fetched += n; break;
+    case DSMP_DIFFS:          k->diffs += n; break;
+    case DSMP_WRITE_NOTICES:  k->write_notices += n; break;
+    }
+}
+
+void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->ctx = d;
+    svc->self = d->cfg.node;
+    svc->nnodes = d->cfg.nnodes;
+    svc->npages = d->npages;
+    svc->page_size = d->page_size;
+    svc->home = svc_home;
+    svc->frame = svc_frame;
+    svc->send = svc_send;
+    svc->grant = svc_grant;
+    svc->set_access = svc_set_access;
+    svc->revoke = svc_revoke;
+    svc->count = svc_count;
+}

@@ -1,0 +1,279 @@
+/*
+ * peers.c - the other daemons: sending, receiving and dispatching protocol messages.
+ *
+ * Outgoing messages are encoded here and handed to the transport; a message to this
+ * node itself is encoded too and queued, then delivered from the event loop's idle work,
+ * so a home serving its own ranks runs the same code, in the same order, as for a remote
+ * node. Incoming bytes are decoded and checked (wire.c) before anyone reads a field: a
+ * peer that sends something malformed is dropped, and since its pages are then out of
+ * reach, the job is aborted with an error naming it.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+#define CONNECT_TIMEOUT_MS 15000
+
+struct dsmd_selfmsg {
+    struct dsmd_selfmsg *next;
+    uint64_t attach;
+    size_t  len;
+    uint8_t buf[];
+};
+
+struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin)
+{
+    int l = origin - d->cfg.first_rank;
+
+    return &d->ranks[l >= 0 && l < d->cfg.local_ranks ? l : 0].c;
+}
+
+/* Route a checked message to the module that owns its type. */
+static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int framed)
+{
+    if (framed && m->type != DSMW__TYPE__GRANT && m->type != DSMW__TYPE__FETCH_REPLY) {
+        DSM_ERR("node %d sent a page with a %s", src, dsmw_type_name(m->type));
+        return DSM_EPROTO;
+    }
+    if (m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY)
+        return d->pops->message(d->p, src, m, framed);
+    if (m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__FINI_RELEASE)
+        return dsmd_sync_message(d, src, m);
+    if (m->type >= DSMW__TYPE__ALLOC_REQ && m->type <= DSMW__TYPE__FREE_REQ)
+        return dsmd_alloc_message(d, src, m);
+    if (m->type == DSMW__TYPE__ABORT) {
+        dsmd_abort(d, m->status ? m->status : DSM_EPEER, "%s", m->text && *m->text ? m->text : "aborted by a peer");
+        return DSM_OK;
+    }
+    return DSM_EPROTO;
+}
+
+static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint64_t page)
+{
+    struct dsmd *d = ctx;
+    dsmw_msg_t *m;
+    const char *why;
+    int framed = page != DSMT_NO_PAGE;
+
+    if (d->aborting)
+        return;
+    if (dsmw_decode(msg, len, &d->limits, &m, &why) != DSM_OK) {
+        DSM_ERR("malformed message from node %d (%s): %s", node, d->peer_addr[node], why);
+        d->tops->drop(d->t, node, why);
+        return;
+    }
+    if (framed && page != m->page)
+        why = "frame does not match the message's page";
+    else if (dispatch(d, node, m, framed) != DSM_OK)
+        why = "message out of place";
+    else
+        why = NULL;
+    if (why != NULL) {
+        DSM_ERR("bad %s from node %d (%s): %s", dsmw_type_name(m->type), node, d->peer_addr[node], why);
+        d->tops->drop(d->t, node, why);
+    }
+    dsmw_free(m);
+}
+
+static void on_peer_up(void *ctx, int node)
+{
+    struct dsmd *d = ctx;
+
+    if (d->peer_up[node])
+        return;
+    d->peer_up[node] = 1;
+    d->npeers_up++;
+    DSM_DEBUG("peer node %d up", node);
+    if (d->npeers_up == d->cfg.nnodes - 1 && !d->mesh_done) {
+        d->mesh_done = 1;
+        dsmd_announce(d, "MESH %d", d->cfg.node);
+    }
+}
+
+static void on_peer_lost(void *ctx, int node, const char *reason)
+{
+    struct dsmd *d = ctx;
+
+    if (d->finishing) {
+        DSM_DEBUG("node %d left: %s", node, reason);
+        return;
+    }
+    dsmd_abort(d, DSM_EPEER, "lost node %d (dsmd at %s): %s", node,
+               d->peer_addr && d->peer_addr[node] ? d->peer_addr[node] : "?", reason);
+}
+
+static void transport_ready(void *arg, uint32_t events)
+{
+    struct dsmd *d = arg;
+
+    (void)events;
+    if (d->tops->progress(d->t) != DSM_OK && !d->aborting)
+        dsmd_abort(d, DSM_ESYS, "transport %s failed", d->tops->name);
+}
+
+/* Idle work: deliver one queued message to self. Returns non-zero while more remain. */
+static int selfq_run(void *arg)
+{
+    struct dsmd *d = arg;
+    struct dsmd_selfmsg *s = d->selfq_head;
+
+    if (s == NULL)
+        return 0;
+    d->selfq_head = s->next;
+    if (d->selfq_head == NULL)
+        d->selfq_tail = NULL;
+    on_message(d, d->cfg.node, s->buf, s->len, s->attach);
+    free(s);
+    return d->selfq_head != NULL;
+}
+
+dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
+{
+    uint8_t buf[DSMW_MAX_MSG];
+    size_t len;
+    dsm_status_t st;
+    struct dsmd_counters *k;
+
+    if (dsmw_encode(m, buf, sizeof(buf), &len) != DSM_OK) {
+        DSM_ERR("%s does not fit in a message", dsmw_type_name(m->type));
+        return DSM_EINVAL;
+    }
+    if (node == d->cfg.node) {
+        /* the frame is already where the receiver wants it: it is the same memory */
+        struct dsmd_selfmsg *s = malloc(sizeof(*s) + len);
+
+        if (s == NULL) {
+            dsmd_abort(d, DSM_ENOMEM, "out of memory queueing a message");
+            return DSM_ENOMEM;
+        }
+        s->next = NULL;
+        s->attach = attach;
+        s->len = len;
+        memcpy(s->buf, buf, len);
+        if (d->selfq_tail)
+            d->selfq_tail->next = s;
+        else
+            d->selfq_head = s;
+        d->selfq_tail = s;
+        return DSM_OK;
+    }
+    st = d->tops->send(d->t, node, buf, len, attach);
+    if (st != DSM_OK)
+        return st; /* on_peer_lost has aborted the job */
+    k = dsmd_counters_for(d, (int)m->origin);
+    k->messages_sent++;
+    k->bytes_sent += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
+    d->node_messages++;
+    d->node_bytes += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
+    return DSM_OK;
+}
+
+void dsmd_broadcast(struct dsmd *d, dsmw_msg_t *m)
+{
+    for (int n = 0; n < d->cfg.nnodes; n++)
+        dsmd_send(d, n, m, DSMT_NO_PAGE);
+}
+
+void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...)
+{
+    char text[256];
+    uint8_t buf[512];
+    size_t len = 0;
+    va_list ap;
+    dsmw_msg_t m;
+
+    if (d->aborting)
+        return;
+    d->aborting = 1;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    DSM_ERR("%s", text);
+    dsmw_init(&m, DSMW__TYPE__ABORT);
+    m.status = status;
+    m.text = text;
+    m.origin = (uint32_t)d->cfg.first_rank;
+    if (dsmw_encode(&m, buf, sizeof(buf), &len) == DSM_OK) {
+        /* best effort: peers that are gone are gone */
+        for (int n = 0; d->t && n < d->cfg.nnodes; n++)
+            if (n != d->cfg.node && d->peer_up[n])
+                (void)d->tops->send(d->t, n, buf, len, DSMT_NO_PAGE);
+        if (d->t)
+            (void)d->tops->progress(d->t);
+    }
+    dsmd_abort_ranks(d, status, text);
+    dsmd_announce(d, "ERROR %s", text);
+    dsmd_loop_stop(d->loop, status);
+}
+
+dsm_status_t dsmd_peers_init(struct dsmd *d)
+{
+    struct dsmt_config tc = {
+        .self = d->cfg.node, .nnodes = d->cfg.nnodes, .frames = d->frames, .npages = d->npages,
+        .page_size = d->page_size, .max_msg = DSMW_MAX_MSG, .job_id = d->cfg.job_id,
+    };
+    struct dsmt_handler h = { .ctx = d, .on_peer_up = on_peer_up, .on_message = on_message,
+                              .on_peer_lost = on_peer_lost };
+    dsm_status_t st;
+
+    d->peer_up = calloc((size_t)d->cfg.nnodes, sizeof(*d->peer_up));
+    d->peer_addr = calloc((size_t)d->cfg.nnodes, sizeof(*d->peer_addr));
+    if (d->peer_up == NULL || d->peer_addr == NULL)
+        return DSM_ENOMEM;
+    dsmd_loop_set_idle(d->loop, selfq_run, d);
+    d->tops = dsmt_find(d->cfg.transport);
+    if (d->tops == NULL) {
+        DSM_ERR("unknown transport '%s'", d->cfg.transport);
+        return DSM_ECONFIG;
+    }
+    st = d->tops->create(&tc, &h, &d->t);
+    if (st != DSM_OK)
+        return st;
+    st = d->tops->listen(d->t, d->cfg.listen, d->listen_addr, sizeof(d->listen_addr));
+    if (st != DSM_OK)
+        return st;
+    return dsmd_loop_add(d->loop, d->tops->event_fd(d->t), EPOLLIN, transport_ready, d);
+}
+
+dsm_status_t dsmd_peers_connect(struct dsmd *d)
+{
+    if (d->cfg.nnodes == 1 && !d->mesh_done) {
+        d->mesh_done = 1;
+        dsmd_announce(d, "MESH %d", d->cfg.node);
+    }
+    for (int n = 0; n < d->cfg.node; n++) {
+        dsm_status_t st = d->tops->connect(d->t, n, d->peer_addr[n], CONNECT_TIMEOUT_MS);
+
+        if (st != DSM_OK) {
+            dsmd_abort(d, DSM_EPEER, "cannot connect to node %d at %s", n, d->peer_addr[n]);
+            return st;
+        }
+    }
+    /* connecting may have completed hellos inline; pick up whatever is ready */
+    return d->tops->progress(d->t);
+}
+
+void dsmd_peers_fini(struct dsmd *d)
+{
+    struct dsmd_selfmsg *s;
+
+    while ((s = d->selfq_head) != NULL) {
+        d->selfq_head = s->next;
+        free(s);
+    }
+    if (d->t)
+        d->tops->destroy(d->t);
+    d->t = NULL;
+    for (int n = 0; d->peer_addr && n < d->cfg.nnodes; n++)
+        free(d->peer_addr[n]);
+    free(d->peer_addr);
+    free(d->peer_up);
+    d->peer_addr = NULL;
+    d->peer_up = NULL;
+}

@@ -1,0 +1,329 @@
+/*
+ * sync.c - locks, barriers and the finalize barrier.
+ *
+ * Locks: lock `id` is managed by node id % nnodes, which keeps whether it is held, by
+ * which rank, and a FIFO of waiting requests. A LOCK_REQ carries the requesting channel's
+ * id as its token so the grant finds the waiting thread again. Unlock is checked locally
+ * (a rank may only unlock what it holds) and answered at once; the manager hands the lock
+ * to the next waiter. Messages between two nodes stay in order, so an unlock followed by
+ * a lock from the same node reaches the manager in that order.
+ *
+ * Barriers: a node waits for all of its ranks, then sends one BARRIER_ARRIVE to node 0;
+ * node 0 releases every node when all have arrived. Epochs number the barriers, so a
+ * release can be checked against the barrier it ends. Finalize is the same exchange with
+ * its own message types; after its release peers may leave without alarming anyone.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+struct lock_waiter {
+    struct lock_waiter *next;
+    int node, origin;
+    uint64_t token;
+};
+
+struct lock_ent {
+    struct lock_ent *next;
+    uint32_t id;
+    int      held;
+    int      holder;
+    struct lock_waiter *qh, *qt;
+};
+
+/* One barrier-like exchange (barrier or finalize). */
+struct gather {
+    int      local_arrived;     /* ranks of this node in the current epoch */
+    uint64_t epoch;             /* epochs completed at this node */
+    struct dsmd_chan *waiting;  /* local channels to release */
+    int      mgr_arrived;       /* node 0: nodes arrived in the current epoch */
+};
+
+struct dsmd_sync {
+    struct lock_ent *bucket[DSMD_LOCK_BUCKETS];
+    struct gather barrier, fini;
+};
+
+dsm_status_t dsmd_sync_init(struct dsmd *d)
+{
+    d->sync = calloc(1, sizeof(*d->sync));
+    return d->sync ? DSM_OK : DSM_ENOMEM;
+}
+
+void dsmd_sync_fini(struct dsmd *d)
+{
+    if (d->sync == NULL)
+        return;
+    for (int b = 0; b < DSMD_LOCK_BUCKETS; b++) {
+        struct lock_ent *e, *en;
+
+        for (e = d->sync->bucket[b]; e; e = en) {
+            struct lock_waiter *w, *wn;
+
+            en = e->next;
+            for (w = e->qh; w; w = wn) {
+                wn = w->next;
+                free(w);
+            }
+            free(e);
+        }
+    }
+    free(d->sync);
+    d->sync = NULL;
+}
+
+static struct lock_ent *lock_get(struct dsmd *d, uint32_t id)
+{
+    struct lock_ent **b = &d->sync->bucket[id % DSMD_LOCK_BUCKETS], *e;
+
+    for (e = *b; e; e = e->next)
+        if (e->id == id)
+            return e;
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    e->id = id;
+    e->next = *b;
+    *b = e;
+    return e;
+}
+
+static int held_find(const struct dsmd_lock_held *h, uint32_t id)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->ids[i] == id)
+            return (int)i;
+    return -1;
+}
+
+static dsm_status_t held_add(struct dsmd_lock_held *h, uint32_t id)
+{
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 8;
+        uint32_t *v = realloc(h->ids, ncap * sizeof(*v));
+
+        if (v == NULL)
+            return DSM_ENOMEM;
+        h->ids = v;
+        h->cap = ncap;
+    }
+    h->ids[h->n++] = id;
+    return DSM_OK;
+}
+
+static void send_lock_msg(struct dsmd *d, int node, int type, uint32_t id, int origin, uint64_t token)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.lock = id;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)d->cfg.node;
+    m.seq = token;
+    dsmd_send(d, node, &m, DSMT_NO_PAGE);
+}
+
+static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c, int arrive_type)
+{
+    dsmw_msg_t m;
+
+    c->pnext = g->waiting;
+    g->waiting = c;
+    if (++g->local_arrived < d->cfg.local_ranks)
+        return;
+    g->local_arrived = 0;
+    dsmw_init(&m, arrive_type);
+    m.epoch = g->epoch;
+    m.origin = (uint32_t)d->ranks[c->lrank].rank;
+    dsmd_send(d, 0, &m, DSMT_NO_PAGE);
+}
+
+void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+    uint32_t id = (uint32_t)m->a;
+    int i;
+
+    switch (m->op) {
+    case DSMC_LOCK:
+        if (held_find(&rk->held, id) >= 0) {
+            DSM_WARN("rank %d locks lock %u, which it already holds", rk->rank, id);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
+        c->pending_op = DSMC_LOCK;
+        send_lock_msg(d, (int)(id % (uint32_t)d->cfg.nnodes), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id);
+        return;
+    case DSMC_UNLOCK:
+        i = held_find(&rk->held, id);
+        if (i < 0) {
+            DSM_WARN("rank %d unlocks lock %u, which it does not hold", rk->rank, id);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
+        rk->held.ids[i] = rk->held.ids[--rk->held.n];
+        send_lock_msg(d, (int)(id % (uint32_t)d->cfg.nnodes), DSMW__TYPE__UNLOCK, id, rk->rank, 0);
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+        return;
+    case DSMC_BARRIER:
+        c->pending_op = DSMC_BARRIER;
+        gather_arrive(d, &d->sync->barrier, c, DSMW__TYPE__BARRIER_ARRIVE);
+        return;
+    case DSMC_FINALIZE:
+        rk->finalized = 1;
+        rk->c.lock_acquires = m->c;
+        rk->c.barriers = m->d;
+        rk->c.wall_ns = m->e;
+        c->pending_op = DSMC_FINALIZE;
+        gather_arrive(d, &d->sync->fini, c, DSMW__TYPE__FINI_ARRIVE);
+        return;
+    }
+}
+
+/* Manager: give lock e to its next waiter, if any. */
+static void lock_pass(struct dsmd *d, struct lock_ent *e)
+{
+    struct lock_waiter *w = e->qh;
+
+    if (w == NULL) {
+        e->held = 0;
+        return;
+    }
+    e->qh = w->next;
+    if (e->qh == NULL)
+        e->qt = NULL;
+    e->held = 1;
+    e->holder = w->origin;
+    send_lock_msg(d, w->node, DSMW__TYPE__LOCK_GRANT, e->id, w->origin, w->token);
+    free(w);
+}
+
+static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct lock_ent *e = lock_get(d, m->lock);
+    struct lock_waiter *w;
+
+    if (e == NULL)
+        return DSM_ENOMEM;
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return DSM_ENOMEM;
+    w->node = (int)m->node;
+    w->origin = (int)m->origin;
+    w->token = m->seq;
+    if (e->qt)
+        e->qt->next = w;
+    else
+        e->qh = w;
+    e->qt = w;
+    if (!e->held)
+        lock_pass(d, e);
+    return DSM_OK;
+}
+
+static void lock_granted(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct dsmd_chan *c = dsmd_chan_by_id(d, (int)m->seq);
+    struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
+
+    if (rk == NULL || c->pending_op != DSMC_LOCK || rk->rank != (int)m->origin) {
+        /* the rank went away while waiting: hand the lock straight back */
+        DSM_WARN("lock %u granted to rank %u, which no longer waits for it", m->lock, m->origin);
+        send_lock_msg(d, (int)(m->lock % (uint32_t)d->cfg.nnodes), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0);
+        return;
+    }
+    c->pending_op = 0;
+    if (held_add(&rk->held, m->lock) != DSM_OK) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory recording a held lock");
+        return;
+    }
+    dsmd_chan_reply(d, c, DSM_OK, 0);
+}
+
+/* Node 0: one more node arrived; release everyone when all have. */
+static void gather_manager(struct dsmd *d, struct gather *g, uint64_t epoch, int release_type)
+{
+    dsmw_msg_t m;
+
+    if (++g->mgr_arrived < d->cfg.nnodes)
+        return;
+    g->mgr_arrived = 0;
+    dsmw_init(&m, release_type);
+    m.epoch = epoch;
+    m.origin = (uint32_t)d->cfg.first_rank;
+    dsmd_broadcast(d, &m);
+}
+
+static dsm_status_t gather_release(struct dsmd *d, struct gather *g, uint64_t epoch)
+{
+    struct dsmd_chan *c, *next;
+
+    if (epoch != g->epoch) {
+        DSM_ERR("release of barrier epoch %llu, but this node is at %llu", (unsigned long long)epoch,
+                (unsigned long long)g->epoch);
+        return DSM_EPROTO;
+    }
+    g->epoch++;
+    for (c = g->waiting; c; c = next) {
+        next = c->pnext;
+        c->pnext = NULL;
+        c->pending_op = 0;
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+    }
+    g->waiting = NULL;
+    return DSM_OK;
+}
+
+dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    struct dsmd_sync *s = d->sync;
+    struct lock_ent *e;
+
+    switch (m->type) {
+    case DSMW__TYPE__LOCK_REQ:
+        if (m->lock % (uint32_t)d->cfg.nnodes != (uint32_t)d->cfg.node)
+            return DSM_EPROTO;
+        return lock_request(d, m);
+    case DSMW__TYPE__LOCK_GRANT:
+        lock_granted(d, m);
+        return DSM_OK;
+    case DSMW__TYPE__UNLOCK:
+        e = lock_get(d, m->lock);
+        if (e == NULL || !e->held || e->holder != (int)m->origin) {
+            DSM_WARN("unlock of lock %u by rank %u, which does not hold it", m->lock, m->origin);
+            return DSM_OK;
+        }
+        lock_pass(d, e);
+        return DSM_OK;
+    case DSMW__TYPE__BARRIER_ARRIVE:
+    case DSMW__TYPE__FINI_ARRIVE:
+        if (d->cfg.node != 0)
+            return DSM_EPROTO;
+        gather_manager(d, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m->epoch,
+                       m->type == DSMW__TYPE__BARRIER_ARRIVE ? DSMW__TYPE__BARRIER_RELEASE : DSMW__TYPE__FINI_RELEASE);
+        return DSM_OK;
+    case DSMW__TYPE__BARRIER_RELEASE:
+        return src == 0 ? gather_release(d, &s->barrier, m->epoch) : DSM_EPROTO;
+    case DSMW__TYPE__FINI_RELEASE:
+        if (src != 0)
+            return DSM_EPROTO;
+        d->finishing = 1;
+        return gather_release(d, &s->fini, m->epoch);
+    default:
+        return DSM_EPROTO;
+    }
+}
+
+void dsmd_sync_chan_gone(struct dsmd *d, struct dsmd_chan *c)
+{
+    struct gather *gs[2] = { &d->sync->barrier, &d->sync->fini };
+
+    for (int i = 0; i < 2; i++)
+        for (struct dsmd_chan **pp = &gs[i]->waiting; *pp; pp = &(*pp)->pnext)
+            if (*pp == c) {
+                *pp = c->pnext;
+                break;
+            }
+}

@@ -1,0 +1,109 @@
+/* wire.c - see wire.h. */
+#include "wire.h"
+
+#include <string.h>
+
+void dsmw_init(dsmw_msg_t *m, Dsmw__Type type)
+{
+    dsmw__msg__init(m);
+    m->type = type;
+}
+
+dsm_status_t dsmw_encode(const dsmw_msg_t *m, uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t n = dsmw__msg__get_packed_size(m);
+
+    if (n > cap)
+        return DSM_EINVAL;
+    *len = dsmw__msg__pack(m, buf);
+    return DSM_OK;
+}
+
+const char *dsmw_type_name(int type)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&dsmw__type__descriptor, type);
+
+    return v ? v->name : "unknown";
+}
+
+/* Which fields each type relies on. */
+enum { F_PAGE = 1, F_NODE = 2, F_ORIGIN = 4, F_ACCESS = 8 };
+
+static unsigned needs(int type)
+{
+    switch (type) {
+    case DSMW__TYPE__READ_REQ:
+    case DSMW__TYPE__WRITE_REQ:   return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__GRANT:       return F_PAGE | F_ORIGIN | F_ACCESS;
+    case DSMW__TYPE__INV:
+    case DSMW__TYPE__INV_ACK:
+    case DSMW__TYPE__FETCH_REPLY: return F_PAGE | F_ORIGIN;
+    case DSMW__TYPE__FETCH:       return F_PAGE | F_ORIGIN | F_ACCESS;
+    case DSMW__TYPE__LOCK_REQ:    return F_NODE | F_ORIGIN;
+    case DSMW__TYPE__LOCK_GRANT:
+    case DSMW__TYPE__UNLOCK:
+    case DSMW__TYPE__ALLOC_REQ:
+    case DSMW__TYPE__ALLOC_REPLY:
+    case DSMW__TYPE__COFREE_REQ:
+    case DSMW__TYPE__FREE_REQ:    return F_ORIGIN;
+    case DSMW__TYPE__BARRIER_ARRIVE:
+    case DSMW__TYPE__BARRIER_RELEASE:
+    case DSMW__TYPE__FINI_ARRIVE:
+    case DSMW__TYPE__FINI_RELEASE:
+    case DSMW__TYPE__REGION_ADD:
+    case DSMW__TYPE__REGION_FREE:
+    case DSMW__TYPE__REGION_ACK:
+    case DSMW__TYPE__ABORT:       return 0;
+    default:                      return ~0u;
+    }
+}
+
+const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
+{
+    unsigned f = needs(m->type);
+
+    if (f == ~0u)
+        return "unknown message type";
+    if ((f & F_PAGE) && m->page >= lim->npages)
+        return "page out of range";
+    if ((f & F_NODE) && m->node >= lim->nnodes)
+        return "node out of range";
+    if ((f & F_ORIGIN) && m->origin >= lim->nranks)
+        return "rank out of range";
+    if ((f & F_ACCESS) && m->access > 2)
+        return "bad access level";
+    if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__REGION_FREE) &&
+        (m->addr >= lim->npages || m->count == 0 || m->count > lim->npages - m->addr))
+        return "region out of range";
+    return NULL;
+}
+
+dsm_status_t dsmw_decode(const uint8_t *buf, size_t len, const struct dsmw_limits *lim,
+                         dsmw_msg_t **out, const char **why)
+{
+    dsmw_msg_t *m;
+
+    *out = NULL;
+    if (len > DSMW_MAX_MSG) {
+        *why = "message too large";
+        return DSM_EPROTO;
+    }
+    m = dsmw__msg__unpack(NULL, len, buf);
+    if (m == NULL) {
+        *why = "undecodable message";
+        return DSM_EPROTO;
+    }
+    *why = dsmw_check(m, lim);
+    if (*why != NULL) {
+        dsmw__msg__free_unpacked(m, NULL);
+        return DSM_EPROTO;
+    }
+    *out = m;
+    return DSM_OK;
+}
+
+void dsmw_free(dsmw_msg_t *m)
+{
+    if (m != NULL)
+        dsmw__msg__free_unpacked(m, NULL);
+}

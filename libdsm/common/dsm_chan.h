@@ -1,0 +1,91 @@
+/*
+ * dsm_chan.h - the rank <-> daemon channel protocol (one node, AF_UNIX SOCK_SEQPACKET).
+ *
+ * Fixed-size binary messages, one per send/recv, so the SIGSEGV handler can speak it with
+ * nothing but send(2)/recv(2): no allocation, no protobuf, no locks.
+ *
+ * Connections of a rank to its daemon (the daemon's socket path is $DSM_SOCKET):
+ *   main     HELLO_MAIN first; the reply carries the job description and, as SCM_RIGHTS,
+ *            the node's frame memfd. Used afterwards by the thread that called dsm_init.
+ *   thread   HELLO_THREAD first (reply: REPLY). One per further application thread,
+ *            opened lazily at its first fault or call.
+ *   service  HELLO_SERVICE first (reply: REPLY). Daemon -> rank protection changes
+ *            (PROTECT, answered by PROTECT_ACK with the same seq) and ABORT.
+ *
+ * On main/thread channels every request gets exactly one reply, in order, except ACK,
+ * which has none. A fault is: FAULT -> GRANT, then mprotect, then ACK. The daemon never
+ * sends a PROTECT for a page while a GRANT of it to that rank is unacknowledged.
+ *
+ * Field use per op (unlisted fields are zero):
+ *   HELLO_MAIN    rank->d  rank, a=pid
+ *     reply       d->rank  REPLY status, rank, nranks, node, nnodes, a=base address,
+ *                          b=space size, c=page size, d=consistency id, text=consistency
+ *   HELLO_THREAD  rank->d  rank              reply REPLY status
+ *   HELLO_SERVICE rank->d  rank              reply REPLY status
+ *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access
+ *   ACK           rank->d  a=page index (grant applied; no reply)
+ *   COALLOC       rank->d  a=bytes           reply REPLY status, a=address
+ *   COFREE        rank->d  a=address         reply REPLY status (after every rank freed it)
+ *   MALLOC        rank->d  a=bytes           reply REPLY status, a=address
+ *   FREE          rank->d  a=address         reply REPLY status
+ *   LOCK/UNLOCK   rank->d  a=lock id         reply REPLY status
+ *   BARRIER       rank->d                    reply REPLY status (when every rank arrived)
+ *   FINALIZE      rank->d  a=read faults, b=write faults, c=lock acquires, d=barriers,
+ *                          e=wall time in nanoseconds
+ *                                            reply REPLY status (after every rank finalized)
+ *   PROTECT       d->rank  seq, a=first page, b=page count, c=access   (service channel)
+ *   PROTECT_ACK   rank->d  seq               (no reply)
+ *   ABORT         d->rank  status, text=reason: the job is failing; print and exit
+ */
+#ifndef DSM_CHAN_H
+#define DSM_CHAN_H
+
+#include <stdint.h>
+
+#define DSMC_MAGIC 0x44534d31u /* "DSM1" */
+
+/* Page access levels, ordered: a higher level allows everything a lower one does. */
+enum dsm_access { DSM_ACCESS_NONE = 0, DSM_ACCESS_READ = 1, DSM_ACCESS_WRITE = 2 };
+
+/* Consistency model ids (d field of the HELLO_MAIN reply). */
+enum dsm_model { DSM_MODEL_SEQUENTIAL = 0, DSM_MODEL_RELEASE = 1, DSM_MODEL_CAUSAL = 2 };
+
+enum dsmc_op {
+    DSMC_HELLO_MAIN = 1,
+    DSMC_HELLO_THREAD,
+    DSMC_HELLO_SERVICE,
+    DSMC_REPLY,
+    DSMC_FAULT,
+    DSMC_GRANT,
+    DSMC_ACK,
+    DSMC_COALLOC,
+    DSMC_COFREE,
+    DSMC_MALLOC,
+    DSMC_FREE,
+    DSMC_LOCK,
+    DSMC_UNLOCK,
+    DSMC_BARRIER,
+    DSMC_FINALIZE,
+    DSMC_PROTECT,
+    DSMC_PROTECT_ACK,
+    DSMC_ABORT,
+    DSMC_OP_MAX
+};
+
+struct dsmc_msg {
+    uint32_t magic;  /* DSMC_MAGIC */
+    uint32_t op;     /* enum dsmc_op */
+    int32_t  status; /* 0 or a negative dsm_error */
+    uint32_t rank;
+    uint32_t nranks;
+    uint32_t node;
+    uint32_t nnodes;
+    uint32_t pad;
+    uint64_t seq;
+    uint64_t a, b, c, d, e;
+    char     text[80]; /* NUL-terminated */
+};
+
+_Static_assert(sizeof(struct dsmc_msg) == 160, "channel message size is part of the protocol");
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * dsm.h - the public API of libdsm, a page-based distributed shared memory runtime.
+ *
+ * A job is N ranks (processes), possibly on several nodes, that share one global address
+ * space mapped at the same virtual address in every rank. Memory obtained from
+ * dsm_coalloc()/dsm_malloc() is read and written with plain loads and stores; the runtime
+ * keeps the copies consistent under the job's consistency model (dsm_consistency()).
+ *
+ * Launch a job with `dsmrun -n N -- ./program args`; a program started without dsmrun runs
+ * as a one-rank job with a private daemon.
+ *
+ * Every function that returns int returns 0 on success or a negative DSM error code;
+ * dsm_strerror() names it. Functions returning pointers return NULL on failure and print
+ * the reason on stderr.
+ */
+#ifndef DSM_DSM_H
+#define DSM_DSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes (negative values are returned). */
+enum dsm_error {
+    DSM_OK = 0,
+    DSM_EINVAL = -1,     /* invalid argument */
+    DSM_ENOMEM = -2,     /* out of local memory */
+    DSM_ENOSPACE = -3,   /* global address space exhausted */
+    DSM_ENODAEMON = -4,  /* no daemon reachable */
+    DSM_EPROTO = -5,     /* malformed or unexpected message */
+    DSM_EPEER = -6,      /* a peer node was lost */
+    DSM_ETIMEDOUT = -7,  /* a wait ran out of time */
+    DSM_ESYS = -8,       /* a system call failed (see errno in the log) */
+    DSM_ESTATE = -9,     /* call not valid in this state (e.g. before dsm_init) */
+    DSM_EBUSY = -10,     /* the address range is already in use */
+    DSM_ECONFIG = -11,   /* bad configuration (environment, options) */
+    DSM_ENOTSUP = -12,   /* not supported by this build or transport */
+};
+
+int         dsm_init(int *argc, char ***argv);  /* 0, or a negative DSM error code */
+int         dsm_finalize(void);
+int         dsm_rank(void);
+int         dsm_nranks(void);
+size_t      dsm_page_size(void);
+const char *dsm_consistency(void);     /* "sequential", "release" or "causal" */
+void       *dsm_coalloc(size_t size);  /* collective, same address on every rank, page-aligned, zeroed */
+void        dsm_cofree(void *ptr);     /* collective */
+void       *dsm_malloc(size_t size);   /* any rank, any time; homed on the caller's node; zeroed */
+void        dsm_free(void *ptr);
+int         dsm_lock(uint32_t id);     /* global lock, any id */
+int         dsm_unlock(uint32_t id);
+int         dsm_barrier(void);         /* all ranks */
+const char *dsm_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSM_DSM_H */

@@ -1,0 +1,90 @@
+/*
+ * alloc.c - the public allocator: dsm_coalloc/dsm_cofree (collective) and
+ * dsm_malloc/dsm_free (local, homed on the caller's node), served by the daemon.
+ *
+ * A size of 0 is refused (NULL and a message) without asking the daemon: every rank of a
+ * collective call sees the same size, so they all refuse alike. Freeing NULL does nothing.
+ */
+#include "api.h"
+
+#include "channel.h"
+#include "dsm_log.h"
+#include "runtime.h"
+
+/* Ask the daemon for `size` bytes with op; NULL and a message on any failure. */
+static void *allocate(const char *fn, enum dsmc_op op, size_t size)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st;
+    uintptr_t addr;
+
+    if (dsm_rt_check(fn) != 0)
+        return NULL;
+    if (size == 0) {
+        DSM_ERR("%s(0): a size of 0 bytes is not an allocation", fn);
+        return NULL;
+    }
+    dsm_channel_msg(&req, op);
+    req.a = size;
+    if (dsm_channel_request(fn, &req, &rep, DSMC_REPLY) != 0)
+        return NULL; /* logged */
+    st = rep.status;
+    if (st == DSM_ENOSPACE) {
+        DSM_ERR("%s(%zu): the global space is exhausted: it holds %zu bytes in all, and %zu "
+                "were asked for%s%s", fn, size, dsm_rt.vm.size, size,
+                rep.text[0] != '\0' ? "; " : "", rep.text);
+        return NULL;
+    }
+    if (st != 0) {
+        DSM_ERR("%s(%zu): %s%s%s", fn, size, dsm_status_str(st), rep.text[0] != '\0' ? ": " : "", rep.text);
+        return NULL;
+    }
+    addr = (uintptr_t)rep.a;
+    if (!dsm_vm_span_ok(&dsm_rt.vm, addr, size) ||
+        (op == DSMC_COALLOC && !dsm_vm_page_aligned(&dsm_rt.vm, addr))) {
+        DSM_ERR("%s(%zu): the daemon returned %#llx, which is not a block of the global space",
+                fn, size, (unsigned long long)rep.a);
+        return NULL;
+    }
+    return (void *)addr;
+}
+
+/* Return ptr to the daemon with op; a message on failure (the caller has no status to get). */
+static void release(const char *fn, enum dsmc_op op, void *ptr)
+{
+    struct dsmc_msg req, rep;
+
+    if (dsm_rt_check(fn) != 0 || ptr == NULL)
+        return;
+    if (!dsm_vm_contains(&dsm_rt.vm, (uintptr_t)ptr)) {
+        DSM_ERR("%s(%p): not a pointer into the global space", fn, ptr);
+        return;
+    }
+    dsm_channel_msg(&req, op);
+    req.a = (uint64_t)(uintptr_t)ptr;
+    if (dsm_channel_request(fn, &req, &rep, DSMC_REPLY) != 0)
+        return; /* logged */
+    if (rep.status != 0)
+        DSM_ERR("%s(%p): %s%s%s", fn, ptr, dsm_status_str(rep.status),
+                rep.text[0] != '\0' ? ": " : "", rep.text);
+}
+
+DSM_API void *dsm_coalloc(size_t size)
+{
+    return allocate("dsm_coalloc", DSMC_COALLOC, size);
+}
+
+DSM_API void dsm_cofree(void *ptr)
+{
+    release("dsm_cofree", DSMC_COFREE, ptr);
+}
+
+DSM_API void *dsm_malloc(size_t size)
+{
+    return allocate("dsm_malloc", DSMC_MALLOC, size);
+}
+
+DSM_API void dsm_free(void *ptr)
+{
+    release("dsm_free", DSMC_FREE, ptr);
+}

@@ -1,0 +1,25 @@
+/*
+ * env.h - the rank's configuration from its environment.
+ *
+ *   DSM_SOCKET         the node daemon's socket (set by dsmrun); unset or empty: standalone
+ *   DSM_RANK, DSM_NRANKS, DSM_NODE   the rank's place in the job (required with DSM_SOCKET,
+ *                      except DSM_NODE); standalone: rank 0 of 1 on node 0
+ *   DSM_FAULT_TIMEOUT  seconds a fault may wait for its grant (default 300, 0 = forever)
+ */
+#ifndef DSM_ENV_H
+#define DSM_ENV_H
+
+#include "dsm_status.h"
+
+#define DSM_FAULT_TIMEOUT_DEFAULT 300
+
+struct dsm_env {
+    const char *socket; /* NULL when standalone */
+    int         rank, nranks, node;
+    int         fault_timeout_s;
+};
+
+/* Read and check the variables. Returns 0 or DSM_ECONFIG (logged, naming the variable). */
+dsm_status_t dsm_env_read(struct dsm_env *env);
+
+#endif

@@ -1,0 +1,188 @@
+/* fault.c - the SIGSEGV handler of the global space; see fault.h. */
+#include "fault.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include "channel.h"
+#include "dsm_log.h"
+#include "runtime.h"
+#include "service.h"
+#include "sigsafe.h"
+#include "stats.h"
+
+/* x86-64 page-fault error code: bit 1 set when the access was a write. */
+#define X86_PF_WRITE 2
+
+static struct sigaction g_old;  /* the action before ours */
+
+/* Print "dsm: rank R: <what> at ADDR (page P, read|write): <why>[ (errno E)]" and end the rank. */
+static _Noreturn void fault_die(uintptr_t addr, uint64_t page, bool write, const char *what,
+                                const char *why, int err)
+{
+    struct dsm_sline l;
+
+    dsm_sline_begin(&l, dsm_rt.rank);
+    dsm_sline_str(&l, what);
+    dsm_sline_str(&l, " at ");
+    dsm_sline_hex(&l, addr);
+    dsm_sline_str(&l, " (page ");
+    dsm_sline_u64(&l, page);
+    dsm_sline_str(&l, write ? ", write): " : ", read): ");
+    dsm_sline_str(&l, why);
+    if (err != 0) {
+        dsm_sline_str(&l, " (errno ");
+        dsm_sline_i64(&l, err);
+        dsm_sline_str(&l, ")");
+    }
+    dsm_sline_die(&l);
+}
+
+/* The channel failed with st during a fault: say how, naming the daemon, and end the rank. */
+static _Noreturn void channel_failed(uintptr_t addr, uint64_t page, bool write, dsm_status_t st)
+{
+    struct dsm_sline l;
+
+    if (st == DSM_ENODAEMON)
+        dsm_service_grace(); /* let the service thread report the lost daemon */
+    dsm_sline_begin(&l, dsm_rt.rank);
+    if (st == DSM_ETIMEDOUT) {
+        dsm_sline_str(&l, "no answer to a fault within ");
+        dsm_sline_i64(&l, dsm_rt.fault_timeout_s);
+        dsm_sline_str(&l, " s (DSM_FAULT_TIMEOUT)");
+    } else if (st == DSM_ENODAEMON) {
+        dsm_sline_str(&l, "lost connection to its daemon");
+    } else {
+        dsm_sline_str(&l, "fault channel failed: ");
+        dsm_sline_str(&l, dsm_status_str(st));
+    }
+    dsm_sline_str(&l, " (dsmd on node ");
+    dsm_sline_i64(&l, dsm_rt.node);
+    dsm_sline_str(&l, ") at ");
+    dsm_sline_hex(&l, addr);
+    dsm_sline_str(&l, " (page ");
+    dsm_sline_u64(&l, page);
+    dsm_sline_str(&l, write ? ", write)" : ", read)");
+    dsm_sline_die(&l);
+}
+
+/* FAULT -> GRANT -> mprotect -> ACK for one page; returns only when the page is granted. */
+static void resolve(uintptr_t addr, uint64_t page, bool write)
+{
+    struct dsmc_msg req, rep;
+    struct dsm_chan ch;
+    dsm_status_t st = dsm_channel_acquire(&ch);
+
+    if (st != 0)
+        channel_failed(addr, page, write, st);
+    dsm_channel_msg(&req, DSMC_FAULT);
+    req.a = page;
+    req.b = write ? 1 : 0;
+    st = dsm_channel_exchange(ch.fd, &req, &rep, DSMC_GRANT, false);
+    if (st == 0 && rep.status == 0 && rep.a != page)
+        st = DSM_EPROTO;
+    if (st != 0)
+        channel_failed(addr, page, write, st);
+    if (rep.status != 0)
+        fault_die(addr, page, write, "the daemon refused a fault", dsm_status_str(rep.status), 0);
+    st = dsm_vm_protect(&dsm_rt.vm, page, 1, rep.b);
+    if (st == DSM_EINVAL)
+        fault_die(addr, page, write, "bad grant", "unknown access level", 0);
+    if (st != 0)
+        fault_die(addr, page, write, "granted page", "mprotect failed", errno);
+    dsm_channel_msg(&req, DSMC_ACK);
+    req.a = page;
+    st = dsm_channel_send(ch.fd, &req);
+    if (st != 0)
+        channel_failed(addr, page, write, st);
+    dsm_channel_release(&ch);
+}
+
+/* Hand a signal that is not ours to the previous action, as the kernel would have. */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    struct sigaction dfl;
+    sigset_t saved;
+
+    if (!(g_old.sa_flags & SA_SIGINFO) && (g_old.sa_handler == SIG_DFL || g_old.sa_handler == SIG_IGN)) {
+        if (g_old.sa_handler == SIG_IGN && si->si_code <= 0)
+            return; /* an ignored kill(SIGSEGV) */
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigaction(sig, &dfl, NULL);
+        if (si->si_code <= 0)
+            raise(sig); /* sent, not a fault: nothing re-executes */
+        return;         /* a fault re-executes and now kills with SIGSEGV */
+    }
+    if (g_old.sa_flags & SA_RESETHAND) {
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigaction(sig, &dfl, NULL);
+    }
+    pthread_sigmask(SIG_BLOCK, &g_old.sa_mask, &saved);
+    if (g_old.sa_flags & SA_SIGINFO)
+        g_old.sa_sigaction(sig, si, uc);
+    else
+        g_old.sa_handler(sig);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc_)
+{
+    int saved_errno = errno;
+    ucontext_t *uc = uc_;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    bool write;
+    uint64_t page;
+
+    if (si->si_code <= 0 || !dsm_vm_contains(&dsm_rt.vm, addr)) {
+        chain(sig, si, uc_);
+        errno = saved_errno;
+        return;
+    }
+    write = (uc->uc_mcontext.gregs[REG_ERR] & X86_PF_WRITE) != 0;
+    page = dsm_vm_page_of(&dsm_rt.vm, addr);
+    dsm_stats_fault(write);
+    resolve(addr, page, write);
+    errno = saved_errno;
+}
+
+dsm_status_t dsm_fault_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_segv;
+    sigemptyset(&sa.sa_mask);
+    /*
+     * SA_NODEFER: an application signal handler that interrupts a fault wait and touches the
+     * space faults again instead of being killed by a blocked SIGSEGV (the nested fault uses
+     * a temporary channel). SA_ONSTACK: threads with an alternate stack handle faults on it;
+     * threads without one use their own stack, which needs only a small frame here.
+     */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
+    if (sigaction(SIGSEGV, &sa, &g_old) != 0) {
+        DSM_ERR("cannot install the SIGSEGV handler: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    return 0;
+}
+
+void dsm_fault_uninstall(void)
+{
+    struct sigaction cur;
+
+    if (sigaction(SIGSEGV, NULL, &cur) != 0) {
+        DSM_WARN("cannot read the SIGSEGV action: %s", strerror(errno));
+        return;
+    }
+    if (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != on_segv) {
+        DSM_WARN("the application replaced libdsm's SIGSEGV handler; leaving its handler in place");
+        return;
+    }
+    if (sigaction(SIGSEGV, &g_old, NULL) != 0)
+        DSM_WARN("cannot restore the SIGSEGV action: %s", strerror(errno));
+}

@@ -1,0 +1,35 @@
+/* info.c - the public getters (rank, job size, page size, model) and dsm_strerror. */
+#include "api.h"
+
+#include "runtime.h"
+
+DSM_API int dsm_rank(void)
+{
+    dsm_status_t st = dsm_rt_check("dsm_rank");
+
+    return st != 0 ? st : dsm_rt.rank;
+}
+
+DSM_API int dsm_nranks(void)
+{
+    dsm_status_t st = dsm_rt_check("dsm_nranks");
+
+    return st != 0 ? st : dsm_rt.nranks;
+}
+
+/* 0 (and a message) outside dsm_init..dsm_finalize. */
+DSM_API size_t dsm_page_size(void)
+{
+    return dsm_rt_check("dsm_page_size") != 0 ? 0 : dsm_rt.vm.page_size;
+}
+
+DSM_API const char *dsm_consistency(void)
+{
+    return dsm_rt_check("dsm_consistency") != 0 ? NULL : dsm_rt.consistency;
+}
+
+/* Valid at any time, also before dsm_init. */
+DSM_API const char *dsm_strerror(int err)
+{
+    return dsm_status_str(err);
+}

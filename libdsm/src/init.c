@@ -1,0 +1,228 @@
+/* init.c - dsm_init and dsm_finalize: bring the rank's runtime up and down in order. */
+#include "api.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "daemon_spawn.h"
+#include "dsm_log.h"
+#include "env.h"
+#include "fault.h"
+#include "runtime.h"
+#include "service.h"
+#include "stats.h"
+
+static struct dsm_daemon g_daemon; /* the private daemon of a standalone rank (pid 0 if none) */
+
+/* Name of a consistency model id, or NULL for an unknown one. */
+static const char *model_name(uint64_t id)
+{
+    switch (id) {
+    case DSM_MODEL_SEQUENTIAL: return "sequential";
+    case DSM_MODEL_RELEASE:    return "release";
+    case DSM_MODEL_CAUSAL:     return "causal";
+    default:                   return NULL;
+    }
+}
+
+/*
+ * Check the HELLO_MAIN reply against what the environment said and fill dsm_rt's job
+ * description and space. Returns 0 or a status (logged).
+ */
+static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *env)
+{
+    const char *model = model_name(rep->d);
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (rep->rank != (uint32_t)env->rank || rep->nranks != (uint32_t)env->nranks ||
+        rep->nnodes == 0 || rep->node >= rep->nnodes || (env->node >= 0 && rep->node != (uint32_t)env->node)) {
+        DSM_ERR("the daemon at %s describes a different job (rank %u of %u on node %u of %u; the "
+                "environment says rank %d of %d on node %d)", dsm_rt.socket_path, rep->rank,
+                rep->nranks, rep->node, rep->nnodes, env->rank, env->nranks, env->node);
+        return DSM_ECONFIG;
+    }
+    if (model == NULL || rep->c != (uint64_t)page ||
+        dsm_vm_layout(&dsm_rt.vm, rep->a, rep->b, rep->c) != 0) {
+        DSM_ERR("the daemon at %s sent an unusable job description (space %#llx + %llu bytes, "
+                "page %llu bytes, model %llu; this machine's page is %ld bytes)", dsm_rt.socket_path,
+                (unsigned long long)rep->a, (unsigned long long)rep->b, (unsigned long long)rep->c,
+                (unsigned long long)rep->d, page);
+        return DSM_EPROTO;
+    }
+    dsm_rt.node = (int)rep->node;
+    dsm_rt.nnodes = (int)rep->nnodes;
+    snprintf(dsm_rt.consistency, sizeof(dsm_rt.consistency), "%s", model);
+    return 0;
+}
+
+/* Say HELLO_MAIN on the main channel; on success *memfd is the node's frame memfd. */
+static dsm_status_t hello_main(int fd, const struct dsm_env *env, int *memfd)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st;
+
+    dsm_channel_msg(&req, DSMC_HELLO_MAIN);
+    req.a = (uint64_t)getpid();
+    st = dsm_channel_send(fd, &req);
+    if (st == 0)
+        st = dsm_channel_recv(fd, &rep, false, memfd);
+    if (st == 0 && rep.op != DSMC_REPLY)
+        st = DSM_EPROTO;
+    if (st != 0) {
+        DSM_ERR("no answer to HELLO from the daemon at %s: %s", dsm_rt.socket_path,
+                st == DSM_ENODAEMON ? "it closed the connection" : dsm_status_str(st));
+        goto fail;
+    }
+    if (rep.status != 0) {
+        st = rep.status;
+        DSM_ERR("the daemon at %s refused rank %d: %s%s%s", dsm_rt.socket_path, env->rank,
+                dsm_status_str(st), rep.text[0] != '\0' ? ": " : "", rep.text);
+        goto fail;
+    }
+    if (*memfd < 0) {
+        DSM_ERR("the daemon at %s sent no frame memory with its HELLO reply", dsm_rt.socket_path);
+        st = DSM_EPROTO;
+        goto fail;
+    }
+    st = take_job(&rep, env);
+    if (st != 0)
+        goto fail;
+    return 0;
+fail:
+    if (*memfd >= 0)
+        close(*memfd);
+    *memfd = -1;
+    return st;
+}
+
+/* Connect the main channel, say HELLO and map the space. Returns 0 or a status (logged). */
+static dsm_status_t attach(const struct dsm_env *env)
+{
+    dsm_status_t st;
+    int memfd = -1;
+    int fd = dsm_channel_connect(dsm_rt.socket_path, env->fault_timeout_s, env->fault_timeout_s);
+
+    if (fd < 0) {
+        DSM_ERR("cannot connect to the dsm daemon at %s: %s", dsm_rt.socket_path, strerror(-fd));
+        return DSM_ENODAEMON;
+    }
+    st = hello_main(fd, env, &memfd);
+    if (st != 0)
+        goto fail;
+    st = dsm_vm_map(&dsm_rt.vm, memfd);
+    close(memfd); /* the mapping keeps the frames */
+    if (st != 0)
+        goto fail;
+    dsm_rt.main_fd = fd;
+    return 0;
+fail:
+    close(fd);
+    return st;
+}
+
+/* Undo attach(). */
+static void detach(void)
+{
+    dsm_vm_unmap(&dsm_rt.vm);
+    close(dsm_rt.main_fd);
+    dsm_rt.main_fd = -1;
+}
+
+/* Fill dsm_rt's identity and socket from the environment, starting a private daemon if needed. */
+static dsm_status_t configure(const struct dsm_env *env)
+{
+    char who[32];
+    const char *sock = env->socket;
+    dsm_status_t st;
+
+    snprintf(who, sizeof(who), "dsm[rank %d]", env->rank);
+    dsm_log_init(who);
+    dsm_rt.rank = env->rank;
+    dsm_rt.nranks = env->nranks;
+    dsm_rt.node = env->node;
+    dsm_rt.fault_timeout_s = env->fault_timeout_s;
+    if (sock == NULL) {
+        st = dsm_daemon_spawn(&g_daemon);
+        if (st != 0)
+            return st;
+        sock = g_daemon.socket;
+    }
+    if (snprintf(dsm_rt.socket_path, sizeof(dsm_rt.socket_path), "%s", sock) >= (int)sizeof(dsm_rt.socket_path)) {
+        DSM_ERR("DSM_SOCKET=%s is longer than a socket path may be", sock);
+        return DSM_ECONFIG;
+    }
+    return 0;
+}
+
+DSM_API int dsm_init(int *argc, char ***argv)
+{
+    struct dsm_env env;
+    dsm_status_t st;
+
+    if (!dsm_rt_transition(DSM_RT_NEW, DSM_RT_STARTING)) {
+        DSM_ERR("dsm_init called %s", dsm_rt_state() >= DSM_RT_FINALIZING ? "after dsm_finalize" : "twice");
+        return DSM_ESTATE;
+    }
+    dsm_log_init("dsm");
+    dsm_stats_start();
+    st = dsm_env_read(&env);
+    if (st != 0)
+        goto out_state;
+    st = configure(&env);
+    if (st != 0)
+        goto out_daemon;
+    st = attach(&env);
+    if (st != 0)
+        goto out_daemon;
+    st = dsm_service_start();
+    if (st != 0)
+        goto out_attach;
+    st = dsm_fault_install();
+    if (st != 0)
+        goto out_service;
+    dsm_channel_bind_main(dsm_rt.main_fd);
+    dsm_rt_set_state(DSM_RT_READY);
+    return 0;
+
+out_service:
+    dsm_rt_set_state(DSM_RT_FINALIZING); /* the service thread now takes end of file quietly */
+    dsm_service_stop();
+out_attach:
+    detach();
+out_daemon:
+    if (g_daemon.pid > 0 || g_daemon.dir[0] != '\0')
+        dsm_daemon_reap(&g_daemon);
+out_state:
+    dsm_rt_set_state(DSM_RT_NEW);
+    return st;
+}
+
+DSM_API int dsm_finalize(void)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st;
+
+    if (!dsm_rt_transition(DSM_RT_READY, DSM_RT_FINALIZING)) {
+        dsm_rt_check("dsm_finalize"); /* logs why */
+        return DSM_ESTATE;
+    }
+    /* FINALIZING before the request: once every rank is done the daemon may close our channels. */
+    dsm_channel_msg(&req, DSMC_FINALIZE);
+    dsm_stats_fill(&req);
+    st = dsm_channel_request("dsm_finalize", &req, &rep, DSMC_REPLY);
+    if (st == 0 && rep.status != 0) {
+        st = rep.status;
+        DSM_ERR("dsm_finalize: %s%s%s", dsm_status_str(st), rep.text[0] != '\0' ? ": " : "", rep.text);
+    }
+    dsm_service_stop();
+    dsm_channel_close_threads();
+    dsm_channel_bind_main(-1);
+    dsm_fault_uninstall(); /* before unmapping: a later access is a plain segfault */
+    detach();
+    if (g_daemon.pid > 0)
+        dsm_daemon_reap(&g_daemon);
+    dsm_rt_set_state(DSM_RT_DONE);
+    return st;
+}

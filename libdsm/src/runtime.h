@@ -1,0 +1,47 @@
+/*
+ * runtime.h - the rank's runtime record: who it is in the job, where its daemon is, the
+ * global space, and the lifecycle state every public call checks first.
+ *
+ * The record is written by dsm_init before the state becomes READY and not changed until
+ * dsm_finalize, so readers (the fault handler included) need no lock.
+ */
+#ifndef DSM_RUNTIME_H
+#define DSM_RUNTIME_H
+
+#include <stdbool.h>
+#include <sys/un.h>
+
+#include "vm.h"
+
+enum dsm_rt_state {
+    DSM_RT_NEW = 0,      /* before dsm_init (or after a failed one) */
+    DSM_RT_STARTING,     /* inside dsm_init */
+    DSM_RT_READY,        /* between dsm_init and dsm_finalize */
+    DSM_RT_FINALIZING,   /* inside dsm_finalize: losing the daemon is expected now */
+    DSM_RT_DONE,         /* after dsm_finalize; dsm_init may not be called again */
+};
+
+struct dsm_runtime {
+    int           rank, nranks, node, nnodes;
+    struct dsm_vm vm;
+    char          consistency[16];  /* "sequential", "release" or "causal" */
+    char          socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
+    int           main_fd;          /* main channel (the dsm_init thread's) */
+    int           service_fd;       /* service channel */
+};
+
+extern struct dsm_runtime dsm_rt;
+
+enum dsm_rt_state dsm_rt_state(void);
+void dsm_rt_set_state(enum dsm_rt_state st);
+/* Move from `from` to `to` atomically; false if the state was not `from`. */
+bool dsm_rt_transition(enum dsm_rt_state from, enum dsm_rt_state to);
+
+/*
+ * Gate of every public call but dsm_init/dsm_strerror: 0 when READY, else DSM_ESTATE after
+ * logging "<fn> called before dsm_init" (or after dsm_finalize).
+ */
+dsm_status_t dsm_rt_check(const char *fn);
+
+#endif

@@ -1,0 +1,162 @@
+/* service.c - the per-rank service thread; see service.h. */
+#include "service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "dsm_log.h"
+#include "runtime.h"
+#include "sigsafe.h"
+
+static pthread_t g_thread;
+
+/* Print "dsm: rank R: <what><detail>" and end the rank. */
+static _Noreturn void die(const char *what, const char *detail)
+{
+    struct dsm_sline l;
+
+    dsm_sline_begin(&l, dsm_rt.rank);
+    dsm_sline_str(&l, what);
+    dsm_sline_str(&l, detail);
+    dsm_sline_die(&l);
+}
+
+/* The daemon's channel ended (st): fine while finalizing, fatal otherwise. */
+static void channel_ended(dsm_status_t st)
+{
+    struct dsm_sline l;
+
+    if (dsm_rt_state() == DSM_RT_FINALIZING)
+        return;
+    dsm_sline_begin(&l, dsm_rt.rank);
+    if (st == DSM_ENODAEMON) {
+        dsm_sline_str(&l, "lost connection to its daemon (dsmd on node ");
+    } else {
+        dsm_sline_str(&l, "service channel failed (");
+        dsm_sline_str(&l, dsm_status_str(st));
+        dsm_sline_str(&l, ") with its daemon (dsmd on node ");
+    }
+    dsm_sline_i64(&l, dsm_rt.node);
+    dsm_sline_str(&l, ")");
+    dsm_sline_die(&l);
+}
+
+/* Apply one PROTECT and acknowledge it; a malformed one is fatal (the daemon is confused). */
+static void apply_protect(int fd, const struct dsmc_msg *m)
+{
+    struct dsmc_msg ack;
+    dsm_status_t st = dsm_vm_protect(&dsm_rt.vm, m->a, m->b, m->c);
+
+    if (st == DSM_EINVAL)
+        die("malformed PROTECT from its daemon: ", "page range or access level out of bounds");
+    if (st != 0)
+        die("mprotect failed while applying its daemon's protection change: ", strerror(errno));
+    dsm_channel_msg(&ack, DSMC_PROTECT_ACK);
+    ack.seq = m->seq;
+    st = dsm_channel_send(fd, &ack);
+    if (st != 0)
+        channel_ended(st);
+}
+
+static void *service_main(void *arg)
+{
+    int fd = dsm_rt.service_fd;
+    struct dsmc_msg m;
+
+    for (;;) {
+        dsm_status_t st = dsm_channel_recv(fd, &m, true, NULL);
+        if (st != 0) {
+            channel_ended(st);
+            return NULL;
+        }
+        switch (m.op) {
+        case DSMC_PROTECT:
+            apply_protect(fd, &m);
+            break;
+        case DSMC_ABORT:
+            die(m.text[0] != '\0' ? m.text : "the job is aborting: ",
+                m.text[0] != '\0' ? "" : dsm_status_str(m.status));
+        default:
+            die("unexpected message on the service channel from its daemon", "");
+        }
+    }
+}
+
+/* Start the thread with every signal blocked (it inherits the creator's mask). */
+static dsm_status_t start_thread(void)
+{
+    sigset_t all, old;
+    int err;
+
+    sigfillset(&all);
+    err = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (err == 0) {
+        err = pthread_create(&g_thread, NULL, service_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (err != 0) {
+        DSM_ERR("cannot start the service thread: %s", strerror(err));
+        return DSM_ESYS;
+    }
+    return 0;
+}
+
+dsm_status_t dsm_service_start(void)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st;
+    int timeout = dsm_rt.fault_timeout_s;
+    int fd = dsm_channel_connect(dsm_rt.socket_path, 0, timeout);
+
+    if (fd < 0) {
+        DSM_ERR("cannot open the service channel to the daemon at %s: %s", dsm_rt.socket_path,
+                strerror(-fd));
+        return DSM_ENODAEMON;
+    }
+    dsm_channel_msg(&req, DSMC_HELLO_SERVICE);
+    st = dsm_channel_exchange(fd, &req, &rep, DSMC_REPLY, false);
+    if (st == 0)
+        st = rep.status;
+    if (st != 0) {
+        DSM_ERR("daemon at %s refused the service channel: %s", dsm_rt.socket_path, dsm_status_str(st));
+        goto fail;
+    }
+    dsm_rt.service_fd = fd;
+    st = start_thread();
+    if (st != 0)
+        goto fail;
+    return 0;
+fail:
+    dsm_rt.service_fd = -1;
+    close(fd);
+    return st;
+}
+
+void dsm_service_stop(void)
+{
+    int err;
+
+    if (shutdown(dsm_rt.service_fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+        DSM_WARN("shutdown of the service channel: %s", strerror(errno));
+    err = pthread_join(g_thread, NULL);
+    if (err != 0)
+        DSM_WARN("joining the service thread: %s", strerror(err));
+    if (close(dsm_rt.service_fd) != 0)
+        DSM_WARN("closing the service channel: %s", strerror(errno));
+    dsm_rt.service_fd = -1;
+}
+
+void dsm_service_grace(void)
+{
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+    int i;
+
+    for (i = 0; i < 30; i++)
+        nanosleep(&ts, NULL);
+}

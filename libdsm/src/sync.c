@@ -1,0 +1,53 @@
+/* sync.c - the public synchronisation calls: dsm_lock, dsm_unlock, dsm_barrier. */
+#include "api.h"
+
+#include "channel.h"
+#include "dsm_log.h"
+#include "runtime.h"
+#include "stats.h"
+
+/* One synchronisation request; returns 0 or a status (logged, naming fn and id). */
+static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st = dsm_rt_check(fn);
+
+    if (st != 0)
+        return st;
+    dsm_channel_msg(&req, op);
+    req.a = id;
+    st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY);
+    if (st != 0)
+        return st; /* logged */
+    if (rep.status != 0) {
+        if (op == DSMC_BARRIER)
+            DSM_ERR("%s: %s%s%s", fn, dsm_status_str(rep.status), rep.text[0] != '\0' ? ": " : "", rep.text);
+        else
+            DSM_ERR("%s(%u): %s%s%s", fn, id, dsm_status_str(rep.status),
+                    rep.text[0] != '\0' ? ": " : "", rep.text);
+    }
+    return rep.status;
+}
+
+DSM_API int dsm_lock(uint32_t id)
+{
+    dsm_status_t st = sync_call("dsm_lock", DSMC_LOCK, id);
+
+    if (st == 0)
+        dsm_stats_lock_acquired();
+    return st;
+}
+
+DSM_API int dsm_unlock(uint32_t id)
+{
+    return sync_call("dsm_unlock", DSMC_UNLOCK, id);
+}
+
+DSM_API int dsm_barrier(void)
+{
+    dsm_status_t st = sync_call("dsm_barrier", DSMC_BARRIER, 0);
+
+    if (st == 0)
+        dsm_stats_barrier();
+    return st;
+}

@@ -1,0 +1,63 @@
+/* vm.c - the rank's mapping of the global space and its protection changes; see vm.h. */
+#include "vm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "dsm_chan.h"
+#include "dsm_log.h"
+
+dsm_status_t dsm_vm_map(const struct dsm_vm *vm, int memfd)
+{
+    void *want = (void *)vm->base;
+    void *got = mmap(want, vm->size, PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE, memfd, 0);
+
+    if (got == MAP_FAILED) {
+        if (errno == EEXIST) {
+            DSM_ERR("cannot map the global space at [%p, %p): the range is already in use in "
+                    "this process", want, (void *)(vm->base + vm->size));
+            return DSM_EBUSY;
+        }
+        DSM_ERR("cannot map the global space at [%p, %p) (%zu bytes): %s", want,
+                (void *)(vm->base + vm->size), vm->size, strerror(errno));
+        return DSM_ESYS;
+    }
+    if (got != want) {
+        /* A kernel older than 4.17 takes the unknown flag as a hint and maps elsewhere. */
+        if (munmap(got, vm->size) != 0)
+            DSM_WARN("munmap of a misplaced mapping failed: %s", strerror(errno));
+        DSM_ERR("cannot map the global space at [%p, %p): the kernel placed it at %p (range "
+                "in use, or no MAP_FIXED_NOREPLACE support)", want,
+                (void *)(vm->base + vm->size), got);
+        return DSM_EBUSY;
+    }
+    return 0;
+}
+
+void dsm_vm_unmap(const struct dsm_vm *vm)
+{
+    if (munmap((void *)vm->base, vm->size) != 0)
+        DSM_WARN("munmap of the global space failed: %s", strerror(errno));
+}
+
+int dsm_vm_prot(uint64_t access)
+{
+    switch (access) {
+    case DSM_ACCESS_NONE:  return PROT_NONE;
+    case DSM_ACCESS_READ:  return PROT_READ;
+    case DSM_ACCESS_WRITE: return PROT_READ | PROT_WRITE;
+    default:               return -1;
+    }
+}
+
+dsm_status_t dsm_vm_protect(const struct dsm_vm *vm, uint64_t first, uint64_t count, uint64_t access)
+{
+    int prot = dsm_vm_prot(access);
+
+    if (prot < 0 || !dsm_vm_range_ok(vm, first, count))
+        return DSM_EINVAL;
+    if (mprotect((void *)dsm_vm_page_addr(vm, first), (size_t)(count << vm->page_shift), prot) != 0)
+        return DSM_ESYS;
+    return 0;
+}

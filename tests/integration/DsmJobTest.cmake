@@ -1,0 +1,49 @@
+# DsmJobTest.cmake - dsm_job_test(): register a ctest that runs a DSM job through dsmrun.
+#
+#   dsm_job_test(NAME <test> RANKS <n> [RPN <k>] [TIMEOUT <s>] [EXPECT <regex>]
+#                [REJECT <regex>] [STATUS <code>] [ENV <VAR=value>...] [LABELS <l>...]
+#                COMMAND <program> [args...])
+#
+# The test runs `dsmrun -n <n> [--ranks-per-node <k>] --timeout <s> -- <program> args`
+# (default timeout 120 s); ctest's TIMEOUT is 30 s longer, so dsmrun's own teardown normally
+# ends a stuck job and ctest's is the backstop. With EXPECT (and optionally REJECT/STATUS)
+# the run goes through expect.sh, which checks the exit status (default 0) and the output.
+# With RANKS 0 the command runs as it is, without dsmrun (a standalone one-rank job).
+set(DSM_EXPECT_SH ${CMAKE_CURRENT_LIST_DIR}/expect.sh)
+
+function(dsm_job_test)
+  cmake_parse_arguments(T "" "NAME;RANKS;RPN;TIMEOUT;EXPECT;REJECT;STATUS"
+                        "COMMAND;ENV;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  if(NOT DEFINED T_STATUS)
+    set(T_STATUS 0)
+  endif()
+  set(launch)
+  if(T_RANKS GREATER 0)
+    set(launch ${DSMRUN} -n ${T_RANKS})
+    if(T_RPN)
+      list(APPEND launch --ranks-per-node ${T_RPN})
+    endif()
+    list(APPEND launch --timeout ${T_TIMEOUT} --)
+  endif()
+  if(DEFINED T_EXPECT)
+    set(check sh ${DSM_EXPECT_SH} ${T_STATUS} "${T_EXPECT}")
+    if(DEFINED T_REJECT)
+      list(APPEND check --reject "${T_REJECT}")
+    endif()
+    list(APPEND check --)
+  else()
+    set(check)
+  endif()
+  add_test(NAME ${T_NAME} COMMAND ${check} ${launch} ${T_COMMAND})
+  math(EXPR ctest_timeout "${T_TIMEOUT} + 30")
+  set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${ctest_timeout})
+  if(T_ENV)
+    set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${T_ENV}")
+  endif()
+  if(T_LABELS)
+    set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}")
+  endif()
+endfunction()

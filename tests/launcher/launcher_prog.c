@@ -1,0 +1,196 @@
+/*
+ * launcher_prog.c - a small dsm program whose behaviour each launcher test chooses.
+ *
+ *   launcher_prog ok                 env agrees with the API; every rank writes its byte of a
+ *                                    shared page, rank 0 checks them all; exit 0
+ *   launcher_prog fail R:CODE:MS...  rank R exits with CODE after MS ms (no finalize); the
+ *                                    other ranks wait in a barrier
+ *   launcher_prog spin               prints "rank R started", then spins forever
+ *   launcher_prog loop               prints "rank R started", then shared-page traffic and
+ *                                    barriers forever (until the runtime stops it)
+ *   launcher_prog segv R             rank R dereferences NULL after dsm_init
+ *   launcher_prog stats              faults, a lock and barriers, then finalize; exit 0
+ *
+ * Any further argument is ignored: tests append a unique marker so that pgrep can find the
+ * job's processes. Exit status 3 means this program found something wrong itself.
+ */
+#include <dsm/dsm.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BAD 3
+
+/* Print a failure of this program and return BAD. */
+static int bad(const char *what)
+{
+    fprintf(stderr, "launcher_prog rank %d: %s\n", dsm_rank(), what);
+    return BAD;
+}
+
+/* Sleep ms milliseconds. */
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Integer value of environment variable name, or -1 when absent or malformed. */
+static long env_long(const char *name)
+{
+    const char *v = getenv(name);
+    char *end;
+    long x;
+
+    if (!v || !*v)
+        return -1;
+    x = strtol(v, &end, 10);
+    return *end ? -1 : x;
+}
+
+/* Announce that this rank is running (tests wait for every rank's line). */
+static void started(void)
+{
+    printf("rank %d started\n", dsm_rank());
+    fflush(stdout);
+}
+
+/* ok: the launcher's environment matches what libdsm reports; a shared page works. */
+static int run_ok(void)
+{
+    int r = dsm_rank(), n = dsm_nranks();
+    unsigned char *page;
+
+    if (env_long("DSM_RANK") != r || env_long("DSM_NRANKS") != n)
+        return bad("DSM_RANK/DSM_NRANKS disagree with dsm_rank()/dsm_nranks()");
+    if (!getenv("DSM_PEER_ADDRS") || env_long("DSM_NODE") < 0)
+        return bad("DSM_PEER_ADDRS or DSM_NODE missing");
+    page = dsm_coalloc(dsm_page_size());
+    if (!page)
+        return bad("dsm_coalloc failed");
+    page[r] = (unsigned char)(r + 1);
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    for (int i = 0; r == 0 && i < n; i++)
+        if (page[i] != (unsigned char)(i + 1))
+            return bad("shared page lost a rank's byte");
+    printf("rank %d of %d ok node %ld peers %s\n", r, n, env_long("DSM_NODE"),
+           getenv("DSM_PEER_ADDRS"));
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
+/* fail: ranks named in specs "R:CODE:MS" exit with CODE after MS ms; the others block. */
+static int run_fail(int nspec, char **spec)
+{
+    for (int i = 0; i < nspec; i++) {
+        int rank, code, ms;
+        if (sscanf(spec[i], "%d:%d:%d", &rank, &code, &ms) != 3)
+            continue; /* the marker */
+        if (rank == dsm_rank()) {
+            sleep_ms(ms);
+            fprintf(stderr, "rank %d failing with %d\n", rank, code);
+            exit(code);
+        }
+    }
+    dsm_barrier(); /* never completes: a rank is gone */
+    sleep_ms(60000);
+    return bad("still running a minute after a rank failed");
+}
+
+/* spin: compute forever without calling the runtime. */
+static int run_spin(void)
+{
+    volatile unsigned long x = 0;
+
+    started();
+    for (;;)
+        x++;
+    return 0;
+}
+
+/* loop: keep every rank touching shared pages and meeting at barriers. */
+static int run_loop(void)
+{
+    int r = dsm_rank(), n = dsm_nranks();
+    volatile long *cells = dsm_coalloc((size_t)n * dsm_page_size());
+
+    if (!cells)
+        return bad("dsm_coalloc failed");
+    started();
+    for (long it = 0;; it++) {
+        long stride = (long)(dsm_page_size() / sizeof(long));
+        cells[r * stride] = it;
+        (void)cells[((r + 1) % n) * stride];
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+        sleep_ms(10);
+    }
+}
+
+/* segv: a real NULL dereference, outside the global space. */
+static int run_segv(int victim)
+{
+    int *volatile null = NULL;
+
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (dsm_rank() == victim)
+        *null = 42;
+    dsm_barrier(); /* never completes */
+    sleep_ms(60000);
+    return bad("still running a minute after a rank crashed");
+}
+
+/* stats: each rank writes its own page, reads its neighbour's, takes a lock, 2 barriers. */
+static int run_stats(void)
+{
+    int r = dsm_rank(), n = dsm_nranks();
+    size_t ps = dsm_page_size();
+    unsigned char *pages = dsm_coalloc((size_t)n * ps);
+
+    if (!pages)
+        return bad("dsm_coalloc failed");
+    memset(pages + (size_t)r * ps, r + 1, ps);
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (pages[(size_t)((r + 1) % n) * ps] != (unsigned char)((r + 1) % n + 1))
+        return bad("neighbour's page has the wrong content");
+    if (dsm_lock(7) != 0 || dsm_unlock(7) != 0)
+        return bad("dsm_lock/dsm_unlock failed");
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
+int main(int argc, char **argv)
+{
+    int err, rc;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|stats [ARGS...]\n");
+        return 2;
+    }
+    err = dsm_init(&argc, &argv);
+    if (err) {
+        fprintf(stderr, "launcher_prog: dsm_init: %s\n", dsm_strerror(err));
+        return BAD;
+    }
+    if (!strcmp(argv[1], "ok"))
+        rc = run_ok();
+    else if (!strcmp(argv[1], "fail"))
+        rc = run_fail(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "spin"))
+        rc = run_spin();
+    else if (!strcmp(argv[1], "loop"))
+        rc = run_loop();
+    else if (!strcmp(argv[1], "segv") && argc > 2)
+        rc = run_segv(atoi(argv[2]));
+    else if (!strcmp(argv[1], "stats"))
+        rc = run_stats();
+    else
+        rc = bad("unknown mode");
+    if (rc == 0 && (err = dsm_finalize()) != 0)
+        rc = bad(dsm_strerror(err));
+    return rc;
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""launcher_test.py - tests of dsmrun's behaviour with the real dsmd and launcher_prog.
+
+    launcher_test.py DSMRUN PROG CASE
+
+Each CASE is one ctest. Every job runs with TMPDIR set to a fresh directory whose name is
+also appended to the program's arguments, so `pgrep -f <that name>` finds every dsmd (its
+--socket lives there) and every rank of the job: after each job the test asserts that none
+is left, kills any it finds, and fails. Every wait is bounded.
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+STAT_KEYS = ("read_faults", "write_faults", "pages_fetched", "invalidations", "messages_sent",
+             "bytes_sent", "lock_acquires", "barriers", "wall_seconds")
+JOB_LIMIT_S = 60
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what, job=None):
+    if not cond:
+        if job is not None:
+            what += "\n--- dsmrun stdout:\n%s--- dsmrun stderr:\n%s" % (job.out, job.err)
+        raise Failure(what)
+
+
+class Job:
+    """One dsmrun invocation with its own marker directory."""
+
+    def __init__(self, dsmrun, prog, args, opts, stdin_lines=False):
+        self.marker = tempfile.mkdtemp(prefix="dsmrun-test-")
+        env = dict(os.environ, TMPDIR=self.marker)
+        env.pop("DSM_DSMD", None)  # the build tree's dsmd, found beside dsmrun
+        self.argv = [dsmrun] + opts + ["--", prog] + args + [self.marker]
+        self.t0 = time.monotonic()
+        self.p = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.out = ""
+        self.err = ""
+        self.rc = None
+        self.seconds = None
+
+    def wait_lines(self, pattern, count, limit_s=30):
+        """Read stdout until count lines match pattern (bounded); returns them."""
+        found, buf = [], b""
+        fd = self.p.stdout.fileno()
+        deadline = time.monotonic() + limit_s
+        while len(found) < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.p.poll() is not None:
+                why = "dsmrun exited" if self.p.poll() is not None else "the deadline"
+                self.p.kill()
+                self.finish()
+                raise Failure("saw %d of %d lines matching %r before %s\n--- stdout:\n%s"
+                              "--- stderr:\n%s" % (len(found), count, pattern, why, self.out,
+                                                   self.err))
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            buf += chunk
+            self.out += chunk.decode(errors="replace")
+            *lines, buf = buf.split(b"\n")
+            found += [ln.decode() for ln in lines if re.search(pattern, ln.decode())]
+        return found
+
+    def finish(self, limit_s=JOB_LIMIT_S):
+        """Wait for dsmrun (bounded); record rc, output, duration; check nothing is left."""
+        try:
+            out, err = self.p.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+            self.out += out or ""
+            self.err += err or ""
+            cleanup(self.marker)
+            raise Failure("dsmrun still running after %d s: %s\n--- stderr:\n%s"
+                          % (limit_s, " ".join(self.argv), self.err))
+        self.out += out or ""
+        self.err += err or ""
+        self.rc = self.p.returncode
+        self.seconds = time.monotonic() - self.t0
+        try:
+            stale = os.listdir(self.marker)
+        except OSError:
+            stale = []
+        left = cleanup(self.marker)
+        check(not left, "processes left behind after dsmrun exited:\n" + left, self)
+        check(not stale, "dsmrun left files in its TMPDIR: %s" % stale, self)
+        return self.rc
+
+
+def leftovers(marker):
+    r = subprocess.run(["pgrep", "-a", "-f", marker], stdout=subprocess.PIPE, text=True,
+                       timeout=10)
+    return r.stdout.strip()
+
+
+def cleanup(marker):
+    """Kill whatever of this job is still there (after dsmrun, nothing should be); remove the
+    marker directory; return the leftovers found."""
+    left = leftovers(marker)
+    if left:
+        subprocess.run(["pkill", "-KILL", "-f", marker], timeout=10)
+    shutil.rmtree(marker, ignore_errors=True)
+    return left
+
+
+def run(dsmrun, prog, args, opts, limit_s=JOB_LIMIT_S):
+    j = Job(dsmrun, prog, args, opts)
+    j.finish(limit_s)
+    return j
+
+
+# -- cases ------------------------------------------------------------------------------------
+
+
+def case_success(dsmrun, prog):
+    """Ranks run with the right environment, output is prefixed, exit 0."""
+    j = run(dsmrun, prog, ["ok"], ["-n", "3", "--ranks-per-node", "2", "--prefix-output"])
+    check(j.rc == 0, "exit status %s, expected 0" % j.rc, j)
+    for r in range(3):
+        lines = [ln for ln in j.out.splitlines() if ln.startswith("[%d] rank %d of 3 ok" % (r, r))]
+        check(len(lines) == 1, "rank %d's prefixed line missing" % r, j)
+        node = int(lines[0].split(" node ")[1].split()[0])
+        check(node == r // 2, "rank %d ran on node %d, expected %d" % (r, node, r // 2), j)
+        peers = lines[0].split(" peers ")[1].split(",")
+        check(len(peers) == 2 and all(re.fullmatch(r"127\.0\.0\.1:\d+", p) for p in peers),
+              "DSM_PEER_ADDRS should list the 2 daemons' addresses: %s" % peers, j)
+
+
+def case_exit_status(dsmrun, prog):
+    """The first rank to fail decides the exit status, not the lowest-numbered one."""
+    j = run(dsmrun, prog, ["fail", "2:5:0", "1:9:1500"], ["-n", "3"])
+    check(j.rc == 5, "exit status %s, expected 5 (rank 2 failed first)" % j.rc, j)
+    check(re.search(r"rank 2\b.*status 5", j.err), "no message naming rank 2's failure", j)
+    check(j.seconds < 20, "took %.1f s to stop after a rank failed" % j.seconds, j)
+
+
+def case_timeout(dsmrun, prog):
+    """--timeout stops a spinning job with 124 and leaves nothing behind."""
+    j = Job(dsmrun, prog, ["spin"], ["-n", "2", "--timeout", "3"])
+    j.wait_lines(r"^rank \d started", 2)
+    j.finish()
+    check(j.rc == 124, "exit status %s, expected 124" % j.rc, j)
+    check("timed out" in j.err, "no timeout message", j)
+    check(j.seconds < 3 + 15, "took %.1f s for a 3 s timeout" % j.seconds, j)
+
+
+def signal_case(dsmrun, prog, sig, want):
+    j = Job(dsmrun, prog, ["loop"], ["-n", "2"])
+    j.wait_lines(r"^rank \d started", 2)
+    t = time.monotonic()
+    j.p.send_signal(sig)
+    j.finish()
+    check(j.rc == want, "exit status %s after %s, expected %d" % (j.rc, sig.name, want), j)
+    check(time.monotonic() - t < 10, "took %.1f s to stop after %s"
+          % (time.monotonic() - t, sig.name), j)
+
+
+def case_sigint(dsmrun, prog):
+    """SIGINT (Ctrl-C) tears the job down: exit 130, nothing left."""
+    signal_case(dsmrun, prog, signal.SIGINT, 130)
+
+
+def case_sigterm(dsmrun, prog):
+    """SIGTERM tears the job down: exit 143 (128+15), nothing left."""
+    signal_case(dsmrun, prog, signal.SIGTERM, 143)
+
+
+def case_daemon_killed(dsmrun, prog):
+    """A dsmd killed mid-job: every rank stops on its own with an error naming the node, and
+    dsmrun exits non-zero within a few seconds."""
+    j = Job(dsmrun, prog, ["loop"], ["-n", "4", "--ranks-per-node", "2", "--prefix-output"])
+    j.wait_lines(r"^\[\d\] rank \d started", 4)
+    r = subprocess.run(["pgrep", "-f", r"dsmd --node 1 .*%s" % re.escape(j.marker)],
+                       stdout=subprocess.PIPE, text=True, timeout=10)
+    pids = r.stdout.split()
+    if len(pids) != 1:
+        j.p.kill()
+        j.finish()
+        raise Failure("expected one dsmd for node 1, pgrep found %r" % pids)
+    t = time.monotonic()
+    os.kill(int(pids[0]), signal.SIGKILL)
+    j.finish()
+    took = time.monotonic() - t
+    check(j.rc != 0, "dsmrun exited 0 after node 1's dsmd was killed", j)
+    check(took < 10, "took %.1f s to stop after node 1 died" % took, j)
+    check(re.search(r"^dsmrun: node 1\b.*(SIGKILL|killed)", j.err, re.M),
+          "dsmrun did not name node 1 as killed", j)
+    check("stopping the remaining" not in j.err,
+          "dsmrun had to kill ranks: they did not stop on their own", j)
+    for rank in range(4):
+        said = [ln for ln in j.err.splitlines() if ln.startswith("[%d] " % rank)]
+        check(any("node 1" in ln for ln in said),
+              "rank %d printed no error naming node 1" % rank, j)
+
+
+def case_segv(dsmrun, prog):
+    """A real NULL dereference in a rank after dsm_init kills it with SIGSEGV: exit 139."""
+    j = run(dsmrun, prog, ["segv", "1"], ["-n", "2"])
+    check(j.rc == 139, "exit status %s, expected 139 (SIGSEGV)" % j.rc, j)
+    check(re.search(r"rank 1\b.*SIGSEGV", j.err), "no message naming rank 1's SIGSEGV", j)
+
+
+def case_stats(dsmrun, prog):
+    """--stats FILE: valid JSON, every rank with every counter, plausible values."""
+    d = tempfile.mkdtemp(prefix="dsmrun-stats-")
+    try:
+        path = os.path.join(d, "stats.json")
+        j = run(dsmrun, prog, ["stats"], ["-n", "4", "--ranks-per-node", "2", "--stats", path,
+                                          "--report"])
+        check(j.rc == 0, "exit status %s, expected 0" % j.rc, j)
+        with open(path) as f:
+            doc = json.load(f)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    for k, v in (("consistency", "sequential"), ("transport", "tcp"), ("nranks", 4),
+                 ("nnodes", 2), ("ranks_per_node", 2)):
+        check(doc.get(k) == v, "%s is %r, expected %r" % (k, doc.get(k), v), j)
+    check(isinstance(doc.get("wall_seconds"), (int, float)) and doc["wall_seconds"] > 0,
+          "job wall_seconds missing or not positive", j)
+    ranks = doc.get("ranks", [])
+    check([r.get("rank") for r in ranks] == [0, 1, 2, 3], "ranks not 0..3 in order", j)
+    for r in ranks:
+        for k in STAT_KEYS:
+            check(isinstance(r.get(k), (int, float)) and r[k] >= 0,
+                  "rank %d: %s missing or negative" % (r["rank"], k), j)
+        check(r["write_faults"] >= 1, "rank %d wrote a page but counts no write fault"
+              % r["rank"], j)
+        check(r["read_faults"] >= 1 or r["pages_fetched"] >= 1,
+              "rank %d read a page written elsewhere but counts no read fault or fetch"
+              % r["rank"], j)
+        check(r["lock_acquires"] >= 1, "rank %d took a lock; lock_acquires is 0" % r["rank"], j)
+        check(r["barriers"] >= 2, "rank %d met 2 barriers; barriers is %d"
+              % (r["rank"], r["barriers"]), j)
+        check(r["wall_seconds"] > 0, "rank %d wall_seconds is 0" % r["rank"], j)
+    nodes = doc.get("nodes", [])
+    check([n.get("node") for n in nodes] == [0, 1], "nodes not 0, 1", j)
+    check(all(isinstance(n.get("messages_sent"), int) and n["messages_sent"] > 0
+              and isinstance(n.get("bytes_sent"), int) and n["bytes_sent"] > 0 for n in nodes),
+          "a node of a 2-node job reports no message sent", j)
+    check(re.search(r"^\s*total\s", j.err, re.M), "--report printed no totals row", j)
+
+
+def case_options(dsmrun, prog):
+    """Invalid options: exit 2 and one clear `dsmrun:` line, before anything starts."""
+    bad = [(["-n", "0"], "-n"), (["-n", "x"], "-n"), ([], "-n N is required"),
+           (["-n", "2", "--ranks-per-node", "0"], "--ranks-per-node"),
+           (["-n", "2", "--consistency", "weak"], "consistency model 'weak'"),
+           (["-n", "2", "--transport", "carrier-pigeon"], "transport"),
+           (["-n", "2", "--timeout", "-1"], "--timeout"),
+           (["-n", "2", "--space-size", "lots"], "--space-size"),
+           (["-n", "2", "--no-such-option"], "no-such-option")]
+    for opts, words in bad:
+        j = run(dsmrun, prog, ["ok"], opts, limit_s=20)
+        lines = j.err.strip().splitlines()
+        check(j.rc == 2, "%s: exit status %s, expected 2" % (opts, j.rc), j)
+        check(len(lines) == 1 and lines[0].startswith("dsmrun: ") and words in lines[0],
+              "%s: expected one 'dsmrun:' line mentioning %r" % (opts, words), j)
+    r = subprocess.run([dsmrun, "-n", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=20)
+    check(r.returncode == 2 and "no program" in r.stderr, "no program: expected exit 2")
+    r = subprocess.run([dsmrun, "-n", "2", "--dsmd", "/nonexistent/dsmd", "--", prog, "ok"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
+    check(r.returncode != 0 and r.stderr.startswith("dsmrun: --dsmd"),
+          "--dsmd /nonexistent: expected a clear error, got %d %r" % (r.returncode, r.stderr))
+    r = subprocess.run([dsmrun, "-n", "2", "--", "/nonexistent/program"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
+    check(r.returncode == 127 and "not found" in r.stderr,
+          "missing program: expected 127, got %d %r" % (r.returncode, r.stderr))
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main(argv):
+    if len(argv) != 4 or argv[3] not in CASES:
+        sys.stderr.write("usage: launcher_test.py DSMRUN PROG {%s}\n" % ",".join(CASES))
+        return 2
+    dsmrun, prog, case = argv[1], os.path.abspath(argv[2]), argv[3]
+    try:
+        CASES[case](dsmrun, prog)
+    except Failure as e:
+        sys.stderr.write("FAIL %s: %s\n" % (case, e))
+        return 1
+    print("PASS %s" % case)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
