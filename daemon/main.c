@@ -347,6 +347,8 @@ int main(int argc, char **argv)
     if (d.cfg.standalone)
         dsmd_peers_connect(&d);
     st = dsmd_loop_run(d.loop);
+    if (d.t)
+        (void)d.tops->progress(d.t); /* push out what is queued (an ABORT to the peers) */
     print_stats(&d);
     node_teardown(&d);
     return st == DSM_OK ? 0 : 1;

@@ -204,8 +204,6 @@ void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...)
         for (int n = 0; d->t && n < d->cfg.nnodes; n++)
             if (n != d->cfg.node && d->peer_up[n])
                 (void)d->tops->send(d->t, n, buf, len, DSMT_NO_PAGE);
-        if (d->t)
-            (void)d->tops->progress(d->t);
     }
     dsmd_abort_ranks(d, status, text);
     dsmd_announce(d, "ERROR %s", text);

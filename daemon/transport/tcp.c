@@ -24,6 +24,7 @@
  *  - Outgoing connections are nonblocking: refused attempts are retried every RETRY_MS until
  *    the connect timeout; a timerfd in the epoll set enforces connect and hello deadlines.
  */
+#define _GNU_SOURCE /* accept4 */
 #include "dsmt.h"
 #include "tcp_wire.h"
 
@@ -565,6 +566,11 @@ static void rx_parse(struct tcp *t, struct conn *c)
 
         switch (c->rx) {
         case RX_HELLO:
+            if (avail >= 4 && get32(p + DSMT_TCP_H_MAGIC) != DSMT_TCP_MAGIC) {
+                /* not one of ours: no need to wait for a whole hello */
+                conn_kill(t, c, DSM_LOG_WARN, "bad hello: wrong magic (not a dsm transport peer)");
+                return;
+            }
             if (avail < DSMT_TCP_HELLO_LEN)
                 goto partial;
             c->rpos += DSMT_TCP_HELLO_LEN;

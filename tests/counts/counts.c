@@ -1,0 +1,51 @@
+/*
+ * counts.c - a job whose page traffic is known exactly, for checking the statistics.
+ *
+ * usage: counts PAGES
+ * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
+ * collectively allocated so that the first half are homed on node 0 and the second half
+ * on the last node (block placement over 2 nodes, or the first and last block).
+ *
+ * Phase 1 (read): every rank not on node 0 reads one word of each of the PAGES pages homed
+ *   on node 0, all at once (ranks of one node race for the same pages: coalescing).
+ * Phase 2 (write): rank 0 writes each of those pages (its node is their home), which
+ *   invalidates the copies every other node holds.
+ * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
+ * --stats output, which depend only on P and the job's layout.
+ */
+#include <dsm/dsm.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv)
+{
+    int rc = dsm_init(&argc, &argv);
+    long pages, nodes_pages;
+    size_t ps;
+    volatile char *base;
+    long sum = 0;
+
+    if (rc != 0) {
+        fprintf(stderr, "counts: dsm_init: %s\n", dsm_strerror(rc));
+        return 1;
+    }
+    pages = argc > 1 ? atol(argv[1]) : 8;
+    ps = dsm_page_size();
+    /* block placement gives node 0 the first ceil(total/nnodes) pages: allocate enough
+     * that the first `pages` pages are all homed there */
+    nodes_pages = pages > 0 ? pages * dsm_nranks() : 1;
+    base = dsm_coalloc((size_t)nodes_pages * ps);
+    if (base == NULL)
+        return 1;
+    dsm_barrier();
+    if (getenv("DSM_NODE") == NULL || atoi(getenv("DSM_NODE")) != 0)
+        for (long p = 0; p < pages; p++)
+            sum += base[p * (long)ps];
+    dsm_barrier();
+    if (dsm_rank() == 0)
+        for (long p = 0; p < pages; p++)
+            base[p * (long)ps] = 1;
+    dsm_barrier();
+    printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+    return dsm_finalize() != 0 || sum != 0;
+}

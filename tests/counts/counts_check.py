@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
+
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES
+
+Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
+--stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
+over M-1 nodes, and P pages:
+  read_faults  (ranks outside node 0)  += R_o * P      every rank faults on every page
+  pages_fetched (summed)               += (M-1) * P    once per node: faults are coalesced
+  invalidations (summed)               += R_o * P      every rank outside node 0 loses each copy
+  write_faults (rank 0)                += P            (node 0 is the home: no message for data)
+  messages (summed)                    += (M-1)*P*2    READ_REQ+GRANT per page per node
+                                        + (M-1)*P*2    INV+INV_ACK per page per node
+  bytes                                 page payloads: exactly (M-1)*P pages, plus headers
+"""
+import json
+import subprocess
+import sys
+import tempfile
+
+
+def run(dsmrun, prog, n, k, pages):
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
+               "--stats", f.name, "--", prog, str(pages)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        if r.returncode != 0:
+            sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
+        return json.load(open(f.name))
+
+
+def total(stats, key, pred=lambda r: True):
+    return sum(r[key] for r in stats["ranks"] if pred(r))
+
+
+def main():
+    dsmrun, prog = sys.argv[1], sys.argv[2]
+    n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
+    m = (n + k - 1) // k
+    outside = n - min(k, n)
+    a, b = run(dsmrun, prog, n, k, 0), run(dsmrun, prog, n, k, pages)
+    off0 = lambda r: r["node"] != 0
+    expect = {
+        "read_faults outside node 0": (lambda s: total(s, "read_faults", off0), outside * pages),
+        "pages_fetched": (lambda s: total(s, "pages_fetched"), (m - 1) * pages),
+        "invalidations": (lambda s: total(s, "invalidations"), outside * pages),
+        "write_faults of rank 0": (lambda s: total(s, "write_faults", lambda r: r["rank"] == 0), pages),
+        "messages_sent": (lambda s: total(s, "messages_sent"), 4 * (m - 1) * pages),
+    }
+    bad = 0
+    for name, (f, want) in expect.items():
+        got = f(b) - f(a)
+        ok = got == want
+        bad += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: +{got} (expected +{want})")
+    got = total(b, "bytes_sent") - total(a, "bytes_sent")
+    lo, hi = (m - 1) * pages * 4096, (m - 1) * pages * (4096 + 4 * 32)
+    ok = lo <= got <= hi
+    bad += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} bytes_sent: +{got} (expected {lo}..{hi}: one page per node and page plus small headers)")
+    nodes = sum(x["messages_sent"] for x in b["nodes"])
+    ok = nodes == total(b, "messages_sent")
+    bad += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} per-node message totals equal the per-rank sum ({nodes})")
+    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
+    sys.exit(1 if bad else 0)
+
+
+main()
