@@ -38,7 +38,8 @@ static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
         rk->nchans--;
         if (c->kind == CHAN_SERVICE)
             rk->service = NULL;
-        if (!rk->finalized && !d->aborting) {
+        /* a thread channel closes when its thread has exited; any other means the rank is gone */
+        if (!rk->finalized && !d->aborting && c->kind != CHAN_THREAD) {
             dsmd_abort(d, DSM_ESTATE, "rank %d exited without dsm_finalize (%s)", rk->rank, why);
         } else if (rk->finalized && rk->nchans == 0) {
             d->ranks_gone++;

@@ -149,6 +149,7 @@ struct dsmd {
     uint64_t protect_seq;
     uint64_t node_messages, node_bytes;
     int      sigfd;
+    int      fini_sent;          /* this node's ranks have all finalized (FINI_ARRIVE sent) */
     int      finishing;          /* every rank finalized: peers may leave */
     int      aborting;
 };

@@ -247,6 +247,21 @@ static void print_stats(struct dsmd *d)
     fflush(stdout);
 }
 
+/* A standalone daemon's socket lives in a private directory of the rank's making:
+ * remove it, so nothing is left behind even when the rank was killed. */
+static void remove_socket_dir(const char *socket)
+{
+    char dir[256];
+    char *slash;
+
+    snprintf(dir, sizeof(dir), "%s", socket);
+    slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    (void)rmdir(dir); /* fails harmlessly if the rank left other files there */
+}
+
 /* Everything but the transport and the loop's inputs. */
 static dsm_status_t node_setup(struct dsmd *d)
 {
@@ -333,8 +348,10 @@ int main(int argc, char **argv)
     }
     snprintf(who, sizeof(who), "dsmd[node %d]", d.cfg.node);
     dsm_log_init(who);
-    /* a launcher that dies takes its daemons along, even if stdin's EOF is missed */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+    /* A launcher that dies takes its daemons along, even if stdin's EOF is missed. Not for
+     * a standalone daemon: the death signal follows the parent *thread*, and the rank's
+     * thread that started us may end long before the rank (its stdin pipe covers it). */
+    if (!d.cfg.standalone && prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
         DSM_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
     if ((st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||
@@ -351,5 +368,7 @@ int main(int argc, char **argv)
         (void)d.tops->progress(d.t); /* push out what is queued (an ABORT to the peers) */
     print_stats(&d);
     node_teardown(&d);
+    if (d.cfg.standalone)
+        remove_socket_dir(d.cfg.socket);
     return st == DSM_OK ? 0 : 1;
 }

@@ -100,7 +100,11 @@ static void on_peer_lost(void *ctx, int node, const char *reason)
 {
     struct dsmd *d = ctx;
 
-    if (d->finishing) {
+    /* Once every rank of the job has finalized, peers leave as they please. A node whose
+     * ranks have finalized may also see another node leave before node 0's release reaches
+     * it: that node can only have left after the release. Only node 0 going away then is
+     * a failure (the release would never come); node 0 itself aborts on any real loss. */
+    if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0)) {
         DSM_DEBUG("node %d left: %s", node, reason);
         return;
     }

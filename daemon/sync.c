@@ -134,6 +134,8 @@ static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c,
     if (++g->local_arrived < d->cfg.local_ranks)
         return;
     g->local_arrived = 0;
+    if (arrive_type == DSMW__TYPE__FINI_ARRIVE)
+        d->fini_sent = 1;
     dsmw_init(&m, arrive_type);
     m.epoch = g->epoch;
     m.origin = (uint32_t)d->ranks[c->lrank].rank;

@@ -66,6 +66,7 @@ struct seq_req {
 /* Directory entry, meaningful at the page's home only. */
 struct seq_dir {
     uint64_t copyset;
+    uint64_t asked;      /* nodes whose INV_ACK / FETCH_REPLY the transaction awaits */
     int16_t  owner;      /* NO_NODE when shared */
     uint8_t  busy;       /* a transaction is running */
     uint8_t  need_data;  /* the requester lacks the data */
@@ -173,6 +174,7 @@ static void txn_read(dsmp_t *p, uint64_t page)
         p->local[page] = DSM_ACCESS_READ;
         p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, local_revoked, (void *)(uintptr_t)page);
     } else {
+        d->asked = 1ull << d->owner;
         send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_READ, d->t_origin, DSMP_NO_FRAME);
     }
 }
@@ -191,6 +193,7 @@ static void txn_write(dsmp_t *p, uint64_t page)
             p->local[page] = DSM_ACCESS_NONE;
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
+            d->asked = 1ull << d->owner;
             send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
         return;
@@ -205,6 +208,7 @@ static void txn_write(dsmp_t *p, uint64_t page)
             p->local[page] = DSM_ACCESS_NONE;
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
+            d->asked |= 1ull << n;
             send_msg(p, n, DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
     }
@@ -305,21 +309,31 @@ static dsm_status_t seq_grant(dsmp_t *p, const dsmw_msg_t *m, int framed)
 static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
     struct seq_dir *d = &p->dir[m->page];
+    int from_home = p->svc.home(p->svc.ctx, m->page) == src;
 
     switch (m->type) {
     case DSMW__TYPE__READ_REQ:
     case DSMW__TYPE__WRITE_REQ:
         return seq_request(p, m);
+    /* orders for a page come from its home only (I4) */
     case DSMW__TYPE__GRANT:
+        if (!from_home)
+            break;
         return seq_grant(p, m, framed);
     case DSMW__TYPE__INV:
+        if (!from_home)
+            break;
         return seq_give_up(p, src, m, DSMW__TYPE__INV_ACK, DSM_ACCESS_NONE);
     case DSMW__TYPE__FETCH:
+        if (!from_home)
+            break;
         return seq_give_up(p, src, m, DSMW__TYPE__FETCH_REPLY, (int)m->access);
     case DSMW__TYPE__INV_ACK:
     case DSMW__TYPE__FETCH_REPLY:
-        if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
+        if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || !(d->asked & (1ull << src)) ||
+            framed != (m->type == DSMW__TYPE__FETCH_REPLY))
             break;
+        d->asked &= ~(1ull << src);
         if (m->type == DSMW__TYPE__FETCH_REPLY && d->t_type == DSMW__TYPE__READ_REQ) {
             /* the old owner keeps a read copy and the home's frame is current again */
             d->copyset = (1ull << src) | (1ull << p->svc.self);
@@ -392,7 +406,6 @@ static void seq_destroy(dsmp_t *p)
 {
     if (p == NULL)
         return;
-    seq_reset(p, 0, 0);
     for (uint64_t pg = 0; pg < p->svc.npages; pg++) {
         struct seq_req *r;
 

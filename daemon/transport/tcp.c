@@ -19,12 +19,14 @@
  *  - send() writes directly only when the connection's out queue is empty; whatever the
  *    socket does not take is copied to the queue (so frame bytes are captured at the call),
  *    and the queue is flushed on EPOLLOUT. Stream order is therefore call order.
- *  - Callbacks run inside progress() or send() only. A connection killed during a callback
+ *  - Callbacks run inside progress(), send() or drop() only. A connection killed in a callback
  *    keeps its memory until the end of progress() (or destroy), so no loop loses its footing.
  *  - Outgoing connections are nonblocking: refused attempts are retried every RETRY_MS until
  *    the connect timeout; a timerfd in the epoll set enforces connect and hello deadlines.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4 */
+#endif
 #include "dsmt.h"
 #include "tcp_wire.h"
 
@@ -104,6 +106,7 @@ struct tcp {
     struct peer *peer;        /* [nnodes] */
     size_t backlog;           /* sum of out-queue bytes */
     int depth;                /* progress() nesting guard */
+    uint64_t armed_for;       /* deadline the timerfd is set to; UINT64_MAX = disarmed */
     uint8_t hello[DSMT_TCP_HELLO_LEN];
 };
 
@@ -627,6 +630,7 @@ static void conn_read(struct tcp *t, struct conn *c)
     size_t total = 0;
 
     while (c->state != C_DEAD && total < READ_BUDGET) {
+        bool drained;
         struct iovec iov[2];
         int n = rx_iov(t, c, iov);
         ssize_t r = readv(c->fd, iov, n);
@@ -644,6 +648,7 @@ static void conn_read(struct tcp *t, struct conn *c)
             continue;
         }
         total += (size_t)r;
+        drained = (size_t)r < iov[0].iov_len + (n == 2 ? iov[1].iov_len : 0);
         if (n == 2) { /* the frame took its share first */
             size_t in_frame = (size_t)r < iov[0].iov_len ? (size_t)r : iov[0].iov_len;
             c->fgot += in_frame;
@@ -651,6 +656,8 @@ static void conn_read(struct tcp *t, struct conn *c)
         }
         c->rlen += (size_t)r;
         rx_parse(t, c);
+        if (drained)
+            return; /* a short read emptied the socket; epoll reports more (saves an EAGAIN) */
     }
 }
 
@@ -742,14 +749,19 @@ static void timer_arm(struct tcp *t)
         if (c->state != C_UP && c->state != C_DEAD && c->deadline < when)
             when = c->deadline;
     }
-    if (when != UINT64_MAX) {
+    if (when != UINT64_MAX) { /* else all zero: disarm */
         its.it_value.tv_sec = (time_t)(when / 1000);
         its.it_value.tv_nsec = (long)(when % 1000) * 1000000L;
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
             its.it_value.tv_nsec = 1; /* zero would disarm */
     }
-    if (timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+    if (when == t->armed_for)
+        return; /* unchanged: spare the syscall on every progress() */
+    if (timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
         DSM_ERR("tcp: timerfd_settime: %s", strerror(errno)); /* deadlines will lag */
+        return;
+    }
+    t->armed_for = when;
 }
 
 /* The timer fired: retry refused connects that are due, drop connections past deadline. */
@@ -760,6 +772,7 @@ static void timer_fire(struct tcp *t)
 
     if (read(t->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
         DSM_WARN("tcp: read(timerfd): %s", strerror(errno));
+    t->armed_for = UINT64_MAX; /* one-shot: it is disarmed now */
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
         if (c->state == C_UP || c->state == C_DEAD)
             continue;
@@ -862,6 +875,7 @@ static dsm_status_t tcp_create(const struct dsmt_config *cfg, const struct dsmt_
     t->cfg = *cfg;
     t->h = *h;
     t->lfd = -1;
+    t->armed_for = UINT64_MAX;
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epfd < 0) {
         DSM_ERR("tcp: epoll_create1: %s", strerror(errno));
@@ -1133,6 +1147,20 @@ static dsm_status_t tcp_send(dsmt_t *tt, int node, const void *msg, size_t len, 
     return 0;
 }
 
+/* See dsmt_ops.drop. The caller has logged why; on_peer_lost runs before this returns
+ * (the daemon calls drop from on_message, i.e. inside progress()). */
+static void tcp_drop(dsmt_t *tt, int node, const char *reason)
+{
+    struct tcp *t = tcp_of(tt);
+
+    if (node < 0 || node >= t->cfg.nnodes || node == t->cfg.self) {
+        DSM_ERR("tcp: drop of node %d, not a peer", node);
+        return;
+    }
+    if (t->peer[node].conn != NULL)
+        conn_kill(t, t->peer[node].conn, DSM_LOG_INFO, reason ? reason : "dropped by the daemon");
+}
+
 static int tcp_event_fd(dsmt_t *tt)
 {
     return tcp_of(tt)->epfd;
@@ -1218,6 +1246,7 @@ const struct dsmt_ops dsmt_tcp_ops = {
     .listen = tcp_listen,
     .connect = tcp_connect,
     .send = tcp_send,
+    .drop = tcp_drop,
     .event_fd = tcp_event_fd,
     .progress = tcp_progress,
     .backlog = tcp_backlog,

@@ -30,8 +30,8 @@ static void *allocate(const char *fn, enum dsmc_op op, size_t size)
         return NULL; /* logged */
     st = rep.status;
     if (st == DSM_ENOSPACE) {
-        DSM_ERR("%s(%zu): the global space is exhausted: it holds %zu bytes in all, and %zu "
-                "were asked for%s%s", fn, size, dsm_rt.vm.size, size,
+        DSM_ERR("%s(%zu): the global space is exhausted: no room for %zu more bytes in its "
+                "%zu bytes (%zu MiB)%s%s", fn, size, size, dsm_rt.vm.size, dsm_rt.vm.size >> 20,
                 rep.text[0] != '\0' ? "; " : "", rep.text);
         return NULL;
     }

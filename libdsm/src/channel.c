@@ -289,20 +289,22 @@ dsm_status_t dsm_channel_request(const char *what, const struct dsmc_msg *req,
 {
     struct dsm_chan ch;
     dsm_status_t st = dsm_channel_acquire(&ch);
+    bool opened = st == 0;
 
-    if (st != 0) {
-        if (st == DSM_ENOMEM)
-            DSM_ERR("%s: more than %d threads talk to the daemon", what, DSM_MAX_THREAD_CHANNELS);
-        else
-            DSM_ERR("%s: cannot open a channel to the daemon at %s: %s", what,
-                    dsm_rt.socket_path, dsm_status_str(st));
-        return st;
+    if (opened) {
+        st = dsm_channel_exchange(ch.fd, req, rep, reply_op, true);
+        dsm_channel_release(&ch);
     }
-    st = dsm_channel_exchange(ch.fd, req, rep, reply_op, true);
-    dsm_channel_release(&ch);
+    if (st == 0)
+        return 0;
     if (st == DSM_ENODAEMON && dsm_rt_state() != DSM_RT_FINALIZING)
         dsm_service_grace(); /* the service thread reports a lost daemon and ends the rank */
-    if (st != 0)
+    if (!opened && st == DSM_ENOMEM)
+        DSM_ERR("%s: more than %d threads talk to the daemon", what, DSM_MAX_THREAD_CHANNELS);
+    else if (!opened)
+        DSM_ERR("%s: cannot open a channel to the daemon at %s: %s", what, dsm_rt.socket_path,
+                dsm_status_str(st));
+    else
         DSM_ERR("%s: %s on the channel to its daemon (dsmd on node %d)", what,
                 st == DSM_ENODAEMON ? "lost connection" : dsm_status_str(st), dsm_rt.node);
     return st;

@@ -144,8 +144,9 @@ static void build_argv(const struct dsm_daemon *d, const char *dsmd, char *argv[
 }
 
 /*
- * Run dsmd with in[0] as its stdin and out[1] as its stdout, default signal dispositions and
- * an empty signal mask (whatever the application set). Returns 0 or an errno value.
+ * Run dsmd with in[0] as its stdin and out[1] as its stdout, no other descriptor of the
+ * application but stderr, default signal dispositions and an empty signal mask (whatever
+ * the application set). Returns 0 or an errno value.
  */
 static int spawn(pid_t *pid, const char *dsmd, char *argv[], const int in[2], const int out[2])
 {
@@ -164,6 +165,7 @@ static int spawn(pid_t *pid, const char *dsmd, char *argv[], const int in[2], co
         goto out_fa;
     if ((err = posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO)) != 0 ||
         (err = posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO)) != 0 ||
+        (err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)) != 0 ||
         (err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
         (err = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
         (err = posix_spawnattr_setsigdefault(&attr, &all)) != 0)

@@ -14,8 +14,13 @@
 #include "sigsafe.h"
 #include "stats.h"
 
-/* x86-64 page-fault error code: bit 1 set when the access was a write. */
+#if !defined(__x86_64__)
+#error "libdsm decodes the faulting access from x86-64 registers; port on_segv first"
+#endif
+
+/* x86-64 page-fault error code bits: the access was a write; it was an instruction fetch. */
 #define X86_PF_WRITE 2
+#define X86_PF_INSTR 16
 
 static struct sigaction g_old;  /* the action before ours */
 
@@ -38,7 +43,7 @@ static _Noreturn void fault_die(uintptr_t addr, uint64_t page, bool write, const
         dsm_sline_i64(&l, err);
         dsm_sline_str(&l, ")");
     }
-    dsm_sline_die(&l);
+    dsm_rt_die(&l);
 }
 
 /* The channel failed with st during a fault: say how, naming the daemon, and end the rank. */
@@ -50,23 +55,24 @@ static _Noreturn void channel_failed(uintptr_t addr, uint64_t page, bool write, 
         dsm_service_grace(); /* let the service thread report the lost daemon */
     dsm_sline_begin(&l, dsm_rt.rank);
     if (st == DSM_ETIMEDOUT) {
-        dsm_sline_str(&l, "no answer to a fault within ");
+        dsm_sline_str(&l, "no grant within ");
         dsm_sline_i64(&l, dsm_rt.fault_timeout_s);
         dsm_sline_str(&l, " s (DSM_FAULT_TIMEOUT)");
     } else if (st == DSM_ENODAEMON) {
-        dsm_sline_str(&l, "lost connection to its daemon");
+        dsm_sline_str(&l, "lost connection");
     } else {
-        dsm_sline_str(&l, "fault channel failed: ");
+        dsm_sline_str(&l, "channel failed (");
         dsm_sline_str(&l, dsm_status_str(st));
+        dsm_sline_str(&l, ")");
     }
-    dsm_sline_str(&l, " (dsmd on node ");
-    dsm_sline_i64(&l, dsm_rt.node);
-    dsm_sline_str(&l, ") at ");
+    dsm_sline_str(&l, write ? " for a write fault at " : " for a read fault at ");
     dsm_sline_hex(&l, addr);
     dsm_sline_str(&l, " (page ");
     dsm_sline_u64(&l, page);
-    dsm_sline_str(&l, write ? ", write)" : ", read)");
-    dsm_sline_die(&l);
+    dsm_sline_str(&l, ") from its daemon (dsmd on node ");
+    dsm_sline_i64(&l, dsm_rt.node);
+    dsm_sline_str(&l, ")");
+    dsm_rt_die(&l);
 }
 
 /* FAULT -> GRANT -> mprotect -> ACK for one page; returns only when the page is granted. */
@@ -138,7 +144,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc_)
     bool write;
     uint64_t page;
 
-    if (si->si_code <= 0 || !dsm_vm_contains(&dsm_rt.vm, addr)) {
+    /* Executing the space is never granted: a jump there is the application's segfault. */
+    if (si->si_code <= 0 || !dsm_vm_contains(&dsm_rt.vm, addr) ||
+        (uc->uc_mcontext.gregs[REG_ERR] & X86_PF_INSTR) != 0) {
         chain(sig, si, uc_);
         errno = saved_errno;
         return;

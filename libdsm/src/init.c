@@ -148,6 +148,7 @@ static dsm_status_t configure(const struct dsm_env *env)
         if (st != 0)
             return st;
         sock = g_daemon.socket;
+        dsm_rt.standalone = true;
     }
     if (snprintf(dsm_rt.socket_path, sizeof(dsm_rt.socket_path), "%s", sock) >= (int)sizeof(dsm_rt.socket_path)) {
         DSM_ERR("DSM_SOCKET=%s is longer than a socket path may be", sock);
@@ -195,6 +196,7 @@ out_daemon:
     if (g_daemon.pid > 0 || g_daemon.dir[0] != '\0')
         dsm_daemon_reap(&g_daemon);
 out_state:
+    dsm_rt.standalone = false;
     dsm_rt_set_state(DSM_RT_NEW);
     return st;
 }
@@ -223,6 +225,7 @@ DSM_API int dsm_finalize(void)
     detach();
     if (g_daemon.pid > 0)
         dsm_daemon_reap(&g_daemon);
+    dsm_rt.standalone = false;
     dsm_rt_set_state(DSM_RT_DONE);
     return st;
 }

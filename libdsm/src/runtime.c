@@ -2,6 +2,8 @@
 #include "runtime.h"
 
 #include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "dsm_log.h"
 
@@ -39,4 +41,22 @@ dsm_status_t dsm_rt_check(const char *fn)
         DSM_ERR("%s called after dsm_finalize", fn);
         return DSM_ESTATE;
     }
+}
+
+_Noreturn void dsm_rt_die(struct dsm_sline *l)
+{
+    char dir[sizeof(dsm_rt.socket_path)];
+    char *slash;
+
+    dsm_sline_emit(l);
+    if (dsm_rt.standalone) {
+        memcpy(dir, dsm_rt.socket_path, sizeof(dir));
+        slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir) {
+            *slash = '\0';
+            unlink(dsm_rt.socket_path);
+            rmdir(dir);
+        }
+    }
+    _exit(1);
 }

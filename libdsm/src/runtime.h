@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/un.h>
 
+#include "sigsafe.h"
 #include "vm.h"
 
 enum dsm_rt_state {
@@ -29,6 +30,7 @@ struct dsm_runtime {
     int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
     int           main_fd;          /* main channel (the dsm_init thread's) */
     int           service_fd;       /* service channel */
+    bool          standalone;       /* socket_path is in a private directory of ours */
 };
 
 extern struct dsm_runtime dsm_rt;
@@ -43,5 +45,12 @@ bool dsm_rt_transition(enum dsm_rt_state from, enum dsm_rt_state to);
  * logging "<fn> called before dsm_init" (or after dsm_finalize).
  */
 dsm_status_t dsm_rt_check(const char *fn);
+
+/*
+ * End the rank from any context (async-signal-safe): emit the line, remove a standalone
+ * rank's socket and private directory (its daemon sees its stdin close and exits), and
+ * _exit(1).
+ */
+_Noreturn void dsm_rt_die(struct dsm_sline *l);
 
 #endif

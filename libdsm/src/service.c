@@ -24,7 +24,7 @@ static _Noreturn void die(const char *what, const char *detail)
     dsm_sline_begin(&l, dsm_rt.rank);
     dsm_sline_str(&l, what);
     dsm_sline_str(&l, detail);
-    dsm_sline_die(&l);
+    dsm_rt_die(&l);
 }
 
 /* The daemon's channel ended (st): fine while finalizing, fatal otherwise. */
@@ -44,7 +44,7 @@ static void channel_ended(dsm_status_t st)
     }
     dsm_sline_i64(&l, dsm_rt.node);
     dsm_sline_str(&l, ")");
-    dsm_sline_die(&l);
+    dsm_rt_die(&l);
 }
 
 /* Apply one PROTECT and acknowledge it; a malformed one is fatal (the daemon is confused). */

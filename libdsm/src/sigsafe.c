@@ -77,9 +77,3 @@ void dsm_sline_emit(struct dsm_sline *l)
     }
     l->len--;
 }
-
-_Noreturn void dsm_sline_die(struct dsm_sline *l)
-{
-    dsm_sline_emit(l);
-    _exit(1);
-}

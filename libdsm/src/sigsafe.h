@@ -3,7 +3,7 @@
  * numbers formatted by hand, written to stderr with one write(2).
  *
  * Used where stdio and the logger are off limits: the SIGSEGV handler, and the service
- * thread's last words before _exit(1). Lines start "dsm: rank R: ".
+ * thread's last words before _exit(1) (dsm_rt_die). Lines start "dsm: rank R: ".
  */
 #ifndef DSM_SIGSAFE_H
 #define DSM_SIGSAFE_H
@@ -25,7 +25,5 @@ void dsm_sline_i64(struct dsm_sline *l, int64_t v);
 void dsm_sline_hex(struct dsm_sline *l, uint64_t v);
 /* Append a newline and write the line to stderr. */
 void dsm_sline_emit(struct dsm_sline *l);
-/* Emit the line, then _exit(1). */
-_Noreturn void dsm_sline_die(struct dsm_sline *l);
 
 #endif
