@@ -66,7 +66,8 @@ struct seq_req {
 /* Directory entry, meaningful at the page's home only. */
 struct seq_dir {
     uint64_t copyset;
-    uint64_t asked;      /* nodes whose INV_ACK / FETCH_REPLY the transaction awaits */
+    uint64_t asked;      /* nodes whose reply the transaction awaits */
+    int32_t  expect;     /* the reply it awaits from them: INV_ACK or FETCH_REPLY */
     int16_t  owner;      /* NO_NODE when shared */
     uint8_t  busy;       /* a transaction is running */
     uint8_t  need_data;  /* the requester lacks the data */
@@ -175,6 +176,7 @@ static void txn_read(dsmp_t *p, uint64_t page)
         p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, local_revoked, (void *)(uintptr_t)page);
     } else {
         d->asked = 1ull << d->owner;
+        d->expect = DSMW__TYPE__FETCH_REPLY;
         send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_READ, d->t_origin, DSMP_NO_FRAME);
     }
 }
@@ -194,6 +196,7 @@ static void txn_write(dsmp_t *p, uint64_t page)
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
             d->asked = 1ull << d->owner;
+            d->expect = DSMW__TYPE__FETCH_REPLY;
             send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
         return;
@@ -209,6 +212,7 @@ static void txn_write(dsmp_t *p, uint64_t page)
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
             d->asked |= 1ull << n;
+            d->expect = DSMW__TYPE__INV_ACK;
             send_msg(p, n, DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
     }
@@ -331,7 +335,7 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
     case DSMW__TYPE__INV_ACK:
     case DSMW__TYPE__FETCH_REPLY:
         if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || !(d->asked & (1ull << src)) ||
-            framed != (m->type == DSMW__TYPE__FETCH_REPLY))
+            (int)m->type != d->expect || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
             break;
         d->asked &= ~(1ull << src);
         if (m->type == DSMW__TYPE__FETCH_REPLY && d->t_type == DSMW__TYPE__READ_REQ) {

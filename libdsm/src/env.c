@@ -37,6 +37,8 @@ dsm_status_t dsm_env_read(struct dsm_env *env)
 
     env->socket = (sock != NULL && *sock != '\0') ? sock : NULL;
     st = env_int("DSM_FAULT_TIMEOUT", 0, 1000000, DSM_FAULT_TIMEOUT_DEFAULT, &env->fault_timeout_s);
+    if (st == 0)
+        st = env_int("DSM_FAULT_SPIN_US", 0, 1000000, DSM_FAULT_SPIN_DEFAULT, &env->fault_spin_us);
     if (st != 0)
         return st;
     if (env->socket == NULL) {

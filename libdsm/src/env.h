@@ -5,6 +5,8 @@
  *   DSM_RANK, DSM_NRANKS, DSM_NODE   the rank's place in the job (required with DSM_SOCKET,
  *                      except DSM_NODE); standalone: rank 0 of 1 on node 0
  *   DSM_FAULT_TIMEOUT  seconds a fault may wait for its grant (default 300, 0 = forever)
+ *   DSM_FAULT_SPIN_US  microseconds a fault polls for its grant before it sleeps (default
+ *                      DSM_FAULT_SPIN_DEFAULT; 0 = sleep at once)
  */
 #ifndef DSM_ENV_H
 #define DSM_ENV_H
@@ -12,11 +14,13 @@
 #include "dsm_status.h"
 
 #define DSM_FAULT_TIMEOUT_DEFAULT 300
+#define DSM_FAULT_SPIN_DEFAULT    100
 
 struct dsm_env {
     const char *socket; /* NULL when standalone */
     int         rank, nranks, node;
     int         fault_timeout_s;
+    int         fault_spin_us;
 };
 
 /* Read and check the variables. Returns 0 or DSM_ECONFIG (logged, naming the variable). */

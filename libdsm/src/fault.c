@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include "channel.h"
@@ -75,6 +77,29 @@ static _Noreturn void channel_failed(uintptr_t addr, uint64_t page, bool write, 
     dsm_rt_die(&l);
 }
 
+/* Poll for the grant for up to dsm_rt.fault_spin_us before sleeping in recv: a remote
+ * fault completes in tens of microseconds, and a sleeping thread pays a scheduler wake-up
+ * on top (one of the four hops of a fault). Only recv(MSG_DONTWAIT|MSG_PEEK) and
+ * clock_gettime, both async-signal-safe. */
+static void await_reply(int fd)
+{
+    struct timespec t0, t;
+    struct dsmc_msg peek;
+    long spin_ns = (long)dsm_rt.fault_spin_us * 1000;
+
+    if (spin_ns <= 0 || clock_gettime(CLOCK_MONOTONIC, &t0) != 0)
+        return;
+    for (;;) {
+        ssize_t n = recv(fd, &peek, sizeof(peek), MSG_DONTWAIT | MSG_PEEK);
+
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return; /* a message (or an error) is there: the real recv takes it */
+        if (clock_gettime(CLOCK_MONOTONIC, &t) != 0 ||
+            (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > spin_ns)
+            return;
+    }
+}
+
 /* FAULT -> GRANT -> mprotect -> ACK for one page; returns only when the page is granted. */
 static void resolve(uintptr_t addr, uint64_t page, bool write)
 {
@@ -87,7 +112,13 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     dsm_channel_msg(&req, DSMC_FAULT);
     req.a = page;
     req.b = write ? 1 : 0;
-    st = dsm_channel_exchange(ch.fd, &req, &rep, DSMC_GRANT, false);
+    st = dsm_channel_send(ch.fd, &req);
+    if (st == 0) {
+        await_reply(ch.fd);
+        st = dsm_channel_recv(ch.fd, &rep, false, NULL);
+    }
+    if (st == 0 && rep.op != DSMC_GRANT)
+        st = DSM_EPROTO;
     if (st == 0 && rep.status == 0 && rep.a != page)
         st = DSM_EPROTO;
     if (st != 0)

@@ -143,6 +143,7 @@ static dsm_status_t configure(const struct dsm_env *env)
     dsm_rt.nranks = env->nranks;
     dsm_rt.node = env->node;
     dsm_rt.fault_timeout_s = env->fault_timeout_s;
+    dsm_rt.fault_spin_us = env->fault_spin_us;
     if (sock == NULL) {
         st = dsm_daemon_spawn(&g_daemon);
         if (st != 0)

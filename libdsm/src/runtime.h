@@ -28,6 +28,7 @@ struct dsm_runtime {
     char          consistency[16];  /* "sequential", "release" or "causal" */
     char          socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
+    int           fault_spin_us;    /* polling before a fault wait sleeps */
     int           main_fd;          /* main channel (the dsm_init thread's) */
     int           service_fd;       /* service channel */
     bool          standalone;       /* socket_path is in a private directory of ours */

@@ -1,0 +1,816 @@
+/* proto_harness.c - see proto_harness.h. */
+#include "proto_harness.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A queued message: its encoding and, when a frame moves with it, the frame as it was at send. */
+struct ph_msg {
+    struct ph_msg *next;
+    uint8_t *bytes;
+    size_t len;
+    uint64_t attach;
+    uint8_t *frame;
+    int type;
+};
+
+struct ph_revoke {
+    int node;
+    dsmp_done_fn done;
+    void *arg;
+};
+
+struct ph_node {
+    struct ph *h;
+    int id;
+    dsmp_t *p;
+    uint8_t *frames;
+    uint8_t *access;   /* node-level access per page */
+    uint8_t *want;     /* access of the outstanding fault per page, 0 if none */
+    int *want_origin;
+    uint8_t *refault;  /* a grant did not satisfy the fault: call fault() again */
+};
+
+struct ph {
+    struct ph_config cfg;
+    int *home;
+    int nranks;
+    struct ph_node nodes[PH_MAX_NODES];
+    struct ph_msg *qhead[PH_MAX_NODES][PH_MAX_NODES], *qtail[PH_MAX_NODES][PH_MAX_NODES];
+    size_t qlen[PH_MAX_NODES][PH_MAX_NODES];
+    int rr;                          /* round-robin position over channels */
+    struct ph_revoke *revokes;
+    size_t nrevokes, caprevokes;
+    struct ph_sent *sent;
+    size_t nsent, capsent;
+    struct ph_event *events;
+    size_t nevents, capevents;
+    uint64_t *last;                  /* current value per page */
+    uint64_t serial;
+    uint64_t *counters;              /* [rank][counter] */
+    uint64_t faults_issued, faults_granted, faults_dropped;
+    size_t nerrors;
+    char first_error[512];
+    char why[512];
+};
+
+#define NCOUNTERS 3
+
+static void ph_error(struct ph *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ph_error(struct ph *h, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (h->nerrors++ == 0) {
+        va_start(ap, fmt);
+        vsnprintf(h->first_error, sizeof(h->first_error), fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* Grow *v (elements of size sz) to hold one more; aborts the test process on ENOMEM. */
+static void *grow(void *v, size_t *cap, size_t n, size_t sz)
+{
+    if (n < *cap)
+        return v;
+    *cap = *cap ? *cap * 2 : 64;
+    v = realloc(v, *cap * sz);
+    if (v == NULL) {
+        fprintf(stderr, "proto_harness: out of memory\n");
+        abort();
+    }
+    return v;
+}
+
+/* ---- page contents ------------------------------------------------------------------ */
+
+static uint64_t pattern(uint64_t value, size_t word)
+{
+    return value ? value * 0x9e3779b97f4a7c15ull + word : 0;
+}
+
+static void fill(uint8_t *f, size_t page_size, uint64_t value)
+{
+    for (size_t w = 0; w < page_size / 8; w++) {
+        uint64_t x = pattern(value, w);
+
+        memcpy(f + w * 8, &x, 8);
+    }
+}
+
+int ph_frame_is(struct ph *h, int node, uint64_t page, uint64_t value)
+{
+    const uint8_t *f = ph_frame(h, node, page);
+
+    for (size_t w = 0; w < h->cfg.page_size / 8; w++) {
+        uint64_t x;
+
+        memcpy(&x, f + w * 8, 8);
+        if (x != pattern(value, w))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- services lent to the modules --------------------------------------------------- */
+
+static int svc_home(void *ctx, uint64_t page)
+{
+    struct ph_node *n = ctx;
+
+    return page < n->h->cfg.npages ? n->h->home[page] : -1;
+}
+
+static void *svc_frame(void *ctx, uint64_t page)
+{
+    struct ph_node *n = ctx;
+
+    if (page >= n->h->cfg.npages) {
+        ph_error(n->h, "node %d: frame() of page %llu, out of range", n->id, (unsigned long long)page);
+        return NULL;
+    }
+    return n->frames + page * n->h->cfg.page_size;
+}
+
+static dsm_status_t svc_send(void *ctx, int dst, dsmw_msg_t *m, uint64_t attach)
+{
+    struct ph_node *n = ctx;
+    struct ph *h = n->h;
+    uint8_t *buf;
+    size_t len;
+    struct ph_msg *q;
+
+    if (dst < 0 || dst >= h->cfg.nnodes) {
+        ph_error(h, "node %d: send of %s to node %d, out of range", n->id, dsmw_type_name(m->type), dst);
+        return DSM_EINVAL;
+    }
+    if (attach != DSMP_NO_FRAME && attach >= h->cfg.npages) {
+        ph_error(h, "node %d: %s with frame %llu, out of range", n->id, dsmw_type_name(m->type),
+                 (unsigned long long)attach);
+        return DSM_EINVAL;
+    }
+    buf = malloc(DSMW_MAX_MSG);
+    q = calloc(1, sizeof(*q));
+    if (buf == NULL || q == NULL || dsmw_encode(m, buf, DSMW_MAX_MSG, &len) != DSM_OK) {
+        ph_error(h, "node %d: cannot encode %s", n->id, dsmw_type_name(m->type));
+        free(buf);
+        free(q);
+        return DSM_EINVAL;
+    }
+    q->bytes = buf;
+    q->len = len;
+    q->attach = attach;
+    q->type = m->type;
+    if (attach != DSMP_NO_FRAME) {
+        q->frame = malloc(h->cfg.page_size);
+        if (q->frame == NULL) {
+            fprintf(stderr, "proto_harness: out of memory\n");
+            abort();
+        }
+        memcpy(q->frame, n->frames + attach * h->cfg.page_size, h->cfg.page_size);
+    }
+    if (h->qtail[n->id][dst])
+        h->qtail[n->id][dst]->next = q;
+    else
+        h->qhead[n->id][dst] = q;
+    h->qtail[n->id][dst] = q;
+    h->qlen[n->id][dst]++;
+    h->sent = grow(h->sent, &h->capsent, h->nsent, sizeof(*h->sent));
+    h->sent[h->nsent++] = (struct ph_sent){ .src = n->id, .dst = dst, .type = m->type, .page = m->page,
+                                            .access = (int)m->access, .origin = (int)m->origin,
+                                            .node = (int)m->node, .framed = attach != DSMP_NO_FRAME };
+    return DSM_OK;
+}
+
+static void log_event(struct ph *h, int node, enum ph_event_kind kind, uint64_t page, int access)
+{
+    h->events = grow(h->events, &h->capevents, h->nevents, sizeof(*h->events));
+    h->events[h->nevents++] = (struct ph_event){ .node = node, .kind = kind, .page = page, .access = access };
+}
+
+static int access_ok(struct ph *h, struct ph_node *n, const char *what, uint64_t page, int access)
+{
+    if (page >= h->cfg.npages || access < DSM_ACCESS_NONE || access > DSM_ACCESS_WRITE) {
+        ph_error(h, "node %d: %s(page %llu, access %d) out of range", n->id, what, (unsigned long long)page, access);
+        return 0;
+    }
+    return 1;
+}
+
+static void svc_grant(void *ctx, uint64_t page, int access)
+{
+    struct ph_node *n = ctx;
+    struct ph *h = n->h;
+
+    if (!access_ok(h, n, "grant", page, access))
+        return;
+    log_event(h, n->id, PH_EV_GRANT, page, access);
+    if (access < n->access[page])
+        ph_error(h, "node %d: grant of %d lowers page %llu from %d", n->id, access, (unsigned long long)page,
+                 n->access[page]);
+    n->access[page] = (uint8_t)access;
+    if (n->want[page] == 0) {
+        ph_error(h, "node %d: grant of page %llu with no fault outstanding", n->id, (unsigned long long)page);
+        return;
+    }
+    if (access >= n->want[page]) {
+        n->want[page] = 0;
+        h->faults_granted++;
+        if (h->cfg.write_on_grant && access == DSM_ACCESS_WRITE)
+            ph_write(h, n->id, page);
+    } else {
+        n->refault[page] = 1;   /* the waiters are not satisfied: the daemon faults again */
+    }
+}
+
+static void svc_set_access(void *ctx, uint64_t page, int access)
+{
+    struct ph_node *n = ctx;
+
+    if (!access_ok(n->h, n, "set_access", page, access))
+        return;
+    log_event(n->h, n->id, PH_EV_SET_ACCESS, page, access);
+    if (access < n->access[page])
+        ph_error(n->h, "node %d: set_access of %d lowers page %llu from %d", n->id, access,
+                 (unsigned long long)page, n->access[page]);
+    n->access[page] = (uint8_t)access;
+}
+
+static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)
+{
+    struct ph_node *n = ctx;
+    struct ph *h = n->h;
+
+    if (!access_ok(h, n, "revoke", page, access))
+        return;
+    log_event(h, n->id, PH_EV_REVOKE, page, access);
+    if (access > n->access[page])
+        ph_error(h, "node %d: revoke to %d raises page %llu from %d", n->id, access, (unsigned long long)page,
+                 n->access[page]);
+    n->access[page] = (uint8_t)access;
+    if (h->cfg.revoke == PH_REVOKE_SYNC) {
+        done(n->p, arg);
+        return;
+    }
+    h->revokes = grow(h->revokes, &h->caprevokes, h->nrevokes, sizeof(*h->revokes));
+    h->revokes[h->nrevokes++] = (struct ph_revoke){ .node = n->id, .done = done, .arg = arg };
+}
+
+static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t k)
+{
+    struct ph_node *n = ctx;
+    struct ph *h = n->h;
+
+    if (origin < 0 || origin >= h->nranks || (unsigned)c >= NCOUNTERS) {
+        ph_error(h, "node %d: count(origin %d, counter %d) out of range", n->id, origin, (int)c);
+        return;
+    }
+    h->counters[origin * NCOUNTERS + c] += k;
+}
+
+/* ---- life cycle --------------------------------------------------------------------- */
+
+struct ph *ph_create(const struct ph_config *cfg)
+{
+    struct ph *h;
+
+    if (cfg->nnodes < 1 || cfg->nnodes > PH_MAX_NODES || cfg->npages == 0 || cfg->page_size % 8 ||
+        cfg->page_size == 0) {
+        fprintf(stderr, "proto_harness: bad configuration\n");
+        return NULL;
+    }
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    h->cfg = *cfg;
+    h->nranks = cfg->nnodes * PH_RANKS_PER_NODE;
+    h->home = calloc(cfg->npages, sizeof(*h->home));
+    h->last = calloc(cfg->npages, sizeof(*h->last));
+    h->counters = calloc((size_t)h->nranks * NCOUNTERS, sizeof(*h->counters));
+    if (h->home == NULL || h->last == NULL || h->counters == NULL)
+        goto fail;
+    memcpy(h->home, cfg->home, cfg->npages * sizeof(*h->home));
+    for (int i = 0; i < cfg->nnodes; i++) {
+        struct ph_node *n = &h->nodes[i];
+
+        n->h = h;
+        n->id = i;
+        n->frames = calloc(cfg->npages, cfg->page_size);
+        n->access = calloc(cfg->npages, 1);
+        n->want = calloc(cfg->npages, 1);
+        n->refault = calloc(cfg->npages, 1);
+        n->want_origin = calloc(cfg->npages, sizeof(int));
+        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin)
+            goto fail;
+    }
+    for (int i = 0; i < cfg->nnodes; i++) {
+        struct ph_node *n = &h->nodes[i];
+        struct dsmp_services svc = {
+            .ctx = n, .self = i, .nnodes = cfg->nnodes, .npages = cfg->npages, .page_size = cfg->page_size,
+            .home = svc_home, .frame = svc_frame, .send = svc_send, .grant = svc_grant,
+            .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
+        };
+
+        if (cfg->ops->create(&svc, &n->p) != DSM_OK) {
+            n->p = NULL;
+            goto fail;
+        }
+    }
+    ph_reset(h, 0, cfg->npages);
+    ph_clear_log(h);
+    return h;
+
+fail:
+    ph_destroy(h);
+    return NULL;
+}
+
+static void free_msg(struct ph_msg *q)
+{
+    free(q->bytes);
+    free(q->frame);
+    free(q);
+}
+
+void ph_discard(struct ph *h)
+{
+    for (int s = 0; s < PH_MAX_NODES; s++)
+        for (int d = 0; d < PH_MAX_NODES; d++) {
+            struct ph_msg *q;
+
+            while ((q = h->qhead[s][d]) != NULL) {
+                h->qhead[s][d] = q->next;
+                free_msg(q);
+            }
+            h->qtail[s][d] = NULL;
+            h->qlen[s][d] = 0;
+        }
+    h->nrevokes = 0;
+}
+
+void ph_destroy(struct ph *h)
+{
+    if (h == NULL)
+        return;
+    ph_discard(h);
+    for (int i = 0; i < PH_MAX_NODES; i++) {
+        struct ph_node *n = &h->nodes[i];
+
+        if (n->p)
+            h->cfg.ops->destroy(n->p);
+        free(n->frames);
+        free(n->access);
+        free(n->want);
+        free(n->refault);
+        free(n->want_origin);
+    }
+    free(h->revokes);
+    free(h->sent);
+    free(h->events);
+    free(h->home);
+    free(h->last);
+    free(h->counters);
+    free(h);
+}
+
+dsmp_t *ph_proto(struct ph *h, int node)
+{
+    return h->nodes[node].p;
+}
+
+int ph_rank(int node)
+{
+    return node * PH_RANKS_PER_NODE;
+}
+
+void ph_reset(struct ph *h, uint64_t first, uint64_t n)
+{
+    for (int i = 0; i < h->cfg.nnodes; i++) {
+        struct ph_node *nd = &h->nodes[i];
+
+        memset(nd->frames + first * h->cfg.page_size, 0, n * h->cfg.page_size);
+        memset(nd->access + first, DSM_ACCESS_NONE, n);
+        for (uint64_t p = first; p < first + n; p++)
+            h->faults_dropped += nd->want[p] != 0;
+        memset(nd->want + first, 0, n);
+        memset(nd->refault + first, 0, n);
+    }
+    for (uint64_t p = first; p < first + n; p++)
+        h->last[p] = 0;
+    for (int i = 0; i < h->cfg.nnodes; i++)
+        h->cfg.ops->reset(h->nodes[i].p, first, n);
+}
+
+/* ---- faults and delivery ------------------------------------------------------------ */
+
+int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
+{
+    struct ph_node *n = &h->nodes[node];
+
+    if (access <= n->access[page] || n->want[page] != 0)
+        return -1;
+    n->want[page] = (uint8_t)access;
+    n->want_origin[page] = origin;
+    h->faults_issued++;
+    h->cfg.ops->fault(n->p, page, access, origin);
+    return 0;
+}
+
+int ph_fault_pending(struct ph *h, int node, uint64_t page)
+{
+    return h->nodes[node].want[page];
+}
+
+/* Decode, place the frame, call the hook. Returns the hook's status, or DSM_EINVAL with
+ * *rejected set if the wire layer rejected the message (recorded as an error). With
+ * check_frame, a frame landing on a page the receiver can access is an error (I3 of the
+ * protocols that move whole pages); injected messages skip that check. */
+static dsm_status_t hand_over(struct ph *h, int src, int dst, const uint8_t *bytes, size_t len,
+                              uint64_t attach, const uint8_t *frame, int check_frame, int *rejected)
+{
+    struct ph_node *n = &h->nodes[dst];
+    struct dsmw_limits lim = { .npages = h->cfg.npages, .nnodes = (uint32_t)h->cfg.nnodes,
+                               .nranks = (uint32_t)h->nranks };
+    dsmw_msg_t *m = NULL;
+    const char *why = NULL;
+    dsm_status_t st;
+
+    *rejected = 0;
+    if (dsmw_decode(bytes, len, &lim, &m, &why) != DSM_OK) {
+        ph_error(h, "message %d -> %d rejected by the wire layer: %s", src, dst, why);
+        *rejected = 1;
+        return DSM_EINVAL;
+    }
+    if (attach != DSMP_NO_FRAME) {
+        if (check_frame && n->access[attach] != DSM_ACCESS_NONE)
+            ph_error(h, "%s %d -> %d: frame of page %llu lands where node %d has access %d", dsmw_type_name(m->type),
+                     src, dst, (unsigned long long)attach, dst, n->access[attach]);
+        memcpy(n->frames + attach * h->cfg.page_size, frame, h->cfg.page_size);
+    }
+    st = h->cfg.ops->message(n->p, src, m, attach != DSMP_NO_FRAME);
+    dsmw_free(m);
+    return st;
+}
+
+int ph_deliver(struct ph *h, int src, int dst)
+{
+    struct ph_msg *q = h->qhead[src][dst];
+    dsm_status_t st;
+    int rejected;
+
+    if (q == NULL)
+        return 0;
+    h->qhead[src][dst] = q->next;
+    if (h->qhead[src][dst] == NULL)
+        h->qtail[src][dst] = NULL;
+    h->qlen[src][dst]--;
+    st = hand_over(h, src, dst, q->bytes, q->len, q->attach, q->frame, 1, &rejected);
+    if (st != DSM_OK && !rejected)
+        ph_error(h, "node %d refused %s from node %d: status %d", dst, dsmw_type_name(q->type), src, st);
+    free_msg(q);
+    return 1;
+}
+
+dsm_status_t ph_inject(struct ph *h, int src, int dst, const dsmw_msg_t *m, uint64_t attach)
+{
+    uint8_t *buf = malloc(DSMW_MAX_MSG);
+    size_t len;
+    dsm_status_t st;
+    int rejected;
+
+    if (buf == NULL || dsmw_encode(m, buf, DSMW_MAX_MSG, &len) != DSM_OK) {
+        free(buf);
+        ph_error(h, "ph_inject: cannot encode");
+        return DSM_EINVAL;
+    }
+    st = hand_over(h, src, dst, buf, len, attach,
+                   attach != DSMP_NO_FRAME ? h->nodes[src].frames + attach * h->cfg.page_size : NULL, 0,
+                   &rejected);
+    free(buf);
+    return st;
+}
+
+size_t ph_queued(struct ph *h, int src, int dst)
+{
+    size_t k = 0;
+
+    for (int s = 0; s < h->cfg.nnodes; s++)
+        for (int d = 0; d < h->cfg.nnodes; d++)
+            if ((src == PH_ANY || src == s) && (dst == PH_ANY || dst == d))
+                k += h->qlen[s][d];
+    return k;
+}
+
+size_t ph_revokes_pending(struct ph *h)
+{
+    return h->nrevokes;
+}
+
+int ph_complete_revoke(struct ph *h, size_t i)
+{
+    struct ph_revoke r;
+
+    if (i >= h->nrevokes)
+        return 0;
+    r = h->revokes[i];
+    memmove(&h->revokes[i], &h->revokes[i + 1], (h->nrevokes - i - 1) * sizeof(r));
+    h->nrevokes--;
+    r.done(h->nodes[r.node].p, r.arg);
+    return 1;
+}
+
+/* Call fault() again for the first waiter left unsatisfied by a grant. 1 if one was found. */
+static int do_refault(struct ph *h)
+{
+    for (int i = 0; i < h->cfg.nnodes; i++) {
+        struct ph_node *n = &h->nodes[i];
+
+        for (uint64_t p = 0; p < h->cfg.npages; p++) {
+            if (!n->refault[p])
+                continue;
+            n->refault[p] = 0;
+            h->cfg.ops->fault(n->p, p, n->want[p], n->want_origin[p]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int any_refault(struct ph *h)
+{
+    for (int i = 0; i < h->cfg.nnodes; i++)
+        if (memchr(h->nodes[i].refault, 1, h->cfg.npages) != NULL)
+            return 1;
+    return 0;
+}
+
+int ph_idle(struct ph *h)
+{
+    return ph_queued(h, PH_ANY, PH_ANY) == 0 && h->nrevokes == 0 && !any_refault(h);
+}
+
+static void after_step(struct ph *h)
+{
+    const char *why;
+
+    if (h->cfg.check_each_step && (why = ph_check(h)) != NULL)
+        ph_error(h, "invariant broken: %s", why);
+}
+
+int ph_step(struct ph *h)
+{
+    int nch = h->cfg.nnodes * h->cfg.nnodes;
+
+    if (do_refault(h) || ph_complete_revoke(h, 0)) {
+        after_step(h);
+        return 1;
+    }
+    for (int k = 0; k < nch; k++) {
+        int c = (h->rr + k) % nch;
+
+        if (ph_deliver(h, c / h->cfg.nnodes, c % h->cfg.nnodes)) {
+            h->rr = c + 1;
+            after_step(h);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ph_step_random(struct ph *h, uint64_t *seed)
+{
+    int nch = h->cfg.nnodes * h->cfg.nnodes, ready[PH_MAX_NODES * PH_MAX_NODES], nready = 0;
+    uint64_t pick, total;
+
+    if (do_refault(h)) {
+        after_step(h);
+        return 1;
+    }
+    for (int c = 0; c < nch; c++)
+        if (h->qlen[c / h->cfg.nnodes][c % h->cfg.nnodes])
+            ready[nready++] = c;
+    total = (uint64_t)nready + h->nrevokes;
+    if (total == 0)
+        return 0;
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    pick = (*seed >> 33) % total;
+    if (pick < (uint64_t)nready)
+        ph_deliver(h, ready[pick] / h->cfg.nnodes, ready[pick] % h->cfg.nnodes);
+    else
+        ph_complete_revoke(h, (size_t)(pick - (uint64_t)nready));
+    after_step(h);
+    return 1;
+}
+
+long ph_run(struct ph *h, long limit)
+{
+    long steps = 0;
+
+    while (!ph_idle(h)) {
+        if (steps >= limit)
+            return -1;
+        ph_step(h);
+        steps++;
+    }
+    return steps;
+}
+
+long ph_run_random(struct ph *h, uint64_t *seed, long limit)
+{
+    long steps = 0;
+
+    while (!ph_idle(h)) {
+        if (steps >= limit)
+            return -1;
+        ph_step_random(h, seed);
+        steps++;
+    }
+    return steps;
+}
+
+/* ---- state -------------------------------------------------------------------------- */
+
+int ph_access(struct ph *h, int node, uint64_t page)
+{
+    return h->nodes[node].access[page];
+}
+
+uint8_t *ph_frame(struct ph *h, int node, uint64_t page)
+{
+    return h->nodes[node].frames + page * h->cfg.page_size;
+}
+
+uint64_t ph_write(struct ph *h, int node, uint64_t page)
+{
+    if (h->nodes[node].access[page] != DSM_ACCESS_WRITE) {
+        ph_error(h, "node %d writes page %llu without WRITE access", node, (unsigned long long)page);
+        return 0;
+    }
+    ph_poke(h, node, page, ++h->serial);
+    return h->serial;
+}
+
+void ph_poke(struct ph *h, int node, uint64_t page, uint64_t value)
+{
+    fill(ph_frame(h, node, page), h->cfg.page_size, value);
+    h->last[page] = value;
+    if (value > h->serial)
+        h->serial = value;
+}
+
+uint64_t ph_last(struct ph *h, uint64_t page)
+{
+    return h->last[page];
+}
+
+uint64_t ph_counter(struct ph *h, int origin, enum dsmp_counter c)
+{
+    return h->counters[origin * NCOUNTERS + c];
+}
+
+uint64_t ph_faults_issued(struct ph *h)
+{
+    return h->faults_issued;
+}
+
+uint64_t ph_faults_granted(struct ph *h)
+{
+    return h->faults_granted;
+}
+
+/* ---- logs --------------------------------------------------------------------------- */
+
+size_t ph_nsent(struct ph *h)
+{
+    return h->nsent;
+}
+
+const struct ph_sent *ph_sent_at(struct ph *h, size_t i)
+{
+    return i < h->nsent ? &h->sent[i] : NULL;
+}
+
+size_t ph_count(struct ph *h, int type, int src, int dst)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < h->nsent; i++)
+        if ((type == PH_ANY || h->sent[i].type == type) && (src == PH_ANY || h->sent[i].src == src) &&
+            (dst == PH_ANY || h->sent[i].dst == dst))
+            k++;
+    return k;
+}
+
+size_t ph_nevents(struct ph *h)
+{
+    return h->nevents;
+}
+
+const struct ph_event *ph_event_at(struct ph *h, size_t i)
+{
+    return i < h->nevents ? &h->events[i] : NULL;
+}
+
+size_t ph_count_events(struct ph *h, int node, enum ph_event_kind kind, uint64_t page, int access)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < h->nevents; i++)
+        if ((node == PH_ANY || h->events[i].node == node) && h->events[i].kind == kind &&
+            h->events[i].page == page && (access == PH_ANY || h->events[i].access == access))
+            k++;
+    return k;
+}
+
+void ph_clear_log(struct ph *h)
+{
+    h->nsent = 0;
+    h->nevents = 0;
+}
+
+/* ---- verdicts ----------------------------------------------------------------------- */
+
+size_t ph_errors(struct ph *h)
+{
+    return h->nerrors;
+}
+
+const char *ph_first_error(struct ph *h)
+{
+    return h->first_error;
+}
+
+const char *ph_check(struct ph *h)
+{
+    for (uint64_t p = 0; p < h->cfg.npages; p++) {
+        int writer = -1, holders = 0;
+
+        for (int i = 0; i < h->cfg.nnodes; i++) {
+            int a = h->nodes[i].access[p];
+
+            if (a == DSM_ACCESS_NONE)
+                continue;
+            holders++;
+            if (a == DSM_ACCESS_WRITE) {
+                if (writer >= 0) {
+                    snprintf(h->why, sizeof(h->why), "page %llu: nodes %d and %d both hold WRITE",
+                             (unsigned long long)p, writer, i);
+                    return h->why;
+                }
+                writer = i;
+            }
+            if (!ph_frame_is(h, i, p, h->last[p])) {
+                snprintf(h->why, sizeof(h->why), "page %llu: node %d has access %d but not the current value %llu",
+                         (unsigned long long)p, i, a, (unsigned long long)h->last[p]);
+                return h->why;
+            }
+        }
+        if (writer >= 0 && holders > 1) {
+            snprintf(h->why, sizeof(h->why), "page %llu: node %d holds WRITE while %d other node(s) have access",
+                     (unsigned long long)p, writer, holders - 1);
+            return h->why;
+        }
+    }
+    return NULL;
+}
+
+const char *ph_check_quiescent(struct ph *h)
+{
+    const char *why = ph_check(h);
+
+    if (why != NULL)
+        return why;
+    if (!ph_idle(h)) {
+        snprintf(h->why, sizeof(h->why), "not idle: %zu message(s), %zu revocation(s) pending",
+                 ph_queued(h, PH_ANY, PH_ANY), h->nrevokes);
+        return h->why;
+    }
+    for (int i = 0; i < h->cfg.nnodes; i++)
+        for (uint64_t p = 0; p < h->cfg.npages; p++)
+            if (h->nodes[i].want[p]) {
+                snprintf(h->why, sizeof(h->why), "node %d: fault for access %d on page %llu never granted", i,
+                         h->nodes[i].want[p], (unsigned long long)p);
+                return h->why;
+            }
+    if (h->faults_granted + h->faults_dropped != h->faults_issued) {
+        snprintf(h->why, sizeof(h->why), "%llu faults issued, %llu granted, %llu dropped by a reset",
+                 (unsigned long long)h->faults_issued, (unsigned long long)h->faults_granted,
+                 (unsigned long long)h->faults_dropped);
+        return h->why;
+    }
+    for (uint64_t p = 0; p < h->cfg.npages; p++) {
+        int writer = 0, home = h->home[p];
+
+        for (int i = 0; i < h->cfg.nnodes; i++)
+            writer |= h->nodes[i].access[p] == DSM_ACCESS_WRITE;
+        if (!writer && home >= 0 && h->nodes[home].access[p] != DSM_ACCESS_READ) {
+            snprintf(h->why, sizeof(h->why), "page %llu: no writer, but its home %d has access %d",
+                     (unsigned long long)p, home, h->nodes[home].access[p]);
+            return h->why;
+        }
+    }
+    return NULL;
+}

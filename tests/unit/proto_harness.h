@@ -1,0 +1,144 @@
+/*
+ * proto_harness.h - an in-process multi-node harness for consistency protocol modules
+ * (consistency/include/dsmp.h), used by the protocol unit suites.
+ *
+ * N simulated nodes live in one process, each with its own module instance (created through
+ * the module's ops table), its own frame memory and its own node-level access per page. The
+ * services table the harness lends each node does what the daemon would:
+ *   - send() encodes the message with dsmw_encode and queues it on the FIFO of its (src, dst)
+ *     channel (self included); an attached frame is snapshotted at send time. Delivery
+ *     decodes with dsmw_decode (so the wire layer checks every message), writes the snapshot
+ *     into the receiver's frame of the same page, then calls the receiver's message hook.
+ *   - grant() / set_access() / revoke() change the node-level access and are logged;
+ *     revoke() calls `done` at once (PH_REVOKE_SYNC) or queues it (PH_REVOKE_DEFERRED) until
+ *     the test or the scheduler completes it.
+ * Nothing runs behind the test's back: messages move only in ph_deliver / ph_step_* / ph_run*,
+ * and every run has a step limit. Anything a module does that a daemon would not accept
+ * (a grant with no fault outstanding, a revoke that raises access, a message the wire layer
+ * rejects, a hook returning an error...) is recorded as a harness error; with check_each_step
+ * the single-writer and data invariants are also checked after every step.
+ */
+#ifndef PROTO_HARNESS_H
+#define PROTO_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsmp.h"
+
+#define PH_MAX_NODES       8
+#define PH_RANKS_PER_NODE  2   /* rank r lives on node r / PH_RANKS_PER_NODE */
+#define PH_ANY             (-1)
+
+enum ph_revoke_mode { PH_REVOKE_SYNC, PH_REVOKE_DEFERRED };
+
+struct ph_config {
+    const struct dsmp_ops *ops;
+    int      nnodes;            /* 1 .. PH_MAX_NODES */
+    uint64_t npages;
+    size_t   page_size;         /* a multiple of 8 */
+    const int *home;            /* home node of every page (npages entries) */
+    enum ph_revoke_mode revoke;
+    int      write_on_grant;    /* a WRITE grant is followed at once by a write of a new value */
+    int      check_each_step;   /* check the invariants after every step (errors on violation) */
+};
+
+enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };
+
+/* One call of grant / set_access / revoke by a node's module. */
+struct ph_event {
+    int node;
+    enum ph_event_kind kind;
+    uint64_t page;
+    int access;
+};
+
+/* One message a module sent. */
+struct ph_sent {
+    int src, dst, type;
+    uint64_t page;
+    int access, origin, node;
+    int framed;
+};
+
+struct ph;
+
+/* Create the nodes and reset every page (home READ, others NONE). NULL on failure (logged
+ * to stderr); a module whose create() fails also gives NULL. */
+struct ph *ph_create(const struct ph_config *cfg);
+void ph_destroy(struct ph *h);
+
+dsmp_t *ph_proto(struct ph *h, int node);
+int ph_rank(int node);   /* the first rank of a node */
+
+/* A rank of `node` needs `access` to page: calls the module's fault(). Returns 0, or -1
+ * (and calls nothing) when the node already has that access or a fault is outstanding. */
+int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin);
+/* The access of the node's outstanding fault on page, or 0 if none. */
+int ph_fault_pending(struct ph *h, int node, uint64_t page);
+
+/* ---- scheduling ---- */
+/* Deliver the oldest message of channel src -> dst. 1 if one was delivered, 0 if empty. */
+int ph_deliver(struct ph *h, int src, int dst);
+size_t ph_queued(struct ph *h, int src, int dst);   /* PH_ANY matches every node */
+size_t ph_revokes_pending(struct ph *h);
+/* Complete the i-th pending (deferred) revocation, oldest first. 1 if done, 0 if none. */
+int ph_complete_revoke(struct ph *h, size_t i);
+int ph_idle(struct ph *h);
+/* One step: a refault, an oldest deferred revoke, or the next channel round-robin. */
+int ph_step(struct ph *h);
+/* One step chosen at random among everything that can happen next (rng state *seed). */
+int ph_step_random(struct ph *h, uint64_t *seed);
+/* Steps until idle. Returns the number of steps, or -1 if `limit` steps were not enough. */
+long ph_run(struct ph *h, long limit);
+long ph_run_random(struct ph *h, uint64_t *seed, long limit);
+/* Drop every queued message and pending revocation (their `done` is never called). */
+void ph_discard(struct ph *h);
+
+/* Deliver m from src to dst directly, bypassing the queues (through encode/decode, with
+ * the frame of `attach` copied from src's frame first unless DSMP_NO_FRAME; as a forged
+ * message may, it lands whatever the receiver's access). Returns the hook's status, or
+ * DSM_EINVAL if the wire layer rejected the message (no hook call). */
+dsm_status_t ph_inject(struct ph *h, int src, int dst, const dsmw_msg_t *m, uint64_t attach);
+
+/* Reset pages [first, first+n) as the daemon does: zero frames, access NONE, faults
+ * forgotten, then the module's reset() on every node. */
+void ph_reset(struct ph *h, uint64_t first, uint64_t n);
+
+/* ---- state ---- */
+int ph_access(struct ph *h, int node, uint64_t page);
+uint8_t *ph_frame(struct ph *h, int node, uint64_t page);
+/* Write a new value into the node's frame (the node must hold WRITE); returns the value. */
+uint64_t ph_write(struct ph *h, int node, uint64_t page);
+/* Test set-up: put `value` in the node's frame and make it the page's current value. */
+void ph_poke(struct ph *h, int node, uint64_t page, uint64_t value);
+/* The page's current (last written) value; 0 (zeroes) until written. */
+uint64_t ph_last(struct ph *h, uint64_t page);
+/* Whether the node's frame holds exactly `value`'s pattern. */
+int ph_frame_is(struct ph *h, int node, uint64_t page, uint64_t value);
+/* Counter c reported for rank `origin`. */
+uint64_t ph_counter(struct ph *h, int origin, enum dsmp_counter c);
+uint64_t ph_faults_issued(struct ph *h);
+uint64_t ph_faults_granted(struct ph *h);
+
+/* ---- logs ---- */
+size_t ph_nsent(struct ph *h);
+const struct ph_sent *ph_sent_at(struct ph *h, size_t i);
+/* Messages of `type` (PH_ANY: all) from src to dst (PH_ANY: any) since the last clear. */
+size_t ph_count(struct ph *h, int type, int src, int dst);
+size_t ph_nevents(struct ph *h);
+const struct ph_event *ph_event_at(struct ph *h, size_t i);
+size_t ph_count_events(struct ph *h, int node, enum ph_event_kind kind, uint64_t page, int access);
+void ph_clear_log(struct ph *h);
+
+/* ---- verdicts ---- */
+size_t ph_errors(struct ph *h);
+const char *ph_first_error(struct ph *h);   /* "" when there is none */
+/* Safety now: per page at most one WRITE holder, a WRITE holder is alone, every node with
+ * access holds the current value. NULL if it holds, else a description (static buffer). */
+const char *ph_check(struct ph *h);
+/* After quiescence: ph_check, idle, no fault outstanding, every fault granted, and every
+ * page without a writer readable at its home. */
+const char *ph_check_quiescent(struct ph *h);
+
+#endif
