@@ -30,7 +30,7 @@
 
 typedef struct dsmt dsmt_t;
 
-/* Upcalls into the daemon. Called only from inside progress() or send(). */
+/* Upcalls into the daemon. Called only from inside progress(), send() or drop(). */
 struct dsmt_handler {
     void *ctx;
     /* Peer `node` completed its hello: messages may flow both ways. */

@@ -47,14 +47,19 @@
 
 #include "dsm_log.h"
 
-#define RX_SLACK        (128u * 1024) /* staging room beyond one message: one read takes many */
-#define READ_BUDGET     (4u << 20)    /* bytes read per connection per progress(), for fairness */
-#define OUTQ_MIN        (64u * 1024)  /* first out-queue allocation */
-#define OUTQ_KEEP       (1u << 20)    /* an emptied out queue larger than this is freed */
-#define ACCEPT_HELLO_MS 10000         /* an accepted connection must say hello within this */
-#define RETRY_MS        50            /* connect retry period while the peer refuses */
-#define MAX_EVENTS      64
-#define MAX_MSG_LIMIT   (64u << 20)   /* sanity bound on cfg->max_msg (the length is a u32) */
+#define RX_SLACK          (128u * 1024) /* staging room beyond one message: a read takes many */
+#define READ_BUDGET       (4u << 20)    /* bytes read per connection per progress(), fairness */
+#define OUTQ_MIN          (64u * 1024)  /* first out-queue allocation */
+#define OUTQ_KEEP         (1u << 20)    /* an emptied out queue larger than this is freed */
+#define ACCEPT_HELLO_MS   10000         /* an accepted connection must say hello within this */
+#define RETRY_MS          50            /* connect retry period while the peer refuses */
+#define KEEPALIVE_IDLE_S  5             /* an idle peer host is probed after this, */
+#define KEEPALIVE_INTVL_S 1             /* every second, */
+#define KEEPALIVE_COUNT   3             /* and declared gone after this many misses */
+#define USER_TIMEOUT_MS   30000         /* data unacknowledged (or stuck behind a zero window)
+                                         * this long: the peer is gone, not just slow */
+#define MAX_EVENTS        64
+#define MAX_MSG_LIMIT     (64u << 20)   /* sanity bound on cfg->max_msg (the length is a u32) */
 
 enum conn_state { C_RETRY, C_CONNECTING, C_HELLO, C_UP, C_DEAD };
 enum rx_state { RX_HELLO, RX_HDR, RX_MSG, RX_FRAME };
@@ -202,11 +207,24 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
     return 0;
 }
 
-static int set_nodelay(int fd)
+/* Per-connection socket options: no Nagle delay for small protocol messages, and keepalive
+ * plus a user timeout so a peer host that vanishes without a FIN is noticed within seconds.
+ * 0, or -1 with errno set. */
+static int sock_tune(int fd)
 {
-    int one = 1;
+    static const struct { int level, name, value; } opts[] = {
+        { IPPROTO_TCP, TCP_NODELAY, 1 },
+        { SOL_SOCKET, SO_KEEPALIVE, 1 },
+        { IPPROTO_TCP, TCP_KEEPIDLE, KEEPALIVE_IDLE_S },
+        { IPPROTO_TCP, TCP_KEEPINTVL, KEEPALIVE_INTVL_S },
+        { IPPROTO_TCP, TCP_KEEPCNT, KEEPALIVE_COUNT },
+        { IPPROTO_TCP, TCP_USER_TIMEOUT, USER_TIMEOUT_MS },
+    };
 
-    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (setsockopt(fd, opts[i].level, opts[i].name, &opts[i].value, sizeof(int)) < 0)
+            return -1;
+    return 0;
 }
 
 /* close(2), logging a failure: there is nothing else to do about it. */
@@ -420,14 +438,11 @@ static dsm_status_t conn_flush(struct tcp *t, struct conn *c)
 static dsm_status_t conn_queue_hello(struct tcp *t, struct conn *c)
 {
     struct iovec iov = { .iov_base = t->hello, .iov_len = sizeof(t->hello) };
-    int err;
 
     if (outq_reserve(&c->q, sizeof(t->hello)) < 0)
         return DSM_ENOMEM;
     outq_append(t, &c->q, &iov, 1, 0);
-    if ((err = conn_watch(t, c, true)) < 0)
-        return DSM_ESYS;
-    return 0;
+    return conn_watch(t, c, true) < 0 ? DSM_ESYS : 0;
 }
 
 /* ---- receiving -------------------------------------------------------------------- */
@@ -636,8 +651,9 @@ static void conn_read(struct tcp *t, struct conn *c)
         ssize_t r = readv(c->fd, iov, n);
 
         if (r == 0) {
-            conn_kill(t, c, DSM_LOG_INFO, c->rx == RX_HDR && c->rpos == c->rlen
-                      ? "connection closed by peer" : "connection closed by peer mid-message");
+            bool clean = (c->rx == RX_HDR || c->rx == RX_HELLO) && c->rpos == c->rlen;
+            conn_kill(t, c, DSM_LOG_INFO, clean ? "connection closed by peer"
+                                                : "connection closed by peer mid-message");
             return;
         }
         if (r < 0) {
@@ -682,17 +698,18 @@ static int connect_try(struct tcp *t, struct conn *c, char *why, size_t len)
         snprintf(why, len, "socket: %s", strerror(errno));
         return -1;
     }
-    if (set_nodelay(c->fd) < 0) {
-        snprintf(why, len, "setsockopt(TCP_NODELAY): %s", strerror(errno));
+    if (sock_tune(c->fd) < 0) {
+        snprintf(why, len, "setsockopt: %s", strerror(errno));
         return -1;
     }
     if (connect(c->fd, (struct sockaddr *)&c->sa, c->salen) == 0)
         return conn_connected(t, c) == 0 ? 0 : (snprintf(why, len, "cannot queue the hello"), -1);
     if (errno == EINPROGRESS || errno == EINTR) {
+        int err;
         c->state = C_CONNECTING;
-        if (conn_watch(t, c, true) == 0)
+        if ((err = conn_watch(t, c, true)) == 0)
             return 0;
-        snprintf(why, len, "epoll_ctl: %s", strerror(errno));
+        snprintf(why, len, "epoll_ctl: %s", strerror(-err));
         return -1;
     }
     c->last_err = errno;
@@ -800,6 +817,7 @@ static void accept_all(struct tcp *t)
         socklen_t len = sizeof(sa);
         int fd = accept4(t->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         struct conn *c;
+        int err;
 
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -817,10 +835,10 @@ static void accept_all(struct tcp *t)
         addr_fmt((struct sockaddr *)&sa, len, c->where, sizeof(c->where));
         c->timeout_ms = ACCEPT_HELLO_MS;
         c->deadline = now_ms() + ACCEPT_HELLO_MS;
-        if (set_nodelay(fd) < 0)
-            conn_kill_errno(t, c, "setsockopt(TCP_NODELAY)", errno);
-        else if (conn_watch(t, c, false) < 0)
-            conn_kill_errno(t, c, "epoll_ctl", errno);
+        if (sock_tune(fd) < 0)
+            conn_kill_errno(t, c, "setsockopt", errno);
+        else if ((err = conn_watch(t, c, false)) < 0)
+            conn_kill_errno(t, c, "epoll_ctl", -err);
     }
 }
 
