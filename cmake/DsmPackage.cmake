@@ -10,8 +10,7 @@ set(DSM_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/dsm)
 set(DSM_PKG_DIR ${CMAKE_BINARY_DIR}/cmake)
 
 # Installed binaries find libdsm beside them, whatever the prefix.
-file(RELATIVE_PATH _dsm_bin_to_lib
-     ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR} ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR})
+file(RELATIVE_PATH _dsm_bin_to_lib ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
 
 if(TARGET dsmd)
   set_target_properties(dsmd PROPERTIES INSTALL_RPATH "$ORIGIN/${_dsm_bin_to_lib}")

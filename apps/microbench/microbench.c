@@ -6,12 +6,15 @@
  * warm-up:
  *   raw tcp       a TCP ping-pong between rank 0 and rank 1 themselves (rank 1 listens on an
  *                 ephemeral 127.0.0.1 port and publishes it through DSM memory): 64-byte
- *                 request -> 4096-byte response, and 4096 -> 4096. This is the baseline: the
- *                 work a read fault must do at least (one request, one page back).
+ *                 request -> 4096-byte response, and 4096 -> 4096, measured before and
+ *                 after the DSM figures. The baseline is the median of all 64 -> 4096
+ *                 samples: the work a read fault must do at least (a request, a page back).
  *   read fault    rank 0 loads one word of a fresh page whose home is rank 1's node, either
  *                 untouched ("home-clean") or written by rank 1 first ("owner-dirty"); with
  *                 3+ nodes also homed on a third node and owned by rank 1 ("3-hop"); and, for
- *                 reference, a fresh page homed on rank 0's own node.
+ *                 reference, a fresh page homed on rank 0's own node. Each fault sample
+ *                 alternates with a raw 64 -> 4096 exchange, so every read-fault figure also
+ *                 has a baseline taken under the same machine load ("sampled alternately").
  *   write fault   ranks 1..N read a fresh page (home: rank 1's node), barrier, rank 0 writes
  *                 it: the fault must invalidate N copies. N = 0 .. nranks-1.
  *   lock          hand-off between ranks 0 and 1 (one lock id, a shared turn variable: the
@@ -37,6 +40,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_FIGS     24
+#define MAX_FIGS     64
 #define IO_TIMEOUT_MS 10000
 #define LOCK_HANDOFF 1u /* lock ids used by the lock figures */
 #define LOCK_SOLO    2u
@@ -61,6 +65,7 @@ struct figure {
     double *us;
     int     n;
     double  median, mean, min;
+    int     paired; /* index of the raw figure sampled alternately with this one, or -1 */
 };
 
 /* What the run learns about the job, and its results. */
@@ -70,6 +75,7 @@ struct bench {
     int           node0, node1; /* nodes of ranks 0 and 1 */
     int           warm;         /* warm-up samples discarded before each figure */
     size_t        page;
+    int           rawfd;        /* ranks 0 and 1: the raw TCP connection; else -1 */
     int          *shared;       /* control block: see CTL_* */
     struct figure figs[MAX_FIGS];
     int           nfigs;
@@ -157,8 +163,10 @@ static struct figure *fig_begin(struct bench *b, const char *name, int n)
 
     if (b->rank != 0)
         return NULL;
-    if (b->nfigs == MAX_FIGS)
+    if (b->nfigs == MAX_FIGS) {
+        fprintf(stderr, "microbench: more than %d figures; '%s' is not recorded\n", MAX_FIGS, name);
         return NULL;
+    }
     f = &b->figs[b->nfigs];
     f->us = calloc((size_t)n, sizeof(double));
     if (f->us == NULL) {
@@ -167,6 +175,7 @@ static struct figure *fig_begin(struct bench *b, const char *name, int n)
     }
     snprintf(f->name, sizeof(f->name), "%s", name);
     f->n = 0;
+    f->paired = -1;
     b->nfigs++;
     return f;
 }
@@ -328,37 +337,44 @@ static int raw_connect(int port)
 }
 
 /*
- * One ping-pong series of `count` exchanges: rank 0 sends `req` bytes and waits for `resp`
- * bytes, timing each round trip into f; rank 1 answers. The response's first byte echoes
- * the request's, so a mixed-up stream is caught. 0, or -1 on error (reported).
+ * One ping-pong exchange number i on the raw connection: rank 0 sends `req` bytes and waits
+ * for `resp` bytes, recording the round trip as sample i of f; rank 1 answers. The
+ * response's first byte echoes the request's, so a mixed-up stream is caught. 0 or -1.
  */
-static int raw_series(struct bench *b, int fd, struct figure *f, size_t req, size_t resp,
-                      int count)
+static int raw_exchange(struct bench *b, struct figure *f, size_t req, size_t resp, int i)
 {
     static char out[4096], in[4096];
 
-    for (int i = 0; i < count; i++) {
-        if (b->rank == 0) {
-            int64_t t0 = now_ns();
+    if (b->rank == 0) {
+        int64_t t0 = now_ns();
 
-            out[0] = (char)i;
-            if (send_full(fd, out, req) != 0 || recv_full(fd, in, resp) != 0)
-                return -1;
-            fig_add(b, f, i, now_ns() - t0);
-            if (in[0] != (char)i)
-                b->errors++;
-        } else {
-            if (recv_full(fd, in, req) != 0)
-                return -1;
-            out[0] = in[0];
-            if (send_full(fd, out, resp) != 0)
-                return -1;
-        }
+        out[0] = (char)i;
+        if (send_full(b->rawfd, out, req) != 0 || recv_full(b->rawfd, in, resp) != 0)
+            return -1;
+        fig_add(b, f, i, now_ns() - t0);
+        if (in[0] != (char)i)
+            b->errors++;
+        return 0;
     }
+    if (recv_full(b->rawfd, in, req) != 0)
+        return -1;
+    out[0] = in[0];
+    return send_full(b->rawfd, out, resp);
+}
+
+/* A series of `count` raw exchanges (ranks 0 and 1). 0 or -1. */
+static int raw_series(struct bench *b, struct figure *f, size_t req, size_t resp, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (raw_exchange(b, f, req, resp, i) != 0)
+            return -1;
     return 0;
 }
 
-/* Rank 0 and 1 set up the raw connection (port through DSM memory); fd, or -1. */
+/*
+ * Collective: ranks 0 and 1 open the raw connection (rank 1's port travels through DSM
+ * memory) into b->rawfd. 0, or -1 if it failed on this rank.
+ */
 static int raw_setup(struct bench *b)
 {
     int lfd = -1, fd = -1, port = 0, rc;
@@ -374,34 +390,34 @@ static int raw_setup(struct bench *b)
         fd = raw_accept(lfd);
     if (lfd >= 0)
         close(lfd);
-    return fd;
+    b->rawfd = fd;
+    return rc != 0 || (b->rank <= 1 && fd < 0) ? -1 : 0;
 }
 
-/* The raw baseline figures (ranks 0 and 1; others only join the barriers). 0 or -1. */
-static int bench_raw(struct bench *b)
+/*
+ * The raw baseline figures (ranks 0 and 1; others only join the barriers), tagged with
+ * `when` ("start" or "end": the baseline is measured on both sides of the DSM figures, so
+ * a change of machine load during the run shows). 0 or -1.
+ */
+static int bench_raw(struct bench *b, const char *when)
 {
-    int n = b->warm + b->o.reps, fd = -1, res = 0;
+    char name[80];
+
+    int n = b->warm + b->o.reps, res = 0;
 
     if (b->rank <= 1) {
-        fd = raw_setup(b);
-        if (fd < 0)
-            res = -1;
-    } else if (barrier(b) != 0) {
-        return -1;
-    }
-    if (res == 0 && b->rank <= 1) {
-        struct figure *f1 = fig_begin(b, "raw tcp 64->4096 round trip", n);
-        struct figure *f2;
+        struct figure *f1, *f2;
 
-        res = raw_series(b, fd, f1, 64, 4096, n);
+        snprintf(name, sizeof(name), "raw tcp 64->4096 round trip (%s)", when);
+        f1 = fig_begin(b, name, n);
+        res = raw_series(b, f1, 64, 4096, n);
         fig_end(f1);
-        f2 = fig_begin(b, "raw tcp 4096->4096 round trip", n);
+        snprintf(name, sizeof(name), "raw tcp 4096->4096 round trip (%s)", when);
+        f2 = fig_begin(b, name, n);
         if (res == 0)
-            res = raw_series(b, fd, f2, 4096, 4096, n);
+            res = raw_series(b, f2, 4096, 4096, n);
         fig_end(f2);
     }
-    if (fd >= 0)
-        close(fd);
     if (barrier(b) != 0)
         res = -1;
     return res;
@@ -422,13 +438,16 @@ static void *region(struct bench *b, size_t blk)
 
 /*
  * A read-fault figure: pages of node `home`'s block, written first by rank `writer` (value
- * i+1) unless writer < 0, then read by rank 0, one word per page, each read timed.
+ * i+1) unless writer < 0, then read by rank 0, one word per page, each read timed. Before
+ * each read, rank 0 also times one raw 64 -> 4096 exchange with rank 1, so the fault has a
+ * baseline sampled under the same machine load (the figure's `paired` raw figure).
  */
 static int bench_read(struct bench *b, const char *name, int home, int writer)
 {
     size_t         blk = (size_t)(b->warm + b->o.reps);
     void          *base = region(b, blk);
-    struct figure *f;
+    struct figure *f, *raw;
+    int            res = 0;
 
     if (base == NULL)
         return -1;
@@ -438,19 +457,26 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
     if (barrier(b) != 0)
         return -1;
     f = fig_begin(b, name, (int)blk);
-    if (b->rank == 0) {
-        for (size_t i = 0; i < blk; i++) {
-            volatile uint64_t *p = page_at(b, base, blk, home, i);
-            int64_t            t0 = now_ns();
-            uint64_t           v = *p;
+    raw = fig_begin(b, "  raw tcp 64->4096, alternating with the above", (int)blk);
+    if (f != NULL && raw != NULL)
+        f->paired = (int)(raw - b->figs);
+    for (size_t i = 0; b->rank == 0 && res == 0 && i < blk; i++) {
+        volatile uint64_t *p = page_at(b, base, blk, home, i);
+        int64_t            t0;
+        uint64_t           v;
 
-            fig_add(b, f, (int)i, now_ns() - t0);
-            if (v != (writer < 0 ? 0 : i + 1))
-                b->errors++;
-        }
+        res = raw_exchange(b, raw, 64, 4096, (int)i);
+        t0 = now_ns();
+        v = *p;
+        fig_add(b, f, (int)i, now_ns() - t0);
+        if (v != (writer < 0 ? 0 : i + 1))
+            b->errors++;
     }
+    for (size_t i = 0; b->rank == 1 && res == 0 && i < blk; i++)
+        res = raw_exchange(b, NULL, 64, 4096, (int)i);
     fig_end(f);
-    if (barrier(b) != 0)
+    fig_end(raw);
+    if (barrier(b) != 0 || res != 0)
         return -1;
     dsm_cofree(base);
     return 0;
@@ -519,6 +545,7 @@ static int wait_turn(volatile int *turn, int me, int poll_locked, int64_t deadli
             return 0;
         if (now_ns() > deadline)
             return DSM_ETIMEDOUT;
+        sched_yield(); /* a spinning waiter must not starve the holder and the daemons */
     }
 }
 
@@ -643,7 +670,7 @@ static int run_all(struct bench *b)
 {
     int h3 = third_node(b);
 
-    if (bench_raw(b) != 0)
+    if (raw_setup(b) != 0 || bench_raw(b, "start") != 0)
         return -1;
     if (bench_read(b, "read fault, remote home, home-clean", b->node1, -1) != 0 ||
         bench_read(b, "read fault, remote home, owner-dirty", b->node1, 1) != 0)
@@ -657,16 +684,29 @@ static int run_all(struct bench *b)
             return -1;
     if (bench_lock_handoff(b) != 0 || bench_lock_solo(b) != 0 || bench_barrier(b) != 0)
         return -1;
-    return 0;
+    return bench_raw(b, "end");
 }
 
-/* The baseline: the raw 64 -> 4096 median, or 0 if it was not measured. */
+/* The baseline: the median of all raw 64 -> 4096 samples (start and end), or 0. */
 static double raw_median(const struct bench *b)
 {
+    struct figure pool = {.n = 0};
+    int           total = 0;
+
     for (int i = 0; i < b->nfigs; i++)
         if (strncmp(b->figs[i].name, "raw tcp 64->4096", 16) == 0)
-            return b->figs[i].median;
-    return 0.0;
+            total += b->figs[i].n;
+    pool.us = total ? malloc((size_t)total * sizeof(double)) : NULL;
+    if (pool.us == NULL)
+        return 0.0;
+    for (int i = 0; i < b->nfigs; i++)
+        if (strncmp(b->figs[i].name, "raw tcp 64->4096", 16) == 0) {
+            memcpy(pool.us + pool.n, b->figs[i].us, (size_t)b->figs[i].n * sizeof(double));
+            pool.n += b->figs[i].n;
+        }
+    fig_end(&pool);
+    free(pool.us);
+    return pool.median;
 }
 
 /* Print the table and the ratio lines (rank 0). */
@@ -687,12 +727,19 @@ static void print_report(const struct bench *b)
         printf("%-50s %7d %11.2f %11.2f %11.2f %9.2f\n", f->name, f->n, f->median, f->mean,
                f->min, raw > 0 ? f->median / raw : 0.0);
     }
+    printf("microbench: baseline = raw tcp 64->4096 round trip, start and end samples pooled: "
+           "median %.2f us\n", raw);
     for (int i = 0; i < b->nfigs; i++) {
         const struct figure *f = &b->figs[i];
 
-        if (strncmp(f->name, "raw", 3) != 0 && raw > 0)
-            printf("microbench: ratio %-50s = %6.2f x raw tcp 64->4096 (%.2f us / %.2f us)\n",
-                   f->name, f->median / raw, f->median, raw);
+        if (strncmp(f->name, "raw", 3) == 0 || strncmp(f->name, "  raw", 5) == 0 || raw <= 0)
+            continue;
+        printf("microbench: ratio %-50s = %6.2f x raw tcp 64->4096 (%.2f us / %.2f us)\n",
+               f->name, f->median / raw, f->median, raw);
+        if (f->paired >= 0 && b->figs[f->paired].median > 0)
+            printf("microbench: ratio %-50s = %6.2f x raw tcp 64->4096 sampled alternately "
+                   "(%.2f us / %.2f us)\n", f->name, f->median / b->figs[f->paired].median,
+                   f->median, b->figs[f->paired].median);
     }
 }
 
@@ -712,10 +759,12 @@ static int write_json(const struct bench *b, const char *path)
     for (int i = 0; i < b->nfigs; i++) {
         const struct figure *f = &b->figs[i];
 
+        double paired = f->paired >= 0 ? b->figs[f->paired].median : 0.0;
+
         fprintf(fp, "%s{\"name\":\"%s\",\"samples\":%d,\"median_us\":%.3f,\"mean_us\":%.3f,"
-                    "\"min_us\":%.3f,\"ratio_to_raw\":%.4f}",
-                i ? "," : "", f->name, f->n, f->median, f->mean, f->min,
-                raw > 0 ? f->median / raw : 0.0);
+                    "\"min_us\":%.3f,\"ratio_to_raw\":%.4f,\"ratio_to_alternating_raw\":%.4f}",
+                i ? "," : "", f->name + strspn(f->name, " "), f->n, f->median, f->mean, f->min,
+                raw > 0 ? f->median / raw : 0.0, paired > 0 ? f->median / paired : 0.0);
     }
     fprintf(fp, "]}\n");
     if (fclose(fp) != 0) {
@@ -749,12 +798,15 @@ static int bench_main(struct bench *b)
         fprintf(stderr, "microbench: needs at least 2 ranks (dsmrun -n 2 -- microbench)\n");
         return 2;
     }
+    b->rawfd = -1;
     b->shared = dsm_coalloc(CTL_NSLOTS * b->page);
     if (b->shared == NULL || (size_t)b->nranks * sizeof(int) > b->page)
         return 1;
     if (learn_nodes(b) != 0)
         return 1;
     res = run_all(b);
+    if (b->rawfd >= 0)
+        close(b->rawfd);
     errors = gather_errors(b);
     if (res != 0 || errors != 0) {
         if (b->rank == 0)

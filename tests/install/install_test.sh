@@ -22,7 +22,8 @@ cleanup() {
     if [ -n "$left" ]; then
         echo "install_test: processes left behind:" >&2
         echo "$left" >&2
-        pkill -KILL -f "$work" || true
+        # shellcheck disable=SC2046
+        kill -KILL $(pgrep -f "$work") 2>/dev/null || true
     fi
     rm -rf "$work"
     [ -z "$left" ]
@@ -138,9 +139,11 @@ for app in app_pc app_cmake; do
     grep -qx "app: rank 0 of 1 ok (sequential)" <<<"$out" || fail "$app standalone: wrong output"
 
     step "$app with the installed dsmrun -n 2"
-    out=$(cd "$work" && timeout $limit "$prefix/bin/dsmrun" -n 2 --timeout 50 -- "$exe" 2>&1) ||
+    out=$(cd "$work" && timeout $limit "$prefix/bin/dsmrun" -v -n 2 --timeout 50 -- "$exe" 2>&1) ||
         fail "dsmrun -n 2 $app failed: $out"
     echo "$out"
+    grep -q "^dsmrun: starting $prefix/bin/dsmd " <<<"$out" ||
+        fail "the installed dsmrun did not start the installed dsmd"
     for r in 0 1; do
         grep -qx "app: rank $r of 2 ok (sequential)" <<<"$out" || fail "$app: rank $r's line missing"
     done

@@ -1,19 +1,21 @@
 # DsmJobTest.cmake - dsm_job_test(): register a ctest that runs a DSM job through dsmrun.
 #
-#   dsm_job_test(NAME <test> RANKS <n> [RPN <k>] [TIMEOUT <s>] [EXPECT <regex>]
-#                [REJECT <regex>] [STATUS <code>] [ENV <VAR=value>...] [LABELS <l>...]
+#   dsm_job_test(NAME <test> RANKS <n> [RPN <k>] [TIMEOUT <s>] [EXPECT <regex>...]
+#                [REJECT <regex>...] [STATUS <code>] [ENV <VAR=value>...] [LABELS <l>...]
 #                COMMAND <program> [args...])
 #
 # The test runs `dsmrun -n <n> [--ranks-per-node <k>] --timeout <s> -- <program> args`
 # (default timeout 120 s); ctest's TIMEOUT is 30 s longer, so dsmrun's own teardown normally
 # ends a stuck job and ctest's is the backstop. With EXPECT (and optionally REJECT/STATUS)
-# the run goes through expect.sh, which checks the exit status (default 0) and the output.
+# the run goes through expect.sh, which checks the exit status (default 0), that some
+# output line matches each EXPECT regex and that none matches a REJECT regex. A regex must
+# not contain ';' (CMake would split it into two); use '.' instead.
 # With RANKS 0 the command runs as it is, without dsmrun (a standalone one-rank job).
 set(DSM_EXPECT_SH ${CMAKE_CURRENT_LIST_DIR}/expect.sh)
 
 function(dsm_job_test)
-  cmake_parse_arguments(T "" "NAME;RANKS;RPN;TIMEOUT;EXPECT;REJECT;STATUS"
-                        "COMMAND;ENV;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;RANKS;RPN;TIMEOUT;STATUS"
+                        "COMMAND;ENV;LABELS;EXPECT;REJECT" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
@@ -28,11 +30,14 @@ function(dsm_job_test)
     endif()
     list(APPEND launch --timeout ${T_TIMEOUT} --)
   endif()
-  if(DEFINED T_EXPECT)
-    set(check sh ${DSM_EXPECT_SH} ${T_STATUS} "${T_EXPECT}")
-    if(DEFINED T_REJECT)
-      list(APPEND check --reject "${T_REJECT}")
-    endif()
+  if(DEFINED T_EXPECT OR DEFINED T_REJECT)
+    set(check sh ${DSM_EXPECT_SH} ${T_STATUS})
+    foreach(re IN LISTS T_EXPECT)
+      list(APPEND check --match ${re})
+    endforeach()
+    foreach(re IN LISTS T_REJECT)
+      list(APPEND check --reject ${re})
+    endforeach()
     list(APPEND check --)
   else()
     set(check)

@@ -2,7 +2,7 @@
  * litmus.c - classic litmus shapes run on DSM memory, counting outcomes a model forbids.
  *
  * usage: litmus SHAPE [-i ITERS]     SHAPE: sb mp wrc iriw corr mpl
- *        (ITERS default 200, 2000 with DSM_STRESS=1)
+ *        (ITERS default 200, 5000 with DSM_STRESS=1)
  *
  * Each shape has a few roles (role k is played by rank k; extra ranks only join the
  * barriers). Every iteration uses FRESH pages: one region is coalloc'd up front and every
@@ -210,7 +210,7 @@ static int parse_args(int argc, char **argv, struct run *x)
 {
     int c;
 
-    x->iters = lt_scaled(200, 2000);
+    x->iters = lt_scaled(200, 5000);
     while ((c = getopt(argc, argv, "i:")) != -1) {
         if (c == 'i' && lt_parse_long(optarg, 1, 1000000, &x->iters) == 0)
             continue;
