@@ -384,7 +384,7 @@ void dsm_daemon_reap(struct dsm_daemon *d)
     d->pid = 0;
     if (d->socket[0] != '\0' && unlink(d->socket) != 0 && errno != ENOENT)
         DSM_WARN("cannot remove %s: %s", d->socket, strerror(errno));
-    if (d->dir[0] != '\0' && rmdir(d->dir) != 0)
+    if (d->dir[0] != '\0' && rmdir(d->dir) != 0 && errno != ENOENT) /* dsmd may have removed it */
         DSM_WARN("cannot remove %s: %s", d->dir, strerror(errno));
     d->socket[0] = d->dir[0] = '\0';
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "dsm_log.h"
 
@@ -38,7 +39,9 @@ dsm_status_t dsm_env_read(struct dsm_env *env)
     env->socket = (sock != NULL && *sock != '\0') ? sock : NULL;
     st = env_int("DSM_FAULT_TIMEOUT", 0, 1000000, DSM_FAULT_TIMEOUT_DEFAULT, &env->fault_timeout_s);
     if (st == 0)
-        st = env_int("DSM_FAULT_SPIN_US", 0, 1000000, DSM_FAULT_SPIN_DEFAULT, &env->fault_spin_us);
+        st = env_int("DSM_FAULT_SPIN_US", 0, 1000000,
+                     sysconf(_SC_NPROCESSORS_ONLN) > DSM_FAULT_SPIN_MIN_CPUS ? DSM_FAULT_SPIN_DEFAULT : 0,
+                     &env->fault_spin_us);
     if (st != 0)
         return st;
     if (env->socket == NULL) {

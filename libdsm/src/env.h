@@ -6,7 +6,9 @@
  *                      except DSM_NODE); standalone: rank 0 of 1 on node 0
  *   DSM_FAULT_TIMEOUT  seconds a fault may wait for its grant (default 300, 0 = forever)
  *   DSM_FAULT_SPIN_US  microseconds a fault polls for its grant before it sleeps (default
- *                      DSM_FAULT_SPIN_DEFAULT; 0 = sleep at once)
+ *                      DSM_FAULT_SPIN_DEFAULT on machines with more than
+ *                      DSM_FAULT_SPIN_MIN_CPUS cores, else 0: where ranks and daemons
+ *                      outnumber the cores, a polling rank takes the core its daemon needs)
  */
 #ifndef DSM_ENV_H
 #define DSM_ENV_H
@@ -15,6 +17,7 @@
 
 #define DSM_FAULT_TIMEOUT_DEFAULT 300
 #define DSM_FAULT_SPIN_DEFAULT    100
+#define DSM_FAULT_SPIN_MIN_CPUS   4
 
 struct dsm_env {
     const char *socket; /* NULL when standalone */
