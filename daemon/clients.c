@@ -153,9 +153,6 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
             return 1;
         dsmd_pages_fault(d, c, m->a, m->b != 0);
         return 0;
-    case DSMC_ACK:
-        dsmd_pages_ack(d, c, m->a);
-        return 0;
     case DSMC_PROTECT_ACK:
         if (c->kind != CHAN_SERVICE)
             return 1;

@@ -39,6 +39,7 @@ struct dsmd_config {
     uint64_t    base;
     uint64_t    job_id;
     int         standalone;
+    int         poll_us;     /* DSM_DAEMON_POLL_US: polling while a remote reply is due */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -74,7 +75,6 @@ struct dsmd_revoke {
 struct dsmd_page {
     uint8_t  access;   /* what this node may give its ranks */
     uint8_t  pending;  /* a fault() is outstanding at the protocol */
-    uint16_t unacked;  /* grants sent to ranks, not yet acknowledged */
     uint16_t protect_acks;  /* PROTECT acknowledgements awaited by the head revocation */
     struct dsmd_chan   *waiters;
     struct dsmd_revoke *revq;
@@ -101,6 +101,7 @@ struct dsmd_rank {
     struct dsmd_lock_held held;
     struct dsmd_counters c;
     uint8_t *prot;            /* access granted to this rank, per page */
+    uint32_t *grants;         /* GRANTs sent to this rank, per page (dsm_chan.h) */
 };
 
 struct dsmd_sync;
@@ -147,6 +148,7 @@ struct dsmd {
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
+    uint64_t faults_inflight;    /* pages with a fault() outstanding at the protocol */
     uint64_t node_messages, node_bytes;
     int      sigfd;
     int      fini_sent;          /* this node's ranks have all finalized (FINI_ARRIVE sent) */
@@ -159,8 +161,6 @@ dsm_status_t dsmd_pages_init(struct dsmd *d);
 void dsmd_pages_fini(struct dsmd *d);
 /* A rank faulted (FAULT on channel c). */
 void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write);
-/* The rank applied a grant of `page` (ACK). */
-void dsmd_pages_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t page);
 /* The rank applied a PROTECT (PROTECT_ACK with seq). */
 void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
 /* A channel closes: forget its waits. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dsm_log.h"
@@ -21,6 +22,9 @@ struct dsmd_loop {
     dsm_status_t       status;
     dsmd_idle_fn       idle;
     void              *idle_arg;
+    dsmd_idle_fn       want_poll;
+    void              *poll_arg;
+    int64_t            poll_ns;
     struct dsmd_watch **w;  /* indexed by fd */
     int                nw;
 };
@@ -111,6 +115,37 @@ void dsmd_loop_set_idle(struct dsmd_loop *l, dsmd_idle_fn fn, void *arg)
     l->idle_arg = arg;
 }
 
+void dsmd_loop_set_poll(struct dsmd_loop *l, dsmd_idle_fn want, void *arg, int us)
+{
+    l->want_poll = want;
+    l->poll_arg = arg;
+    l->poll_ns = (int64_t)us * 1000;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Wait for events: poll first while a reply is due, then sleep. */
+static int loop_wait(struct dsmd_loop *l, struct epoll_event *ev, int max)
+{
+    if (l->poll_ns > 0 && l->want_poll && l->want_poll(l->poll_arg)) {
+        int64_t end = mono_ns() + l->poll_ns;
+
+        do {
+            int n = epoll_wait(l->epfd, ev, max, 0);
+
+            if (n != 0)
+                return n;
+        } while (mono_ns() < end);
+    }
+    return epoll_wait(l->epfd, ev, max, -1);
+}
+
 dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
 {
     struct epoll_event ev[64];
@@ -123,7 +158,7 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
             ;
         if (!l->running)
             break;
-        n = epoll_wait(l->epfd, ev, 64, -1);
+        n = loop_wait(l, ev, 64);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

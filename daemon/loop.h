@@ -23,6 +23,9 @@ dsm_status_t dsmd_loop_add(struct dsmd_loop *l, int fd, uint32_t events, dsmd_io
 dsm_status_t dsmd_loop_mod(struct dsmd_loop *l, int fd, uint32_t events, dsmd_io_fn fn, void *arg);
 void dsmd_loop_del(struct dsmd_loop *l, int fd);
 void dsmd_loop_set_idle(struct dsmd_loop *l, dsmd_idle_fn fn, void *arg);
+/* Before sleeping, poll the fds for up to `us` microseconds while want(arg) says a reply is
+ * due soon (a wake-up from sleep costs more than the reply takes on a fast link). */
+void dsmd_loop_set_poll(struct dsmd_loop *l, dsmd_idle_fn want, void *arg, int us);
 /* Run until dsmd_loop_stop(); returns its status. */
 dsm_status_t dsmd_loop_run(struct dsmd_loop *l);
 void dsmd_loop_stop(struct dsmd_loop *l, dsm_status_t st);

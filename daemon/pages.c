@@ -7,9 +7,10 @@
  *     satisfies are granted at once (another rank or thread of this node already brought
  *     the page); otherwise one fault() goes to the protocol for all of them (coalescing),
  *     and `pending` stays set until the protocol's grant().
- *   - A grant to a rank is counted in `unacked` until the rank says it applied its
- *     mprotect. A revocation starts only when unacked is 0, so an invalidation can never
- *     overtake a grant (the rank's mprotect for the grant would otherwise land after it).
+ *   - Grants to a rank are counted per page, and every PROTECT of a page carries that
+ *     count: the rank applies it only after its fault handlers have applied that many
+ *     grants, so an invalidation can never overtake a grant (the rank's mprotect for the
+ *     grant would otherwise land after it and leave a stale copy readable).
  *   - Revocations queue per page and run one at a time: PROTECT to every rank that holds
  *     more than the new level, then done() once every PROTECT_ACK is in. Faults arriving
  *     meanwhile wait and are looked at again when the queue empties.
@@ -49,7 +50,8 @@ dsm_status_t dsmd_pages_init(struct dsmd *d)
         goto fail;
     for (int r = 0; r < d->cfg.local_ranks; r++) {
         d->ranks[r].prot = calloc(d->npages, 1);
-        if (d->ranks[r].prot == NULL)
+        d->ranks[r].grants = calloc(d->npages, sizeof(uint32_t));
+        if (d->ranks[r].prot == NULL || d->ranks[r].grants == NULL)
             goto fail;
     }
     return DSM_OK;
@@ -75,7 +77,9 @@ void dsmd_pages_fini(struct dsmd *d)
     d->pages = NULL;
     for (int r = 0; d->ranks && r < d->cfg.local_ranks; r++) {
         free(d->ranks[r].prot);
+        free(d->ranks[r].grants);
         d->ranks[r].prot = NULL;
+        d->ranks[r].grants = NULL;
     }
     while (d->ranges) {
         struct dsmd_range_op *o = d->ranges;
@@ -93,8 +97,8 @@ static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int a
 
     if (rk->prot[page] < access)
         rk->prot[page] = (uint8_t)access;
-    if (dsmd_chan_send(d, c, &m) == DSM_OK)
-        d->pages[page].unacked++;
+    rk->grants[page]++;
+    dsmd_chan_send(d, c, &m);
 }
 
 static void waiter_remove(struct dsmd_page *pg, struct dsmd_chan *c)
@@ -130,6 +134,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
         pg->pending = 1;
+        d->faults_inflight++;
         d->pops->fault(d->p, page, need, origin);
     }
 }
@@ -168,13 +173,11 @@ static void revoke_run(struct dsmd *d, uint64_t page)
 
     while ((r = pg->revq) != NULL) {
         if (!r->started) {
-            if (pg->unacked > 0)
-                return; /* dsmd_pages_ack() comes back here */
             r->started = 1;
             for (int i = 0; i < d->cfg.local_ranks; i++) {
                 struct dsmd_rank *rk = &d->ranks[i];
                 struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = SEQ_PAGE(page), .a = page, .b = 1,
-                                      .c = (uint64_t)r->access };
+                                      .c = (uint64_t)r->access, .d = rk->grants[page] };
 
                 if (rk->prot[page] <= r->access)
                     continue;
@@ -192,19 +195,6 @@ static void revoke_run(struct dsmd *d, uint64_t page)
         free(r);
     }
     page_kick(d, page);
-}
-
-void dsmd_pages_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t page)
-{
-    struct dsmd_page *pg;
-
-    if (page >= d->npages || d->pages[page].unacked == 0) {
-        DSM_WARN("rank acknowledged a grant of page %llu it was not given", (unsigned long long)page);
-        return;
-    }
-    pg = &d->pages[page];
-    if (--pg->unacked == 0 && pg->revq != NULL)
-        revoke_run(d, page);
 }
 
 static void range_ack(struct dsmd *d, uint64_t seq)
@@ -257,7 +247,10 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
 {
     for (uint64_t p = o->first; p < o->first + o->n; p++) {
         d->pages[p].access = DSM_ACCESS_NONE;
-        d->pages[p].pending = 0;
+        if (d->pages[p].pending) {
+            d->pages[p].pending = 0;
+            d->faults_inflight--;
+        }
     }
 }
 
@@ -316,7 +309,10 @@ static void svc_grant(void *ctx, uint64_t page, int access)
     struct dsmd *d = ctx;
 
     d->pages[page].access = (uint8_t)access;
-    d->pages[page].pending = 0;
+    if (d->pages[page].pending) {
+        d->pages[page].pending = 0;
+        d->faults_inflight--;
+    }
     page_kick(d, page);
 }
 

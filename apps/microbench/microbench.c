@@ -21,6 +21,10 @@
  *                 time from one rank's pass to the other's, page transfer of the turn
  *                 variable included), and an uncontended lock+unlock.
  *   barrier       one dsm_barrier of all ranks.
+ *   raw unix      (rank 0, at the start) a 160-byte AF_UNIX SOCK_SEQPACKET ping-pong with a
+ *                 forked echo process: the kind of hop a fault makes twice more than a raw
+ *                 TCP round trip does (rank -> its daemon, and back). Not a baseline for the
+ *                 ratios: it shows how much of a fault the local hops cost on this machine.
  * Coalloc places pages in blocks: a region of M*B pages over M nodes has node i as home of
  * pages [i*B, (i+1)*B), which is how pages with a chosen home are picked. Each page is used
  * once, so every sample is a cold fault. The values read and written are checked too: a
@@ -46,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -423,6 +428,56 @@ static int bench_raw(struct bench *b, const char *when)
     return res;
 }
 
+/*
+ * The local-hop reference (rank 0 only): a 160-byte request/response over an AF_UNIX
+ * SOCK_SEQPACKET socket pair with a forked child that echoes (it touches no DSM memory and
+ * uses only read/write/_exit). 0 or -1.
+ */
+static int bench_unix_hop(struct bench *b)
+{
+    int n = b->warm + b->o.reps, sv[2], res = 0;
+    char buf[160] = { 0 };
+    struct figure *f;
+    pid_t pid;
+
+    if (b->rank != 0)
+        return 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        fprintf(stderr, "microbench: socketpair: %s\n", strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        while (read(sv[1], buf, sizeof(buf)) > 0)
+            if (write(sv[1], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+                break;
+        _exit(0);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
+        close(sv[0]);
+        return -1;
+    }
+    f = fig_begin(b, "raw unix seqpacket 160->160 round trip (local hop)", n);
+    for (int i = 0; i < n && res == 0; i++) {
+        int64_t t0 = now_ns();
+
+        if (write(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) || read(sv[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+            res = -1;
+        else
+            fig_add(b, f, i, now_ns() - t0);
+    }
+    fig_end(f);
+    close(sv[0]); /* the child sees end of file and exits */
+    if (waitpid(pid, NULL, 0) < 0 || res != 0) {
+        fprintf(stderr, "microbench: unix hop failed\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- DSM figures */
 
 /* Allocate a region of nnodes blocks of blk pages; NULL if refused (reported). */
@@ -670,7 +725,7 @@ static int run_all(struct bench *b)
 {
     int h3 = third_node(b);
 
-    if (raw_setup(b) != 0 || bench_raw(b, "start") != 0)
+    if (raw_setup(b) != 0 || bench_raw(b, "start") != 0 || bench_unix_hop(b) != 0)
         return -1;
     if (bench_read(b, "read fault, remote home, home-clean", b->node1, -1) != 0 ||
         bench_read(b, "read fault, remote home, owner-dirty", b->node1, 1) != 0)

@@ -12,9 +12,15 @@
  *   service  HELLO_SERVICE first (reply: REPLY). Daemon -> rank protection changes
  *            (PROTECT, answered by PROTECT_ACK with the same seq) and ABORT.
  *
- * On main/thread channels every request gets exactly one reply, in order, except ACK,
- * which has none. A fault is: FAULT -> GRANT, then mprotect, then ACK. The daemon never
- * sends a PROTECT for a page while a GRANT of it to that rank is unacknowledged.
+ * On main/thread channels every request gets exactly one reply, in order. A fault is
+ * FAULT -> GRANT, then the handler's mprotect.
+ *
+ * Grant ordering without acknowledgements: a PROTECT of a single page carries in `d` the
+ * number of GRANTs of that page the daemon has sent the rank so far (modulo 2^32). The
+ * rank counts, per page, the grants its fault handlers have applied (after their
+ * mprotect), and the service thread applies the PROTECT only once that count has reached
+ * `d`. So a revocation never lands before a grant sent ahead of it, although the two
+ * travel on different channels, and a fault costs two messages, not three.
  *
  * Field use per op (unlisted fields are zero):
  *   HELLO_MAIN    rank->d  rank, a=pid
@@ -23,7 +29,6 @@
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
  *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access
- *   ACK           rank->d  a=page index (grant applied; no reply)
  *   COALLOC       rank->d  a=bytes           reply REPLY status, a=address
  *   COFREE        rank->d  a=address         reply REPLY status (after every rank freed it)
  *   MALLOC        rank->d  a=bytes           reply REPLY status, a=address
@@ -33,7 +38,9 @@
  *   FINALIZE      rank->d  a=read faults, b=write faults, c=lock acquires, d=barriers,
  *                          e=wall time in nanoseconds
  *                                            reply REPLY status (after every rank finalized)
- *   PROTECT       d->rank  seq, a=first page, b=page count, c=access   (service channel)
+ *   PROTECT       d->rank  seq, a=first page, b=page count, c=access, d=grants of page a
+ *                          sent so far (single page; 0 and b > 1 for a range: no grants
+ *                          can be outstanding there)                  (service channel)
  *   PROTECT_ACK   rank->d  seq               (no reply)
  *   ABORT         d->rank  status, text=reason: the job is failing; print and exit
  */
@@ -57,7 +64,6 @@ enum dsmc_op {
     DSMC_REPLY,
     DSMC_FAULT,
     DSMC_GRANT,
-    DSMC_ACK,
     DSMC_COALLOC,
     DSMC_COFREE,
     DSMC_MALLOC,

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -100,7 +101,7 @@ static void await_reply(int fd)
     }
 }
 
-/* FAULT -> GRANT -> mprotect -> ACK for one page; returns only when the page is granted. */
+/* FAULT -> GRANT -> mprotect for one page; returns only when the page is granted. */
 static void resolve(uintptr_t addr, uint64_t page, bool write)
 {
     struct dsmc_msg req, rep;
@@ -130,11 +131,8 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
         fault_die(addr, page, write, "bad grant", "unknown access level", 0);
     if (st != 0)
         fault_die(addr, page, write, "granted page", "mprotect failed", errno);
-    dsm_channel_msg(&req, DSMC_ACK);
-    req.a = page;
-    st = dsm_channel_send(ch.fd, &req);
-    if (st != 0)
-        channel_failed(addr, page, write, st);
+    /* the service thread holds back revocations of this page until it sees this */
+    atomic_fetch_add_explicit(&dsm_rt.applied[page], 1, memory_order_release);
     dsm_channel_release(&ch);
 }
 

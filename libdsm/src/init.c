@@ -1,8 +1,10 @@
 /* init.c - dsm_init and dsm_finalize: bring the rank's runtime up and down in order. */
 #include "api.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "channel.h"
@@ -97,6 +99,12 @@ fail:
     return st;
 }
 
+/* Size of the per-page grant counters (sparse: only touched pages use memory). */
+static size_t applied_bytes(void)
+{
+    return (size_t)dsm_vm_npages(&dsm_rt.vm) * sizeof(*dsm_rt.applied);
+}
+
 /* Connect the main channel, say HELLO and map the space. Returns 0 or a status (logged). */
 static dsm_status_t attach(const struct dsm_env *env)
 {
@@ -115,8 +123,18 @@ static dsm_status_t attach(const struct dsm_env *env)
     close(memfd); /* the mapping keeps the frames */
     if (st != 0)
         goto fail;
+    dsm_rt.applied = mmap(NULL, applied_bytes(), PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (dsm_rt.applied == MAP_FAILED) {
+        DSM_ERR("cannot map the grant counters (%zu bytes): %s", applied_bytes(), strerror(errno));
+        dsm_rt.applied = NULL;
+        st = DSM_ENOMEM;
+        goto fail_vm;
+    }
     dsm_rt.main_fd = fd;
     return 0;
+fail_vm:
+    dsm_vm_unmap(&dsm_rt.vm);
 fail:
     close(fd);
     return st;
@@ -125,6 +143,9 @@ fail:
 /* Undo attach(). */
 static void detach(void)
 {
+    if (munmap((void *)dsm_rt.applied, applied_bytes()) != 0)
+        DSM_WARN("munmap of the grant counters failed: %s", strerror(errno));
+    dsm_rt.applied = NULL;
     dsm_vm_unmap(&dsm_rt.vm);
     close(dsm_rt.main_fd);
     dsm_rt.main_fd = -1;

@@ -8,6 +8,7 @@
 #ifndef DSM_RUNTIME_H
 #define DSM_RUNTIME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/un.h>
 
@@ -31,6 +32,7 @@ struct dsm_runtime {
     int           fault_spin_us;    /* polling before a fault wait sleeps */
     int           main_fd;          /* main channel (the dsm_init thread's) */
     int           service_fd;       /* service channel */
+    _Atomic uint32_t *applied;      /* per page: grants applied by fault handlers (dsm_chan.h) */
     bool          standalone;       /* socket_path is in a private directory of ours */
 };
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -47,11 +49,42 @@ static void channel_ended(dsm_status_t st)
     dsm_rt_die(&l);
 }
 
+#define GRANT_WAIT_LIMIT_S 30 /* a handler holds a grant only for its mprotect */
+
+/*
+ * Wait until the fault handlers have applied `grants` grants of `page` (dsm_chan.h): the
+ * daemon sent them before this PROTECT, and their mprotect must not land after ours. The
+ * wait is normally zero or a few microseconds; a handler that never finishes is fatal.
+ */
+static void await_grants(uint64_t page, uint32_t grants)
+{
+    struct timespec nap = { .tv_sec = 0, .tv_nsec = 20000 };
+    long naps = (long)GRANT_WAIT_LIMIT_S * 1000000000L / nap.tv_nsec;
+
+    if (page >= dsm_vm_npages(&dsm_rt.vm))
+        return; /* dsm_vm_protect refuses it below */
+    for (int spins = 0;; spins++) {
+        uint32_t done = atomic_load_explicit(&dsm_rt.applied[page], memory_order_acquire);
+
+        if ((int32_t)(done - grants) >= 0)
+            return;
+        if (spins < 100)
+            continue;
+        if (--naps < 0)
+            die("a fault handler never applied its grant; revocation stuck", "");
+        nanosleep(&nap, NULL);
+    }
+}
+
 /* Apply one PROTECT and acknowledge it; a malformed one is fatal (the daemon is confused). */
 static void apply_protect(int fd, const struct dsmc_msg *m)
 {
     struct dsmc_msg ack;
-    dsm_status_t st = dsm_vm_protect(&dsm_rt.vm, m->a, m->b, m->c);
+    dsm_status_t st;
+
+    if (m->b == 1)
+        await_grants(m->a, (uint32_t)m->d);
+    st = dsm_vm_protect(&dsm_rt.vm, m->a, m->b, m->c);
 
     if (st == DSM_EINVAL)
         die("malformed PROTECT from its daemon: ", "page range or access level out of bounds");
