@@ -84,12 +84,17 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     int o;
     const char *env = getenv("DSM_SPACE_SIZE");
     const char *poll_env = getenv("DSM_DAEMON_POLL_US");
+    const char *base_env = getenv("DSM_BASE");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = "sequential", .transport = "tcp", .listen = "127.0.0.1",
                                  .space_size = DSMD_DEFAULT_SPACE, .base = DSMD_DEFAULT_BASE };
     if (env && parse_u64(env, &cfg->space_size) != 0) {
         fprintf(stderr, "dsmd: DSM_SPACE_SIZE=%s is not a number\n", env);
+        return DSM_ECONFIG;
+    }
+    if (base_env && parse_u64(base_env, &cfg->base) != 0) {
+        fprintf(stderr, "dsmd: DSM_BASE=%s is not an address\n", base_env);
         return DSM_ECONFIG;
     }
     cfg->poll_us = sysconf(_SC_NPROCESSORS_ONLN) > DSMD_POLL_MIN_CPUS ? DSMD_DEFAULT_POLL_US : 0;
