@@ -5,6 +5,8 @@
 
 static const struct dsmp_ops *const protocols[] = {
     &dsmp_sequential_ops,
+    &dsmp_release_ops,
+    &dsmp_causal_ops,
 };
 
 const struct dsmp_ops *dsmp_find(const char *name)

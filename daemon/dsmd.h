@@ -148,7 +148,8 @@ struct dsmd {
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
-    uint64_t faults_inflight;    /* pages with a fault() outstanding at the protocol */
+    uint64_t faults_inflight;
+    int      timerfd;            /* the protocol's timer (svc->timer) */    /* pages with a fault() outstanding at the protocol */
     uint64_t node_messages, node_bytes;
     int      sigfd;
     int      fini_sent;          /* this node's ranks have all finalized (FINI_ARRIVE sent) */

@@ -362,7 +362,7 @@ static void node_teardown(struct dsmd *d)
 
 int main(int argc, char **argv)
 {
-    struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1 };
+    struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1 };
     char who[64];
     dsm_status_t st;
 

@@ -22,6 +22,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,12 +46,18 @@ struct dsmd_range_op {
 };
 
 static void page_kick(struct dsmd *d, uint64_t page);
+static void timer_ready(void *arg, uint32_t events);
 
 dsm_status_t dsmd_pages_init(struct dsmd *d)
 {
     d->pages = calloc(d->npages, sizeof(*d->pages));
     if (d->pages == NULL)
         goto fail;
+    d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (d->timerfd < 0 || dsmd_loop_add(d->loop, d->timerfd, EPOLLIN, timer_ready, d) != DSM_OK) {
+        DSM_ERR("timerfd: %s", strerror(errno));
+        return DSM_ESYS;
+    }
     for (int r = 0; r < d->cfg.local_ranks; r++) {
         d->ranks[r].prot = calloc(d->npages, 1);
         d->ranks[r].grants = calloc(d->npages, sizeof(uint32_t));
@@ -75,6 +85,9 @@ void dsmd_pages_fini(struct dsmd *d)
     }
     free(d->pages);
     d->pages = NULL;
+    if (d->timerfd > 0)
+        close(d->timerfd);
+    d->timerfd = -1;
     for (int r = 0; d->ranks && r < d->cfg.local_ranks; r++) {
         free(d->ranks[r].prot);
         free(d->ranks[r].grants);
@@ -345,6 +358,27 @@ static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, 
         revoke_run(d, page);
 }
 
+static void timer_ready(void *arg, uint32_t events)
+{
+    struct dsmd *d = arg;
+    uint64_t n;
+
+    (void)events;
+    if (read(d->timerfd, &n, sizeof(n)) == (ssize_t)sizeof(n) && d->pops->tick && !d->aborting)
+        d->pops->tick(d->p);
+}
+
+static void svc_timer(void *ctx, uint64_t us)
+{
+    struct dsmd *d = ctx;
+    struct itimerspec its = { .it_value = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 } };
+
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;
+    if (timerfd_settime(d->timerfd, 0, &its, NULL) < 0)
+        DSM_ERR("timerfd_settime: %s", strerror(errno));
+}
+
 static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
 {
     struct dsmd_counters *k = dsmd_counters_for(ctx, origin);
@@ -361,6 +395,7 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     memset(svc, 0, sizeof(*svc));
     svc->ctx = d;
     svc->self = d->cfg.node;
+    svc->any_rank = d->cfg.first_rank;
     svc->nnodes = d->cfg.nnodes;
     svc->npages = d->npages;
     svc->page_size = d->page_size;
@@ -371,4 +406,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->set_access = svc_set_access;
     svc->revoke = svc_revoke;
     svc->count = svc_count;
+    svc->timer = svc_timer;
 }

@@ -37,11 +37,13 @@ struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin)
 /* Route a checked message to the module that owns its type. */
 static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int framed)
 {
-    if (framed && m->type != DSMW__TYPE__GRANT && m->type != DSMW__TYPE__FETCH_REPLY) {
+    if (framed && m->type != DSMW__TYPE__GRANT && m->type != DSMW__TYPE__FETCH_REPLY &&
+        m->type != DSMW__TYPE__PAGE) {
         DSM_ERR("node %d sent a page with a %s", src, dsmw_type_name(m->type));
         return DSM_EPROTO;
     }
-    if (m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY)
+    if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY) ||
+        (m->type >= DSMW__TYPE__PAGE_GET && m->type <= DSMW__TYPE__UPDATE))
         return d->pops->message(d->p, src, m, framed);
     if (m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__FINI_RELEASE)
         return dsmd_sync_message(d, src, m);

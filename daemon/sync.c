@@ -12,6 +12,11 @@
  * node 0 releases every node when all have arrived. Epochs number the barriers, so a
  * release can be checked against the barrier it ends. Finalize is the same exchange with
  * its own message types; after its release peers may leave without alarming anyone.
+ *
+ * Consistency modules ride along (dsmp.h, struct dsmp_sync_ops): a release (unlock,
+ * barrier arrival, finalize) first lets the module flush, and only then sends its message,
+ * filled by the module; a grant or barrier release is handed to the module, and the ranks
+ * go on when it is done applying it. Without hooks (sequential) every step is immediate.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +28,18 @@ struct lock_waiter {
     struct lock_waiter *next;
     int node, origin;
     uint64_t token;
+    size_t n_vclock;          /* the requester's clock, for the module's fill_grant */
+    uint64_t vclock[];
+};
+
+/* A synchronisation step waiting for the module (release flush, acquire apply). */
+struct sync_step {
+    struct dsmd *d;
+    int type;                 /* the message it sends or applies */
+    int chan;                 /* channel to answer, or -1 */
+    uint32_t lock;
+    int origin;
+    uint64_t epoch;
 };
 
 struct lock_ent {
@@ -113,6 +130,19 @@ static dsm_status_t held_add(struct dsmd_lock_held *h, uint32_t id)
     return DSM_OK;
 }
 
+static const struct dsmp_sync_ops *hooks(struct dsmd *d)
+{
+    static const struct dsmp_sync_ops none;
+
+    return d->pops->sync ? d->pops->sync : &none;
+}
+
+static int lock_manager(struct dsmd *d, uint32_t id)
+{
+    return (int)(id % (uint32_t)d->cfg.nnodes);
+}
+
+/* Send a lock message; the module adds what it carries to requests and releases. */
 static void send_lock_msg(struct dsmd *d, int node, int type, uint32_t id, int origin, uint64_t token)
 {
     dsmw_msg_t m;
@@ -122,30 +152,105 @@ static void send_lock_msg(struct dsmd *d, int node, int type, uint32_t id, int o
     m.origin = (uint32_t)origin;
     m.node = (uint32_t)d->cfg.node;
     m.seq = token;
+    if (type == DSMW__TYPE__LOCK_REQ && hooks(d)->fill_acquire)
+        hooks(d)->fill_acquire(d->p, &m);
+    if (type == DSMW__TYPE__UNLOCK && hooks(d)->fill_release)
+        hooks(d)->fill_release(d->p, &m);
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
+}
+
+static struct sync_step *step_new(struct dsmd *d, int type, struct dsmd_chan *c, uint32_t lock, int origin)
+{
+    struct sync_step *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory in a synchronisation step");
+        return NULL;
+    }
+    s->d = d;
+    s->type = type;
+    s->chan = c ? c->id : -1;
+    s->lock = lock;
+    s->origin = origin;
+    return s;
+}
+
+/* Run step s after the module's release flush (at once without one). */
+static void after_release(struct dsmd *d, struct sync_step *s, dsmp_done_fn fn)
+{
+    if (hooks(d)->release)
+        hooks(d)->release(d->p, s->origin, fn, s);
+    else
+        fn(d->p, s);
+}
+
+/* Run step s after the module has applied what message m carries (at once without one). */
+static void after_acquire(struct dsmd *d, const dsmw_msg_t *m, struct sync_step *s, dsmp_done_fn fn)
+{
+    if (hooks(d)->acquired)
+        hooks(d)->acquired(d->p, m, fn, s);
+    else
+        fn(d->p, s);
+}
+
+/* The release flush of an unlock is done: tell the manager, let the rank go on. */
+static void unlock_flushed(dsmp_t *p, void *arg)
+{
+    struct sync_step *s = arg;
+    struct dsmd *d = s->d;
+    struct dsmd_chan *c = dsmd_chan_by_id(d, s->chan);
+
+    (void)p;
+    send_lock_msg(d, lock_manager(d, s->lock), DSMW__TYPE__UNLOCK, s->lock, s->origin, 0);
+    if (c != NULL) {
+        c->pending_op = 0;
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+    }
+    free(s);
+}
+
+/* Every local rank arrived and the module flushed: tell node 0. */
+static void arrive_flushed(dsmp_t *p, void *arg)
+{
+    struct sync_step *s = arg;
+    struct dsmd *d = s->d;
+    dsmw_msg_t m;
+
+    (void)p;
+    if (s->type == DSMW__TYPE__FINI_ARRIVE)
+        d->fini_sent = 1;
+    dsmw_init(&m, s->type);
+    m.epoch = s->epoch;
+    m.origin = (uint32_t)s->origin;
+    if (hooks(d)->fill_release)
+        hooks(d)->fill_release(d->p, &m);
+    dsmd_send(d, 0, &m, DSMT_NO_PAGE);
+    free(s);
 }
 
 static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c, int arrive_type)
 {
     dsmw_msg_t m;
+    struct sync_step *s;
 
     c->pnext = g->waiting;
     g->waiting = c;
     if (++g->local_arrived < d->cfg.local_ranks)
         return;
     g->local_arrived = 0;
-    if (arrive_type == DSMW__TYPE__FINI_ARRIVE)
-        d->fini_sent = 1;
-    dsmw_init(&m, arrive_type);
-    m.epoch = g->epoch;
-    m.origin = (uint32_t)d->ranks[c->lrank].rank;
-    dsmd_send(d, 0, &m, DSMT_NO_PAGE);
+    s = step_new(d, arrive_type, NULL, 0, d->ranks[c->lrank].rank);
+    if (s == NULL)
+        return;
+    s->epoch = g->epoch;
+    after_release(d, s, arrive_flushed);
+    (void)m;
 }
 
 void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
     uint32_t id = (uint32_t)m->a;
+    struct sync_step *s;
     int i;
 
     switch (m->op) {
@@ -156,7 +261,7 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
             return;
         }
         c->pending_op = DSMC_LOCK;
-        send_lock_msg(d, (int)(id % (uint32_t)d->cfg.nnodes), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id);
+        send_lock_msg(d, lock_manager(d, id), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id);
         return;
     case DSMC_UNLOCK:
         i = held_find(&rk->held, id);
@@ -166,8 +271,10 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
             return;
         }
         rk->held.ids[i] = rk->held.ids[--rk->held.n];
-        send_lock_msg(d, (int)(id % (uint32_t)d->cfg.nnodes), DSMW__TYPE__UNLOCK, id, rk->rank, 0);
-        dsmd_chan_reply(d, c, DSM_OK, 0);
+        c->pending_op = DSMC_UNLOCK;
+        s = step_new(d, DSMW__TYPE__UNLOCK, c, id, rk->rank);
+        if (s != NULL)
+            after_release(d, s, unlock_flushed);
         return;
     case DSMC_BARRIER:
         c->pending_op = DSMC_BARRIER;
@@ -184,6 +291,25 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
     }
 }
 
+/* Manager: the grant of lock id to waiter w, with what the module wants it to carry. */
+static void send_grant(struct dsmd *d, uint32_t id, const struct lock_waiter *w)
+{
+    dsmw_msg_t m, req;
+
+    dsmw_init(&m, DSMW__TYPE__LOCK_GRANT);
+    m.lock = id;
+    m.origin = (uint32_t)w->origin;
+    m.node = (uint32_t)d->cfg.node;
+    m.seq = w->token;
+    if (hooks(d)->fill_grant) {
+        dsmw_init(&req, DSMW__TYPE__LOCK_REQ);
+        req.vclock = (uint64_t *)w->vclock;
+        req.n_vclock = w->n_vclock;
+        hooks(d)->fill_grant(d->p, id, &req, &m);
+    }
+    dsmd_send(d, w->node, &m, DSMT_NO_PAGE);
+}
+
 /* Manager: give lock e to its next waiter, if any. */
 static void lock_pass(struct dsmd *d, struct lock_ent *e)
 {
@@ -198,7 +324,7 @@ static void lock_pass(struct dsmd *d, struct lock_ent *e)
         e->qt = NULL;
     e->held = 1;
     e->holder = w->origin;
-    send_lock_msg(d, w->node, DSMW__TYPE__LOCK_GRANT, e->id, w->origin, w->token);
+    send_grant(d, e->id, w);
     free(w);
 }
 
@@ -209,9 +335,12 @@ static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
 
     if (e == NULL)
         return DSM_ENOMEM;
-    w = calloc(1, sizeof(*w));
+    w = calloc(1, sizeof(*w) + m->n_vclock * sizeof(uint64_t));
     if (w == NULL)
         return DSM_ENOMEM;
+    w->n_vclock = m->n_vclock;
+    if (m->n_vclock)
+        memcpy(w->vclock, m->vclock, m->n_vclock * sizeof(uint64_t));
     w->node = (int)m->node;
     w->origin = (int)m->origin;
     w->token = m->seq;
@@ -225,36 +354,56 @@ static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
     return DSM_OK;
 }
 
+/* The module has applied a lock grant: the rank holds the lock now. */
+static void lock_applied(dsmp_t *p, void *arg)
+{
+    struct sync_step *s = arg;
+    struct dsmd_chan *c = dsmd_chan_by_id(s->d, s->chan);
+
+    (void)p;
+    if (c != NULL && c->pending_op == DSMC_LOCK) {
+        c->pending_op = 0;
+        dsmd_chan_reply(s->d, c, DSM_OK, 0);
+    }
+    free(s);
+}
+
 static void lock_granted(struct dsmd *d, const dsmw_msg_t *m)
 {
     struct dsmd_chan *c = dsmd_chan_by_id(d, (int)m->seq);
     struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
+    struct sync_step *s;
 
     if (rk == NULL || c->pending_op != DSMC_LOCK || rk->rank != (int)m->origin) {
         /* the rank went away while waiting: hand the lock straight back */
         DSM_WARN("lock %u granted to rank %u, which no longer waits for it", m->lock, m->origin);
-        send_lock_msg(d, (int)(m->lock % (uint32_t)d->cfg.nnodes), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0);
+        send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0);
         return;
     }
-    c->pending_op = 0;
     if (held_add(&rk->held, m->lock) != DSM_OK) {
         dsmd_abort(d, DSM_ENOMEM, "out of memory recording a held lock");
         return;
     }
-    dsmd_chan_reply(d, c, DSM_OK, 0);
+    s = step_new(d, DSMW__TYPE__LOCK_GRANT, c, m->lock, rk->rank);
+    if (s != NULL)
+        after_acquire(d, m, s, lock_applied);
 }
 
 /* Node 0: one more node arrived; release everyone when all have. */
-static void gather_manager(struct dsmd *d, struct gather *g, uint64_t epoch, int release_type)
+static void gather_manager(struct dsmd *d, struct gather *g, const dsmw_msg_t *arrive, int release_type)
 {
     dsmw_msg_t m;
 
+    if (hooks(d)->barrier_arrived)
+        hooks(d)->barrier_arrived(d->p, arrive);
     if (++g->mgr_arrived < d->cfg.nnodes)
         return;
     g->mgr_arrived = 0;
     dsmw_init(&m, release_type);
-    m.epoch = epoch;
+    m.epoch = arrive->epoch;
     m.origin = (uint32_t)d->cfg.first_rank;
+    if (hooks(d)->fill_barrier)
+        hooks(d)->fill_barrier(d->p, &m);
     dsmd_broadcast(d, &m);
 }
 
@@ -278,10 +427,28 @@ static dsm_status_t gather_release(struct dsmd *d, struct gather *g, uint64_t ep
     return DSM_OK;
 }
 
+/* The module has applied a barrier (or finalize) release: let the local ranks go. */
+static void release_applied(dsmp_t *p, void *arg)
+{
+    struct sync_step *s = arg;
+    struct dsmd *d = s->d;
+
+    (void)p;
+    if (s->type == DSMW__TYPE__FINI_RELEASE) {
+        d->finishing = 1;
+        if (gather_release(d, &d->sync->fini, s->epoch) != DSM_OK)
+            dsmd_abort(d, DSM_EPROTO, "finalize released out of order");
+    } else if (gather_release(d, &d->sync->barrier, s->epoch) != DSM_OK) {
+        dsmd_abort(d, DSM_EPROTO, "barrier released out of order");
+    }
+    free(s);
+}
+
 dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
 {
     struct dsmd_sync *s = d->sync;
     struct lock_ent *e;
+    struct sync_step *step;
 
     switch (m->type) {
     case DSMW__TYPE__LOCK_REQ:
@@ -297,22 +464,27 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
             DSM_WARN("unlock of lock %u by rank %u, which does not hold it", m->lock, m->origin);
             return DSM_OK;
         }
+        if (hooks(d)->lock_released)
+            hooks(d)->lock_released(d->p, m->lock, m);
         lock_pass(d, e);
         return DSM_OK;
     case DSMW__TYPE__BARRIER_ARRIVE:
     case DSMW__TYPE__FINI_ARRIVE:
         if (d->cfg.node != 0)
             return DSM_EPROTO;
-        gather_manager(d, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m->epoch,
+        gather_manager(d, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m,
                        m->type == DSMW__TYPE__BARRIER_ARRIVE ? DSMW__TYPE__BARRIER_RELEASE : DSMW__TYPE__FINI_RELEASE);
         return DSM_OK;
     case DSMW__TYPE__BARRIER_RELEASE:
-        return src == 0 ? gather_release(d, &s->barrier, m->epoch) : DSM_EPROTO;
     case DSMW__TYPE__FINI_RELEASE:
         if (src != 0)
             return DSM_EPROTO;
-        d->finishing = 1;
-        return gather_release(d, &s->fini, m->epoch);
+        step = step_new(d, m->type, NULL, 0, d->cfg.first_rank);
+        if (step == NULL)
+            return DSM_ENOMEM;
+        step->epoch = m->epoch;
+        after_acquire(d, m, step, release_applied);
+        return DSM_OK;
     default:
         return DSM_EPROTO;
     }

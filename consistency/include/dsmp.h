@@ -46,6 +46,7 @@ typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
 struct dsmp_services {
     void    *ctx;
     int      self;       /* this node */
+    int      any_rank;   /* a rank of this node: node-level work is counted to it */
     int      nnodes;
     uint64_t npages;
     size_t   page_size;
@@ -67,6 +68,37 @@ struct dsmp_services {
     void (*revoke)(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg);
     /* Count an event for rank `origin`. */
     void (*count)(void *ctx, int origin, enum dsmp_counter c, uint64_t n);
+    /* Call the module's tick() once, `us` microseconds from now (re-arming replaces the
+     * previous request). */
+    void (*timer)(void *ctx, uint64_t us);
+};
+
+/*
+ * Synchronisation. The daemon runs locks and barriers (daemon/sync.c); a module that
+ * needs consistency information to travel with them fills and reads the `vclock` and
+ * `data` fields of the messages involved through these hooks. Any hook may be NULL.
+ *
+ *   rank releases (unlock, barrier, finalize)   -> release(): flush; done() lets it go on
+ *   outgoing UNLOCK / BARRIER_ARRIVE / FINI_ARRIVE -> fill_release()
+ *   outgoing LOCK_REQ                           -> fill_acquire()
+ *   lock manager: UNLOCK arrives                -> lock_released()
+ *   lock manager: LOCK_GRANT goes out           -> fill_grant()
+ *   node 0: BARRIER_ARRIVE / FINI_ARRIVE        -> barrier_arrived()
+ *   node 0: BARRIER_RELEASE / FINI_RELEASE out  -> fill_barrier()
+ *   LOCK_GRANT / BARRIER_RELEASE / FINI_RELEASE at the acquirer -> acquired(); done()
+ *                                                 lets the rank(s) go on
+ *
+ * fill_* set pointers into buffers the module owns, valid until its next fill_* call.
+ */
+struct dsmp_sync_ops {
+    void (*release)(dsmp_t *p, int origin, dsmp_done_fn done, void *arg);
+    void (*fill_release)(dsmp_t *p, dsmw_msg_t *out);
+    void (*fill_acquire)(dsmp_t *p, dsmw_msg_t *out);
+    void (*lock_released)(dsmp_t *p, uint32_t lock, const dsmw_msg_t *unlock);
+    void (*fill_grant)(dsmp_t *p, uint32_t lock, const dsmw_msg_t *req, dsmw_msg_t *grant);
+    void (*barrier_arrived)(dsmp_t *p, const dsmw_msg_t *arrive);
+    void (*fill_barrier)(dsmp_t *p, dsmw_msg_t *release);
+    void (*acquired)(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void *arg);
 };
 
 struct dsmp_ops {
@@ -85,9 +117,15 @@ struct dsmp_ops {
      * their coherence state. Called at start-up for all pages, and when a region is
      * allocated or freed, after the daemon has reset its own view of them. */
     void (*reset)(dsmp_t *p, uint64_t first, uint64_t n);
+    /* The timer requested through svc->timer() expired. */
+    void (*tick)(dsmp_t *p);
+    /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
+    const struct dsmp_sync_ops *sync;
 };
 
 extern const struct dsmp_ops dsmp_sequential_ops;
+extern const struct dsmp_ops dsmp_release_ops;
+extern const struct dsmp_ops dsmp_causal_ops;
 
 /* Find a protocol by model name; NULL if unknown. */
 const struct dsmp_ops *dsmp_find(const char *name);

@@ -54,6 +54,11 @@ static unsigned needs(int type)
     case DSMW__TYPE__REGION_FREE:
     case DSMW__TYPE__REGION_ACK:
     case DSMW__TYPE__ABORT:       return 0;
+    case DSMW__TYPE__PAGE_GET:    return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__PAGE:
+    case DSMW__TYPE__DIFF:
+    case DSMW__TYPE__DIFF_ACK:    return F_PAGE | F_ORIGIN;
+    case DSMW__TYPE__UPDATE:      return F_ORIGIN;
     default:                      return ~0u;
     }
 }
@@ -72,6 +77,8 @@ const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
         return "rank out of range";
     if ((f & F_ACCESS) && m->access > 2)
         return "bad access level";
+    if (m->n_vclock > lim->nnodes)
+        return "vector clock longer than the job";
     if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__REGION_FREE) &&
         (m->addr >= lim->npages || m->count == 0 || m->count > lim->npages - m->addr))
         return "region out of range";

@@ -1,0 +1,739 @@
+/*
+ * causal.c - causal consistency: every node keeps a full replica, writes are local, and
+ * each node's writes travel to every other node as updates (diffs against twins) tagged
+ * with vector clocks and applied in causal order.
+ *
+ * A node's open interval collects the pages its ranks write (a twin at the first write of
+ * each). The interval ends when a timer expires (DSM_CAUSAL_DELAY_US, default 2 ms: writes
+ * reach everyone within a bounded time without any synchronisation), at a release (unlock,
+ * barrier, finalize), or when it holds PAGES_PER_UPDATE pages (so its update fits one
+ * message). Ending it write-protects its pages, turns them into one UPDATE (vc[self]+1 and
+ * the diffs) and sends it to every other node.
+ *
+ * A node applies an UPDATE from node s with clock u once u[s] == vc[s] + 1 and u[k] <=
+ * vc[k] for every other k: everything the writer had seen, it has seen. Since a node's
+ * clock advances with every update it applies, every later write of its ranks depends on
+ * everything they could have read: reads carry their writers' dependencies. An update is
+ * applied atomically for the local ranks: every page it touches is taken to NONE first,
+ * then all are patched (frame, and twin if the page is being written here too), then the
+ * ranks may fault back in. Locks and barriers carry clocks; an acquirer waits until it has
+ * applied everything its releaser had.
+ *
+ * Invariants:
+ *   C1  Every node holds every page (zero at allocation); node access is never below READ
+ *       except while an update is applied to the page.
+ *   C2  A page with a twin is in the open interval or in the flush under way; frame minus
+ *       twin is exactly this node's unsent writes.
+ *   C3  Updates from one node are applied in the order they were sent, and after every
+ *       update they depend on (the vector clock rule above).
+ *
+ * Page states at a node:
+ *
+ *            W fault: twin              flush: revoke to READ, diff into UPDATE
+ *   READ  --------------------> WRITE -----------------------------------------> READ
+ *     |  remote UPDATE: revoke to NONE, patch frame (+twin), back to READ/WRITE      ^
+ *     +-------------------------------------------------------------------------------+
+ *
+ * Transitions and the functions that perform them:
+ *   fault                        -> cau_fault (twin; flush first if the interval is full)
+ *   timer / release / full       -> flush_start -> flush_page_done -> flush_send
+ *   UPDATE arrives               -> update_arrived (queue) -> deliver -> apply_start ->
+ *                                   apply_page_revoked -> apply_finish
+ *   acquire (grant, barrier)     -> cau_acquired -> acquire_check
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+#include "dsm_log.h"
+#include "dsmp.h"
+#include "notices.h"
+
+#define DEFAULT_DELAY_US 2000
+#define UPDATE_BYTES (DSMW_MAX_MSG - 1024)
+#define LOCK_BUCKETS 256
+
+struct cau_page {
+    uint8_t  local;
+    uint8_t  written;   /* in the open interval */
+    uint8_t  updating;  /* an update is being applied to it */
+    uint8_t  want;      /* a fault that waits for the update to finish */
+    int32_t  origin;
+    uint8_t *twin;
+};
+
+struct cau_update {
+    struct cau_update *next;
+    int src;
+    uint32_t *vc;
+    uint8_t *data;
+    size_t len;
+};
+
+struct cau_waiter {
+    struct cau_waiter *next;
+    dsmp_done_fn done;
+    void *arg;
+    uint32_t vc[];     /* acquire: what must have been applied */
+};
+
+struct cau_lock {
+    struct cau_lock *next;
+    uint32_t id;
+    uint32_t vc[];
+};
+
+struct dsmp {
+    struct dsmp_services svc;
+    int nn;
+    struct cau_page *pg;
+    uint64_t *written;
+    size_t nwritten, capwritten;
+    size_t pages_per_update;
+    uint64_t delay_us;
+    int timer_armed;
+    /* flush */
+    int flushing;
+    int fl_pending;
+    int fl_origin;
+    uint64_t *fl_pages;
+    size_t nfl;
+    uint64_t *deferred;            /* pages whose write fault waits for the flush */
+    size_t ndeferred, capdeferred;
+    struct cau_waiter *fl_waiters, *next_waiters;
+    /* delivery */
+    uint32_t *vc;
+    struct cau_update *queue;      /* received, not yet deliverable */
+    struct cau_update *applying;   /* being applied */
+    int ap_pending;
+    struct cau_waiter *acquires;   /* acquires waiting for the clock */
+    /* synchronisation */
+    struct cau_lock *mgr[LOCK_BUCKETS];
+    uint32_t *bar_acc;
+    uint64_t *scratch_vc;
+    uint8_t *buf;                  /* an UPDATE being built */
+    uint8_t *diffbuf;
+};
+
+static void flush_start(dsmp_t *p);
+static void deliver(dsmp_t *p);
+
+static void put_le(uint8_t *b, uint64_t v, int n)
+{
+    for (int k = 0; k < n; k++)
+        b[k] = (uint8_t)(v >> (8 * k));
+}
+
+static uint64_t get_le(const uint8_t *b, int n)
+{
+    uint64_t v = 0;
+
+    for (int k = 0; k < n; k++)
+        v |= (uint64_t)b[k] << (8 * k);
+    return v;
+}
+
+/* ---- local writes ---- */
+
+static dsm_status_t written_add(dsmp_t *p, uint64_t page)
+{
+    if (p->nwritten == p->capwritten) {
+        size_t ncap = p->capwritten ? p->capwritten * 2 : 64;
+        uint64_t *v = realloc(p->written, ncap * sizeof(*v));
+
+        if (v == NULL)
+            return DSM_ENOMEM;
+        p->written = v;
+        p->capwritten = ncap;
+    }
+    p->written[p->nwritten++] = page;
+    p->pg[page].written = 1;
+    if (!p->timer_armed) {
+        p->timer_armed = 1;
+        p->svc.timer(p->svc.ctx, p->delay_us);
+    }
+    return DSM_OK;
+}
+
+/* Grant `access`; a write joins the open interval (twin at its first write). */
+static void grant_local(dsmp_t *p, uint64_t page, int access)
+{
+    struct cau_page *g = &p->pg[page];
+
+    if (access == DSM_ACCESS_WRITE && !g->written) {
+        if (g->twin == NULL) {
+            g->twin = malloc(p->svc.page_size);
+            if (g->twin != NULL)
+                memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
+        }
+        if (g->twin == NULL || written_add(p, page) != DSM_OK) {
+            DSM_ERR("causal: out of memory for a twin of page %llu", (unsigned long long)page);
+            access = DSM_ACCESS_READ;
+        }
+    }
+    g->local = (uint8_t)access;
+    p->svc.grant(p->svc.ctx, page, access);
+}
+
+static dsm_status_t defer(dsmp_t *p, uint64_t page)
+{
+    if (p->ndeferred == p->capdeferred) {
+        size_t ncap = p->capdeferred ? p->capdeferred * 2 : 32;
+        uint64_t *v = realloc(p->deferred, ncap * sizeof(*v));
+
+        if (v == NULL)
+            return DSM_ENOMEM;
+        p->deferred = v;
+        p->capdeferred = ncap;
+    }
+    p->deferred[p->ndeferred++] = page;
+    return DSM_OK;
+}
+
+static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin)
+{
+    struct cau_page *g = &p->pg[page];
+
+    if (access > g->want)
+        g->want = (uint8_t)access;
+    g->origin = origin;
+    if (g->updating)
+        return; /* apply_finish grants it */
+    if (access == DSM_ACCESS_WRITE && !g->written && (p->flushing || p->nwritten >= p->pages_per_update)) {
+        /* a write to a page outside the open interval while it is being flushed, or when it
+         * is full: it starts the next interval once the flush is out (flush_send) */
+        if (defer(p, page) != DSM_OK) {
+            DSM_ERR("causal: out of memory deferring a write fault");
+            return;
+        }
+        flush_start(p);
+        return;
+    }
+    g->want = 0;
+    grant_local(p, page, access);
+}
+
+/* ---- the end of an interval ---- */
+
+static void add_waiter(dsmp_t *p, struct cau_waiter **list, dsmp_done_fn done, void *arg)
+{
+    struct cau_waiter *w = calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        DSM_ERR("causal: out of memory; a synchronisation completes early");
+        done(p, arg);
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    w->next = *list;
+    *list = w;
+}
+
+/* Grant the faults that waited for the flush (writes to pages outside the interval). */
+static void regrant_waiting(dsmp_t *p, const uint64_t *pages, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        struct cau_page *g = &p->pg[pages[k]];
+
+        if (g->want && !g->updating) {
+            int want = g->want;
+
+            g->want = 0;
+            grant_local(p, pages[k], want);
+        }
+    }
+}
+
+/* Every page of the flush is write-protected: build the UPDATE and send it to everyone. */
+static void flush_send(dsmp_t *p)
+{
+    size_t o = 0;
+    dsmw_msg_t m;
+    struct cau_waiter *w, *next;
+
+    for (size_t k = 0; k < p->nfl; k++) {
+        uint64_t page = p->fl_pages[k];
+        struct cau_page *g = &p->pg[page];
+        size_t len;
+
+        if (g->twin == NULL)
+            continue;
+        len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
+        free(g->twin);
+        g->twin = NULL;
+        if (len == 0)
+            continue;
+        put_le(p->buf + o, page, 8);
+        put_le(p->buf + o + 8, len, 4);
+        memcpy(p->buf + o + 12, p->diffbuf, len);
+        o += 12 + len;
+        p->svc.count(p->svc.ctx, p->fl_origin, DSMP_DIFFS, 1);
+    }
+    if (o > 0) {
+        p->vc[p->svc.self]++;
+        for (int k = 0; k < p->nn; k++)
+            p->scratch_vc[k] = p->vc[k];
+        dsmw_init(&m, DSMW__TYPE__UPDATE);
+        m.origin = (uint32_t)p->fl_origin;
+        m.vclock = p->scratch_vc;
+        m.n_vclock = (size_t)p->nn;
+        m.data.data = p->buf;
+        m.data.len = o;
+        for (int n = 0; n < p->nn; n++)
+            if (n != p->svc.self)
+                p->svc.send(p->svc.ctx, n, &m, DSMP_NO_FRAME);
+        p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
+    }
+    p->flushing = 0;
+    for (size_t k = 0; k < p->nfl; k++)
+        if (p->pg[p->fl_pages[k]].local == DSM_ACCESS_WRITE)
+            p->pg[p->fl_pages[k]].local = DSM_ACCESS_READ;
+    w = p->fl_waiters;
+    p->fl_waiters = NULL;
+    for (; w; w = next) {
+        next = w->next;
+        w->done(p, w->arg);
+        free(w);
+    }
+    free(p->fl_pages);
+    p->fl_pages = NULL;
+    p->nfl = 0;
+    if (p->next_waiters) {
+        p->fl_waiters = p->next_waiters;
+        p->next_waiters = NULL;
+        flush_start(p);
+    }
+    /* writes that waited for this flush may go now (into the next interval) */
+    if (!p->flushing && p->ndeferred > 0) {
+        uint64_t *d = p->deferred;
+        size_t n = p->ndeferred;
+
+        p->deferred = NULL;
+        p->ndeferred = p->capdeferred = 0;
+        regrant_waiting(p, d, n);
+        free(d);
+    }
+}
+
+static void flush_page_done(dsmp_t *p, void *arg)
+{
+    (void)arg;
+    if (--p->fl_pending == 0)
+        flush_send(p);
+}
+
+static void flush_start(dsmp_t *p)
+{
+    if (p->flushing)
+        return;
+    p->flushing = 1;
+    p->fl_pages = p->written;
+    p->nfl = p->nwritten;
+    p->written = NULL;
+    p->nwritten = p->capwritten = 0;
+    p->fl_pending = 1;
+    for (size_t k = 0; k < p->nfl; k++) {
+        p->pg[p->fl_pages[k]].written = 0;
+        p->fl_pending++;
+        p->svc.revoke(p->svc.ctx, p->fl_pages[k], DSM_ACCESS_READ, flush_page_done, NULL);
+    }
+    flush_page_done(p, NULL);
+}
+
+static void cau_tick(dsmp_t *p)
+{
+    p->timer_armed = 0;
+    if (p->nwritten > 0)
+        flush_start(p);
+}
+
+static void cau_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
+{
+    if (p->flushing) {
+        add_waiter(p, &p->next_waiters, done, arg);
+        return;
+    }
+    add_waiter(p, &p->fl_waiters, done, arg);
+    p->fl_origin = origin;
+    flush_start(p);
+}
+
+/* ---- remote updates ---- */
+
+static int deliverable(dsmp_t *p, const struct cau_update *u)
+{
+    for (int k = 0; k < p->nn; k++) {
+        if (k == u->src ? u->vc[k] != p->vc[k] + 1 : u->vc[k] > p->vc[k])
+            return 0;
+    }
+    return 1;
+}
+
+/* Check the pages of an update's data; 0 if well formed. */
+static int update_check(dsmp_t *p, const uint8_t *d, size_t len)
+{
+    for (size_t o = 0; o < len;) {
+        uint64_t page;
+        size_t dl;
+
+        if (len - o < 12)
+            return -1;
+        page = get_le(d + o, 8);
+        dl = (size_t)get_le(d + o + 8, 4);
+        if (page >= p->svc.npages || len - o - 12 < dl)
+            return -1;
+        o += 12 + dl;
+    }
+    return 0;
+}
+
+static void acquire_check(dsmp_t *p)
+{
+    for (struct cau_waiter **pp = &p->acquires; *pp;) {
+        struct cau_waiter *w = *pp;
+
+        if (dsmp_vc_covered(w->vc, p->vc, p->nn)) {
+            *pp = w->next;
+            w->done(p, w->arg);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+/* Every page of the update is at NONE for the local ranks: patch them all, reopen. */
+static void apply_finish(dsmp_t *p)
+{
+    struct cau_update *u = p->applying;
+
+    for (size_t o = 0; o < u->len;) {
+        uint64_t page = get_le(u->data + o, 8);
+        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        struct cau_page *g = &p->pg[page];
+
+        if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + 12, dl) !=
+            DSM_OK)
+            DSM_ERR("causal: malformed diff of page %llu from node %d", (unsigned long long)page, u->src);
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_DIFFS, 1);
+        o += 12 + dl;
+    }
+    for (size_t o = 0; o < u->len;) {
+        uint64_t page = get_le(u->data + o, 8);
+        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        struct cau_page *g = &p->pg[page];
+
+        o += 12 + dl;
+        if (!g->updating)
+            continue;
+        g->updating = 0;
+        g->local = g->written ? DSM_ACCESS_WRITE : DSM_ACCESS_READ;
+        p->svc.set_access(p->svc.ctx, page, g->local);
+        if (g->want) {
+            int want = g->want;
+
+            g->want = 0;
+            cau_fault(p, page, want, g->origin);
+        }
+    }
+    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES, 1);
+    p->vc[u->src] = u->vc[u->src];
+    p->applying = NULL;
+    free(u->vc);
+    free(u->data);
+    free(u);
+    acquire_check(p);
+    deliver(p);
+}
+
+static void apply_page_revoked(dsmp_t *p, void *arg)
+{
+    (void)arg;
+    if (--p->ap_pending == 0)
+        apply_finish(p);
+}
+
+static void apply_start(dsmp_t *p, struct cau_update *u)
+{
+    p->applying = u;
+    p->ap_pending = 1;
+    for (size_t o = 0; o < u->len;) {
+        uint64_t page = get_le(u->data + o, 8);
+        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        struct cau_page *g = &p->pg[page];
+
+        o += 12 + dl;
+        if (g->updating)
+            continue; /* the same page twice in one update */
+        g->updating = 1;
+        g->local = DSM_ACCESS_NONE;
+        p->ap_pending++;
+        p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, apply_page_revoked, NULL);
+    }
+    apply_page_revoked(p, NULL);
+}
+
+/* Apply the queued updates that have become deliverable, one at a time. */
+static void deliver(dsmp_t *p)
+{
+    if (p->applying != NULL)
+        return;
+    for (struct cau_update **pp = &p->queue; *pp; pp = &(*pp)->next) {
+        struct cau_update *u = *pp;
+
+        if (deliverable(p, u)) {
+            *pp = u->next;
+            apply_start(p, u);
+            return;
+        }
+    }
+}
+
+static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
+{
+    struct cau_update *u;
+
+    if (src == p->svc.self || (int)m->n_vclock != p->nn || update_check(p, m->data.data, m->data.len) != 0)
+        return DSM_EPROTO;
+    u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return DSM_ENOMEM;
+    u->src = src;
+    u->vc = malloc((size_t)p->nn * sizeof(uint32_t));
+    u->data = malloc(m->data.len ? m->data.len : 1);
+    if (u->vc == NULL || u->data == NULL) {
+        free(u->vc);
+        free(u->data);
+        free(u);
+        return DSM_ENOMEM;
+    }
+    for (int k = 0; k < p->nn; k++)
+        u->vc[k] = (uint32_t)m->vclock[k];
+    memcpy(u->data, m->data.data, m->data.len);
+    u->len = m->data.len;
+    if (u->vc[src] <= p->vc[src]) {
+        DSM_ERR("causal: update %u from node %d is older than one already applied", u->vc[src], src);
+        free(u->vc);
+        free(u->data);
+        free(u);
+        return DSM_EPROTO;
+    }
+    /* queue at the tail: updates of one node arrive in order */
+    {
+        struct cau_update **pp = &p->queue;
+
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = u;
+    }
+    deliver(p);
+    return DSM_OK;
+}
+
+static dsm_status_t cau_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
+{
+    if (m->type == DSMW__TYPE__UPDATE && !framed)
+        return update_arrived(p, src, m);
+    DSM_ERR("causal: unexpected %s from node %d", dsmw_type_name(m->type), src);
+    return DSM_EPROTO;
+}
+
+/* ---- synchronisation: clocks only ---- */
+
+static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc)
+{
+    for (int k = 0; k < p->nn; k++)
+        p->scratch_vc[k] = vc[k];
+    out->vclock = p->scratch_vc;
+    out->n_vclock = (size_t)p->nn;
+}
+
+static void cau_fill_release(dsmp_t *p, dsmw_msg_t *out)
+{
+    fill_vc(p, out, p->vc);
+}
+
+static struct cau_lock *lock_get(dsmp_t *p, uint32_t id)
+{
+    struct cau_lock **pp = &p->mgr[id % LOCK_BUCKETS];
+
+    while (*pp && (*pp)->id != id)
+        pp = &(*pp)->next;
+    if (*pp == NULL) {
+        *pp = calloc(1, sizeof(**pp) + (size_t)p->nn * sizeof(uint32_t));
+        if (*pp != NULL)
+            (*pp)->id = id;
+    }
+    return *pp;
+}
+
+static void vc_merge_msg(dsmp_t *p, uint32_t *into, const dsmw_msg_t *m)
+{
+    for (int k = 0; k < p->nn && k < (int)m->n_vclock; k++)
+        if ((uint32_t)m->vclock[k] > into[k])
+            into[k] = (uint32_t)m->vclock[k];
+}
+
+static void cau_lock_released(dsmp_t *p, uint32_t lock, const dsmw_msg_t *unlock)
+{
+    struct cau_lock *l = lock_get(p, lock);
+
+    if (l != NULL)
+        vc_merge_msg(p, l->vc, unlock);
+}
+
+static void cau_fill_grant(dsmp_t *p, uint32_t lock, const dsmw_msg_t *req, dsmw_msg_t *grant)
+{
+    struct cau_lock *l = lock_get(p, lock);
+
+    (void)req;
+    if (l != NULL)
+        fill_vc(p, grant, l->vc);
+}
+
+static void cau_barrier_arrived(dsmp_t *p, const dsmw_msg_t *arrive)
+{
+    vc_merge_msg(p, p->bar_acc, arrive);
+}
+
+static void cau_fill_barrier(dsmp_t *p, dsmw_msg_t *release)
+{
+    fill_vc(p, release, p->bar_acc);
+}
+
+/* Go on once every update the releaser had applied is applied here too. */
+static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void *arg)
+{
+    struct cau_waiter *w = calloc(1, sizeof(*w) + (size_t)p->nn * sizeof(uint32_t));
+
+    if (w == NULL) {
+        DSM_ERR("causal: out of memory waiting for an acquire");
+        done(p, arg);
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    vc_merge_msg(p, w->vc, m);
+    w->next = p->acquires;
+    p->acquires = w;
+    acquire_check(p);
+}
+
+/* ---- life ---- */
+
+static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++) {
+        struct cau_page *g = &p->pg[pg];
+
+        free(g->twin);
+        memset(g, 0, sizeof(*g));
+        if (p->svc.home(p->svc.ctx, pg) >= 0) {
+            g->local = DSM_ACCESS_READ;
+            p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ); /* C1 */
+        }
+    }
+}
+
+static void free_waiters(struct cau_waiter *w)
+{
+    while (w) {
+        struct cau_waiter *next = w->next;
+
+        free(w);
+        w = next;
+    }
+}
+
+static void cau_destroy(dsmp_t *p)
+{
+    if (p == NULL)
+        return;
+    for (uint64_t pg = 0; p->pg && pg < p->svc.npages; pg++)
+        free(p->pg[pg].twin);
+    while (p->queue) {
+        struct cau_update *u = p->queue;
+
+        p->queue = u->next;
+        free(u->vc);
+        free(u->data);
+        free(u);
+    }
+    if (p->applying) {
+        free(p->applying->vc);
+        free(p->applying->data);
+        free(p->applying);
+    }
+    for (int b = 0; b < LOCK_BUCKETS; b++)
+        while (p->mgr[b]) {
+            struct cau_lock *next = p->mgr[b]->next;
+
+            free(p->mgr[b]);
+            p->mgr[b] = next;
+        }
+    free_waiters(p->fl_waiters);
+    free_waiters(p->next_waiters);
+    free_waiters(p->acquires);
+    free(p->pg);
+    free(p->written);
+    free(p->fl_pages);
+    free(p->deferred);
+    free(p->vc);
+    free(p->bar_acc);
+    free(p->scratch_vc);
+    free(p->buf);
+    free(p->diffbuf);
+    free(p);
+}
+
+static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
+{
+    dsmp_t *p = calloc(1, sizeof(*p));
+    const char *env = getenv("DSM_CAUSAL_DELAY_US");
+
+    if (p == NULL)
+        return DSM_ENOMEM;
+    p->svc = *svc;
+    p->nn = svc->nnodes;
+    p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
+    if (p->delay_us == 0 || p->delay_us > 10000000)
+        p->delay_us = DEFAULT_DELAY_US;
+    p->pages_per_update = UPDATE_BYTES / (dsmp_diff_max(svc->page_size) + 12);
+    p->pg = calloc(svc->npages, sizeof(*p->pg));
+    p->vc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->bar_acc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
+    p->buf = malloc(UPDATE_BYTES);
+    p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
+    if (svc->page_size > 65535 || p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
+        p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL) {
+        DSM_ERR("causal: cannot set up for %llu pages", (unsigned long long)svc->npages);
+        cau_destroy(p);
+        return DSM_ENOMEM;
+    }
+    *out = p;
+    return DSM_OK;
+}
+
+static const struct dsmp_sync_ops cau_sync = {
+    .release = cau_release,
+    .fill_release = cau_fill_release,
+    .lock_released = cau_lock_released,
+    .fill_grant = cau_fill_grant,
+    .barrier_arrived = cau_barrier_arrived,
+    .fill_barrier = cau_fill_barrier,
+    .acquired = cau_acquired,
+};
+
+const struct dsmp_ops dsmp_causal_ops = {
+    .name = "causal",
+    .model = DSM_MODEL_CAUSAL,
+    .create = cau_create,
+    .destroy = cau_destroy,
+    .fault = cau_fault,
+    .message = cau_message,
+    .reset = cau_reset,
+    .tick = cau_tick,
+    .sync = &cau_sync,
+};

@@ -1,0 +1,32 @@
+/*
+ * diff.h - twins and diffs: the bytes of a page that changed since its twin was taken.
+ *
+ * A diff is a list of runs, each [u16 offset][u16 length][length bytes], offsets
+ * ascending, runs disjoint, within one page. Byte-granular on purpose: two nodes may write
+ * different bytes of one word in the same interval (false sharing), and a word-granular
+ * diff would carry the twin's stale copy of the other node's byte.
+ */
+#ifndef DSMP_DIFF_H
+#define DSMP_DIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm_status.h"
+
+/* Largest encoding of one page's diff (every other byte changed). */
+static inline size_t dsmp_diff_max(size_t page_size)
+{
+    return page_size / 2 * 5 + 4;
+}
+
+/* Encode the changes of `cur` against `twin` into out (cap >= dsmp_diff_max(page_size)).
+ * Returns the encoding's length (0: nothing changed). */
+size_t dsmp_diff_make(const uint8_t *cur, const uint8_t *twin, size_t page_size, uint8_t *out);
+
+/* Apply an encoded diff to `page` (and to `twin` too unless NULL). DSM_EPROTO if the
+ * encoding is malformed or runs past the page; nothing is written then. */
+dsm_status_t dsmp_diff_apply(uint8_t *page, uint8_t *twin, size_t page_size, const uint8_t *diff,
+                             size_t len);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * notices.h - write notices ("node n wrote these pages in its interval i") and vector
+ * clocks, for the multiple-writer protocols.
+ *
+ * A node's store holds every notice it knows, per writer node, by interval number
+ * (1, 2, ...). A vector clock vc says "intervals 1..vc[n] of every node n". Notices travel
+ * in a message's `data` field as records [u16 node][u32 interval][u32 bytes][runs], runs
+ * being [u64 first page][u32 page count], so contiguous writes stay small.
+ */
+#ifndef DSMP_NOTICES_H
+#define DSMP_NOTICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm_status.h"
+
+struct dsmp_notice {
+    uint8_t *runs;   /* encoded [u64 first][u32 count]... */
+    uint32_t len;
+};
+
+struct dsmp_notices {
+    int                   nnodes;
+    struct dsmp_notice  **rec;    /* rec[n][i - 1]: interval i of node n, runs NULL if unknown */
+    uint32_t             *cap;
+};
+
+dsm_status_t dsmp_notices_init(struct dsmp_notices *s, int nnodes);
+void dsmp_notices_fini(struct dsmp_notices *s);
+
+/* Remember interval i of node n (copies runs). Known intervals are kept as they are. */
+dsm_status_t dsmp_notices_add(struct dsmp_notices *s, int n, uint32_t i, const uint8_t *runs, uint32_t len);
+const struct dsmp_notice *dsmp_notices_get(const struct dsmp_notices *s, int n, uint32_t i);
+
+/* Encode every notice i with from[n] < i <= to[n] into out (cap bytes). DSM_ENOSPACE if it
+ * does not fit; DSM_ESTATE if the store lacks one of them. */
+dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *from, const uint32_t *to,
+                                 uint8_t *out, size_t cap, size_t *len);
+
+/* Walk the records of an encoding, checking them: fn(arg, node, interval, runs, len) per
+ * record. DSM_EPROTO for a malformed encoding (fn is not called for anything after it). */
+dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
+                               dsm_status_t (*fn)(void *arg, int node, uint32_t i, const uint8_t *runs,
+                                                  uint32_t rlen),
+                               void *arg);
+
+/* Build runs from a sorted page list; out must hold 12 * n bytes. Returns the length. */
+uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out);
+/* Call fn(arg, page) for every page of some runs; DSM_EPROTO if malformed or past npages. */
+dsm_status_t dsmp_runs_each(const uint8_t *runs, uint32_t len, uint64_t npages,
+                            void (*fn)(void *arg, uint64_t page), void *arg);
+
+/* Vector clocks of nnodes entries. */
+static inline void dsmp_vc_max(uint32_t *into, const uint32_t *b, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (b[k] > into[k])
+            into[k] = b[k];
+}
+
+/* a <= b in every entry */
+static inline int dsmp_vc_covered(const uint32_t *a, const uint32_t *b, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (a[k] > b[k])
+            return 0;
+    return 1;
+}
+
+#endif

@@ -1,0 +1,729 @@
+/*
+ * release.c - release consistency: home-based lazy release consistency (HLRC) with
+ * multiple writers, twins and diffs.
+ *
+ * Every page has a home whose frame is the master copy. Other nodes cache copies. Writes
+ * are local: the first write of an interval to a cached page takes a twin; at a release
+ * (unlock, barrier, finalize) the node ends its interval: every page it wrote becomes READ
+ * again, the changed bytes (diff against the twin) go to the page's home, and once every
+ * home has acknowledged, the interval's write notice ("node n wrote pages X in interval
+ * i") joins the node's store and its vector clock. Lock grants and barrier releases carry
+ * the notices the acquirer has not seen; the acquirer drops exactly the pages they name
+ * (unless it is their home), and its next access fetches the whole page from the home.
+ * Intervals are per node: a release by any rank of a node ends the node's interval.
+ *
+ * Invariants:
+ *   R1  The home's frame is the master copy; the home never drops it and never twins it.
+ *   R2  A page with a twin is valid locally (READ or WRITE) and not at its home; the bytes
+ *       that differ from the twin are exactly this node's unsent writes to it.
+ *   R3  A release completes only when every diff of the interval is acknowledged by its
+ *       home, so whoever acts on the interval's notice fetches data that includes it.
+ *   R4  The store holds every notice (n, i) with i <= vc[n] (vc = what this node has
+ *       applied); a lock manager holds every notice covered by the lock's clock.
+ *   R5  A dropped page that still has unsent writes sends its diff first ("early diff"):
+ *       concurrent writers of one page (false sharing) never lose bytes.
+ *
+ * Page states at a node that is not the home:
+ *
+ *      fault R/W        PAGE                   W fault: twin
+ *   NONE ------> FETCHING ----> READ ---------------------------> WRITE
+ *     ^                           ^  flush: revoke to READ,         |
+ *     |                           +--- diff to home, free twin ------+
+ *     +--- notice at acquire (drop; early diff if twinned) ----- READ/WRITE
+ *
+ * Transitions and the functions that perform them:
+ *   fault at a node                         -> rel_fault (PAGE_GET, or twin + grant)
+ *   PAGE_GET at home / PAGE at requester    -> serve_get / page_arrived
+ *   release (unlock, barrier arrival, fini) -> rel_release -> flush_run -> flushed_page
+ *   DIFF at home / DIFF_ACK at writer       -> diff_arrived / diff_acked -> flush_check
+ *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> dropped_page
+ *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
+ *                                              rel_barrier_arrived, rel_fill_barrier
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+#include "dsm_log.h"
+#include "dsmp.h"
+#include "notices.h"
+
+#define LOCK_BUCKETS 256
+#define SCRATCH_BYTES (60u * 1024u) /* notices per message: stays under DSMW_MAX_MSG */
+
+struct rel_page {
+    uint8_t  local;     /* enum dsm_access */
+    uint8_t  written;   /* in the open interval's written list */
+    uint8_t  fetching;  /* PAGE_GET out */
+    uint8_t  refetch;   /* dropped while fetching: the PAGE on its way may be stale */
+    uint8_t  want;      /* access the fetch is for */
+    int32_t  origin;
+    uint8_t *twin;
+};
+
+struct rel_waiter {
+    struct rel_waiter *next;
+    dsmp_done_fn done;
+    void *arg;
+};
+
+/* A lock: at its manager, the clock of its releases; at a holder, the clock it got. */
+struct rel_lock {
+    struct rel_lock *next;
+    uint32_t id;
+    uint32_t vc[];
+};
+
+/* An acquire being applied. */
+struct rel_acquire {
+    dsmp_done_fn done;
+    void *arg;
+    int pending;
+    uint32_t vc[];
+};
+
+struct dsmp {
+    struct dsmp_services svc;
+    int nn;
+    struct rel_page *pg;
+    uint64_t *written;        /* the open interval's written pages */
+    size_t nwritten, capwritten;
+    /* the flush (end of interval) in progress */
+    int flushing;
+    int fl_origin;            /* the rank whose release started it (statistics) */
+    int fl_pending;           /* revocations not done yet */
+    uint64_t diffs_out;       /* diffs not acknowledged yet (flush and early) */
+    struct rel_waiter *fl_waiters, *next_waiters;
+    uint32_t *vc;             /* intervals applied, per node */
+    uint32_t *bar_vc;         /* clock of the last barrier */
+    uint32_t *bar_acc;        /* node 0: clocks of this barrier's arrivals */
+    uint32_t *zero_vc;
+    struct dsmp_notices store;
+    struct rel_lock *mgr[LOCK_BUCKETS], *held[LOCK_BUCKETS];
+    uint8_t *scratch;         /* fill_* data */
+    uint64_t *scratch_vc;     /* fill_* vclock */
+    uint8_t *diffbuf;
+    uint8_t *runsbuf;
+    size_t runscap;
+};
+
+static void flush_run(dsmp_t *p);
+
+static int is_home(dsmp_t *p, uint64_t page)
+{
+    return p->svc.home(p->svc.ctx, page) == p->svc.self;
+}
+
+static void send_page_msg(dsmp_t *p, int node, int type, uint64_t page, int origin, const uint8_t *data,
+                          size_t len, uint64_t attach)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.page = page;
+    m.node = (uint32_t)p->svc.self;
+    m.origin = (uint32_t)origin;
+    m.data.data = (uint8_t *)data;
+    m.data.len = len;
+    p->svc.send(p->svc.ctx, node, &m, attach);
+}
+
+/* ---- faults ---- */
+
+/* Make page writable here: twin it (not at home) and list it for the interval's notice. */
+static dsm_status_t start_write(dsmp_t *p, uint64_t page)
+{
+    struct rel_page *g = &p->pg[page];
+
+    if (!is_home(p, page) && g->twin == NULL) {
+        g->twin = malloc(p->svc.page_size);
+        if (g->twin == NULL)
+            return DSM_ENOMEM;
+        memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
+    }
+    if (!g->written) {
+        if (p->nwritten == p->capwritten) {
+            size_t ncap = p->capwritten ? p->capwritten * 2 : 256;
+            uint64_t *v = realloc(p->written, ncap * sizeof(*v));
+
+            if (v == NULL)
+                return DSM_ENOMEM;
+            p->written = v;
+            p->capwritten = ncap;
+        }
+        p->written[p->nwritten++] = page;
+        g->written = 1;
+    }
+    g->local = DSM_ACCESS_WRITE;
+    return DSM_OK;
+}
+
+/* Hand out `access` to the local ranks now that the page's data is here. */
+static void grant_local(dsmp_t *p, uint64_t page, int access)
+{
+    if (access == DSM_ACCESS_WRITE && start_write(p, page) != DSM_OK) {
+        DSM_ERR("release: out of memory for a twin of page %llu", (unsigned long long)page);
+        access = DSM_ACCESS_READ; /* the rank faults again; nothing is lost */
+    }
+    if (p->pg[page].local < access)
+        p->pg[page].local = (uint8_t)access;
+    p->svc.grant(p->svc.ctx, page, access);
+}
+
+static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin)
+{
+    struct rel_page *g = &p->pg[page];
+
+    if (g->local == DSM_ACCESS_NONE && is_home(p, page))
+        g->local = DSM_ACCESS_READ; /* R1: the master copy is always valid */
+    if (g->local != DSM_ACCESS_NONE) {
+        grant_local(p, page, access);
+        return;
+    }
+    if (access > g->want)
+        g->want = (uint8_t)access;
+    g->origin = origin;
+    if (!g->fetching) {
+        g->fetching = 1;
+        send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__PAGE_GET, page, origin, NULL, 0,
+                      DSMP_NO_FRAME);
+    }
+}
+
+static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
+{
+    struct rel_page *g = &p->pg[m->page];
+    int want;
+
+    if (!g->fetching)
+        return DSM_EPROTO;
+    if (g->refetch) {
+        /* a notice dropped the page while this copy was on its way: ask again */
+        g->refetch = 0;
+        send_page_msg(p, p->svc.home(p->svc.ctx, m->page), DSMW__TYPE__PAGE_GET, m->page, g->origin, NULL, 0,
+                      DSMP_NO_FRAME);
+        return DSM_OK;
+    }
+    g->fetching = 0;
+    p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_FETCHED, 1);
+    want = g->want ? g->want : DSM_ACCESS_READ;
+    g->want = 0;
+    g->local = DSM_ACCESS_READ;
+    grant_local(p, m->page, want);
+    return DSM_OK;
+}
+
+/* ---- end of interval ---- */
+
+static void add_waiter(struct rel_waiter **list, dsmp_done_fn done, void *arg)
+{
+    struct rel_waiter *w = malloc(sizeof(*w));
+
+    if (w == NULL) {
+        DSM_ERR("release: out of memory; a release completes early");
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    w->next = *list;
+    *list = w;
+}
+
+/* The flush is complete when its revocations are done and every diff is acknowledged. */
+static void flush_check(dsmp_t *p)
+{
+    struct rel_waiter *w, *next;
+
+    if (!p->flushing || p->fl_pending > 0 || p->diffs_out > 0)
+        return;
+    p->flushing = 0;
+    w = p->fl_waiters;
+    p->fl_waiters = NULL;
+    for (; w; w = next) {
+        next = w->next;
+        w->done(p, w->arg);
+        free(w);
+    }
+    if (p->next_waiters != NULL) {
+        p->fl_waiters = p->next_waiters;
+        p->next_waiters = NULL;
+        flush_run(p);
+    }
+}
+
+/* Send the unsent writes of a twinned page to its home (R2, R3, R5). */
+static void send_diff(dsmp_t *p, uint64_t page, int origin)
+{
+    struct rel_page *g = &p->pg[page];
+    size_t len;
+
+    if (g->twin == NULL)
+        return;
+    len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
+    free(g->twin);
+    g->twin = NULL;
+    if (len == 0)
+        return;
+    p->diffs_out++;
+    p->svc.count(p->svc.ctx, origin, DSMP_DIFFS, 1);
+    send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__DIFF, page, origin, p->diffbuf, len,
+                  DSMP_NO_FRAME);
+}
+
+/* A page of the flush is write-protected in every local rank: its diff can go. */
+static void flushed_page(dsmp_t *p, void *arg)
+{
+    uint64_t page = (uint64_t)(uintptr_t)arg;
+    struct rel_page *g = &p->pg[page];
+
+    send_diff(p, page, p->fl_origin);
+    if (g->local == DSM_ACCESS_WRITE)
+        g->local = DSM_ACCESS_READ;
+    p->fl_pending--;
+    flush_check(p);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* End the open interval: notice, write-protect, diffs (see flush_check for the end). */
+static void flush_run(dsmp_t *p)
+{
+    uint64_t *w = p->written;
+    size_t n = p->nwritten;
+    uint32_t len;
+
+    p->flushing = 1;
+    p->fl_pending = 1; /* held while the revocations go out */
+    p->written = NULL;
+    p->nwritten = p->capwritten = 0;
+    if (n > 0) {
+        qsort(w, n, sizeof(*w), cmp_u64);
+        if (p->runscap < 12 * n) {
+            uint8_t *b = realloc(p->runsbuf, 12 * n);
+
+            if (b != NULL) {
+                p->runsbuf = b;
+                p->runscap = 12 * n;
+            }
+        }
+        if (p->runscap >= 12 * n) {
+            len = dsmp_runs_build(w, n, p->runsbuf);
+            p->vc[p->svc.self]++;
+            if (dsmp_notices_add(&p->store, p->svc.self, p->vc[p->svc.self], p->runsbuf, len) != DSM_OK)
+                DSM_ERR("release: out of memory storing a write notice");
+            p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
+        } else {
+            DSM_ERR("release: out of memory building a write notice of %zu pages", n);
+        }
+        for (size_t k = 0; k < n; k++) {
+            p->pg[w[k]].written = 0;
+            p->fl_pending++;
+            p->svc.revoke(p->svc.ctx, w[k], DSM_ACCESS_READ, flushed_page, (void *)(uintptr_t)w[k]);
+        }
+    }
+    free(w);
+    p->fl_pending--;
+    flush_check(p);
+}
+
+static void rel_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
+{
+    if (p->flushing) {
+        add_waiter(&p->next_waiters, done, arg); /* needs a flush that starts after now */
+        return;
+    }
+    add_waiter(&p->fl_waiters, done, arg);
+    p->fl_origin = origin;
+    flush_run(p);
+}
+
+/* ---- homes ---- */
+
+static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
+{
+    if (!is_home(p, m->page))
+        return DSM_EPROTO;
+    if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, m->page), NULL, p->svc.page_size, m->data.data, m->data.len) !=
+        DSM_OK) {
+        DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
+        return DSM_EPROTO;
+    }
+    send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
+    return DSM_OK;
+}
+
+static dsm_status_t diff_acked(dsmp_t *p)
+{
+    if (p->diffs_out == 0)
+        return DSM_EPROTO;
+    p->diffs_out--;
+    flush_check(p);
+    return DSM_OK;
+}
+
+static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
+{
+    switch (m->type) {
+    case DSMW__TYPE__PAGE_GET:
+        if (!is_home(p, m->page))
+            break;
+        send_page_msg(p, src, DSMW__TYPE__PAGE, m->page, (int)m->origin, NULL, 0, m->page);
+        return DSM_OK;
+    case DSMW__TYPE__PAGE:
+        if (!framed || p->svc.home(p->svc.ctx, m->page) != src)
+            break;
+        return page_arrived(p, m);
+    case DSMW__TYPE__DIFF:
+        return diff_arrived(p, src, m);
+    case DSMW__TYPE__DIFF_ACK:
+        if (p->svc.home(p->svc.ctx, m->page) != src)
+            break;
+        return diff_acked(p);
+    default:
+        break;
+    }
+    DSM_ERR("release: unexpected %s for page %llu from node %d", dsmw_type_name(m->type),
+            (unsigned long long)m->page, src);
+    return DSM_EPROTO;
+}
+
+/* ---- acquire ---- */
+
+static void acquire_done(dsmp_t *p, struct rel_acquire *a)
+{
+    if (--a->pending > 0)
+        return;
+    dsmp_vc_max(p->vc, a->vc, p->nn);
+    a->done(p, a->arg);
+    free(a);
+}
+
+struct rel_drop {
+    struct rel_acquire *a;
+    uint64_t page;
+};
+
+/* Every local rank is at NONE for a dropped page: its unsent writes can go (R5). */
+static void dropped_page(dsmp_t *p, void *arg)
+{
+    struct rel_drop *d = arg;
+    struct rel_acquire *a = d->a;
+
+    send_diff(p, d->page, p->svc.any_rank);
+    free(d);
+    acquire_done(p, a);
+}
+
+struct drop_ctx {
+    dsmp_t *p;
+    struct rel_acquire *a;
+};
+
+/* A notice names the page: drop our copy unless we are its home (R1, R5). */
+static void drop_page(void *arg, uint64_t page)
+{
+    struct drop_ctx *c = arg;
+    dsmp_t *p = c->p;
+    struct rel_page *g = &p->pg[page];
+    struct rel_drop *d;
+
+    if (is_home(p, page))
+        return;
+    if (g->fetching) {
+        g->refetch = 1;
+        return;
+    }
+    if (g->local == DSM_ACCESS_NONE)
+        return;
+    d = malloc(sizeof(*d));
+    if (d == NULL) {
+        DSM_ERR("release: out of memory dropping page %llu", (unsigned long long)page);
+        return;
+    }
+    d->a = c->a;
+    d->page = page;
+    g->local = DSM_ACCESS_NONE;
+    c->a->pending++;
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, dropped_page, d);
+}
+
+struct walk_ctx {
+    dsmp_t *p;
+    struct rel_acquire *a;
+};
+
+static dsm_status_t apply_notice(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+{
+    struct walk_ctx *w = arg;
+    dsmp_t *p = w->p;
+    struct drop_ctx dc = { p, w->a };
+
+    if (dsmp_notices_add(&p->store, node, i, runs, rlen) != DSM_OK)
+        return DSM_ENOMEM;
+    if (node == p->svc.self || i <= p->vc[node])
+        return DSM_OK;
+    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES, 1);
+    return dsmp_runs_each(runs, rlen, p->svc.npages, drop_page, &dc);
+}
+
+/* Copy a message's vclock into vc (zeroes past its end). */
+static void vc_from(dsmp_t *p, const dsmw_msg_t *m, uint32_t *vc)
+{
+    for (int k = 0; k < p->nn; k++)
+        vc[k] = k < (int)m->n_vclock ? (uint32_t)m->vclock[k] : 0;
+}
+
+static struct rel_lock **lock_slot(struct rel_lock **tab, uint32_t id)
+{
+    struct rel_lock **pp = &tab[id % LOCK_BUCKETS];
+
+    while (*pp && (*pp)->id != id)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static struct rel_lock *lock_get(dsmp_t *p, struct rel_lock **tab, uint32_t id)
+{
+    struct rel_lock **pp = lock_slot(tab, id);
+
+    if (*pp == NULL) {
+        *pp = calloc(1, sizeof(**pp) + (size_t)p->nn * sizeof(uint32_t));
+        if (*pp != NULL)
+            (*pp)->id = id;
+    }
+    return *pp;
+}
+
+static void rel_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void *arg)
+{
+    struct rel_acquire *a = calloc(1, sizeof(*a) + (size_t)p->nn * sizeof(uint32_t));
+    struct walk_ctx w = { p, a };
+    struct rel_lock *l;
+
+    if (a == NULL) {
+        DSM_ERR("release: out of memory applying an acquire");
+        done(p, arg);
+        return;
+    }
+    a->done = done;
+    a->arg = arg;
+    a->pending = 1;
+    vc_from(p, m, a->vc);
+    if (m->type == DSMW__TYPE__LOCK_GRANT) {
+        l = lock_get(p, p->held, m->lock);
+        if (l != NULL)
+            memcpy(l->vc, a->vc, (size_t)p->nn * sizeof(uint32_t));
+    } else {
+        memcpy(p->bar_vc, a->vc, (size_t)p->nn * sizeof(uint32_t));
+    }
+    if (dsmp_notices_walk(m->data.data, m->data.len, p->nn, apply_notice, &w) != DSM_OK)
+        DSM_ERR("release: malformed write notices with a %s", dsmw_type_name(m->type));
+    acquire_done(p, a);
+}
+
+/* ---- what synchronisation messages carry ---- */
+
+static void fill(dsmp_t *p, dsmw_msg_t *out, const uint32_t *from, const uint32_t *to)
+{
+    size_t len = 0;
+    dsm_status_t st = dsmp_notices_encode(&p->store, from, to, p->scratch, SCRATCH_BYTES, &len);
+
+    if (st != DSM_OK)
+        DSM_ERR("release: cannot encode write notices (%s)", dsm_status_str(st));
+    for (int k = 0; k < p->nn; k++)
+        p->scratch_vc[k] = to[k];
+    out->vclock = p->scratch_vc;
+    out->n_vclock = (size_t)p->nn;
+    out->data.data = p->scratch;
+    out->data.len = st == DSM_OK ? len : 0;
+}
+
+/* A release sends what its receiver may lack: for an unlock, what is newer than the
+ * lock's clock at our grant; for a barrier, what is newer than the last barrier. */
+static void rel_fill_release(dsmp_t *p, dsmw_msg_t *out)
+{
+    const uint32_t *from = p->bar_vc;
+
+    if (out->type == DSMW__TYPE__UNLOCK) {
+        struct rel_lock *l = *lock_slot(p->held, out->lock);
+
+        from = l ? l->vc : p->zero_vc;
+    }
+    fill(p, out, from, p->vc);
+}
+
+static void rel_fill_acquire(dsmp_t *p, dsmw_msg_t *out)
+{
+    for (int k = 0; k < p->nn; k++)
+        p->scratch_vc[k] = p->vc[k];
+    out->vclock = p->scratch_vc;
+    out->n_vclock = (size_t)p->nn;
+}
+
+static dsm_status_t keep_notice(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+{
+    dsmp_t *p = arg;
+
+    return dsmp_notices_add(&p->store, node, i, runs, rlen);
+}
+
+/* Lock manager: a release's notices and clock join the lock (R4). */
+static void rel_lock_released(dsmp_t *p, uint32_t lock, const dsmw_msg_t *unlock)
+{
+    struct rel_lock *l = lock_get(p, p->mgr, lock);
+    uint32_t *vc = calloc((size_t)p->nn, sizeof(uint32_t));
+
+    if (l == NULL || vc == NULL) {
+        DSM_ERR("release: out of memory at the manager of lock %u", lock);
+        free(vc);
+        return;
+    }
+    if (dsmp_notices_walk(unlock->data.data, unlock->data.len, p->nn, keep_notice, p) != DSM_OK)
+        DSM_ERR("release: malformed write notices with an unlock of lock %u", lock);
+    vc_from(p, unlock, vc);
+    dsmp_vc_max(l->vc, vc, p->nn);
+    free(vc);
+}
+
+static void rel_fill_grant(dsmp_t *p, uint32_t lock, const dsmw_msg_t *req, dsmw_msg_t *grant)
+{
+    struct rel_lock *l = lock_get(p, p->mgr, lock);
+    uint32_t *from = calloc((size_t)p->nn, sizeof(uint32_t));
+
+    if (l == NULL || from == NULL) {
+        DSM_ERR("release: out of memory granting lock %u", lock);
+        free(from);
+        return;
+    }
+    vc_from(p, req, from);
+    for (int k = 0; k < p->nn; k++)
+        if (from[k] > l->vc[k])
+            from[k] = l->vc[k];
+    fill(p, grant, from, l->vc);
+    free(from);
+}
+
+static void rel_barrier_arrived(dsmp_t *p, const dsmw_msg_t *arrive)
+{
+    uint32_t *vc = calloc((size_t)p->nn, sizeof(uint32_t));
+
+    if (vc == NULL)
+        return;
+    if (dsmp_notices_walk(arrive->data.data, arrive->data.len, p->nn, keep_notice, p) != DSM_OK)
+        DSM_ERR("release: malformed write notices with a barrier arrival");
+    vc_from(p, arrive, vc);
+    dsmp_vc_max(p->bar_acc, vc, p->nn);
+    free(vc);
+}
+
+static void rel_fill_barrier(dsmp_t *p, dsmw_msg_t *release)
+{
+    fill(p, release, p->bar_vc, p->bar_acc);
+}
+
+/* ---- life ---- */
+
+static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++) {
+        struct rel_page *g = &p->pg[pg];
+
+        free(g->twin);
+        memset(g, 0, sizeof(*g));
+        if (is_home(p, pg)) {
+            g->local = DSM_ACCESS_READ;
+            p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ);
+        }
+    }
+}
+
+static void rel_destroy(dsmp_t *p)
+{
+    if (p == NULL)
+        return;
+    for (uint64_t pg = 0; p->pg && pg < p->svc.npages; pg++)
+        free(p->pg[pg].twin);
+    for (int b = 0; b < LOCK_BUCKETS; b++) {
+        struct rel_lock *tabs[2] = { p->mgr[b], p->held[b] };
+
+        for (int t = 0; t < 2; t++)
+            while (tabs[t]) {
+                struct rel_lock *next = tabs[t]->next;
+
+                free(tabs[t]);
+                tabs[t] = next;
+            }
+    }
+    while (p->fl_waiters || p->next_waiters) {
+        struct rel_waiter **l = p->fl_waiters ? &p->fl_waiters : &p->next_waiters, *w = *l;
+
+        *l = w->next;
+        free(w);
+    }
+    dsmp_notices_fini(&p->store);
+    free(p->pg);
+    free(p->written);
+    free(p->vc);
+    free(p->bar_vc);
+    free(p->bar_acc);
+    free(p->zero_vc);
+    free(p->scratch);
+    free(p->scratch_vc);
+    free(p->diffbuf);
+    free(p->runsbuf);
+    free(p);
+}
+
+static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
+{
+    dsmp_t *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return DSM_ENOMEM;
+    p->svc = *svc;
+    p->nn = svc->nnodes;
+    p->pg = calloc(svc->npages, sizeof(*p->pg));
+    p->vc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->bar_vc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->bar_acc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->zero_vc = calloc((size_t)p->nn, sizeof(uint32_t));
+    p->scratch = malloc(SCRATCH_BYTES);
+    p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
+    p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
+    if (svc->page_size > 65535 || p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
+        p->zero_vc == NULL || p->scratch == NULL || p->scratch_vc == NULL || p->diffbuf == NULL ||
+        dsmp_notices_init(&p->store, p->nn) != DSM_OK) {
+        DSM_ERR("release: cannot set up for %llu pages", (unsigned long long)svc->npages);
+        rel_destroy(p);
+        return DSM_ENOMEM;
+    }
+    *out = p;
+    return DSM_OK;
+}
+
+static const struct dsmp_sync_ops rel_sync = {
+    .release = rel_release,
+    .fill_release = rel_fill_release,
+    .fill_acquire = rel_fill_acquire,
+    .lock_released = rel_lock_released,
+    .fill_grant = rel_fill_grant,
+    .barrier_arrived = rel_barrier_arrived,
+    .fill_barrier = rel_fill_barrier,
+    .acquired = rel_acquired,
+};
+
+const struct dsmp_ops dsmp_release_ops = {
+    .name = "release",
+    .model = DSM_MODEL_RELEASE,
+    .create = rel_create,
+    .destroy = rel_destroy,
+    .fault = rel_fault,
+    .message = rel_message,
+    .reset = rel_reset,
+    .sync = &rel_sync,
+};
