@@ -6,9 +6,10 @@
  * A node's open interval collects the pages its ranks write (a twin at the first write of
  * each). The interval ends when a timer expires (DSM_CAUSAL_DELAY_US, default 2 ms: writes
  * reach everyone within a bounded time without any synchronisation), at a release (unlock,
- * barrier, finalize), or when it holds PAGES_PER_UPDATE pages (so its update fits one
- * message). Ending it write-protects its pages, turns them into one UPDATE (vc[self]+1 and
- * the diffs) and sends it to every other node.
+ * barrier, finalize), or when it holds PAGES_PER_UPDATE pages. Ending it write-protects its
+ * pages, turns them into one update (vc[self]+1 and the diffs) and sends it to every other
+ * node, in UPDATE messages of at most PART_BYTES each (`seq` part of `count`); a receiver
+ * assembles the parts (they arrive in order) and applies the update only when it is whole.
  *
  * A node applies an UPDATE from node s with clock u once u[s] == vc[s] + 1 and u[k] <=
  * vc[k] for every other k: everything the writer had seen, it has seen. Since a node's
@@ -50,7 +51,8 @@
 #include "notices.h"
 
 #define DEFAULT_DELAY_US 2000
-#define UPDATE_BYTES (DSMW_MAX_MSG - 1024)
+#define PART_BYTES (DSMW_MAX_MSG - 1024)  /* an update travels in parts of this size */
+#define PAGES_PER_UPDATE 256                /* an interval ends when it holds this many */
 #define LOCK_BUCKETS 256
 
 struct cau_page {
@@ -111,7 +113,9 @@ struct dsmp {
     struct cau_lock *mgr[LOCK_BUCKETS];
     uint32_t *bar_acc;
     uint64_t *scratch_vc;
-    uint8_t *buf;                  /* an UPDATE being built */
+    uint8_t *buf;                  /* an update being built */
+    size_t bufcap;
+    struct cau_asm { uint8_t *data; size_t len, cap; uint64_t parts, count; } *asm_; /* per source */
     uint8_t *diffbuf;
 };
 
@@ -264,6 +268,21 @@ static void flush_send(dsmp_t *p)
         g->twin = NULL;
         if (len == 0)
             continue;
+        if (o + 12 + len > p->bufcap) {
+            size_t ncap = (p->bufcap ? p->bufcap : PART_BYTES) * 2;
+            uint8_t *b;
+
+            while (ncap < o + 12 + len)
+                ncap *= 2;
+            b = realloc(p->buf, ncap);
+            if (b == NULL) {
+                DSM_ERR("causal: out of memory building an update; page %llu's writes are lost",
+                        (unsigned long long)page);
+                continue;
+            }
+            p->buf = b;
+            p->bufcap = ncap;
+        }
         put_le(p->buf + o, page, 8);
         put_le(p->buf + o + 8, len, 4);
         memcpy(p->buf + o + 12, p->diffbuf, len);
@@ -278,11 +297,16 @@ static void flush_send(dsmp_t *p)
         m.origin = (uint32_t)p->fl_origin;
         m.vclock = p->scratch_vc;
         m.n_vclock = (size_t)p->nn;
-        m.data.data = p->buf;
-        m.data.len = o;
-        for (int n = 0; n < p->nn; n++)
-            if (n != p->svc.self)
-                p->svc.send(p->svc.ctx, n, &m, DSMP_NO_FRAME);
+        m.count = (o + PART_BYTES - 1) / PART_BYTES;
+        for (m.seq = 0; m.seq < m.count; m.seq++) {
+            size_t at = (size_t)m.seq * PART_BYTES;
+
+            m.data.data = p->buf + at;
+            m.data.len = o - at < PART_BYTES ? o - at : PART_BYTES;
+            for (int n = 0; n < p->nn; n++)
+                if (n != p->svc.self)
+                    p->svc.send(p->svc.ctx, n, &m, DSMP_NO_FRAME);
+        }
         p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
     }
     p->flushing = 0;
@@ -490,18 +514,61 @@ static void deliver(dsmp_t *p)
     }
 }
 
+/* Collect the parts of an update from src; returns 1 when the whole update is in a->data,
+ * 0 while parts are missing, -1 for a part out of order. */
+static int assemble(dsmp_t *p, int src, const dsmw_msg_t *m)
+{
+    struct cau_asm *a = &p->asm_[src];
+
+    if (m->count == 0 || m->seq != a->parts || (m->seq > 0 && m->count != a->count) ||
+        m->count > (uint64_t)PAGES_PER_UPDATE * 4)
+        return -1;
+    a->count = m->count;
+    if (a->len + m->data.len > a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 2 * PART_BYTES;
+        uint8_t *b;
+
+        while (ncap < a->len + m->data.len)
+            ncap *= 2;
+        b = realloc(a->data, ncap);
+        if (b == NULL)
+            return -1;
+        a->data = b;
+        a->cap = ncap;
+    }
+    memcpy(a->data + a->len, m->data.data, m->data.len);
+    a->len += m->data.len;
+    a->parts++;
+    return a->parts == m->count;
+}
+
 static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
     struct cau_update *u;
+    struct cau_asm *a = &p->asm_[src];
+    int whole;
 
-    if (src == p->svc.self || (int)m->n_vclock != p->nn || update_check(p, m->data.data, m->data.len) != 0)
+    if (src == p->svc.self || (int)m->n_vclock != p->nn)
         return DSM_EPROTO;
+    whole = assemble(p, src, m);
+    if (whole < 0) {
+        DSM_ERR("causal: part %llu of %llu of an update from node %d is out of order", (unsigned long long)m->seq,
+                (unsigned long long)m->count, src);
+        return DSM_EPROTO;
+    }
+    if (whole == 0)
+        return DSM_OK;
+    a->parts = 0;
+    if (update_check(p, a->data, a->len) != 0) {
+        a->len = 0;
+        return DSM_EPROTO;
+    }
     u = calloc(1, sizeof(*u));
     if (u == NULL)
         return DSM_ENOMEM;
     u->src = src;
     u->vc = malloc((size_t)p->nn * sizeof(uint32_t));
-    u->data = malloc(m->data.len ? m->data.len : 1);
+    u->data = malloc(a->len ? a->len : 1);
     if (u->vc == NULL || u->data == NULL) {
         free(u->vc);
         free(u->data);
@@ -510,8 +577,9 @@ static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     }
     for (int k = 0; k < p->nn; k++)
         u->vc[k] = (uint32_t)m->vclock[k];
-    memcpy(u->data, m->data.data, m->data.len);
-    u->len = m->data.len;
+    memcpy(u->data, a->data, a->len);
+    u->len = a->len;
+    a->len = 0;
     if (u->vc[src] <= p->vc[src]) {
         DSM_ERR("causal: update %u from node %d is older than one already applied", u->vc[src], src);
         free(u->vc);
@@ -684,6 +752,9 @@ static void cau_destroy(dsmp_t *p)
     free(p->scratch_vc);
     free(p->buf);
     free(p->diffbuf);
+    for (int n = 0; p->asm_ && n < p->nn; n++)
+        free(p->asm_[n].data);
+    free(p->asm_);
     free(p);
 }
 
@@ -699,15 +770,18 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
     if (p->delay_us == 0 || p->delay_us > 10000000)
         p->delay_us = DEFAULT_DELAY_US;
-    p->pages_per_update = UPDATE_BYTES / (dsmp_diff_max(svc->page_size) + 12);
+    p->pages_per_update = PAGES_PER_UPDATE;
+    p->asm_ = calloc((size_t)p->nn, sizeof(*p->asm_));
     p->pg = calloc(svc->npages, sizeof(*p->pg));
     p->vc = calloc((size_t)p->nn, sizeof(uint32_t));
     p->bar_acc = calloc((size_t)p->nn, sizeof(uint32_t));
     p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
-    p->buf = malloc(UPDATE_BYTES);
+    p->bufcap = PART_BYTES;
+    p->buf = malloc(p->bufcap);
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
     if (svc->page_size > 65535 || p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
-        p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL) {
+        p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL ||
+        p->asm_ == NULL) {
         DSM_ERR("causal: cannot set up for %llu pages", (unsigned long long)svc->npages);
         cau_destroy(p);
         return DSM_ENOMEM;
