@@ -483,6 +483,12 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         if (step == NULL)
             return DSM_ENOMEM;
         step->epoch = m->epoch;
+        if (m->type == DSMW__TYPE__FINI_RELEASE) {
+            /* nothing can be read after dsm_finalize: no acquire to apply, and from now on
+             * peers may leave (node 0 has released everyone) */
+            release_applied(d->p, step);
+            return DSM_OK;
+        }
         after_acquire(d, m, step, release_applied);
         return DSM_OK;
     default:

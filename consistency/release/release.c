@@ -22,6 +22,10 @@
  *       applied); a lock manager holds every notice covered by the lock's clock.
  *   R5  A dropped page that still has unsent writes sends its diff first ("early diff"):
  *       concurrent writers of one page (false sharing) never lose bytes.
+ *   R6  A home page no other node has fetched is written without write notices and stays
+ *       writable across releases (nobody holds a copy to invalidate). The first PAGE_GET
+ *       for it write-protects it at the home and lists it in the open interval before the
+ *       page is sent, so every later home write is noticed.
  *
  * Page states at a node that is not the home:
  *
@@ -57,6 +61,7 @@ struct rel_page {
     uint8_t  fetching;  /* PAGE_GET out */
     uint8_t  refetch;   /* dropped while fetching: the PAGE on its way may be stale */
     uint8_t  want;      /* access the fetch is for */
+    uint8_t  shared;    /* at the home: another node has fetched the page */
     int32_t  origin;
     uint8_t *twin;
 };
@@ -130,17 +135,11 @@ static void send_page_msg(dsmp_t *p, int node, int type, uint64_t page, int orig
 
 /* ---- faults ---- */
 
-/* Make page writable here: twin it (not at home) and list it for the interval's notice. */
-static dsm_status_t start_write(dsmp_t *p, uint64_t page)
+/* List page in the open interval's written pages (for its notice). */
+static dsm_status_t written_add(dsmp_t *p, uint64_t page)
 {
     struct rel_page *g = &p->pg[page];
 
-    if (!is_home(p, page) && g->twin == NULL) {
-        g->twin = malloc(p->svc.page_size);
-        if (g->twin == NULL)
-            return DSM_ENOMEM;
-        memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
-    }
     if (!g->written) {
         if (p->nwritten == p->capwritten) {
             size_t ncap = p->capwritten ? p->capwritten * 2 : 256;
@@ -154,6 +153,24 @@ static dsm_status_t start_write(dsmp_t *p, uint64_t page)
         p->written[p->nwritten++] = page;
         g->written = 1;
     }
+    return DSM_OK;
+}
+
+/* Make page writable here: twin it (not at home) and list it for the interval's notice
+ * (not a home page nobody else has: R6). */
+static dsm_status_t start_write(dsmp_t *p, uint64_t page)
+{
+    struct rel_page *g = &p->pg[page];
+    int home = is_home(p, page);
+
+    if (!home && g->twin == NULL) {
+        g->twin = malloc(p->svc.page_size);
+        if (g->twin == NULL)
+            return DSM_ENOMEM;
+        memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
+    }
+    if ((!home || g->shared) && written_add(p, page) != DSM_OK)
+        return DSM_ENOMEM;
     g->local = DSM_ACCESS_WRITE;
     return DSM_OK;
 }
@@ -366,14 +383,53 @@ static dsm_status_t diff_acked(dsmp_t *p)
     return DSM_OK;
 }
 
+struct rel_get {
+    int src, origin;
+    uint64_t page;
+};
+
+static void serve_after_protect(dsmp_t *p, void *arg)
+{
+    struct rel_get *r = arg;
+
+    send_page_msg(p, r->src, DSMW__TYPE__PAGE, r->page, r->origin, NULL, 0, r->page);
+    free(r);
+}
+
+/* Home: send the master copy. The first fetch of a page the home writes unnoticed (R6)
+ * write-protects it here first and lists it, so no home write escapes the notices. */
+static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
+{
+    struct rel_page *g = &p->pg[m->page];
+    struct rel_get *r;
+
+    if (!g->shared) {
+        g->shared = 1;
+        if (g->local == DSM_ACCESS_WRITE) {
+            r = malloc(sizeof(*r));
+            if (r == NULL || written_add(p, m->page) != DSM_OK) {
+                free(r);
+                return DSM_ENOMEM;
+            }
+            r->src = src;
+            r->origin = (int)m->origin;
+            r->page = m->page;
+            g->local = DSM_ACCESS_READ;
+            p->svc.revoke(p->svc.ctx, m->page, DSM_ACCESS_READ, serve_after_protect, r);
+            return DSM_OK;
+        }
+    }
+    send_page_msg(p, src, DSMW__TYPE__PAGE, m->page, (int)m->origin, NULL, 0, m->page);
+    return DSM_OK;
+}
+
 static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
     switch (m->type) {
     case DSMW__TYPE__PAGE_GET:
         if (!is_home(p, m->page))
             break;
-        send_page_msg(p, src, DSMW__TYPE__PAGE, m->page, (int)m->origin, NULL, 0, m->page);
-        return DSM_OK;
+        return serve_get(p, src, m);
     case DSMW__TYPE__PAGE:
         if (!framed || p->svc.home(p->svc.ctx, m->page) != src)
             break;
