@@ -33,6 +33,7 @@ struct dsmd_config {
     int         node, nnodes, nranks, first_rank, local_ranks;
     const char *consistency;
     const char *transport;
+    const char *device;      /* --device: the RDMA device (NULL: the listen address's) */
     const char *listen;
     const char *socket;
     uint64_t    space_size;

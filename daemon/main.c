@@ -2,7 +2,8 @@
  * main.c - dsmd, the per-node daemon: start-up, rendezvous with dsmrun, shutdown.
  *
  * Life of a daemon:
- *   1. parse options, create the node's frames (one sparse memfd, mapped read-write here),
+ *   1. parse options, bind the progress thread (placement.c), create the node's frames (one
+ *      sparse memfd, mapped read-write here, first-touch memory policy),
  *      the page table, the protocol, the ranks' socket, the transport's listener;
  *   2. print "READY <node> <host:port>" on stdout; read "PEERS <addr>..." on stdin
  *      (dsmrun sends it once every daemon is ready); connect to the lower-numbered peers;
@@ -27,6 +28,7 @@
 
 #include "dsm_log.h"
 #include "dsmd.h"
+#include "placement.h"
 
 #define DSMD_DEFAULT_BASE  0x500000000000ull
 #define DSMD_DEFAULT_SPACE (1ull << 30)
@@ -53,9 +55,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: dsmd --node I --nnodes M --nranks N --first-rank R --local-ranks K\n"
             "            --socket PATH [--listen HOST[:PORT]] [--consistency MODEL] [--transport T]\n"
-            "            [--space-size BYTES] [--base ADDR] [--job-id ID]\n"
+            "            [--device NAME] [--space-size BYTES] [--base ADDR] [--job-id ID]\n"
             "       dsmd --standalone --socket PATH [--consistency MODEL] [--space-size BYTES]\n"
             "Started by dsmrun (or by libdsm for a one-rank job); see README.md.\n");
+    fprintf(f, "transports:");
+    for (size_t i = 0; dsmt_at(i) != NULL; i++)
+        fprintf(f, " %s", dsmt_at(i)->name);
+    fprintf(f, "\n");
 }
 
 static int parse_u64(const char *s, uint64_t *v)
@@ -78,6 +84,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
         { "socket", required_argument, 0, 's' },      { "space-size", required_argument, 0, 'S' },
         { "base", required_argument, 0, 'b' },        { "job-id", required_argument, 0, 'j' },
         { "standalone", no_argument, 0, 'A' },        { "help", no_argument, 0, 'h' },
+        { "device", required_argument, 0, 'D' },
         { 0, 0, 0, 0 },
     };
     uint64_t v;
@@ -113,7 +120,8 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
             usage(stderr);
             return DSM_ECONFIG;
         }
-        if (o == 'c' || o == 't' || o == 'l' || o == 's' || o == 'A') {
+        if (o == 'c' || o == 't' || o == 'l' || o == 's' || o == 'A' || o == 'D') {
+            if (o == 'D') cfg->device = optarg;
             if (o == 'c') cfg->consistency = optarg;
             if (o == 't') cfg->transport = optarg;
             if (o == 'l') cfg->listen = optarg;
@@ -358,6 +366,7 @@ static void node_teardown(struct dsmd *d)
     if (d->sigfd >= 0)
         close(d->sigfd);
     dsmd_loop_destroy(d->loop);
+    dsmd_placement_fini();
 }
 
 int main(int argc, char **argv)
@@ -378,13 +387,15 @@ int main(int argc, char **argv)
      * thread that started us may end long before the rank (its stdin pipe covers it). */
     if (!d.cfg.standalone && prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
         DSM_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
-    if ((st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = node_setup(&d)) != DSM_OK ||
+    if ((st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
+        (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||
         (st = dsmd_peers_init(&d)) != DSM_OK) {
         dsmd_announce(&d, "ERROR node %d failed to start: %s", d.cfg.node, dsm_status_str(st));
         node_teardown(&d);
         return 1;
     }
+    dsmd_placement_frames(d.frames, d.cfg.space_size);
     dsmd_loop_set_poll(d.loop, reply_due, &d, d.cfg.poll_us);
     dsmd_announce(&d, "READY %d %s", d.cfg.node, d.listen_addr);
     if (d.cfg.standalone)

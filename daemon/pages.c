@@ -219,9 +219,13 @@ static void range_ack(struct dsmd *d, uint64_t seq)
             continue;
         if (--o->acks == 0) {
             *pp = o->next;
-            /* punching gives the memory back and makes the frames read as zeroes */
-            if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          (off_t)(o->first * d->page_size), (off_t)(o->n * d->page_size)) < 0) {
+            /* punching gives the memory back and makes the frames read as zeroes; but where
+             * the transport pinned the frames for its device (RDMA), the NIC would go on
+             * writing the punched-out pages: zero them in place there */
+            if (d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES)) {
+                memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
+            } else if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                 (off_t)(o->first * d->page_size), (off_t)(o->n * d->page_size)) < 0) {
                 DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
                 memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
             }

@@ -221,6 +221,7 @@ dsm_status_t dsmd_peers_init(struct dsmd *d)
     struct dsmt_config tc = {
         .self = d->cfg.node, .nnodes = d->cfg.nnodes, .frames = d->frames, .npages = d->npages,
         .page_size = d->page_size, .max_msg = DSMW_MAX_MSG, .job_id = d->cfg.job_id,
+        .device = d->cfg.device, .poll_us = d->cfg.poll_us,
     };
     struct dsmt_handler h = { .ctx = d, .on_peer_up = on_peer_up, .on_message = on_message,
                               .on_peer_lost = on_peer_lost };

@@ -8,20 +8,27 @@
  * function and compares every cell bit for bit; rank 0 gathers the verdicts and prints one
  * result line. Exit status 0 only when every rank verified the grid.
  *
- * usage: jacobi [-n N] [-i ITERS]      (defaults: N = 512, ITERS = 50)
+ * With --native T the same sweeps run on T pthreads in ordinary shared memory (no DSM, no
+ * daemon; a pthread barrier between sweeps), timed and verified the same way: the baseline
+ * that a DSM run with T ranks is compared with.
+ *
+ * usage: jacobi [-n N] [-i ITERS] [--native T]      (defaults: N = 512, ITERS = 50)
  */
 #include <dsm/dsm.h>
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct opts {
     long n;
     long iters;
+    long native;  /* threads of a native run; 0: a DSM run */
 };
 
 /* The first cell where the DSM grid and the private grid differ. */
@@ -42,19 +49,24 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Parse -n and -i into *o; 0 on success, -1 (usage printed) on bad input. */
+/* Parse -n, -i and --native into *o; 0 on success, -1 (usage printed) on bad input. */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
+    static const struct option longopts[] = {{"native", required_argument, NULL, 'T'},
+                                             {NULL, 0, NULL, 0}};
     int c;
 
     o->n = 512;
     o->iters = 50;
-    while ((c = getopt(argc, argv, "n:i:")) != -1) {
+    o->native = 0;
+    while ((c = getopt_long(argc, argv, "n:i:", longopts, NULL)) != -1) {
         if (c == 'n' && parse_long(optarg, 3, 16384, &o->n) == 0)
             continue;
         if (c == 'i' && parse_long(optarg, 0, 1000000, &o->iters) == 0)
             continue;
-        fprintf(stderr, "usage: jacobi [-n N (3..16384)] [-i ITERS]\n");
+        if (c == 'T' && parse_long(optarg, 1, 1024, &o->native) == 0)
+            continue;
+        fprintf(stderr, "usage: jacobi [-n N (3..16384)] [-i ITERS] [--native THREADS]\n");
         return -1;
     }
     return 0;
@@ -229,6 +241,101 @@ static int verify_and_report(const double *grid, long n, long iters, double secs
     return verdict[r] != 0 || bad != 0;
 }
 
+/* One pthread of the native run: its rows, the grids, the common barrier, its time. */
+struct native_worker {
+    double            *a, *b;
+    long               n, iters, lo, hi;
+    pthread_barrier_t *bar;
+    double             secs;
+};
+
+/* Thread body: what a rank does in dsm_run, with a pthread barrier for dsm_barrier. */
+static void *native_thread(void *arg)
+{
+    struct native_worker *w = arg;
+    double               *a = w->a, *b = w->b, t0;
+
+    init_rows(a, w->n, w->lo, w->hi);
+    pthread_barrier_wait(w->bar);
+    t0 = now_s();
+    for (long it = 0; it < w->iters; it++) {
+        double *t;
+
+        sweep_rows(a, b, w->n, w->lo, w->hi);
+        pthread_barrier_wait(w->bar);
+        t = a;
+        a = b;
+        b = t;
+    }
+    w->secs = now_s() - t0;
+    return NULL;
+}
+
+/*
+ * Run the sweeps on `nt` threads over grids a and b; 0, or -1 if a thread could not start
+ * (then the process exits: the threads that did start wait on the barrier for ever).
+ * *secs: thread 0's time of the sweeps, measured as rank 0's is.
+ */
+static int native_sweeps(double *a, double *b, const struct opts *o, long nt, double *secs)
+{
+    struct native_worker *w = calloc((size_t)nt, sizeof(*w));
+    pthread_t            *tid = calloc((size_t)nt, sizeof(*tid));
+    pthread_barrier_t     bar;
+    int                   err = -1;
+
+    if (w == NULL || tid == NULL || pthread_barrier_init(&bar, NULL, (unsigned)nt) != 0)
+        goto out;
+    for (long t = 0; t < nt; t++) {
+        w[t] = (struct native_worker){.a = a, .b = b, .n = o->n, .iters = o->iters,
+                                      .lo = o->n * t / nt, .hi = o->n * (t + 1) / nt, .bar = &bar};
+        err = pthread_create(&tid[t], NULL, native_thread, &w[t]);
+        if (err != 0) {
+            fprintf(stderr, "jacobi: pthread_create: %s\n", strerror(err));
+            _exit(1);
+        }
+    }
+    for (long t = 0; t < nt; t++)
+        pthread_join(tid[t], NULL);
+    pthread_barrier_destroy(&bar);
+    *secs = w[0].secs;
+    err = 0;
+out:
+    free(tid);
+    free(w);
+    return err;
+}
+
+/* The native run on o->native threads, verified like a DSM run; returns the exit status. */
+static int native_main(const struct opts *o)
+{
+    size_t          cells = (size_t)(o->n * o->n);
+    double         *a = calloc(cells, sizeof(double)), *b = calloc(cells, sizeof(double));
+    double         *want = NULL, secs = 0.0;
+    const double   *grid = o->iters % 2 ? b : a;
+    struct mismatch m;
+    int             bad = 1;
+
+    if (a == NULL || b == NULL || native_sweeps(a, b, o, o->native, &secs) != 0 ||
+        (want = private_run(o->n, o->iters)) == NULL) {
+        fprintf(stderr, "jacobi: native run: out of memory or no barrier\n");
+        goto out;
+    }
+    bad = compare_grids(grid, want, o->n, &m);
+    if (bad)
+        fprintf(stderr, "jacobi: native: cell (%ld,%ld) is %.17g (%a), expected %.17g (%a)\n",
+                m.i, m.j, m.got, m.got, m.want, m.want);
+    printf("jacobi: grid %ld iters %ld threads %ld: checksum %.17g, %s\n", o->n, o->iters,
+           o->native, checksum(grid, o->n), bad ? "FAILED" : "verified OK");
+    printf("jacobi: wall %.6f s for %ld sweeps (%.1f us/sweep), native pthreads\n", secs,
+           o->iters, o->iters ? secs * 1e6 / (double)o->iters : 0.0);
+    fflush(stdout);
+out:
+    free(want);
+    free(b);
+    free(a);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -236,13 +343,16 @@ int main(int argc, char **argv)
     int        *verdict;
     int         rc, status = 1;
 
+    /* Options first: a native run must not start (or need) a daemon. */
+    if (parse_opts(argc, argv, &o) != 0)
+        return 2;
+    if (o.native > 0)
+        return native_main(&o);
     rc = dsm_init(&argc, &argv);
     if (rc != 0) {
         fprintf(stderr, "jacobi: dsm_init: %s\n", dsm_strerror(rc));
         return 1;
     }
-    if (parse_opts(argc, argv, &o) != 0)
-        goto out;
     a = dsm_coalloc((size_t)(o.n * o.n) * sizeof(double));
     b = dsm_coalloc((size_t)(o.n * o.n) * sizeof(double));
     verdict = dsm_coalloc((size_t)dsm_nranks() * sizeof(int));

@@ -8,15 +8,21 @@
  * an exactly representable integer and the comparison is exact (tolerance 0). Rank 0
  * gathers the verdicts and prints one result line; exit status 0 only if all ranks agree.
  *
- * usage: matmul [-n N]      (default N = 256)
+ * With --native T the same product runs on T pthreads in ordinary shared memory (no DSM, no
+ * daemon; pthread barriers where the DSM run has dsm_barrier), timed and verified the same
+ * way: the baseline that a DSM run with T ranks is compared with.
+ *
+ * usage: matmul [-n N] [--native T]      (default N = 256)
  */
 #include <dsm/dsm.h>
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Parse a long in [lo, hi] from `s` into *out; 0 on success, -1 otherwise. */
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -30,16 +36,21 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Parse -n into *n; 0 on success, -1 (usage printed) on bad input. */
-static int parse_opts(int argc, char **argv, long *n)
+/* Parse -n into *n and --native into *native (0 if absent); 0, or -1 (usage printed). */
+static int parse_opts(int argc, char **argv, long *n, long *native)
 {
+    static const struct option longopts[] = {{"native", required_argument, NULL, 'T'},
+                                             {NULL, 0, NULL, 0}};
     int c;
 
     *n = 256;
-    while ((c = getopt(argc, argv, "n:")) != -1) {
+    *native = 0;
+    while ((c = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
         if (c == 'n' && parse_long(optarg, 1, 4096, n) == 0)
             continue;
-        fprintf(stderr, "usage: matmul [-n N (1..4096)]\n");
+        if (c == 'T' && parse_long(optarg, 1, 1024, native) == 0)
+            continue;
+        fprintf(stderr, "usage: matmul [-n N (1..4096)] [--native THREADS]\n");
         return -1;
     }
     return 0;
@@ -171,20 +182,105 @@ static int verify_and_report(const double *c, long n, double secs, int *verdict)
     return verdict[r] != 0 || bad != 0;
 }
 
+/* One pthread of the native run: its rows, the matrices, the common barrier, its time. */
+struct native_worker {
+    double            *a, *b, *c;
+    long               n, lo, hi;
+    pthread_barrier_t *bar;
+    double             secs;
+};
+
+/* Thread body: what a rank does in dsm_product, with pthread barriers for dsm_barrier. */
+static void *native_thread(void *arg)
+{
+    struct native_worker *w = arg;
+    double                t0;
+
+    fill_rows(w->a, w->b, w->n, w->lo, w->hi);
+    pthread_barrier_wait(w->bar);
+    t0 = now_s();
+    multiply_rows(w->a, w->b, w->c, w->n, w->lo, w->hi);
+    pthread_barrier_wait(w->bar);
+    w->secs = now_s() - t0;
+    return NULL;
+}
+
+/*
+ * The product on `nt` threads; 0, or -1 when out of memory (a thread that cannot start
+ * ends the process: the others would wait on the barrier for ever). *secs: thread 0's
+ * time of the product, measured as rank 0's is.
+ */
+static int native_product(double *a, double *b, double *c, long n, long nt, double *secs)
+{
+    struct native_worker *w = calloc((size_t)nt, sizeof(*w));
+    pthread_t            *tid = calloc((size_t)nt, sizeof(*tid));
+    pthread_barrier_t     bar;
+    int                   err = -1;
+
+    if (w == NULL || tid == NULL || pthread_barrier_init(&bar, NULL, (unsigned)nt) != 0)
+        goto out;
+    for (long t = 0; t < nt; t++) {
+        w[t] = (struct native_worker){.a = a, .b = b, .c = c, .n = n, .lo = n * t / nt,
+                                      .hi = n * (t + 1) / nt, .bar = &bar};
+        err = pthread_create(&tid[t], NULL, native_thread, &w[t]);
+        if (err != 0) {
+            fprintf(stderr, "matmul: pthread_create: %s\n", strerror(err));
+            _exit(1);
+        }
+    }
+    for (long t = 0; t < nt; t++)
+        pthread_join(tid[t], NULL);
+    pthread_barrier_destroy(&bar);
+    *secs = w[0].secs;
+    err = 0;
+out:
+    free(tid);
+    free(w);
+    return err;
+}
+
+/* The native run on `nt` threads, verified like a DSM run; returns the exit status. */
+static int native_main(long n, long nt)
+{
+    size_t  cells = (size_t)(n * n);
+    double *a = calloc(cells, sizeof(double)), *b = calloc(cells, sizeof(double));
+    double *c = calloc(cells, sizeof(double)), secs = 0.0;
+    int     bad = 1;
+
+    if (a == NULL || b == NULL || c == NULL || native_product(a, b, c, n, nt, &secs) != 0) {
+        fprintf(stderr, "matmul: native run: out of memory or no barrier\n");
+        goto out;
+    }
+    bad = verify(c, n) != 0;
+    printf("matmul: n %ld threads %ld: checksum %.17g, %s (exact comparison, tolerance 0)\n", n,
+           nt, checksum(c, n), bad ? "FAILED" : "verified OK");
+    printf("matmul: wall %.6f s for the product (%.3f GFLOP/s), native pthreads\n", secs,
+           secs > 0 ? 2.0 * (double)n * (double)n * (double)n / secs * 1e-9 : 0.0);
+    fflush(stdout);
+out:
+    free(c);
+    free(b);
+    free(a);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
-    long    n;
+    long    n, native;
     double *a, *b, *c, secs = 0.0;
     int    *verdict;
     int     rc, status = 1;
 
+    /* Options first: a native run must not start (or need) a daemon. */
+    if (parse_opts(argc, argv, &n, &native) != 0)
+        return 2;
+    if (native > 0)
+        return native_main(n, native);
     rc = dsm_init(&argc, &argv);
     if (rc != 0) {
         fprintf(stderr, "matmul: dsm_init: %s\n", dsm_strerror(rc));
         return 1;
     }
-    if (parse_opts(argc, argv, &n) != 0)
-        goto out;
     a = dsm_coalloc((size_t)(n * n) * sizeof(double));
     b = dsm_coalloc((size_t)(n * n) * sizeof(double));
     c = dsm_coalloc((size_t)(n * n) * sizeof(double));

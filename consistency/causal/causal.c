@@ -368,8 +368,10 @@ static void flush_start(dsmp_t *p)
 static void cau_tick(dsmp_t *p)
 {
     p->timer_armed = 0;
-    if (p->nwritten > 0)
+    if (p->nwritten > 0 && !p->flushing) {
+        p->fl_origin = p->svc.any_rank; /* no rank asked for it */
         flush_start(p);
+    }
 }
 
 static void cau_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)

@@ -65,7 +65,8 @@ dsm_status_t dsmp_notices_add(struct dsmp_notices *s, int n, uint32_t i, const u
     r->runs = malloc(len ? len : 1);
     if (r->runs == NULL)
         return DSM_ENOMEM;
-    memcpy(r->runs, runs, len);
+    if (len > 0)
+        memcpy(r->runs, runs, len);
     r->len = len;
     return DSM_OK;
 }
@@ -101,6 +102,8 @@ dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *f
     return DSM_OK;
 }
 
+#define MERGED 0x8000u
+
 dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
                                dsm_status_t (*fn)(void *arg, int node, uint32_t i, const uint8_t *runs,
                                                   uint32_t rlen),
@@ -109,23 +112,147 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
     size_t o = 0;
 
     while (o < len) {
+        unsigned raw;
         int node;
-        uint32_t i, rlen;
-        dsm_status_t st;
+        uint32_t i, last, rlen, extra;
 
         if (len - o < 10)
             return DSM_EPROTO;
-        node = (int)get_le(buf + o, 2);
+        raw = (unsigned)get_le(buf + o, 2);
+        node = (int)(raw & ~MERGED);
         i = (uint32_t)get_le(buf + o + 2, 4);
         rlen = (uint32_t)get_le(buf + o + 6, 4);
-        if (node >= nnodes || i == 0 || rlen % 12 != 0 || len - o - 10 < rlen)
+        extra = raw & MERGED ? 4 : 0;
+        if (node >= nnodes || i == 0 || rlen % 12 != 0 || len - o - 10 < (size_t)rlen + extra)
             return DSM_EPROTO;
-        st = fn(arg, node, i, buf + o + 10, rlen);
-        if (st != DSM_OK)
-            return st;
-        o += 10 + rlen;
+        last = extra ? (uint32_t)get_le(buf + o + 10 + rlen, 4) : i;
+        if (last < i)
+            return DSM_EPROTO;
+        for (uint32_t k = i;; k++) {
+            dsm_status_t st = fn(arg, node, k, buf + o + 10, rlen);
+
+            if (st != DSM_OK)
+                return st;
+            if (k == last)
+                break;
+        }
+        o += 10 + rlen + extra;
     }
     return DSM_OK;
+}
+
+struct run {
+    uint64_t first, count;
+};
+
+static int cmp_run(const void *a, const void *b)
+{
+    const struct run *x = a, *y = b;
+
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The union of node n's intervals (from, to] as sorted, merged runs in *out (malloc'd). */
+static dsm_status_t union_runs(const struct dsmp_notices *s, int n, uint32_t from, uint32_t to, uint64_t npages,
+                               struct run **out, size_t *nout)
+{
+    struct run *v = NULL;
+    size_t nv = 0, cap = 0, m = 0;
+
+    for (uint32_t i = from + 1; i <= to; i++) {
+        const struct dsmp_notice *r = dsmp_notices_get(s, n, i);
+        struct run whole = { 0, npages };
+        size_t k = r ? r->len / 12 : 1;
+
+        if (nv + k > cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct run *nvv;
+
+            while (ncap < nv + k)
+                ncap *= 2;
+            nvv = realloc(v, ncap * sizeof(*v));
+            if (nvv == NULL) {
+                free(v);
+                return DSM_ENOMEM;
+            }
+            v = nvv;
+            cap = ncap;
+        }
+        if (r == NULL) {
+            v[nv++] = whole; /* unknown interval: assume it wrote everything */
+            continue;
+        }
+        for (size_t j = 0; j < k; j++) {
+            v[nv].first = get_le(r->runs + 12 * j, 8);
+            v[nv].count = get_le(r->runs + 12 * j + 8, 4);
+            nv++;
+        }
+    }
+    if (nv > 0) {
+        qsort(v, nv, sizeof(*v), cmp_run);
+        for (size_t j = 1; j < nv; j++) {
+            if (v[j].first <= v[m].first + v[m].count) {
+                uint64_t end = v[j].first + v[j].count;
+
+                if (end > v[m].first + v[m].count)
+                    v[m].count = end - v[m].first;
+            } else {
+                v[++m] = v[j];
+            }
+        }
+        m++;
+    }
+    *out = v;
+    *nout = m;
+    return DSM_OK;
+}
+
+dsm_status_t dsmp_notices_encode_merged(const struct dsmp_notices *s, const uint32_t *from, const uint32_t *to,
+                                        uint64_t npages, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t o = 0, need = 0;
+    struct run **u = calloc((size_t)s->nnodes, sizeof(*u));
+    size_t *nu = calloc((size_t)s->nnodes, sizeof(*nu));
+    dsm_status_t st = u && nu ? DSM_OK : DSM_ENOMEM;
+
+    for (int n = 0; st == DSM_OK && n < s->nnodes; n++) {
+        if (to[n] <= from[n])
+            continue;
+        st = union_runs(s, n, from[n], to[n], npages, &u[n], &nu[n]);
+        need += 14 + 12 * nu[n];
+    }
+    for (int n = 0; st == DSM_OK && n < s->nnodes; n++) {
+        uint32_t rlen;
+
+        if (to[n] <= from[n] || nu[n] == 0)
+            continue;
+        if (need > cap) { /* coarsen: one run from the first to the last page written */
+            struct run *last = &u[n][nu[n] - 1];
+
+            u[n][0].count = last->first + last->count - u[n][0].first;
+            nu[n] = 1;
+        }
+        rlen = (uint32_t)(12 * nu[n]);
+        if (cap - o < 14 + (size_t)rlen) {
+            st = DSM_ENOSPACE;
+            break;
+        }
+        put_le(out + o, (uint64_t)n | MERGED, 2);
+        put_le(out + o + 2, from[n] + 1, 4);
+        put_le(out + o + 6, rlen, 4);
+        for (size_t j = 0; j < nu[n]; j++) {
+            put_le(out + o + 10 + 12 * j, u[n][j].first, 8);
+            put_le(out + o + 10 + 12 * j + 8, u[n][j].count, 4);
+        }
+        put_le(out + o + 10 + rlen, to[n], 4);
+        o += 14 + rlen;
+    }
+    for (int n = 0; u && n < s->nnodes; n++)
+        free(u[n]);
+    free(u);
+    free(nu);
+    *len = o;
+    return st;
 }
 
 uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out)

@@ -5,7 +5,11 @@
  * A node's store holds every notice it knows, per writer node, by interval number
  * (1, 2, ...). A vector clock vc says "intervals 1..vc[n] of every node n". Notices travel
  * in a message's `data` field as records [u16 node][u32 interval][u32 bytes][runs], runs
- * being [u64 first page][u32 page count], so contiguous writes stay small.
+ * being [u64 first page][u32 page count], so contiguous writes stay small. When the exact
+ * notices do not fit one message, a merged record stands for a range of one node's
+ * intervals with the union of their pages ([u16 node | 0x8000][u32 first][u32 bytes][runs]
+ * [u32 last]), coarsened to one covering run per node if even that is too big: receivers
+ * then drop more pages than needed, never fewer.
  */
 #ifndef DSMP_NOTICES_H
 #define DSMP_NOTICES_H
@@ -38,8 +42,14 @@ const struct dsmp_notice *dsmp_notices_get(const struct dsmp_notices *s, int n, 
 dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *from, const uint32_t *to,
                                  uint8_t *out, size_t cap, size_t *len);
 
+/* Encode notices (from, to] merged per node (see above); always fits when cap is at least
+ * 30 bytes per node. Intervals missing from the store count as writing every page. */
+dsm_status_t dsmp_notices_encode_merged(const struct dsmp_notices *s, const uint32_t *from, const uint32_t *to,
+                                        uint64_t npages, uint8_t *out, size_t cap, size_t *len);
+
 /* Walk the records of an encoding, checking them: fn(arg, node, interval, runs, len) per
- * record. DSM_EPROTO for a malformed encoding (fn is not called for anything after it). */
+ * interval (a merged record calls it for each interval of its range). DSM_EPROTO for a
+ * malformed encoding (fn is not called for anything after it). */
 dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
                                dsm_status_t (*fn)(void *arg, int node, uint32_t i, const uint8_t *runs,
                                                   uint32_t rlen),

@@ -589,8 +589,15 @@ static void fill(dsmp_t *p, dsmw_msg_t *out, const uint32_t *from, const uint32_
     size_t len = 0;
     dsm_status_t st = dsmp_notices_encode(&p->store, from, to, p->scratch, SCRATCH_BYTES, &len);
 
-    if (st != DSM_OK)
-        DSM_ERR("release: cannot encode write notices (%s)", dsm_status_str(st));
+    if (st != DSM_OK) {
+        /* too many to list one by one (or not all known here): merge them per node, which
+         * makes the receiver drop a superset of the pages */
+        if (st == DSM_ESTATE)
+            DSM_WARN("release: write notices missing from the store; sending a conservative summary");
+        st = dsmp_notices_encode_merged(&p->store, from, to, p->svc.npages, p->scratch, SCRATCH_BYTES, &len);
+        if (st != DSM_OK)
+            DSM_ERR("release: cannot encode write notices even merged (%s)", dsm_status_str(st));
+    }
     for (int k = 0; k < p->nn; k++)
         p->scratch_vc[k] = to[k];
     out->vclock = p->scratch_vc;

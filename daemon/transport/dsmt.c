@@ -5,6 +5,9 @@
 
 static const struct dsmt_ops *const transports[] = {
     &dsmt_tcp_ops,
+#ifdef DSMT_HAVE_RDMA
+    &dsmt_rdma_ops,
+#endif
 };
 
 const struct dsmt_ops *dsmt_find(const char *name)
@@ -17,4 +20,9 @@ const struct dsmt_ops *dsmt_find(const char *name)
         if (strcmp(transports[i]->name, name) == 0)
             return transports[i];
     return NULL;
+}
+
+const struct dsmt_ops *dsmt_at(size_t i)
+{
+    return i < sizeof(transports) / sizeof(transports[0]) ? transports[i] : NULL;
 }

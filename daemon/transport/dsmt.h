@@ -5,9 +5,14 @@
  * encoded protocol message of at most `max_msg` bytes) and page frames. A frame travels
  * attached to a message: the sender names a page of its frame memory, and the receiver has
  * the page's bytes in the *same* page of its own frame memory before its on_message
- * callback runs. TCP copies the frame through the socket straight into place; RDMA will
- * move it with an RDMA WRITE into the registered frames, then send the message. Protocol
- * code never sees the difference.
+ * callback runs. TCP copies the frame through the socket straight into place; RDMA moves
+ * it with an RDMA WRITE into the registered frames, then sends the message. Protocol code
+ * never sees the difference but one: an RDMA frame lands when the NIC places it, any time
+ * between send() and the delivery, even before the receiver has delivered earlier messages
+ * from the same sender. So a receiver must not write a page it is about to receive (its
+ * writes could be lost, or land over the frame), and two framed messages for the same page
+ * from one sender must not be in flight at once if the receiver reads the page when the
+ * first one is delivered.
  *
  * Peers are numbered 0..nnodes-1. The daemon listens, then connects to every peer with a
  * lower number; the peer with the higher number is always the connecting side, so each
@@ -52,10 +57,18 @@ struct dsmt_config {
     size_t   page_size;
     size_t   max_msg;     /* largest message accepted; larger input is a protocol violation */
     uint64_t job_id;      /* carried in the hello; peers of another job are refused */
+    const char *device;   /* RDMA: the device to use (NULL: the one the listen address is on) */
+    int      poll_us;     /* RDMA: after a send, poll for completions this long before the
+                           * caller sleeps on event_fd() (0: never; see rdma.c) */
 };
+
+/* dsmt_ops.flags */
+#define DSMT_PINS_FRAMES 0x1u /* the frames are registered (pinned) with a device: their pages
+                               * must stay in place (no hole punching); zero them instead */
 
 struct dsmt_ops {
     const char *name;
+    unsigned    flags;    /* DSMT_* above */
     /* Make a transport instance; no sockets yet. */
     dsm_status_t (*create)(const struct dsmt_config *cfg, const struct dsmt_handler *h, dsmt_t **out);
     /* Listen on `addr` ("host" or "host:port"; port 0 or none = any). Writes the address
@@ -82,10 +95,14 @@ struct dsmt_ops {
     void (*destroy)(dsmt_t *t);
 };
 
-/* The transports this build has. */
+/* The transports this build has (rdma only where libibverbs and librdmacm were found). */
 extern const struct dsmt_ops dsmt_tcp_ops;
+extern const struct dsmt_ops dsmt_rdma_ops;
 
-/* Look a transport up by name ("tcp"); NULL if this build lacks it. */
+/* Look a transport up by name ("tcp", "rdma"); NULL if this build lacks it. */
 const struct dsmt_ops *dsmt_find(const char *name);
+
+/* The i-th transport of this build, from 0; NULL past the last. */
+const struct dsmt_ops *dsmt_at(size_t i);
 
 #endif

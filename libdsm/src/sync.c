@@ -3,6 +3,8 @@
 
 #include "channel.h"
 #include "dsm_log.h"
+#include "locks.h"
+#include "parallel.h"
 #include "runtime.h"
 #include "stats.h"
 
@@ -29,24 +31,44 @@ static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
     return rep.status;
 }
 
+/* Locks are held by threads (locks.h): the daemon sees only the rank. */
 DSM_API int dsm_lock(uint32_t id)
 {
-    dsm_status_t st = sync_call("dsm_lock", DSMC_LOCK, id);
+    dsm_status_t st = dsm_locks_claim(id);
 
+    if (st != 0)
+        return st;
+    st = sync_call("dsm_lock", DSMC_LOCK, id);
     if (st == 0)
         dsm_stats_lock_acquired();
+    else
+        dsm_locks_drop(id);
     return st;
 }
 
 DSM_API int dsm_unlock(uint32_t id)
 {
-    return sync_call("dsm_unlock", DSMC_UNLOCK, id);
+    dsm_status_t st = dsm_rt_check("dsm_unlock");
+
+    if (st == 0)
+        st = dsm_locks_check(id);
+    if (st != 0)
+        return st;
+    st = sync_call("dsm_unlock", DSMC_UNLOCK, id);
+    dsm_locks_drop(id);
+    return st;
 }
 
 DSM_API int dsm_barrier(void)
 {
-    dsm_status_t st = sync_call("dsm_barrier", DSMC_BARRIER, 0);
+    dsm_status_t st;
 
+    /* every thread of a team calling it would count the rank several times */
+    if (dsm_parallel_team_size() > 1) {
+        DSM_ERR("dsm_barrier called by a thread of dsm_parallel: use dsm_thread_barrier");
+        return DSM_ESTATE;
+    }
+    st = sync_call("dsm_barrier", DSMC_BARRIER, 0);
     if (st == 0)
         dsm_stats_barrier();
     return st;

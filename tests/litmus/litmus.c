@@ -1,7 +1,7 @@
 /*
  * litmus.c - classic litmus shapes run on DSM memory, counting outcomes a model forbids.
  *
- * usage: litmus SHAPE [-i ITERS]     SHAPE: sb mp wrc iriw corr mpl
+ * usage: litmus SHAPE [-i ITERS]     SHAPE: sb mp wrc iriw corr mpl spin
  *        (ITERS default 200, 5000 with DSM_STRESS=1)
  *
  * Each shape has a few roles (role k is played by rank k; extra ranks only join the
@@ -18,6 +18,12 @@
  * visible between them (SB's forbidden outcome happens on plain x86 stores!). The shared
  * accesses are therefore __atomic_*_n(..., __ATOMIC_SEQ_CST): the hardware is sequentially
  * consistent by itself and only the DSM protocol is under test.
+ *
+ * The spin shape waits: P0 spins on a flag that P1 sets with a plain store, with no
+ * synchronisation call, so it only finishes if the model propagates writes by itself
+ * (sequential, causal; under release it may legitimately spin for ever, and is not run
+ * there). Each wait is bounded (SPIN_WAIT_NS, and SPIN_BUDGET_NS over the whole run), so a
+ * model that never delivers the flag shows as the forbidden outcome, not as a hang.
  */
 #include "lt_common.h"
 
@@ -35,6 +41,8 @@
 #define NKEYS     6561              /* (MAX_VALUE+1)^(MAX_ROLES*MAX_REGS) */
 #define JITTER_NS 30000
 #define LOCK_BASE 0x4c000000u       /* lock ids of the mpl shape: LOCK_BASE + iteration */
+#define SPIN_WAIT_NS   2000000000LL /* the spin shape's longest wait for one flag */
+#define SPIN_BUDGET_NS 20000000000LL /* ... and for all of them together */
 
 typedef int regs_t[MAX_REGS];
 
@@ -161,6 +169,39 @@ static void run_mpl(int role, int *const v[], int *r, uint32_t lk)
     }
 }
 
+/* What is left of the spin shape's waiting budget (only role 0 uses it). */
+static int64_t spin_budget_ns = SPIN_BUDGET_NS;
+
+/*
+ * Spin: P0: while (f == 0 and not timed out) ; r0=f; r1=d   P1: d=1; f=1.
+ * Forbidden: r0=0 (the flag never arrived) or r0=1 r1=0 (the flag without the data).
+ */
+static void run_spin(int role, int *const v[], int *r, uint32_t lk)
+{
+    int64_t start, limit;
+
+    if (role == 1) {
+        st(v[0], 1);
+        st(v[1], 1);
+        return;
+    }
+    start = lt_now_ns();
+    limit = spin_budget_ns < SPIN_WAIT_NS ? spin_budget_ns : SPIN_WAIT_NS;
+    for (unsigned n = 0; ld(v[1]) == 0; n++) {
+        if (n % 256 == 0 && lt_now_ns() - start > limit)
+            break;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    spin_budget_ns -= lt_now_ns() - start;
+    if (spin_budget_ns < 0)
+        spin_budget_ns = 0;
+    r[0] = ld(v[1]);
+    r[1] = ld(v[0]);
+}
+static int bad_spin(regs_t const r[]) { return r[0][0] == 0 || r[0][1] == 0; }
+
 static const struct shape shapes[] = {
     {"sb", 2, 2, {1, 1}, LT_SEQUENTIAL, "P0 r0=0, P1 r0=0", run_sb, bad_sb},
     {"mp", 2, 2, {0, 2}, LT_SEQUENTIAL | LT_CAUSAL, "P1 r0(y)=1 r1(x)=0", run_mp, bad_mp},
@@ -172,6 +213,8 @@ static const struct shape shapes[] = {
     {"corr", 2, 1, {0, 2}, LT_SEQUENTIAL | LT_CAUSAL, "P1 r0=2 r1=1", run_corr, bad_corr},
     {"mpl", 2, 2, {0, 2}, LT_SEQUENTIAL | LT_RELEASE | LT_CAUSAL, "P1 r0(y)=1 r1(x)=0",
      run_mpl, bad_mp},
+    {"spin", 2, 2, {2, 0}, LT_SEQUENTIAL | LT_CAUSAL,
+     "P0 r0(f)=0 (flag never seen) or r0(f)=1 r1(d)=0", run_spin, bad_spin},
 };
 
 /* What one run needs: the shape, its geometry, its memory. */
@@ -201,7 +244,7 @@ static const struct shape *find_shape(const char *name)
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
         if (strcmp(shapes[i].name, name) == 0)
             return &shapes[i];
-    fprintf(stderr, "litmus: unknown shape '%s' (sb mp wrc iriw corr mpl)\n", name);
+    fprintf(stderr, "litmus: unknown shape '%s' (sb mp wrc iriw corr mpl spin)\n", name);
     return NULL;
 }
 
@@ -221,7 +264,7 @@ static int parse_args(int argc, char **argv, struct run *x)
     x->s = find_shape(argv[optind]);
     return x->s ? 0 : -1;
 usage:
-    fprintf(stderr, "usage: litmus SHAPE [-i ITERS]   SHAPE: sb mp wrc iriw corr mpl\n");
+    fprintf(stderr, "usage: litmus SHAPE [-i ITERS]   SHAPE: sb mp wrc iriw corr mpl spin\n");
     return -1;
 }
 

@@ -18,6 +18,7 @@ struct ph_msg {
 
 struct ph_revoke {
     int node;
+    uint64_t page;
     dsmp_done_fn done;
     void *arg;
 };
@@ -31,6 +32,34 @@ struct ph_node {
     uint8_t *want;     /* access of the outstanding fault per page, 0 if none */
     int *want_origin;
     uint8_t *refault;  /* a grant did not satisfy the fault: call fault() again */
+    uint8_t *parked;   /* daemon_revoke: the fault waits for the page's revocations */
+    int64_t timer_us;  /* armed timer's delay, -1 if none */
+    size_t timer_calls;
+};
+
+/* A synchronisation step of a node, waiting for its module (see daemon/sync.c). */
+struct ph_step {
+    struct ph_step *next;      /* every step, freed at destroy */
+    struct ph *h;
+    int node, type;            /* type: the message it sends (UNLOCK, BARRIER_ARRIVE) or applies */
+    uint32_t lock;
+    uint64_t epoch, token;
+    int *done;
+    int finished;
+};
+
+/* A waiter in a lock manager's queue, with the clock its LOCK_REQ carried. */
+struct ph_lockq {
+    struct ph_lockq *next;
+    int node, origin;
+    uint64_t token;
+    size_t n_vclock;
+    uint64_t vclock[PH_MAX_NODES];
+};
+
+struct ph_lock {
+    int held, holder;          /* holder: rank */
+    struct ph_lockq *qh, *qt;
 };
 
 struct ph {
@@ -54,6 +83,15 @@ struct ph {
     size_t nerrors;
     char first_error[512];
     char why[512];
+    /* synchronisation */
+    struct ph_step *steps;
+    uint64_t next_token;
+    struct ph_lock locks[PH_MAX_LOCKS];         /* at their managers */
+    uint8_t held[PH_MAX_NODES][PH_MAX_LOCKS];   /* acquired by the node's first rank */
+    uint64_t bar_epoch[PH_MAX_NODES];           /* barriers completed per node */
+    struct ph_step *bar_wait[PH_MAX_NODES];     /* the node's barrier step in progress */
+    int bar_arrived;                            /* node 0: arrivals in the current epoch */
+    uint64_t bar_mgr_epoch;                     /* node 0: barriers it has released */
 };
 
 #define NCOUNTERS 3
@@ -181,7 +219,11 @@ static dsm_status_t svc_send(void *ctx, int dst, dsmw_msg_t *m, uint64_t attach)
     h->sent = grow(h->sent, &h->capsent, h->nsent, sizeof(*h->sent));
     h->sent[h->nsent++] = (struct ph_sent){ .src = n->id, .dst = dst, .type = m->type, .page = m->page,
                                             .access = (int)m->access, .origin = (int)m->origin,
-                                            .node = (int)m->node, .framed = attach != DSMP_NO_FRAME };
+                                            .node = (int)m->node, .framed = attach != DSMP_NO_FRAME,
+                                            .lock = m->lock, .data_len = m->data.len,
+                                            .n_vclock = (int)m->n_vclock };
+    for (size_t k = 0; k < m->n_vclock && k < PH_MAX_NODES; k++)
+        h->sent[h->nsent - 1].vclock[k] = m->vclock[k];
     return DSM_OK;
 }
 
@@ -247,16 +289,17 @@ static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, 
     if (!access_ok(h, n, "revoke", page, access))
         return;
     log_event(h, n->id, PH_EV_REVOKE, page, access);
-    if (access > n->access[page])
+    if (access > n->access[page] && !h->cfg.daemon_revoke)
         ph_error(h, "node %d: revoke to %d raises page %llu from %d", n->id, access, (unsigned long long)page,
                  n->access[page]);
-    n->access[page] = (uint8_t)access;
+    if (access < n->access[page] || !h->cfg.daemon_revoke)
+        n->access[page] = (uint8_t)access;
     if (h->cfg.revoke == PH_REVOKE_SYNC) {
         done(n->p, arg);
         return;
     }
     h->revokes = grow(h->revokes, &h->caprevokes, h->nrevokes, sizeof(*h->revokes));
-    h->revokes[h->nrevokes++] = (struct ph_revoke){ .node = n->id, .done = done, .arg = arg };
+    h->revokes[h->nrevokes++] = (struct ph_revoke){ .node = n->id, .page = page, .done = done, .arg = arg };
 }
 
 static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t k)
@@ -269,6 +312,14 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t k)
         return;
     }
     h->counters[origin * NCOUNTERS + c] += k;
+}
+
+static void svc_timer(void *ctx, uint64_t us)
+{
+    struct ph_node *n = ctx;
+
+    n->timer_us = (int64_t)us;
+    n->timer_calls++;
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */
@@ -303,15 +354,18 @@ struct ph *ph_create(const struct ph_config *cfg)
         n->want = calloc(cfg->npages, 1);
         n->refault = calloc(cfg->npages, 1);
         n->want_origin = calloc(cfg->npages, sizeof(int));
-        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin)
+        n->parked = calloc(cfg->npages, 1);
+        n->timer_us = -1;
+        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin || !n->parked)
             goto fail;
     }
     for (int i = 0; i < cfg->nnodes; i++) {
         struct ph_node *n = &h->nodes[i];
         struct dsmp_services svc = {
-            .ctx = n, .self = i, .nnodes = cfg->nnodes, .npages = cfg->npages, .page_size = cfg->page_size,
-            .home = svc_home, .frame = svc_frame, .send = svc_send, .grant = svc_grant,
-            .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
+            .ctx = n, .self = i, .any_rank = ph_rank(i), .nnodes = cfg->nnodes, .npages = cfg->npages,
+            .page_size = cfg->page_size, .home = svc_home, .frame = svc_frame, .send = svc_send,
+            .grant = svc_grant, .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
+            .timer = svc_timer,
         };
 
         if (cfg->ops->create(&svc, &n->p) != DSM_OK) {
@@ -366,7 +420,21 @@ void ph_destroy(struct ph *h)
         free(n->want);
         free(n->refault);
         free(n->want_origin);
+        free(n->parked);
     }
+    while (h->steps) {
+        struct ph_step *st = h->steps;
+
+        h->steps = st->next;
+        free(st);
+    }
+    for (int l = 0; l < PH_MAX_LOCKS; l++)
+        while (h->locks[l].qh) {
+            struct ph_lockq *q = h->locks[l].qh;
+
+            h->locks[l].qh = q->next;
+            free(q);
+        }
     free(h->revokes);
     free(h->sent);
     free(h->events);
@@ -397,6 +465,7 @@ void ph_reset(struct ph *h, uint64_t first, uint64_t n)
             h->faults_dropped += nd->want[p] != 0;
         memset(nd->want + first, 0, n);
         memset(nd->refault + first, 0, n);
+        memset(nd->parked + first, 0, n);
     }
     for (uint64_t p = first; p < first + n; p++)
         h->last[p] = 0;
@@ -405,6 +474,42 @@ void ph_reset(struct ph *h, uint64_t first, uint64_t n)
 }
 
 /* ---- faults and delivery ------------------------------------------------------------ */
+
+static size_t revokes_pending_on(struct ph *h, int node, uint64_t page)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < h->nrevokes; i++)
+        k += h->revokes[i].node == node && h->revokes[i].page == page;
+    return k;
+}
+
+/* daemon_revoke: the page's revocations are done; a parked fault is granted by the access
+ * the page has now, or goes to the module (daemon/pages.c: page_kick). */
+static void unpark(struct ph *h, int node, uint64_t page)
+{
+    struct ph_node *n = &h->nodes[node];
+
+    if (!n->parked[page] || revokes_pending_on(h, node, page) > 0)
+        return;
+    n->parked[page] = 0;
+    if (n->want[page] == 0)
+        return;
+    if (n->access[page] >= n->want[page]) {
+        n->want[page] = 0;
+        h->faults_granted++;
+        return;
+    }
+    h->cfg.ops->fault(n->p, page, n->want[page], n->want_origin[page]);
+}
+
+static dsm_status_t sync_message(struct ph *h, int src, int dst, const dsmw_msg_t *m);
+
+static int is_sync_type(int type)
+{
+    return type == DSMW__TYPE__LOCK_REQ || type == DSMW__TYPE__LOCK_GRANT || type == DSMW__TYPE__UNLOCK ||
+           type == DSMW__TYPE__BARRIER_ARRIVE || type == DSMW__TYPE__BARRIER_RELEASE;
+}
 
 int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
 {
@@ -415,6 +520,10 @@ int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
     n->want[page] = (uint8_t)access;
     n->want_origin[page] = origin;
     h->faults_issued++;
+    if (h->cfg.daemon_revoke && revokes_pending_on(h, node, page)) {
+        n->parked[page] = 1;   /* the daemon looks at the waiters again when they are done */
+        return 0;
+    }
     h->cfg.ops->fault(n->p, page, access, origin);
     return 0;
 }
@@ -426,8 +535,9 @@ int ph_fault_pending(struct ph *h, int node, uint64_t page)
 
 /* Decode, place the frame, call the hook. Returns the hook's status, or DSM_EINVAL with
  * *rejected set if the wire layer rejected the message (recorded as an error). With
- * check_frame, a frame landing on a page the receiver can access is an error (I3 of the
- * protocols that move whole pages); injected messages skip that check. */
+ * check_frame (queued messages), a frame landing on a page the receiver can access is an
+ * error (I3 of the protocols that move whole pages), and lock and barrier messages go to
+ * the harness's synchronisation layer; injected messages skip both and go to the module. */
 static dsm_status_t hand_over(struct ph *h, int src, int dst, const uint8_t *bytes, size_t len,
                               uint64_t attach, const uint8_t *frame, int check_frame, int *rejected)
 {
@@ -450,7 +560,10 @@ static dsm_status_t hand_over(struct ph *h, int src, int dst, const uint8_t *byt
                      src, dst, (unsigned long long)attach, dst, n->access[attach]);
         memcpy(n->frames + attach * h->cfg.page_size, frame, h->cfg.page_size);
     }
-    st = h->cfg.ops->message(n->p, src, m, attach != DSMP_NO_FRAME);
+    if (check_frame && is_sync_type(m->type) && attach == DSMP_NO_FRAME)
+        st = sync_message(h, src, dst, m);
+    else
+        st = h->cfg.ops->message(n->p, src, m, attach != DSMP_NO_FRAME);
     dsmw_free(m);
     return st;
 }
@@ -519,10 +632,25 @@ int ph_complete_revoke(struct ph *h, size_t i)
     memmove(&h->revokes[i], &h->revokes[i + 1], (h->nrevokes - i - 1) * sizeof(r));
     h->nrevokes--;
     r.done(h->nodes[r.node].p, r.arg);
+    if (h->cfg.daemon_revoke)
+        unpark(h, r.node, r.page);
     return 1;
 }
 
-/* Call fault() again for the first waiter left unsatisfied by a grant. 1 if one was found. */
+/* daemon_revoke: the daemon completes one page's revocations in the order they were asked
+ * for, so a random pick stands for the oldest pending revocation of the same page. */
+static size_t oldest_of_its_page(struct ph *h, size_t i)
+{
+    if (!h->cfg.daemon_revoke)
+        return i;
+    for (size_t j = 0; j < i; j++)
+        if (h->revokes[j].node == h->revokes[i].node && h->revokes[j].page == h->revokes[i].page)
+            return j;
+    return i;
+}
+
+/* Call fault() again for the first waiter left unsatisfied by a grant (with daemon_revoke,
+ * one whose page has revocations pending waits for them instead). 1 if one was found. */
 static int do_refault(struct ph *h)
 {
     for (int i = 0; i < h->cfg.nnodes; i++) {
@@ -532,7 +660,10 @@ static int do_refault(struct ph *h)
             if (!n->refault[p])
                 continue;
             n->refault[p] = 0;
-            h->cfg.ops->fault(n->p, p, n->want[p], n->want_origin[p]);
+            if (h->cfg.daemon_revoke && revokes_pending_on(h, i, p) > 0)
+                n->parked[p] = 1;
+            else
+                h->cfg.ops->fault(n->p, p, n->want[p], n->want_origin[p]);
             return 1;
         }
     }
@@ -600,7 +731,7 @@ int ph_step_random(struct ph *h, uint64_t *seed)
     if (pick < (uint64_t)nready)
         ph_deliver(h, ready[pick] / h->cfg.nnodes, ready[pick] % h->cfg.nnodes);
     else
-        ph_complete_revoke(h, (size_t)(pick - (uint64_t)nready));
+        ph_complete_revoke(h, oldest_of_its_page(h, (size_t)(pick - (uint64_t)nready)));
     after_step(h);
     return 1;
 }
@@ -813,4 +944,344 @@ const char *ph_check_quiescent(struct ph *h)
         }
     }
     return NULL;
+}
+
+/* ---- timer -------------------------------------------------------------------------- */
+
+int64_t ph_timer(struct ph *h, int node)
+{
+    return h->nodes[node].timer_us;
+}
+
+size_t ph_timer_requests(struct ph *h, int node)
+{
+    return h->nodes[node].timer_calls;
+}
+
+int ph_tick(struct ph *h, int node)
+{
+    struct ph_node *n = &h->nodes[node];
+
+    if (n->timer_us < 0)
+        return 0;
+    n->timer_us = -1;
+    if (h->cfg.ops->tick == NULL) {
+        ph_error(h, "node %d: timer armed by a module without tick()", node);
+        return 0;
+    }
+    h->cfg.ops->tick(n->p);
+    after_step(h);
+    return 1;
+}
+
+/* ---- synchronisation (mirrors daemon/sync.c) ------------------------------------------ */
+
+static const struct dsmp_sync_ops *sync_hooks(struct ph *h)
+{
+    static const struct dsmp_sync_ops none;
+
+    return h->cfg.ops->sync ? h->cfg.ops->sync : &none;
+}
+
+static struct ph_step *step_new(struct ph *h, int node, int type, uint32_t lock, int *done)
+{
+    struct ph_step *st = calloc(1, sizeof(*st));
+
+    if (st == NULL) {
+        fprintf(stderr, "proto_harness: out of memory\n");
+        abort();
+    }
+    st->h = h;
+    st->node = node;
+    st->type = type;
+    st->lock = lock;
+    st->done = done;
+    st->token = ++h->next_token;
+    st->next = h->steps;
+    h->steps = st;
+    return st;
+}
+
+/* A module's done() for a step: exactly once. */
+static int step_finish(struct ph_step *st, const char *what)
+{
+    if (st->finished++) {
+        ph_error(st->h, "node %d: %s completed twice", st->node, what);
+        return 0;
+    }
+    if (st->done != NULL)
+        (*st->done)++;
+    return 1;
+}
+
+static int lock_manager(struct ph *h, uint32_t lock)
+{
+    return (int)(lock % (uint32_t)h->cfg.nnodes);
+}
+
+/* Send a synchronisation message from node `src` through the queues (and the sent log). */
+static void sync_send(struct ph *h, int src, int dst, dsmw_msg_t *m)
+{
+    (void)svc_send(&h->nodes[src], dst, m, DSMP_NO_FRAME);
+}
+
+void ph_lock(struct ph *h, int node, uint32_t lock, int *done)
+{
+    struct ph_step *st;
+    dsmw_msg_t m;
+
+    if (lock >= PH_MAX_LOCKS || h->held[node][lock]) {
+        ph_error(h, "node %d: lock %u out of range or already held", node, lock);
+        return;
+    }
+    st = step_new(h, node, DSMW__TYPE__LOCK_GRANT, lock, done);
+    dsmw_init(&m, DSMW__TYPE__LOCK_REQ);
+    m.lock = lock;
+    m.origin = (uint32_t)ph_rank(node);
+    m.node = (uint32_t)node;
+    m.seq = st->token;
+    if (sync_hooks(h)->fill_acquire)
+        sync_hooks(h)->fill_acquire(h->nodes[node].p, &m);
+    sync_send(h, node, lock_manager(h, lock), &m);
+}
+
+/* The release flush of an unlock is done: UNLOCK to the manager, the rank goes on. */
+static void unlock_flushed(dsmp_t *p, void *arg)
+{
+    struct ph_step *st = arg;
+    struct ph *h = st->h;
+    dsmw_msg_t m;
+
+    if (p != h->nodes[st->node].p)
+        ph_error(h, "node %d: release done() called with another node's module", st->node);
+    if (!step_finish(st, "an unlock's release"))
+        return;
+    dsmw_init(&m, DSMW__TYPE__UNLOCK);
+    m.lock = st->lock;
+    m.origin = (uint32_t)ph_rank(st->node);
+    m.node = (uint32_t)st->node;
+    if (sync_hooks(h)->fill_release)
+        sync_hooks(h)->fill_release(p, &m);
+    sync_send(h, st->node, lock_manager(h, st->lock), &m);
+}
+
+void ph_unlock(struct ph *h, int node, uint32_t lock, int *done)
+{
+    struct ph_step *st;
+
+    if (lock >= PH_MAX_LOCKS || !h->held[node][lock]) {
+        ph_error(h, "node %d: unlock of lock %u, which it does not hold", node, lock);
+        return;
+    }
+    h->held[node][lock] = 0;
+    st = step_new(h, node, DSMW__TYPE__UNLOCK, lock, done);
+    if (sync_hooks(h)->release)
+        sync_hooks(h)->release(h->nodes[node].p, ph_rank(node), unlock_flushed, st);
+    else
+        unlock_flushed(h->nodes[node].p, st);
+}
+
+int ph_holds(struct ph *h, int node, uint32_t lock)
+{
+    return lock < PH_MAX_LOCKS && h->held[node][lock];
+}
+
+/* Every local rank arrived and the module flushed: BARRIER_ARRIVE to node 0. */
+static void arrive_flushed(dsmp_t *p, void *arg)
+{
+    struct ph_step *st = arg;
+    struct ph *h = st->h;
+    dsmw_msg_t m;
+
+    if (p != h->nodes[st->node].p)
+        ph_error(h, "node %d: release done() called with another node's module", st->node);
+    if (st->finished) {
+        ph_error(h, "node %d: a barrier's release completed twice", st->node);
+        return;
+    }
+    st->type = DSMW__TYPE__BARRIER_RELEASE; /* from now on it waits for the release */
+    dsmw_init(&m, DSMW__TYPE__BARRIER_ARRIVE);
+    m.epoch = st->epoch;
+    m.origin = (uint32_t)ph_rank(st->node);
+    if (sync_hooks(h)->fill_release)
+        sync_hooks(h)->fill_release(p, &m);
+    sync_send(h, st->node, 0, &m);
+}
+
+void ph_barrier(struct ph *h, int node, int *done)
+{
+    struct ph_step *st;
+
+    if (h->bar_wait[node] != NULL) {
+        ph_error(h, "node %d: barrier entered twice", node);
+        return;
+    }
+    st = step_new(h, node, DSMW__TYPE__BARRIER_ARRIVE, 0, done);
+    st->epoch = h->bar_epoch[node];
+    h->bar_wait[node] = st;
+    if (sync_hooks(h)->release)
+        sync_hooks(h)->release(h->nodes[node].p, ph_rank(node), arrive_flushed, st);
+    else
+        arrive_flushed(h->nodes[node].p, st);
+}
+
+/* The module has applied a lock grant: the node's rank holds the lock. */
+static void lock_applied(dsmp_t *p, void *arg)
+{
+    struct ph_step *st = arg;
+
+    (void)p;
+    if (step_finish(st, "a lock grant's acquire"))
+        st->h->held[st->node][st->lock] = 1;
+}
+
+/* The module has applied a barrier release: the node's ranks go on. */
+static void release_applied(dsmp_t *p, void *arg)
+{
+    struct ph_step *st = arg;
+    struct ph *h = st->h;
+
+    (void)p;
+    if (!step_finish(st, "a barrier release's acquire"))
+        return;
+    h->bar_epoch[st->node]++;
+    if (h->bar_wait[st->node] == st)
+        h->bar_wait[st->node] = NULL;
+}
+
+static struct ph_step *step_by_token(struct ph *h, int node, uint64_t token)
+{
+    for (struct ph_step *st = h->steps; st; st = st->next)
+        if (st->token == token && st->node == node && st->type == DSMW__TYPE__LOCK_GRANT && !st->finished)
+            return st;
+    return NULL;
+}
+
+/* Manager: hand lock `id` to its next waiter, with what the module adds to the grant. */
+static void lock_pass(struct ph *h, uint32_t id)
+{
+    struct ph_lock *l = &h->locks[id];
+    struct ph_lockq *w = l->qh;
+    int mgr = lock_manager(h, id);
+    dsmw_msg_t m, req;
+
+    if (w == NULL) {
+        l->held = 0;
+        return;
+    }
+    l->qh = w->next;
+    if (l->qh == NULL)
+        l->qt = NULL;
+    l->held = 1;
+    l->holder = w->origin;
+    dsmw_init(&m, DSMW__TYPE__LOCK_GRANT);
+    m.lock = id;
+    m.origin = (uint32_t)w->origin;
+    m.node = (uint32_t)mgr;
+    m.seq = w->token;
+    if (sync_hooks(h)->fill_grant) {
+        dsmw_init(&req, DSMW__TYPE__LOCK_REQ);
+        req.vclock = w->vclock;
+        req.n_vclock = w->n_vclock;
+        sync_hooks(h)->fill_grant(h->nodes[mgr].p, id, &req, &m);
+    }
+    sync_send(h, mgr, w->node, &m);
+    free(w);
+}
+
+static dsm_status_t lock_msg(struct ph *h, int src, int dst, const dsmw_msg_t *m)
+{
+    struct ph_lock *l = m->lock < PH_MAX_LOCKS ? &h->locks[m->lock] : NULL;
+    struct ph_lockq *w;
+    struct ph_step *st;
+
+    if (l == NULL || (m->type != DSMW__TYPE__LOCK_GRANT && lock_manager(h, m->lock) != dst)) {
+        ph_error(h, "%s of lock %u at node %d, which does not manage it", dsmw_type_name(m->type), m->lock, dst);
+        return DSM_EPROTO;
+    }
+    switch (m->type) {
+    case DSMW__TYPE__LOCK_REQ:
+        w = calloc(1, sizeof(*w));
+        if (w == NULL)
+            return DSM_ENOMEM;
+        w->node = (int)m->node;
+        w->origin = (int)m->origin;
+        w->token = m->seq;
+        w->n_vclock = m->n_vclock < PH_MAX_NODES ? m->n_vclock : PH_MAX_NODES;
+        if (w->n_vclock > 0)
+            memcpy(w->vclock, m->vclock, w->n_vclock * sizeof(uint64_t));
+        if (l->qt)
+            l->qt->next = w;
+        else
+            l->qh = w;
+        l->qt = w;
+        if (!l->held)
+            lock_pass(h, m->lock);
+        return DSM_OK;
+    case DSMW__TYPE__UNLOCK:
+        if (!l->held || l->holder != (int)m->origin) {
+            ph_error(h, "unlock of lock %u by rank %u, which does not hold it", m->lock, m->origin);
+            return DSM_EPROTO;
+        }
+        if (sync_hooks(h)->lock_released)
+            sync_hooks(h)->lock_released(h->nodes[dst].p, m->lock, m);
+        lock_pass(h, m->lock);
+        return DSM_OK;
+    default: /* LOCK_GRANT */
+        st = step_by_token(h, dst, m->seq);
+        if (st == NULL || src != lock_manager(h, m->lock)) {
+            ph_error(h, "LOCK_GRANT of lock %u at node %d, which does not wait for it", m->lock, dst);
+            return DSM_EPROTO;
+        }
+        if (sync_hooks(h)->acquired)
+            sync_hooks(h)->acquired(h->nodes[dst].p, m, lock_applied, st);
+        else
+            lock_applied(h->nodes[dst].p, st);
+        return DSM_OK;
+    }
+}
+
+static dsm_status_t barrier_msg(struct ph *h, int src, int dst, const dsmw_msg_t *m)
+{
+    struct ph_step *st;
+    dsmw_msg_t r;
+
+    if (m->type == DSMW__TYPE__BARRIER_ARRIVE) {
+        if (dst != 0 || m->epoch != h->bar_mgr_epoch) {
+            ph_error(h, "BARRIER_ARRIVE (epoch %llu) from node %d at node %d", (unsigned long long)m->epoch, src,
+                     dst);
+            return DSM_EPROTO;
+        }
+        if (sync_hooks(h)->barrier_arrived)
+            sync_hooks(h)->barrier_arrived(h->nodes[0].p, m);
+        if (++h->bar_arrived < h->cfg.nnodes)
+            return DSM_OK;
+        h->bar_arrived = 0;
+        h->bar_mgr_epoch++;
+        dsmw_init(&r, DSMW__TYPE__BARRIER_RELEASE);
+        r.epoch = m->epoch;
+        r.origin = (uint32_t)ph_rank(0);
+        if (sync_hooks(h)->fill_barrier)
+            sync_hooks(h)->fill_barrier(h->nodes[0].p, &r);
+        for (int n = 0; n < h->cfg.nnodes; n++)
+            sync_send(h, 0, n, &r);
+        return DSM_OK;
+    }
+    st = h->bar_wait[dst];
+    if (src != 0 || st == NULL || st->type != DSMW__TYPE__BARRIER_RELEASE || m->epoch != st->epoch) {
+        ph_error(h, "BARRIER_RELEASE from node %d at node %d, which does not wait for it", src, dst);
+        return DSM_EPROTO;
+    }
+    if (sync_hooks(h)->acquired)
+        sync_hooks(h)->acquired(h->nodes[dst].p, m, release_applied, st);
+    else
+        release_applied(h->nodes[dst].p, st);
+    return DSM_OK;
+}
+
+static dsm_status_t sync_message(struct ph *h, int src, int dst, const dsmw_msg_t *m)
+{
+    if (m->type == DSMW__TYPE__BARRIER_ARRIVE || m->type == DSMW__TYPE__BARRIER_RELEASE)
+        return barrier_msg(h, src, dst, m);
+    return lock_msg(h, src, dst, m);
 }

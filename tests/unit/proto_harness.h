@@ -12,6 +12,9 @@
  *   - grant() / set_access() / revoke() change the node-level access and are logged;
  *     revoke() calls `done` at once (PH_REVOKE_SYNC) or queues it (PH_REVOKE_DEFERRED) until
  *     the test or the scheduler completes it.
+ *   - timer() records the requested delay; the timer fires only when the test calls ph_tick().
+ *   - locks and barriers run as daemon/sync.c runs them, driving the module's sync hooks
+ *     (ph_lock, ph_unlock, ph_barrier); their messages travel through the same queues.
  * Nothing runs behind the test's back: messages move only in ph_deliver / ph_step_* / ph_run*,
  * and every run has a step limit. Anything a module does that a daemon would not accept
  * (a grant with no fault outstanding, a revoke that raises access, a message the wire layer
@@ -27,6 +30,7 @@
 #include "dsmp.h"
 
 #define PH_MAX_NODES       8
+#define PH_MAX_LOCKS       64  /* lock ids the harness's lock managers know: 0 .. PH_MAX_LOCKS-1 */
 #define PH_RANKS_PER_NODE  2   /* rank r lives on node r / PH_RANKS_PER_NODE */
 #define PH_ANY             (-1)
 
@@ -41,6 +45,14 @@ struct ph_config {
     enum ph_revoke_mode revoke;
     int      write_on_grant;    /* a WRITE grant is followed at once by a write of a new value */
     int      check_each_step;   /* check the invariants after every step (errors on violation) */
+    /* Revocations and faults exactly as the daemon handles them (daemon/pages.c): revoke()
+     * only ever lowers the access (a revoke to a level above the current one changes
+     * nothing and is not an error), and a fault on a page with revocations pending waits
+     * until they are done, then is satisfied by the access the page has then, or handed
+     * to fault() (so does a refault), and ph_step_random completes one page's
+     * revocations in the order they were asked for. Off: the behaviour the sequential
+     * suite was written against. */
+    int      daemon_revoke;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };
@@ -53,12 +65,16 @@ struct ph_event {
     int access;
 };
 
-/* One message a module sent. */
+/* One message a module (or the harness's lock and barrier managers) sent. */
 struct ph_sent {
     int src, dst, type;
     uint64_t page;
     int access, origin, node;
     int framed;
+    uint32_t lock;
+    size_t data_len;                 /* bytes in the `data` field */
+    int n_vclock;                    /* entries in `vclock` (at most PH_MAX_NODES kept) */
+    uint64_t vclock[PH_MAX_NODES];
 };
 
 struct ph;
@@ -95,7 +111,8 @@ long ph_run_random(struct ph *h, uint64_t *seed, long limit);
 /* Drop every queued message and pending revocation (their `done` is never called). */
 void ph_discard(struct ph *h);
 
-/* Deliver m from src to dst directly, bypassing the queues (through encode/decode, with
+/* Deliver m from src to dst directly, bypassing the queues and the harness's lock and
+ * barrier managers: every type goes to the module's message hook (through encode/decode, with
  * the frame of `attach` copied from src's frame first unless DSMP_NO_FRAME; as a forged
  * message may, it lands whatever the receiver's access). Returns the hook's status, or
  * DSM_EINVAL if the wire layer rejected the message (no hook call). */
@@ -104,6 +121,32 @@ dsm_status_t ph_inject(struct ph *h, int src, int dst, const dsmw_msg_t *m, uint
 /* Reset pages [first, first+n) as the daemon does: zero frames, access NONE, faults
  * forgotten, then the module's reset() on every node. */
 void ph_reset(struct ph *h, uint64_t first, uint64_t n);
+
+/* ---- timer (svc->timer) ---- */
+/* The delay in microseconds the node's module last asked for, or -1 if no timer is armed. */
+int64_t ph_timer(struct ph *h, int node);
+/* How many times the node's module called timer(). */
+size_t ph_timer_requests(struct ph *h, int node);
+/* The node's timer expires: its module's tick() is called if a timer is armed (disarmed
+ * first, as a one-shot timerfd is). 1 if tick() was called, 0 if none was armed. */
+int ph_tick(struct ph *h, int node);
+
+/* ---- synchronisation, as daemon/sync.c drives the sync hooks (dsmp.h) ---- */
+/* The node's first rank asks for lock `lock` (< PH_MAX_LOCKS; manager: node lock % nnodes):
+ * LOCK_REQ (fill_acquire) to the manager, which grants in FIFO order (fill_grant); at the
+ * acquirer acquired() runs and, when it calls done, *done is incremented. */
+void ph_lock(struct ph *h, int node, uint32_t lock, int *done);
+/* The node's first rank releases a lock it holds: release() (the flush), then UNLOCK
+ * (fill_release) to the manager and *done incremented; the manager calls lock_released()
+ * and passes the lock on. */
+void ph_unlock(struct ph *h, int node, uint32_t lock, int *done);
+/* Every rank of the node has arrived at the barrier: release(), then BARRIER_ARRIVE
+ * (fill_release) to node 0, which calls barrier_arrived() for each and, once every node has
+ * arrived, sends BARRIER_RELEASE (fill_barrier) to every node; there acquired() runs and
+ * *done is incremented when it calls done. */
+void ph_barrier(struct ph *h, int node, int *done);
+/* Whether the node's first rank holds the lock (its acquire has completed, no unlock yet). */
+int ph_holds(struct ph *h, int node, uint32_t lock);
 
 /* ---- state ---- */
 int ph_access(struct ph *h, int node, uint64_t page);

@@ -2,16 +2,21 @@
  * test_transport.c - conformance suite for the transport ops table (daemon/transport/dsmt.h).
  *
  * Suite `transport` is written against the ops table only and runs once per entry of
- * transports[]; a transport this build lacks, or whose device is missing, is skipped with
- * one line. Suite `tcp_input` feeds raw (mostly broken) byte streams to a TCP instance and
- * checks that each bad connection is dropped while established peers keep working.
+ * transports[] (tcp, rdma), the same cases for each; a transport this build lacks, or whose
+ * device is missing, is skipped with one line. DSM_TEST_TRANSPORTS=rdma (a comma list) runs
+ * only the transports named (scripts/test-rdma-vm runs the rdma cases in a soft-RoCE guest).
+ * Suite `tcp_input` feeds raw (mostly broken) byte streams to a TCP instance and checks that
+ * each bad connection is dropped while established peers keep working.
  *
- * Instances live in one process on 127.0.0.1, each with its own frame memory. Nothing
+ * Instances live in one process, each with its own frame memory, on the transport's test
+ * host: 127.0.0.1 for tcp; for rdma the IPv4 address of the first active RDMA port (rdma_cm
+ * cannot use loopback), all instances on that one device. Nothing
  * progresses behind the test's back: drive_once() polls the instances' event fds and calls
  * progress() only on those that are readable, so a transport that forgets to signal its
  * event fd fails here. Every wait has a deadline (WAIT_MS) and fails the test when it passes.
  */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
 #include <criterion/parameterized.h>
 
 #include <arpa/inet.h>
@@ -31,6 +36,11 @@
 #include "dsmt.h"
 #include "tcp_wire.h"
 
+#ifdef DSMT_HAVE_RDMA
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+#endif
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
 /* Criterion's workers leave with _exit(), which skips LeakSanitizer, and a failed assertion
@@ -47,7 +57,7 @@ static void leak_check(void)
 
 #define PAGE       4096u
 #define NPAGES     64u
-#define BIG_NPAGES 4096u      /* burst tests: every framed message gets a page of its own */
+#define BIG_NPAGES 8192u      /* burst tests: every framed message gets a page of its own */
 #define MAX_MSG    65536u
 #define JOB        0x5eed0fd5abcdef01ULL
 #define MAXN       4
@@ -64,13 +74,70 @@ struct tparam {
 
 static struct tparam transports[] = {
     { "tcp" },
-    /* { "rdma" }, once it exists: unusable() below skips it where no device is present */
+    { "rdma" }, /* skipped below where this build or this machine has no RDMA */
 };
 
-/* Why transport `name` cannot run on this machine, or NULL. */
+/* The address instances of the transport under test listen on ("127.0.0.1" for tcp and for
+ * the tcp_input suite); set by use(). */
+static char host[64] = "127.0.0.1";
+
+#ifdef DSMT_HAVE_RDMA
+/* The IPv4 address of the first active RDMA port (its IPv4-mapped GID), into host. */
+static bool rdma_host(void)
+{
+    struct ibv_device **devs = ibv_get_device_list(NULL);
+    bool found = false;
+
+    for (int d = 0; devs != NULL && devs[d] != NULL && !found; d++) {
+        struct ibv_context *ctx = ibv_open_device(devs[d]);
+        struct ibv_device_attr da;
+
+        if (ctx == NULL)
+            continue;
+        for (uint8_t port = 1; !found && ibv_query_device(ctx, &da) == 0 && port <= da.phys_port_cnt; port++) {
+            struct ibv_port_attr pa;
+
+            if (ibv_query_port(ctx, port, &pa) != 0 || pa.state != IBV_PORT_ACTIVE)
+                continue;
+            for (int i = 0; i < pa.gid_tbl_len && !found; i++) {
+                static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+                union ibv_gid gid;
+
+                if (ibv_query_gid(ctx, port, i, &gid) == 0 && memcmp(gid.raw, v4mapped, 12) == 0 &&
+                    inet_ntop(AF_INET, gid.raw + 12, host, sizeof(host)) != NULL)
+                    found = true;
+            }
+        }
+        ibv_close_device(ctx);
+    }
+    if (devs != NULL)
+        ibv_free_device_list(devs);
+    return found;
+}
+#endif
+
+/* Why transport `name` cannot run here, or NULL (and then host is its test address). */
 static const char *unusable(const char *name)
 {
-    (void)name;
+    const char *only = getenv("DSM_TEST_TRANSPORTS");
+
+    if (only != NULL && only[0] != '\0') {
+        size_t n = strlen(name);
+        const char *at = strstr(only, name);
+
+        while (at != NULL && ((at != only && at[-1] != ',') || (at[n] != '\0' && at[n] != ',')))
+            at = strstr(at + 1, name);
+        if (at == NULL)
+            return "not selected by DSM_TEST_TRANSPORTS";
+    }
+    if (strcmp(name, "rdma") == 0) {
+#ifdef DSMT_HAVE_RDMA
+        if (!rdma_host())
+            return "no active RDMA device with an IPv4 address here (scripts/test-rdma-vm runs these cases on soft-RoCE)";
+#endif
+    } else {
+        snprintf(host, sizeof(host), "127.0.0.1");
+    }
     return NULL;
 }
 
@@ -83,6 +150,21 @@ static const struct dsmt_ops *use(const struct tparam *p)
     if (why != NULL)
         cr_skip_test("%s transport skipped: %s", p->name, why);
     return ops;
+}
+
+/* One line per transport that will be skipped, before the run (Criterion itself lists skips
+ * only with --verbose). */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++) {
+        const char *why = dsmt_find(transports[i].name) == NULL
+                              ? "not in this build (libibverbs/librdmacm missing at configure time)"
+                              : unusable(transports[i].name);
+
+        if (why != NULL)
+            fprintf(stderr, "test_transport: %s cases skipped: %s\n", transports[i].name, why);
+    }
 }
 
 /* A test run once per transport: TRANSPORT_TEST(name) { body using `p` }. */
@@ -264,15 +346,15 @@ static struct inst *inst_new_at(const struct dsmt_ops *ops, int self, int nnodes
     cfg.frames = in->frames;
     cr_assert_eq(ops->create(&cfg, &h, &in->t), 0, "create node %d", self);
     cr_assert_eq(ops->listen(in->t, addr, in->addr, sizeof(in->addr)), 0, "listen node %d", self);
-    cr_assert(strncmp(in->addr, "127.0.0.1:", 10) == 0 && atoi(in->addr + 10) > 0,
-              "bound address '%s'", in->addr);
+    cr_assert(strncmp(in->addr, host, strlen(host)) == 0 && in->addr[strlen(host)] == ':' &&
+              atoi(in->addr + strlen(host) + 1) > 0, "bound address '%s'", in->addr);
     return in;
 }
 
-/* The same on an ephemeral port. */
+/* The same on an ephemeral port of the test host. */
 static struct inst *inst_new(const struct dsmt_ops *ops, int self, int nnodes, uint64_t npages)
 {
-    return inst_new_at(ops, self, nnodes, npages, "127.0.0.1");
+    return inst_new_at(ops, self, nnodes, npages, host);
 }
 
 static void inst_destroy(struct inst *in)
@@ -406,6 +488,70 @@ static int free_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* A listener of the transport's kind on the test host that never answers anybody; its address
+ * goes to addr. With `bound_only`, it is only bound and closed again at once: the address is
+ * then one nothing listens on (right now). Undo with silent_close(). */
+struct silent {
+    int fd;
+#ifdef DSMT_HAVE_RDMA
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;
+#endif
+};
+
+static struct silent silent_listener(const struct tparam *p, char *addr, size_t len, bool bound_only)
+{
+    struct silent s = { .fd = -1 };
+
+#ifdef DSMT_HAVE_RDMA
+    if (strcmp(p->name, "rdma") == 0) {
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+
+        cr_assert_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1);
+        s.ec = rdma_create_event_channel();
+        cr_assert_not_null(s.ec, "rdma_create_event_channel: %s", strerror(errno));
+        cr_assert_eq(rdma_create_id(s.ec, &s.id, NULL, RDMA_PS_TCP), 0, "rdma_create_id: %s", strerror(errno));
+        cr_assert_eq(rdma_bind_addr(s.id, (struct sockaddr *)&sa), 0, "rdma_bind_addr: %s", strerror(errno));
+        snprintf(addr, len, "%s:%d", host, ntohs(rdma_get_src_port(s.id)));
+        if (bound_only) {
+            cr_assert_eq(rdma_destroy_id(s.id), 0);
+            rdma_destroy_event_channel(s.ec);
+            s.ec = NULL;
+        } else {
+            cr_assert_eq(rdma_listen(s.id, 4), 0, "rdma_listen: %s", strerror(errno));
+        }
+        return s;
+    }
+#endif
+    cr_assert_str_eq(p->name, "tcp");
+    if (bound_only) {
+        snprintf(addr, len, "127.0.0.1:%d", free_port());
+        return s;
+    }
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+
+    s.fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(s.fd >= 0);
+    cr_assert_eq(bind(s.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(s.fd, 4), 0);
+    cr_assert_eq(getsockname(s.fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(addr, len, "127.0.0.1:%d", ntohs(sa.sin_port));
+    return s;
+}
+
+static void silent_close(struct silent *s)
+{
+    if (s->fd >= 0)
+        cr_assert_eq(close(s->fd), 0);
+#ifdef DSMT_HAVE_RDMA
+    if (s->ec != NULL) {
+        cr_assert_eq(rdma_destroy_id(s->id), 0);
+        rdma_destroy_event_channel(s->ec);
+    }
+#endif
+}
+
 /* ---- transport: connection set-up -------------------------------------------------- */
 
 TRANSPORT_TEST(mesh_two)
@@ -457,10 +603,10 @@ TRANSPORT_TEST(connect_refused)
 {
     const struct dsmt_ops *ops = use(p);
     struct inst *v[1] = { inst_new(ops, 1, 2, NPAGES) };
-    char addr[64];
+    char addr[128];
     uint64_t t0 = now_ms();
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+    silent_listener(p, addr, sizeof(addr), true);
     if (ops->connect(v[0]->t, 0, addr, 300) == 0) {
         DRIVE_UNTIL(v, 1, v[0]->lost[0] == 1, "on_peer_lost for an unreachable peer");
         cr_assert_geq(now_ms() - t0, 250, "gave up after %llu ms of a 300 ms timeout",
@@ -479,11 +625,10 @@ TRANSPORT_TEST(connect_retry)
 {
     const struct dsmt_ops *ops = use(p);
     struct inst *v[2];
-    char addr[64];
-    int port = free_port();
+    char addr[128];
 
     v[1] = inst_new(ops, 1, 2, NPAGES);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    silent_listener(p, addr, sizeof(addr), true);
     cr_assert_eq(ops->connect(v[1]->t, 0, addr, WAIT_MS), 0);
     drive_for(&v[1], 1, 250);
     cr_assert_eq(v[1]->lost[0] + v[1]->up[0], 0);
@@ -502,20 +647,13 @@ TRANSPORT_TEST(connect_silent)
 {
     const struct dsmt_ops *ops = use(p);
     struct inst *v[1] = { inst_new(ops, 1, 2, NPAGES) };
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sa);
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    char addr[64];
+    char addr[128];
+    struct silent s = silent_listener(p, addr, sizeof(addr), false);
 
-    cr_assert(lfd >= 0);
-    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(listen(lfd, 4), 0);
-    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
     if (ops->connect(v[0]->t, 0, addr, 300) == 0)
         DRIVE_UNTIL(v, 1, v[0]->lost[0] == 1, "on_peer_lost for a peer that never says hello");
     cr_assert_eq(v[0]->up[0], 0);
-    cr_assert_eq(close(lfd), 0);
+    silent_close(&s);
     inst_free(v[0]);
 }
 
@@ -639,10 +777,13 @@ TRANSPORT_TEST(burst)
         v[i]->keep = false;
     }
     while (n < BURST || ((ops->backlog(v[0]->t) == 0 || ops->backlog(v[1]->t) == 0) && n < BURST_MAX)) {
-        uint64_t page = n % 7 == 0 ? (n / 7) % BIG_NPAGES : DSMT_NO_PAGE;
-        for (int s = 0; s < 2; s++)
+        /* each direction its own pages: with RDMA a frame lands while the receiver still
+         * writes its own pages here (dsmt.h: a receiver must not write a page it receives) */
+        for (int s = 0; s < 2; s++) {
+            uint64_t page = n % 7 == 0 ? (2 * (n / 7) + (uint64_t)s) % BIG_NPAGES : DSMT_NO_PAGE;
             cr_assert_eq(send_seq(v[s], 1 - s, n, SEQ_HDR + (n * 37) % 600, page), 0, "send %llu",
                          (unsigned long long)n);
+        }
         n++;
     }
     cr_assert(ops->backlog(v[0]->t) > 0 && ops->backlog(v[1]->t) > 0, "the burst never backed up");

@@ -54,6 +54,15 @@ int         dsm_lock(uint32_t id);     /* global lock, any id */
 int         dsm_unlock(uint32_t id);
 int         dsm_barrier(void);         /* all ranks */
 const char *dsm_strerror(int err);
+/* Run fn(tid, nthreads, arg) on nthreads threads of this rank (tid 0 is the caller) and
+ * return when all are done: 0, or the first failure of a dsm_thread_barrier. Threads are
+ * bound by the job's placement (dsmrun --placement); locks taken inside are held by the
+ * thread, which alone may unlock them. One call at a time per rank; not nestable. */
+int         dsm_parallel(int nthreads, void (*fn)(int tid, int nthreads, void *arg), void *arg);
+/* Inside dsm_parallel: wait for every thread of every rank (thread counts may differ
+ * between ranks; every rank's threads call it equally often). Use it, not dsm_barrier,
+ * in a team of several threads. */
+int         dsm_thread_barrier(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,49 @@
+/*
+ * proto_prog.h - small programs over the protocol harness (proto_harness.h): one rank per
+ * node reads and writes words of pages, takes locks and enters barriers, each step run
+ * until the harness is idle. Used by the release and causal suites, and to run the same
+ * litmus shapes under the sequential module. The helpers assert (Criterion), so they are
+ * called from inside tests only.
+ */
+#ifndef PROTO_PROG_H
+#define PROTO_PROG_H
+
+#include <stdint.h>
+
+#include "proto_harness.h"
+
+#define PP_LIMIT 1000000L   /* steps a helper may run before it calls the harness stuck */
+
+/* A harness for `ops` with the daemon's revoke semantics and no per-step invariant checks
+ * (they are those of a single-writer protocol). */
+struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size_t page_size, const int *home,
+                   enum ph_revoke_mode mode);
+/* Run until idle; fail the test on a harness error or if it does not get there. */
+void pp_run(struct ph *h);
+/* The node's rank gets at least `access` to page: fault if it lacks it, then run until
+ * idle unless the module granted the fault at once (so queued traffic that the fault does
+ * not need stays queued). */
+void pp_access(struct ph *h, int node, uint64_t page, int access);
+
+/* A rank's plain accesses to 64-bit word `word` (or byte `off`) of a page. */
+uint64_t pp_read(struct ph *h, int node, uint64_t page, size_t word);
+void pp_write(struct ph *h, int node, uint64_t page, size_t word, uint64_t value);
+uint8_t pp_read_byte(struct ph *h, int node, uint64_t page, size_t off);
+void pp_write_byte(struct ph *h, int node, uint64_t page, size_t off, uint8_t value);
+/* What the node's frame holds, whatever its access (no fault). */
+uint64_t pp_peek(struct ph *h, int node, uint64_t page, size_t word);
+
+/* Synchronisation of the node's rank, run to completion (the test fails if it does not
+ * complete). */
+void pp_lock(struct ph *h, int node, uint32_t lock);
+void pp_unlock(struct ph *h, int node, uint32_t lock);
+/* Every node enters the barrier; run until all are released. */
+void pp_barrier(struct ph *h);
+
+/* The lock counter: every node adds 1 to word 0 of `page` under lock `lock`, `iters`
+ * times, the nodes' steps interleaved at random with random message delivery and
+ * revocation order (seed). Then every node reads the counter under the lock and must see
+ * nnodes * iters. */
+void pp_lock_counter(struct ph *h, int nnodes, uint64_t page, uint32_t lock, int iters, uint64_t seed);
+
+#endif

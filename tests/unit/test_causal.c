@@ -1,0 +1,696 @@
+/*
+ * test_causal.c - unit suite for the causal consistency module
+ * (consistency/causal/causal.c: full replication, updates tagged with vector clocks and
+ * applied in causal order) over the in-process harness (proto_harness.h), with the timer
+ * fired explicitly and locks and barriers driven as daemon/sync.c drives the sync hooks.
+ *
+ * Scenario tests check that writes are local, that a timer tick sends one UPDATE to every
+ * other node without any synchronisation, that an update is held until everything it
+ * depends on is applied and is applied atomically, that a remote update does not come
+ * back as the receiver's own write, that acquires wait for the releaser's updates, and
+ * what happens to write faults during a flush. Randomized schedules check that MP, WRC and
+ * CoRR never show a forbidden outcome; the litmus tests run one schedule under causal and
+ * under sequential and check that causal produces outcomes that sequential forbids (SB,
+ * IRIW).
+ */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+#include "proto_prog.h"
+
+#define R DSM_ACCESS_READ
+#define W DSM_ACCESS_WRITE
+#define NONE DSM_ACCESS_NONE
+#define PS 4096u
+
+enum {
+    UPDATE = DSMW__TYPE__UPDATE,
+    UNLOCK = DSMW__TYPE__UNLOCK,
+};
+
+static const int home0[1024] = { 0 }; /* every page homed at node 0 (causal only asks whether one is allocated) */
+
+static struct ph *mk(int nnodes, uint64_t npages, enum ph_revoke_mode mode)
+{
+    return pp_make(&dsmp_causal_ops, nnodes, npages, PS, home0, mode);
+}
+
+#define NO_ERRORS(h) cr_assert_eq(ph_errors(h), 0, "harness: %s", ph_first_error(h))
+#define FAULT(h, node, page, acc) \
+    cr_assert_eq(ph_fault((h), (node), (page), (acc), ph_rank(node)), 0, "fault not allowed")
+
+#define BOTH_MODES(name)                                        \
+    static void name(enum ph_revoke_mode mode);                 \
+    Test(causal, name##_sync) { name(PH_REVOKE_SYNC); }         \
+    Test(causal, name##_deferred) { name(PH_REVOKE_DEFERRED); } \
+    static void name(enum ph_revoke_mode mode)
+
+/* Complete every pending revocation, oldest first (what the ranks would do on their own). */
+static void settle(struct ph *h)
+{
+    while (ph_complete_revoke(h, 0))
+        ;
+    NO_ERRORS(h);
+}
+
+/* Counter c summed over every rank of an nnodes-node harness. */
+static uint64_t all_ranks(struct ph *h, int nnodes, enum dsmp_counter c)
+{
+    uint64_t k = 0;
+
+    for (int r = 0; r < nnodes * PH_RANKS_PER_NODE; r++)
+        k += ph_counter(h, r, c);
+    return k;
+}
+
+/* Fire the node's timer and let its ranks acknowledge the write-protection. */
+static void tick(struct ph *h, int node)
+{
+    cr_assert_eq(ph_tick(h, node), 1, "node %d: no timer armed", node);
+    settle(h);
+}
+
+/* ---- registry, initial state, local writes ------------------------------------------- */
+
+Test(causal, registry_and_hooks)
+{
+    const struct dsmp_ops *o = dsmp_find("causal");
+
+    cr_assert_eq(o, &dsmp_causal_ops);
+    cr_assert_str_eq(o->name, "causal");
+    cr_assert_eq(o->model, DSM_MODEL_CAUSAL);
+    cr_assert_not_null(o->tick);
+    cr_assert_not_null(o->sync);
+    cr_assert_not_null(o->sync->release);
+    cr_assert_not_null(o->sync->acquired);
+}
+
+Test(causal, every_node_holds_every_page)
+{
+    struct ph *h = mk(3, 4, PH_REVOKE_SYNC);
+
+    for (uint64_t p = 0; p < 4; p++)
+        for (int n = 0; n < 3; n++)
+            cr_assert_eq(ph_access(h, n, p), R, "page %llu node %d", (unsigned long long)p, n);
+    cr_assert_eq(ph_nsent(h), 0);
+    for (int n = 0; n < 3; n++)
+        cr_assert_eq(ph_timer(h, n), -1);
+    ph_destroy(h);
+}
+
+BOTH_MODES(write_is_local_and_arms_the_timer)
+{
+    struct ph *h = mk(3, 4, mode);
+
+    FAULT(h, 1, 2, W);
+    cr_assert_eq(ph_access(h, 1, 2), W, "granted at once");
+    cr_assert_eq(ph_fault_pending(h, 1, 2), 0);
+    cr_assert_eq(ph_nsent(h), 0, "a write is local");
+    cr_assert_eq(ph_timer(h, 1), 2000, "default delay: 2 ms, got %lld", (long long)ph_timer(h, 1));
+    cr_assert_eq(ph_timer_requests(h, 1), 1);
+    pp_write(h, 1, 3, 0, 9);
+    cr_assert_eq(ph_timer_requests(h, 1), 1, "the armed timer was asked for again");
+    cr_assert_eq(ph_timer(h, 0), -1);
+    cr_assert_eq(ph_access(h, 0, 2), R);
+    cr_assert_eq(ph_access(h, 2, 2), R);
+    cr_assert_eq(pp_peek(h, 0, 3, 0), 0, "the write reached another node without a flush");
+    ph_destroy(h);
+}
+
+static int64_t delay_with_env(const char *value)
+{
+    struct ph *h;
+    int64_t us;
+
+    setenv("DSM_CAUSAL_DELAY_US", value, 1);
+    h = mk(2, 1, PH_REVOKE_SYNC);
+    unsetenv("DSM_CAUSAL_DELAY_US");
+    pp_write(h, 0, 0, 0, 1);
+    us = ph_timer(h, 0);
+    ph_destroy(h);
+    return us;
+}
+
+Test(causal, delay_from_the_environment)
+{
+    cr_assert_eq(delay_with_env("500"), 500);
+    cr_assert_eq(delay_with_env("10000000"), 10000000);
+    cr_assert_eq(delay_with_env("0"), 2000, "0 falls back to the default");
+    cr_assert_eq(delay_with_env("20000000"), 2000, "over 10 s falls back to the default");
+}
+
+/* ---- propagation without synchronisation ----------------------------------------------- */
+
+BOTH_MODES(tick_sends_one_update_to_every_other_node)
+{
+    struct ph *h = mk(3, 4, mode);
+    const struct ph_sent *s;
+
+    pp_write(h, 1, 0, 0, 100);
+    pp_write(h, 1, 2, 5, 102);
+    cr_assert_eq(ph_nsent(h), 0);
+    tick(h, 1);
+    cr_assert_eq(ph_nsent(h), 2);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 2), 1);
+    s = ph_sent_at(h, 0);
+    cr_assert_eq(s->n_vclock, 3);
+    cr_assert(s->vclock[0] == 0 && s->vclock[1] == 1 && s->vclock[2] == 0, "vclock %llu %llu %llu",
+              (unsigned long long)s->vclock[0], (unsigned long long)s->vclock[1], (unsigned long long)s->vclock[2]);
+    cr_assert_eq(ph_access(h, 1, 0), R, "write-protected at the end of the interval");
+    cr_assert_eq(ph_access(h, 1, 2), R);
+    cr_assert_eq(ph_timer(h, 1), -1);
+    cr_assert_eq(all_ranks(h, 3, DSMP_DIFFS), 2);
+    cr_assert_eq(all_ranks(h, 3, DSMP_WRITE_NOTICES), 1);
+    pp_run(h);
+    for (int n = 0; n < 3; n++) {
+        cr_assert_eq(pp_peek(h, n, 0, 0), 100, "node %d", n);
+        cr_assert_eq(pp_peek(h, n, 2, 5), 102, "node %d", n);
+        cr_assert_eq(ph_access(h, n, 0), R);
+        cr_assert_eq(ph_access(h, n, 2), R);
+    }
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 0, NONE), 1, "the receiver's ranks are kept out while patched");
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 1, PH_ANY), 0, "a page the update does not touch");
+    cr_assert_eq(all_ranks(h, 3, DSMP_DIFFS), 2 + 2 * 2, "2 made, 2 applied at each of 2 nodes");
+    cr_assert_eq(all_ranks(h, 3, DSMP_WRITE_NOTICES), 3);
+    cr_assert_eq(ph_nsent(h), 2, "nothing but the UPDATEs");
+    cr_assert_eq(ph_tick(h, 1), 0, "the timer re-armed with nothing written");
+    ph_destroy(h);
+}
+
+/* A flush that the timer starts belongs to no rank; its diffs and notice must still be
+ * counted to a rank of the flushing node (svc->any_rank), and its UPDATE must not name
+ * another node's rank as its origin. */
+Test(causal, timer_flush_is_counted_to_a_rank_of_its_node)
+{
+    struct ph *h = mk(2, 1, PH_REVOKE_SYNC);
+    int r1 = ph_rank(1);
+
+    pp_write(h, 1, 0, 0, 5);
+    tick(h, 1);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1);
+    cr_expect_geq(ph_sent_at(h, 0)->origin, r1, "node 1's UPDATE names rank %d, of node 0, as its origin",
+                  ph_sent_at(h, 0)->origin);
+    cr_expect_eq(ph_counter(h, r1, DSMP_DIFFS) + ph_counter(h, r1 + 1, DSMP_DIFFS), 1,
+                 "node 1's diff was counted to another node's rank");
+    cr_expect_eq(ph_counter(h, r1, DSMP_WRITE_NOTICES) + ph_counter(h, r1 + 1, DSMP_WRITE_NOTICES), 1);
+    ph_destroy(h);
+}
+
+Test(causal, spin_on_a_flag_finishes_without_synchronisation)
+{
+    struct ph *h = mk(2, 1, PH_REVOKE_DEFERRED);
+    int spins = 0;
+
+    pp_write(h, 0, 0, 0, 1);
+    while (pp_read(h, 1, 0, 0) != 1) {
+        cr_assert_lt(++spins, 1000, "the reader spins for ever");
+        if (!ph_tick(h, 0) && !ph_tick(h, 1))
+            cr_assert_eq(ph_step(h), 1, "nothing left to happen and the flag is still 0");
+    }
+    cr_assert_gt(spins, 0, "the flag was visible before any tick");
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* ---- causal order ------------------------------------------------------------------------- */
+
+/* WRC: A writes x; B reads x and writes y; C gets B's update first and must hold it until
+ * A's arrives. */
+BOTH_MODES(update_waits_for_the_updates_it_depends_on)
+{
+    struct ph *h = mk(3, 2, mode);
+    size_t first_x = SIZE_MAX, first_y = SIZE_MAX;
+
+    pp_write(h, 0, 0, 0, 1);                    /* A: x = 1 */
+    tick(h, 0);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* only B gets it */
+    settle(h);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 1);
+    pp_write(h, 1, 1, 0, 1);                    /* B: y = 1, after reading x */
+    tick(h, 1);
+    cr_assert_eq(ph_sent_at(h, ph_nsent(h) - 1)->vclock[0], 1, "B's update does not depend on A's");
+
+    ph_clear_log(h);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);       /* B's update reaches C first */
+    settle(h);
+    cr_assert_eq(ph_count_events(h, 2, PH_EV_REVOKE, 1, PH_ANY), 0, "C started applying B's update");
+    cr_assert_eq(pp_peek(h, 2, 1, 0), 0, "C applied B's update before A's");
+    cr_assert_eq(pp_read(h, 2, 1, 0), 0);
+    cr_assert_eq(pp_read(h, 2, 0, 0), 0);
+
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);       /* A's arrives: both are applied, A's first */
+    settle(h);
+    cr_assert_eq(pp_read(h, 2, 0, 0), 1);
+    cr_assert_eq(pp_read(h, 2, 1, 0), 1);
+    for (size_t i = 0; i < ph_nevents(h); i++) {
+        const struct ph_event *e = ph_event_at(h, i);
+
+        if (e->node == 2 && e->kind == PH_EV_REVOKE && e->page == 0 && first_x == SIZE_MAX)
+            first_x = i;
+        if (e->node == 2 && e->kind == PH_EV_REVOKE && e->page == 1 && first_y == SIZE_MAX)
+            first_y = i;
+    }
+    cr_assert(first_x < first_y, "C applied y (event %zu) before x (event %zu)", first_y, first_x);
+    pp_run(h);
+    ph_destroy(h);
+}
+
+Test(causal, update_is_applied_atomically)
+{
+    struct ph *h = mk(2, 2, PH_REVOKE_DEFERRED);
+
+    pp_write(h, 0, 0, 0, 10);
+    pp_write(h, 0, 1, 0, 11);
+    tick(h, 0);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    cr_assert_eq(ph_revokes_pending(h), 2, "both pages are taken from the ranks first");
+    cr_assert_eq(ph_access(h, 1, 0), NONE);
+    cr_assert_eq(ph_access(h, 1, 1), NONE);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 0, "page 0 patched while page 1 is still readable by a rank");
+    cr_assert_eq(pp_peek(h, 1, 1, 0), 0);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 10);
+    cr_assert_eq(pp_peek(h, 1, 1, 0), 11);
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert_eq(ph_access(h, 1, 1), R);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* A page being written locally receives another node's update of other bytes: the twin is
+ * patched too, so the receiver's next update carries only its own bytes (a stale copy of the
+ * other node's byte would overwrite that node's newer write wherever it lands later). */
+BOTH_MODES(remote_update_is_not_sent_back_as_a_local_write)
+{
+    struct ph *h = mk(3, 1, mode);
+
+    pp_write_byte(h, 0, 0, 0, 1);
+    pp_write_byte(h, 1, 0, 8, 1);               /* node 1 writes the same page: twinned */
+    tick(h, 0);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* node 1 applies node 0's byte 0 = 1 */
+    settle(h);
+    cr_assert_eq(ph_access(h, 1, 0), W, "the open interval's write access is back");
+    cr_assert_eq(pp_read_byte(h, 1, 0, 0), 1);
+    pp_write_byte(h, 0, 0, 0, 2);               /* node 0 again: byte 0 = 2 */
+    tick(h, 0);
+    tick(h, 1);                                 /* node 1's update: must not carry byte 0 */
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);
+    settle(h);
+    pp_run(h);
+    for (int n = 0; n < 3; n++) {
+        cr_assert_eq(pp_read_byte(h, n, 0, 0), 2, "node %d: byte 0 went back to a stale value", n);
+        cr_assert_eq(pp_read_byte(h, n, 0, 8), 1, "node %d", n);
+    }
+    ph_destroy(h);
+}
+
+/* ---- synchronisation ------------------------------------------------------------------------ */
+
+Test(causal, acquire_waits_for_the_releasers_updates)
+{
+    struct ph *h = mk(3, 1, PH_REVOKE_SYNC);
+    int unlocked = 0, locked = 0;
+    size_t upd = SIZE_MAX, unl = SIZE_MAX;
+
+    pp_lock(h, 0, 2);                           /* lock 2: managed by node 2 */
+    pp_write(h, 0, 0, 0, 7);
+    ph_clear_log(h);
+    ph_unlock(h, 0, 2, &unlocked);
+    cr_assert_eq(unlocked, 1);
+    for (size_t i = 0; i < ph_nsent(h); i++) {
+        if (ph_sent_at(h, i)->type == UPDATE && upd == SIZE_MAX)
+            upd = i;
+        if (ph_sent_at(h, i)->type == UNLOCK)
+            unl = i;
+    }
+    cr_assert(upd < unl, "the UNLOCK went before the release's UPDATE");
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);       /* UPDATE and UNLOCK at the manager */
+    ph_lock(h, 1, 2, &locked);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);       /* the grant reaches node 1 before the update */
+    cr_assert_eq(locked, 0, "the acquire completed before the releaser's update was applied");
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 0);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    cr_assert_eq(locked, 1);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 7);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+Test(causal, barrier_every_word_on_every_node)
+{
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        struct ph *h = mk(4, 2, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        int done[4] = { 0 };
+        uint64_t s = seed;
+
+        for (int n = 0; n < 4; n++)
+            for (uint64_t p = 0; p < 2; p++)
+                for (size_t w = (size_t)n; w < 64; w += 4)
+                    pp_write(h, n, p, w, (uint64_t)n << 32 | p << 16 | w);
+        for (int n = 0; n < 4; n++)
+            ph_barrier(h, n, &done[n]);
+        cr_assert_geq(ph_run_random(h, &s, PP_LIMIT), 0);
+        NO_ERRORS(h);
+        for (int n = 0; n < 4; n++) {
+            cr_assert_eq(done[n], 1);
+            for (uint64_t p = 0; p < 2; p++)
+                for (size_t w = 0; w < 64; w++)
+                    cr_assert_eq(pp_read(h, n, p, w), (uint64_t)(w % 4) << 32 | p << 16 | w,
+                                 "seed %llu node %d page %llu word %zu", (unsigned long long)seed, n,
+                                 (unsigned long long)p, w);
+        }
+        ph_destroy(h);
+    }
+}
+
+Test(causal, lock_counter_random_schedules, .timeout = 120)
+{
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int nn = 2 + (int)(seed % 3);
+        struct ph *h = mk(nn, 2, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+
+        pp_lock_counter(h, nn, seed % 2, (uint32_t)(seed % 5), 25, seed);
+        ph_destroy(h);
+    }
+}
+
+/* ---- write faults during a flush, full intervals ------------------------------------------ */
+
+Test(causal, write_faults_during_a_flush_start_the_next_interval)
+{
+    struct ph *h = mk(2, 2, PH_REVOKE_DEFERRED);
+
+    pp_write(h, 0, 0, 0, 1);
+    cr_assert_eq(ph_tick(h, 0), 1);
+    cr_assert_eq(ph_revokes_pending(h), 1);     /* the flush waits for page 0's ranks */
+    FAULT(h, 0, 1, W);                          /* a page outside the interval */
+    FAULT(h, 0, 0, W);                          /* the page being flushed */
+    cr_assert_eq(ph_access(h, 0, 1), R, "a write was granted while the flush is out");
+    cr_assert_eq(ph_count(h, UPDATE, PH_ANY, PH_ANY), 0);
+    settle(h);
+    cr_assert_eq(ph_count(h, UPDATE, 0, 1), 1);
+    cr_assert_eq(ph_access(h, 0, 1), W, "the waiting write was not granted after the flush");
+    cr_assert_eq(ph_access(h, 0, 0), W);
+    cr_assert_neq(ph_timer(h, 0), -1, "the next interval armed no timer");
+    pp_write(h, 0, 1, 0, 21);
+    pp_write(h, 0, 0, 0, 20);
+    tick(h, 0);
+    cr_assert_eq(ph_count(h, UPDATE, 0, 1), 2);
+    cr_assert_eq(ph_sent_at(h, ph_nsent(h) - 1)->vclock[0], 2);
+    pp_run(h);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 20);
+    cr_assert_eq(pp_read(h, 1, 1, 0), 21);
+    ph_destroy(h);
+}
+
+/* Worst-case changes (every other byte) to `page` at node n. */
+static void scribble(struct ph *h, int n, uint64_t page, uint8_t v)
+{
+    pp_access(h, n, page, W);
+    for (size_t b = 0; b < PS; b += 2)
+        ph_frame(h, n, page)[b] = (uint8_t)(v + b / 2 % 7 + 1);
+}
+
+static int scribbled(struct ph *h, int n, uint64_t page, uint8_t v)
+{
+    for (size_t b = 0; b < PS; b += 2)
+        if (ph_frame(h, n, page)[b] != (uint8_t)(v + b / 2 % 7 + 1))
+            return 0;
+    return 1;
+}
+
+/* An update larger than one message travels in parts and is applied only when whole. */
+BOTH_MODES(large_update_travels_in_parts_and_is_applied_whole)
+{
+    enum { NPG = 24 };
+    struct ph *h = mk(2, NPG, mode);
+    size_t parts;
+
+    for (uint64_t p = 0; p < NPG; p++)
+        scribble(h, 0, p, (uint8_t)p);
+    tick(h, 0);
+    parts = ph_count(h, UPDATE, 0, 1);
+    cr_assert_geq(parts, 2, "%d pages of worst-case diffs (%u KiB) in %zu message(s)", NPG,
+                  NPG * (unsigned)dsmp_diff_max(PS) / 1024, parts);
+    NO_ERRORS(h);                               /* every part fitted a message */
+    for (size_t i = 0; i + 1 < parts; i++) {
+        cr_assert_eq(ph_deliver(h, 0, 1), 1);
+        settle(h);
+        cr_assert_eq(ph_count_events(h, 1, PH_EV_REVOKE, 0, PH_ANY), 0, "applying started before the last part");
+        for (uint64_t p = 0; p < NPG; p++)
+            cr_assert_eq(ph_frame(h, 1, p)[0], 0, "part %zu: page %llu patched early", i, (unsigned long long)p);
+    }
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    settle(h);
+    for (uint64_t p = 0; p < NPG; p++) {
+        cr_assert(scribbled(h, 1, p, (uint8_t)p), "page %llu not applied whole", (unsigned long long)p);
+        cr_assert_eq(ph_access(h, 1, p), R);
+    }
+    cr_assert_eq(ph_queued(h, PH_ANY, PH_ANY), 0);
+    ph_destroy(h);
+}
+
+/* An interval has a bound in pages: writing many pages with no tick and no synchronisation
+ * still sends updates, and every page arrives intact. */
+Test(causal, an_interval_holds_a_bounded_number_of_pages)
+{
+    enum { NPG = 600 };
+    struct ph *h = mk(2, NPG, PH_REVOKE_SYNC);
+
+    for (uint64_t p = 0; p < NPG; p++)
+        pp_write(h, 0, p, 0, 1000 + p);
+    cr_assert_gt(ph_count(h, UPDATE, 0, 1), 0, "%d pages written and no update sent", NPG);
+    tick(h, 0);
+    pp_run(h);
+    for (uint64_t p = 0; p < NPG; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), 1000 + p, "page %llu", (unsigned long long)p);
+    ph_destroy(h);
+}
+
+/* Many write faults pile up while a flush is out; when it ends they all join the next
+ * interval, whose worst-case diffs must still all arrive intact. */
+Test(causal, write_faults_piled_up_during_a_flush_all_arrive)
+{
+    enum { K = 30 };
+    struct ph *h = mk(2, K + 1, PH_REVOKE_DEFERRED);
+
+    pp_write(h, 0, K, 0, 1);
+    cr_assert_eq(ph_tick(h, 0), 1);             /* the flush waits for page K's ranks */
+    for (uint64_t p = 0; p < K; p++)
+        FAULT(h, 0, p, W);
+    for (uint64_t p = 0; p < K; p++)
+        cr_assert_eq(ph_access(h, 0, p), R, "page %llu granted during the flush", (unsigned long long)p);
+    settle(h);                                  /* flush out: the waiting writes are granted */
+    /* write what is granted; finish the rest the way the ranks and the timer would */
+    for (int round = 0; round < 64; round++) {
+        for (uint64_t p = 0; p < K; p++)
+            if (ph_access(h, 0, p) == W && !scribbled(h, 0, p, (uint8_t)p))
+                scribble(h, 0, p, (uint8_t)p);
+        if (ph_timer(h, 0) >= 0)
+            tick(h, 0);
+        pp_run(h);
+        if (ph_idle(h) && ph_timer(h, 0) < 0)
+            break;
+    }
+    NO_ERRORS(h);
+    for (uint64_t p = 0; p < K; p++) {
+        cr_assert(scribbled(h, 0, p, (uint8_t)p), "page %llu never written", (unsigned long long)p);
+        cr_assert(scribbled(h, 1, p, (uint8_t)p), "page %llu did not arrive intact", (unsigned long long)p);
+    }
+    ph_destroy(h);
+}
+
+/* A part out of order (a part missing) is refused. */
+Test(causal, update_part_out_of_order_is_eproto)
+{
+    struct ph *h = mk(2, 2, PH_REVOKE_SYNC);
+    uint64_t vc[2] = { 1, 0 };
+    uint8_t data[12 + 5] = { 0 };
+    dsmw_msg_t m;
+
+    data[8] = 5;        /* page 0, a 5-byte diff: one run of one byte at 0 */
+    data[14] = 1;
+    data[16] = 9;
+    dsmw_init(&m, DSMW__TYPE__UPDATE);
+    m.origin = (uint32_t)ph_rank(0);
+    m.vclock = vc;
+    m.n_vclock = 2;
+    m.data.data = data;
+    m.data.len = sizeof(data);
+    m.count = 2;
+    m.seq = 1;          /* part 0 never came */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 0);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* ---- randomized schedules: causal order is never broken --------------------------------------- */
+
+/*
+ * Node 0 writes d (page 0) = 1, then f (page 1) = 1, then x (page 3) = 1 and x = 2 in later
+ * intervals; node 1, once it reads d == 1, writes y (page 2) = 1. Timers fire and messages
+ * and revocations complete in random order. After every step, nodes 2 and 3 look:
+ *   MP   f == 1 implies d == 1          (node 0's writes in order)
+ *   WRC  y == 1 implies d == 1          (node 1 wrote y after reading d)
+ *   CoRR x never goes back from 2 to 1  (per reader)
+ */
+struct rw_state {
+    int pc0, pc1, wait0, wait1;
+    uint64_t last_x[4];
+};
+
+/* A rank's store: fault if it may not write, and write as soon as it may (a fault granted
+ * at once writes in the same step). *waiting says a fault was issued for this store. */
+static void writer_step(struct ph *h, int n, uint64_t page, uint64_t value, int *pc, int *waiting)
+{
+    if (ph_access(h, n, page) != W && ph_fault_pending(h, n, page) == 0) {
+        cr_assert_eq(ph_fault(h, n, page, W, ph_rank(n)), 0);
+        *waiting = 1;
+    }
+    if (ph_access(h, n, page) == W) {
+        memcpy(ph_frame(h, n, page), &value, 8);
+        ++*pc;
+        *waiting = 0;
+    }
+}
+
+static void observe(struct ph *h, struct rw_state *st, uint64_t seed)
+{
+    for (int n = 2; n < 4; n++) {
+        int readable = 1;
+
+        for (uint64_t p = 0; p < 4; p++)
+            readable &= ph_access(h, n, p) >= R;
+        if (!readable)
+            continue; /* a rank would wait in a fault */
+        {
+            uint64_t f = pp_peek(h, n, 1, 0), y = pp_peek(h, n, 2, 0), d = pp_peek(h, n, 0, 0), x = pp_peek(h, n, 3, 0);
+
+            cr_assert(!(f == 1 && d == 0), "seed %llu: MP broken at node %d", (unsigned long long)seed, n);
+            cr_assert(!(y == 1 && d == 0), "seed %llu: WRC broken at node %d", (unsigned long long)seed, n);
+            cr_assert_geq(x, st->last_x[n], "seed %llu: CoRR broken at node %d (x %llu after %llu)",
+                          (unsigned long long)seed, n, (unsigned long long)x, (unsigned long long)st->last_x[n]);
+            st->last_x[n] = x;
+        }
+    }
+}
+
+Test(causal, random_schedules_keep_mp_wrc_corr, .timeout = 120)
+{
+    for (uint64_t seed = 1; seed <= 300; seed++) {
+        struct ph *h = mk(4, 4, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        struct rw_state st = { 0 };
+        uint64_t s = seed;
+        long steps = 0;
+
+        while (st.pc0 < 4 || st.pc1 < 1 || !ph_idle(h) || ph_timer(h, 0) >= 0 || ph_timer(h, 1) >= 0) {
+            uint32_t what;
+
+            cr_assert_lt(steps++, 100000, "seed %llu: stuck", (unsigned long long)seed);
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            what = (uint32_t)(s >> 33) % 10;
+            if (what < 2 && st.pc0 < 4) {
+                static const uint64_t page[4] = { 0, 1, 3, 3 }, value[4] = { 1, 1, 1, 2 };
+
+                /* each write in its own interval: wait for the previous one's flush */
+                if (st.pc0 == 0 || st.wait0 || ph_timer(h, 0) < 0)
+                    writer_step(h, 0, page[st.pc0], value[st.pc0], &st.pc0, &st.wait0);
+            } else if (what < 3 && st.pc1 < 1) {
+                if (st.wait1 || (ph_access(h, 1, 0) >= R && pp_peek(h, 1, 0, 0) == 1))
+                    writer_step(h, 1, 2, 1, &st.pc1, &st.wait1);
+            } else if (what < 5) {
+                ph_tick(h, (int)((s >> 20) % 2));
+            } else if (!ph_step_random(h, &s)) {
+                ph_tick(h, (int)((s >> 20) % 2));
+            }
+            NO_ERRORS(h);
+            observe(h, &st, seed);
+        }
+        for (int n = 0; n < 4; n++) {
+            cr_assert_eq(pp_peek(h, n, 0, 0), 1, "seed %llu node %d", (unsigned long long)seed, n);
+            cr_assert_eq(pp_peek(h, n, 1, 0), 1);
+            cr_assert_eq(pp_peek(h, n, 2, 0), 1);
+            cr_assert_eq(pp_peek(h, n, 3, 0), 2);
+        }
+        ph_destroy(h);
+    }
+}
+
+/* ---- litmus: causal relaxes what sequential forbids ----------------------------------------- */
+
+/* SB: x=1; r0=y || y=1; r1=x, then the timers fire and the updates are delivered. */
+static void sb(const struct dsmp_ops *ops, uint64_t *r0, uint64_t *r1, uint64_t *late0, uint64_t *late1)
+{
+    struct ph *h = pp_make(ops, 2, 2, PS, home0, PH_REVOKE_SYNC);
+
+    pp_write(h, 0, 0, 0, 1);
+    pp_write(h, 1, 1, 0, 1);
+    *r0 = pp_read(h, 0, 1, 0);
+    *r1 = pp_read(h, 1, 0, 0);
+    ph_tick(h, 0);
+    ph_tick(h, 1);
+    pp_run(h);
+    *late0 = pp_read(h, 0, 1, 0);
+    *late1 = pp_read(h, 1, 0, 0);
+    ph_destroy(h);
+}
+
+Test(causal, litmus_sb_relaxed_outcome_that_sequential_forbids)
+{
+    uint64_t r0, r1, l0, l1;
+
+    sb(&dsmp_causal_ops, &r0, &r1, &l0, &l1);
+    cr_assert(r0 == 0 && r1 == 0, "causal: r0=%llu r1=%llu, want the relaxed 0 0", (unsigned long long)r0,
+              (unsigned long long)r1);
+    cr_assert(l0 == 1 && l1 == 1, "causal: the writes never arrived");
+    sb(&dsmp_sequential_ops, &r0, &r1, &l0, &l1);
+    cr_assert(!(r0 == 0 && r1 == 0), "sequential produced SB's forbidden 0 0");
+    cr_assert(r0 == 1 && r1 == 1, "sequential: r0=%llu r1=%llu", (unsigned long long)r0, (unsigned long long)r1);
+}
+
+/*
+ * IRIW: x=1 || y=1 || r1=x; r2=y || r3=y; r4=x. One schedule: nodes 0 and 1 write (and
+ * their timers fire), node 0's update reaches node 2 and node 1's reaches node 3, then the
+ * readers read. Two readers see two independent writes in opposite orders.
+ */
+static void iriw(const struct dsmp_ops *ops, uint64_t r[4])
+{
+    struct ph *h = pp_make(ops, 4, 2, PS, home0, PH_REVOKE_SYNC);
+
+    pp_write(h, 0, 0, 0, 1);
+    pp_write(h, 1, 1, 0, 1);
+    ph_tick(h, 0);
+    ph_tick(h, 1);
+    ph_deliver(h, 0, 2);
+    ph_deliver(h, 1, 3);
+    r[0] = pp_read(h, 2, 0, 0);
+    r[1] = pp_read(h, 2, 1, 0);
+    r[2] = pp_read(h, 3, 1, 0);
+    r[3] = pp_read(h, 3, 0, 0);
+    pp_run(h);
+    ph_destroy(h);
+}
+
+Test(causal, litmus_iriw_relaxed_outcome_that_sequential_forbids)
+{
+    uint64_t r[4];
+
+    iriw(&dsmp_causal_ops, r);
+    cr_assert(r[0] == 1 && r[1] == 0 && r[2] == 1 && r[3] == 0,
+              "causal: %llu %llu %llu %llu, want the relaxed 1 0 1 0", (unsigned long long)r[0],
+              (unsigned long long)r[1], (unsigned long long)r[2], (unsigned long long)r[3]);
+    iriw(&dsmp_sequential_ops, r);
+    cr_assert(!(r[0] == 1 && r[1] == 0 && r[2] == 1 && r[3] == 0), "sequential produced IRIW's forbidden 1 0 1 0");
+    cr_assert(r[0] == 1 && r[1] == 1 && r[2] == 1 && r[3] == 1, "sequential: %llu %llu %llu %llu",
+              (unsigned long long)r[0], (unsigned long long)r[1], (unsigned long long)r[2], (unsigned long long)r[3]);
+}

@@ -1,0 +1,661 @@
+/*
+ * test_release.c - unit suite for the release consistency module
+ * (consistency/release/release.c, home-based lazy release consistency) over the in-process
+ * harness (proto_harness.h), with locks and barriers driven as daemon/sync.c drives the
+ * module's sync hooks.
+ *
+ * Scenario tests check exact message counts (a fault is PAGE_GET + PAGE; a release sends
+ * one DIFF per changed cached page and completes only after the DIFF_ACKs; an acquire drops
+ * exactly the pages named by notices it has not seen), multiple writers, transitivity, a
+ * copy dropped while it is being fetched, and lock counters under random schedules. The
+ * litmus tests run one schedule under release and under sequential and check that release
+ * produces an outcome that sequential forbids (SB, MP) and that locks forbid it again.
+ */
+#include <criterion/criterion.h>
+
+#include <string.h>
+
+#include "proto_prog.h"
+
+#define R DSM_ACCESS_READ
+#define W DSM_ACCESS_WRITE
+#define NONE DSM_ACCESS_NONE
+#define PS 4096u
+
+enum {
+    PAGE_GET = DSMW__TYPE__PAGE_GET,
+    PAGE = DSMW__TYPE__PAGE,
+    DIFF = DSMW__TYPE__DIFF,
+    DIFF_ACK = DSMW__TYPE__DIFF_ACK,
+    UNLOCK = DSMW__TYPE__UNLOCK,
+    LOCK_REQ = DSMW__TYPE__LOCK_REQ,
+    LOCK_GRANT = DSMW__TYPE__LOCK_GRANT,
+};
+
+static const int home0[64] = { 0 };
+
+static struct ph *mk(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode)
+{
+    return pp_make(&dsmp_release_ops, nnodes, npages, PS, home, mode);
+}
+
+#define NO_ERRORS(h) cr_assert_eq(ph_errors(h), 0, "harness: %s", ph_first_error(h))
+#define FAULT(h, node, page, acc) \
+    cr_assert_eq(ph_fault((h), (node), (page), (acc), ph_rank(node)), 0, "fault not allowed")
+
+#define BOTH_MODES(name)                                         \
+    static void name(enum ph_revoke_mode mode);                  \
+    Test(release, name##_sync) { name(PH_REVOKE_SYNC); }         \
+    Test(release, name##_deferred) { name(PH_REVOKE_DEFERRED); } \
+    static void name(enum ph_revoke_mode mode)
+
+static void expect_sent(struct ph *h, size_t i, int type, int src, int dst, uint64_t page, int framed)
+{
+    const struct ph_sent *s = ph_sent_at(h, i);
+
+    cr_assert_not_null(s, "message #%zu missing (only %zu sent)", i, ph_nsent(h));
+    cr_assert(s->type == type && s->src == src && s->dst == dst && s->page == page && s->framed == framed,
+              "message #%zu: got %s %d->%d page %llu framed %d, want %s %d->%d page %llu framed %d", i,
+              dsmw_type_name(s->type), s->src, s->dst, (unsigned long long)s->page, s->framed, dsmw_type_name(type),
+              src, dst, (unsigned long long)page, framed);
+}
+
+/* Put `value` in word 0 of the home's master copy, as earlier released writes would have. */
+static void seed_home(struct ph *h, int home, uint64_t page, uint64_t value)
+{
+    memcpy(ph_frame(h, home, page), &value, 8);
+}
+
+/* ---- registry and initial state ------------------------------------------------------- */
+
+Test(release, registry_and_hooks)
+{
+    const struct dsmp_ops *o = dsmp_find("release");
+
+    cr_assert_eq(o, &dsmp_release_ops);
+    cr_assert_str_eq(o->name, "release");
+    cr_assert_eq(o->model, DSM_MODEL_RELEASE);
+    cr_assert_not_null(o->sync);
+    cr_assert_not_null(o->sync->release);
+    cr_assert_not_null(o->sync->fill_release);
+    cr_assert_not_null(o->sync->fill_acquire);
+    cr_assert_not_null(o->sync->lock_released);
+    cr_assert_not_null(o->sync->fill_grant);
+    cr_assert_not_null(o->sync->barrier_arrived);
+    cr_assert_not_null(o->sync->fill_barrier);
+    cr_assert_not_null(o->sync->acquired);
+}
+
+Test(release, initial_state_home_reads_others_none)
+{
+    static const int home[4] = { 0, 1, 2, 1 };
+    struct ph *h = mk(3, 4, home, PH_REVOKE_SYNC);
+
+    for (uint64_t p = 0; p < 4; p++)
+        for (int n = 0; n < 3; n++)
+            cr_assert_eq(ph_access(h, n, p), n == home[p] ? R : NONE, "page %llu node %d", (unsigned long long)p, n);
+    cr_assert_eq(ph_nsent(h), 0);
+    ph_destroy(h);
+}
+
+/* ---- faults ---------------------------------------------------------------------------- */
+
+BOTH_MODES(read_fault_at_non_home_is_page_get_and_page)
+{
+    struct ph *h = mk(3, 4, home0, mode);
+
+    seed_home(h, 0, 2, 1234);
+    FAULT(h, 1, 2, R);
+    cr_assert_eq(ph_nsent(h), 1);
+    expect_sent(h, 0, PAGE_GET, 1, 0, 2, 0);
+    cr_assert_eq(ph_sent_at(h, 0)->node, 1);
+    cr_assert_eq(ph_sent_at(h, 0)->origin, ph_rank(1));
+    cr_assert_eq(ph_access(h, 1, 2), NONE);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(ph_nsent(h), 2);
+    expect_sent(h, 1, PAGE, 0, 1, 2, 1);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    pp_run(h);
+    cr_assert_eq(ph_nsent(h), 2, "exactly PAGE_GET and PAGE");
+    cr_assert_eq(ph_access(h, 1, 2), R);
+    cr_assert_eq(pp_peek(h, 1, 2, 0), 1234);
+    cr_assert_eq(ph_fault_pending(h, 1, 2), 0);
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 2, PH_ANY), 0, "a read takes nothing from the home");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 1);
+    cr_assert_eq(ph_fault(h, 1, 2, R, ph_rank(1)), -1, "already readable");
+    ph_destroy(h);
+}
+
+BOTH_MODES(write_fault_at_non_home_fetches_then_writes_locally)
+{
+    struct ph *h = mk(3, 2, home0, mode);
+
+    seed_home(h, 0, 1, 77);
+    FAULT(h, 2, 1, W);
+    pp_run(h);
+    cr_assert_eq(ph_nsent(h), 2);
+    expect_sent(h, 0, PAGE_GET, 2, 0, 1, 0);
+    expect_sent(h, 1, PAGE, 0, 2, 1, 1);
+    cr_assert_eq(ph_access(h, 2, 1), W);
+    cr_assert_eq(ph_access(h, 0, 1), R, "multiple writers: the home keeps its copy");
+    cr_assert_eq(pp_peek(h, 2, 1, 0), 77);
+    /* a write fault on a page already readable needs no message */
+    ph_clear_log(h);
+    cr_assert_eq(pp_read(h, 1, 1, 0), 77);
+    ph_clear_log(h);
+    FAULT(h, 1, 1, W);
+    pp_run(h);
+    cr_assert_eq(ph_nsent(h), 0, "a twin is local");
+    cr_assert_eq(ph_access(h, 1, 1), W);
+    cr_assert_eq(ph_access(h, 2, 1), W, "two writers at once");
+    ph_destroy(h);
+}
+
+BOTH_MODES(home_writes_in_place_without_messages_or_diffs)
+{
+    struct ph *h = mk(2, 2, home0, mode);
+
+    pp_lock(h, 0, 1);
+    ph_clear_log(h);
+    pp_write(h, 0, 0, 0, 5);
+    cr_assert_eq(ph_nsent(h), 0);
+    cr_assert_eq(ph_access(h, 0, 0), W);
+    pp_unlock(h, 0, 1);
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 0, "the home's writes are already in the master copy");
+    cr_assert_eq(ph_count(h, UNLOCK, 0, 1), 1);
+    /* R6: nobody else has fetched page 0, so nothing needs to hear of the write */
+    cr_assert_eq(ph_access(h, 0, 0), W, "an unshared home page stays writable");
+    cr_assert_eq(ph_counter(h, ph_rank(0), DSMP_WRITE_NOTICES), 0, "no notice for an unshared home page");
+    cr_assert_eq(ph_counter(h, ph_rank(0), DSMP_DIFFS), 0);
+    /* node 1 sees it after acquiring the lock (its fetch gets the master copy) */
+    pp_lock(h, 1, 1);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 5);
+    pp_unlock(h, 1, 1);
+    /* now shared: the fetch write-protected it at the home, so the next home write is noticed */
+    cr_assert_eq(ph_access(h, 0, 0), R, "write-protected by the first fetch");
+    pp_lock(h, 0, 1);
+    pp_write(h, 0, 0, 0, 6);
+    pp_unlock(h, 0, 1);
+    cr_assert_eq(ph_counter(h, ph_rank(0), DSMP_WRITE_NOTICES), 1, "the interval's notice");
+    cr_assert_eq(ph_access(h, 0, 0), R, "write-protected at the release");
+    pp_lock(h, 1, 1);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 6, "node 1 dropped its copy and refetched");
+    ph_destroy(h);
+}
+
+/* ---- release ---------------------------------------------------------------------------- */
+
+BOTH_MODES(release_sends_one_diff_per_changed_cached_page)
+{
+    static const int home[5] = { 0, 0, 0, 1, 2 };
+    struct ph *h = mk(3, 5, home, mode);
+
+    pp_lock(h, 1, 2);
+    for (uint64_t p = 0; p < 3; p++)
+        pp_write(h, 1, p, p, 100 + p);
+    pp_write(h, 1, 3, 0, 103);                  /* its own home page: in place */
+    pp_access(h, 1, 4, W);                      /* twinned, never changed */
+    ph_clear_log(h);
+    pp_unlock(h, 1, 2);
+
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 3, "%zu DIFFs", ph_count(h, DIFF, PH_ANY, PH_ANY));
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 3);
+    cr_assert_eq(ph_count(h, DIFF_ACK, 0, 1), 3);
+    cr_assert_eq(ph_count(h, DIFF_ACK, PH_ANY, PH_ANY), 3);
+    cr_assert_eq(ph_count(h, UNLOCK, 1, 2), 1);
+    cr_assert_eq(ph_count(h, PAGE_GET, PH_ANY, PH_ANY) + ph_count(h, PAGE, PH_ANY, PH_ANY), 0);
+    cr_assert_eq(ph_nsent(h), 7);
+    cr_assert_eq(ph_sent_at(h, 6)->type, UNLOCK, "the UNLOCK goes after every DIFF_ACK");
+    for (uint64_t p = 0; p < 5; p++)
+        if (p != 3) /* page 3 is node 1's own and unshared: it stays writable (R6) */
+            cr_assert_eq(ph_access(h, 1, p), R, "page %llu not write-protected", (unsigned long long)p);
+    cr_assert_eq(ph_access(h, 1, 3), W, "an unshared home page stays writable");
+    for (uint64_t p = 0; p < 3; p++)
+        cr_assert_eq(pp_peek(h, 0, p, p), 100 + p, "home lacks page %llu's write", (unsigned long long)p);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS), 3);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITE_NOTICES), 1);
+    /* a release with nothing written sends nothing but the UNLOCK */
+    pp_lock(h, 1, 2);
+    ph_clear_log(h);
+    pp_unlock(h, 1, 2);
+    cr_assert_eq(ph_nsent(h), 1);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITE_NOTICES), 1, "an empty interval is no notice");
+    ph_destroy(h);
+}
+
+Test(release, release_completes_only_after_every_diff_ack)
+{
+    struct ph *h = mk(3, 2, home0, PH_REVOKE_DEFERRED);
+    int done = 0;
+
+    pp_lock(h, 1, 2);                           /* managed by node 2 */
+    pp_write(h, 1, 0, 0, 1);
+    pp_write(h, 1, 1, 0, 2);
+    ph_clear_log(h);
+    ph_unlock(h, 1, 2, &done);
+    cr_assert_eq(ph_revokes_pending(h), 2, "both pages are write-protected first");
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 0, "a diff went before its page was write-protected");
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 2);
+    cr_assert_eq(done, 0);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);       /* first DIFF at the home */
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* its ack */
+    cr_assert_eq(done, 0, "the release completed with a diff unacknowledged");
+    cr_assert_eq(ph_count(h, UNLOCK, PH_ANY, PH_ANY), 0, "UNLOCK sent with a diff unacknowledged");
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(done, 0);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    cr_assert_eq(done, 1, "the release did not complete after the last DIFF_ACK");
+    cr_assert_eq(ph_count(h, UNLOCK, 1, 2), 1);
+    NO_ERRORS(h);
+    pp_run(h);
+    ph_destroy(h);
+}
+
+/* ---- acquire ---------------------------------------------------------------------------- */
+
+BOTH_MODES(acquire_drops_exactly_the_pages_named_and_not_its_home_pages)
+{
+    static const int home[8] = { 0, 0, 0, 0, 2, 0, 0, 0 };
+    struct ph *h = mk(3, 8, home, mode);
+
+    for (uint64_t p = 0; p < 8; p++) {
+        seed_home(h, home[p], p, 10 + p);
+        cr_assert_eq(pp_read(h, 2, p, 0), 10 + p);
+    }
+    cr_assert_eq(pp_read(h, 0, 4, 0), 14);       /* node 0 caches page 4 */
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 1, 0, 501);
+    pp_write(h, 1, 3, 0, 503);
+    pp_write(h, 1, 4, 0, 504);                  /* homed at node 2 */
+    pp_unlock(h, 1, 0);
+    cr_assert_eq(pp_peek(h, 2, 4, 0), 504, "node 2 is page 4's home: the diff is in its frame");
+
+    ph_clear_log(h);
+    pp_lock(h, 2, 0);
+    for (uint64_t p = 0; p < 8; p++) {
+        int named = p == 1 || p == 3;
+
+        cr_assert_eq(ph_count_events(h, 2, PH_EV_REVOKE, p, PH_ANY), (size_t)named,
+                     "page %llu: %zu revocations at node 2", (unsigned long long)p,
+                     ph_count_events(h, 2, PH_EV_REVOKE, p, PH_ANY));
+        cr_assert_eq(ph_access(h, 2, p), named ? NONE : R, "page %llu", (unsigned long long)p);
+    }
+    cr_assert_eq(ph_nsent(h), 2, "the acquire is LOCK_REQ and LOCK_GRANT only");
+    cr_assert_gt(ph_sent_at(h, 1)->data_len, 0, "the grant carries no notices");
+    cr_assert_eq(ph_counter(h, ph_rank(2), DSMP_WRITE_NOTICES), 1);
+
+    ph_clear_log(h);
+    cr_assert_eq(pp_read(h, 2, 1, 0), 501);
+    cr_assert_eq(pp_read(h, 2, 3, 0), 503);
+    cr_assert_eq(pp_read(h, 2, 4, 0), 504);
+    cr_assert_eq(pp_read(h, 2, 0, 0), 10);
+    cr_assert_eq(ph_count(h, PAGE_GET, 2, 0), 2, "only the dropped pages are fetched again");
+    cr_assert_eq(ph_nsent(h), 4);
+
+    /* seen notices are not applied again */
+    pp_unlock(h, 2, 0);
+    ph_clear_log(h);
+    pp_lock(h, 2, 0);
+    cr_assert_eq(ph_count_events(h, 2, PH_EV_REVOKE, 1, PH_ANY), 0, "a notice already seen dropped page 1 again");
+    cr_assert_eq(ph_access(h, 2, 1), R);
+    pp_unlock(h, 2, 0);
+
+    /* node 0, home of pages 1 and 3, drops only its cached copy of page 4 */
+    ph_clear_log(h);
+    pp_lock(h, 0, 0);
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 1, PH_ANY), 0, "the home dropped its master copy");
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 3, PH_ANY), 0, "the home dropped its master copy");
+    cr_assert_eq(ph_count_events(h, 0, PH_EV_REVOKE, 4, NONE), 1);
+    cr_assert_eq(ph_access(h, 0, 1), R);
+    cr_assert_eq(pp_read(h, 0, 4, 0), 504);
+    pp_unlock(h, 0, 0);
+
+    /* a barrier release carries node 1's interval again: node 2 has seen it, drops nothing */
+    ph_clear_log(h);
+    pp_barrier(h);
+    for (uint64_t p = 0; p < 8; p++)
+        cr_assert_eq(ph_count_events(h, 2, PH_EV_REVOKE, p, PH_ANY), 0, "the barrier dropped page %llu again",
+                     (unsigned long long)p);
+    ph_destroy(h);
+}
+
+BOTH_MODES(barrier_drops_exactly_the_pages_written_elsewhere)
+{
+    struct ph *h = mk(3, 6, home0, mode);
+
+    for (uint64_t p = 0; p < 6; p++) {
+        pp_read(h, 1, p, 0);
+        pp_read(h, 2, p, 0);
+    }
+    pp_write(h, 1, 2, 0, 12);
+    pp_write(h, 2, 4, 0, 24);
+    ph_clear_log(h);
+    pp_barrier(h);
+    for (uint64_t p = 0; p < 6; p++) {
+        cr_assert_eq(ph_access(h, 1, p), p == 4 ? NONE : R, "node 1 page %llu", (unsigned long long)p);
+        cr_assert_eq(ph_access(h, 2, p), p == 2 ? NONE : R, "node 2 page %llu", (unsigned long long)p);
+    }
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 2);
+    cr_assert_eq(pp_read(h, 1, 4, 0), 24);
+    cr_assert_eq(pp_read(h, 2, 2, 0), 12);
+    cr_assert_eq(pp_read(h, 0, 2, 0), 12);
+    cr_assert_eq(pp_read(h, 0, 4, 0), 24);
+    ph_destroy(h);
+}
+
+/* ---- multiple writers -------------------------------------------------------------------- */
+
+BOTH_MODES(two_writers_of_one_page_in_one_interval_both_survive)
+{
+    struct ph *h = mk(3, 1, home0, mode);
+
+    pp_read(h, 1, 0, 0);
+    pp_read(h, 2, 0, 0);
+    /* the same words, different bytes: node 1 the even bytes, node 2 the odd ones */
+    for (size_t b = 0; b < PS; b += 2) {
+        pp_write_byte(h, 1, 0, b, (uint8_t)(b / 2 + 1));
+        pp_write_byte(h, 2, 0, b + 1, (uint8_t)(b / 2 + 101));
+    }
+    cr_assert_eq(ph_access(h, 1, 0), W);
+    cr_assert_eq(ph_access(h, 2, 0), W);
+    ph_clear_log(h);
+    pp_barrier(h);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
+    cr_assert_eq(ph_count(h, DIFF, 2, 0), 1);
+    for (int n = 0; n < 3; n++)
+        for (size_t b = 0; b < PS; b += 2) {
+            cr_assert_eq(pp_read_byte(h, n, 0, b), (uint8_t)(b / 2 + 1), "node %d byte %zu", n, b);
+            cr_assert_eq(pp_read_byte(h, n, 0, b + 1), (uint8_t)(b / 2 + 101), "node %d byte %zu", n, b + 1);
+        }
+    ph_destroy(h);
+}
+
+/* The issue's multiple-writer shape: N nodes write disjoint words of the same pages in one
+ * interval; after a barrier every word is right on every node, whatever the delivery order. */
+Test(release, n_writers_disjoint_words_random_schedules)
+{
+    static const int home[4] = { 0, 1, 2, 3 };
+
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        struct ph *h = mk(4, 4, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        int done[4] = { 0 };
+        uint64_t s = seed;
+
+        for (int n = 0; n < 4; n++)
+            for (uint64_t p = 0; p < 4; p++)
+                for (size_t w = (size_t)n; w < PS / 8; w += 4)
+                    if (w % 64 < 8) /* a few words per page keeps it quick */
+                        pp_write(h, n, p, w, (uint64_t)n << 32 | p << 16 | w);
+        for (int n = 0; n < 4; n++)
+            ph_barrier(h, n, &done[n]);
+        cr_assert_geq(ph_run_random(h, &s, PP_LIMIT), 0);
+        NO_ERRORS(h);
+        for (int n = 0; n < 4; n++)
+            cr_assert_eq(done[n], 1);
+        for (int n = 0; n < 4; n++)
+            for (uint64_t p = 0; p < 4; p++)
+                for (size_t w = 0; w < PS / 8; w++)
+                    if (w % 64 < 8)
+                        cr_assert_eq(pp_read(h, n, p, w), (uint64_t)(w % 4) << 32 | p << 16 | w,
+                                     "seed %llu: node %d page %llu word %zu", (unsigned long long)seed, n,
+                                     (unsigned long long)p, w);
+        ph_destroy(h);
+    }
+}
+
+/* A node holding unsent writes to a page that an acquire drops sends them first (an early
+ * diff), so neither its bytes nor the other writer's are lost. */
+BOTH_MODES(a_dropped_page_with_unsent_writes_sends_them_first)
+{
+    struct ph *h = mk(3, 1, home0, mode);
+
+    pp_read(h, 1, 0, 0);
+    pp_read(h, 2, 0, 0);
+    pp_lock(h, 1, 0);
+    pp_write_byte(h, 1, 0, 8, 0x11);
+    pp_unlock(h, 1, 0);
+    pp_write_byte(h, 2, 0, 16, 0x22);           /* node 2: open interval, twinned */
+    ph_clear_log(h);
+    pp_lock(h, 2, 0);                           /* names page 0: dropped */
+    cr_assert_eq(ph_access(h, 2, 0), NONE);
+    cr_assert_eq(ph_count(h, DIFF, 2, 0), 1, "no early diff");
+    cr_assert_eq(pp_read_byte(h, 2, 0, 8), 0x11, "node 1's write is missing");
+    cr_assert_eq(pp_read_byte(h, 2, 0, 16), 0x22, "node 2's own unsent write was lost");
+    pp_unlock(h, 2, 0);
+    cr_assert_eq(pp_read_byte(h, 0, 0, 16), 0x22);
+    pp_lock(h, 1, 0);
+    cr_assert_eq(pp_read_byte(h, 1, 0, 16), 0x22, "node 2's interval did not name page 0");
+    cr_assert_eq(pp_read_byte(h, 1, 0, 8), 0x11);
+    ph_destroy(h);
+}
+
+/* ---- transitivity -------------------------------------------------------------------------- */
+
+/* A (node 1) writes x and releases L; B (node 2) acquires L and releases M; C (node 3)
+ * acquires M and must drop x's page and read A's value - though A and C never shared a lock. */
+static void transitivity(enum ph_revoke_mode mode, int b_caches_x)
+{
+    enum { L = 4, M = 7 };                      /* managers: node 0 and node 3 */
+    struct ph *h = mk(4, 2, home0, mode);
+
+    cr_assert_eq(pp_read(h, 3, 0, 0), 0);       /* C caches x (page 0) and y (page 1) */
+    cr_assert_eq(pp_read(h, 3, 1, 0), 0);
+    if (b_caches_x)
+        cr_assert_eq(pp_read(h, 2, 0, 0), 0);
+    pp_lock(h, 1, L);
+    pp_write(h, 1, 0, 0, 42);
+    pp_unlock(h, 1, L);
+    pp_lock(h, 2, M);
+    pp_lock(h, 2, L);
+    if (b_caches_x)
+        cr_assert_eq(pp_read(h, 2, 0, 0), 42);
+    pp_unlock(h, 2, L);
+    pp_unlock(h, 2, M);
+    ph_clear_log(h);
+    pp_lock(h, 3, M);
+    cr_assert_eq(ph_access(h, 3, 0), NONE, "C kept its stale copy of x");
+    cr_assert_eq(ph_access(h, 3, 1), R, "C dropped y, which nobody wrote");
+    cr_assert_eq(pp_read(h, 3, 0, 0), 42);
+    ph_destroy(h);
+}
+
+BOTH_MODES(transitivity_through_two_locks)
+{
+    transitivity(mode, 0);
+    transitivity(mode, 1);
+}
+
+/* ---- a copy dropped while it is being fetched ----------------------------------------------- */
+
+Test(release, page_dropped_while_fetching_is_fetched_again)
+{
+    struct ph *h = mk(3, 1, home0, PH_REVOKE_SYNC);
+    int done = 0, unlocked = 0;
+
+    pp_lock(h, 1, 1);                           /* lock 1: managed by node 1 */
+    pp_write(h, 1, 0, 0, 5);
+    ph_clear_log(h);
+    FAULT(h, 2, 0, R);                          /* one rank of node 2 reads page 0 */
+    cr_assert_eq(ph_deliver(h, 2, 0), 1);       /* the home answers with what it has: 0 */
+    cr_assert_eq(ph_queued(h, 0, 2), 1);
+    ph_unlock(h, 1, 1, &unlocked);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);       /* node 1's diff reaches the home */
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* DIFF_ACK: the release completes */
+    cr_assert_eq(unlocked, 1);
+    cr_assert_eq(ph_deliver(h, 1, 1), 1);       /* UNLOCK at the manager (node 1 itself) */
+    cr_assert_eq(ph_queued(h, 0, 2), 1, "the stale PAGE is still on its way");
+    ph_lock(h, 2, 1, &done);                    /* another rank of node 2 takes the lock */
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);       /* the grant overtakes the PAGE */
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_deliver(h, 0, 2), 1);       /* the stale PAGE */
+    cr_assert_eq(ph_access(h, 2, 0), NONE, "a copy older than the acquire was granted");
+    pp_run(h);
+    cr_assert_eq(ph_access(h, 2, 0), R);
+    cr_assert_eq(pp_peek(h, 2, 0, 0), 5, "node 2 reads a value older than its acquire");
+    cr_assert_eq(ph_count(h, PAGE_GET, 2, 0), 2);
+    cr_assert_eq(ph_count(h, PAGE, 0, 2), 2);
+    ph_destroy(h);
+}
+
+/* ---- lock counters --------------------------------------------------------------------------- */
+
+Test(release, lock_counter_random_schedules, .timeout = 120)
+{
+    static const int home[2] = { 0, 1 };
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int nn = 2 + (int)(seed % 3);
+        struct ph *h = mk(nn, 2, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+
+        pp_lock_counter(h, nn, seed % 2, (uint32_t)(seed % 5), 25, seed);
+        ph_destroy(h);
+    }
+}
+
+/*
+ * Many intervals between two barriers: nodes 1 and 2 take turns incrementing a counter under
+ * a lock, then everyone meets at a barrier and node 1 reads the counter. Node 1 holds a
+ * cached copy from its last turn; node 2's last interval is one it has not seen, so the
+ * barrier must drop that copy. `iters` per node: 200 (a few KiB of notices) and 1500 (3000
+ * intervals: the notices since the last barrier no longer fit one message).
+ */
+static void counter_then_barrier(int iters)
+{
+    struct ph *h = mk(3, 1, home0, PH_REVOKE_SYNC);
+    uint64_t v;
+
+    for (int i = 0; i < iters; i++)
+        for (int n = 1; n <= 2; n++) {
+            pp_lock(h, n, 0);
+            pp_write(h, n, 0, 0, pp_read(h, n, 0, 0) + 1);
+            pp_unlock(h, n, 0);
+        }
+    pp_barrier(h);
+    v = pp_read(h, 1, 0, 0);
+    cr_expect_eq(v, 2u * (unsigned)iters, "after the barrier node 1 reads %llu, want %u (a stale copy)",
+                 (unsigned long long)v, 2u * (unsigned)iters);
+    ph_destroy(h);
+}
+
+Test(release, counter_then_barrier_few_intervals)
+{
+    counter_then_barrier(200);
+}
+
+Test(release, counter_then_barrier_many_intervals, .timeout = 120)
+{
+    counter_then_barrier(1500);
+}
+
+/* One interval that writes many scattered pages (every other page of 10400): its notice
+ * alone is larger than a message can carry. Node 1, holding a cached copy of one of those
+ * pages, must still drop it at the barrier and read the new value. */
+Test(release, interval_writing_many_scattered_pages, .timeout = 120)
+{
+    enum { NP = 10400, SMALL_PS = 64 };
+    static int home[NP]; /* all homed at node 0 */
+    struct ph *h = pp_make(&dsmp_release_ops, 2, NP, SMALL_PS, home, PH_REVOKE_SYNC);
+
+    cr_assert_eq(pp_read(h, 1, 4000, 0), 0);
+    for (uint64_t p = 0; p < NP; p += 2)
+        pp_write(h, 0, p, 0, 1000 + p);        /* the home writes in place: no messages */
+    pp_barrier(h);
+    cr_expect_eq(ph_access(h, 1, 4000), NONE, "node 1 kept its copy of page 4000 through the barrier");
+    cr_expect_eq(pp_read(h, 1, 4000, 0), 5000);
+    ph_destroy(h);
+}
+
+/* ---- litmus: release relaxes what sequential forbids ------------------------------------------ */
+
+/*
+ * SB: x=1; r0=y || y=1; r1=x. One schedule, each access run to completion in this order:
+ * node 0 reads y and node 1 reads x (each caches a copy), node 0 writes x, node 1 writes y,
+ * node 0 reads y, node 1 reads x. x and y live on pages homed at node 2.
+ */
+static void sb(const struct dsmp_ops *ops, uint64_t *r0, uint64_t *r1)
+{
+    static const int home[2] = { 2, 2 };
+    struct ph *h = pp_make(ops, 3, 2, PS, home, PH_REVOKE_SYNC);
+
+    pp_read(h, 0, 1, 0);
+    pp_read(h, 1, 0, 0);
+    pp_write(h, 0, 0, 0, 1);
+    pp_write(h, 1, 1, 0, 1);
+    *r0 = pp_read(h, 0, 1, 0);
+    *r1 = pp_read(h, 1, 0, 0);
+    ph_destroy(h);
+}
+
+Test(release, litmus_sb_relaxed_outcome_that_sequential_forbids)
+{
+    uint64_t r0 = 9, r1 = 9;
+
+    sb(&dsmp_release_ops, &r0, &r1);
+    cr_assert(r0 == 0 && r1 == 0, "release: r0=%llu r1=%llu, want the relaxed 0 0", (unsigned long long)r0,
+              (unsigned long long)r1);
+    sb(&dsmp_sequential_ops, &r0, &r1);
+    cr_assert(!(r0 == 0 && r1 == 0), "sequential produced SB's forbidden 0 0");
+    cr_assert(r0 == 1 && r1 == 1, "sequential: r0=%llu r1=%llu", (unsigned long long)r0, (unsigned long long)r1);
+}
+
+/*
+ * MP: d=1; f=1 || r1=f; r2=d, the reader holding a cached copy of d. d and f live on pages
+ * homed at `writer_home`. With `lock`, the writer writes inside lock 1 and the reader reads
+ * inside it; with `writer_release`, the writer alone releases lock 1 after its writes (the
+ * reader never acquires it).
+ */
+static void mp(const struct dsmp_ops *ops, int writer_home, int lock, int writer_release, uint64_t *r1,
+               uint64_t *r2)
+{
+    int home[2] = { writer_home, writer_home };
+    struct ph *h = pp_make(ops, 3, 2, PS, home, PH_REVOKE_SYNC);
+
+    pp_read(h, 1, 0, 0);                        /* the reader caches d */
+    if (lock || writer_release)
+        pp_lock(h, 0, 1);
+    pp_write(h, 0, 0, 0, 1);
+    pp_write(h, 0, 1, 0, 1);
+    if (lock || writer_release)
+        pp_unlock(h, 0, 1);
+    if (lock)
+        pp_lock(h, 1, 1);
+    *r1 = pp_read(h, 1, 1, 0);
+    *r2 = pp_read(h, 1, 0, 0);
+    if (lock)
+        pp_unlock(h, 1, 1);
+    ph_destroy(h);
+}
+
+Test(release, litmus_mp_relaxed_outcome_that_sequential_forbids)
+{
+    uint64_t r1, r2;
+
+    /* the writer is the home: its writes are in the master copy at once */
+    mp(&dsmp_release_ops, 0, 0, 0, &r1, &r2);
+    cr_assert(r1 == 1 && r2 == 0, "release: r1=%llu r2=%llu, want the relaxed 1 0", (unsigned long long)r1,
+              (unsigned long long)r2);
+    mp(&dsmp_sequential_ops, 0, 0, 0, &r1, &r2);
+    cr_assert(r1 == 1 && r2 == 1, "sequential: r1=%llu r2=%llu", (unsigned long long)r1, (unsigned long long)r2);
+
+    /* the writer caches and releases a lock the reader never takes */
+    mp(&dsmp_release_ops, 2, 0, 1, &r1, &r2);
+    cr_assert(r1 == 1 && r2 == 0, "release: r1=%llu r2=%llu, want the relaxed 1 0", (unsigned long long)r1,
+              (unsigned long long)r2);
+    mp(&dsmp_sequential_ops, 2, 0, 1, &r1, &r2);
+    cr_assert(r1 == 1 && r2 == 1, "sequential: r1=%llu r2=%llu", (unsigned long long)r1, (unsigned long long)r2);
+}
+
+Test(release, litmus_mp_with_a_lock_is_not_relaxed)
+{
+    uint64_t r1, r2;
+
+    for (int writer_home = 0; writer_home < 3; writer_home++) {
+        mp(&dsmp_release_ops, writer_home, 1, 0, &r1, &r2);
+        cr_assert(r1 == 1 && r2 == 1, "release, home %d: r1=%llu r2=%llu under a lock", writer_home,
+                  (unsigned long long)r1, (unsigned long long)r2);
+    }
+}
