@@ -11,9 +11,11 @@
  * its ranks on stderr, before READY, so ahead of any rank's output. When the topology is
  * not this machine's, node 0's daemon says so in one note line and nothing is bound.
  *
- * The frames get the first-touch memory policy (dsm_topo_firsttouch): a home page lands on
- * the NUMA domain of the thread that touches it first, a rank's thread for pages the node
- * uses itself, the daemon (near the network device) for pages first served to other nodes.
+ * The frames get the first-touch memory policy (dsm_topo_firsttouch; the memfd's shared
+ * policy, so the ranks' mappings have it too): a home page lands on the NUMA domain of the
+ * thread that touches it first, a rank's thread for pages the node uses itself, the daemon
+ * (near the network device) for pages first served to other nodes. Policy none leaves the
+ * frames with the kernel's default.
  */
 #ifndef DSMD_PLACEMENT_H
 #define DSMD_PLACEMENT_H

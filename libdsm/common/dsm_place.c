@@ -327,7 +327,8 @@ static dsm_status_t plan_bound(const struct cores *cs, const struct dsm_place_pa
     if (st != 0)
         goto out;
     daemon_cores(cs, order, p->near, p->local_nodes, cand, dcore);
-    plan->spare = p->local_nodes > 0 && n >= p->local_nodes + p->local_ranks;
+    plan->spare = p->local_nodes > 0 && n >= p->local_nodes + p->local_ranks &&
+                  p->local_nodes * DSM_PLACE_SPARE_SHARE <= n;
     for (int d = 0; d < p->local_nodes; d++)
         plan->node[d] = loc_of(cs, (struct slot){ dcore[d], 0 });
     for (int i = 0; i < n; i++) {

@@ -17,8 +17,10 @@
  *   daemons  daemon d takes the first PU of candidate core d (mod the core count), the
  *            candidates being the cores in the policy order reversed, cores of the NUMA
  *            domain nearest the network device first. When the machine has cores to spare
- *            (cores >= daemons + ranks) the daemons' cores are left out of the workers' set,
- *            otherwise they are shared.
+ *            the daemons' cores are left out of the workers' set, otherwise they are shared:
+ *            to spare means every rank still gets a core of its own (cores >= daemons +
+ *            ranks) and the daemons take at most 1/DSM_PLACE_SPARE_SHARE of the cores, so
+ *            a small machine (2 cores: half of it) is not taken from the workers.
  *   ranks    the workers' cores, in policy order, are cut into `local_ranks` consecutive
  *            blocks whose sizes differ by at most one; the rank's part is block local_rank.
  *            With more ranks than cores the cut is made over the slots below instead (and
@@ -41,6 +43,10 @@
 #include "dsm_status.h"
 
 enum dsm_place_policy { DSM_PLACE_NONE = 0, DSM_PLACE_COMPACT, DSM_PLACE_SCATTER };
+
+/* The daemons' cores are kept from the workers only while they are at most this share of
+ * the cores (1/4), besides leaving every rank a core. */
+#define DSM_PLACE_SPARE_SHARE 4
 
 /* The policy when neither dsmrun --placement nor DSM_PLACEMENT names one. */
 #define DSM_PLACE_DEFAULT DSM_PLACE_COMPACT

@@ -55,11 +55,12 @@ dsm_status_t dsm_topo_set_thread(const struct dsm_topo *t, hwloc_const_bitmap_t 
 
 /*
  * Give [addr, addr+len) the first-touch memory policy (hwloc_set_area_membind,
- * HWLOC_MEMBIND_FIRSTTOUCH; on Linux mbind(MPOL_DEFAULT)). On a shared mapping of a memfd
- * the policy belongs to the memory object, not to this mapping: any shared policy of the
- * range is dropped, so each page is allocated when a thread of any process first touches
- * it, on that thread's NUMA domain (unless the thread has a memory policy of its own, as
- * under numactl). Nothing when not this machine. 0 or DSM_ESYS (not logged).
+ * HWLOC_MEMBIND_FIRSTTOUCH, which hwloc 2.9 makes mbind(MPOL_LOCAL): /proc/PID/numa_maps
+ * shows "local"). On a shared mapping of a memfd the policy belongs to the memory object,
+ * not to this mapping, so it holds in every process that maps the frames: each page is
+ * allocated when a thread of any process first touches it, on that thread's NUMA domain,
+ * whatever memory policy the thread has otherwise (numactl's included). Nothing when not
+ * this machine. 0 or DSM_ESYS (not logged).
  */
 dsm_status_t dsm_topo_firsttouch(const struct dsm_topo *t, void *addr, size_t len);
 

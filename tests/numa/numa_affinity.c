@@ -11,6 +11,8 @@
  *   affinity rank R thread T cpus LIST   (each thread, inside dsm_parallel)
  *   affinity rank R main cpus LIST       (thread 0 after dsm_parallel returned)
  *   affinity rank R dsmd cpus LIST       (its node's daemon, found in /proc)
+ *   frames rank R policy P dsmd Q        (memory policy of the frames' mapping in this rank
+ *                                         and in its dsmd, from /proc/PID/numa_maps; ? if none)
  *   numa_affinity: rank R: OK            (or FAILED with the reason on stderr)
  */
 #define _GNU_SOURCE
@@ -77,6 +79,28 @@ static void body(int tid, int nthreads, void *arg)
                 dsm_rank(), tid, *s->counter, (long)nthreads * dsm_nranks());
         s->errors++;
     }
+}
+
+/* The memory policy of the frames' mapping in /proc/PID/numa_maps ("local", "default", ...)
+ * into buf; "?" when the kernel has no numa_maps or no such mapping. */
+static void frames_policy(const char *pid, char *buf, size_t n)
+{
+    char path[64], line[512];
+    FILE *f;
+
+    snprintf(buf, n, "?");
+    snprintf(path, sizeof(path), "/proc/%s/numa_maps", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char addr[32], pol[32];
+
+        if (strstr(line, "dsm-frames") != NULL && sscanf(line, "%31s %31s", addr, pol) == 2) {
+            snprintf(buf, n, "%s", pol);
+            break;
+        }
+    }
+    fclose(f);
 }
 
 /* Whether /proc/PID is a dsmd whose parent is `parent` and, with dsmrun, serves node `node`. */
@@ -159,6 +183,14 @@ int main(int argc, char **argv)
         printf("affinity rank %d thread %d cpus %s\n", r, t, s.mask[t]);
     printf("affinity rank %d main cpus %s\n", r, main_mask);
     printf("affinity rank %d dsmd cpus %s\n", r, dsmd >= 0 ? dsmd_mask : "?");
+    if (dsmd >= 0) {
+        char self_pol[32], dsmd_pol[32], pid[24];
+
+        snprintf(pid, sizeof(pid), "%d", (int)dsmd);
+        frames_policy("self", self_pol, sizeof(self_pol));
+        frames_policy(pid, dsmd_pol, sizeof(dsmd_pol));
+        printf("frames rank %d policy %s dsmd %s\n", r, self_pol, dsmd_pol);
+    }
     bad = s.errors != 0;
     printf("numa_affinity: rank %d: %s\n", r, bad ? "FAILED" : "OK");
     fflush(stdout);

@@ -11,6 +11,8 @@ dsmd's CPU mask from sched_getaffinity) and checks, on this machine, whatever it
     launcher's mask; thread 0 gets the launcher's mask back after dsm_parallel;
   - ranks get disjoint PUs where the machine has enough, and no worker shares a daemon's PU
     when there are cores to spare;
+  - the frames' memory policy (numa_maps) is first touch ("local") in every rank and dsmd
+    when placement binds, the kernel's default under none or a foreign topology;
   - with a synthetic topology: one note line, the plan reported from it, nothing bound.
 Every wait is bounded (dsmrun --timeout, subprocess timeout). Exit 0 on success.
 """
@@ -23,6 +25,7 @@ import sys
 TIMEOUT_S = 60
 THREAD_RE = re.compile(r"^rank (\d+) thread (\d+) -> (?:pu (\d+) core (\d+) numa (\d+) package (\d+)|unbound)$")
 DSMD_RE = re.compile(r"^rank (\d+) dsmd -> (?:pu (\d+) core (\d+) numa (\d+) package (\d+)|unbound)(?: \((.*)\))?$")
+FRAMES_RE = re.compile(r"^frames rank (\d+) policy (\S+) dsmd (\S+)$")
 AFF_RE = re.compile(r"^affinity rank (\d+) (thread (\d+)|main|dsmd) cpus ([0-9,]*)$")
 SYNTHETIC = "pack:2 numa:2 core:4 pu:2"
 
@@ -99,6 +102,10 @@ def parse(lines, nranks, nthreads):
         if line.startswith("dsm: note:"):
             notes.append(line)
             continue
+        m = FRAMES_RE.match(line)
+        if m:
+            aff[(int(m.group(1)), "frames")] = (m.group(2), m.group(3))
+            continue
         m = AFF_RE.match(line)
         if m:
             what = ("thread", int(m.group(3))) if m.group(3) else (m.group(2),)
@@ -112,11 +119,34 @@ def parse(lines, nranks, nthreads):
     expect(set(daemons) == set(range(nranks)), "dsmd lines for ranks %s" % sorted(daemons))
     for r in range(nranks):
         expect(any(l == "numa_affinity: rank %d: OK" % r for l in lines), "rank %d did not say OK" % r)
+        expect((r, "frames") in aff, "rank %d printed no frames policy" % r)
     return threads, daemons, aff, notes
+
+
+def check_frames(aff, nranks, want):
+    """The frames' memory policy in every rank and its dsmd: `want` ("local" for first touch,
+    "default"), unless this kernel has no numa_maps ("?")."""
+    for r in range(nranks):
+        for who, got in zip(("rank %d" % r, "rank %d's dsmd" % r), aff[(r, "frames")]):
+            expect(got in (want, "?"), "%s maps the frames with policy %s, expected %s" % (who, got, want))
+
+
+def count_cores(pus):
+    """Distinct cores among the PUs (sysfs topology; each PU its own core where it is missing)."""
+    cores = set()
+    for pu in pus:
+        base = "/sys/devices/system/cpu/cpu%d/topology/" % pu
+        try:
+            with open(base + "physical_package_id") as f, open(base + "core_id") as g:
+                cores.add((f.read().strip(), g.read().strip()))
+        except OSError:
+            cores.add(("pu", pu))
+    return len(cores)
 
 
 def check_bound(threads, daemons, aff, nranks, rpn, nthreads, placement, full):
     none = placement == "none"
+    check_frames(aff, nranks, "default" if none else "local")
     for (r, t), pu in threads.items():
         got = aff[(r, "thread", t)]
         if none:
@@ -138,12 +168,14 @@ def check_bound(threads, daemons, aff, nranks, rpn, nthreads, placement, full):
         return
     nnodes = (nranks + rpn - 1) // rpn
     daemon_pus = {daemons[r][0] for r in range(nranks)}
-    if len(full) >= nnodes + nranks:
+    ncores = count_cores(full)
+    spare = ncores >= nnodes + nranks and 4 * nnodes <= ncores  # dsm_place.h: DSM_PLACE_SPARE_SHARE
+    expect(all(("kept from" if spare else "shared with") + " the workers" in daemons[r][1] for r in range(nranks)),
+           "%d cores, %d daemons, %d ranks: the daemons' cores should be %s" % (
+               ncores, nnodes, nranks, "kept from the workers" if spare else "shared"))
+    if spare:
         for (r, t), pu in threads.items():
             expect(pu not in daemon_pus, "rank %d thread %d shares a daemon's pu %d with cores to spare" % (r, t, pu))
-        expect(all("kept from the workers" in daemons[r][1] for r in range(nranks)), "daemon core not kept")
-    else:
-        expect(all("shared with the workers" in daemons[r][1] for r in range(nranks)), "daemon core not shared")
     if nranks <= len(full):
         parts = [{threads[(r, t)] for t in range(nthreads)} for r in range(nranks)]
         for a in range(nranks):
@@ -156,8 +188,10 @@ def check_synthetic(threads, daemons, aff, notes, nranks, full):
     expect("HWLOC_SYNTHETIC" in notes[0], "the note names the synthetic topology")
     pus = {pu for pu in threads.values()}
     expect(None not in pus and max(pus) < 32, "placement from the synthetic topology: %s" % sorted(pus))
+    check_frames(aff, nranks, "default")
     for key, got in aff.items():
-        expect(got == full, "%s bound to %s although the topology is not this machine's" % (key, sorted(got)))
+        expect(key[1] == "frames" or got == full,
+               "%s bound to %s although the topology is not this machine's" % (key, sorted(got)))
     expect(all(daemons[r][0] is not None for r in range(nranks)), "daemons reported from the synthetic topology")
 
 

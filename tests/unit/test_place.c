@@ -229,6 +229,36 @@ Test(place, laptop_one_domain)
     hwloc_topology_destroy(t);
 }
 
+Test(place, daemons_keep_their_cores_only_when_few)
+{
+    static const struct { const char *topo; int ranks, daemons; bool spare; } cases[] = {
+        { "core:2 pu:1", 1, 1, false }, /* half the machine: shared */
+        { "core:3 pu:1", 1, 1, false },
+        { "core:4 pu:1", 1, 1, true },  /* a quarter */
+        { "core:4 pu:1", 3, 1, true },
+        { "core:4 pu:1", 4, 1, false }, /* a rank would have no core */
+        { "core:8 pu:2", 2, 2, true },
+        { "core:8 pu:2", 2, 3, false },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hwloc_topology_t t = synthetic(cases[i].topo);
+        struct dsm_place_plan pl;
+        int ncores = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE);
+
+        plan(t, params(DSM_PLACE_COMPACT, 0, cases[i].ranks, cases[i].daemons, ncores), &pl);
+        cr_expect_eq(pl.spare, cases[i].spare, "%s, %d ranks, %d daemons", cases[i].topo, cases[i].ranks,
+                     cases[i].daemons);
+        if (!pl.spare && cases[i].ranks == 1) {
+            cr_expect_eq(hwloc_bitmap_weight(pl.part), hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PU),
+                         "a lone rank gets the whole machine, the daemon's core too");
+            cr_expect_eq(pl.thread[ncores - 1].core, pl.node[0].core);
+        }
+        dsm_place_plan_fini(&pl);
+        hwloc_topology_destroy(t);
+    }
+}
+
 Test(place, more_ranks_than_cores_split_pus_then_share)
 {
     hwloc_topology_t t = synthetic(LAPTOP);
