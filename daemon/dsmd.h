@@ -39,6 +39,8 @@ struct dsmd_config {
     uint64_t    space_size;
     uint64_t    base;
     uint64_t    job_id;
+    uint8_t     secret[32];  /* the job secret (dsmt_config.secret): the SECRET line dsmrun
+                              * writes first on stdin; standalone: random */
     int         standalone;
     int         poll_us;     /* DSM_DAEMON_POLL_US: polling while a remote reply is due */
 };

@@ -5,6 +5,8 @@
  *   1. parse options, bind the progress thread (placement.c), create the node's frames (one
  *      sparse memfd, mapped read-write here, first-touch memory policy),
  *      the page table, the protocol, the ranks' socket, the transport's listener;
+ *   1b. read "SECRET <64 hex digits>" (the job secret) as the first line on stdin, before
+ *      the transport exists (standalone: make a random one);
  *   2. print "READY <node> <host:port>" on stdout; read "PEERS <addr>..." on stdin
  *      (dsmrun sends it once every daemon is ready); connect to the lower-numbered peers;
  *      print "MESH <node>" once every peer is up (standalone: at once);
@@ -22,7 +24,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -50,6 +54,50 @@ void dsmd_announce(struct dsmd *d, const char *fmt, ...)
     fflush(stdout);
 }
 
+#define DSMD_SECRET_WAIT_MS 10000 /* dsmrun writes the SECRET line right after starting us */
+
+/* One byte of stdin within the deadline: 1, 0 at EOF, -1 on timeout or error. */
+static int stdin_byte(char *c, int ms)
+{
+    struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+    int r = poll(&p, 1, ms);
+
+    if (r <= 0)
+        return -1;
+    return (int)read(STDIN_FILENO, c, 1);
+}
+
+/* The job secret into cfg->secret: the first stdin line, "SECRET <hex>", read a byte at a
+ * time so nothing after it (PEERS) is consumed here; a standalone daemon (no peers, no
+ * launcher) draws its own. Off the command line and environment on purpose: ps shows those. */
+static dsm_status_t secret_read(struct dsmd_config *cfg)
+{
+    char line[16 + 2 * sizeof(cfg->secret)], c = 0;
+    size_t n = 0;
+    int r = 1;
+
+    if (cfg->standalone) {
+        if (getrandom(cfg->secret, sizeof(cfg->secret), 0) == (ssize_t)sizeof(cfg->secret))
+            return DSM_OK;
+        DSM_ERR("getrandom: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    while (n + 1 < sizeof(line) && (r = stdin_byte(&c, DSMD_SECRET_WAIT_MS)) == 1 && c != '\n')
+        line[n++] = c;
+    line[n] = '\0';
+    if (r != 1 || c != '\n' || n != 7 + 2 * sizeof(cfg->secret) || strncmp(line, "SECRET ", 7) != 0 ||
+        strspn(line + 7, "0123456789abcdefABCDEF") != 2 * sizeof(cfg->secret)) {
+        DSM_ERR("expected \"SECRET <%zu hex digits>\" as the first line on stdin within %d ms",
+                2 * sizeof(cfg->secret), DSMD_SECRET_WAIT_MS);
+        return DSM_ECONFIG;
+    }
+    for (size_t i = 0; i < sizeof(cfg->secret); i++) {
+        char byte[3] = { line[7 + 2 * i], line[8 + 2 * i], '\0' };
+        cfg->secret[i] = (uint8_t)strtoul(byte, NULL, 16);
+    }
+    return DSM_OK;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -57,7 +105,8 @@ static void usage(FILE *f)
             "            --socket PATH [--listen HOST[:PORT]] [--consistency MODEL] [--transport T]\n"
             "            [--device NAME] [--space-size BYTES] [--base ADDR] [--job-id ID]\n"
             "       dsmd --standalone --socket PATH [--consistency MODEL] [--space-size BYTES]\n"
-            "Started by dsmrun (or by libdsm for a one-rank job); see README.md.\n");
+            "Started by dsmrun (or by libdsm for a one-rank job); see README.md. Without\n"
+            "--standalone the first line on stdin must be \"SECRET <64 hex digits>\" (the job secret).\n");
     fprintf(f, "transports:");
     for (size_t i = 0; dsmt_at(i) != NULL; i++)
         fprintf(f, " %s", dsmt_at(i)->name);
@@ -387,7 +436,8 @@ int main(int argc, char **argv)
      * thread that started us may end long before the rank (its stdin pipe covers it). */
     if (!d.cfg.standalone && prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
         DSM_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
-    if ((st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
+    if ((st = secret_read(&d.cfg)) != DSM_OK ||
+        (st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
         (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||
         (st = dsmd_peers_init(&d)) != DSM_OK) {

@@ -223,6 +223,8 @@ dsm_status_t dsmd_peers_init(struct dsmd *d)
         .page_size = d->page_size, .max_msg = DSMW_MAX_MSG, .job_id = d->cfg.job_id,
         .device = d->cfg.device, .poll_us = d->cfg.poll_us,
     };
+    _Static_assert(sizeof(tc.secret) == sizeof(d->cfg.secret), "one secret size");
+    memcpy(tc.secret, d->cfg.secret, sizeof(tc.secret));
     struct dsmt_handler h = { .ctx = d, .on_peer_up = on_peer_up, .on_message = on_message,
                               .on_peer_lost = on_peer_lost };
     dsm_status_t st;

@@ -32,6 +32,7 @@
 #include "dsm_status.h"
 
 #define DSMT_NO_PAGE UINT64_MAX
+#define DSMT_SECRET_LEN 32 /* bytes of dsmt_config.secret */
 
 typedef struct dsmt dsmt_t;
 
@@ -57,6 +58,11 @@ struct dsmt_config {
     size_t   page_size;
     size_t   max_msg;     /* largest message accepted; larger input is a protocol violation */
     uint64_t job_id;      /* carried in the hello; peers of another job are refused */
+    /* The job's secret, shared by its daemons only (dsmrun hands it to each on stdin;
+     * a standalone daemon makes its own). A connection is a peer only after both sides
+     * proved they hold it: each answers the other's fresh nonce with HMAC-SHA256(secret,
+     * nonce || own node id || job id) (hmac.h; tcp_wire.h has TCP's exchange). */
+    uint8_t  secret[DSMT_SECRET_LEN];
     const char *device;   /* RDMA: the device to use (NULL: the one the listen address is on) */
     int      poll_us;     /* RDMA: after a send, poll for completions this long before the
                            * caller sleeps on event_fd() (0: never; see rdma.c) */

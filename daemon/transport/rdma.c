@@ -4,13 +4,18 @@
  *
  * Byte layouts are in rdma_wire.h. Life of a connection (the higher node id connects, as in
  * dsmt.h): rdma_resolve_addr -> rdma_resolve_route -> queue pair, receives posted ->
- * rdma_connect carrying our hello as private data -> the accepting side checks it (magic,
- * version, job id, geometry, node id: the checks tcp.c makes), rejects with a reason or
- * accepts carrying its own hello -> the connecting side checks that answer -> ESTABLISHED on
- * both sides -> each side sends KEYS (its frames' address and rkey, the credits it grants)
- * as its first SEND -> a side counts the peer up once it has sent its KEYS and received the
- * peer's. Addresses and rkeys therefore travel only over a connection whose hellos checked
- * out. "Nobody listens there" (a reject that is not ours, or unreachable) is retried every
+ * rdma_connect carrying our hello (with a fresh nonce) as private data -> the accepting side
+ * checks it (magic, version, job id, geometry, node id: the checks tcp.c makes), rejects with
+ * a reason or accepts carrying its own hello and nonce -> the connecting side checks that
+ * answer -> ESTABLISHED -> the connecting side proves it holds the job secret (AUTH: an HMAC
+ * over the other's nonce) -> the accepting side checks the proof, only then counts it as
+ * the peer and sends KEYS (its frames' address and rkey, the credits it grants, its own
+ * proof) -> the connecting side checks that proof and sends its KEYS -> a side counts the
+ * peer up once it has sent its KEYS and received the peer's. Addresses and rkeys therefore
+ * travel only over a connection whose hellos and proofs checked out, and the side that
+ * proves first learns no rkey before it did. An accepted connection that fails before its
+ * proof is dropped without on_peer_lost, as over TCP. "Nobody listens there" (a reject that
+ * is not ours, or unreachable) is retried every
  * RETRY_MS until the connect timeout, like ECONNREFUSED over TCP; a dsm peer's refusal is
  * final.
  *
@@ -37,26 +42,29 @@
  *    receiver.
  *  - Capture at the call (dsmt.h): the sender copies the frame into a registered bounce page
  *    and writes from there. Writing straight from the frame would let the NIC read it after
- *    send() returned, and the daemon does not keep its hands off a frame after sending it: a
- *    rank with write access keeps writing the page it just served (a read copy sent to a
- *    requester while the owner's ranks hold it, or under release consistency, where the home
- *    applies diffs and its ranks write concurrently), the page is zeroed on reuse, and the
- *    conformance suite scribbles over a frame right after send(). One 4 KiB memcpy at the
- *    sender is the price; the receiver places the page without a copy.
+ *    send() returned, and nothing keeps the frame still until the WRITE completes: the
+ *    sender's protocol may give a local rank write access as soon as send() returns (a home
+ *    that has just served a read copy goes on to its own rank's write fault, sequential; the
+ *    home applies diffs while its ranks write and copies go out, release), freed pages are
+ *    zeroed, and the conformance suite scribbles over a frame right after send(). So the
+ *    bounce copy is required, not a choice: one 4 KiB memcpy at the sender (into memory that
+ *    is already registered); the receiver places the page without a copy.
  *  - A consequence of one-sided placement the protocols must respect (see dsmt.h): a frame
- *    lands when the NIC places it, which can be before the receiver has delivered earlier
- *    messages from the same peer. Two framed messages for one page from one peer must not be
- *    in flight at once if the receiver needs the first one's bytes at its delivery.
+ *    lands when the NIC places it, any time between send() and delivery, even before the
+ *    receiver has delivered earlier messages from the same peer. A receiver must not write a
+ *    page it is about to receive, and two framed messages for one page from one peer must not
+ *    be in flight at once if the receiver needs the first one's bytes at its delivery.
  *
  * Flow control (no receiver-not-ready retries: rnr_retry_count is 0, so one would be an error):
  *  - Each side posts RX_SLOTS = CREDITS + RX_EXTRA receives and grants CREDITS in its KEYS. A
  *    MSG segment costs the sender one credit; the receiver re-posts the slot after delivery
  *    and returns credits in the header of whatever it sends next, or in a CREDIT message once
  *    CREDIT_BATCH are pending. KEYS and CREDIT cost no credit.
- *  - Why RX_EXTRA = 4 receives are enough beyond CREDITS: CREDIT messages from A that B has
+ *  - Why RX_EXTRA = 6 receives are enough beyond CREDITS: CREDIT messages from A that B has
  *    not processed each return >= CREDIT_BATCH credits, for data B sent; B sends at most
  *    CREDITS data segments beyond the credits it has processed, so at most
- *    CREDITS / CREDIT_BATCH = 2 such CREDIT messages are unprocessed at B, plus one KEYS.
+ *    CREDITS / CREDIT_BATCH = 2 such CREDIT messages are unprocessed at B, plus one AUTH and
+ *    one KEYS (4; two spare).
  *  - Deadlock-free: a sender out of credits has CREDITS segments at the receiver; once they
  *    are processed the receiver has returned part of them piggybacked or holds >=
  *    CREDIT_BATCH and sends a CREDIT message, which needs no credit.
@@ -102,15 +110,17 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dsm_log.h"
+#include "hmac.h"
 
 #define CREDITS       32u           /* MSG segments a peer may have outstanding at us */
-#define RX_EXTRA      4u            /* receives beyond CREDITS: KEYS + CREDIT (bound 3) */
+#define RX_EXTRA      6u            /* receives beyond CREDITS: AUTH, KEYS, CREDIT (bound 4) */
 #define RX_SLOTS      (CREDITS + RX_EXTRA)
 #define TX_SLOTS      (CREDITS + RX_EXTRA)
 #define CREDIT_BATCH  (CREDITS / 2) /* pending returns that trigger a CREDIT message */
@@ -163,6 +173,9 @@ struct conn {
     bool connected;                 /* ESTABLISHED seen: disconnect when killed */
     bool rearm;                     /* a CQ event was consumed: re-arm before polling */
     bool sent_keys, got_keys;
+    bool authed;                    /* accepted: the peer's AUTH proof checked out */
+    uint8_t my_nonce[DSMT_RDMA_NONCE_LEN];   /* in our hello; the peer's proof covers it */
+    uint8_t peer_nonce[DSMT_RDMA_NONCE_LEN]; /* from the peer's hello; our proof covers it */
     enum conn_state state;
     uint64_t deadline;              /* before C_UP: give up at this time (ms, monotonic) */
     uint64_t retry_at;              /* C_RETRY: next attempt */
@@ -855,7 +868,8 @@ static void kick(struct rdma *t)
 /* The peer counts as up once both KEYS have gone their ways. */
 static void maybe_up(struct rdma *t, struct conn *c)
 {
-    if (c->state == C_DEAD || c->state == C_UP || !c->sent_keys || !c->got_keys)
+    if (c->state == C_DEAD || c->state == C_UP || !c->sent_keys || !c->got_keys ||
+        (!c->outgoing && !c->authed))
         return;
     c->state = C_UP;
     t->peer[c->node].st = P_UP;
@@ -865,11 +879,57 @@ static void maybe_up(struct rdma *t, struct conn *c)
         conn_push(t, c);
 }
 
-/* Take in the peer's KEYS payload. NULL, or what is wrong with it. */
+/* The proof `node` gives for `nonce`: HMAC-SHA256(secret, nonce || u32 node || u64 job). */
+static void proof_of(struct rdma *t, const uint8_t *nonce, int node, uint8_t out[DSMT_RDMA_PROOF_LEN])
+{
+    uint8_t m[DSMT_RDMA_NONCE_LEN + 12];
+
+    memcpy(m, nonce, DSMT_RDMA_NONCE_LEN);
+    put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
+    put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
+    dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
+}
+
+/* Does `proof` prove that c's peer holds the secret (a MAC over our nonce)? */
+static bool proof_ok(struct rdma *t, struct conn *c, const uint8_t *proof)
+{
+    uint8_t want[DSMT_RDMA_PROOF_LEN];
+
+    proof_of(t, c->my_nonce, c->node, want);
+    return dsmt_equal_ct(want, proof, sizeof(want));
+}
+
+/* Send AUTH (connecting side, first) or KEYS. 0 or an errno value. */
+static int send_auth(struct rdma *t, struct conn *c)
+{
+    uint8_t proof[DSMT_RDMA_PROOF_LEN];
+
+    proof_of(t, c->peer_nonce, t->cfg.self, proof);
+    return post_seg(t, c, DSMT_RDMA_K_AUTH, 0, 0, DSMT_NO_PAGE, proof, sizeof(proof), NULL);
+}
+
+static int send_keys(struct rdma *t, struct conn *c)
+{
+    uint8_t keys[DSMT_RDMA_KEYS_LEN];
+    int rc;
+
+    put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
+    put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
+    put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
+    put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
+    proof_of(t, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
+    if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
+        c->sent_keys = true;
+    return rc;
+}
+
+/* Take in the peer's KEYS payload (its proof checked first). NULL, or what is wrong. */
 static const char *rx_keys(struct rdma *t, struct conn *c, const uint8_t *p)
 {
     uint32_t credits = get32(p + DSMT_RDMA_K_CREDITS);
 
+    if (!proof_ok(t, c, p + DSMT_RDMA_K_PROOF))
+        return "bad proof: the peer does not hold this job's secret";
     if (credits == 0 || credits > UINT16_MAX)
         return "KEYS grants no (or absurd) credits";
     if (get64(p + DSMT_RDMA_K_FRAMES_LEN) != (uint64_t)t->cfg.npages * t->cfg.page_size)
@@ -878,6 +938,28 @@ static const char *rx_keys(struct rdma *t, struct conn *c, const uint8_t *p)
     c->rkey = get32(p + DSMT_RDMA_K_RKEY);
     c->credits = c->credit_max = credits;
     c->got_keys = true;
+    return NULL;
+}
+
+/* The connecting side's AUTH at the accepting side: check the proof, count the connection as
+ * the peer, and only then send our KEYS. NULL, or what is wrong. */
+static const char *rx_auth(struct rdma *t, struct conn *c, const uint8_t *proof, char *why, size_t wl)
+{
+    int rc;
+
+    if (!proof_ok(t, c, proof))
+        return "bad proof: the peer does not hold this job's secret";
+    if (t->peer[c->node].st != P_NONE) { /* another connection claimed it meanwhile */
+        snprintf(why, wl, "bad hello: node %d is already connected or was lost", c->node);
+        return why;
+    }
+    c->authed = true;
+    t->peer[c->node].conn = c;
+    t->peer[c->node].st = P_PENDING;
+    if ((rc = send_keys(t, c)) != 0) {
+        snprintf(why, wl, "ibv_post_send(KEYS): %s", strerror(rc));
+        return why;
+    }
     return NULL;
 }
 
@@ -945,23 +1027,44 @@ static const char *rx_msg(struct rdma *t, struct conn *c, const uint8_t *b, size
     return NULL;
 }
 
-/* What is wrong with a KEYS or CREDIT (or unknown) SEND of n bytes, or NULL; takes in KEYS. */
-static const char *rx_control(struct rdma *t, struct conn *c, const uint8_t *b, size_t n)
+/* What is wrong with an AUTH, KEYS or CREDIT (or unknown) SEND of n bytes, or NULL; acts on
+ * AUTH and KEYS (the handshake above). */
+static const char *rx_control(struct rdma *t, struct conn *c, const uint8_t *b, size_t n, char *why, size_t wl)
 {
     uint8_t kind = b[DSMT_RDMA_M_KIND];
     bool plain = b[DSMT_RDMA_M_FLAGS] == 0 && get16(b + DSMT_RDMA_M_CREDITS) == 0 &&
                  get32(b + DSMT_RDMA_M_LENGTH) == 0 && get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE;
+    const char *bad;
+    int rc;
 
-    if (kind == DSMT_RDMA_K_CREDIT)
+    switch (kind) {
+    case DSMT_RDMA_K_CREDIT:
         return n == DSMT_RDMA_HDR_LEN && b[DSMT_RDMA_M_FLAGS] == 0 && get32(b + DSMT_RDMA_M_LENGTH) == 0 &&
                get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE ? NULL : "malformed CREDIT";
-    if (kind != DSMT_RDMA_K_KEYS)
+    case DSMT_RDMA_K_AUTH:
+        if (c->outgoing || c->authed)
+            return "AUTH out of place";
+        if (!plain || n != DSMT_RDMA_HDR_LEN + DSMT_RDMA_PROOF_LEN)
+            return "malformed AUTH";
+        return rx_auth(t, c, b + DSMT_RDMA_HDR_LEN, why, wl);
+    case DSMT_RDMA_K_KEYS:
+        if (c->got_keys)
+            return "second KEYS";
+        if (!c->outgoing && !c->authed)
+            return "KEYS before AUTH";
+        if (!plain || n != DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN)
+            return "malformed KEYS";
+        if ((bad = rx_keys(t, c, b + DSMT_RDMA_HDR_LEN)) != NULL || !c->outgoing)
+            return bad;
+        /* the accepting side has proved itself: now our rkey may go */
+        if ((rc = send_keys(t, c)) != 0) {
+            snprintf(why, wl, "ibv_post_send(KEYS): %s", strerror(rc));
+            return why;
+        }
+        return NULL;
+    default:
         return "unknown message kind";
-    if (c->got_keys)
-        return "second KEYS";
-    if (!plain || n != DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN)
-        return "malformed KEYS";
-    return rx_keys(t, c, b + DSMT_RDMA_HDR_LEN);
+    }
 }
 
 /* A receive completed in slot `slot` with n bytes: check, act, re-post the slot. */
@@ -980,8 +1083,8 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
     }
     kind = b[DSMT_RDMA_M_KIND];
     ret = get16(b + DSMT_RDMA_M_CREDITS);
-    if (kind != DSMT_RDMA_K_KEYS && !c->got_keys)
-        bad = "message before KEYS";
+    if (kind != DSMT_RDMA_K_KEYS && kind != DSMT_RDMA_K_AUTH && !c->got_keys)
+        bad = c->outgoing || c->authed ? "message before KEYS" : "message before AUTH";
     else if (c->credits + ret > c->credit_max)
         bad = "returned more credits than it was given";
     else if (kind == DSMT_RDMA_K_MSG && c->state != C_UP)
@@ -989,7 +1092,7 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
     else {
         c->credits += ret;
         bad = kind == DSMT_RDMA_K_MSG ? rx_msg(t, c, b, n - DSMT_RDMA_HDR_LEN, why, sizeof(why))
-                                      : rx_control(t, c, b, n);
+                                      : rx_control(t, c, b, n, why, sizeof(why));
     }
     if (bad != NULL) {
         violation(t, c, bad);
@@ -1133,7 +1236,8 @@ static void encode_hello(struct rdma *t)
 }
 
 /* Why a hello is unacceptable, or NULL. c is the outgoing connection it answers, or NULL for
- * a connect request; *code gets the refusal to send back. */
+ * a connect request; *code gets the refusal to send back. (The CM pads private data with
+ * zeroes, so a short hello shows up as one with zero fields.) */
 static const char *hello_problem(struct rdma *t, const struct conn *c, const uint8_t *b, size_t len,
                                  char *why, size_t wl, int *code)
 {
@@ -1186,15 +1290,28 @@ static const char *refusal_text(uint32_t code)
     }
 }
 
-static void conn_param(struct rdma *t, struct rdma_conn_param *p)
+/* Connection parameters carrying `hello` (our hello with c's nonce) as private data. */
+static void conn_param(struct rdma_conn_param *p, const uint8_t *hello)
 {
     memset(p, 0, sizeof(*p));
-    p->private_data = t->hello;
+    p->private_data = hello;
     p->private_data_len = DSMT_RDMA_HELLO_LEN;
     p->responder_resources = 0; /* no RDMA READ or atomics towards us */
     p->initiator_depth = 0;
     p->retry_count = 7;
     p->rnr_retry_count = 0;     /* credits guarantee a posted receive: an RNR is a bug */
+}
+
+/* A fresh nonce for connection c, and our hello carrying it into hello[]. 0 or -1 (logged). */
+static int hello_for(struct rdma *t, struct conn *c, uint8_t *hello)
+{
+    if (getrandom(c->my_nonce, sizeof(c->my_nonce), 0) != (ssize_t)sizeof(c->my_nonce)) {
+        DSM_ERR("rdma: getrandom: %s", strerror(errno));
+        return -1;
+    }
+    memcpy(hello, t->hello, DSMT_RDMA_HELLO_LEN);
+    memcpy(hello + DSMT_RDMA_H_NONCE, c->my_nonce, sizeof(c->my_nonce));
+    return 0;
 }
 
 /* Refuse a connect request with our magic and `code`, then let the id go. */
@@ -1212,10 +1329,13 @@ static void refuse(struct rdma_cm_id *id, int code)
 
 static void timer_arm(struct rdma *t);
 
-/* A connect request on the listener: check the hello, then accept with ours or refuse. */
+/* A connect request on the listener: check the hello, then accept with ours or refuse. The
+ * connection stands for the node it names only once that node's proof (AUTH) checks out. */
 static void on_request(struct rdma *t, const struct cm_ev *e)
 {
-    char where[80], why[200], buf[160];
+    char where[80], why[200] = "cannot make a nonce", buf[160];
+    uint8_t hello[DSMT_RDMA_HELLO_LEN];
+    struct rdma_conn_param p;
     const char *problem;
     struct conn *c;
     int code, node;
@@ -1240,9 +1360,8 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
     c->state = C_ACCEPTING;
     c->timeout_ms = ACCEPT_MS;
     c->deadline = now_ms() + ACCEPT_MS;
-    t->peer[node].conn = c;
-    t->peer[node].st = P_PENDING;
-    if (conn_resources(t, c, why, sizeof(why)) < 0) {
+    memcpy(c->peer_nonce, e->pdata + DSMT_RDMA_H_NONCE, sizeof(c->peer_nonce));
+    if (hello_for(t, c, hello) < 0 || conn_resources(t, c, why, sizeof(why)) < 0) {
         uint8_t rej[DSMT_RDMA_REJ_LEN];
 
         put32(rej, DSMT_RDMA_MAGIC);
@@ -1251,8 +1370,7 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
         conn_kill(t, c, DSM_LOG_ERROR, why);
         return;
     }
-    struct rdma_conn_param p;
-    conn_param(t, &p);
+    conn_param(&p, hello);
     if (rdma_accept(c->id, &p) != 0) {
         conn_kill_errno(t, c, "rdma_accept", errno);
         return;
@@ -1301,30 +1419,29 @@ static void connect_failed(struct rdma *t, struct conn *c, const char *why, bool
     conn_kill(t, c, DSM_LOG_WARN, reason);
 }
 
-/* The peer's side is established: check its answer (outgoing), then send KEYS. */
+/* The connection is established. Connecting side: check the answer, then prove ourselves
+ * (AUTH). Accepting side: wait for that proof. */
 static void on_established(struct rdma *t, struct conn *c, const struct cm_ev *e)
 {
-    uint8_t keys[DSMT_RDMA_KEYS_LEN];
     const char *problem;
     char why[160];
     int code, rc;
 
     c->connected = true;
-    if (c->outgoing && (problem = hello_problem(t, c, e->pdata, e->plen, why, sizeof(why), &code)) != NULL) {
+    if (!c->outgoing) {
+        /* the peer's AUTH and KEYS can be in (and the peer up) before this event is */
+        if (c->state == C_ACCEPTING)
+            c->state = C_KEYS;
+        return;
+    }
+    c->state = C_KEYS;
+    if ((problem = hello_problem(t, c, e->pdata, e->plen, why, sizeof(why), &code)) != NULL) {
         conn_kill(t, c, DSM_LOG_WARN, problem);
         return;
     }
-    put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
-    put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
-    put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
-    put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
-    if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) != 0) {
-        conn_kill_errno(t, c, "ibv_post_send(KEYS)", rc);
-        return;
-    }
-    c->sent_keys = true;
-    c->state = C_KEYS;
-    maybe_up(t, c);
+    memcpy(c->peer_nonce, e->pdata + DSMT_RDMA_H_NONCE, sizeof(c->peer_nonce));
+    if ((rc = send_auth(t, c)) != 0)
+        conn_kill_errno(t, c, "ibv_post_send(AUTH)", rc);
 }
 
 /* Handle one (acknowledged) CM event. */
@@ -1356,11 +1473,16 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
     }
     case RDMA_CM_EVENT_ROUTE_RESOLVED: {
         struct rdma_conn_param p;
+        uint8_t hello[DSMT_RDMA_HELLO_LEN];
         if (conn_resources(t, c, why, sizeof(why)) < 0) {
             connect_failed(t, c, why, false);
             break;
         }
-        conn_param(t, &p);
+        if (hello_for(t, c, hello) < 0) {
+            connect_failed(t, c, "cannot make a nonce", false);
+            break;
+        }
+        conn_param(&p, hello);
         if (rdma_connect(c->id, &p) != 0) {
             snprintf(why, sizeof(why), "rdma_connect: %s", strerror(errno));
             connect_failed(t, c, why, false);
@@ -1412,8 +1534,8 @@ static void cm_drain(struct rdma *t)
     while (rdma_get_cm_event(t->ec, &ev) == 0) {
         struct cm_ev e = { .type = ev->event, .status = ev->status, .id = ev->id };
 
-        if (ev->param.conn.private_data != NULL && ev->event != RDMA_CM_EVENT_ADDR_RESOLVED &&
-            ev->event != RDMA_CM_EVENT_ROUTE_RESOLVED) {
+        if ((ev->event == RDMA_CM_EVENT_CONNECT_REQUEST || ev->event == RDMA_CM_EVENT_ESTABLISHED ||
+             ev->event == RDMA_CM_EVENT_REJECTED) && ev->param.conn.private_data != NULL) {
             e.plen = ev->param.conn.private_data_len; /* a u8: fits PDATA_MAX */
             memcpy(e.pdata, ev->param.conn.private_data, e.plen);
         }

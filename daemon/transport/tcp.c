@@ -4,11 +4,14 @@
  * Stream (byte layout in tcp_wire.h): each side sends one hello first, then frames of
  * { u32 len, u32 flags, u64 page } + len bytes of message + page_size bytes of frame when
  * flags has DSMT_TCP_F_FRAME. The connecting side (the higher node id) says hello first;
- * the accepting side checks it, answers with its own hello and counts the peer up; the
- * connecting side counts the peer up once that answer checks out.
+ * the accepting side checks it and answers with its own hello; then each side proves it
+ * holds the job secret by a MAC over the other's nonce, the connecting side first (order
+ * and proof in tcp_wire.h). Each side counts the peer up once the other's proof checks out.
  *
  * Invariants:
- *  - A connection is a peer (peer[node].st == P_UP) only after the hellos. Anything malformed
+ *  - A connection is a peer (peer[node].st == P_UP) only after the hellos and proofs. A wrong
+ *    proof (another job, a stranger, a replay) drops the connection like anything malformed.
+ *    Anything malformed
  *    drops that one connection with one log line; a dropped peer gets on_peer_lost exactly
  *    once and is never readmitted (a later hello naming it is refused as a duplicate).
  *  - A frame header is checked (len <= max_msg, known flags, page < npages) before a single
@@ -39,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -46,6 +50,7 @@
 #include <unistd.h>
 
 #include "dsm_log.h"
+#include "hmac.h"
 
 #define RX_SLACK          (128u * 1024) /* staging room beyond one message: a read takes many */
 #define READ_BUDGET       (4u << 20)    /* bytes read per connection per progress(), fairness */
@@ -62,7 +67,7 @@
 #define MAX_MSG_LIMIT     (64u << 20)   /* sanity bound on cfg->max_msg (the length is a u32) */
 
 enum conn_state { C_RETRY, C_CONNECTING, C_HELLO, C_UP, C_DEAD };
-enum rx_state { RX_HELLO, RX_HDR, RX_MSG, RX_FRAME };
+enum rx_state { RX_HELLO, RX_PROOF, RX_HDR, RX_MSG, RX_FRAME };
 enum peer_state { P_NONE, P_PENDING, P_UP, P_LOST };
 
 /* Unwritten bytes are buf[head, tail). */
@@ -96,6 +101,8 @@ struct conn {
     uint32_t flags;
     uint64_t page;
     struct outq q;
+    uint8_t my_nonce[DSMT_TCP_NONCE_LEN];   /* sent in our hello; the peer's proof covers it */
+    uint8_t peer_nonce[DSMT_TCP_NONCE_LEN]; /* from the peer's hello; our proof covers it */
 };
 
 struct peer {
@@ -434,15 +441,49 @@ static dsm_status_t conn_flush(struct tcp *t, struct conn *c)
     return 0;
 }
 
-/* Queue our hello on a connection (room permitting) and ask for EPOLLOUT to send it. */
-static dsm_status_t conn_queue_hello(struct tcp *t, struct conn *c)
+/* Queue len handshake bytes on a connection and ask for EPOLLOUT to send them. */
+static dsm_status_t conn_queue_raw(struct tcp *t, struct conn *c, void *b, size_t len)
 {
-    struct iovec iov = { .iov_base = t->hello, .iov_len = sizeof(t->hello) };
+    struct iovec iov = { .iov_base = b, .iov_len = len };
 
-    if (outq_reserve(&c->q, sizeof(t->hello)) < 0)
+    if (outq_reserve(&c->q, len) < 0)
         return DSM_ENOMEM;
     outq_append(t, &c->q, &iov, 1, 0);
     return conn_watch(t, c, true) < 0 ? DSM_ESYS : 0;
+}
+
+/* Queue our hello with a fresh nonce for this connection. */
+static dsm_status_t conn_queue_hello(struct tcp *t, struct conn *c)
+{
+    uint8_t b[DSMT_TCP_HELLO_LEN];
+
+    if (getrandom(c->my_nonce, sizeof(c->my_nonce), 0) != (ssize_t)sizeof(c->my_nonce)) {
+        DSM_ERR("tcp: getrandom: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    memcpy(b, t->hello, sizeof(b));
+    memcpy(b + DSMT_TCP_H_NONCE, c->my_nonce, sizeof(c->my_nonce));
+    return conn_queue_raw(t, c, b, sizeof(b));
+}
+
+/* The proof `node` gives for `nonce`: HMAC-SHA256(secret, nonce || u32 node || u64 job). */
+static void proof_of(struct tcp *t, const uint8_t *nonce, int node, uint8_t out[DSMT_TCP_PROOF_LEN])
+{
+    uint8_t m[DSMT_TCP_NONCE_LEN + 12];
+
+    memcpy(m, nonce, DSMT_TCP_NONCE_LEN);
+    put32(m + DSMT_TCP_NONCE_LEN, (uint32_t)node);
+    put64(m + DSMT_TCP_NONCE_LEN + 4, t->cfg.job_id);
+    dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
+}
+
+/* Queue our proof: our MAC over the peer's nonce. */
+static dsm_status_t conn_queue_proof(struct tcp *t, struct conn *c)
+{
+    uint8_t b[DSMT_TCP_PROOF_LEN];
+
+    proof_of(t, c->peer_nonce, t->cfg.self, b);
+    return conn_queue_raw(t, c, b, sizeof(b));
 }
 
 /* ---- receiving -------------------------------------------------------------------- */
@@ -482,25 +523,49 @@ static const char *hello_problem(struct tcp *t, struct conn *c, const uint8_t *b
     return NULL;
 }
 
-/* Check the peer's hello and bring the peer up. false if the connection died. */
+/* Check the peer's hello; answer it (accepting side: our hello; connecting side: our
+ * proof) and wait for the peer's proof. false if the connection died. */
 static bool rx_hello(struct tcp *t, struct conn *c, const uint8_t *b)
 {
     char why[160];
     const char *problem = hello_problem(t, c, b, why, sizeof(why));
-    int node;
 
     if (problem != NULL) {
         conn_kill(t, c, DSM_LOG_WARN, problem);
         return false;
     }
-    node = (int)get32(b + DSMT_TCP_H_NODE);
+    memcpy(c->peer_nonce, b + DSMT_TCP_H_NONCE, sizeof(c->peer_nonce));
+    /* The claimed id, for the proof and log lines; not a peer (t->peer) before the proof. */
+    c->node = (int)get32(b + DSMT_TCP_H_NODE);
+    if ((c->outgoing ? conn_queue_proof(t, c) : conn_queue_hello(t, c)) < 0) {
+        conn_kill(t, c, DSM_LOG_ERROR, "cannot queue the hello answer");
+        return false;
+    }
+    c->rx = RX_PROOF;
+    return true;
+}
+
+/* Check the peer's proof and bring the peer up. false if the connection died. */
+static bool rx_proof(struct tcp *t, struct conn *c, const uint8_t *b)
+{
+    uint8_t want[DSMT_TCP_PROOF_LEN];
+    int node = c->node;
+
+    proof_of(t, c->my_nonce, node, want);
+    if (!dsmt_equal_ct(want, b, sizeof(want))) {
+        conn_kill(t, c, DSM_LOG_WARN, "bad proof: the peer does not hold this job's secret");
+        return false;
+    }
     if (!c->outgoing) {
-        /* Our answer goes out before anything the daemon sends from on_peer_up. */
-        if (conn_queue_hello(t, c) < 0) {
-            conn_kill(t, c, DSM_LOG_ERROR, "cannot queue the hello answer");
+        if (t->peer[node].st != P_NONE) { /* another connection claimed it meanwhile */
+            conn_kill(t, c, DSM_LOG_WARN, "bad hello: node is already connected or was lost");
             return false;
         }
-        c->node = node;
+        /* Our proof goes out before anything the daemon sends from on_peer_up. */
+        if (conn_queue_proof(t, c) < 0) {
+            conn_kill(t, c, DSM_LOG_ERROR, "cannot queue the proof");
+            return false;
+        }
         t->peer[node].conn = c;
     }
     t->peer[node].st = P_UP;
@@ -593,6 +658,13 @@ static void rx_parse(struct tcp *t, struct conn *c)
                 goto partial;
             c->rpos += DSMT_TCP_HELLO_LEN;
             if (!rx_hello(t, c, p))
+                return;
+            break;
+        case RX_PROOF:
+            if (avail < DSMT_TCP_PROOF_LEN)
+                goto partial;
+            c->rpos += DSMT_TCP_PROOF_LEN;
+            if (!rx_proof(t, c, p))
                 return;
             break;
         case RX_HDR:

@@ -16,8 +16,10 @@
  * and rewritten by rank 1, and read back by rank 0, with every value checked. Exit 1 on
  * any failure.
  *
- * The stream layout is that of daemon/transport/tcp_wire.h (little-endian): hello of 48
- * bytes {u32 magic "DSMT", u16 version 1, ...}, frame header {u32 len, u32 flags, u64 page}.
+ * The stream layout is that of daemon/transport/tcp_wire.h (little-endian) as it was in
+ * version 1: hello of 48 bytes {u32 magic "DSMT", u16 version 1, ...}, frame header {u32 len,
+ * u32 flags, u64 page}. Version 2 (64-byte hello with a nonce, then a proof of the job
+ * secret) refuses such a hello as well; the unit tests (test_transport) cover the proof.
  * It is restated here on purpose: the test speaks as an outsider.
  */
 #define _GNU_SOURCE

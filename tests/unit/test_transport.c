@@ -6,7 +6,10 @@
  * device is missing, is skipped with one line. DSM_TEST_TRANSPORTS=rdma (a comma list) runs
  * only the transports named (scripts/test-rdma-vm runs the rdma cases in a soft-RoCE guest).
  * Suite `tcp_input` feeds raw (mostly broken) byte streams to a TCP instance and checks that
- * each bad connection is dropped while established peers keep working.
+ * each bad connection is dropped while established peers keep working; suite `rdma_input`
+ * does the same to an RDMA instance with a raw rdma_cm/verbs peer (bad hellos in the CM
+ * private data, malformed SENDs, a write outside the frames), and checks the documented
+ * layout of rdma_wire.h both ways.
  *
  * Instances live in one process, each with its own frame memory, on the transport's test
  * host: 127.0.0.1 for tcp; for rdma the IPv4 address of the first active RDMA port (rdma_cm
@@ -21,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -34,11 +38,15 @@
 
 #include "dsm_log.h"
 #include "dsmt.h"
+#include "hmac.h"
 #include "tcp_wire.h"
 
 #ifdef DSMT_HAVE_RDMA
+#include <dirent.h>
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
+
+#include "rdma_wire.h"
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -82,36 +90,47 @@ static struct tparam transports[] = {
 static char host[64] = "127.0.0.1";
 
 #ifdef DSMT_HAVE_RDMA
-/* The IPv4 address of the first active RDMA port (its IPv4-mapped GID), into host. */
+/* Read a small sysfs file into buf; false if it cannot be read. */
+static bool read_small(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    bool ok = f != NULL && fgets(buf, (int)len, f) != NULL;
+
+    if (f != NULL)
+        fclose(f);
+    return ok;
+}
+
+/* The IPv4 address of the first active RDMA port (its IPv4-mapped GID), into host. From sysfs
+ * only: the Criterion runner calls this too, and forks its workers afterwards. */
 static bool rdma_host(void)
 {
-    struct ibv_device **devs = ibv_get_device_list(NULL);
+    static const char ib[] = "/sys/class/infiniband";
+    char path[512], text[128];
+    unsigned g[8];
+    DIR *devs = opendir(ib);
+    struct dirent *d;
     bool found = false;
 
-    for (int d = 0; devs != NULL && devs[d] != NULL && !found; d++) {
-        struct ibv_context *ctx = ibv_open_device(devs[d]);
-        struct ibv_device_attr da;
-
-        if (ctx == NULL)
-            continue;
-        for (uint8_t port = 1; !found && ibv_query_device(ctx, &da) == 0 && port <= da.phys_port_cnt; port++) {
-            struct ibv_port_attr pa;
-
-            if (ibv_query_port(ctx, port, &pa) != 0 || pa.state != IBV_PORT_ACTIVE)
+    while (devs != NULL && !found && (d = readdir(devs)) != NULL) {
+        for (int port = 1; d->d_name[0] != '.' && port <= 8 && !found; port++) {
+            snprintf(path, sizeof(path), "%s/%s/ports/%d/state", ib, d->d_name, port);
+            if (!read_small(path, text, sizeof(text)) || strstr(text, "ACTIVE") == NULL)
                 continue;
-            for (int i = 0; i < pa.gid_tbl_len && !found; i++) {
-                static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-                union ibv_gid gid;
-
-                if (ibv_query_gid(ctx, port, i, &gid) == 0 && memcmp(gid.raw, v4mapped, 12) == 0 &&
-                    inet_ntop(AF_INET, gid.raw + 12, host, sizeof(host)) != NULL)
+            for (int i = 0; i < 16 && !found; i++) {
+                snprintf(path, sizeof(path), "%s/%s/ports/%d/gids/%d", ib, d->d_name, port, i);
+                if (read_small(path, text, sizeof(text)) &&
+                    sscanf(text, "%x:%x:%x:%x:%x:%x:%x:%x", &g[0], &g[1], &g[2], &g[3], &g[4], &g[5],
+                           &g[6], &g[7]) == 8 &&
+                    (g[0] | g[1] | g[2] | g[3] | g[4]) == 0 && g[5] == 0xffff) {
+                    snprintf(host, sizeof(host), "%u.%u.%u.%u", g[6] >> 8, g[6] & 0xff, g[7] >> 8, g[7] & 0xff);
                     found = true;
+                }
             }
         }
-        ibv_close_device(ctx);
     }
     if (devs != NULL)
-        ibv_free_device_list(devs);
+        closedir(devs);
     return found;
 }
 #endif
@@ -324,6 +343,9 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
     memcpy(g->data, msg, len);
 }
 
+/* The job secret of instances made from now on (each test runs in its own process). */
+static uint8_t g_secret[DSMT_SECRET_LEN];
+
 /* An instance listening on `addr`: node `self` of `nnodes`, zeroed frames of `npages` pages. */
 static struct inst *inst_new_at(const struct dsmt_ops *ops, int self, int nnodes, uint64_t npages,
                                 const char *addr)
@@ -344,6 +366,7 @@ static struct inst *inst_new_at(const struct dsmt_ops *ops, int self, int nnodes
     in->keep = true;
     h.ctx = in;
     cfg.frames = in->frames;
+    memcpy(cfg.secret, g_secret, sizeof(cfg.secret));
     cr_assert_eq(ops->create(&cfg, &h, &in->t), 0, "create node %d", self);
     cr_assert_eq(ops->listen(in->t, addr, in->addr, sizeof(in->addr)), 0, "listen node %d", self);
     cr_assert(strncmp(in->addr, host, strlen(host)) == 0 && in->addr[strlen(host)] == ':' &&
@@ -397,7 +420,7 @@ static void drive_once(struct inst **v, int n)
         uint64_t end_ = now_ms() + WAIT_MS;                                                \
         while (!(cond)) {                                                                  \
             if (now_ms() > end_)                                                           \
-                cr_assert_fail("timed out after %d ms waiting for: " __VA_ARGS__);         \
+                cr_assert_fail("timed out waiting for: " __VA_ARGS__);                     \
             drive_once(v, n);                                                              \
         }                                                                                  \
     } while (0)
@@ -900,13 +923,18 @@ struct fx {
     struct inst *v[2]; /* A, B */
 };
 
-static void fx_up(struct fx *f)
+static void fx_up_with(struct fx *f, const struct dsmt_ops *ops)
 {
-    f->v[0] = inst_new(&dsmt_tcp_ops, 1, 4, NPAGES);
-    f->v[1] = inst_new(&dsmt_tcp_ops, 2, 4, NPAGES);
+    f->v[0] = inst_new(ops, 1, 4, NPAGES);
+    f->v[1] = inst_new(ops, 2, 4, NPAGES);
     for (uint64_t pg = 0; pg < NPAGES; pg++)
         fill(page_at(f->v[0], pg), PAGE, 0xa0a0 + pg);
     mesh(f->v, 2);
+}
+
+static void fx_up(struct fx *f)
+{
+    fx_up_with(f, &dsmt_tcp_ops);
 }
 
 static void fx_down(struct fx *f)
@@ -947,10 +975,27 @@ static struct hello good_hello(uint32_t node)
     return (struct hello){ DSMT_TCP_MAGIC, DSMT_TCP_VERSION, node, 4, JOB, PAGE, NPAGES, MAX_MSG };
 }
 
-/* The 48 hello bytes, laid out as tcp_wire.h documents. */
+/* The nonce every raw hello of these tests carries. */
+static const uint8_t RAW_NONCE[DSMT_TCP_NONCE_LEN] = "raw-peer-nonce!";
+
+/* The proof `node` owes for `nonce` under `secret`, as tcp_wire.h documents it. */
+static void raw_proof(const uint8_t *secret, const uint8_t *nonce, uint32_t node, uint8_t *out)
+{
+    uint8_t m[DSMT_TCP_NONCE_LEN + 12];
+
+    memcpy(m, nonce, DSMT_TCP_NONCE_LEN);
+    for (int i = 0; i < 4; i++)
+        m[DSMT_TCP_NONCE_LEN + i] = (uint8_t)(node >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        m[DSMT_TCP_NONCE_LEN + 4 + i] = (uint8_t)(JOB >> (8 * i));
+    dsmt_hmac_sha256(secret, DSMT_SECRET_LEN, m, sizeof(m), out);
+}
+
+/* The 64 hello bytes, laid out as tcp_wire.h documents, with RAW_NONCE. */
 static void hello_bytes(uint8_t *b, const struct hello *h)
 {
     memset(b, 0, DSMT_TCP_HELLO_LEN);
+    memcpy(b + 48, RAW_NONCE, DSMT_TCP_NONCE_LEN);
     put32(b + 0, h->magic);
     b[4] = (uint8_t)h->version;
     b[5] = (uint8_t)(h->version >> 8);
@@ -1033,16 +1078,31 @@ static void expect_refused(struct fx *f, const void *bytes, size_t n, const char
     ping_pong(f->v, 2, f->v[0], f->v[1]);
 }
 
-/* A raw connection that completed a valid hello as node 3; checks A's answer. */
-static int raw_peer(struct fx *f)
+/* A raw connection that sent a valid hello as node 3 and read A's answer into b (64 bytes). */
+static int raw_hello(struct fx *f, uint8_t *b)
 {
-    uint8_t b[DSMT_TCP_HELLO_LEN];
     struct hello h = good_hello(3);
     int fd = raw_connect(f->v[0]->addr);
 
     hello_bytes(b, &h);
-    raw_send(fd, b, sizeof(b));
-    cr_assert_eq(raw_read(f, fd, b, sizeof(b), sizeof(b)), sizeof(b));
+    raw_send(fd, b, DSMT_TCP_HELLO_LEN);
+    cr_assert_eq(raw_read(f, fd, b, DSMT_TCP_HELLO_LEN, DSMT_TCP_HELLO_LEN), DSMT_TCP_HELLO_LEN);
+    return fd;
+}
+
+/* A raw connection that completed a valid hello and proof as node 3; checks A's answers. */
+static int raw_peer(struct fx *f)
+{
+    uint8_t b[DSMT_TCP_HELLO_LEN], proof[DSMT_TCP_PROOF_LEN];
+    int fd = raw_hello(f, b);
+
+    cr_assert_eq(f->v[0]->up[3], 0, "A counted node 3 up before its proof");
+    raw_proof(g_secret, b + 48, 3, proof);
+    raw_send(fd, proof, sizeof(proof));
+    cr_assert_eq(raw_read(f, fd, proof, sizeof(proof), sizeof(proof)), sizeof(proof));
+    uint8_t want[DSMT_TCP_PROOF_LEN];
+    raw_proof(g_secret, RAW_NONCE, 1, want);
+    cr_assert(memcmp(proof, want, sizeof(want)) == 0, "A's proof over our nonce");
     cr_assert_eq(get32(b + 0), DSMT_TCP_MAGIC);
     cr_assert_eq(get32(b + 4), DSMT_TCP_VERSION, "version and reserved");
     cr_assert_eq(get32(b + 8), 1u, "answer from node %u", get32(b + 8));
@@ -1117,7 +1177,10 @@ TCP_INPUT_TEST(bad_hello)
     h = good_hello(3), h.magic ^= 1;
     hello_bytes(b, &h);
     expect_refused(&f, b, sizeof(b), "bad magic");
-    h = good_hello(3), h.version = 2;
+    h = good_hello(3), h.version = DSMT_TCP_VERSION - 1; /* 1: no nonces, no proofs */
+    hello_bytes(b, &h);
+    expect_refused(&f, b, sizeof(b), "old version");
+    h = good_hello(3), h.version = DSMT_TCP_VERSION + 1;
     hello_bytes(b, &h);
     expect_refused(&f, b, sizeof(b), "bad version");
     h = good_hello(3);
@@ -1320,8 +1383,9 @@ TCP_INPUT_TEST(dribble)
 
 /* The connecting side checks the answer: a raw listener reads B's hello and answers with
  * `answer`; B must see node 1 up (good answer) or lost once (anything else). */
-static void raw_acceptor_case(const struct hello *answer, bool good)
+static void raw_acceptor_case(const struct hello *answer, bool good, bool good_proof)
 {
+    uint8_t bnonce[DSMT_TCP_NONCE_LEN], proof[DSMT_TCP_PROOF_LEN], want[DSMT_TCP_PROOF_LEN];
     struct inst *b = inst_new(&dsmt_tcp_ops, 2, 4, NPAGES);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof(sa);
@@ -1352,9 +1416,26 @@ static void raw_acceptor_case(const struct hello *answer, bool good)
     cr_assert(get32(hb) == DSMT_TCP_MAGIC && get32(hb + 4) == DSMT_TCP_VERSION && get32(hb + 8) == 2 &&
               get32(hb + 12) == 4 && get64(hb + 16) == JOB && get64(hb + 24) == PAGE &&
               get64(hb + 32) == NPAGES && get64(hb + 40) == MAX_MSG, "B's hello has the documented layout");
+    memcpy(bnonce, hb + 48, sizeof(bnonce));
     hello_bytes(hb, answer);
     raw_send(fd, hb, sizeof(hb));
-    if (good) {
+    if (good) { /* B proves first, over our nonce; then we answer with ours (maybe forged) */
+        for (got = 0; got < sizeof(proof);) {
+            ssize_t r = recv(fd, proof + got, sizeof(proof) - got, MSG_DONTWAIT);
+            cr_assert(r != 0, "B closed before its proof");
+            if (r > 0)
+                got += (size_t)r;
+            cr_assert(now_ms() < end, "no proof from B");
+            drive_once(&b, 1);
+        }
+        raw_proof(g_secret, RAW_NONCE, 2, want);
+        cr_assert(memcmp(proof, want, sizeof(want)) == 0, "B's proof over our nonce");
+        cr_assert_eq(b->up[1], 0, "B counted node 1 up before its proof");
+        raw_proof(g_secret, bnonce, 1, proof);
+        proof[0] ^= good_proof ? 0 : 1;
+        raw_send(fd, proof, sizeof(proof));
+    }
+    if (good && good_proof) {
         DRIVE_UNTIL(&b, 1, b->up[1] == 1, "B to accept a good answer");
         cr_assert_eq(b->lost[1], 0);
     } else {
@@ -1371,11 +1452,601 @@ TCP_INPUT_TEST(raw_acceptor)
 {
     struct hello h = good_hello(1);
 
-    raw_acceptor_case(&h, true);
+    raw_acceptor_case(&h, true, true);
+    raw_acceptor_case(&h, true, false); /* a listener that cannot prove it holds the secret */
     h.node = 0; /* answered by the wrong node */
-    raw_acceptor_case(&h, false);
+    raw_acceptor_case(&h, false, false);
     h = good_hello(1), h.job = ~JOB;
-    raw_acceptor_case(&h, false);
+    raw_acceptor_case(&h, false, false);
     h = good_hello(1), h.npages = 1;
-    raw_acceptor_case(&h, false);
+    raw_acceptor_case(&h, false, false);
 }
+
+/* A connection that says a valid hello but proves with the wrong secret never becomes a
+ * peer, and A does not prove itself to it (it reads A's hello, then EOF). */
+TCP_INPUT_TEST(wrong_secret)
+{
+    struct fx f;
+    uint8_t b[DSMT_TCP_HELLO_LEN], proof[DSMT_TCP_PROOF_LEN], other[DSMT_SECRET_LEN];
+    int fd;
+
+    fx_up(&f);
+    memset(other, 0x77, sizeof(other));
+    fd = raw_hello(&f, b);
+    raw_proof(other, b + 48, 3, proof);
+    raw_send(fd, proof, sizeof(proof));
+    cr_assert_eq(raw_read(&f, fd, b, sizeof(b), 0), 0, "A answered a wrong proof");
+    cr_assert_eq(close(fd), 0);
+    cr_assert_eq(f.v[0]->up[3] + f.v[0]->lost[3], 0, "node 3 came up or was lost");
+    ping_pong(f.v, 2, f.v[0], f.v[1]);
+    fd = raw_peer(&f); /* node 3 with the right secret is still welcome */
+    cr_assert_eq(close(fd), 0);
+    expect_lost_once(f.v, 2, f.v[0], 3);
+    fx_down(&f);
+}
+
+/* A proof seen on one connection is refused on another (fresh nonce per connection). */
+TCP_INPUT_TEST(replayed_proof)
+{
+    struct fx f;
+    uint8_t b1[DSMT_TCP_HELLO_LEN], b2[DSMT_TCP_HELLO_LEN], proof[DSMT_TCP_PROOF_LEN];
+    int fd1, fd2;
+
+    fx_up(&f);
+    fd1 = raw_hello(&f, b1);
+    raw_proof(g_secret, b1 + 48, 3, proof); /* valid on connection 1 ... */
+    cr_assert_eq(close(fd1), 0);
+    fd2 = raw_hello(&f, b2);
+    cr_assert(memcmp(b1 + 48, b2 + 48, DSMT_TCP_NONCE_LEN) != 0, "A reused a nonce");
+    raw_send(fd2, proof, sizeof(proof)); /* ... replayed on connection 2 */
+    cr_assert_eq(raw_read(&f, fd2, b2, sizeof(b2), 0), 0, "A answered a replayed proof");
+    cr_assert_eq(close(fd2), 0);
+    cr_assert_eq(f.v[0]->up[3] + f.v[0]->lost[3], 0, "node 3 came up or was lost");
+    ping_pong(f.v, 2, f.v[0], f.v[1]);
+    fx_down(&f);
+}
+
+/* Two jobs with the same job id and geometry but different secrets (two dsmrun jobs on the
+ * same machine): a daemon of one cannot join the other, and neither side sees a peer. */
+TCP_INPUT_TEST(two_jobs)
+{
+    struct inst *v[2];
+
+    memset(g_secret, 0x11, sizeof(g_secret));
+    v[0] = inst_new(&dsmt_tcp_ops, 0, 2, NPAGES);
+    memset(g_secret, 0x22, sizeof(g_secret));
+    v[1] = inst_new(&dsmt_tcp_ops, 1, 2, NPAGES);
+    cr_assert_eq(dsmt_tcp_ops.connect(v[1]->t, 0, v[0]->addr, WAIT_MS), 0);
+    DRIVE_UNTIL(v, 2, v[1]->lost[0] == 1, "node 1 to give up on the other job's node 0");
+    drive_for(v, 2, 100);
+    cr_assert_eq(v[0]->up[1] + v[0]->lost[1] + v[1]->up[0], 0, "a peer came up across jobs");
+    inst_free(v[0]);
+    inst_free(v[1]);
+}
+
+/* ---- rdma_input: a raw rdma_cm / verbs peer against an RDMA instance --------------- */
+#ifdef DSMT_HAVE_RDMA
+
+#define RAW_RX      8u  /* receive slots of the raw peer */
+#define RAW_CREDITS 4u  /* what it grants: room left for the instance's KEYS and CREDITs */
+#define SLOT        DSMT_RDMA_SLOT
+
+/* A raw peer: one connection to A, its own frames (NPAGES pages) registered for A to write. */
+struct raw {
+    struct rdma_event_channel *ec;
+    struct rdma_cm_id *id;
+    struct ibv_pd *pd;
+    struct ibv_cq *cq;
+    struct ibv_mr *mr;
+    uint8_t *mem;           /* RAW_RX receive slots | a send slot | NPAGES frames */
+    size_t memlen;
+    bool qp;
+    uint8_t pdata[256];     /* private data of the last REJECTED / ESTABLISHED */
+    size_t plen;
+    int status;
+    uint64_t raddr;         /* A's frames, from A's KEYS */
+    uint32_t rkey, credits;
+};
+
+static uint8_t *raw_rx(struct raw *r, uint32_t i)
+{
+    return r->mem + (size_t)i * SLOT;
+}
+
+static uint8_t *raw_tx(struct raw *r)
+{
+    return r->mem + (size_t)RAW_RX * SLOT;
+}
+
+static uint8_t *raw_frame(struct raw *r, uint64_t page)
+{
+    return r->mem + (size_t)(RAW_RX + 1) * SLOT + page * PAGE;
+}
+
+/* The RDMA fixture, or skip the test with one line. */
+static void rfx_up(struct fx *f)
+{
+    static const struct tparam rdma = { "rdma" };
+
+    fx_up_with(f, use(&rdma));
+}
+
+/* Wait (driving A and B) for the raw peer's next CM event; keep its private data. */
+static enum rdma_cm_event_type raw_event(struct fx *f, struct raw *r)
+{
+    uint64_t end = now_ms() + WAIT_MS;
+    struct rdma_cm_event *ev;
+    enum rdma_cm_event_type type;
+
+    while (rdma_get_cm_event(r->ec, &ev) != 0) {
+        cr_assert(errno == EAGAIN, "rdma_get_cm_event: %s", strerror(errno));
+        cr_assert(now_ms() < end, "timed out waiting for the raw peer's CM event");
+        drive_once(f->v, 2);
+    }
+    type = ev->event;
+    r->status = ev->status;
+    r->plen = 0;
+    if (type == RDMA_CM_EVENT_REJECTED || type == RDMA_CM_EVENT_ESTABLISHED) {
+        r->plen = ev->param.conn.private_data_len;
+        if (r->plen > 0)
+            memcpy(r->pdata, ev->param.conn.private_data, r->plen);
+    }
+    cr_assert_eq(rdma_ack_cm_event(ev), 0);
+    return type;
+}
+
+static void raw_post_recv(struct raw *r, uint32_t i)
+{
+    struct ibv_sge sg = { .addr = (uintptr_t)raw_rx(r, i), .length = SLOT, .lkey = r->mr->lkey };
+    struct ibv_recv_wr wr = { .wr_id = i, .sg_list = &sg, .num_sge = 1 }, *bad;
+
+    cr_assert_eq(ibv_post_recv(r->id->qp, &wr, &bad), 0);
+}
+
+/* Resolve A's address, make the queue pair, and connect with `hello` (len bytes) as the
+ * private data. Returns the CM event that answers: ESTABLISHED or REJECTED. */
+static enum rdma_cm_event_type rdma_raw_connect(struct fx *f, struct raw *r, const uint8_t *hello, size_t len)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    struct ibv_qp_init_attr qa = { .cap = { .max_send_wr = 16, .max_recv_wr = RAW_RX, .max_send_sge = 1,
+                                            .max_recv_sge = 1 },
+                                   .qp_type = IBV_QPT_RC };
+    struct rdma_conn_param cp = { .private_data = hello, .private_data_len = (uint8_t)len,
+                                  .retry_count = 7, .rnr_retry_count = 7 };
+    const char *colon = strrchr(f->v[0]->addr, ':');
+    char ip[64];
+    enum rdma_cm_event_type type;
+
+    memset(r, 0, sizeof(*r));
+    cr_assert_not_null(colon);
+    snprintf(ip, sizeof(ip), "%.*s", (int)(colon - f->v[0]->addr), f->v[0]->addr);
+    cr_assert_eq(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    r->ec = rdma_create_event_channel();
+    cr_assert_not_null(r->ec);
+    cr_assert_eq(fcntl(r->ec->fd, F_SETFL, fcntl(r->ec->fd, F_GETFL) | O_NONBLOCK), 0);
+    cr_assert_eq(rdma_create_id(r->ec, &r->id, NULL, RDMA_PS_TCP), 0);
+    cr_assert_eq(rdma_resolve_addr(r->id, NULL, (struct sockaddr *)&sa, 2000), 0);
+    cr_assert_eq(raw_event(f, r), RDMA_CM_EVENT_ADDR_RESOLVED);
+    cr_assert_eq(rdma_resolve_route(r->id, 2000), 0);
+    cr_assert_eq(raw_event(f, r), RDMA_CM_EVENT_ROUTE_RESOLVED);
+    r->pd = ibv_alloc_pd(r->id->verbs);
+    r->cq = ibv_create_cq(r->id->verbs, 64, NULL, NULL, 0);
+    r->memlen = (size_t)(RAW_RX + 1) * SLOT + (size_t)NPAGES * PAGE;
+    cr_assert_eq(posix_memalign((void **)&r->mem, 4096, r->memlen), 0);
+    memset(r->mem, 0, r->memlen);
+    cr_assert(r->pd != NULL && r->cq != NULL);
+    r->mr = ibv_reg_mr(r->pd, r->mem, r->memlen, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    cr_assert_not_null(r->mr, "ibv_reg_mr: %s", strerror(errno));
+    qa.send_cq = qa.recv_cq = r->cq;
+    cr_assert_eq(rdma_create_qp(r->id, r->pd, &qa), 0, "rdma_create_qp: %s", strerror(errno));
+    r->qp = true;
+    for (uint32_t i = 0; i < RAW_RX; i++)
+        raw_post_recv(r, i);
+    cr_assert_eq(rdma_connect(r->id, &cp), 0, "rdma_connect: %s", strerror(errno));
+    type = raw_event(f, r);
+    cr_assert(type == RDMA_CM_EVENT_ESTABLISHED || type == RDMA_CM_EVENT_REJECTED,
+              "raw connect answered by %s", rdma_event_str(type));
+    return type;
+}
+
+static void raw_close(struct raw *r)
+{
+    if (r->qp)
+        rdma_destroy_qp(r->id);
+    if (r->cq != NULL)
+        cr_assert_eq(ibv_destroy_cq(r->cq), 0);
+    if (r->mr != NULL)
+        cr_assert_eq(ibv_dereg_mr(r->mr), 0);
+    if (r->pd != NULL)
+        cr_assert_eq(ibv_dealloc_pd(r->pd), 0);
+    free(r->mem);
+    if (r->id != NULL)
+        cr_assert_eq(rdma_destroy_id(r->id), 0);
+    if (r->ec != NULL)
+        rdma_destroy_event_channel(r->ec);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Poll the raw peer's CQ (driving A and B) for one completion; a receive is re-posted by
+ * the caller. Returns the completion; with want_ok, fails the test unless it succeeded. */
+static struct ibv_wc raw_poll(struct fx *f, struct raw *r, bool want_ok)
+{
+    uint64_t end = now_ms() + WAIT_MS;
+    struct ibv_wc wc;
+    int n;
+
+    while ((n = ibv_poll_cq(r->cq, 1, &wc)) == 0) {
+        cr_assert(now_ms() < end, "timed out waiting for a raw completion");
+        drive_once(f->v, 2);
+    }
+    cr_assert_eq(n, 1);
+    if (want_ok)
+        cr_assert_eq(wc.status, IBV_WC_SUCCESS, "raw completion: %s", ibv_wc_status_str(wc.status));
+    return wc;
+}
+
+/* SEND n bytes from the raw peer; returns the send completion's status. */
+static enum ibv_wc_status rdma_raw_send(struct fx *f, struct raw *r, const uint8_t *b, size_t n)
+{
+    struct ibv_sge sg = { .addr = (uintptr_t)raw_tx(r), .length = (uint32_t)n, .lkey = r->mr->lkey };
+    struct ibv_send_wr wr = { .wr_id = 1000, .sg_list = &sg, .num_sge = 1, .opcode = IBV_WR_SEND,
+                              .send_flags = IBV_SEND_SIGNALED }, *bad;
+    struct ibv_wc wc;
+
+    memcpy(raw_tx(r), b, n);
+    cr_assert_eq(ibv_post_send(r->id->qp, &wr, &bad), 0);
+    do
+        wc = raw_poll(f, r, false);
+    while (wc.status == IBV_WC_SUCCESS && wc.opcode != IBV_WC_SEND);
+    return wc.status;
+}
+
+/* RDMA WRITE of the raw peer's frame `page` to byte offset `off` of A's frames. */
+static enum ibv_wc_status raw_write(struct fx *f, struct raw *r, uint64_t page, uint64_t off)
+{
+    struct ibv_sge sg = { .addr = (uintptr_t)raw_frame(r, page), .length = PAGE, .lkey = r->mr->lkey };
+    struct ibv_send_wr wr = { .wr_id = 2000, .sg_list = &sg, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
+                              .send_flags = IBV_SEND_SIGNALED }, *bad;
+    struct ibv_wc wc;
+
+    wr.wr.rdma.remote_addr = r->raddr + off;
+    wr.wr.rdma.rkey = r->rkey;
+    cr_assert_eq(ibv_post_send(r->id->qp, &wr, &bad), 0);
+    do
+        wc = raw_poll(f, r, false);
+    while (wc.status == IBV_WC_SUCCESS && wc.opcode != IBV_WC_RDMA_WRITE);
+    return wc.status;
+}
+
+/* A segment header as rdma_wire.h lays it out. */
+static void seg_header(uint8_t *b, uint8_t kind, uint8_t flags, uint16_t credits, uint32_t length, uint64_t page)
+{
+    b[0] = kind;
+    b[1] = flags;
+    b[2] = (uint8_t)credits;
+    b[3] = (uint8_t)(credits >> 8);
+    put32(b + 4, length);
+    put64(b + 8, page);
+}
+
+static void rdma_hello_bytes(uint8_t *b, const struct hello *h)
+{
+    memset(b, 0, DSMT_RDMA_HELLO_LEN);
+    memcpy(b + DSMT_RDMA_H_NONCE, RAW_NONCE, DSMT_RDMA_NONCE_LEN);
+    put32(b + DSMT_RDMA_H_MAGIC, h->magic);
+    b[DSMT_RDMA_H_VERSION] = (uint8_t)h->version;
+    b[DSMT_RDMA_H_VERSION + 1] = (uint8_t)(h->version >> 8);
+    put32(b + DSMT_RDMA_H_NODE, h->node);
+    put32(b + DSMT_RDMA_H_NNODES, h->nnodes);
+    put64(b + DSMT_RDMA_H_JOB, h->job);
+    put32(b + DSMT_RDMA_H_PAGE_SIZE, (uint32_t)h->page_size);
+    put32(b + DSMT_RDMA_H_MAX_MSG, (uint32_t)h->max_msg);
+    put64(b + DSMT_RDMA_H_NPAGES, h->npages);
+}
+
+static struct hello rdma_good_hello(uint32_t node)
+{
+    return (struct hello){ DSMT_RDMA_MAGIC, DSMT_RDMA_VERSION, node, 4, JOB, PAGE, NPAGES, MAX_MSG };
+}
+
+/* A connect request carrying `hello` is refused with `code` (0: any reason); nobody else is
+ * disturbed. */
+static void expect_rdma_refused(struct fx *f, const uint8_t *hello, size_t len, uint32_t code, const char *what)
+{
+    struct raw r;
+    int ups = f->v[0]->up[0] + f->v[0]->up[2] + f->v[0]->up[3];
+    int losts = f->v[0]->lost[0] + f->v[0]->lost[2] + f->v[0]->lost[3];
+
+    cr_assert_eq(rdma_raw_connect(f, &r, hello, len), RDMA_CM_EVENT_REJECTED, "%s: not refused", what);
+    cr_assert(r.plen >= DSMT_RDMA_REJ_LEN && get32(r.pdata) == DSMT_RDMA_MAGIC,
+              "%s: the refusal carries no dsm reason", what);
+    cr_assert(code == 0 || get32(r.pdata + 4) == code, "%s: refusal reason %u, expected %u", what,
+              get32(r.pdata + 4), code);
+    raw_close(&r);
+    cr_assert_eq(f->v[0]->up[0] + f->v[0]->up[2] + f->v[0]->up[3], ups, "%s: a peer came up", what);
+    cr_assert_eq(f->v[0]->lost[0] + f->v[0]->lost[2] + f->v[0]->lost[3], losts, "%s: a peer was lost", what);
+    ping_pong(f->v, 2, f->v[0], f->v[1]);
+}
+
+/* How far rdma_raw_peer() takes the handshake. */
+enum raw_stage { RAW_HELLO, RAW_AUTH, RAW_UP };
+
+/* A raw peer connected as node 3, A's answer checked. From RAW_AUTH on it has proved itself
+ * (AUTH) and checked A's KEYS and proof; at RAW_UP it has sent its KEYS and A counts it up.
+ * A counts nothing up before that. */
+static void rdma_raw_peer(struct fx *f, struct raw *r, enum raw_stage stage)
+{
+    uint8_t b[DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN], a_nonce[DSMT_RDMA_NONCE_LEN], want[DSMT_RDMA_PROOF_LEN];
+    struct hello h = rdma_good_hello(3);
+    struct ibv_wc wc;
+    const uint8_t *k;
+
+    rdma_hello_bytes(b, &h);
+    cr_assert_eq(rdma_raw_connect(f, r, b, DSMT_RDMA_HELLO_LEN), RDMA_CM_EVENT_ESTABLISHED, "refused, status %d",
+                 r->status);
+    cr_assert_geq(r->plen, DSMT_RDMA_HELLO_LEN);
+    cr_assert(get32(r->pdata) == DSMT_RDMA_MAGIC && get32(r->pdata + 4) == DSMT_RDMA_VERSION &&
+              get32(r->pdata + 8) == 1 && get32(r->pdata + 12) == 4 && get64(r->pdata + 16) == JOB &&
+              get32(r->pdata + 24) == PAGE && get32(r->pdata + 28) == MAX_MSG && get64(r->pdata + 32) == NPAGES,
+              "A's answer has the documented layout");
+    memcpy(a_nonce, r->pdata + DSMT_RDMA_H_NONCE, sizeof(a_nonce));
+    if (stage == RAW_HELLO)
+        return;
+    seg_header(b, DSMT_RDMA_K_AUTH, 0, 0, 0, DSMT_NO_PAGE);
+    raw_proof(g_secret, a_nonce, 3, b + DSMT_RDMA_HDR_LEN);
+    cr_assert_eq(rdma_raw_send(f, r, b, DSMT_RDMA_HDR_LEN + DSMT_RDMA_PROOF_LEN), IBV_WC_SUCCESS);
+    do
+        wc = raw_poll(f, r, true);
+    while (wc.opcode != IBV_WC_RECV);
+    cr_assert_eq(wc.byte_len, DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN, "A's KEYS: %u bytes", wc.byte_len);
+    k = raw_rx(r, (uint32_t)wc.wr_id);
+    cr_assert(k[0] == DSMT_RDMA_K_KEYS && k[1] == 0 && get32(k + 4) == 0 && get64(k + 8) == DSMT_NO_PAGE);
+    k += DSMT_RDMA_HDR_LEN;
+    raw_proof(g_secret, RAW_NONCE, 1, want);
+    cr_assert(memcmp(k + DSMT_RDMA_K_PROOF, want, sizeof(want)) == 0, "A's proof over our nonce");
+    r->raddr = get64(k + DSMT_RDMA_K_ADDR);
+    r->rkey = get32(k + DSMT_RDMA_K_RKEY);
+    r->credits = get32(k + DSMT_RDMA_K_CREDITS);
+    cr_assert_eq(get64(k + DSMT_RDMA_K_FRAMES_LEN), (uint64_t)NPAGES * PAGE);
+    cr_assert_gt(r->credits, 0);
+    raw_post_recv(r, (uint32_t)wc.wr_id);
+    drive_for(f->v, 2, 50);
+    cr_assert_eq(f->v[0]->up[3], 0, "A counted node 3 up before its KEYS");
+    if (stage == RAW_AUTH)
+        return;
+    seg_header(b, DSMT_RDMA_K_KEYS, 0, 0, 0, DSMT_NO_PAGE);
+    put64(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_ADDR, (uintptr_t)raw_frame(r, 0));
+    put32(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_RKEY, r->mr->rkey);
+    put32(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_CREDITS, RAW_CREDITS);
+    put64(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)NPAGES * PAGE);
+    raw_proof(g_secret, a_nonce, 3, b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_PROOF);
+    cr_assert_eq(rdma_raw_send(f, r, b, sizeof(b)), IBV_WC_SUCCESS);
+    DRIVE_UNTIL(f->v, 2, f->v[0]->up[3] == 1, "A to see the raw node 3 up");
+}
+
+/* After the raw peer's handshake up to `stage`, `bytes` arrive as one SEND: A must end the
+ * connection with a reason containing `want`, deliver nothing from it, write no frame, and
+ * keep talking to B. A connection that never proved itself (RAW_HELLO) is dropped without
+ * on_peer_lost (it never stood for node 3), and hears no KEYS; one that did is lost once. */
+static void expect_rdma_violation(const void *bytes, size_t n, enum raw_stage stage, const char *want,
+                                  const char *what)
+{
+    struct fx f;
+    struct raw r;
+
+    rfx_up(&f);
+    rdma_raw_peer(&f, &r, stage);
+    (void)rdma_raw_send(&f, &r, bytes, n); /* may fail: A may tear the connection down at once */
+    if (stage == RAW_HELLO) {
+        struct ibv_wc wc;
+
+        cr_assert_eq(raw_event(&f, &r), RDMA_CM_EVENT_DISCONNECTED, "%s: A did not drop the connection", what);
+        while (ibv_poll_cq(r.cq, 1, &wc) == 1)
+            cr_assert(wc.status != IBV_WC_SUCCESS || wc.opcode != IBV_WC_RECV, "%s: A sent something", what);
+        drive_for(f.v, 2, 100);
+        cr_assert_eq(f.v[0]->up[3] + f.v[0]->lost[3], 0, "%s: node 3 up %d, lost %d", what, f.v[0]->up[3],
+                     f.v[0]->lost[3]);
+    } else {
+        expect_lost_once(f.v, 2, f.v[0], 3);
+        cr_assert(strstr(f.v[0]->reason[3], want) != NULL, "%s: reason '%s' lacks '%s'", what,
+                  f.v[0]->reason[3], want);
+    }
+    cr_assert_eq(f.v[0]->count[3], 0, "%s: a message from the violator was delivered", what);
+    for (uint64_t pg = 0; pg < NPAGES; pg++)
+        cr_assert(matches(page_at(f.v[0], pg), PAGE, 0xa0a0 + pg), "%s: page %llu changed", what,
+                  (unsigned long long)pg);
+    ping_pong(f.v, 2, f.v[0], f.v[1]);
+    raw_close(&r);
+    fx_down(&f);
+}
+
+#define RDMA_INPUT_TEST(test)                                                              \
+    static void test##_body(void);                                                         \
+    Test(rdma_input, test, .timeout = 120)                                                 \
+    {                                                                                      \
+        test##_body();                                                                     \
+        leak_check();                                                                      \
+    }                                                                                      \
+    static void test##_body(void)
+
+/* Every hello check of tcp.c, on the connect request's private data. */
+RDMA_INPUT_TEST(refused_hellos)
+{
+    static const uint32_t bad_ids[] = { 0, 1, 4, 0xffffffffu };
+    struct fx f;
+    uint8_t b[DSMT_RDMA_HELLO_LEN];
+    struct hello h;
+    char what[48];
+
+    rfx_up(&f);
+    memset(b, 'G', sizeof(b));
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_VERSION, "garbage");
+    h = rdma_good_hello(3), h.magic ^= 1;
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_VERSION, "bad magic");
+    h = rdma_good_hello(3);
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, 20, 0, "truncated hello"); /* the CM pads it with zeroes */
+    h = rdma_good_hello(3), h.version = DSMT_RDMA_VERSION - 1; /* 1: no nonces, no proofs */
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_VERSION, "bad version");
+    h = rdma_good_hello(3);
+    rdma_hello_bytes(b, &h);
+    b[DSMT_RDMA_H_RESERVED] = 1;
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_VERSION, "reserved bits");
+    h = rdma_good_hello(3), h.job = JOB + 1;
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_JOB, "wrong job");
+    for (int i = 0; i < 4; i++) {
+        h = rdma_good_hello(3);
+        if (i == 0) h.nnodes = 5;
+        if (i == 1) h.page_size = 2 * PAGE;
+        if (i == 2) h.npages = NPAGES - 1;
+        if (i == 3) h.max_msg = MAX_MSG * 2;
+        rdma_hello_bytes(b, &h);
+        expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_GEOMETRY, "geometry");
+    }
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        h = rdma_good_hello(bad_ids[i]);
+        rdma_hello_bytes(b, &h);
+        snprintf(what, sizeof(what), "node id %u", bad_ids[i]);
+        expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_NODE, what);
+    }
+    h = rdma_good_hello(2); /* B again */
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, sizeof(b), DSMT_RDMA_REFUSE_DUPLICATE, "duplicate node 2");
+    fx_down(&f);
+}
+
+/* The documented layout works both ways: KEYS, a framed message by WRITE + SEND, an empty
+ * one; A's framed message lands in the raw peer's frames. A lost node may not come back. */
+RDMA_INPUT_TEST(rdma_raw_roundtrip)
+{
+    struct fx f;
+    struct raw r;
+    uint8_t b[DSMT_RDMA_HDR_LEN + 5];
+    struct hello h = rdma_good_hello(3);
+    struct ibv_wc wc;
+    const uint8_t *m;
+
+    rfx_up(&f);
+    rdma_raw_peer(&f, &r, RAW_UP);
+    fill(raw_frame(&r, 7), PAGE, 77);
+    cr_assert_eq(raw_write(&f, &r, 7, 7 * PAGE), IBV_WC_SUCCESS);
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST | DSMT_RDMA_F_FRAME, 0, 5, 7);
+    memcpy(b + DSMT_RDMA_HDR_LEN, "hello", 5);
+    cr_assert_eq(rdma_raw_send(&f, &r, b, sizeof(b)), IBV_WC_SUCCESS);
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST, 0, 0, DSMT_NO_PAGE);
+    cr_assert_eq(rdma_raw_send(&f, &r, b, DSMT_RDMA_HDR_LEN), IBV_WC_SUCCESS);
+    DRIVE_UNTIL(f.v, 2, f.v[0]->count[3] == 2, "two messages from the raw peer");
+    struct got *g = &f.v[0]->msgs[f.v[0]->nmsgs - 2];
+    cr_assert(g->from == 3 && g->len == 5 && memcmp(g->data, "hello", 5) == 0 && g->page == 7);
+    cr_assert(matches(page_at(f.v[0], 7), PAGE, 77), "frame 7 not in place");
+    cr_assert(g[1].len == 0 && g[1].page == DSMT_NO_PAGE);
+
+    fill(page_at(f.v[0], 9), PAGE, 99);
+    cr_assert_eq(dsmt_rdma_ops.send(f.v[0]->t, 3, "abc", 3, 9), 0);
+    memset(page_at(f.v[0], 9), 0, PAGE); /* captured at the call */
+    do
+        wc = raw_poll(&f, &r, true);
+    while (wc.opcode != IBV_WC_RECV);
+    m = raw_rx(&r, (uint32_t)wc.wr_id);
+    cr_assert_eq(wc.byte_len, DSMT_RDMA_HDR_LEN + 3);
+    cr_assert(m[0] == DSMT_RDMA_K_MSG && m[1] == (DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST | DSMT_RDMA_F_FRAME) &&
+              get32(m + 4) == 3 && get64(m + 8) == 9, "A's header has the documented layout");
+    cr_assert(memcmp(m + DSMT_RDMA_HDR_LEN, "abc", 3) == 0);
+    cr_assert(matches(raw_frame(&r, 9), PAGE, 99), "A's frame 9 did not land in the raw peer's frame 9");
+
+    raw_close(&r);
+    expect_lost_once(f.v, 2, f.v[0], 3);
+    rdma_hello_bytes(b, &h);
+    expect_rdma_refused(&f, b, DSMT_RDMA_HELLO_LEN, DSMT_RDMA_REFUSE_DUPLICATE, "a lost node coming back");
+    fx_down(&f);
+}
+
+/* Before its proof a connection gets nothing: anything but AUTH, or a wrong proof, drops it. */
+RDMA_INPUT_TEST(unproven)
+{
+    uint8_t b[DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN];
+    uint8_t other[DSMT_SECRET_LEN];
+
+    memset(b, 0, sizeof(b));
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST, 0, 4, DSMT_NO_PAGE);
+    memcpy(b + DSMT_RDMA_HDR_LEN, "oops", 4);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN + 4, RAW_HELLO, "", "message before AUTH");
+    seg_header(b, DSMT_RDMA_K_KEYS, 0, 0, 0, DSMT_NO_PAGE);
+    put32(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_CREDITS, 4);
+    put64(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)NPAGES * PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN, RAW_HELLO, "", "KEYS before AUTH");
+    /* a proof under another secret (its nonce does not matter: the MAC is wrong anyway) */
+    memset(other, 0x5a, sizeof(other));
+    seg_header(b, DSMT_RDMA_K_AUTH, 0, 0, 0, DSMT_NO_PAGE);
+    raw_proof(other, RAW_NONCE, 3, b + DSMT_RDMA_HDR_LEN);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN + DSMT_RDMA_PROOF_LEN, RAW_HELLO, "", "wrong secret");
+    seg_header(b, DSMT_RDMA_K_AUTH, 0, 0, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN + 8, RAW_HELLO, "", "short AUTH");
+}
+
+/* A proven peer that breaks the rules is lost once, with the rule in the reason. */
+RDMA_INPUT_TEST(malformed_sends)
+{
+    uint8_t b[DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN];
+
+    memset(b, 0, sizeof(b));
+    expect_rdma_violation(b, 8, RAW_UP, "shorter than a header", "short SEND");
+    seg_header(b, 9, 0, 0, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "unknown message kind", "unknown kind");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST | 0x80, 0, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "flags", "unknown flag");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST, 0, 2 * SLOT, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "not full", "short first segment");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST, 0, MAX_MSG + 1, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "max_msg", "oversized length");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST | DSMT_RDMA_F_FRAME, 0, 0, NPAGES);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "beyond", "frame beyond npages");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST, 0, 0, 5);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "without a frame", "page without a frame");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_LAST, 0, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "continuation", "continuation without a first segment");
+    seg_header(b, DSMT_RDMA_K_MSG, DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST, 100, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN, RAW_UP, "more credits", "credits never granted");
+    seg_header(b, DSMT_RDMA_K_AUTH, 0, 0, 0, DSMT_NO_PAGE);
+    expect_rdma_violation(b, DSMT_RDMA_HDR_LEN + DSMT_RDMA_PROOF_LEN, RAW_UP, "AUTH out of place", "second AUTH");
+    seg_header(b, DSMT_RDMA_K_KEYS, 0, 0, 0, DSMT_NO_PAGE);
+    put32(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_CREDITS, 4);
+    put64(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)NPAGES * PAGE);
+    expect_rdma_violation(b, sizeof(b), RAW_UP, "second KEYS", "second KEYS");
+}
+
+/* A proven peer (AUTH accepted, A's KEYS received) whose KEYS carries a wrong proof. */
+RDMA_INPUT_TEST(keys_with_bad_proof)
+{
+    uint8_t b[DSMT_RDMA_HDR_LEN + DSMT_RDMA_KEYS_LEN];
+
+    memset(b, 0, sizeof(b));
+    seg_header(b, DSMT_RDMA_K_KEYS, 0, 0, 0, DSMT_NO_PAGE);
+    put32(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_CREDITS, 4);
+    put64(b + DSMT_RDMA_HDR_LEN + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)NPAGES * PAGE);
+    expect_rdma_violation(b, sizeof(b), RAW_AUTH, "bad proof", "KEYS with a wrong proof");
+}
+
+/* A write outside A's frames fails at A's end too: A's queue pair breaks, and a failed
+ * completion, not silence, tells A that node 3 is gone. */
+RDMA_INPUT_TEST(write_beyond_frames)
+{
+    struct fx f;
+    struct raw r;
+
+    rfx_up(&f);
+    rdma_raw_peer(&f, &r, RAW_UP);
+    fill(raw_frame(&r, 0), PAGE, 5);
+    cr_assert_neq(raw_write(&f, &r, 0, (uint64_t)NPAGES * PAGE), IBV_WC_SUCCESS, "a write beyond the frames worked");
+    expect_lost_once(f.v, 2, f.v[0], 3);
+    for (uint64_t pg = 0; pg < NPAGES; pg++)
+        cr_assert(matches(page_at(f.v[0], pg), PAGE, 0xa0a0 + pg), "page %llu changed", (unsigned long long)pg);
+    ping_pong(f.v, 2, f.v[0], f.v[1]);
+    raw_close(&r);
+    fx_down(&f);
+}
+#endif
