@@ -1925,7 +1925,7 @@ RDMA_INPUT_TEST(rdma_raw_roundtrip)
 {
     struct fx f;
     struct raw r;
-    uint8_t b[DSMT_RDMA_HDR_LEN + 5];
+    uint8_t b[DSMT_RDMA_HDR_LEN + 5], hb[DSMT_RDMA_HELLO_LEN];
     struct hello h = rdma_good_hello(3);
     struct ibv_wc wc;
     const uint8_t *m;
@@ -1960,8 +1960,8 @@ RDMA_INPUT_TEST(rdma_raw_roundtrip)
 
     raw_close(&r);
     expect_lost_once(f.v, 2, f.v[0], 3);
-    rdma_hello_bytes(b, &h);
-    expect_rdma_refused(&f, b, DSMT_RDMA_HELLO_LEN, DSMT_RDMA_REFUSE_DUPLICATE, "a lost node coming back");
+    rdma_hello_bytes(hb, &h);
+    expect_rdma_refused(&f, hb, sizeof(hb), DSMT_RDMA_REFUSE_DUPLICATE, "a lost node coming back");
     fx_down(&f);
 }
 
