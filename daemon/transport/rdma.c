@@ -72,10 +72,13 @@
  *    the message (and its frame) is copied to the connection's queue and posted, in call
  *    order, as credits return. backlog() counts the queued bytes.
  *
- * Completions: one CQ per connection on its device's completion channel. Every work completion's
- * status is checked; a failed or flushed one tears the connection down, and if it stood for a
- * peer the daemon hears on_peer_lost with the status, as when a TCP peer dies. So does the
- * peer's disconnect (the CM's DISCONNECTED event) and anything malformed it sends.
+ * Completions: one CQ per connection on its device's completion channel. Receives are always
+ * signalled; a SEND only one in SIGNAL_EVERY, so a daemon is not woken for the completion of
+ * each message it sent (its send slots are freed in bulk). Every work completion's status is
+ * checked; a failed or flushed one (failures complete signalled or not) tears the connection
+ * down, and if it stood for a peer the daemon hears on_peer_lost with the status, as when a
+ * TCP peer dies. So does the peer's disconnect (the CM's DISCONNECTED event) and anything
+ * malformed it sends.
  *
  * Event fd and polling: event_fd() is an internal epoll set holding the CM event channel, the
  * completion channels, a timerfd (connect/accept deadlines, connect retries) and an eventfd
@@ -127,6 +130,7 @@
 #define SLOT          DSMT_RDMA_SLOT
 #define PAYLOAD       (SLOT - DSMT_RDMA_HDR_LEN)
 #define CQ_DEPTH      (RX_SLOTS + 2 * TX_SLOTS + 8) /* a flush completes every WR, signalled or not */
+#define SIGNAL_EVERY  8u            /* SENDs are signalled one in this many (see post_seg) */
 #define CQ_BUDGET     256           /* completions per connection per progress(), fairness */
 #define RESOLVE_MS    2000          /* rdma_resolve_addr/route, capped by the connect deadline */
 #define ACCEPT_MS     10000         /* an accepted connection must be up within this */
@@ -190,6 +194,7 @@ struct conn {
     uint32_t credit_max;            /* what the peer granted in its KEYS */
     uint32_t ret_pending;           /* receive slots re-posted, not yet returned */
     uint32_t tx_head, tx_tail;      /* send slots in use: [tail, head) modulo TX_SLOTS */
+    uint32_t tx_signaled;           /* tx_head of the last signalled SEND */
     /* a segmented message being reassembled */
     uint8_t *asm_buf;
     size_t asm_len, asm_total;
@@ -704,7 +709,7 @@ static int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags,
 
         memcpy(fb, frame, t->cfg.page_size); /* captured: the caller may change the frame now */
         sg[0] = (struct ibv_sge){ .addr = (uintptr_t)fb, .length = (uint32_t)t->cfg.page_size, .lkey = c->mr->lkey };
-        wr[0].wr_id = (uint64_t)WR_WRITE << 32 | slot;
+        wr[0].wr_id = (uint64_t)WR_WRITE << 32 | c->tx_head;
         wr[0].sg_list = &sg[0];
         wr[0].num_sge = 1;
         wr[0].opcode = IBV_WR_RDMA_WRITE;
@@ -714,13 +719,20 @@ static int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags,
         n = 1;
     }
     sg[n] = (struct ibv_sge){ .addr = (uintptr_t)b, .length = (uint32_t)(DSMT_RDMA_HDR_LEN + plen), .lkey = c->mr->lkey };
-    wr[n].wr_id = (uint64_t)WR_SEND << 32 | slot;
+    wr[n].wr_id = (uint64_t)WR_SEND << 32 | c->tx_head;
     wr[n].sg_list = &sg[n];
     wr[n].num_sge = 1;
     wr[n].opcode = IBV_WR_SEND;
-    wr[n].send_flags = IBV_SEND_SIGNALED; /* frees the slot (and the write before it) */
+    /* Only one SEND in SIGNAL_EVERY is signalled: its completion frees its slot and every
+     * slot before it (a queue pair completes in order), so the sender is not woken for each
+     * send; a full ring always holds a signalled SEND. Failed WRs complete regardless. */
+    wr[n].send_flags = 0;
+    if (c->tx_head - c->tx_signaled >= SIGNAL_EVERY)
+        wr[n].send_flags = IBV_SEND_SIGNALED;
     if ((rc = ibv_post_send(c->id->qp, &wr[0], &bad)) != 0)
         return rc;
+    if (wr[n].send_flags & IBV_SEND_SIGNALED)
+        c->tx_signaled = c->tx_head;
     c->tx_head++;
     c->ret_pending -= ret;
     if (kind == DSMT_RDMA_K_MSG)
@@ -1110,6 +1122,8 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
         maybe_up(t, c);
 }
 
+/* wr_id: the WR kind in the high 32 bits; the receive slot, or the send counter (tx_head at
+ * posting), in the low 32. */
 static const char *wr_name(uint64_t wr_id)
 {
     switch (wr_id >> 32) {
@@ -1144,10 +1158,11 @@ static void on_wc(struct rdma *t, struct conn *c, const struct ibv_wc *wc)
         break;
     case IBV_WC_SEND:
         /* signalled SENDs complete in posting order: the oldest slot is free now */
-        if ((wc->wr_id >> 32) != WR_SEND || slot != c->tx_tail % TX_SLOTS || c->tx_head == c->tx_tail)
+        /* `slot` is the send counter here: this SEND and every earlier one are done */
+        if ((wc->wr_id >> 32) != WR_SEND || slot - c->tx_tail >= c->tx_head - c->tx_tail)
             conn_kill(t, c, DSM_LOG_ERROR, "send completion out of order");
         else
-            c->tx_tail++;
+            c->tx_tail = slot + 1;
         break;
     default:
         snprintf(reason, sizeof(reason), "unexpected completion (opcode %d)", (int)wc->opcode);
@@ -1495,7 +1510,12 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
         on_established(t, c, e);
         break;
     case RDMA_CM_EVENT_REJECTED:
-        if (e->plen >= DSMT_RDMA_REJ_LEN && get32(e->pdata) == DSMT_RDMA_MAGIC) {
+        if (c->connected) {
+            /* the other side gave up on it before its CM saw it established */
+            snprintf(why, sizeof(why), "torn down by the peer (rejected after it was established, status %d)",
+                     e->status);
+            conn_kill(t, c, DSM_LOG_WARN, why);
+        } else if (e->plen >= DSMT_RDMA_REJ_LEN && get32(e->pdata) == DSMT_RDMA_MAGIC) {
             snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(get32(e->pdata + 4)));
             connect_failed(t, c, why, false);
         } else {
@@ -1505,7 +1525,7 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
         break;
     case RDMA_CM_EVENT_UNREACHABLE:
         snprintf(why, sizeof(why), "unreachable (status %d)", e->status);
-        connect_failed(t, c, why, true);
+        connect_failed(t, c, why, !c->connected);
         break;
     case RDMA_CM_EVENT_ADDR_ERROR:
     case RDMA_CM_EVENT_ROUTE_ERROR:
