@@ -2,7 +2,7 @@
  * litmus.c - classic litmus shapes run on DSM memory, counting outcomes a model forbids.
  *
  * usage: litmus SHAPE [-i ITERS]     SHAPE: sb mp wrc iriw corr mpl spin
- *        (ITERS default 200, 5000 with DSM_STRESS=1)
+ *        (ITERS default 200, 5000 with DSM_STRESS=1, 50 with DSM_TEST_QUICK=1)
  *
  * Each shape has a few roles (role k is played by rank k; extra ranks only join the
  * barriers). Every iteration uses FRESH pages: one region is coalloc'd up front and every

@@ -1,6 +1,6 @@
 /*
  * lt_common.h - helpers shared by the litmus and DSM-level test programs: job geometry,
- * iteration counts (DSM_STRESS), the consistency model under test, timing and jitter.
+ * iteration counts (DSM_STRESS, DSM_TEST_QUICK), the consistency model under test, timing and jitter.
  *
  * All of these use only <dsm/dsm.h> and libc. Functions that take part in a collective
  * (lt_nnodes) must be called by every rank in the same order.
@@ -16,7 +16,9 @@ enum lt_model { LT_SEQUENTIAL = 1u, LT_RELEASE = 2u, LT_CAUSAL = 4u };
 /* The bit of the job's model (dsm_consistency()), or 0 if the name is unknown. */
 unsigned lt_model(void);
 
-/* `normal`, or `stress` when the environment has DSM_STRESS set to a non-zero value. */
+/* `normal`, or `stress` when the environment has DSM_STRESS set to a non-zero value, or a
+ * quarter of `normal` (at least 1) with DSM_TEST_QUICK set to a non-zero value: for runs in an
+ * emulated guest (scripts/test-rdma-vm), where each fault costs ten times more. */
 long lt_scaled(long normal, long stress);
 
 /*
