@@ -53,6 +53,25 @@ def listener(i):
         return int(f.read().split()[0])
 
 
+def resident(i):
+    """The processes testhosts keeps on host i: its sshd listener, and its delay daemon
+    when the hosts were brought up with --delay on a kernel without netem."""
+    pids = {listener(i)}
+    try:
+        with open(os.path.join(DIR, "netdelay-%d.pid" % i)) as f:
+            pids.add(int(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    # and its slurmd while scripts/testslurm's cluster is up (the slurm.* tests' fixture)
+    try:
+        with open(os.path.join(os.environ.get("DSM_TESTSLURM_DIR", "/tmp/dsm-testslurm"),
+                               "slurmd-dsmh%d.pid" % i)) as f:
+            pids.add(int(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    return pids
+
+
 def comm(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -67,7 +86,7 @@ def leftovers():
     while True:
         left = {}
         for i in range(1, NHOSTS + 1):
-            extra = ns_pids(i) - {listener(i)}
+            extra = ns_pids(i) - resident(i)
             if extra:
                 left["dsmh%d" % i] = ["%d %s" % (p, comm(p)) for p in sorted(extra)]
         if not left or time.monotonic() > deadline:
