@@ -5,7 +5,9 @@
  * every sample; the other ranks play their parts. Figures, each over REPS samples after a
  * warm-up:
  *   raw tcp       a TCP ping-pong between rank 0 and rank 1 themselves (rank 1 listens on an
- *                 ephemeral 127.0.0.1 port and publishes it through DSM memory): 64-byte
+ *                 ephemeral port of the address its node's dsmd listens on, from
+ *                 DSM_PEER_ADDRS; 127.0.0.1 when that is not set; and publishes the port
+ *                 through DSM memory), so across hosts it crosses the same link: 64-byte
  *                 request -> 4096-byte response, and 4096 -> 4096, measured before and
  *                 after the DSM figures. The baseline is the median of all 64 -> 4096
  *                 samples: the work a read fault must do at least (a request, a page back).
@@ -282,12 +284,46 @@ static int nodelay(int fd)
     return 0;
 }
 
-/* Rank 1: a listening socket on 127.0.0.1, port stored in *port; fd or -1 (reported). */
-static int raw_listen(int *port)
+/*
+ * The IPv4 address node `node`'s dsmd listens on: entry `node` of DSM_PEER_ADDRS
+ * ("host:port,..." in node order), where rank 1 listens for the raw connection so that the
+ * baseline crosses the link the daemons use. 127.0.0.1 when the variable is absent; -1
+ * (reported) when the entry is not a numeric IPv4 address.
+ */
+static int node_addr(int node, struct in_addr *a)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    const char *s = getenv("DSM_PEER_ADDRS");
+    char        host[64];
+    size_t      len;
+
+    a->s_addr = htonl(INADDR_LOOPBACK);
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (int k = 0; k < node && s != NULL; k++) {
+        s = strchr(s, ',');
+        s = s ? s + 1 : NULL;
+    }
+    len = s ? strcspn(s, ":,") : 0;
+    if (len == 0 || len >= sizeof(host)) {
+        fprintf(stderr, "microbench: no address for node %d in DSM_PEER_ADDRS\n", node);
+        return -1;
+    }
+    memcpy(host, s, len);
+    host[len] = '\0';
+    if (inet_pton(AF_INET, host, a) != 1) {
+        fprintf(stderr, "microbench: node %d's address '%s' is not IPv4\n", node, host);
+        return -1;
+    }
+    return 0;
+}
+
+/* Rank 1: a listening socket on `addr`, port stored in *port; fd or -1 (reported). */
+static int raw_listen(struct in_addr addr, int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr = addr};
     socklen_t          sl = sizeof(sa);
     int                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char               name[INET_ADDRSTRLEN];
 
     if (fd < 0) {
         fprintf(stderr, "microbench: socket: %s\n", strerror(errno));
@@ -295,7 +331,8 @@ static int raw_listen(int *port)
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1) != 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-        fprintf(stderr, "microbench: listen on 127.0.0.1: %s\n", strerror(errno));
+        inet_ntop(AF_INET, &addr, name, sizeof(name));
+        fprintf(stderr, "microbench: listen on %s: %s\n", name, strerror(errno));
         close(fd);
         return -1;
     }
@@ -322,19 +359,21 @@ static int raw_accept(int lfd)
     return fd;
 }
 
-/* Rank 0: connect to 127.0.0.1:port; fd or -1 (reported). */
-static int raw_connect(int port)
+/* Rank 0: connect to addr:port; fd or -1 (reported). */
+static int raw_connect(struct in_addr addr, int port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                             .sin_addr = addr};
     int                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char               name[INET_ADDRSTRLEN];
 
     if (fd < 0) {
         fprintf(stderr, "microbench: socket: %s\n", strerror(errno));
         return -1;
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || nodelay(fd) != 0) {
-        fprintf(stderr, "microbench: connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+        inet_ntop(AF_INET, &addr, name, sizeof(name));
+        fprintf(stderr, "microbench: connect to %s:%d: %s\n", name, port, strerror(errno));
         close(fd);
         return -1;
     }
@@ -377,20 +416,23 @@ static int raw_series(struct bench *b, struct figure *f, size_t req, size_t resp
 }
 
 /*
- * Collective: ranks 0 and 1 open the raw connection (rank 1's port travels through DSM
- * memory) into b->rawfd. 0, or -1 if it failed on this rank.
+ * Collective: ranks 0 and 1 open the raw connection to rank 1's node's address (rank 1's
+ * port travels through DSM memory) into b->rawfd. 0, or -1 if it failed on this rank.
  */
 static int raw_setup(struct bench *b)
 {
-    int lfd = -1, fd = -1, port = 0, rc;
+    struct in_addr addr;
+    int            lfd = -1, fd = -1, port = 0, rc, have = 0;
 
+    if (b->rank <= 1)
+        have = node_addr(b->node1, &addr) == 0;
     if (b->rank == 1) {
-        lfd = raw_listen(&port);
+        lfd = have ? raw_listen(addr, &port) : -1;
         *ctl(b, CTL_PORT) = lfd < 0 ? -1 : port;
     }
     rc = barrier(b);
-    if (rc == 0 && b->rank == 0 && *ctl(b, CTL_PORT) > 0)
-        fd = raw_connect(*ctl(b, CTL_PORT));
+    if (rc == 0 && b->rank == 0 && have && *ctl(b, CTL_PORT) > 0)
+        fd = raw_connect(addr, *ctl(b, CTL_PORT));
     if (rc == 0 && b->rank == 1 && lfd >= 0)
         fd = raw_accept(lfd);
     if (lfd >= 0)
