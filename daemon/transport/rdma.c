@@ -103,6 +103,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <infiniband/verbs.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -134,6 +135,7 @@
 #define CQ_BUDGET     256           /* completions per connection per progress(), fairness */
 #define RESOLVE_MS    2000          /* rdma_resolve_addr/route, capped by the connect deadline */
 #define ACCEPT_MS     10000         /* an accepted connection must be up within this */
+#define DRAIN_MS      1000          /* destroy(): time for sent messages to be acknowledged */
 #define RETRY_MS      50            /* connect retry period while nobody listens */
 #define LISTEN_BACKLOG 64
 #define MAX_EVENTS    64
@@ -213,6 +215,7 @@ struct peer {
 struct rdma {
     struct dsmt_config cfg;
     struct dsmt_handler h;
+    bool closing;                   /* in destroy(): no more upcalls (drain_sends) */
     int epfd, tfd, kfd;
     struct rdma_event_channel *ec;
     struct rdma_cm_id *lid;         /* the listener */
@@ -586,7 +589,8 @@ static void conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, co
         return;
     t->peer[c->node].conn = NULL;
     t->peer[c->node].st = P_LOST;
-    t->h.on_peer_lost(t->h.ctx, c->node, reason);
+    if (!t->closing)
+        t->h.on_peer_lost(t->h.ctx, c->node, reason);
 }
 
 static void conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err)
@@ -979,7 +983,8 @@ static const char *rx_auth(struct rdma *t, struct conn *c, const uint8_t *proof,
 static void deliver(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uint64_t page)
 {
     t->delivered++;
-    t->h.on_message(t->h.ctx, c->node, msg, len, page);
+    if (!t->closing)
+        t->h.on_message(t->h.ctx, c->node, msg, len, page);
 }
 
 /* One MSG segment: deliver it (one-segment message, straight from the slot) or add it to the
@@ -1466,7 +1471,10 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
     char why[200];
 
     if (e->type == RDMA_CM_EVENT_CONNECT_REQUEST) {
-        on_request(t, e);
+        if (t->closing)
+            refuse(e->id, DSMT_RDMA_REFUSE_RESOURCES); /* shutting down (drain_sends) */
+        else
+            on_request(t, e);
         return;
     }
     if (e->id == t->lid) {
@@ -1534,8 +1542,13 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
         connect_failed(t, c, why, false);
         break;
     case RDMA_CM_EVENT_DISCONNECTED:
+        /* The CM's event and the queue pair's completions come by different paths: deliver
+         * what the peer sent before it left (its last messages, e.g. the job's release)
+         * before taking the disconnect, as TCP delivers data before the FIN. */
+        conn_poll(t, c, INT_MAX);
         c->connected = false; /* nothing left to disconnect */
-        conn_kill(t, c, DSM_LOG_INFO, "disconnected by the peer");
+        if (c->state != C_DEAD)
+            conn_kill(t, c, DSM_LOG_INFO, "disconnected by the peer");
         break;
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
         conn_kill(t, c, DSM_LOG_ERROR, "the RDMA device was removed");
@@ -1940,13 +1953,58 @@ static size_t rdma_backlog(dsmt_t *tt)
     return rdma_of(tt)->backlog;
 }
 
-/* See dsmt_ops.destroy. No callbacks. Connected peers hear DISCONNECTED. */
+/*
+ * Before a clean shutdown, let every message already sent reach its peer: an RC queue pair
+ * destroyed with SENDs outstanding drops them (TCP would still deliver a closed socket's
+ * data). Waits, polling, until each live connection's queue is posted and its sends are
+ * complete, at most DRAIN_MS in all. A signalled completion covers every earlier SEND, so
+ * when the last posted SEND is unsignalled one signalled CREDIT (no credit needed) follows
+ * it. A peer that has left (its DISCONNECTED) is not waited for. The daemon is going away:
+ * what still arrives meanwhile is taken off the queue pair and dropped, with no upcall
+ * (t->closing), and connection requests are refused.
+ */
+static void drain_sends(struct rdma *t)
+{
+    uint64_t until = now_ns() + (uint64_t)DRAIN_MS * 1000000u;
+    bool busy = true;
+
+    t->closing = true;
+    t->depth++;
+    while (busy && now_ns() < until) {
+        busy = false;
+        cm_drain(t); /* a peer that has left will not acknowledge: its DISCONNECTED ends it */
+        for (struct conn *c = t->conns; c != NULL; c = c->next) {
+            if (c->state != C_UP)
+                continue;
+            conn_poll(t, c, CQ_BUDGET);
+            if (c->state != C_UP || (c->q.head == c->q.tail && c->tx_tail == c->tx_head))
+                continue;
+            busy = true;
+            if (c->q.head == c->q.tail && c->tx_signaled != c->tx_head - 1 && tx_free(c) > 0) {
+                int rc;
+
+                c->tx_signaled = c->tx_head - SIGNAL_EVERY; /* post_seg: signal this one */
+                if ((rc = post_seg(t, c, DSMT_RDMA_K_CREDIT, 0, 0, DSMT_NO_PAGE, NULL, 0, NULL)) != 0)
+                    conn_kill_errno(t, c, "ibv_post_send", rc);
+            }
+        }
+        if (busy)
+            nanosleep(&(struct timespec){ .tv_nsec = 200000 }, NULL);
+    }
+    t->depth--;
+    if (busy)
+        DSM_WARN("rdma: some messages were still unacknowledged after %d ms at shutdown", DRAIN_MS);
+}
+
+/* See dsmt_ops.destroy. No callbacks. Connected peers hear DISCONNECTED once what was sent
+ * to them has arrived (drain_sends). */
 static void rdma_destroy(dsmt_t *tt)
 {
     struct rdma *t = rdma_of(tt);
 
     if (t == NULL)
         return;
+    drain_sends(t);
     while (t->conns != NULL) {
         struct conn *c = t->conns;
         t->conns = c->next;
