@@ -170,7 +170,8 @@ void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
 /* A channel closes: forget its waits. */
 void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 /* Take every local rank's access to [first, first+n) to NONE, punch the frames to zero,
- * reset the pages' state; then call done(d, arg). */
+ * reset the pages' state; then call done(d, arg). `arg` is heap memory the call owns until
+ * done runs: if the daemon ends first, dsmd_pages_fini frees it. */
 void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
                             void (*done)(struct dsmd *d, void *arg), void *arg);
 /* Services table for the protocol. */

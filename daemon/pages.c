@@ -98,6 +98,7 @@ void dsmd_pages_fini(struct dsmd *d)
         struct dsmd_range_op *o = d->ranges;
 
         d->ranges = o->next;
+        free(o->arg); /* the daemon ended before the range was cleared: done never runs */
         free(o);
     }
 }
