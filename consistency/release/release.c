@@ -26,6 +26,10 @@
  *       writable across releases (nobody holds a copy to invalidate). The first PAGE_GET
  *       for it write-protects it at the home and lists it in the open interval before the
  *       page is sent, so every later home write is noticed.
+ *   R7  An acquire completes only when every page its notices name is invalid in every
+ *       local rank. Several ranks of a node acquire at once and their notices overlap: a
+ *       page another acquire is still dropping (its PROTECTs out) is dropped again, queued
+ *       behind the first, so the second acquirer never reads the stale frame meanwhile.
  *
  * Page states at a node that is not the home:
  *
@@ -62,6 +66,7 @@ struct rel_page {
     uint8_t  refetch;   /* dropped while fetching: the PAGE on its way may be stale */
     uint8_t  want;      /* access the fetch is for */
     uint8_t  shared;    /* at the home: another node has fetched the page */
+    uint16_t dropping;  /* drops whose revocation has not completed (R7) */
     int32_t  origin;
     uint8_t *twin;
 };
@@ -470,6 +475,8 @@ static void dropped_page(dsmp_t *p, void *arg)
     struct rel_drop *d = arg;
     struct rel_acquire *a = d->a;
 
+    if (p->pg[d->page].dropping > 0) /* a region reset may have cleared it */
+        p->pg[d->page].dropping--;
     send_diff(p, d->page, p->svc.any_rank);
     free(d);
     acquire_done(p, a);
@@ -494,8 +501,10 @@ static void drop_page(void *arg, uint64_t page)
         g->refetch = 1;
         return;
     }
-    if (g->local == DSM_ACCESS_NONE)
+    if (g->local == DSM_ACCESS_NONE && g->dropping == 0)
         return;
+    /* a drop already in flight (another acquire of this node) has not taken every rank's
+     * copy yet: this acquire must wait for it too (R7), so queue behind it */
     d = malloc(sizeof(*d));
     if (d == NULL) {
         DSM_ERR("release: out of memory dropping page %llu", (unsigned long long)page);
@@ -504,6 +513,7 @@ static void drop_page(void *arg, uint64_t page)
     d->a = c->a;
     d->page = page;
     g->local = DSM_ACCESS_NONE;
+    g->dropping++;
     c->a->pending++;
     p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, dropped_page, d);
 }

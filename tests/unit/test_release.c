@@ -501,6 +501,44 @@ Test(release, page_dropped_while_fetching_is_fetched_again)
     ph_destroy(h);
 }
 
+/*
+ * Two ranks of one node acquire two locks at once, and both grants carry the same notice
+ * (lost increments seen with 2 ranks per node, issue "Never lose a write"): the first
+ * acquire starts dropping the page; the second must not complete while that drop's
+ * revocation is still out, or its rank reads the stale frame before the PROTECT lands.
+ */
+Test(release, two_acquires_of_one_node_wait_for_the_same_drop)
+{
+    static const int home1[1] = { 1 };
+    struct ph *h = mk(2, 1, home1, PH_REVOKE_DEFERRED);
+    int l1 = 0, l2 = 0, delivered;
+
+    cr_assert_eq(pp_read(h, 0, 0, 0), 0);       /* node 0 caches the page */
+    pp_lock(h, 1, 1);                           /* node 1 writes 7 under locks 1 and 2 */
+    pp_lock(h, 1, 2);
+    pp_write(h, 1, 0, 0, 7);
+    pp_unlock(h, 1, 1);
+    pp_unlock(h, 1, 2);
+    pp_run(h);
+    cr_assert_eq(ph_access(h, 0, 0), R, "node 0 keeps its (now stale) copy until it acquires");
+    ph_lock(h, 0, 1, &l1);                      /* two ranks of node 0 acquire at once */
+    ph_lock(h, 0, 2, &l2);
+    do {                                        /* every message, no revocation completes */
+        delivered = 0;
+        for (int s = 0; s < 2; s++)
+            for (int d = 0; d < 2; d++)
+                delivered += ph_deliver(h, s, d);
+    } while (delivered > 0);
+    cr_assert_eq(ph_access(h, 0, 0), NONE);
+    cr_assert_gt(ph_revokes_pending(h), 0, "the drop's revocation is still out");
+    cr_assert_eq(l1 + l2, 0, "an acquire completed while its page was still being dropped");
+    pp_run(h);
+    cr_assert_eq(l1 + l2, 2);
+    cr_assert_eq(pp_read(h, 0, 0, 0), 7, "node 0 reads a value older than its acquires");
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
 /* ---- lock counters --------------------------------------------------------------------------- */
 
 Test(release, lock_counter_random_schedules, .timeout = 120)
