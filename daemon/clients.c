@@ -22,7 +22,10 @@
 #include "dsm_log.h"
 #include "dsmd.h"
 
-#define SEND_STALL_MS 10000 /* a rank that takes no message for this long is stuck */
+#define CHAN_QUEUE_MAX (1u << 20) /* messages one channel may hold back: 160 MiB */
+
+static void chan_set_events(struct dsmd *d, struct dsmd_chan *c, int out);
+static void chan_ready(void *arg, uint32_t events);
 
 static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
 {
@@ -35,6 +38,12 @@ static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
     dsmd_alloc_chan_gone(d, c);
     d->chans[c->id] = NULL;
     if (rk != NULL) {
+        rk->chan_out += c->msgs_out;
+        rk->chan_in += c->msgs_in;
+        if (!rk->finalized) /* after dsm_finalize the rank touches nothing: nothing is lost */
+            rk->chan_undelivered += c->oq_len + c->lost;
+        if (c->oq_peak > rk->chan_queue_peak)
+            rk->chan_queue_peak = c->oq_peak;
         rk->nchans--;
         if (c->kind == CHAN_SERVICE)
             rk->service = NULL;
@@ -46,6 +55,7 @@ static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
             dsmd_maybe_exit(d);
         }
     }
+    free(c->outq);
     free(c);
 }
 
@@ -54,25 +64,110 @@ struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id)
     return id >= 0 && id < d->nchans ? d->chans[id] : NULL;
 }
 
-dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg *m)
+static int rank_of_chan(struct dsmd *d, struct dsmd_chan *c)
 {
-    m->magic = DSMC_MAGIC;
-    for (;;) {
-        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-        ssize_t n = send(c->fd, m, sizeof(*m), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return c->lrank >= 0 ? d->ranks[c->lrank].rank : -1;
+}
 
-        if (n == (ssize_t)sizeof(*m))
-            return DSM_OK;
-        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
-            break;
-        /* the rank is slow to drain its socket: wait a bounded time for it */
-        if (errno == EAGAIN && poll(&pfd, 1, SEND_STALL_MS) == 0) {
-            errno = ETIMEDOUT;
+/* The socket failed for good: the rank is gone (its EOF closes the channel next). */
+static void chan_broken(struct dsmd *d, struct dsmd_chan *c, int err)
+{
+    if (!c->broken && !d->aborting && !(c->lrank >= 0 && d->ranks[c->lrank].finalized))
+        DSM_WARN("channel to rank %d: send: %s", rank_of_chan(d, c), strerror(err));
+    c->broken = 1;
+}
+
+/* Send queued messages while the socket takes them; stop watching POLLOUT once empty. */
+static void chan_drain(struct dsmd *d, struct dsmd_chan *c)
+{
+    while (c->oq_len > 0 && !c->broken) {
+        ssize_t n = send(c->fd, &c->outq[c->oq_head], sizeof(struct dsmc_msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n != (ssize_t)sizeof(struct dsmc_msg)) {
+            chan_broken(d, c, n < 0 ? errno : EIO);
             break;
         }
+        c->oq_head = (c->oq_head + 1) % c->oq_cap;
+        c->oq_len--;
+        c->stalled_ns = c->oq_len ? dsmd_now_ns() : 0;
     }
-    DSM_WARN("channel to rank %d: send: %s", c->lrank >= 0 ? d->ranks[c->lrank].rank : -1, strerror(errno));
+    chan_set_events(d, c, 0);
+}
+
+/* Queue m behind what the socket has not taken yet. Fails only past CHAN_QUEUE_MAX. */
+static dsm_status_t chan_enqueue(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    if (c->oq_len == c->oq_cap) {
+        uint32_t ncap = c->oq_cap ? c->oq_cap * 2 : 64;
+        struct dsmc_msg *q;
+
+        if (c->oq_cap >= CHAN_QUEUE_MAX || (q = malloc((size_t)ncap * sizeof(*q))) == NULL) {
+            dsmd_abort(d, DSM_ESTATE, "rank %d holds %u messages from its daemon untaken: it stopped reading its channel",
+                       rank_of_chan(d, c), c->oq_len);
+            return DSM_ESTATE;
+        }
+        for (uint32_t i = 0; i < c->oq_len; i++)
+            q[i] = c->outq[(c->oq_head + i) % c->oq_cap];
+        free(c->outq);
+        c->outq = q;
+        c->oq_head = 0;
+        c->oq_cap = ncap;
+    }
+    c->outq[(c->oq_head + c->oq_len) % c->oq_cap] = *m;
+    if (c->oq_len + 1 > c->oq_peak)
+        c->oq_peak = c->oq_len + 1;
+    if (c->oq_len++ == 0) {
+        c->stalled_ns = dsmd_now_ns();
+        chan_set_events(d, c, 1);
+    }
+    return DSM_OK;
+}
+
+/*
+ * Never blocks and never drops: what the rank's socket cannot take now waits in the
+ * channel's queue, in order, and goes out when the socket is writable again. A rank that
+ * stops taking messages fails the job (dsmd_clients_check_stalls names it).
+ */
+dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg *m)
+{
+    ssize_t n;
+
+    m->magic = DSMC_MAGIC;
+    c->msgs_out++;
+    if (c->broken) {
+        c->lost++;
+        return DSM_ESYS;
+    }
+    if (c->oq_len > 0)
+        return chan_enqueue(d, c, m);
+    n = send(c->fd, m, sizeof(*m), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == (ssize_t)sizeof(*m))
+        return DSM_OK;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return chan_enqueue(d, c, m);
+    chan_broken(d, c, n < 0 ? errno : EIO);
+    c->lost++;
     return DSM_ESYS;
+}
+
+static void chan_set_events(struct dsmd *d, struct dsmd_chan *c, int out)
+{
+    if (dsmd_loop_mod(d->loop, c->fd, EPOLLIN | (out ? EPOLLOUT : 0), chan_ready, c) != DSM_OK)
+        dsmd_abort(d, DSM_ESYS, "cannot watch the channel of rank %d", rank_of_chan(d, c));
+}
+
+void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns)
+{
+    for (int i = 0; i < d->nchans && !d->aborting; i++) {
+        struct dsmd_chan *c = d->chans[i];
+
+        if (c != NULL && c->oq_len > 0 && now_ns - c->stalled_ns > d->peer_timeout_ns)
+            dsmd_abort(d, DSM_ETIMEDOUT,
+                       "rank %d took no message from its daemon (node %d) for %.1f s (%u waiting): it is stopped or stuck",
+                       rank_of_chan(d, c), d->cfg.node, (double)(now_ns - c->stalled_ns) / 1e9, c->oq_len);
+    }
 }
 
 void dsmd_chan_reply(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t a)
@@ -147,15 +242,17 @@ static int chan_hello(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg
 /* One request on an established channel. Returns non-zero if the channel must close. */
 static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
 {
+    /* a service channel only acknowledges; the others make one request at a time (a
+     * second one while the first waits would chain the channel into two wait lists) */
+    if ((c->kind == CHAN_SERVICE) != (m->op == DSMC_PROTECT_ACK))
+        return 1;
+    if (c->kind != CHAN_SERVICE && (c->pending_op != 0 || c->waiting))
+        return 1;
     switch (m->op) {
     case DSMC_FAULT:
-        if (c->kind == CHAN_SERVICE || c->waiting)
-            return 1;
         dsmd_pages_fault(d, c, m->a, m->b != 0);
         return 0;
     case DSMC_PROTECT_ACK:
-        if (c->kind != CHAN_SERVICE)
-            return 1;
         dsmd_pages_protect_ack(d, c, m->seq);
         return 0;
     case DSMC_COALLOC:
@@ -181,6 +278,8 @@ static void chan_ready(void *arg, uint32_t events)
     struct dsmd *d = c->d;
     int id = c->id;
 
+    if ((events & EPOLLOUT) && c->oq_len > 0)
+        chan_drain(d, c);
     for (;;) {
         struct dsmc_msg m;
         ssize_t n;
@@ -200,13 +299,14 @@ static void chan_ready(void *arg, uint32_t events)
             chan_close(d, c, "malformed message");
             return;
         }
+        c->msgs_in++;
+        dsmd_pages_chan_heard(d, c);
         if (c->kind == CHAN_NEW ? chan_hello(d, c, &m) : chan_request(d, c, &m)) {
             DSM_WARN("closing a channel after op %u", m.op);
             chan_close(d, c, "protocol error on its channel");
             return;
         }
     }
-    (void)events;
 }
 
 static void listen_ready(void *arg, uint32_t events)
@@ -242,6 +342,7 @@ static void listen_ready(void *arg, uint32_t events)
         c->fd = fd;
         c->id = d->nchans++;
         c->lrank = -1;
+        c->unconfirmed = -1;
         d->chans[c->id] = c;
         if (dsmd_loop_add(d->loop, fd, EPOLLIN, chan_ready, c) != DSM_OK)
             chan_close(d, c, "event loop");
@@ -278,6 +379,7 @@ void dsmd_clients_fini(struct dsmd *d)
     for (int i = 0; i < d->nchans; i++) {
         if (d->chans[i]) {
             close(d->chans[i]->fd);
+            free(d->chans[i]->outq);
             free(d->chans[i]);
         }
     }

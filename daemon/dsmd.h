@@ -1,7 +1,9 @@
 /*
  * dsmd.h - the state of one node's daemon, shared by the daemon's modules.
  *
- *   main.c      start-up, the READY/PEERS/MESH rendezvous with dsmrun, shutdown, STATS
+ *   main.c      start-up, the READY/PEERS/MESH rendezvous with dsmrun, signals
+ *   node.c      the node's state built and torn down, end-of-job checks, STATS, exit
+ *   watchdog.c  heartbeats, silent peers, ranks that stop taking their messages
  *   loop.c      the epoll loop
  *   clients.c   the ranks' channels (AF_UNIX SOCK_SEQPACKET, dsm_chan.h)
  *   pages.c     node-level page access, fault coalescing, the ranks' protections
@@ -43,6 +45,7 @@ struct dsmd_config {
                               * writes first on stdin; standalone: random */
     int         standalone;
     int         poll_us;     /* DSM_DAEMON_POLL_US: polling while a remote reply is due */
+    uint64_t    peer_timeout_ms; /* DSM_PEER_TIMEOUT_MS: silence that fails the job */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -63,6 +66,16 @@ struct dsmd_chan {
     uint32_t pending_op;
     uint64_t pending_seq;
     struct dsmd_chan *pnext;
+    /* the last GRANT sent here, until the channel's next message proves it applied
+     * (a thread sends nothing between a fault and that fault's mprotect); -1: none */
+    int64_t  unconfirmed;
+    /* messages the rank's socket had no room for, oldest first (clients.c) */
+    struct dsmc_msg *outq;
+    uint32_t oq_head, oq_len, oq_cap, oq_peak;
+    int      broken;       /* the socket failed: the rank is gone, its close follows */
+    uint32_t lost;         /* messages the failed socket never took */
+    int64_t  stalled_ns;   /* when the queue last stopped moving (0: empty) */
+    uint64_t msgs_out, msgs_in; /* messages queued for the rank / taken from it */
 };
 
 /* A revocation of node-level access waiting for, or in, its turn. */
@@ -85,6 +98,7 @@ struct dsmd_page {
 
 struct dsmd_counters {
     uint64_t read_faults, write_faults, pages_fetched, invalidations;
+    uint64_t protects;   /* PROTECT messages (each one run of pages: one mprotect) */
     uint64_t messages_sent, bytes_sent, lock_acquires, barriers, wall_ns;
     uint64_t diffs, write_notices;
 };
@@ -105,6 +119,15 @@ struct dsmd_rank {
     struct dsmd_counters c;
     uint8_t *prot;            /* access granted to this rank, per page */
     uint32_t *grants;         /* GRANTs sent to this rank, per page (dsm_chan.h) */
+    uint8_t *unconfirmed;     /* per page: GRANTs not yet proven applied (dsmd_chan) */
+    /* protection changes (pages.c): the run being gathered, and those awaiting an ACK */
+    struct dsmd_protect_run { uint64_t seq, first, n; int access; } open;
+    struct dsmd_protect_run *acks;
+    size_t   acks_head, acks_len, acks_cap;
+    uint64_t protects_sent, protect_pages, protects_acked, protects_abandoned;
+    /* channel messages of closed channels: queued for the rank, taken from it, left
+     * undelivered at close (0 unless the rank died), most ever waiting in one queue */
+    uint64_t chan_out, chan_in, chan_undelivered, chan_queue_peak;
 };
 
 struct dsmd_sync;
@@ -152,11 +175,18 @@ struct dsmd {
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
     uint64_t faults_inflight;
-    int      timerfd;            /* the protocol's timer (svc->timer) */    /* pages with a fault() outstanding at the protocol */
+    int      timerfd;            /* the protocol's timer (svc->timer) */
     uint64_t node_messages, node_bytes;
+    /* liveness (watchdog.c): peers heard from, ranks' channels moving */
+    int      watchfd;
+    int64_t  peer_timeout_ns;    /* silence that fails the job (DSM_PEER_TIMEOUT_MS) */
+    int64_t *peer_heard;         /* by node: when anything last arrived from it */
+    uint64_t heartbeats_sent;
     int      sigfd;
     int      fini_sent;          /* this node's ranks have all finalized (FINI_ARRIVE sent) */
     int      finishing;          /* every rank finalized: peers may leave */
+    int      peers_left;         /* peers that left after finishing */
+    int64_t  done_ns;            /* when every local rank had finalized and gone */
     int      aborting;
 };
 
@@ -167,8 +197,12 @@ void dsmd_pages_fini(struct dsmd *d);
 void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write);
 /* The rank applied a PROTECT (PROTECT_ACK with seq). */
 void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
-/* A channel closes: forget its waits. */
+/* A channel closes: forget its waits (a service channel: its PROTECTs count as applied). */
 void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+/* A message arrived on c: the grant sent before it on c has been applied. */
+void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c);
+/* Send every gathered run of protection changes (before the loop sleeps). */
+void dsmd_pages_flush(struct dsmd *d);
 /* Take every local rank's access to [first, first+n) to NONE, punch the frames to zero,
  * reset the pages' state; then call done(d, arg). `arg` is heap memory the call owns until
  * done runs: if the daemon ends first, dsmd_pages_fini frees it. */
@@ -185,6 +219,8 @@ dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg
 /* Reply on channel c with `status` and value a. */
 void dsmd_chan_reply(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t a);
 struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id);
+/* Fail the job if a rank has left a channel's messages untaken for longer than allowed. */
+void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns);
 /* Tell every local rank the job is failing, then stop. */
 void dsmd_abort_ranks(struct dsmd *d, int status, const char *text);
 
@@ -216,7 +252,23 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
 dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 
-/* ---- main.c ---- */
+/* ---- watchdog.c ---- */
+/* Heartbeats to every peer and the silence check, every fifth of the peer timeout. */
+dsm_status_t dsmd_watchdog_init(struct dsmd *d);
+void dsmd_watchdog_fini(struct dsmd *d);
+/* Something arrived from node: it is alive. */
+void dsmd_watchdog_heard(struct dsmd *d, int node);
+int64_t dsmd_now_ns(void);
+
+/* ---- node.c ---- */
+/* Frames, page table, protocol, sync and alloc for d->cfg (the loop exists already). */
+dsm_status_t dsmd_node_setup(struct dsmd *d);
+/* Undo everything the node holds (whatever part of set-up ran), the loop included. */
+void dsmd_node_teardown(struct dsmd *d);
+/* After a clean run: every channel message delivered, every protection change applied. */
+dsm_status_t dsmd_node_check_channels(struct dsmd *d);
+/* "STATS <json>" on stdout. */
+void dsmd_node_print_stats(struct dsmd *d);
 /* Print one line for the launcher on stdout. */
 void dsmd_announce(struct dsmd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Every local rank has finalized and gone, or stdin closed: wind down. */

@@ -39,20 +39,8 @@
 /* Polling for a due reply saves a wake-up per remote fault, but only pays where the
  * daemons do not share their cores with the ranks (see docs/BENCHMARKS.md). */
 #define DSMD_DEFAULT_POLL_US   50
+#define DSMD_DEFAULT_PEER_TIMEOUT_MS 8000  /* a peer silent this long is dead */
 #define DSMD_POLL_MIN_CPUS     4
-
-/* One line for dsmrun on stdout. */
-void dsmd_announce(struct dsmd *d, const char *fmt, ...)
-{
-    va_list ap;
-
-    (void)d;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
-}
 
 #define DSMD_SECRET_WAIT_MS 10000 /* dsmrun writes the SECRET line right after starting us */
 
@@ -141,6 +129,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *env = getenv("DSM_SPACE_SIZE");
     const char *poll_env = getenv("DSM_DAEMON_POLL_US");
     const char *base_env = getenv("DSM_BASE");
+    const char *peer_env = getenv("DSM_PEER_TIMEOUT_MS");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = "sequential", .transport = "tcp", .listen = "127.0.0.1",
@@ -160,6 +149,13 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (poll_env)
         cfg->poll_us = (int)v;
+    cfg->peer_timeout_ms = DSMD_DEFAULT_PEER_TIMEOUT_MS;
+    if (peer_env && (parse_u64(peer_env, &v) != 0 || v < 100 || v > 86400000)) {
+        fprintf(stderr, "dsmd: DSM_PEER_TIMEOUT_MS=%s is not a number of milliseconds in [100, 86400000]\n", peer_env);
+        return DSM_ECONFIG;
+    }
+    if (peer_env)
+        cfg->peer_timeout_ms = v;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);
@@ -209,38 +205,6 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
 }
 
 /* The node's frames: a sparse memfd shared with the ranks. */
-static dsm_status_t frames_create(struct dsmd *d)
-{
-    long ps = sysconf(_SC_PAGESIZE);
-
-    d->page_size = (size_t)ps;
-    if (d->cfg.space_size < 2 * (uint64_t)d->cfg.nnodes * d->page_size || d->cfg.space_size % d->page_size ||
-        d->cfg.base % d->page_size) {
-        DSM_ERR("space size %llu and base 0x%llx must be page multiples, at least 2 pages per node",
-                (unsigned long long)d->cfg.space_size, (unsigned long long)d->cfg.base);
-        return DSM_ECONFIG;
-    }
-    d->npages = d->cfg.space_size / d->page_size;
-    d->memfd = memfd_create("dsm-frames", MFD_CLOEXEC);
-    if (d->memfd < 0 || ftruncate(d->memfd, (off_t)d->cfg.space_size) < 0) {
-        DSM_ERR("creating %llu bytes of frames: %s", (unsigned long long)d->cfg.space_size, strerror(errno));
-        return DSM_ESYS;
-    }
-    d->frames = mmap(NULL, d->cfg.space_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
-    if (d->frames == MAP_FAILED) {
-        d->frames = NULL;
-        DSM_ERR("mapping the frames: %s", strerror(errno));
-        return DSM_ESYS;
-    }
-    return DSM_OK;
-}
-
-void dsmd_maybe_exit(struct dsmd *d)
-{
-    if (d->finishing && d->ranks_gone == d->cfg.local_ranks)
-        dsmd_loop_stop(d->loop, DSM_OK);
-}
-
 /* "PEERS a0 a1 ...": every node's address, by node id. */
 static void peers_line(struct dsmd *d, char *line)
 {
@@ -308,27 +272,6 @@ static int reply_due(void *arg)
     return d->faults_inflight > 0;
 }
 
-static void print_stats(struct dsmd *d)
-{
-    printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"ranks\":[", d->cfg.node,
-           (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes);
-    for (int i = 0; i < d->cfg.local_ranks; i++) {
-        struct dsmd_counters *c = &d->ranks[i].c;
-
-        printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
-               "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
-               "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"wall_seconds\":%.6f}",
-               i ? "," : "", d->ranks[i].rank, d->cfg.node, (unsigned long long)c->read_faults,
-               (unsigned long long)c->write_faults, (unsigned long long)c->pages_fetched,
-               (unsigned long long)c->invalidations, (unsigned long long)c->messages_sent,
-               (unsigned long long)c->bytes_sent, (unsigned long long)c->lock_acquires,
-               (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
-               (double)c->wall_ns / 1e9);
-    }
-    printf("]}\n");
-    fflush(stdout);
-}
-
 /* A standalone daemon's socket lives in a private directory of the rank's making:
  * remove it, so nothing is left behind even when the rank was killed. */
 static void remove_socket_dir(const char *socket)
@@ -342,38 +285,6 @@ static void remove_socket_dir(const char *socket)
         return;
     *slash = '\0';
     (void)rmdir(dir); /* fails harmlessly if the rank left other files there */
-}
-
-/* Everything but the transport and the loop's inputs. */
-static dsm_status_t node_setup(struct dsmd *d)
-{
-    dsm_status_t st;
-
-    d->pops = dsmp_find(d->cfg.consistency);
-    if (d->pops == NULL) {
-        DSM_ERR("unknown consistency model '%s' (this build has: sequential)", d->cfg.consistency);
-        return DSM_ECONFIG;
-    }
-    if ((st = frames_create(d)) != DSM_OK)
-        return st;
-    if ((st = dsmd_space_init(&d->space, d->npages, d->cfg.nnodes)) != DSM_OK)
-        return st;
-    d->limits = (struct dsmw_limits){ .npages = d->npages, .nnodes = (uint32_t)d->cfg.nnodes,
-                                      .nranks = (uint32_t)d->cfg.nranks };
-    d->ranks = calloc((size_t)d->cfg.local_ranks, sizeof(*d->ranks));
-    if (d->ranks == NULL)
-        return DSM_ENOMEM;
-    for (int i = 0; i < d->cfg.local_ranks; i++)
-        d->ranks[i].rank = d->cfg.first_rank + i;
-    if ((st = dsmd_pages_init(d)) != DSM_OK)
-        return st;
-    dsmd_pages_services(d, &d->svc);
-    if ((st = d->pops->create(&d->svc, &d->p)) != DSM_OK)
-        return st;
-    d->pops->reset(d->p, 0, d->npages);
-    if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK)
-        return st;
-    return DSM_OK;
 }
 
 static dsm_status_t inputs_setup(struct dsmd *d)
@@ -395,32 +306,9 @@ static dsm_status_t inputs_setup(struct dsmd *d)
     return dsmd_loop_add(d->loop, STDIN_FILENO, EPOLLIN, stdin_ready, d);
 }
 
-static void node_teardown(struct dsmd *d)
-{
-    dsmd_peers_fini(d);
-    dsmd_clients_fini(d);
-    dsmd_alloc_fini(d);
-    dsmd_sync_fini(d);
-    if (d->p)
-        d->pops->destroy(d->p);
-    dsmd_pages_fini(d);
-    for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
-        free(d->ranks[i].held.ids);
-    free(d->ranks);
-    dsmd_space_fini(&d->space);
-    if (d->frames)
-        munmap(d->frames, d->cfg.space_size);
-    if (d->memfd >= 0)
-        close(d->memfd);
-    if (d->sigfd >= 0)
-        close(d->sigfd);
-    dsmd_loop_destroy(d->loop);
-    dsmd_placement_fini();
-}
-
 int main(int argc, char **argv)
 {
-    struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1 };
+    struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1, .watchfd = -1 };
     char who[64];
     dsm_status_t st;
 
@@ -438,11 +326,14 @@ int main(int argc, char **argv)
         DSM_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
     if ((st = secret_read(&d.cfg)) != DSM_OK ||
         (st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
-        (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = node_setup(&d)) != DSM_OK ||
+        (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = dsmd_node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||
-        (st = dsmd_peers_init(&d)) != DSM_OK) {
+        (st = dsmd_peers_init(&d)) != DSM_OK || (st = dsmd_watchdog_init(&d)) != DSM_OK) {
         dsmd_announce(&d, "ERROR node %d failed to start: %s", d.cfg.node, dsm_status_str(st));
-        node_teardown(&d);
+        dsmd_node_teardown(&d);
+        dsmd_placement_fini();
+        if (d.sigfd >= 0)
+            close(d.sigfd);
         return 1;
     }
     dsmd_placement_frames(d.frames, d.cfg.space_size);
@@ -453,8 +344,13 @@ int main(int argc, char **argv)
     st = dsmd_loop_run(d.loop);
     if (d.t)
         (void)d.tops->progress(d.t); /* push out what is queued (an ABORT to the peers) */
-    print_stats(&d);
-    node_teardown(&d);
+    if (st == DSM_OK)
+        st = dsmd_node_check_channels(&d);
+    dsmd_node_print_stats(&d);
+    dsmd_node_teardown(&d);
+    dsmd_placement_fini();
+    if (d.sigfd >= 0)
+        close(d.sigfd);
     if (d.cfg.standalone)
         remove_socket_dir(d.cfg.socket);
     return st == DSM_OK ? 0 : 1;

@@ -7,13 +7,21 @@
  *     satisfies are granted at once (another rank or thread of this node already brought
  *     the page); otherwise one fault() goes to the protocol for all of them (coalescing),
  *     and `pending` stays set until the protocol's grant().
- *   - Grants to a rank are counted per page, and every PROTECT of a page carries that
- *     count: the rank applies it only after its fault handlers have applied that many
- *     grants, so an invalidation can never overtake a grant (the rank's mprotect for the
- *     grant would otherwise land after it and leave a stale copy readable).
- *   - Revocations queue per page and run one at a time: PROTECT to every rank that holds
- *     more than the new level, then done() once every PROTECT_ACK is in. Faults arriving
- *     meanwhile wait and are looked at again when the queue empties.
+ *   - Grants to a rank are counted per page. A grant is "unconfirmed" until its channel
+ *     carries its next message (a thread sends nothing between receiving a grant and
+ *     applying it). A PROTECT of a page with an unconfirmed grant goes alone and carries
+ *     the page's grant count: the rank applies it only after its fault handlers have
+ *     applied that many grants, so an invalidation never overtakes a grant (the grant's
+ *     mprotect would otherwise land after it and leave a stale copy readable).
+ *   - Revocations queue per page and run one at a time: every rank that holds more than
+ *     the new level gets the change, then done() once every PROTECT_ACK is in. Faults
+ *     arriving meanwhile wait and are looked at again when the queue empties.
+ *   - Changes travel in bulk: a rank's changes of one loop iteration are gathered into
+ *     runs (contiguous pages, one access level, every grant confirmed) and each run is one
+ *     PROTECT, one mprotect and one PROTECT_ACK, sent before the loop sleeps
+ *     (dsmd_pages_flush). A release or barrier that changes K pages costs messages in the
+ *     number of runs, not of pages. A rank acknowledges in order, so the runs awaiting an
+ *     ACK are a FIFO per rank.
  *
  * Invariant: for every rank r and page p, prot[r][p] <= the node's access to p, except
  * between a revocation's start and its done(), while the PROTECTs are out.
@@ -32,8 +40,7 @@
 #include "dsm_log.h"
 #include "dsmd.h"
 
-/* PROTECT sequence numbers: even = page revocation (seq >> 1 = page), odd = range op. */
-#define SEQ_PAGE(p) ((uint64_t)(p) << 1)
+/* PROTECT sequence numbers: even = a run of page revocations, odd = a range op. */
 #define SEQ_IS_RANGE(s) ((s) & 1)
 
 struct dsmd_range_op {
@@ -41,11 +48,13 @@ struct dsmd_range_op {
     uint64_t id;
     uint64_t first, n;
     int acks;
+    uint8_t *awaiting;   /* per local rank: its ACK is still due */
     void (*done)(struct dsmd *d, void *arg);
     void *arg;
 };
 
 static void page_kick(struct dsmd *d, uint64_t page);
+static void revoke_run(struct dsmd *d, uint64_t page);
 static void timer_ready(void *arg, uint32_t events);
 
 dsm_status_t dsmd_pages_init(struct dsmd *d)
@@ -61,7 +70,8 @@ dsm_status_t dsmd_pages_init(struct dsmd *d)
     for (int r = 0; r < d->cfg.local_ranks; r++) {
         d->ranks[r].prot = calloc(d->npages, 1);
         d->ranks[r].grants = calloc(d->npages, sizeof(uint32_t));
-        if (d->ranks[r].prot == NULL || d->ranks[r].grants == NULL)
+        d->ranks[r].unconfirmed = calloc(d->npages, 1);
+        if (d->ranks[r].prot == NULL || d->ranks[r].grants == NULL || d->ranks[r].unconfirmed == NULL)
             goto fail;
     }
     return DSM_OK;
@@ -91,14 +101,19 @@ void dsmd_pages_fini(struct dsmd *d)
     for (int r = 0; d->ranks && r < d->cfg.local_ranks; r++) {
         free(d->ranks[r].prot);
         free(d->ranks[r].grants);
+        free(d->ranks[r].unconfirmed);
+        free(d->ranks[r].acks);
         d->ranks[r].prot = NULL;
         d->ranks[r].grants = NULL;
+        d->ranks[r].unconfirmed = NULL;
+        d->ranks[r].acks = NULL;
     }
     while (d->ranges) {
         struct dsmd_range_op *o = d->ranges;
 
         d->ranges = o->next;
         free(o->arg); /* the daemon ended before the range was cleared: done never runs */
+        free(o->awaiting);
         free(o);
     }
 }
@@ -112,7 +127,104 @@ static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int a
     if (rk->prot[page] < access)
         rk->prot[page] = (uint8_t)access;
     rk->grants[page]++;
+    dsmd_pages_chan_heard(d, c); /* a channel has at most one request outstanding */
+    c->unconfirmed = (int64_t)page;
+    rk->unconfirmed[page]++;
     dsmd_chan_send(d, c, &m);
+}
+
+void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+
+    if (c->unconfirmed >= 0 && rk != NULL)
+        rk->unconfirmed[c->unconfirmed]--;
+    c->unconfirmed = -1;
+}
+
+/* ---- protection changes to a rank, in runs ---- */
+
+/* Send the rank's gathered run, if any, and await its ACK. */
+static void protect_send(struct dsmd *d, struct dsmd_rank *rk)
+{
+    struct dsmd_protect_run *o = &rk->open;
+    struct dsmc_msg m = { .op = DSMC_PROTECT, .a = o->first, .b = o->n, .c = (uint64_t)o->access };
+
+    if (o->n == 0)
+        return;
+    if (rk->acks_len == rk->acks_cap) {
+        size_t ncap = rk->acks_cap ? rk->acks_cap * 2 : 64;
+        struct dsmd_protect_run *v = malloc(ncap * sizeof(*v));
+
+        if (v == NULL) {
+            dsmd_abort(d, DSM_ENOMEM, "out of memory sending protection changes to rank %d", rk->rank);
+            return;
+        }
+        for (size_t i = 0; i < rk->acks_len; i++)
+            v[i] = rk->acks[(rk->acks_head + i) % rk->acks_cap];
+        free(rk->acks);
+        rk->acks = v;
+        rk->acks_head = 0;
+        rk->acks_cap = ncap;
+    }
+    o->seq = (++d->protect_seq) << 1;
+    m.seq = o->seq;
+    /* a single page may have a grant in flight: the rank waits for it (dsm_chan.h) */
+    m.d = o->n == 1 ? rk->grants[o->first] : 0;
+    rk->acks[(rk->acks_head + rk->acks_len++) % rk->acks_cap] = *o;
+    rk->protects_sent++;
+    rk->protect_pages += o->n;
+    rk->c.protects++;
+    o->n = 0;
+    dsmd_chan_send(d, rk->service, &m);
+}
+
+/* Take the rank's access to page down to `access`. Returns 1 if an ACK is now awaited. */
+static int protect_add(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int access)
+{
+    struct dsmd_protect_run *o = &rk->open;
+    int alone = rk->unconfirmed[page] > 0;
+
+    if (rk->service == NULL)
+        return 0;
+    if (o->n > 0 && !alone && o->access == access && page == o->first + o->n &&
+        !(o->n == 1 && rk->unconfirmed[o->first] > 0)) {
+        o->n++;
+        return 1;
+    }
+    protect_send(d, rk);
+    o->first = page;
+    o->n = 1;
+    o->access = access;
+    if (alone)
+        protect_send(d, rk);
+    return 1;
+}
+
+void dsmd_pages_flush(struct dsmd *d)
+{
+    for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
+        if (d->ranks[i].service != NULL)
+            protect_send(d, &d->ranks[i]);
+}
+
+/* The rank applied the oldest run awaiting its ACK: count it for each page. */
+static void protect_acked(struct dsmd *d, struct dsmd_rank *rk, uint64_t seq)
+{
+    struct dsmd_protect_run o;
+
+    if (rk->acks_len == 0 || rk->acks[rk->acks_head].seq != seq) {
+        dsmd_abort(d, DSM_EPROTO, "rank %d acknowledged protection change %llu, which is not the next it was sent",
+                   rk->rank, (unsigned long long)seq);
+        return;
+    }
+    o = rk->acks[rk->acks_head];
+    rk->acks_head = (rk->acks_head + 1) % rk->acks_cap;
+    rk->acks_len--;
+    rk->protects_acked++;
+    for (uint64_t p = o.first; p < o.first + o.n; p++)
+        if (d->pages[p].protect_acks > 0 && --d->pages[p].protect_acks == 0)
+            revoke_run(d, p);
 }
 
 static void waiter_remove(struct dsmd_page *pg, struct dsmd_chan *c)
@@ -190,16 +302,13 @@ static void revoke_run(struct dsmd *d, uint64_t page)
             r->started = 1;
             for (int i = 0; i < d->cfg.local_ranks; i++) {
                 struct dsmd_rank *rk = &d->ranks[i];
-                struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = SEQ_PAGE(page), .a = page, .b = 1,
-                                      .c = (uint64_t)r->access, .d = rk->grants[page] };
 
                 if (rk->prot[page] <= r->access)
                     continue;
                 if (r->access == DSM_ACCESS_NONE)
                     rk->c.invalidations++;
                 rk->prot[page] = (uint8_t)r->access;
-                if (rk->service != NULL && dsmd_chan_send(d, rk->service, &m) == DSM_OK)
-                    pg->protect_acks++;
+                pg->protect_acks += (uint16_t)protect_add(d, rk, page, r->access);
             }
         }
         if (pg->protect_acks > 0)
@@ -211,13 +320,19 @@ static void revoke_run(struct dsmd *d, uint64_t page)
     page_kick(d, page);
 }
 
-static void range_ack(struct dsmd *d, uint64_t seq)
+/* One ACK of range op `seq`: from local rank lrank, or (-1) the op's own hold. */
+static void range_ack(struct dsmd *d, uint64_t seq, int lrank)
 {
     for (struct dsmd_range_op **pp = &d->ranges; *pp; pp = &(*pp)->next) {
         struct dsmd_range_op *o = *pp;
 
         if (o->id != seq)
             continue;
+        if (lrank >= 0) {
+            if (!o->awaiting[lrank])
+                break;
+            o->awaiting[lrank] = 0;
+        }
         if (--o->acks == 0) {
             *pp = o->next;
             /* punching gives the memory back and makes the frames read as zeroes; but where
@@ -231,33 +346,55 @@ static void range_ack(struct dsmd *d, uint64_t seq)
                 memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
             }
             o->done(d, o->arg);
+            free(o->awaiting);
             free(o);
         }
         return;
     }
-    DSM_WARN("unexpected range acknowledgement %llu", (unsigned long long)seq);
+    dsmd_abort(d, DSM_EPROTO, "a rank of node %d acknowledged a range protection change it was not sent (%llu)",
+               d->cfg.node, (unsigned long long)seq);
 }
 
 void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq)
 {
-    uint64_t page = seq >> 1;
-
     if (SEQ_IS_RANGE(seq)) {
-        range_ack(d, seq);
-        return;
-    }
-    if (page >= d->npages || d->pages[page].protect_acks == 0) {
-        DSM_WARN("unexpected protection acknowledgement for page %llu", (unsigned long long)page);
-        return;
-    }
-    if (--d->pages[page].protect_acks == 0)
-        revoke_run(d, page);
+        dsmd_rank_of(d, c)->protects_acked++;
+        range_ack(d, seq, c->lrank);
+    } else
+        protect_acked(d, dsmd_rank_of(d, c), seq);
 }
 
 void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c)
 {
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+
+    dsmd_pages_chan_heard(d, c);
     if (c->waiting)
         waiter_remove(&d->pages[c->wait_page], c);
+    if (rk == NULL || c->kind != CHAN_SERVICE)
+        return;
+    /* the rank has finalized (or the job is failing): it touches the space no more, so
+     * what it was asked to give up counts as given up (not as acknowledged) */
+    rk->service = NULL;
+    rk->open.n = 0;
+    for (struct dsmd_range_op *o = d->ranges, *next; o != NULL && !d->aborting; o = next) {
+        next = o->next; /* range_ack may free o */
+        if (o->awaiting[c->lrank]) {
+            rk->protects_abandoned++;
+            range_ack(d, o->id, c->lrank);
+        }
+    }
+    while (rk->acks_len > 0 && !d->aborting) {
+        struct dsmd_protect_run o = rk->acks[rk->acks_head];
+
+        rk->acks_head = (rk->acks_head + 1) % rk->acks_cap;
+        rk->acks_len--;
+        rk->protects_abandoned++;
+        for (uint64_t p = o.first; p < o.first + o.n; p++)
+            if (d->pages[p].protect_acks > 0 && --d->pages[p].protect_acks == 0)
+                revoke_run(d, p);
+    }
+    rk->acks_len = 0;
 }
 
 /* A range's ranks are all at NONE: zero the frames and reset the pages' state. */
@@ -277,6 +414,10 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
 {
     struct dsmd_range_op *o = calloc(1, sizeof(*o));
 
+    if (o != NULL && (o->awaiting = calloc((size_t)d->cfg.local_ranks, 1)) == NULL) {
+        free(o);
+        o = NULL;
+    }
     if (o == NULL) {
         dsmd_abort(d, DSM_ENOMEM, "out of memory freeing a region");
         return;
@@ -295,10 +436,17 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
         struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = o->id, .a = first, .b = n, .c = DSM_ACCESS_NONE };
 
         memset(rk->prot + first, 0, n);
-        if (rk->service != NULL && dsmd_chan_send(d, rk->service, &m) == DSM_OK)
+        if (rk->service == NULL)
+            continue;
+        protect_send(d, rk); /* in order behind what was gathered before */
+        rk->protects_sent++;
+        rk->c.protects++;
+        if (dsmd_chan_send(d, rk->service, &m) == DSM_OK) {
             o->acks++;
+            o->awaiting[i] = 1;
+        }
     }
-    range_ack(d, o->id);
+    range_ack(d, o->id, -1);
 }
 
 /* ---- services lent to the protocol ---- */

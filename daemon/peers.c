@@ -49,6 +49,8 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         return dsmd_sync_message(d, src, m);
     if (m->type >= DSMW__TYPE__ALLOC_REQ && m->type <= DSMW__TYPE__FREE_REQ)
         return dsmd_alloc_message(d, src, m);
+    if (m->type == DSMW__TYPE__HEARTBEAT)
+        return DSM_OK; /* its arrival was all it had to say (dsmd_watchdog_heard) */
     if (m->type == DSMW__TYPE__ABORT) {
         dsmd_abort(d, m->status ? m->status : DSM_EPEER, "%s", m->text && *m->text ? m->text : "aborted by a peer");
         return DSM_OK;
@@ -65,6 +67,7 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
 
     if (d->aborting)
         return;
+    dsmd_watchdog_heard(d, node);
     if (dsmw_decode(msg, len, &d->limits, &m, &why) != DSM_OK) {
         DSM_ERR("malformed message from node %d (%s): %s", node, d->peer_addr[node], why);
         d->tops->drop(d->t, node, why);
@@ -91,6 +94,7 @@ static void on_peer_up(void *ctx, int node)
         return;
     d->peer_up[node] = 1;
     d->npeers_up++;
+    dsmd_watchdog_heard(d, node);
     DSM_DEBUG("peer node %d up", node);
     if (d->npeers_up == d->cfg.nnodes - 1 && !d->mesh_done) {
         d->mesh_done = 1;
@@ -108,6 +112,11 @@ static void on_peer_lost(void *ctx, int node, const char *reason)
      * a failure (the release would never come); node 0 itself aborts on any real loss. */
     if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0)) {
         DSM_DEBUG("node %d left: %s", node, reason);
+        if (d->peer_up[node]) {
+            d->peer_up[node] = 0;
+            d->peers_left++;
+        }
+        dsmd_maybe_exit(d);
         return;
     }
     dsmd_abort(d, DSM_EPEER, "lost node %d (dsmd at %s): %s", node,
@@ -123,19 +132,23 @@ static void transport_ready(void *arg, uint32_t events)
         dsmd_abort(d, DSM_ESYS, "transport %s failed", d->tops->name);
 }
 
-/* Idle work: deliver one queued message to self. Returns non-zero while more remain. */
+/* Idle work: deliver one queued message to self; once none is left, send the protection
+ * changes gathered meanwhile (dsmd_pages_flush). Returns non-zero while work remains. */
 static int selfq_run(void *arg)
 {
     struct dsmd *d = arg;
     struct dsmd_selfmsg *s = d->selfq_head;
 
-    if (s == NULL)
-        return 0;
-    d->selfq_head = s->next;
-    if (d->selfq_head == NULL)
-        d->selfq_tail = NULL;
-    on_message(d, d->cfg.node, s->buf, s->len, s->attach);
-    free(s);
+    if (s != NULL) {
+        d->selfq_head = s->next;
+        if (d->selfq_head == NULL)
+            d->selfq_tail = NULL;
+        on_message(d, d->cfg.node, s->buf, s->len, s->attach);
+        free(s);
+        if (d->selfq_head != NULL)
+            return 1;
+    }
+    dsmd_pages_flush(d);
     return d->selfq_head != NULL;
 }
 
@@ -234,7 +247,8 @@ dsm_status_t dsmd_peers_init(struct dsmd *d)
     if (d->peer_up == NULL || d->peer_addr == NULL)
         return DSM_ENOMEM;
     dsmd_loop_set_idle(d->loop, selfq_run, d);
-    d->tops = dsmt_find(d->cfg.transport);
+    if (d->tops == NULL) /* preset only by a harness that brings its own transport */
+        d->tops = dsmt_find(d->cfg.transport);
     if (d->tops == NULL) {
         DSM_ERR("unknown transport '%s'", d->cfg.transport);
         return DSM_ECONFIG;

@@ -230,9 +230,15 @@ static void arrive_flushed(dsmp_t *p, void *arg)
 
 static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c, int arrive_type)
 {
-    dsmw_msg_t m;
     struct sync_step *s;
 
+    for (struct dsmd_chan *w = g->waiting; w != NULL; w = w->pnext)
+        if (w->lrank == c->lrank) {
+            DSM_WARN("rank %d entered a barrier twice (from two threads?)", d->ranks[c->lrank].rank);
+            c->pending_op = 0;
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
     c->pnext = g->waiting;
     g->waiting = c;
     if (++g->local_arrived < d->cfg.local_ranks)
@@ -243,7 +249,6 @@ static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c,
         return;
     s->epoch = g->epoch;
     after_release(d, s, arrive_flushed);
-    (void)m;
 }
 
 void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)

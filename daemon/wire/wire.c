@@ -53,7 +53,8 @@ static unsigned needs(int type)
     case DSMW__TYPE__REGION_ADD:
     case DSMW__TYPE__REGION_FREE:
     case DSMW__TYPE__REGION_ACK:
-    case DSMW__TYPE__ABORT:       return 0;
+    case DSMW__TYPE__ABORT:
+    case DSMW__TYPE__HEARTBEAT:   return 0;
     case DSMW__TYPE__PAGE_GET:    return F_PAGE | F_NODE | F_ORIGIN;
     case DSMW__TYPE__PAGE:
     case DSMW__TYPE__DIFF:

@@ -213,6 +213,37 @@ def case_daemon_killed(dsmrun, prog):
               "rank %d printed no error naming node 1" % rank, j)
 
 
+def case_daemon_frozen(dsmrun, prog):
+    """A dsmd stopped mid-job (SIGSTOP: its connections stay open, it just says nothing):
+    its peers' watchdog names it within 10 s under the default DSM_PEER_TIMEOUT_MS and the
+    job fails; nothing is left behind."""
+    j = Job(dsmrun, prog, ["loop"], ["-n", "4", "--ranks-per-node", "2", "--prefix-output"])
+    j.wait_lines(r"^\[\d\] rank \d started", 4)
+    r = subprocess.run(["pgrep", "-f", r"dsmd --node 1 .*%s" % re.escape(j.marker)],
+                       stdout=subprocess.PIPE, text=True, timeout=10)
+    pids = r.stdout.split()
+    if len(pids) != 1:
+        j.p.kill()
+        j.finish()
+        raise Failure("expected one dsmd for node 1, pgrep found %r" % pids)
+    t = time.monotonic()
+    os.kill(int(pids[0]), signal.SIGSTOP)
+    try:
+        j.finish()
+    finally:
+        took = time.monotonic() - t
+        try:
+            os.kill(int(pids[0]), signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    check(j.rc != 0, "dsmrun exited 0 after node 1's dsmd was frozen", j)
+    m = re.search(r"node 1 \(dsmd at [^)]*\) sent nothing for ([0-9.]+) s", j.err)
+    check(m is not None, "no error naming frozen node 1 and its address", j)
+    check(float(m.group(1)) <= 10.0, "node 1 frozen: named after %s s of silence, expected within 10 s"
+          % m.group(1), j)
+    check(took < 25, "the job took %.1f s to end after node 1 froze" % took, j)
+
+
 def case_segv(dsmrun, prog):
     """A real NULL dereference in a rank after dsm_init kills it with SIGSEGV: exit 139."""
     # In a sanitizer build, the sanitizer's SIGSEGV report (exit 1) would stand in for the
@@ -256,6 +287,15 @@ def case_stats(dsmrun, prog):
         check(r["barriers"] >= 2, "rank %d met 2 barriers; barriers is %d"
               % (r["rank"], r["barriers"]), j)
         check(r["wall_seconds"] > 0, "rank %d wall_seconds is 0" % r["rank"], j)
+        # the rank-daemon channel lost nothing: every protection change sent was applied
+        # (or left when its rank had finalized), every message reached the rank
+        check(r.get("channel_undelivered") == 0, "rank %d: %r channel messages undelivered"
+              % (r["rank"], r.get("channel_undelivered")), j)
+        check(r.get("protects") == r.get("protects_acked", -1) + r.get("protects_abandoned", -1),
+              "rank %d: %r protection changes sent, %r applied, %r left at finalize"
+              % (r["rank"], r.get("protects"), r.get("protects_acked"), r.get("protects_abandoned")), j)
+        check(r.get("channel_out", 0) >= r["read_faults"] + r["write_faults"],
+              "rank %d: fewer channel messages than grants" % r["rank"], j)
     nodes = doc.get("nodes", [])
     check([n.get("node") for n in nodes] == [0, 1], "nodes not 0, 1", j)
     check(all(isinstance(n.get("messages_sent"), int) and n["messages_sent"] > 0

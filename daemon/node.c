@@ -1,0 +1,175 @@
+/*
+ * node.c - one node's daemon state, built and torn down: frames, page table, protocol,
+ * locks and barriers, allocation; the end-of-job checks and statistics; when to exit.
+ * main.c adds the launcher rendezvous, signals and the transport; the fuzzers build a
+ * node here without them (tests/fuzz).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+/* One line for dsmrun on stdout. */
+void dsmd_announce(struct dsmd *d, const char *fmt, ...)
+{
+    va_list ap;
+
+    (void)d;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* Create the node's frames: one sparse memfd, mapped read-write here. */
+static dsm_status_t frames_create(struct dsmd *d)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+
+    d->page_size = (size_t)ps;
+    if (d->cfg.space_size < 2 * (uint64_t)d->cfg.nnodes * d->page_size || d->cfg.space_size % d->page_size ||
+        d->cfg.base % d->page_size) {
+        DSM_ERR("space size %llu and base 0x%llx must be page multiples, at least 2 pages per node",
+                (unsigned long long)d->cfg.space_size, (unsigned long long)d->cfg.base);
+        return DSM_ECONFIG;
+    }
+    d->npages = d->cfg.space_size / d->page_size;
+    d->memfd = memfd_create("dsm-frames", MFD_CLOEXEC);
+    if (d->memfd < 0 || ftruncate(d->memfd, (off_t)d->cfg.space_size) < 0) {
+        DSM_ERR("creating %llu bytes of frames: %s", (unsigned long long)d->cfg.space_size, strerror(errno));
+        return DSM_ESYS;
+    }
+    d->frames = mmap(NULL, d->cfg.space_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, d->memfd, 0);
+    if (d->frames == MAP_FAILED) {
+        d->frames = NULL;
+        DSM_ERR("mapping the frames: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    return DSM_OK;
+}
+
+/* Node 0 leaves last: a peer that saw it go before its FINI_RELEASE arrived (a write to it
+ * failing first) would take that for a failure. The others leave once their ranks have. */
+void dsmd_maybe_exit(struct dsmd *d)
+{
+    if (!d->finishing || d->ranks_gone != d->cfg.local_ranks)
+        return;
+    if (d->done_ns == 0)
+        d->done_ns = dsmd_now_ns();
+    if (d->cfg.node == 0 && d->peers_left < d->cfg.nnodes - 1 && !d->cfg.standalone &&
+        dsmd_now_ns() - d->done_ns < d->peer_timeout_ns)
+        return; /* the watchdog looks again */
+    dsmd_loop_stop(d->loop, DSM_OK);
+}
+
+/* Everything but the transport and the loop's inputs. */
+dsm_status_t dsmd_node_setup(struct dsmd *d)
+{
+    dsm_status_t st;
+
+    d->pops = dsmp_find(d->cfg.consistency);
+    if (d->pops == NULL) {
+        DSM_ERR("unknown consistency model '%s' (this build has: sequential, release, causal)", d->cfg.consistency);
+        return DSM_ECONFIG;
+    }
+    if ((st = frames_create(d)) != DSM_OK)
+        return st;
+    if ((st = dsmd_space_init(&d->space, d->npages, d->cfg.nnodes)) != DSM_OK)
+        return st;
+    d->limits = (struct dsmw_limits){ .npages = d->npages, .nnodes = (uint32_t)d->cfg.nnodes,
+                                      .nranks = (uint32_t)d->cfg.nranks };
+    d->ranks = calloc((size_t)d->cfg.local_ranks, sizeof(*d->ranks));
+    if (d->ranks == NULL)
+        return DSM_ENOMEM;
+    for (int i = 0; i < d->cfg.local_ranks; i++)
+        d->ranks[i].rank = d->cfg.first_rank + i;
+    if ((st = dsmd_pages_init(d)) != DSM_OK)
+        return st;
+    dsmd_pages_services(d, &d->svc);
+    if ((st = d->pops->create(&d->svc, &d->p)) != DSM_OK)
+        return st;
+    d->pops->reset(d->p, 0, d->npages);
+    if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK)
+        return st;
+    return DSM_OK;
+}
+
+void dsmd_node_teardown(struct dsmd *d)
+{
+    dsmd_watchdog_fini(d);
+    dsmd_peers_fini(d);
+    dsmd_clients_fini(d);
+    dsmd_alloc_fini(d);
+    dsmd_sync_fini(d);
+    if (d->p)
+        d->pops->destroy(d->p);
+    dsmd_pages_fini(d);
+    for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
+        free(d->ranks[i].held.ids);
+    free(d->ranks);
+    dsmd_space_fini(&d->space);
+    if (d->frames)
+        munmap(d->frames, d->cfg.space_size);
+    if (d->memfd >= 0)
+        close(d->memfd);
+    if (d->sigfd >= 0)
+        close(d->sigfd);
+    dsmd_loop_destroy(d->loop);
+    d->loop = NULL;
+}
+
+void dsmd_node_print_stats(struct dsmd *d)
+{
+    printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"ranks\":[", d->cfg.node,
+           (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes);
+    for (int i = 0; i < d->cfg.local_ranks; i++) {
+        struct dsmd_counters *c = &d->ranks[i].c;
+
+        printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
+               "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
+               "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"wall_seconds\":%.6f,"
+               "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
+               "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu}",
+               i ? "," : "", d->ranks[i].rank, d->cfg.node, (unsigned long long)c->read_faults,
+               (unsigned long long)c->write_faults, (unsigned long long)c->pages_fetched,
+               (unsigned long long)c->invalidations, (unsigned long long)c->messages_sent,
+               (unsigned long long)c->bytes_sent, (unsigned long long)c->lock_acquires,
+               (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
+               (double)c->wall_ns / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
+               (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
+               (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
+               (unsigned long long)d->ranks[i].chan_queue_peak);
+    }
+    printf("],\"heartbeats_sent\":%llu}\n", (unsigned long long)d->heartbeats_sent);
+    fflush(stdout);
+}
+
+/* Every message to a rank reached it, every protection change was applied (or its rank
+ * had finalized): anything else is a lost message, which must fail the job. */
+dsm_status_t dsmd_node_check_channels(struct dsmd *d)
+{
+    dsm_status_t st = DSM_OK;
+
+    for (int i = 0; i < d->cfg.local_ranks; i++) {
+        struct dsmd_rank *rk = &d->ranks[i];
+
+        if (rk->chan_undelivered != 0 || rk->protects_sent != rk->protects_acked + rk->protects_abandoned) {
+            DSM_ERR("rank %d: %llu channel messages undelivered; %llu protection changes sent, %llu applied, "
+                    "%llu left at finalize", rk->rank, (unsigned long long)rk->chan_undelivered,
+                    (unsigned long long)rk->protects_sent, (unsigned long long)rk->protects_acked,
+                    (unsigned long long)rk->protects_abandoned);
+            st = DSM_ESTATE;
+        }
+    }
+    return st;
+}
+
