@@ -35,6 +35,7 @@ dsm_status_t dsmd_loop_create(struct dsmd_loop **out)
 
     if (l == NULL)
         return DSM_ENOMEM;
+    l->running = 1;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0) {
         DSM_ERR("epoll_create1: %s", strerror(errno));
@@ -150,7 +151,6 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
 {
     struct epoll_event ev[64];
 
-    l->running = 1;
     while (l->running) {
         int n;
 
@@ -173,6 +173,32 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
         }
     }
     return l->status;
+}
+
+int dsmd_loop_poll(struct dsmd_loop *l)
+{
+    struct epoll_event ev[64];
+    int n, done = 0;
+
+    while (l->running && l->idle && l->idle(l->idle_arg))
+        done++;
+    if (!l->running)
+        return done;
+    n = epoll_wait(l->epfd, ev, 64, 0);
+    for (int i = 0; i < n && l->running; i++) {
+        struct dsmd_watch *w = ev[i].data.ptr;
+
+        if (w->fn)
+            w->fn(w->arg, ev[i].events);
+    }
+    while (l->running && l->idle && l->idle(l->idle_arg))
+        done++;
+    return done + (n > 0 ? n : 0);
+}
+
+int dsmd_loop_running(const struct dsmd_loop *l)
+{
+    return l->running;
 }
 
 void dsmd_loop_stop(struct dsmd_loop *l, dsm_status_t st)

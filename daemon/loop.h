@@ -29,5 +29,10 @@ void dsmd_loop_set_poll(struct dsmd_loop *l, dsmd_idle_fn want, void *arg, int u
 /* Run until dsmd_loop_stop(); returns its status. */
 dsm_status_t dsmd_loop_run(struct dsmd_loop *l);
 void dsmd_loop_stop(struct dsmd_loop *l, dsm_status_t st);
+/* One round without sleeping (harnesses): idle work, ready events, idle work again.
+ * Returns how much was done (0: nothing was ready). */
+int dsmd_loop_poll(struct dsmd_loop *l);
+/* Whether the loop has not been stopped. */
+int dsmd_loop_running(const struct dsmd_loop *l);
 
 #endif

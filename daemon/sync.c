@@ -34,6 +34,7 @@ struct lock_waiter {
 
 /* A synchronisation step waiting for the module (release flush, acquire apply). */
 struct sync_step {
+    struct sync_step *next, *prev; /* the node's steps in flight (freed with it if it ends first) */
     struct dsmd *d;
     int type;                 /* the message it sends or applies */
     int chan;                 /* channel to answer, or -1 */
@@ -61,6 +62,7 @@ struct gather {
 struct dsmd_sync {
     struct lock_ent *bucket[DSMD_LOCK_BUCKETS];
     struct gather barrier, fini;
+    struct sync_step *steps;
 };
 
 dsm_status_t dsmd_sync_init(struct dsmd *d)
@@ -86,6 +88,12 @@ void dsmd_sync_fini(struct dsmd *d)
             }
             free(e);
         }
+    }
+    while (d->sync->steps != NULL) {
+        struct sync_step *st = d->sync->steps;
+
+        d->sync->steps = st->next;
+        free(st);
     }
     free(d->sync);
     d->sync = NULL;
@@ -172,7 +180,22 @@ static struct sync_step *step_new(struct dsmd *d, int type, struct dsmd_chan *c,
     s->chan = c ? c->id : -1;
     s->lock = lock;
     s->origin = origin;
+    s->next = d->sync->steps;
+    if (s->next)
+        s->next->prev = s;
+    d->sync->steps = s;
     return s;
+}
+
+static void step_free(struct sync_step *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->d->sync->steps = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
 }
 
 /* Run step s after the module's release flush (at once without one). */
@@ -206,7 +229,7 @@ static void unlock_flushed(dsmp_t *p, void *arg)
         c->pending_op = 0;
         dsmd_chan_reply(d, c, DSM_OK, 0);
     }
-    free(s);
+    step_free(s);
 }
 
 /* Every local rank arrived and the module flushed: tell node 0. */
@@ -225,7 +248,7 @@ static void arrive_flushed(dsmp_t *p, void *arg)
     if (hooks(d)->fill_release)
         hooks(d)->fill_release(d->p, &m);
     dsmd_send(d, 0, &m, DSMT_NO_PAGE);
-    free(s);
+    step_free(s);
 }
 
 static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c, int arrive_type)
@@ -370,7 +393,7 @@ static void lock_applied(dsmp_t *p, void *arg)
         c->pending_op = 0;
         dsmd_chan_reply(s->d, c, DSM_OK, 0);
     }
-    free(s);
+    step_free(s);
 }
 
 static void lock_granted(struct dsmd *d, const dsmw_msg_t *m)
@@ -446,7 +469,7 @@ static void release_applied(dsmp_t *p, void *arg)
     } else if (gather_release(d, &d->sync->barrier, s->epoch) != DSM_OK) {
         dsmd_abort(d, DSM_EPROTO, "barrier released out of order");
     }
-    free(s);
+    step_free(s);
 }
 
 dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)

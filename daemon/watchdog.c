@@ -3,11 +3,12 @@
  * channel's messages is a stuck rank.
  *
  * A periodic timer fires every fifth of the peer timeout (DSM_PEER_TIMEOUT_MS, default
- * 8 s, so a frozen peer is named within 10 s). Each tick sends a HEARTBEAT to every connected peer (over the job's transport, so
- * every transport carries them) and fails the job, naming the node and its address, when a
- * connected peer has sent nothing at all for longer than the timeout: a killed daemon is
- * noticed by its transport at once, a frozen one (SIGSTOP, a hung host, a cut link that
- * keeps the connection open) only this way. The same tick fails the job when a local rank
+ * 8 s, so a frozen peer is named within 10 s). Each tick sends a HEARTBEAT to every
+ * connected peer (over the job's transport, so every transport carries them) and fails
+ * the job, naming the node and its address, when a connected peer has sent nothing at all
+ * for longer than the timeout: a killed daemon is noticed by its transport at once, a
+ * frozen one (SIGSTOP, a hung host, a cut link that keeps the connection open) only this
+ * way. The same tick fails the job when a local rank
  * has left messages in its channel's queue untaken for longer than the timeout
  * (dsmd_clients_check_stalls). Heartbeats are not counted in the job's statistics.
  *

@@ -538,7 +538,8 @@ static int assemble(dsmp_t *p, int src, const dsmw_msg_t *m)
         a->data = b;
         a->cap = ncap;
     }
-    memcpy(a->data + a->len, m->data.data, m->data.len);
+    if (m->data.len > 0) /* an empty part carries no buffer at all */
+        memcpy(a->data + a->len, m->data.data, m->data.len);
     a->len += m->data.len;
     a->parts++;
     return a->parts == m->count;

@@ -44,14 +44,16 @@ dsm_status_t dsmp_notices_add(struct dsmp_notices *s, int n, uint32_t i, const u
 {
     struct dsmp_notice *r;
 
-    if (n < 0 || n >= s->nnodes || i == 0)
+    if (n < 0 || n >= s->nnodes || i == 0 || (uint64_t)i - 1 > (uint64_t)s->cap[n] + DSMP_NOTICES_SPAN_MAX)
         return DSM_EINVAL;
     if (i > s->cap[n]) {
-        uint32_t ncap = s->cap[n] ? s->cap[n] : 64;
+        uint64_t ncap = s->cap[n] ? s->cap[n] : 64;
         struct dsmp_notice *v;
 
         while (ncap < i)
             ncap *= 2;
+        if (ncap > UINT32_MAX)
+            ncap = UINT32_MAX;
         v = realloc(s->rec[n], ncap * sizeof(*v));
         if (v == NULL)
             return DSM_ENOMEM;
@@ -126,7 +128,7 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
         if (node >= nnodes || i == 0 || rlen % 12 != 0 || len - o - 10 < (size_t)rlen + extra)
             return DSM_EPROTO;
         last = extra ? (uint32_t)get_le(buf + o + 10 + rlen, 4) : i;
-        if (last < i)
+        if (last < i || last - i > DSMP_NOTICES_SPAN_MAX)
             return DSM_EPROTO;
         for (uint32_t k = i;; k++) {
             dsm_status_t st = fn(arg, node, k, buf + o + 10, rlen);

@@ -19,6 +19,12 @@
 
 #include "dsm_status.h"
 
+/* The most intervals one merged record may stand for, and the furthest a notice may lie
+ * past what a store knows: bounds the work and memory one message can cause (a job whose
+ * node releases more often than this between two synchronisations of another is refused
+ * with DSM_EPROTO / DSM_EINVAL rather than looping for minutes). */
+#define DSMP_NOTICES_SPAN_MAX (1u << 24)
+
 struct dsmp_notice {
     uint8_t *runs;   /* encoded [u64 first][u32 count]... */
     uint32_t len;

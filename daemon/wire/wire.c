@@ -101,7 +101,9 @@ dsm_status_t dsmw_decode(const uint8_t *buf, size_t len, const struct dsmw_limit
         *why = "undecodable message";
         return DSM_EPROTO;
     }
-    *why = dsmw_check(m, lim);
+    /* peers run the same version (checked in the hello): a field this build does not know
+     * is corruption; protobuf-c would also keep it and pack it back undecodably */
+    *why = m->base.n_unknown_fields != 0 ? "unknown field" : dsmw_check(m, lim);
     if (*why != NULL) {
         dsmw__msg__free_unpacked(m, NULL);
         return DSM_EPROTO;
