@@ -98,7 +98,7 @@
 #define _GNU_SOURCE
 #endif
 #include "dsmt.h"
-#include "rdma_wire.h"
+#include "rdma_proto.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -122,6 +122,7 @@
 
 #include "dsm_log.h"
 #include "hmac.h"
+#include "le.h"
 
 #define CREDITS       32u           /* MSG segments a peer may have outstanding at us */
 #define RX_EXTRA      6u            /* receives beyond CREDITS: AUTH, KEYS, CREDIT (bound 4) */
@@ -197,11 +198,7 @@ struct conn {
     uint32_t ret_pending;           /* receive slots re-posted, not yet returned */
     uint32_t tx_head, tx_tail;      /* send slots in use: [tail, head) modulo TX_SLOTS */
     uint32_t tx_signaled;           /* tx_head of the last signalled SEND */
-    /* a segmented message being reassembled */
-    uint8_t *asm_buf;
-    size_t asm_len, asm_total;
-    uint64_t asm_page;
-    bool asm_on;
+    struct dsmt_rdma_asm reasm;     /* a segmented message being reassembled */
     /* messages waiting for credits or send slots */
     struct outq q;
     size_t q_off;                   /* bytes of the head record's message already posted */
@@ -230,7 +227,7 @@ struct rdma {
     uint64_t armed_for;             /* deadline the timerfd is set to; UINT64_MAX = disarmed */
     uint64_t spin_until;            /* busy-poll window (ns, monotonic) */
     uint64_t delivered;             /* messages delivered so far */
-    uint8_t hello[DSMT_RDMA_HELLO_LEN];
+    struct dsmt_rdma_geom geom;     /* what the hellos carry and check */
 };
 
 /* A CM event, copied so the event can be acknowledged before it is handled (an id may only
@@ -261,39 +258,6 @@ static uint64_t now_ns(void)
 static uint64_t now_ms(void)
 {
     return now_ns() / 1000000u;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 static uint8_t *frame_at(struct rdma *t, uint64_t page)
@@ -553,15 +517,15 @@ static size_t queued_bytes(struct rdma *t, struct conn *c)
     size_t n = 0;
 
     for (size_t at = c->q.head; at < c->q.tail;) {
-        uint32_t len = get32(c->q.buf + at);
-        uint32_t framed = get32(c->q.buf + at + 4);
+        uint32_t len = dsmt_get32(c->q.buf + at);
+        uint32_t framed = dsmt_get32(c->q.buf + at + 4);
         size_t rec = (REC_HDR + len + (framed ? t->cfg.page_size : 0) + 7) & ~(size_t)7;
 
         n += len + (framed ? t->cfg.page_size : 0);
         at += rec;
     }
     if (c->q.head < c->q.tail) { /* the head record is partly posted: frame first, then bytes */
-        uint32_t framed = get32(c->q.buf + c->q.head + 4);
+        uint32_t framed = dsmt_get32(c->q.buf + c->q.head + 4);
         n -= c->q_off + (framed && c->q_off > 0 ? t->cfg.page_size : 0);
     }
     return n;
@@ -604,7 +568,7 @@ static void conn_kill_errno(struct rdma *t, struct conn *c, const char *what, in
 static void conn_free(struct conn *c)
 {
     conn_release(c);
-    free(c->asm_buf);
+    dsmt_rdma_asm_free(&c->reasm);
     free(c->q.buf);
     free(c);
 }
@@ -702,9 +666,9 @@ static int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags,
 
     b[DSMT_RDMA_M_KIND] = kind;
     b[DSMT_RDMA_M_FLAGS] = flags;
-    put16(b + DSMT_RDMA_M_CREDITS, (uint16_t)ret);
-    put32(b + DSMT_RDMA_M_LENGTH, length);
-    put64(b + DSMT_RDMA_M_PAGE, page);
+    dsmt_put16(b + DSMT_RDMA_M_CREDITS, (uint16_t)ret);
+    dsmt_put32(b + DSMT_RDMA_M_LENGTH, length);
+    dsmt_put64(b + DSMT_RDMA_M_PAGE, page);
     if (plen > 0)
         memcpy(b + DSMT_RDMA_HDR_LEN, payload, plen);
     memset(wr, 0, sizeof(wr));
@@ -812,9 +776,9 @@ static dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, siz
     if (outq_reserve(&c->q, rec) < 0)
         return DSM_ENOMEM;
     r = c->q.buf + c->q.tail;
-    put32(r, (uint32_t)len);
-    put32(r + 4, framed);
-    put64(r + 8, page);
+    dsmt_put32(r, (uint32_t)len);
+    dsmt_put32(r + 4, framed);
+    dsmt_put64(r + 8, page);
     if (len > 0)
         memcpy(r + REC_HDR, msg, len);
     if (framed)
@@ -830,11 +794,11 @@ static void conn_push(struct rdma *t, struct conn *c)
 {
     while (c->state == C_UP && c->q.head < c->q.tail) {
         uint8_t *r = c->q.buf + c->q.head;
-        uint32_t len = get32(r);
-        bool framed = get32(r + 4) != 0;
+        uint32_t len = dsmt_get32(r);
+        bool framed = dsmt_get32(r + 4) != 0;
         size_t fl = framed ? t->cfg.page_size : 0;
         size_t before = c->q_off;
-        int rc = post_msg(t, c, r + REC_HDR, len, get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
+        int rc = post_msg(t, c, r + REC_HDR, len, dsmt_get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
 
         if (rc < 0) {
             conn_kill_errno(t, c, "ibv_post_send", -rc);
@@ -901,8 +865,8 @@ static void proof_of(struct rdma *t, const uint8_t *nonce, int node, uint8_t out
     uint8_t m[DSMT_RDMA_NONCE_LEN + 12];
 
     memcpy(m, nonce, DSMT_RDMA_NONCE_LEN);
-    put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
-    put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
+    dsmt_put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
+    dsmt_put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
     dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
 }
 
@@ -929,10 +893,10 @@ static int send_keys(struct rdma *t, struct conn *c)
     uint8_t keys[DSMT_RDMA_KEYS_LEN];
     int rc;
 
-    put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
-    put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
-    put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
-    put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
+    dsmt_put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
+    dsmt_put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
+    dsmt_put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
+    dsmt_put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
     proof_of(t, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
     if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
         c->sent_keys = true;
@@ -942,17 +906,16 @@ static int send_keys(struct rdma *t, struct conn *c)
 /* Take in the peer's KEYS payload (its proof checked first). NULL, or what is wrong. */
 static const char *rx_keys(struct rdma *t, struct conn *c, const uint8_t *p)
 {
-    uint32_t credits = get32(p + DSMT_RDMA_K_CREDITS);
+    struct dsmt_rdma_keys k;
+    const char *bad;
 
     if (!proof_ok(t, c, p + DSMT_RDMA_K_PROOF))
         return "bad proof: the peer does not hold this job's secret";
-    if (credits == 0 || credits > UINT16_MAX)
-        return "KEYS grants no (or absurd) credits";
-    if (get64(p + DSMT_RDMA_K_FRAMES_LEN) != (uint64_t)t->cfg.npages * t->cfg.page_size)
-        return "KEYS names frames of another size";
-    c->raddr = get64(p + DSMT_RDMA_K_ADDR);
-    c->rkey = get32(p + DSMT_RDMA_K_RKEY);
-    c->credits = c->credit_max = credits;
+    if ((bad = dsmt_rdma_keys_parse(&t->geom, p, &k)) != NULL)
+        return bad;
+    c->raddr = k.addr;
+    c->rkey = k.rkey;
+    c->credits = c->credit_max = k.credits;
     c->got_keys = true;
     return NULL;
 }
@@ -987,61 +950,16 @@ static void deliver(struct rdma *t, struct conn *c, const uint8_t *msg, size_t l
         t->h.on_message(t->h.ctx, c->node, msg, len, page);
 }
 
-/* One MSG segment: deliver it (one-segment message, straight from the slot) or add it to the
- * message being reassembled. Checks every field first. NULL, or what was wrong with it. */
+/* One MSG segment of plen payload bytes: delivered when it completes a message, kept
+ * otherwise (rdma_proto.c checks every field). NULL, or what was wrong with it. */
 static const char *rx_msg(struct rdma *t, struct conn *c, const uint8_t *b, size_t plen, char *why, size_t wl)
 {
-    uint8_t flags = b[DSMT_RDMA_M_FLAGS];
-    uint32_t length = get32(b + DSMT_RDMA_M_LENGTH);
-    uint64_t page = get64(b + DSMT_RDMA_M_PAGE);
-    const uint8_t *p = b + DSMT_RDMA_HDR_LEN;
-    bool last = flags & DSMT_RDMA_F_LAST;
+    struct dsmt_rdma_msg m;
+    const char *bad = dsmt_rdma_asm_segment(&c->reasm, &t->geom, b, plen, &m, why, wl);
 
-    if (flags & ~(DSMT_RDMA_F_FIRST | DSMT_RDMA_F_LAST | DSMT_RDMA_F_FRAME))
-        return "unknown segment flags";
-    if (!last && plen != PAYLOAD)
-        return "a segment other than the last is not full";
-    if (!(flags & DSMT_RDMA_F_FIRST)) {
-        if (!c->asm_on)
-            return "continuation segment without a first one";
-        if (length != 0 || page != DSMT_NO_PAGE || (flags & DSMT_RDMA_F_FRAME) ||
-            c->asm_len + plen > c->asm_total || (last && c->asm_len + plen != c->asm_total))
-            return "continuation segment does not fit its message";
-        memcpy(c->asm_buf + c->asm_len, p, plen);
-        c->asm_len += plen;
-        if (last) {
-            c->asm_on = false;
-            deliver(t, c, c->asm_buf, c->asm_total, c->asm_page);
-        }
-        return NULL;
-    }
-    if (c->asm_on)
-        return "a new message before the last one was complete";
-    if (length > t->cfg.max_msg) {
-        snprintf(why, wl, "message of %u bytes exceeds max_msg %zu", length, t->cfg.max_msg);
-        return why;
-    }
-    if ((flags & DSMT_RDMA_F_FRAME) && page >= t->cfg.npages) {
-        snprintf(why, wl, "frame for page %llu beyond %llu pages", (unsigned long long)page,
-                 (unsigned long long)t->cfg.npages);
-        return why;
-    }
-    if (!(flags & DSMT_RDMA_F_FRAME) && page != DSMT_NO_PAGE)
-        return "page named without a frame";
-    if (plen > length || (last && plen != length))
-        return "segment length does not match the message length";
-    if (last) {
-        deliver(t, c, p, plen, page);
-        return NULL;
-    }
-    if (c->asm_buf == NULL && (c->asm_buf = malloc(t->cfg.max_msg)) == NULL)
-        return "out of memory reassembling a message";
-    memcpy(c->asm_buf, p, plen);
-    c->asm_len = plen;
-    c->asm_total = length;
-    c->asm_page = page;
-    c->asm_on = true;
-    return NULL;
+    if (bad == NULL && m.msg != NULL)
+        deliver(t, c, m.msg, m.len, m.page);
+    return bad;
 }
 
 /* What is wrong with an AUTH, KEYS or CREDIT (or unknown) SEND of n bytes, or NULL; acts on
@@ -1049,15 +967,15 @@ static const char *rx_msg(struct rdma *t, struct conn *c, const uint8_t *b, size
 static const char *rx_control(struct rdma *t, struct conn *c, const uint8_t *b, size_t n, char *why, size_t wl)
 {
     uint8_t kind = b[DSMT_RDMA_M_KIND];
-    bool plain = b[DSMT_RDMA_M_FLAGS] == 0 && get16(b + DSMT_RDMA_M_CREDITS) == 0 &&
-                 get32(b + DSMT_RDMA_M_LENGTH) == 0 && get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE;
+    bool plain = b[DSMT_RDMA_M_FLAGS] == 0 && dsmt_get16(b + DSMT_RDMA_M_CREDITS) == 0 &&
+                 dsmt_get32(b + DSMT_RDMA_M_LENGTH) == 0 && dsmt_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE;
     const char *bad;
     int rc;
 
     switch (kind) {
     case DSMT_RDMA_K_CREDIT:
-        return n == DSMT_RDMA_HDR_LEN && b[DSMT_RDMA_M_FLAGS] == 0 && get32(b + DSMT_RDMA_M_LENGTH) == 0 &&
-               get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE ? NULL : "malformed CREDIT";
+        return n == DSMT_RDMA_HDR_LEN && b[DSMT_RDMA_M_FLAGS] == 0 && dsmt_get32(b + DSMT_RDMA_M_LENGTH) == 0 &&
+               dsmt_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE ? NULL : "malformed CREDIT";
     case DSMT_RDMA_K_AUTH:
         if (c->outgoing || c->authed)
             return "AUTH out of place";
@@ -1099,7 +1017,7 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
         return;
     }
     kind = b[DSMT_RDMA_M_KIND];
-    ret = get16(b + DSMT_RDMA_M_CREDITS);
+    ret = dsmt_get16(b + DSMT_RDMA_M_CREDITS);
     if (kind != DSMT_RDMA_K_KEYS && kind != DSMT_RDMA_K_AUTH && !c->got_keys)
         bad = c->outgoing || c->authed ? "message before KEYS" : "message before AUTH";
     else if (c->credits + ret > c->credit_max)
@@ -1240,58 +1158,19 @@ static void cc_drain(struct rdma *t, struct rdev *d)
 
 /* ---- connection set-up (CM events) ------------------------------------------------ */
 
-static void encode_hello(struct rdma *t)
+/* Why a hello is unacceptable, or NULL (then c's peer nonce is taken from it, and *node
+ * is the sender). c is the outgoing connection it answers, or NULL for a connect request;
+ * *code gets the refusal to send back. */
+static const char *hello_problem(struct rdma *t, struct conn *c, const uint8_t *b, size_t len, int *node,
+                                 uint8_t *nonce, char *why, size_t wl, int *code)
 {
-    uint8_t *b = t->hello;
+    const char *bad = dsmt_rdma_hello_check(&t->geom, c != NULL ? c->node : -1, b, len, node, nonce, code, why, wl);
 
-    memset(b, 0, sizeof(t->hello));
-    put32(b + DSMT_RDMA_H_MAGIC, DSMT_RDMA_MAGIC);
-    put16(b + DSMT_RDMA_H_VERSION, DSMT_RDMA_VERSION);
-    put32(b + DSMT_RDMA_H_NODE, (uint32_t)t->cfg.self);
-    put32(b + DSMT_RDMA_H_NNODES, (uint32_t)t->cfg.nnodes);
-    put64(b + DSMT_RDMA_H_JOB, t->cfg.job_id);
-    put32(b + DSMT_RDMA_H_PAGE_SIZE, (uint32_t)t->cfg.page_size);
-    put32(b + DSMT_RDMA_H_MAX_MSG, (uint32_t)t->cfg.max_msg);
-    put64(b + DSMT_RDMA_H_NPAGES, t->cfg.npages);
-}
-
-/* Why a hello is unacceptable, or NULL. c is the outgoing connection it answers, or NULL for
- * a connect request; *code gets the refusal to send back. (The CM pads private data with
- * zeroes, so a short hello shows up as one with zero fields.) */
-static const char *hello_problem(struct rdma *t, const struct conn *c, const uint8_t *b, size_t len,
-                                 char *why, size_t wl, int *code)
-{
-    uint32_t node;
-
-    *code = DSMT_RDMA_REFUSE_VERSION;
-    if (len < DSMT_RDMA_HELLO_LEN || get32(b + DSMT_RDMA_H_MAGIC) != DSMT_RDMA_MAGIC)
-        return "bad hello: wrong magic (not a dsm transport peer)";
-    if (get32(b + DSMT_RDMA_H_VERSION) != DSMT_RDMA_VERSION) /* version + reserved, both fixed */
-        return "bad hello: unsupported protocol version";
-    *code = DSMT_RDMA_REFUSE_JOB;
-    if (get64(b + DSMT_RDMA_H_JOB) != t->cfg.job_id) {
-        snprintf(why, wl, "bad hello: job id %#llx, this job is %#llx",
-                 (unsigned long long)get64(b + DSMT_RDMA_H_JOB), (unsigned long long)t->cfg.job_id);
-        return why;
-    }
-    *code = DSMT_RDMA_REFUSE_GEOMETRY;
-    if (get32(b + DSMT_RDMA_H_NNODES) != (uint32_t)t->cfg.nnodes ||
-        get32(b + DSMT_RDMA_H_PAGE_SIZE) != t->cfg.page_size || get64(b + DSMT_RDMA_H_NPAGES) != t->cfg.npages ||
-        get32(b + DSMT_RDMA_H_MAX_MSG) != t->cfg.max_msg)
-        return "bad hello: job geometry differs (nnodes, page size, npages or max_msg)";
-    node = get32(b + DSMT_RDMA_H_NODE);
-    *code = DSMT_RDMA_REFUSE_NODE;
-    if (c != NULL && node != (uint32_t)c->node) {
-        snprintf(why, wl, "bad hello: answered as node %u", node);
-        return why;
-    }
-    if (c == NULL && (node >= (uint32_t)t->cfg.nnodes || node <= (uint32_t)t->cfg.self)) {
-        snprintf(why, wl, "bad hello: node %u may not connect to node %d of %d", node, t->cfg.self, t->cfg.nnodes);
-        return why;
-    }
+    if (bad != NULL)
+        return bad;
     *code = DSMT_RDMA_REFUSE_DUPLICATE;
-    if (c == NULL && t->peer[node].st != P_NONE) {
-        snprintf(why, wl, "bad hello: node %u is already connected or was lost", node);
+    if (c == NULL && t->peer[*node].st != P_NONE) {
+        snprintf(why, wl, "bad hello: node %d is already connected or was lost", *node);
         return why;
     }
     return NULL;
@@ -1329,8 +1208,7 @@ static int hello_for(struct rdma *t, struct conn *c, uint8_t *hello)
         DSM_ERR("rdma: getrandom: %s", strerror(errno));
         return -1;
     }
-    memcpy(hello, t->hello, DSMT_RDMA_HELLO_LEN);
-    memcpy(hello + DSMT_RDMA_H_NONCE, c->my_nonce, sizeof(c->my_nonce));
+    dsmt_rdma_hello_encode(&t->geom, c->my_nonce, hello);
     return 0;
 }
 
@@ -1339,8 +1217,8 @@ static void refuse(struct rdma_cm_id *id, int code)
 {
     uint8_t rej[DSMT_RDMA_REJ_LEN];
 
-    put32(rej, DSMT_RDMA_MAGIC);
-    put32(rej + 4, (uint32_t)code);
+    dsmt_put32(rej, DSMT_RDMA_MAGIC);
+    dsmt_put32(rej + 4, (uint32_t)code);
     if (rdma_reject(id, rej, sizeof(rej)) != 0)
         DSM_DEBUG("rdma: rdma_reject: %s", strerror(errno));
     if (rdma_destroy_id(id) != 0)
@@ -1354,20 +1232,19 @@ static void timer_arm(struct rdma *t);
 static void on_request(struct rdma *t, const struct cm_ev *e)
 {
     char where[80], why[200] = "cannot make a nonce", buf[160];
-    uint8_t hello[DSMT_RDMA_HELLO_LEN];
+    uint8_t hello[DSMT_RDMA_HELLO_LEN], nonce[DSMT_RDMA_NONCE_LEN];
     struct rdma_conn_param p;
     const char *problem;
     struct conn *c;
     int code, node;
 
     addr_fmt(rdma_get_peer_addr(e->id), where, sizeof(where));
-    problem = hello_problem(t, NULL, e->pdata, e->plen, buf, sizeof(buf), &code);
+    problem = hello_problem(t, NULL, e->pdata, e->plen, &node, nonce, buf, sizeof(buf), &code);
     if (problem != NULL) {
         DSM_WARN("rdma: dropped connection from %s: %s", where, problem);
         refuse(e->id, code);
         return;
     }
-    node = (int)get32(e->pdata + DSMT_RDMA_H_NODE);
     c = conn_new(t, node, false);
     if (c == NULL) {
         DSM_ERR("rdma: out of memory accepting node %d", node);
@@ -1380,12 +1257,12 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
     c->state = C_ACCEPTING;
     c->timeout_ms = ACCEPT_MS;
     c->deadline = now_ms() + ACCEPT_MS;
-    memcpy(c->peer_nonce, e->pdata + DSMT_RDMA_H_NONCE, sizeof(c->peer_nonce));
+    memcpy(c->peer_nonce, nonce, sizeof(c->peer_nonce));
     if (hello_for(t, c, hello) < 0 || conn_resources(t, c, why, sizeof(why)) < 0) {
         uint8_t rej[DSMT_RDMA_REJ_LEN];
 
-        put32(rej, DSMT_RDMA_MAGIC);
-        put32(rej + 4, DSMT_RDMA_REFUSE_RESOURCES);
+        dsmt_put32(rej, DSMT_RDMA_MAGIC);
+        dsmt_put32(rej + 4, DSMT_RDMA_REFUSE_RESOURCES);
         (void)rdma_reject(c->id, rej, sizeof(rej));
         conn_kill(t, c, DSM_LOG_ERROR, why);
         return;
@@ -1445,7 +1322,7 @@ static void on_established(struct rdma *t, struct conn *c, const struct cm_ev *e
 {
     const char *problem;
     char why[160];
-    int code, rc;
+    int code, rc, node;
 
     c->connected = true;
     if (!c->outgoing) {
@@ -1455,11 +1332,11 @@ static void on_established(struct rdma *t, struct conn *c, const struct cm_ev *e
         return;
     }
     c->state = C_KEYS;
-    if ((problem = hello_problem(t, c, e->pdata, e->plen, why, sizeof(why), &code)) != NULL) {
+    problem = hello_problem(t, c, e->pdata, e->plen, &node, c->peer_nonce, why, sizeof(why), &code);
+    if (problem != NULL) {
         conn_kill(t, c, DSM_LOG_WARN, problem);
         return;
     }
-    memcpy(c->peer_nonce, e->pdata + DSMT_RDMA_H_NONCE, sizeof(c->peer_nonce));
     if ((rc = send_auth(t, c)) != 0)
         conn_kill_errno(t, c, "ibv_post_send(AUTH)", rc);
 }
@@ -1523,8 +1400,8 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
             snprintf(why, sizeof(why), "torn down by the peer (rejected after it was established, status %d)",
                      e->status);
             conn_kill(t, c, DSM_LOG_WARN, why);
-        } else if (e->plen >= DSMT_RDMA_REJ_LEN && get32(e->pdata) == DSMT_RDMA_MAGIC) {
-            snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(get32(e->pdata + 4)));
+        } else if (e->plen >= DSMT_RDMA_REJ_LEN && dsmt_get32(e->pdata) == DSMT_RDMA_MAGIC) {
+            snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(dsmt_get32(e->pdata + 4)));
             connect_failed(t, c, why, false);
         } else {
             snprintf(why, sizeof(why), "rejected (status %d: nobody listens there?)", e->status);
@@ -1676,7 +1553,8 @@ static dsm_status_t rdma_create(const struct dsmt_config *cfg, const struct dsmt
     t->h = *h;
     t->epfd = t->tfd = t->kfd = -1;
     t->armed_for = UINT64_MAX;
-    encode_hello(t);
+    t->geom = (struct dsmt_rdma_geom){ cfg->self, cfg->nnodes, cfg->job_id, (uint32_t)cfg->page_size,
+                                       (uint32_t)cfg->max_msg, cfg->npages };
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     t->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     t->kfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
