@@ -39,8 +39,9 @@
  *                          e=wall time in nanoseconds
  *                                            reply REPLY status (after every rank finalized)
  *   PROTECT       d->rank  seq, a=first page, b=page count, c=access, d=grants of page a
- *                          sent so far (single page; 0 and b > 1 for a range: no grants
- *                          can be outstanding there)                  (service channel)
+ *                          sent so far when that page has a grant the daemon has not seen
+ *                          applied yet (then b=1); else 0: a run of b contiguous pages, one
+ *                          mprotect                                   (service channel)
  *   PROTECT_ACK   rank->d  seq               (no reply)
  *   ABORT         d->rank  status, text=reason: the job is failing; print and exit
  */
