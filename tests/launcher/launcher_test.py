@@ -254,7 +254,7 @@ def case_daemon_frozen(dsmrun, prog):
     finally:
         if env_timeout is not None:
             os.environ["DSM_PEER_TIMEOUT_MS"] = env_timeout
-    frozen_job(dsmrun, prog, ["--peer-timeout", "2"], 3.0)
+    frozen_job(dsmrun, prog, ["--peer-timeout", "2"], 4.0)
 
 
 def case_segv(dsmrun, prog):
