@@ -208,23 +208,29 @@ void dsmd_pages_flush(struct dsmd *d)
             protect_send(d, &d->ranks[i]);
 }
 
-/* The rank applied the oldest run awaiting its ACK: count it for each page. */
+/* The oldest run awaiting the rank's ACK is done with (applied, or abandoned at the rank's
+ * finalize): count it for each of its pages, whose revocations may finish now. */
+static void acks_pop(struct dsmd *d, struct dsmd_rank *rk)
+{
+    struct dsmd_protect_run o = rk->acks[rk->acks_head];
+
+    rk->acks_head = (rk->acks_head + 1) % rk->acks_cap;
+    rk->acks_len--;
+    for (uint64_t p = o.first; p < o.first + o.n; p++)
+        if (d->pages[p].protect_acks > 0 && --d->pages[p].protect_acks == 0)
+            revoke_run(d, p);
+}
+
+/* The rank applied the oldest run awaiting its ACK. */
 static void protect_acked(struct dsmd *d, struct dsmd_rank *rk, uint64_t seq)
 {
-    struct dsmd_protect_run o;
-
     if (rk->acks_len == 0 || rk->acks[rk->acks_head].seq != seq) {
         dsmd_abort(d, DSM_EPROTO, "rank %d acknowledged protection change %llu, which is not the next it was sent",
                    rk->rank, (unsigned long long)seq);
         return;
     }
-    o = rk->acks[rk->acks_head];
-    rk->acks_head = (rk->acks_head + 1) % rk->acks_cap;
-    rk->acks_len--;
+    acks_pop(d, rk);
     rk->protects_acked++;
-    for (uint64_t p = o.first; p < o.first + o.n; p++)
-        if (d->pages[p].protect_acks > 0 && --d->pages[p].protect_acks == 0)
-            revoke_run(d, p);
 }
 
 static void waiter_remove(struct dsmd_page *pg, struct dsmd_chan *c)
@@ -385,14 +391,8 @@ void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c)
         }
     }
     while (rk->acks_len > 0 && !d->aborting) {
-        struct dsmd_protect_run o = rk->acks[rk->acks_head];
-
-        rk->acks_head = (rk->acks_head + 1) % rk->acks_cap;
-        rk->acks_len--;
+        acks_pop(d, rk);
         rk->protects_abandoned++;
-        for (uint64_t p = o.first; p < o.first + o.n; p++)
-            if (d->pages[p].protect_acks > 0 && --d->pages[p].protect_acks == 0)
-                revoke_run(d, p);
     }
     rk->acks_len = 0;
 }

@@ -185,10 +185,9 @@ def case_sigterm(dsmrun, prog):
     signal_case(dsmrun, prog, signal.SIGTERM, 143)
 
 
-def case_daemon_killed(dsmrun, prog):
-    """A dsmd killed mid-job: every rank stops on its own with an error naming the node, and
-    dsmrun exits non-zero within a few seconds."""
-    j = Job(dsmrun, prog, ["loop"], ["-n", "4", "--ranks-per-node", "2", "--prefix-output"])
+def running_job_node1(dsmrun, prog, opts):
+    """A 4-rank job (2 per node) whose ranks all run, and the pid of node 1's dsmd."""
+    j = Job(dsmrun, prog, ["loop"], ["-n", "4", "--ranks-per-node", "2", "--prefix-output"] + opts)
     j.wait_lines(r"^\[\d\] rank \d started", 4)
     r = subprocess.run(["pgrep", "-f", r"dsmd --node 1 .*%s" % re.escape(j.marker)],
                        stdout=subprocess.PIPE, text=True, timeout=10)
@@ -197,8 +196,15 @@ def case_daemon_killed(dsmrun, prog):
         j.p.kill()
         j.finish()
         raise Failure("expected one dsmd for node 1, pgrep found %r" % pids)
+    return j, int(pids[0])
+
+
+def case_daemon_killed(dsmrun, prog):
+    """A dsmd killed mid-job: every rank stops on its own with an error naming the node, and
+    dsmrun exits non-zero within a few seconds."""
+    j, pid = running_job_node1(dsmrun, prog, [])
     t = time.monotonic()
-    os.kill(int(pids[0]), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     j.finish()
     took = time.monotonic() - t
     check(j.rc != 0, "dsmrun exited 0 after node 1's dsmd was killed", j)
@@ -216,23 +222,15 @@ def case_daemon_killed(dsmrun, prog):
 def frozen_job(dsmrun, prog, opts, limit_s):
     """Run a 4-rank job, SIGSTOP node 1's dsmd once every rank runs, and check that the job
     fails naming node 1 and its address after at most limit_s seconds of its silence."""
-    j = Job(dsmrun, prog, ["loop"], ["-n", "4", "--ranks-per-node", "2", "--prefix-output"] + opts)
-    j.wait_lines(r"^\[\d\] rank \d started", 4)
-    r = subprocess.run(["pgrep", "-f", r"dsmd --node 1 .*%s" % re.escape(j.marker)],
-                       stdout=subprocess.PIPE, text=True, timeout=10)
-    pids = r.stdout.split()
-    if len(pids) != 1:
-        j.p.kill()
-        j.finish()
-        raise Failure("expected one dsmd for node 1, pgrep found %r" % pids)
+    j, pid = running_job_node1(dsmrun, prog, opts)
     t = time.monotonic()
-    os.kill(int(pids[0]), signal.SIGSTOP)
+    os.kill(pid, signal.SIGSTOP)
     try:
         j.finish()
     finally:
         took = time.monotonic() - t
         try:
-            os.kill(int(pids[0]), signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
     check(j.rc != 0, "%s: dsmrun exited 0 after node 1's dsmd was frozen" % opts, j)
