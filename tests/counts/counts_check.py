@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -13,6 +13,13 @@ over M-1 nodes, and P pages:
   messages (summed)                    += (M-1)*P*2    READ_REQ+GRANT per page per node
                                         + (M-1)*P*2    INV+INV_ACK per page per node
   bytes                                 page payloads: exactly (M-1)*P pages, plus headers
+
+With `release` the job runs under the release model and what is checked is that protection
+changes travel in bulk (docs/PROTOCOL.md): the P pages are contiguous, so
+  rank 0                    protects += 1, protect_pages += P  (write-protected at its release)
+  ranks outside node 0      protects += 1, protect_pages += P  (invalidated at the barrier)
+  other ranks of node 0     protects += 0, protect_pages += 0  (they never touched the pages)
+and every rank outside node 0 still read-faults on every page and loses every copy.
 """
 import json
 import subprocess
@@ -20,10 +27,10 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages):
+def run(dsmrun, prog, n, k, pages, model):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
-               "--stats", f.name, "--", prog, str(pages)]
+               "--consistency", model, "--stats", f.name, "--", prog, str(pages)]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
@@ -34,13 +41,38 @@ def total(stats, key, pred=lambda r: True):
     return sum(r[key] for r in stats["ranks"] if pred(r))
 
 
+def check_bulk(a, b, pages, outside):
+    """The release run's checks (see the top): 0 if all hold."""
+    bad = 0
+
+    def one(name, got, want):
+        nonlocal bad
+        bad += got != want
+        print(f"{'ok  ' if got == want else 'FAIL'} {name}: +{got} (expected +{want})")
+
+    off0 = lambda r: r["node"] != 0
+    one("read_faults outside node 0", total(b, "read_faults", off0) - total(a, "read_faults", off0),
+        outside * pages)
+    one("invalidations", total(b, "invalidations") - total(a, "invalidations"), outside * pages)
+    for ra, rb in zip(a["ranks"], b["ranks"]):
+        touched = rb["rank"] == 0 or rb["node"] != 0
+        one(f"rank {rb['rank']} protects", rb["protects"] - ra["protects"], 1 if touched else 0)
+        one(f"rank {rb['rank']} protect_pages", rb["protect_pages"] - ra["protect_pages"],
+            pages if touched else 0)
+    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
+    return 1 if bad else 0
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
+    model = sys.argv[8] if len(sys.argv) > 8 else "sequential"
     m = (n + k - 1) // k
     outside = n - min(k, n)
-    a, b = run(dsmrun, prog, n, k, 0), run(dsmrun, prog, n, k, pages)
+    a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
     off0 = lambda r: r["node"] != 0
+    if model == "release":
+        sys.exit(check_bulk(a, b, pages, outside))
     expect = {
         "read_faults outside node 0": (lambda s: total(s, "read_faults", off0), outside * pages),
         "pages_fetched": (lambda s: total(s, "pages_fetched"), (m - 1) * pages),
