@@ -121,7 +121,7 @@ struct dsmd_rank {
     uint32_t *grants;         /* GRANTs sent to this rank, per page (dsm_chan.h) */
     uint8_t *unconfirmed;     /* per page: GRANTs not yet proven applied (dsmd_chan) */
     /* protection changes (pages.c): the run being gathered, and those awaiting an ACK */
-    struct dsmd_protect_run { uint64_t seq, first, n; int access; } open;
+    struct dsmd_protect_run { uint64_t seq, first, n; int64_t sent_ns; int access; } open;
     struct dsmd_protect_run *acks;
     size_t   acks_head, acks_len, acks_cap;
     uint64_t protects_sent, protect_pages, protects_acked, protects_abandoned;
@@ -203,6 +203,9 @@ void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c);
 /* Send every gathered run of protection changes (before the loop sleeps). */
 void dsmd_pages_flush(struct dsmd *d);
+/* Fail the job if a rank has left a protection change unapplied longer than the peer
+ * timeout (watchdog). */
+void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns);
 /* Take every local rank's access to [first, first+n) to NONE, punch the frames to zero,
  * reset the pages' state; then call done(d, arg). `arg` is heap memory the call owns until
  * done runs: if the daemon ends first, dsmd_pages_fini frees it. */

@@ -168,6 +168,7 @@ static void protect_send(struct dsmd *d, struct dsmd_rank *rk)
         rk->acks_cap = ncap;
     }
     o->seq = (++d->protect_seq) << 1;
+    o->sent_ns = dsmd_now_ns();
     m.seq = o->seq;
     /* a single page may have a grant in flight: the rank waits for it (dsm_chan.h) */
     m.d = o->n == 1 ? rk->grants[o->first] : 0;
@@ -199,6 +200,27 @@ static int protect_add(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int 
     if (alone)
         protect_send(d, rk);
     return 1;
+}
+
+/* A rank applies a PROTECT as soon as the grants before it are applied, which its own fault
+ * handlers do at once: one left unapplied for the peer timeout means the rank is stopped
+ * (SIGSTOP, a debugger) or stuck, and the page's revocation, with every fault waiting on it
+ * anywhere in the job, with it. */
+void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
+{
+    for (int i = 0; d->ranks && i < d->cfg.local_ranks && !d->aborting; i++) {
+        struct dsmd_rank *rk = &d->ranks[i];
+        int64_t quiet;
+
+        if (rk->acks_len == 0)
+            continue;
+        quiet = now_ns - rk->acks[rk->acks_head].sent_ns;
+        if (quiet > d->peer_timeout_ns)
+            dsmd_abort(d, DSM_ETIMEDOUT,
+                       "rank %d has not applied a protection change from its daemon (node %d) for %.1f s "
+                       "(%zu waiting): it is stopped or stuck", rk->rank, d->cfg.node, (double)quiet / 1e9,
+                       rk->acks_len);
+    }
 }
 
 void dsmd_pages_flush(struct dsmd *d)

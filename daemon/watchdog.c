@@ -9,8 +9,8 @@
  * for longer than the timeout: a killed daemon is noticed by its transport at once, a
  * frozen one (SIGSTOP, a hung host, a cut link that keeps the connection open) only this
  * way. The same tick fails the job when a local rank
- * has left messages in its channel's queue untaken for longer than the timeout
- * (dsmd_clients_check_stalls). Heartbeats are not counted in the job's statistics.
+ * has left messages in its channel's queue untaken, or a protection change unapplied, for
+ * longer than the timeout (dsmd_clients_check_stalls, dsmd_pages_check_stalls). Heartbeats are not counted in the job's statistics.
  *
  * Nothing is checked while the mesh forms (peers are not up yet) or once every rank has
  * finalized (peers leave as they please).
@@ -87,6 +87,7 @@ static void watch_ready(void *arg, uint32_t events)
             check_peers(d, now);
     }
     dsmd_clients_check_stalls(d, now);
+    dsmd_pages_check_stalls(d, now);
 }
 
 dsm_status_t dsmd_watchdog_init(struct dsmd *d)

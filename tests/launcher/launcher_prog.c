@@ -9,6 +9,8 @@
  *   launcher_prog loop               prints "rank R started", then shared-page traffic and
  *                                    barriers forever (until the runtime stops it)
  *   launcher_prog segv R             rank R dereferences NULL after dsm_init
+ *   launcher_prog freeze             rank 1 stops itself (SIGSTOP) holding a copy that rank 0
+ *                                    then needs revoked
  *   launcher_prog stats              faults, a lock and barriers, then finalize; exit 0
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
@@ -16,6 +18,7 @@
  */
 #include <dsm/dsm.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +148,30 @@ __attribute__((no_sanitize_undefined)) static int run_segv(int victim)
     return bad("still running a minute after a rank crashed");
 }
 
+/* freeze: rank 1 takes a read copy of a page, then stops itself (SIGSTOP: every thread,
+ * its service thread too); rank 0 then writes the page, whose revocation needs rank 1. */
+static int run_freeze(void)
+{
+    volatile long *cell = dsm_coalloc(dsm_page_size());
+
+    if (!cell)
+        return bad("dsm_coalloc failed");
+    started();
+    if (dsm_rank() == 1)
+        (void)cell[0];
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (dsm_rank() == 1) {
+        raise(SIGSTOP);
+    } else if (dsm_rank() == 0) {
+        sleep_ms(1000); /* rank 1 stops meanwhile */
+        cell[0] = 1;
+    }
+    dsm_barrier();
+    sleep_ms(60000);
+    return bad("still running a minute after rank 1 froze");
+}
+
 /* stats: each rank writes its own page, reads its neighbour's, takes a lock, 2 barriers. */
 static int run_stats(void)
 {
@@ -169,7 +196,7 @@ int main(int argc, char **argv)
     int err, rc;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|stats [ARGS...]\n");
+        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats [ARGS...]\n");
         return 2;
     }
     err = dsm_init(&argc, &argv);
@@ -187,6 +214,8 @@ int main(int argc, char **argv)
         rc = run_loop();
     else if (!strcmp(argv[1], "segv") && argc > 2)
         rc = run_segv(atoi(argv[2]));
+    else if (!strcmp(argv[1], "freeze"))
+        rc = run_freeze();
     else if (!strcmp(argv[1], "stats"))
         rc = run_stats();
     else

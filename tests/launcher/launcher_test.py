@@ -255,6 +255,19 @@ def case_daemon_frozen(dsmrun, prog):
     frozen_job(dsmrun, prog, ["--peer-timeout", "2"], 4.0)
 
 
+def case_rank_frozen(dsmrun, prog):
+    """A rank that stops (SIGSTOP) while its daemon needs it to give up a page: the daemon
+    fails the job naming the rank within --peer-timeout plus a tick, instead of every fault
+    on that page waiting forever; the stopped rank is killed with the rest."""
+    j = Job(dsmrun, prog, ["freeze"], ["-n", "2", "--peer-timeout", "2", "--prefix-output"])
+    j.finish()
+    check(j.rc != 0, "dsmrun exited 0 although rank 1 froze", j)
+    m = re.search(r"rank 1 has not applied a protection change from its daemon \(node 1\) for ([0-9.]+) s",
+                  j.err)
+    check(m is not None, "no error naming frozen rank 1", j)
+    check(float(m.group(1)) <= 4.0, "rank 1 frozen: named after %s s, expected within 4 s" % m.group(1), j)
+
+
 def case_segv(dsmrun, prog):
     """A real NULL dereference in a rank after dsm_init kills it with SIGSEGV: exit 139."""
     # In a sanitizer build, the sanitizer's SIGSEGV report (exit 1) would stand in for the
