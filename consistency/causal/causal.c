@@ -580,7 +580,8 @@ static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     }
     for (int k = 0; k < p->nn; k++)
         u->vc[k] = (uint32_t)m->vclock[k];
-    memcpy(u->data, a->data, a->len);
+    if (a->len > 0) /* an update of no pages has no buffer */
+        memcpy(u->data, a->data, a->len);
     u->len = a->len;
     a->len = 0;
     if (u->vc[src] <= p->vc[src]) {

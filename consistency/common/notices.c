@@ -19,6 +19,12 @@ static uint64_t get_le(const uint8_t *p, int bytes)
     return v;
 }
 
+/* Runs shared by the intervals that name them. */
+struct dsmp_runs_blob {
+    uint64_t refs;
+    uint8_t runs[];
+};
+
 dsm_status_t dsmp_notices_init(struct dsmp_notices *s, int nnodes)
 {
     s->nnodes = nnodes;
@@ -31,7 +37,8 @@ void dsmp_notices_fini(struct dsmp_notices *s)
 {
     for (int n = 0; s->rec && n < s->nnodes; n++) {
         for (uint32_t i = 0; i < s->cap[n]; i++)
-            free(s->rec[n][i].runs);
+            if (s->rec[n][i].blob != NULL && --s->rec[n][i].blob->refs == 0)
+                free(s->rec[n][i].blob);
         free(s->rec[n]);
     }
     free(s->rec);
@@ -40,37 +47,61 @@ void dsmp_notices_fini(struct dsmp_notices *s)
     s->cap = NULL;
 }
 
+/* Make room for node n's intervals up to `last`. */
+static dsm_status_t grow(struct dsmp_notices *s, int n, uint32_t last)
+{
+    uint64_t ncap = s->cap[n] ? s->cap[n] : 64;
+    struct dsmp_notice *v;
+
+    if (last <= s->cap[n])
+        return DSM_OK;
+    while (ncap < last)
+        ncap *= 2;
+    if (ncap > UINT32_MAX)
+        ncap = UINT32_MAX;
+    v = realloc(s->rec[n], ncap * sizeof(*v));
+    if (v == NULL)
+        return DSM_ENOMEM;
+    memset(v + s->cap[n], 0, (ncap - s->cap[n]) * sizeof(*v));
+    s->rec[n] = v;
+    s->cap[n] = (uint32_t)ncap;
+    return DSM_OK;
+}
+
+dsm_status_t dsmp_notices_add_range(struct dsmp_notices *s, int n, uint32_t first, uint32_t last,
+                                    const uint8_t *runs, uint32_t len)
+{
+    struct dsmp_runs_blob *b = NULL;
+    dsm_status_t st;
+
+    if (n < 0 || n >= s->nnodes || first == 0 || last < first || last - first > DSMP_NOTICES_SPAN_MAX ||
+        (uint64_t)first - 1 > (uint64_t)s->cap[n] + DSMP_NOTICES_SPAN_MAX)
+        return DSM_EINVAL;
+    if ((st = grow(s, n, last)) != DSM_OK)
+        return st;
+    for (uint32_t i = first;; i++) {
+        struct dsmp_notice *r = &s->rec[n][i - 1];
+
+        if (r->runs == NULL) {
+            if (b == NULL) {
+                if ((b = malloc(sizeof(*b) + (len ? len : 1))) == NULL)
+                    return DSM_ENOMEM;
+                b->refs = 0;
+                if (len > 0)
+                    memcpy(b->runs, runs, len);
+            }
+            *r = (struct dsmp_notice){ b->runs, len, b };
+            b->refs++;
+        }
+        if (i == last)
+            break;
+    }
+    return DSM_OK;
+}
+
 dsm_status_t dsmp_notices_add(struct dsmp_notices *s, int n, uint32_t i, const uint8_t *runs, uint32_t len)
 {
-    struct dsmp_notice *r;
-
-    if (n < 0 || n >= s->nnodes || i == 0 || (uint64_t)i - 1 > (uint64_t)s->cap[n] + DSMP_NOTICES_SPAN_MAX)
-        return DSM_EINVAL;
-    if (i > s->cap[n]) {
-        uint64_t ncap = s->cap[n] ? s->cap[n] : 64;
-        struct dsmp_notice *v;
-
-        while (ncap < i)
-            ncap *= 2;
-        if (ncap > UINT32_MAX)
-            ncap = UINT32_MAX;
-        v = realloc(s->rec[n], ncap * sizeof(*v));
-        if (v == NULL)
-            return DSM_ENOMEM;
-        memset(v + s->cap[n], 0, (ncap - s->cap[n]) * sizeof(*v));
-        s->rec[n] = v;
-        s->cap[n] = ncap;
-    }
-    r = &s->rec[n][i - 1];
-    if (r->runs != NULL)
-        return DSM_OK;
-    r->runs = malloc(len ? len : 1);
-    if (r->runs == NULL)
-        return DSM_ENOMEM;
-    if (len > 0)
-        memcpy(r->runs, runs, len);
-    r->len = len;
-    return DSM_OK;
+    return dsmp_notices_add_range(s, n, i, i, runs, len);
 }
 
 const struct dsmp_notice *dsmp_notices_get(const struct dsmp_notices *s, int n, uint32_t i)
@@ -106,10 +137,7 @@ dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *f
 
 #define MERGED 0x8000u
 
-dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
-                               dsm_status_t (*fn)(void *arg, int node, uint32_t i, const uint8_t *runs,
-                                                  uint32_t rlen),
-                               void *arg)
+dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes, dsmp_notice_fn fn, void *arg)
 {
     size_t o = 0;
 
@@ -117,6 +145,7 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
         unsigned raw;
         int node;
         uint32_t i, last, rlen, extra;
+        dsm_status_t st;
 
         if (len - o < 10)
             return DSM_EPROTO;
@@ -130,14 +159,8 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
         last = extra ? (uint32_t)get_le(buf + o + 10 + rlen, 4) : i;
         if (last < i || last - i > DSMP_NOTICES_SPAN_MAX)
             return DSM_EPROTO;
-        for (uint32_t k = i;; k++) {
-            dsm_status_t st = fn(arg, node, k, buf + o + 10, rlen);
-
-            if (st != DSM_OK)
-                return st;
-            if (k == last)
-                break;
-        }
+        if ((st = fn(arg, node, i, last, buf + o + 10, rlen)) != DSM_OK)
+            return st;
         o += 10 + rlen + extra;
     }
     return DSM_OK;
@@ -161,10 +184,17 @@ static dsm_status_t union_runs(const struct dsmp_notices *s, int n, uint32_t fro
     struct run *v = NULL;
     size_t nv = 0, cap = 0, m = 0;
 
+    const struct dsmp_runs_blob *prev = NULL;
+
     for (uint32_t i = from + 1; i <= to; i++) {
         const struct dsmp_notice *r = dsmp_notices_get(s, n, i);
+        const struct dsmp_runs_blob *key = r ? r->blob : NULL;
         struct run whole = { 0, npages };
         size_t k = r ? r->len / 12 : 1;
+
+        if (i > from + 1 && key == prev)
+            continue; /* the same runs as the interval before (a merged record, or unknown) */
+        prev = key;
 
         if (nv + k > cap) {
             size_t ncap = cap ? cap * 2 : 64;

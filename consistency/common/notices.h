@@ -26,8 +26,9 @@
 #define DSMP_NOTICES_SPAN_MAX (1u << 24)
 
 struct dsmp_notice {
-    uint8_t *runs;   /* encoded [u64 first][u32 count]... */
+    const uint8_t *runs;      /* encoded [u64 first][u32 count]...; NULL: interval unknown */
     uint32_t len;
+    struct dsmp_runs_blob *blob; /* holds runs; shared by the intervals of a merged record */
 };
 
 struct dsmp_notices {
@@ -39,7 +40,12 @@ struct dsmp_notices {
 dsm_status_t dsmp_notices_init(struct dsmp_notices *s, int nnodes);
 void dsmp_notices_fini(struct dsmp_notices *s);
 
-/* Remember interval i of node n (copies runs). Known intervals are kept as they are. */
+/* Remember that node n wrote `runs` in each of its intervals first..last (one copy, shared
+ * by all of them, so a merged record costs one copy of its runs, not one per interval).
+ * Known intervals are kept as they are. DSM_EINVAL past DSMP_NOTICES_SPAN_MAX. */
+dsm_status_t dsmp_notices_add_range(struct dsmp_notices *s, int n, uint32_t first, uint32_t last,
+                                    const uint8_t *runs, uint32_t len);
+/* The same for one interval i. */
 dsm_status_t dsmp_notices_add(struct dsmp_notices *s, int n, uint32_t i, const uint8_t *runs, uint32_t len);
 const struct dsmp_notice *dsmp_notices_get(const struct dsmp_notices *s, int n, uint32_t i);
 
@@ -53,13 +59,13 @@ dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *f
 dsm_status_t dsmp_notices_encode_merged(const struct dsmp_notices *s, const uint32_t *from, const uint32_t *to,
                                         uint64_t npages, uint8_t *out, size_t cap, size_t *len);
 
-/* Walk the records of an encoding, checking them: fn(arg, node, interval, runs, len) per
- * interval (a merged record calls it for each interval of its range). DSM_EPROTO for a
- * malformed encoding (fn is not called for anything after it). */
-dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes,
-                               dsm_status_t (*fn)(void *arg, int node, uint32_t i, const uint8_t *runs,
-                                                  uint32_t rlen),
-                               void *arg);
+/* Walk the records of an encoding, checking them: fn(arg, node, first, last, runs, len) once
+ * per record, for node's intervals first..last (first == last but for a merged record), so
+ * the work of a walk grows with the encoding's size, not with the intervals it stands for.
+ * DSM_EPROTO for a malformed encoding (fn is not called for anything after it). */
+typedef dsm_status_t (*dsmp_notice_fn)(void *arg, int node, uint32_t first, uint32_t last, const uint8_t *runs,
+                                       uint32_t rlen);
+dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes, dsmp_notice_fn fn, void *arg);
 
 /* Build runs from a sorted page list; out must hold 12 * n bytes. Returns the length. */
 uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out);

@@ -523,17 +523,21 @@ struct walk_ctx {
     struct rel_acquire *a;
 };
 
-static dsm_status_t apply_notice(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+static dsm_status_t apply_notice(void *arg, int node, uint32_t first, uint32_t last, const uint8_t *runs,
+                                 uint32_t rlen)
 {
     struct walk_ctx *w = arg;
     dsmp_t *p = w->p;
     struct drop_ctx dc = { p, w->a };
+    dsm_status_t st;
 
-    if (dsmp_notices_add(&p->store, node, i, runs, rlen) != DSM_OK)
-        return DSM_ENOMEM;
-    if (node == p->svc.self || i <= p->vc[node])
+    if ((st = dsmp_notices_add_range(&p->store, node, first, last, runs, rlen)) != DSM_OK)
+        return st;
+    if (node == p->svc.self || last <= p->vc[node])
         return DSM_OK;
-    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES, 1);
+    /* intervals new to this node: max(first, vc + 1)..last, all with these runs */
+    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES,
+                 last - (first > p->vc[node] ? first - 1 : p->vc[node]));
     return dsmp_runs_each(runs, rlen, p->svc.npages, drop_page, &dc);
 }
 
@@ -638,11 +642,12 @@ static void rel_fill_acquire(dsmp_t *p, dsmw_msg_t *out)
     out->n_vclock = (size_t)p->nn;
 }
 
-static dsm_status_t keep_notice(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+static dsm_status_t keep_notice(void *arg, int node, uint32_t first, uint32_t last, const uint8_t *runs,
+                                uint32_t rlen)
 {
     dsmp_t *p = arg;
 
-    return dsmp_notices_add(&p->store, node, i, runs, rlen);
+    return dsmp_notices_add_range(&p->store, node, first, last, runs, rlen);
 }
 
 /* Lock manager: a release's notices and clock join the lock (R4). */

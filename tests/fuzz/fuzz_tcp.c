@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -115,6 +116,13 @@ static int handshake(dsmt_t *t, int fd, const uint8_t *secret)
     return 0;
 }
 
+/* The harness itself could not run (not a finding in the transport): say what, and stop. */
+static void harness_failed(const char *what)
+{
+    fprintf(stderr, "fuzz_tcp: harness: %s: %s\n", what, strerror(errno));
+    abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct dsmt_config cfg = { .self = 0, .nnodes = 2, .frames = frames, .npages = NPAGES, .page_size = PS,
@@ -125,19 +133,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dsmt_t *t = NULL;
     int fd = -1;
     uint8_t junk[4096];
+    const struct linger abortive = { .l_onoff = 1, .l_linger = 0 };
 
     if (size < 1)
         return 0;
     memset(cfg.secret, 0x42, sizeof(cfg.secret));
     peer_lost = 0;
     if (dsmt_tcp_ops.create(&cfg, &h, &t) != DSM_OK || dsmt_tcp_ops.listen(t, "127.0.0.1:0", bound, sizeof(bound)) != DSM_OK)
-        abort();
+        harness_failed("creating a listening transport");
     colon = strrchr(bound, ':');
     sa.sin_port = htons((uint16_t)atoi(colon + 1));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        abort();
+    /* closed with a reset, so that hundreds of thousands of runs leave no TIME_WAIT behind
+     * (they used up the ephemeral ports after ~120000 runs) */
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        harness_failed("connecting to it");
     if ((data[0] & 1) == 0 || handshake(t, fd, cfg.secret) == 0) {
         (void)feed(t, fd, data + 1, size - 1);
         (void)shutdown(fd, SHUT_WR);

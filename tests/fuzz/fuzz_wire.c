@@ -30,12 +30,11 @@ static void count_page(void *arg, uint64_t page)
     runs_pages++;
 }
 
-static dsm_status_t notice(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+static dsm_status_t notice(void *arg, int node, uint32_t first, uint32_t last, const uint8_t *runs, uint32_t rlen)
 {
     (void)arg;
-    (void)i;
-    if (node < 0 || node >= NNODES)
-        abort();
+    if (node < 0 || node >= NNODES || first == 0 || last < first || last - first > DSMP_NOTICES_SPAN_MAX)
+        abort(); /* walk promised a checked record */
     (void)dsmp_runs_each(runs, rlen, NPAGES, count_page, NULL);
     return DSM_OK;
 }

@@ -111,13 +111,13 @@ Test(notices, sparse_and_growing_intervals)
 struct seen {
     int n;
     int node[64];
-    uint32_t i[64];
+    uint32_t i[64], last[64];
     uint64_t first[64];
     dsm_status_t fail_at;   /* return this status at record `stop` */
     int stop;
 };
 
-static dsm_status_t collect(void *arg, int node, uint32_t i, const uint8_t *runs, uint32_t rlen)
+static dsm_status_t collect(void *arg, int node, uint32_t i, uint32_t last, const uint8_t *runs, uint32_t rlen)
 {
     struct seen *s = arg;
 
@@ -126,6 +126,7 @@ static dsm_status_t collect(void *arg, int node, uint32_t i, const uint8_t *runs
     cr_assert_lt(s->n, 64);
     s->node[s->n] = node;
     s->i[s->n] = i;
+    s->last[s->n] = last;
     s->first[s->n] = rlen >= 12 ? get_le(runs, 8) : UINT64_MAX;
     s->n++;
     return DSM_OK;
@@ -180,6 +181,67 @@ Test(notices, encode_the_range_from_to_per_node)
     cr_assert_eq(dsmp_notices_walk(buf, 0, 3, collect, &seen), DSM_OK);
     cr_assert_eq(seen.n, 0);
     dsmp_notices_fini(&s);
+}
+
+static void expect_walk_refused(const uint8_t *b, size_t len, int nnodes, int calls_before, const char *what);
+
+/* A merged record stands for a range of intervals: the walk hands it over once, the store
+ * keeps one copy of its runs for all of them, and a merged encoding of the range reads it
+ * once (a record of 2^20 intervals walked per interval took minutes: fuzz_wire). */
+Test(notices, a_merged_range_is_one_call_and_one_copy)
+{
+    const uint32_t first = 10, last = 10 + (1u << 20);
+    struct dsmp_notices s;
+    struct seen seen = { 0 };
+    uint8_t r[12], r2[12], b[64];
+    uint32_t from[2] = { 0, 4 }, to[2] = { 0, last };
+    const struct dsmp_notice *a, *z;
+    size_t len;
+
+    put_le(r, 7, 8);
+    put_le(r + 8, 3, 4); /* pages 7..9 */
+    put_le(b, 1 | 0x8000, 2);
+    put_le(b + 2, first, 4);
+    put_le(b + 6, 12, 4);
+    memcpy(b + 10, r, 12);
+    put_le(b + 22, last, 4);
+    cr_assert_eq(dsmp_notices_walk(b, 26, 2, collect, &seen), DSM_OK);
+    cr_assert_eq(seen.n, 1);
+    cr_assert_eq(seen.node[0], 1);
+    cr_assert_eq(seen.i[0], first);
+    cr_assert_eq(seen.last[0], last);
+    cr_assert_eq(seen.first[0], 7);
+    put_le(b + 22, first + DSMP_NOTICES_SPAN_MAX + 1, 4);
+    expect_walk_refused(b, 26, 2, 0, "a merged span past DSMP_NOTICES_SPAN_MAX");
+
+    cr_assert_eq(dsmp_notices_init(&s, 2), DSM_OK);
+    cr_assert_eq(dsmp_notices_add_range(&s, 1, first, last, r, 12), DSM_OK);
+    a = dsmp_notices_get(&s, 1, first);
+    z = dsmp_notices_get(&s, 1, last);
+    cr_assert(a != NULL && z != NULL);
+    cr_assert_eq(a->runs, z->runs, "the intervals of one range share one copy");
+    cr_assert_eq(z->len, 12);
+    cr_assert_null(dsmp_notices_get(&s, 1, first - 1));
+    cr_assert_null(dsmp_notices_get(&s, 1, last + 1));
+    /* an overlapping range fills only what is unknown */
+    one_page(r2, 40);
+    cr_assert_eq(dsmp_notices_add_range(&s, 1, 5, first + 1, r2, 12), DSM_OK);
+    cr_assert_eq(get_le(dsmp_notices_get(&s, 1, 5)->runs, 8), 40);
+    cr_assert_eq(get_le(dsmp_notices_get(&s, 1, first - 1)->runs, 8), 40);
+    cr_assert_eq(dsmp_notices_get(&s, 1, first + 1)->runs, a->runs);
+    cr_assert_eq(dsmp_notices_add_range(&s, 1, 1, 2 + DSMP_NOTICES_SPAN_MAX, r2, 12), DSM_EINVAL);
+    cr_assert_eq(dsmp_notices_add_range(&s, 1, 3, 2, r2, 12), DSM_EINVAL);
+
+    /* (4, last] merged: pages 40 (intervals 5..9) and 7..9 (10..last), each read once */
+    cr_assert_eq(dsmp_notices_encode_merged(&s, from, to, 1024, b, sizeof(b), &len), DSM_OK);
+    memset(&seen, 0, sizeof(seen));
+    cr_assert_eq(dsmp_notices_walk(b, len, 2, collect, &seen), DSM_OK);
+    cr_assert_eq(seen.n, 1);
+    cr_assert_eq(seen.i[0], 5);
+    cr_assert_eq(seen.last[0], last);
+    cr_assert_eq(get_le(b + 6, 4), 24, "two runs: 7..9 and 40");
+    cr_assert_eq(seen.first[0], 7);
+    dsmp_notices_fini(&s); /* one free per copy: LeakSanitizer and ASan check it */
 }
 
 Test(notices, encode_without_a_needed_notice_is_estate)
