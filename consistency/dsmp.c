@@ -1,6 +1,9 @@
-/* dsmp.c - the registry of consistency protocols. */
+/* dsmp.c - the registry of consistency protocols, and what they share. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "dsm_log.h"
 #include "dsmp.h"
 
 static const struct dsmp_ops *const protocols[] = {
@@ -15,4 +18,18 @@ const struct dsmp_ops *dsmp_find(const char *name)
         if (strcmp(protocols[i]->name, name) == 0)
             return protocols[i];
     return NULL;
+}
+
+void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (svc->fail != NULL)
+        svc->fail(svc->ctx, st, why);
+    else
+        DSM_ERR("%s", why);
 }

@@ -565,6 +565,11 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
     }
 }
 
+static void svc_fail(void *ctx, dsm_status_t st, const char *why)
+{
+    dsmd_abort(ctx, st, "%s", why);
+}
+
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
 {
     memset(svc, 0, sizeof(*svc));
@@ -582,4 +587,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->revoke = svc_revoke;
     svc->count = svc_count;
     svc->timer = svc_timer;
+    svc->fail = svc_fail;
 }

@@ -207,7 +207,7 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin)
         /* a write to a page outside the open interval while it is being flushed, or when it
          * is full: it starts the next interval once the flush is out (flush_send) */
         if (defer(p, page) != DSM_OK) {
-            DSM_ERR("causal: out of memory deferring a write fault");
+            dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory deferring a write fault");
             return;
         }
         flush_start(p);
@@ -224,7 +224,7 @@ static void add_waiter(dsmp_t *p, struct cau_waiter **list, dsmp_done_fn done, v
     struct cau_waiter *w = calloc(1, sizeof(*w));
 
     if (w == NULL) {
-        DSM_ERR("causal: out of memory; a synchronisation completes early");
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory; a synchronisation completes early");
         done(p, arg);
         return;
     }
@@ -276,7 +276,7 @@ static void flush_send(dsmp_t *p)
                 ncap *= 2;
             b = realloc(p->buf, ncap);
             if (b == NULL) {
-                DSM_ERR("causal: out of memory building an update; page %llu's writes are lost",
+                dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory building an update; page %llu's writes are lost",
                         (unsigned long long)page);
                 continue;
             }
@@ -441,7 +441,8 @@ static void apply_finish(dsmp_t *p)
 
         if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + 12, dl) !=
             DSM_OK)
-            DSM_ERR("causal: malformed diff of page %llu from node %d", (unsigned long long)page, u->src);
+            dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
+                      (unsigned long long)page, u->src);
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_DIFFS, 1);
         o += 12 + dl;
     }
@@ -680,7 +681,7 @@ static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
     struct cau_waiter *w = calloc(1, sizeof(*w) + (size_t)p->nn * sizeof(uint32_t));
 
     if (w == NULL) {
-        DSM_ERR("causal: out of memory waiting for an acquire");
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory waiting for an acquire");
         done(p, arg);
         return;
     }

@@ -71,7 +71,16 @@ struct dsmp_services {
     /* Call the module's tick() once, `us` microseconds from now (re-arming replaces the
      * previous request). */
     void (*timer)(void *ctx, uint64_t us);
+    /* The module cannot go on correctly (out of memory where a write or an invalidation
+     * would be lost, a peer's malformed notices): fail the job with `why`. The daemon tells
+     * every rank and stops; the module may return normally afterwards. */
+    void (*fail)(void *ctx, dsm_status_t st, const char *why);
 };
+
+/* Fail the job through svc->fail with a formatted reason (logged here if there is no fail
+ * service, as in a harness that sets none). */
+void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Synchronisation. The daemon runs locks and barriers (daemon/sync.c); a module that

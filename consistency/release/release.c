@@ -237,12 +237,12 @@ static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
 
 /* ---- end of interval ---- */
 
-static void add_waiter(struct rel_waiter **list, dsmp_done_fn done, void *arg)
+static void add_waiter(dsmp_t *p, struct rel_waiter **list, dsmp_done_fn done, void *arg)
 {
     struct rel_waiter *w = malloc(sizeof(*w));
 
     if (w == NULL) {
-        DSM_ERR("release: out of memory; a release completes early");
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory waiting for a release");
         return;
     }
     w->done = done;
@@ -337,10 +337,10 @@ static void flush_run(dsmp_t *p)
             len = dsmp_runs_build(w, n, p->runsbuf);
             p->vc[p->svc.self]++;
             if (dsmp_notices_add(&p->store, p->svc.self, p->vc[p->svc.self], p->runsbuf, len) != DSM_OK)
-                DSM_ERR("release: out of memory storing a write notice");
+                dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory storing a write notice");
             p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
         } else {
-            DSM_ERR("release: out of memory building a write notice of %zu pages", n);
+            dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory building a write notice of %zu pages", n);
         }
         for (size_t k = 0; k < n; k++) {
             p->pg[w[k]].written = 0;
@@ -356,10 +356,10 @@ static void flush_run(dsmp_t *p)
 static void rel_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
 {
     if (p->flushing) {
-        add_waiter(&p->next_waiters, done, arg); /* needs a flush that starts after now */
+        add_waiter(p, &p->next_waiters, done, arg); /* needs a flush that starts after now */
         return;
     }
-    add_waiter(&p->fl_waiters, done, arg);
+    add_waiter(p, &p->fl_waiters, done, arg);
     p->fl_origin = origin;
     flush_run(p);
 }
@@ -507,7 +507,7 @@ static void drop_page(void *arg, uint64_t page)
      * copy yet: this acquire must wait for it too (R7), so queue behind it */
     d = malloc(sizeof(*d));
     if (d == NULL) {
-        DSM_ERR("release: out of memory dropping page %llu", (unsigned long long)page);
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory dropping page %llu", (unsigned long long)page);
         return;
     }
     d->a = c->a;
@@ -576,7 +576,7 @@ static void rel_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
     struct rel_lock *l;
 
     if (a == NULL) {
-        DSM_ERR("release: out of memory applying an acquire");
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory applying an acquire");
         done(p, arg);
         return;
     }
@@ -592,7 +592,7 @@ static void rel_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
         memcpy(p->bar_vc, a->vc, (size_t)p->nn * sizeof(uint32_t));
     }
     if (dsmp_notices_walk(m->data.data, m->data.len, p->nn, apply_notice, &w) != DSM_OK)
-        DSM_ERR("release: malformed write notices with a %s", dsmw_type_name(m->type));
+        dsmp_fail(&p->svc, DSM_EPROTO, "release: malformed write notices with a %s", dsmw_type_name(m->type));
     acquire_done(p, a);
 }
 
@@ -610,7 +610,7 @@ static void fill(dsmp_t *p, dsmw_msg_t *out, const uint32_t *from, const uint32_
             DSM_WARN("release: write notices missing from the store; sending a conservative summary");
         st = dsmp_notices_encode_merged(&p->store, from, to, p->svc.npages, p->scratch, SCRATCH_BYTES, &len);
         if (st != DSM_OK)
-            DSM_ERR("release: cannot encode write notices even merged (%s)", dsm_status_str(st));
+            dsmp_fail(&p->svc, st, "release: cannot encode write notices even merged (%s)", dsm_status_str(st));
     }
     for (int k = 0; k < p->nn; k++)
         p->scratch_vc[k] = to[k];
@@ -657,12 +657,12 @@ static void rel_lock_released(dsmp_t *p, uint32_t lock, const dsmw_msg_t *unlock
     uint32_t *vc = calloc((size_t)p->nn, sizeof(uint32_t));
 
     if (l == NULL || vc == NULL) {
-        DSM_ERR("release: out of memory at the manager of lock %u", lock);
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory at the manager of lock %u", lock);
         free(vc);
         return;
     }
     if (dsmp_notices_walk(unlock->data.data, unlock->data.len, p->nn, keep_notice, p) != DSM_OK)
-        DSM_ERR("release: malformed write notices with an unlock of lock %u", lock);
+        dsmp_fail(&p->svc, DSM_EPROTO, "release: malformed write notices with an unlock of lock %u", lock);
     vc_from(p, unlock, vc);
     dsmp_vc_max(l->vc, vc, p->nn);
     free(vc);
@@ -674,7 +674,7 @@ static void rel_fill_grant(dsmp_t *p, uint32_t lock, const dsmw_msg_t *req, dsmw
     uint32_t *from = calloc((size_t)p->nn, sizeof(uint32_t));
 
     if (l == NULL || from == NULL) {
-        DSM_ERR("release: out of memory granting lock %u", lock);
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory granting lock %u", lock);
         free(from);
         return;
     }
@@ -690,10 +690,12 @@ static void rel_barrier_arrived(dsmp_t *p, const dsmw_msg_t *arrive)
 {
     uint32_t *vc = calloc((size_t)p->nn, sizeof(uint32_t));
 
-    if (vc == NULL)
+    if (vc == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory at a barrier arrival");
         return;
+    }
     if (dsmp_notices_walk(arrive->data.data, arrive->data.len, p->nn, keep_notice, p) != DSM_OK)
-        DSM_ERR("release: malformed write notices with a barrier arrival");
+        dsmp_fail(&p->svc, DSM_EPROTO, "release: malformed write notices with a barrier arrival");
     vc_from(p, arrive, vc);
     dsmp_vc_max(p->bar_acc, vc, p->nn);
     free(vc);

@@ -322,6 +322,15 @@ static void svc_timer(void *ctx, uint64_t us)
     n->timer_calls++;
 }
 
+/* A module failing the job is never expected of a harness run: stop the test there. */
+static void svc_fail(void *ctx, dsm_status_t st, const char *why)
+{
+    struct ph_node *n = ctx;
+
+    fprintf(stderr, "proto_harness: node %d failed the job (%s): %s\n", n->id, dsm_status_str(st), why);
+    abort();
+}
+
 /* ---- life cycle --------------------------------------------------------------------- */
 
 struct ph *ph_create(const struct ph_config *cfg)
@@ -365,7 +374,7 @@ struct ph *ph_create(const struct ph_config *cfg)
             .ctx = n, .self = i, .any_rank = ph_rank(i), .nnodes = cfg->nnodes, .npages = cfg->npages,
             .page_size = cfg->page_size, .home = svc_home, .frame = svc_frame, .send = svc_send,
             .grant = svc_grant, .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
-            .timer = svc_timer,
+            .timer = svc_timer, .fail = svc_fail,
         };
 
         if (cfg->ops->create(&svc, &n->p) != DSM_OK) {

@@ -697,3 +697,51 @@ Test(release, litmus_mp_with_a_lock_is_not_relaxed)
                   (unsigned long long)r1, (unsigned long long)r2);
     }
 }
+
+/* ---- failing the job instead of carrying on ------------------------------------------- */
+
+static int fail_calls;
+static dsm_status_t fail_status;
+
+static void stub_fail(void *ctx, dsm_status_t st, const char *why)
+{
+    (void)ctx;
+    (void)why;
+    fail_calls++;
+    fail_status = st;
+}
+
+static uint8_t stub_frames[4 * PS];
+static int stub_home(void *ctx, uint64_t page) { (void)ctx; (void)page; return 0; }
+static void *stub_frame(void *ctx, uint64_t page) { (void)ctx; return stub_frames + page * PS; }
+
+/* Malformed write notices with a barrier arrival, an unlock or an acquire used to be logged
+ * and skipped: the pages they name were then never invalidated. Now the job fails. */
+Test(release, malformed_notices_fail_the_job)
+{
+    struct dsmp_services svc = { .self = 0, .nnodes = 2, .npages = 4, .page_size = PS, .home = stub_home,
+                                 .frame = stub_frame, .fail = stub_fail };
+    uint8_t junk[5] = { 1, 0, 0, 0, 0 }; /* a record header cut short */
+    uint64_t vc[2] = { 0, 1 };
+    dsmw_msg_t m;
+    dsmp_t *p;
+
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_OK);
+    dsmw_init(&m, DSMW__TYPE__BARRIER_ARRIVE);
+    m.data.data = junk;
+    m.data.len = sizeof(junk);
+    m.n_vclock = 2;
+    m.vclock = vc;
+    fail_calls = 0;
+    dsmp_release_ops.sync->barrier_arrived(p, &m);
+    cr_assert_eq(fail_calls, 1, "a barrier arrival with malformed notices did not fail the job");
+    cr_assert_eq(fail_status, DSM_EPROTO);
+    dsmw_init(&m, DSMW__TYPE__UNLOCK);
+    m.data.data = junk;
+    m.data.len = sizeof(junk);
+    m.n_vclock = 2;
+    m.vclock = vc;
+    dsmp_release_ops.sync->lock_released(p, 3, &m);
+    cr_assert_eq(fail_calls, 2, "an unlock with malformed notices did not fail the job");
+    dsmp_release_ops.destroy(p);
+}
