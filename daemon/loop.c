@@ -147,6 +147,27 @@ static int loop_wait(struct dsmd_loop *l, struct epoll_event *ev, int max)
     return epoll_wait(l->epfd, ev, max, -1);
 }
 
+/* Run idle work until it reports nothing left (or the loop stops); how many rounds ran. */
+static int run_idle(struct dsmd_loop *l)
+{
+    int done = 0;
+
+    while (l->running && l->idle && l->idle(l->idle_arg))
+        done++;
+    return done;
+}
+
+/* Call the watchers of n ready events, while the loop runs. */
+static void dispatch(struct dsmd_loop *l, const struct epoll_event *ev, int n)
+{
+    for (int i = 0; i < n && l->running; i++) {
+        struct dsmd_watch *w = ev[i].data.ptr;
+
+        if (w->fn)
+            w->fn(w->arg, ev[i].events);
+    }
+}
+
 dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
 {
     struct epoll_event ev[64];
@@ -154,8 +175,7 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
     while (l->running) {
         int n;
 
-        while (l->running && l->idle && l->idle(l->idle_arg))
-            ;
+        run_idle(l);
         if (!l->running)
             break;
         n = loop_wait(l, ev, 64);
@@ -165,12 +185,7 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
             DSM_ERR("epoll_wait: %s", strerror(errno));
             return DSM_ESYS;
         }
-        for (int i = 0; i < n && l->running; i++) {
-            struct dsmd_watch *w = ev[i].data.ptr;
-
-            if (w->fn)
-                w->fn(w->arg, ev[i].events);
-        }
+        dispatch(l, ev, n);
     }
     return l->status;
 }
@@ -178,22 +193,13 @@ dsm_status_t dsmd_loop_run(struct dsmd_loop *l)
 int dsmd_loop_poll(struct dsmd_loop *l)
 {
     struct epoll_event ev[64];
-    int n, done = 0;
+    int n, done = run_idle(l);
 
-    while (l->running && l->idle && l->idle(l->idle_arg))
-        done++;
     if (!l->running)
         return done;
     n = epoll_wait(l->epfd, ev, 64, 0);
-    for (int i = 0; i < n && l->running; i++) {
-        struct dsmd_watch *w = ev[i].data.ptr;
-
-        if (w->fn)
-            w->fn(w->arg, ev[i].events);
-    }
-    while (l->running && l->idle && l->idle(l->idle_arg))
-        done++;
-    return done + (n > 0 ? n : 0);
+    dispatch(l, ev, n);
+    return done + run_idle(l) + (n > 0 ? n : 0);
 }
 
 int dsmd_loop_running(const struct dsmd_loop *l)

@@ -276,8 +276,9 @@ static void flush_send(dsmp_t *p)
                 ncap *= 2;
             b = realloc(p->buf, ncap);
             if (b == NULL) {
-                dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory building an update; page %llu's writes are lost",
-                        (unsigned long long)page);
+                dsmp_fail(&p->svc, DSM_ENOMEM,
+                          "causal: out of memory building an update; page %llu's writes are lost",
+                          (unsigned long long)page);
                 continue;
             }
             p->buf = b;

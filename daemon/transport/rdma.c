@@ -130,7 +130,7 @@
 #define TX_SLOTS      (CREDITS + RX_EXTRA)
 #define CREDIT_BATCH  (CREDITS / 2) /* pending returns that trigger a CREDIT message */
 #define SLOT          DSMT_RDMA_SLOT
-#define PAYLOAD       (SLOT - DSMT_RDMA_HDR_LEN)
+#define PAYLOAD       DSMT_RDMA_PAYLOAD
 #define CQ_DEPTH      (RX_SLOTS + 2 * TX_SLOTS + 8) /* a flush completes every WR, signalled or not */
 #define SIGNAL_EVERY  8u            /* SENDs are signalled one in this many (see post_seg) */
 #define CQ_BUDGET     256           /* completions per connection per progress(), fairness */

@@ -11,7 +11,7 @@
 #include "dsmt.h"
 #include "le.h"
 
-#define PAYLOAD (DSMT_RDMA_SLOT - DSMT_RDMA_HDR_LEN)
+#define PAYLOAD DSMT_RDMA_PAYLOAD
 
 void dsmt_rdma_hello_encode(const struct dsmt_rdma_geom *g, const uint8_t *nonce, uint8_t *out)
 {

@@ -55,6 +55,7 @@
 #define DSMT_RDMA_HDR_LEN   16u
 #define DSMT_RDMA_KEYS_LEN  56u
 #define DSMT_RDMA_SLOT      8192u
+#define DSMT_RDMA_PAYLOAD   (DSMT_RDMA_SLOT - DSMT_RDMA_HDR_LEN) /* payload bytes per SEND */
 
 enum {
     DSMT_RDMA_H_MAGIC = 0,

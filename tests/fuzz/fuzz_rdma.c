@@ -22,7 +22,7 @@
 #include "dsmt.h"
 #include "rdma_proto.h"
 
-#define PAYLOAD (DSMT_RDMA_SLOT - DSMT_RDMA_HDR_LEN)
+#define PAYLOAD DSMT_RDMA_PAYLOAD
 #define MAX_MSG (8u * PAYLOAD + 100u)
 
 static const struct dsmt_rdma_geom geom = {
