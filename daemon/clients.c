@@ -26,6 +26,7 @@
 
 static void chan_set_events(struct dsmd *d, struct dsmd_chan *c, int out);
 static void chan_ready(void *arg, uint32_t events);
+static void listen_ready(void *arg, uint32_t events);
 
 static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
 {
@@ -49,7 +50,7 @@ static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
             rk->service = NULL;
         /* a thread channel closes when its thread has exited; any other means the rank is gone */
         if (!rk->finalized && !d->aborting && c->kind != CHAN_THREAD) {
-            dsmd_abort(d, DSM_ESTATE, "rank %d exited without dsm_finalize (%s)", rk->rank, why);
+            dsmd_abort_rank(d, rk->rank, "exited", DSM_ESTATE, "rank %d exited without dsm_finalize (%s)", rk->rank, why);
         } else if (rk->finalized && rk->nchans == 0) {
             d->ranks_gone++;
             dsmd_maybe_exit(d);
@@ -104,7 +105,7 @@ static dsm_status_t chan_enqueue(struct dsmd *d, struct dsmd_chan *c, const stru
         struct dsmc_msg *q;
 
         if (c->oq_cap >= CHAN_QUEUE_MAX || (q = malloc((size_t)ncap * sizeof(*q))) == NULL) {
-            dsmd_abort(d, DSM_ESTATE, "rank %d holds %u messages from its daemon untaken: it stopped reading its channel",
+            dsmd_abort_rank(d, rank_of_chan(d, c), "stalled", DSM_ESTATE, "rank %d holds %u messages from its daemon untaken: it stopped reading its channel",
                        rank_of_chan(d, c), c->oq_len);
             return DSM_ESTATE;
         }
@@ -164,7 +165,7 @@ void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns)
         struct dsmd_chan *c = d->chans[i];
 
         if (c != NULL && c->oq_len > 0 && now_ns - c->stalled_ns > d->peer_timeout_ns)
-            dsmd_abort(d, DSM_ETIMEDOUT,
+            dsmd_abort_rank(d, rank_of_chan(d, c), "stalled", DSM_ETIMEDOUT,
                        "rank %d took no message from its daemon (node %d) for %.1f s (%u waiting): it is stopped or stuck",
                        rank_of_chan(d, c), d->cfg.node, (double)(now_ns - c->stalled_ns) / 1e9, c->oq_len);
     }
@@ -389,6 +390,43 @@ void dsmd_clients_fini(struct dsmd *d)
         close(d->listen_fd);
         (void)unlink(d->cfg.socket);
     }
+}
+
+/*
+ * The launcher saw rank `rank` exit. Whatever it sent before it exited is queued here by
+ * now (a connection, its hello, its EOF): take it all first, so that a rank that joined is
+ * never taken for one that did not. Then: finalized is the normal end; joined without
+ * finalizing fails the job (its channel's EOF usually said so already); never joined makes
+ * it absent, which ends the job as soon as another rank waits for it (sync.c).
+ */
+void dsmd_clients_rank_exited(struct dsmd *d, int rank, int status)
+{
+    int lrank = rank - d->cfg.first_rank;
+    struct dsmd_rank *rk;
+
+    if (lrank < 0 || lrank >= d->cfg.local_ranks) {
+        DSM_WARN("the launcher reports the exit of rank %d, which is not one of this node's", rank);
+        return;
+    }
+    listen_ready(d, EPOLLIN);
+    for (int i = 0; i < d->nchans && !d->aborting; i++)
+        if (d->chans[i] != NULL && (d->chans[i]->kind == CHAN_NEW || d->chans[i]->lrank == lrank))
+            chan_ready(d->chans[i], EPOLLIN);
+    rk = &d->ranks[lrank];
+    if (rk->exited || d->aborting)
+        return;
+    rk->exited = 1;
+    rk->exit_status = status;
+    if (rk->finalized)
+        return;
+    if (rk->connected) {
+        dsmd_abort_rank(d, rank, "exited", DSM_ESTATE, "rank %d exited (status %d) without dsm_finalize", rank,
+                        status);
+        return;
+    }
+    rk->absent = 1;
+    d->ranks_absent++;
+    dsmd_sync_rank_absent(d, rank, status);
 }
 
 void dsmd_abort_ranks(struct dsmd *d, int status, const char *text)

@@ -112,6 +112,9 @@ struct dsmd_rank {
     int      rank;            /* global */
     int      connected;       /* hello seen on the main channel */
     int      finalized;       /* FINALIZE seen */
+    int      exited;          /* dsmrun saw it exit (EXIT line), with exit_status */
+    int      exit_status;
+    int      absent;          /* it exited without ever calling dsm_init */
     int      nchans;          /* open channels */
     struct dsmd_chan *service;
     uint64_t coalloc_seq;     /* collective allocations this rank has started */
@@ -163,6 +166,7 @@ struct dsmd {
     struct dsmd_chan **chans;    /* by id */
     int       nchans, capchans;
     int       ranks_gone;        /* local ranks that finalized and closed every channel */
+    int       ranks_absent;      /* local ranks that exited without dsm_init */
 
     struct dsmd_page *pages;
 
@@ -226,6 +230,8 @@ struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id);
 void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns);
 /* Tell every local rank the job is failing, then stop. */
 void dsmd_abort_ranks(struct dsmd *d, int status, const char *text);
+/* dsmrun saw local rank `rank` exit with `status` (shell convention: 128+S for signal S). */
+void dsmd_clients_rank_exited(struct dsmd *d, int rank, int status);
 
 /* ---- peers.c ---- */
 dsm_status_t dsmd_peers_init(struct dsmd *d);
@@ -237,11 +243,18 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
 void dsmd_broadcast(struct dsmd *d, dsmw_msg_t *m);
 /* The job cannot go on: tell everyone (peers and local ranks), then stop. */
 void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same, when one rank is the cause: dsmrun gets "CULPRIT <rank> <kind> <text>" first, kind
+ * one word it knows (exited: left without dsm_finalize; absent: exited without dsm_init;
+ * finalized: called dsm_finalize while others wait in a barrier; stalled; deadlock). */
+void dsmd_abort_rank(struct dsmd *d, int rank, const char *kind, int status, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Statistics: count for global rank `origin` (non-local ranks count to this node's first). */
 struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin);
 
 /* ---- sync.c ---- */
 dsm_status_t dsmd_sync_init(struct dsmd *d);
+/* Local rank `rank` exited (status) without dsm_init: tell every node (RANK_ABSENT). */
+void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status);
 void dsmd_sync_fini(struct dsmd *d);
 void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m);

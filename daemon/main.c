@@ -11,7 +11,8 @@
  *      (dsmrun sends it once every daemon is ready); connect to the lower-numbered peers;
  *      print "MESH <node>" once every peer is up (standalone: at once);
  *   3. serve ranks and peers until every local rank has finalized and closed its channels,
- *      or stdin closes (dsmrun is done with us), or the job aborts;
+ *      or stdin closes (dsmrun is done with us), or the job aborts; dsmrun says
+ *      "EXIT <rank> <status>" on stdin for each local rank that exits (clients.c);
  *   4. print "STATS <json>" and exit (0, or 1 after an abort).
  */
 #define _GNU_SOURCE
@@ -204,13 +205,30 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     return DSM_OK;
 }
 
-/* The node's frames: a sparse memfd shared with the ranks. */
-/* "PEERS a0 a1 ...": every node's address, by node id. */
-static void peers_line(struct dsmd *d, char *line)
+/* "EXIT <rank> <status>": dsmrun saw one of this node's ranks exit. */
+static void exit_line(struct dsmd *d, char *save)
+{
+    char *r = strtok_r(NULL, " \t\r\n", &save), *st = strtok_r(NULL, " \t\r\n", &save), *end;
+    long rank = r ? strtol(r, &end, 10) : -1, status;
+
+    if (r == NULL || *end || st == NULL || (status = strtol(st, &end, 10), *end) || rank < 0 || rank > INT32_MAX ||
+        status < 0 || status > 255) {
+        DSM_WARN("ignoring a malformed EXIT line from the launcher");
+        return;
+    }
+    dsmd_clients_rank_exited(d, (int)rank, (int)status);
+}
+
+/* One line from dsmrun: "PEERS a0 a1 ..." (every node's address, by node id) or EXIT. */
+static void launcher_line(struct dsmd *d, char *line)
 {
     char *save = NULL, *tok = strtok_r(line, " \t\r\n", &save);
     int n = 0;
 
+    if (tok != NULL && strcmp(tok, "EXIT") == 0) {
+        exit_line(d, save);
+        return;
+    }
     if (tok == NULL || strcmp(tok, "PEERS") != 0 || d->peer_addr[0] != NULL) {
         DSM_WARN("ignoring unexpected input line from the launcher");
         return;
@@ -237,7 +255,8 @@ static void stdin_ready(void *arg, uint32_t events)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         dsmd_loop_del(d->loop, STDIN_FILENO);
-        if (d->finishing || d->aborting)
+        /* every local rank exited without dsm_init: no dsm job ran here, nothing is lost */
+        if (d->finishing || d->aborting || d->ranks_absent == d->cfg.local_ranks)
             dsmd_loop_stop(d->loop, d->aborting ? DSM_EPEER : DSM_OK);
         else
             dsmd_abort(d, DSM_ESTATE, "the launcher went away (stdin closed) before the job finished");
@@ -247,7 +266,7 @@ static void stdin_ready(void *arg, uint32_t events)
     buf[used] = '\0';
     while ((nl = strchr(buf, '\n')) != NULL) {
         *nl = '\0';
-        peers_line(d, buf);
+        launcher_line(d, buf);
         used -= (size_t)(nl + 1 - buf);
         memmove(buf, nl + 1, used + 1);
     }

@@ -216,7 +216,7 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
             continue;
         quiet = now_ns - rk->acks[rk->acks_head].sent_ns;
         if (quiet > d->peer_timeout_ns)
-            dsmd_abort(d, DSM_ETIMEDOUT,
+            dsmd_abort_rank(d, rk->rank, "stalled", DSM_ETIMEDOUT,
                        "rank %d has not applied a protection change from its daemon (node %d) for %.1f s "
                        "(%zu waiting): it is stopped or stuck", rk->rank, d->cfg.node, (double)quiet / 1e9,
                        rk->acks_len);

@@ -35,6 +35,8 @@ struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin)
 }
 
 /* Route a checked message to the module that owns its type. */
+static void abort_text(struct dsmd *d, int status, int from_node, const char *text);
+
 static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int framed)
 {
     if (framed && m->type != DSMW__TYPE__GRANT && m->type != DSMW__TYPE__FETCH_REPLY &&
@@ -45,14 +47,14 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
     if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY) ||
         (m->type >= DSMW__TYPE__PAGE_GET && m->type <= DSMW__TYPE__UPDATE))
         return d->pops->message(d->p, src, m, framed);
-    if (m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__FINI_RELEASE)
+    if (m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__RANK_ABSENT)
         return dsmd_sync_message(d, src, m);
     if (m->type >= DSMW__TYPE__ALLOC_REQ && m->type <= DSMW__TYPE__FREE_REQ)
         return dsmd_alloc_message(d, src, m);
     if (m->type == DSMW__TYPE__HEARTBEAT)
         return DSM_OK; /* its arrival was all it had to say (dsmd_watchdog_heard) */
     if (m->type == DSMW__TYPE__ABORT) {
-        dsmd_abort(d, m->status ? m->status : DSM_EPEER, "%s", m->text && *m->text ? m->text : "aborted by a peer");
+        abort_text(d, m->status ? m->status : DSM_EPEER, src, m->text && *m->text ? m->text : "aborted by a peer");
         return DSM_OK;
     }
     return DSM_EPROTO;
@@ -109,8 +111,10 @@ static void on_peer_lost(void *ctx, int node, const char *reason)
     /* Once every rank of the job has finalized, peers leave as they please. A node whose
      * ranks have finalized may also see another node leave before node 0's release reaches
      * it: that node can only have left after the release. Only node 0 going away then is
-     * a failure (the release would never come); node 0 itself aborts on any real loss. */
-    if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0)) {
+     * a failure (the release would never come); node 0 itself aborts on any real loss.
+     * A node whose ranks all exited without dsm_init has nothing to lose either. */
+    if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0) ||
+        d->ranks_absent == d->cfg.local_ranks) {
         DSM_DEBUG("node %d left: %s", node, reason);
         if (d->peer_up[node]) {
             d->peer_up[node] = 0;
@@ -199,34 +203,61 @@ void dsmd_broadcast(struct dsmd *d, dsmw_msg_t *m)
         dsmd_send(d, n, m, DSMT_NO_PAGE);
 }
 
-void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...)
+/* Stop the job: tell the peers (unless from_node says a peer told us), the local ranks and
+ * dsmrun. dsmrun reads "ERROR <text>" from the node where the failure was seen and
+ * "ERROR from node N: <text>" from the nodes that only followed it, so it can report the
+ * cause first and fold the rest into one line. */
+static void abort_text(struct dsmd *d, int status, int from_node, const char *text)
 {
-    char text[256];
     uint8_t buf[512];
     size_t len = 0;
-    va_list ap;
     dsmw_msg_t m;
 
     if (d->aborting)
         return;
     d->aborting = 1;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
     DSM_ERR("%s", text);
     dsmw_init(&m, DSMW__TYPE__ABORT);
     m.status = status;
-    m.text = text;
+    m.text = (char *)text;
     m.origin = (uint32_t)d->cfg.first_rank;
     if (dsmw_encode(&m, buf, sizeof(buf), &len) == DSM_OK) {
-        /* best effort: peers that are gone are gone */
+        /* best effort, and passed on by whoever hears it: peers that are gone are gone */
         for (int n = 0; d->t && n < d->cfg.nnodes; n++)
             if (n != d->cfg.node && d->peer_up[n])
                 (void)d->tops->send(d->t, n, buf, len, DSMT_NO_PAGE);
     }
     dsmd_abort_ranks(d, status, text);
-    dsmd_announce(d, "ERROR %s", text);
+    if (from_node < 0)
+        dsmd_announce(d, "ERROR %s", text);
+    else
+        dsmd_announce(d, "ERROR from node %d: %s", from_node, text);
     dsmd_loop_stop(d->loop, status);
+}
+
+void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    abort_text(d, status, -1, text);
+}
+
+void dsmd_abort_rank(struct dsmd *d, int rank, const char *kind, int status, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+
+    if (d->aborting)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    dsmd_announce(d, "CULPRIT %d %s %s", rank, kind, text);
+    abort_text(d, status, -1, text);
 }
 
 dsm_status_t dsmd_peers_init(struct dsmd *d)

@@ -13,6 +13,13 @@
  * release can be checked against the barrier it ends. Finalize is the same exchange with
  * its own message types; after its release peers may leave without alarming anyone.
  *
+ * A barrier that can no longer complete fails the job at once, naming the rank that left:
+ * a rank calls dsm_finalize while another waits in dsm_barrier (seen by the node where both
+ * wait, or by node 0 when whole nodes arrived at different exchanges), or a rank exited
+ * without ever calling dsm_init (dsmrun's EXIT line; its node tells every node with
+ * RANK_ABSENT) while another waits in either. A job whose ranks all skip dsm_init is no dsm
+ * job at all and ends normally (main.c).
+ *
  * Consistency modules ride along (dsmp.h, struct dsmp_sync_ops): a release (unlock,
  * barrier arrival, finalize) first lets the module flush, and only then sends its message,
  * filled by the module; a grant or barrier release is handed to the module, and the ranks
@@ -57,18 +64,26 @@ struct gather {
     uint64_t epoch;             /* epochs completed at this node */
     struct dsmd_chan *waiting;  /* local channels to release */
     int      mgr_arrived;       /* node 0: nodes arrived in the current epoch */
+    int      mgr_origin;        /* node 0: a rank of the first node that arrived */
+    int      mgr_node;          /* and that node */
 };
 
 struct dsmd_sync {
     struct lock_ent *bucket[DSMD_LOCK_BUCKETS];
     struct gather barrier, fini;
     struct sync_step *steps;
+    int      absent;            /* a rank that exited without dsm_init, or -1 */
+    int      absent_status;     /* its exit status */
+    int      absent_node;       /* and node */
 };
 
 dsm_status_t dsmd_sync_init(struct dsmd *d)
 {
     d->sync = calloc(1, sizeof(*d->sync));
-    return d->sync ? DSM_OK : DSM_ENOMEM;
+    if (d->sync == NULL)
+        return DSM_ENOMEM;
+    d->sync->absent = -1;
+    return DSM_OK;
 }
 
 void dsmd_sync_fini(struct dsmd *d)
@@ -251,9 +266,50 @@ static void arrive_flushed(dsmp_t *p, void *arg)
     step_free(s);
 }
 
+/* A rank of the job never joined it: fail if anyone waits in a barrier or finalize here
+ * (locally, or at node 0 for whole nodes), since that can never complete. */
+static void absent_check(struct dsmd *d)
+{
+    struct dsmd_sync *s = d->sync;
+    const char *in;
+
+    if (s->absent < 0 || d->aborting)
+        return;
+    if (s->barrier.waiting || s->barrier.mgr_arrived)
+        in = "dsm_barrier";
+    else if (s->fini.waiting || s->fini.mgr_arrived)
+        in = "dsm_finalize";
+    else
+        return;
+    dsmd_abort_rank(d, s->absent, "absent", DSM_ESTATE,
+                    "rank %d (node %d) exited (status %d) without calling dsm_init, while other ranks joined "
+                    "the job and wait for it in %s", s->absent, s->absent_node, s->absent_status, in);
+}
+
+/* Called as rank `rank` (of this node) enters gather g: a rank of this node waiting in the
+ * other exchange means one called dsm_finalize while another waits in dsm_barrier. */
+static int gather_conflict(struct dsmd *d, struct gather *g, int rank)
+{
+    struct dsmd_sync *s = d->sync;
+    struct gather *other = g == &s->fini ? &s->barrier : &s->fini;
+    int them;
+
+    if (other->waiting == NULL)
+        return 0;
+    them = d->ranks[other->waiting->lrank].rank;
+    dsmd_abort_rank(d, g == &s->fini ? rank : them, "finalized", DSM_ESTATE,
+                    "rank %d called dsm_finalize while rank %d waits in dsm_barrier (barrier %llu): "
+                    "that barrier can never complete", g == &s->fini ? rank : them,
+                    g == &s->fini ? them : rank, (unsigned long long)s->barrier.epoch + 1);
+    return 1;
+}
+
 static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c, int arrive_type)
 {
     struct sync_step *s;
+
+    if (gather_conflict(d, g, d->ranks[c->lrank].rank))
+        return;
 
     for (struct dsmd_chan *w = g->waiting; w != NULL; w = w->pnext)
         if (w->lrank == c->lrank) {
@@ -264,7 +320,8 @@ static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c,
         }
     c->pnext = g->waiting;
     g->waiting = c;
-    if (++g->local_arrived < d->cfg.local_ranks)
+    absent_check(d);
+    if (d->aborting || ++g->local_arrived < d->cfg.local_ranks)
         return;
     g->local_arrived = 0;
     s = step_new(d, arrive_type, NULL, 0, d->ranks[c->lrank].rank);
@@ -417,14 +474,29 @@ static void lock_granted(struct dsmd *d, const dsmw_msg_t *m)
         after_acquire(d, m, s, lock_applied);
 }
 
-/* Node 0: one more node arrived; release everyone when all have. */
-static void gather_manager(struct dsmd *d, struct gather *g, const dsmw_msg_t *arrive, int release_type)
+/* Node 0: node src arrived at g; release everyone when all have. Whole nodes waiting at
+ * both exchanges means a rank finalized while others wait in a barrier. */
+static void gather_manager(struct dsmd *d, int src, struct gather *g, const dsmw_msg_t *arrive,
+                           int release_type)
 {
+    struct gather *bar = &d->sync->barrier, *fin = &d->sync->fini;
     dsmw_msg_t m;
 
     if (hooks(d)->barrier_arrived)
         hooks(d)->barrier_arrived(d->p, arrive);
-    if (++g->mgr_arrived < d->cfg.nnodes)
+    if (g->mgr_arrived++ == 0) {
+        g->mgr_origin = (int)arrive->origin;
+        g->mgr_node = src;
+    }
+    if (bar->mgr_arrived && fin->mgr_arrived) {
+        dsmd_abort_rank(d, fin->mgr_origin, "finalized", DSM_ESTATE,
+                        "rank %d (node %d) called dsm_finalize while rank %d (node %d) waits in dsm_barrier "
+                        "(barrier %llu): that barrier can never complete", fin->mgr_origin, fin->mgr_node,
+                        bar->mgr_origin, bar->mgr_node, (unsigned long long)bar->epoch + 1);
+        return;
+    }
+    absent_check(d);
+    if (d->aborting || g->mgr_arrived < d->cfg.nnodes)
         return;
     g->mgr_arrived = 0;
     dsmw_init(&m, release_type);
@@ -500,7 +572,7 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     case DSMW__TYPE__FINI_ARRIVE:
         if (d->cfg.node != 0)
             return DSM_EPROTO;
-        gather_manager(d, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m,
+        gather_manager(d, src, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m,
                        m->type == DSMW__TYPE__BARRIER_ARRIVE ? DSMW__TYPE__BARRIER_RELEASE : DSMW__TYPE__FINI_RELEASE);
         return DSM_OK;
     case DSMW__TYPE__BARRIER_RELEASE:
@@ -519,9 +591,28 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         }
         after_acquire(d, m, step, release_applied);
         return DSM_OK;
+    case DSMW__TYPE__RANK_ABSENT:
+        if (s->absent < 0) {
+            s->absent = (int)m->origin;
+            s->absent_status = m->status;
+            s->absent_node = (int)m->node;
+        }
+        absent_check(d);
+        return DSM_OK;
     default:
         return DSM_EPROTO;
     }
+}
+
+void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__RANK_ABSENT);
+    m.origin = (uint32_t)rank;
+    m.node = (uint32_t)d->cfg.node;
+    m.status = status;
+    dsmd_broadcast(d, &m);
 }
 
 void dsmd_sync_chan_gone(struct dsmd *d, struct dsmd_chan *c)

@@ -40,6 +40,7 @@ static unsigned needs(int type)
     case DSMW__TYPE__FETCH_REPLY: return F_PAGE | F_ORIGIN;
     case DSMW__TYPE__FETCH:       return F_PAGE | F_ORIGIN | F_ACCESS;
     case DSMW__TYPE__LOCK_REQ:    return F_NODE | F_ORIGIN;
+    case DSMW__TYPE__RANK_ABSENT: return F_NODE | F_ORIGIN;
     case DSMW__TYPE__LOCK_GRANT:
     case DSMW__TYPE__UNLOCK:
     case DSMW__TYPE__ALLOC_REQ:

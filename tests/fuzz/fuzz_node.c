@@ -155,6 +155,7 @@ static const int types[] = {
     DSMW__TYPE__ALLOC_REQ, DSMW__TYPE__ALLOC_REPLY, DSMW__TYPE__REGION_ADD, DSMW__TYPE__REGION_FREE,
     DSMW__TYPE__REGION_ACK, DSMW__TYPE__COFREE_REQ, DSMW__TYPE__FREE_REQ, DSMW__TYPE__PAGE_GET, DSMW__TYPE__PAGE,
     DSMW__TYPE__DIFF, DSMW__TYPE__DIFF_ACK, DSMW__TYPE__UPDATE, DSMW__TYPE__HEARTBEAT,
+    DSMW__TYPE__RANK_ABSENT,
 };
 
 /* A well-formed message of a chosen type, fields from the input, from node src. */

@@ -12,6 +12,10 @@
  *   launcher_prog freeze             rank 1 stops itself (SIGSTOP) holding a copy that rank 0
  *                                    then needs revoked
  *   launcher_prog stats              faults, a lock and barriers, then finalize; exit 0
+ *   launcher_prog finalize R         rank R calls dsm_finalize and exits 0 while the others
+ *                                    wait in a barrier
+ *   launcher_prog noinit R           rank R exits 0 without dsm_init; the others barrier
+ *   launcher_prog plain              no rank calls dsm_init: prints "rank R plain", exit 0
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -191,13 +195,35 @@ static int run_stats(void)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* finalize: rank `early` leaves the job while the others wait in a barrier. */
+static int run_finalize(int early)
+{
+    if (dsm_rank() == early) {
+        fprintf(stderr, "rank %d finalizing early\n", early);
+        return 0; /* main() calls dsm_finalize */
+    }
+    dsm_barrier(); /* never completes */
+    sleep_ms(60000);
+    return bad("still running a minute after a rank finalized");
+}
+
 int main(int argc, char **argv)
 {
     int err, rc;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats [ARGS...]\n");
+        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain "
+                        "[ARGS...]\n");
         return 2;
+    }
+    /* modes where some or all ranks never join the job: DSM_RANK is all they have */
+    if (!strcmp(argv[1], "plain")) {
+        printf("rank %ld plain\n", env_long("DSM_RANK"));
+        return 0;
+    }
+    if (!strcmp(argv[1], "noinit") && argc > 2 && env_long("DSM_RANK") == atol(argv[2])) {
+        fprintf(stderr, "rank %s leaving without dsm_init\n", argv[2]);
+        return 0;
     }
     err = dsm_init(&argc, &argv);
     if (err) {
@@ -218,6 +244,10 @@ int main(int argc, char **argv)
         rc = run_freeze();
     else if (!strcmp(argv[1], "stats"))
         rc = run_stats();
+    else if (!strcmp(argv[1], "finalize") && argc > 2)
+        rc = run_finalize(atoi(argv[2]));
+    else if (!strcmp(argv[1], "noinit") && argc > 2)
+        rc = run_fail(0, NULL); /* the barrier, which rank argv[2] never reaches */
     else
         rc = bad("unknown mode");
     if (rc == 0 && (err = dsm_finalize()) != 0)

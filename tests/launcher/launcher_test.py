@@ -202,7 +202,7 @@ def running_job_node1(dsmrun, prog, opts):
 def case_daemon_killed(dsmrun, prog):
     """A dsmd killed mid-job: every rank stops on its own with an error naming the node, and
     dsmrun exits non-zero within a few seconds."""
-    j, pid = running_job_node1(dsmrun, prog, [])
+    j, pid = running_job_node1(dsmrun, prog, ["-v"])  # -v: every rank's folded message too
     t = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     j.finish()
@@ -213,6 +213,8 @@ def case_daemon_killed(dsmrun, prog):
           "dsmrun did not name node 1 as killed", j)
     check("stopping the remaining" not in j.err,
           "dsmrun had to kill ranks: they did not stop on their own", j)
+    check(re.search(r"^dsmrun: then: ranks 0-3 stopped by the runtime", j.err, re.M),
+          "no summary line saying the runtime stopped ranks 0-3", j)
     for rank in range(4):
         said = [ln for ln in j.err.splitlines() if ln.startswith("[%d] " % rank)]
         check(any("node 1" in ln for ln in said),
@@ -262,8 +264,8 @@ def case_rank_frozen(dsmrun, prog):
     j = Job(dsmrun, prog, ["freeze"], ["-n", "2", "--peer-timeout", "2", "--prefix-output"])
     j.finish()
     check(j.rc != 0, "dsmrun exited 0 although rank 1 froze", j)
-    m = re.search(r"rank 1 has not applied a protection change from its daemon \(node 1\) for ([0-9.]+) s",
-                  j.err)
+    m = re.search(r"^dsmrun: rank 1 has not applied a protection change from its daemon \(node 1\) for ([0-9.]+) s",
+                  j.err, re.M)
     check(m is not None, "no error naming frozen rank 1", j)
     check(float(m.group(1)) <= 4.0, "rank 1 frozen: named after %s s, expected within 4 s" % m.group(1), j)
 
@@ -274,9 +276,82 @@ def case_segv(dsmrun, prog):
     # signal: let the default action, which is what is tested, have it.
     no_report = {v: (os.environ.get(v, "") + ":handle_segv=0").lstrip(":")
                  for v in ("ASAN_OPTIONS", "TSAN_OPTIONS")}
-    j = run(dsmrun, prog, ["segv", "1"], ["-n", "2"], env_extra=no_report)
+    j = run(dsmrun, prog, ["segv", "1"], ["-n", "4", "--ranks-per-node", "2"], env_extra=no_report)
     check(j.rc == 139, "exit status %s, expected 139 (SIGSEGV)" % j.rc, j)
-    check(re.search(r"rank 1\b.*SIGSEGV", j.err), "no message naming rank 1's SIGSEGV", j)
+    first_is(j, r"rank 1 \(node 0\) was killed by SIGSEGV \(exit status 139\): invalid write at 0x0, "
+                r"outside the global space \(0x[0-9a-f]+-0x[0-9a-f]+\)$")
+    check(re.search(r"^dsmrun:   at #0 ", j.err, re.M), "no backtrace after the cause", j)
+    folded(j, [0, 2, 3])
+
+
+def first_is(j, pattern):
+    """The first line dsmrun prints on stderr is the cause, matching pattern."""
+    lines = [ln for ln in j.err.splitlines() if ln.startswith("dsmrun: ")]
+    check(lines and re.match("dsmrun: " + pattern, lines[0]),
+          "the first dsmrun line does not match %r" % pattern, j)
+    check(not re.search(r"^(\[\d+\] )?dsm(d?\[[a-z]+ \d+\])?: ", j.err, re.M),
+          "the runtime's follow-on lines were not folded", j)
+
+
+def folded(j, stopped):
+    """The follow-on summary: the ranks the runtime stopped, the runtime's lines folded."""
+    m = re.search(r"^dsmrun: then: ranks? ([-0-9, ]+) stopped by the runtime;.* folded \(-v shows them\)$",
+                  j.err, re.M)
+    check(m is not None, "no summary line of what followed the cause", j)
+    said = sorted(sum(([*range(int(a), int(b or a) + 1)] for a, _, b in
+                       (x.strip().partition("-") for x in m.group(1).split(","))), []))
+    check(said == stopped, "summary names ranks %s as stopped, expected %s" % (said, stopped), j)
+
+
+def case_plain(dsmrun, prog):
+    """Programs that never call dsm_init just run: the usual smoke tests exit 0, quietly."""
+    for opts, argv in ((["-n", "3", "--ranks-per-node", "2"], [prog, "plain"]),
+                       (["-n", "2"], ["/bin/true"]), (["-n", "2"], ["hostname"])):
+        marker = tempfile.mkdtemp(prefix="dsmrun-test-")
+        try:
+            r = subprocess.run([dsmrun] + opts + ["--"] + argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                               timeout=JOB_LIMIT_S, env=dict(os.environ, TMPDIR=marker))
+            check(r.returncode == 0 and r.stderr == "",
+                  "%s: exit %d, stderr %r; expected 0 and nothing" % (argv, r.returncode, r.stderr))
+            check(os.listdir(marker) == [], "%s: files left in TMPDIR" % argv)
+        finally:
+            shutil.rmtree(marker, ignore_errors=True)
+    j = run(dsmrun, prog, ["plain"], ["-n", "3", "--ranks-per-node", "2"])
+    check(sorted(j.out.split("\n")[:-1]) == ["rank %d plain" % r for r in range(3)],
+          "the ranks' lines are not all there", j)
+
+
+def case_no_finalize(dsmrun, prog):
+    """A rank returning 0 without dsm_finalize is named (not the ranks the runtime then
+    stopped); the job fails with status 1 at once."""
+    j = run(dsmrun, prog, ["fail", "2:0:200"], ["-n", "4"])
+    check(j.rc == 1, "exit status %s, expected 1" % j.rc, j)
+    check(j.seconds < 15, "took %.1f s" % j.seconds, j)
+    first_is(j, r"rank 2 \(node 2\) exited with status 0 without calling dsm_finalize$")
+    folded(j, [0, 1, 3])
+
+
+def case_early_finalize(dsmrun, prog):
+    """A rank that calls dsm_finalize while the others wait in dsm_barrier fails the job at
+    once, naming it: on its own node (2 per node) and across nodes (1 per node)."""
+    for rpn, where in (("1", r"rank 2 \(node 2\) called dsm_finalize while rank \d \(node \d\) waits"),
+                       ("2", r"rank 2 called dsm_finalize while rank 3 waits")):
+        j = run(dsmrun, prog, ["finalize", "2"], ["-n", "4", "--ranks-per-node", rpn, "--timeout", "60"])
+        check(j.rc != 0 and j.rc != 124, "rpn %s: exit status %s, expected a failure before the timeout"
+              % (rpn, j.rc), j)
+        check(j.seconds < 15, "rpn %s: took %.1f s" % (rpn, j.seconds), j)
+        first_is(j, where + r" in dsm_barrier \(barrier 1\): that barrier can never complete$")
+
+
+def case_no_init(dsmrun, prog):
+    """A rank that exits without dsm_init while the others joined the job is named at once."""
+    for rpn, node in (("1", 2), ("2", 1)):
+        j = run(dsmrun, prog, ["noinit", "2"], ["-n", "4", "--ranks-per-node", rpn, "--timeout", "60"])
+        check(j.rc == 1, "rpn %s: exit status %s, expected 1" % (rpn, j.rc), j)
+        check(j.seconds < 15, "rpn %s: took %.1f s" % (rpn, j.seconds), j)
+        first_is(j, r"rank 2 \(node %d\) exited \(status 0\) without calling dsm_init, while other ranks "
+                    r"joined the job and wait for it in dsm_barrier$" % node)
 
 
 def case_stats(dsmrun, prog):

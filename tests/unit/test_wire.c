@@ -30,7 +30,8 @@ static const int all_types[] = {
     DSMW__TYPE__READ_REQ,       DSMW__TYPE__WRITE_REQ,     DSMW__TYPE__GRANT,        DSMW__TYPE__INV,
     DSMW__TYPE__INV_ACK,        DSMW__TYPE__FETCH,         DSMW__TYPE__FETCH_REPLY,  DSMW__TYPE__LOCK_REQ,
     DSMW__TYPE__LOCK_GRANT,     DSMW__TYPE__UNLOCK,        DSMW__TYPE__BARRIER_ARRIVE,
-    DSMW__TYPE__BARRIER_RELEASE, DSMW__TYPE__FINI_ARRIVE,  DSMW__TYPE__FINI_RELEASE, DSMW__TYPE__ALLOC_REQ,
+    DSMW__TYPE__BARRIER_RELEASE, DSMW__TYPE__FINI_ARRIVE,  DSMW__TYPE__FINI_RELEASE, DSMW__TYPE__RANK_ABSENT,
+    DSMW__TYPE__ALLOC_REQ,
     DSMW__TYPE__ALLOC_REPLY,    DSMW__TYPE__REGION_ADD,    DSMW__TYPE__REGION_FREE,  DSMW__TYPE__REGION_ACK,
     DSMW__TYPE__COFREE_REQ,     DSMW__TYPE__FREE_REQ,      DSMW__TYPE__ABORT,
 };
@@ -289,7 +290,7 @@ Test(wire, size_limit_is_exact)
 
 Test(wire, unknown_types_are_rejected)
 {
-    static const int bad[] = { DSMW__TYPE__T_NONE, 8, 9, 17, 18, 19, 27, 28, 29, 31, 100, 1 << 20, INT32_MAX, -1,
+    static const int bad[] = { DSMW__TYPE__T_NONE, 8, 9, 18, 19, 27, 28, 29, 31, 100, 1 << 20, INT32_MAX, -1,
                                INT32_MIN };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
