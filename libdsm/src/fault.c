@@ -11,6 +11,7 @@
 #include <ucontext.h>
 
 #include "channel.h"
+#include "crash.h"
 #include "dsm_log.h"
 #include "runtime.h"
 #include "service.h"
@@ -20,10 +21,6 @@
 #if !defined(__x86_64__)
 #error "libdsm decodes the faulting access from x86-64 registers; port on_segv first"
 #endif
-
-/* x86-64 page-fault error code bits: the access was a write; it was an instruction fetch. */
-#define X86_PF_WRITE 2
-#define X86_PF_INSTR 16
 
 static struct sigaction g_old;  /* the action before ours */
 
@@ -145,6 +142,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
     if (!(g_old.sa_flags & SA_SIGINFO) && (g_old.sa_handler == SIG_DFL || g_old.sa_handler == SIG_IGN)) {
         if (g_old.sa_handler == SIG_IGN && si->si_code <= 0)
             return; /* an ignored kill(SIGSEGV) */
+        dsm_crash_report(sig, si, uc); /* the rank dies of it: say where */
         memset(&dfl, 0, sizeof(dfl));
         dfl.sa_handler = SIG_DFL;
         sigaction(sig, &dfl, NULL);
@@ -175,12 +173,12 @@ static void on_segv(int sig, siginfo_t *si, void *uc_)
 
     /* Executing the space is never granted: a jump there is the application's segfault. */
     if (si->si_code <= 0 || !dsm_vm_contains(&dsm_rt.vm, addr) ||
-        (uc->uc_mcontext.gregs[REG_ERR] & X86_PF_INSTR) != 0) {
+        (uc->uc_mcontext.gregs[REG_ERR] & DSM_X86_PF_INSTR) != 0) {
         chain(sig, si, uc_);
         errno = saved_errno;
         return;
     }
-    write = (uc->uc_mcontext.gregs[REG_ERR] & X86_PF_WRITE) != 0;
+    write = (uc->uc_mcontext.gregs[REG_ERR] & DSM_X86_PF_WRITE) != 0;
     page = dsm_vm_page_of(&dsm_rt.vm, addr);
     dsm_stats_fault(write);
     resolve(addr, page, write);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "crash.h"
 #include "daemon_spawn.h"
 #include "dsm_log.h"
 #include "env.h"
@@ -205,10 +206,15 @@ DSM_API int dsm_init(int *argc, char ***argv)
     st = dsm_fault_install();
     if (st != 0)
         goto out_service;
+    st = dsm_crash_install();
+    if (st != 0)
+        goto out_fault;
     dsm_channel_bind_main(dsm_rt.main_fd);
     dsm_rt_set_state(DSM_RT_READY);
     return 0;
 
+out_fault:
+    dsm_fault_uninstall();
 out_service:
     dsm_rt_set_state(DSM_RT_FINALIZING); /* the service thread now takes end of file quietly */
     dsm_service_stop();
@@ -243,6 +249,7 @@ DSM_API int dsm_finalize(void)
     dsm_service_stop();
     dsm_channel_close_threads();
     dsm_channel_bind_main(-1);
+    dsm_crash_uninstall();
     dsm_fault_uninstall(); /* before unmapping: a later access is a plain segfault */
     detach();
     if (g_daemon.pid > 0)
