@@ -122,7 +122,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
         { "socket", required_argument, 0, 's' },      { "space-size", required_argument, 0, 'S' },
         { "base", required_argument, 0, 'b' },        { "job-id", required_argument, 0, 'j' },
         { "standalone", no_argument, 0, 'A' },        { "help", no_argument, 0, 'h' },
-        { "device", required_argument, 0, 'D' },
+        { "device", required_argument, 0, 'D' },      { "version", no_argument, 0, 'V' },
         { 0, 0, 0, 0 },
     };
     uint64_t v;
@@ -160,6 +160,10 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);
+            exit(0);
+        }
+        if (o == 'V') {
+            printf("dsmd (dsm) %s\n", DSM_VERSION_STRING);
             exit(0);
         }
         if (o == '?') {

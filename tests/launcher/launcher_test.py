@@ -405,14 +405,17 @@ def case_stats(dsmrun, prog):
 
 def case_options(dsmrun, prog):
     """Invalid options: exit 2 and one clear `dsmrun:` line, before anything starts."""
-    bad = [(["-n", "0"], "-n"), (["-n", "x"], "-n"), ([], "-n N is required"),
+    bad = [(["-n", "0"], "-n"), (["-n", "x"], "-n"), ([], "(or -np N) is required"),
            (["-n", "2", "--ranks-per-node", "0"], "--ranks-per-node"),
            (["-n", "2", "--consistency", "weak"], "consistency model 'weak'"),
            (["-n", "2", "--transport", "carrier-pigeon"], "transport"),
            (["-n", "2", "--timeout", "-1"], "--timeout"),
            (["-n", "2", "--peer-timeout", "0"], "--peer-timeout"),
            (["-n", "2", "--space-size", "lots"], "--space-size"),
-           (["-n", "2", "--no-such-option"], "no-such-option")]
+           (["-n", "2", "--no-such-option"], "no-such-option"),
+           (["-n", "2", "-x", "1BAD"], "-x 1BAD"),
+           (["-n", "2", "-x", "DSM_TEST_SURELY_UNSET"], "DSM_TEST_SURELY_UNSET is not set"),
+           (["-n", "2", "--bind-to", "socket"], "--bind-to")]
     for opts, words in bad:
         j = run(dsmrun, prog, ["ok"], opts, limit_s=20)
         lines = j.err.strip().splitlines()
@@ -430,6 +433,34 @@ def case_options(dsmrun, prog):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
     check(r.returncode == 127 and "not found" in r.stderr,
           "missing program: expected 127, got %d %r" % (r.returncode, r.stderr))
+
+
+def case_mpirun_options(dsmrun, prog):
+    """What mpirun users type: -np, -x VAR[=value], --tag-output, --bind-to core with
+    --report-bindings, --oversubscribe; --version on every installed program (and
+    dsm-compare --help) exits 0."""
+    env = dict(os.environ, DSM_TEST_X="from-here")
+    shell = 'echo "$DSM_RANK $DSM_TEST_X $DSM_TEST_Y $(taskset -pc $$ | sed "s/.*: //")"'
+    r = subprocess.run([dsmrun, "-np", "3", "-x", "DSM_TEST_X", "-x", "DSM_TEST_Y=given", "--tag-output",
+                        "--bind-to", "core", "--report-bindings", "--oversubscribe", "--", "sh", "-c", shell],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                       timeout=JOB_LIMIT_S, env=env)
+    check(r.returncode == 0, "exit %d: %s" % (r.returncode, r.stderr))
+    cpus = sorted(os.sched_getaffinity(0))
+    for rank in range(3):
+        want = "[%d] %d from-here given %d" % (rank, rank, cpus[rank % len(cpus)])
+        check(want in r.stdout.splitlines(), "expected the line %r in %r" % (want, r.stdout))
+        check("rank %d (node %d) bound to CPU %d" % (rank, rank, cpus[rank % len(cpus)]) in r.stderr,
+              "--report-bindings did not report rank %d: %r" % (rank, r.stderr))
+    here = os.path.dirname(os.path.abspath(dsmrun))
+    for tool in ("dsmrun", "dsmd", "dsm-compare", "bench-models"):
+        r = subprocess.run([os.path.join(here, tool), "--version"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=20)
+        check(r.returncode == 0 and re.fullmatch(r"%s \(dsm\) \d+\.\d+\.\d+\n" % tool, r.stdout),
+              "%s --version: exit %d, %r" % (tool, r.returncode, r.stdout + r.stderr))
+    r = subprocess.run([os.path.join(here, "dsm-compare"), "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=20)
+    check(r.returncode == 0 and "usage" in r.stdout, "dsm-compare --help: exit %d" % r.returncode)
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
