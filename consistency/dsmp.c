@@ -20,6 +20,11 @@ const struct dsmp_ops *dsmp_find(const char *name)
     return NULL;
 }
 
+const struct dsmp_ops *dsmp_at(size_t i)
+{
+    return i < sizeof(protocols) / sizeof(protocols[0]) ? protocols[i] : NULL;
+}
+
 void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt, ...)
 {
     char why[256];

@@ -99,6 +99,12 @@ static void usage(FILE *f)
     fprintf(f, "transports:");
     for (size_t i = 0; dsmt_at(i) != NULL; i++)
         fprintf(f, " %s", dsmt_at(i)->name);
+    /* dsmrun reads this line to refuse a job that is too big before starting it */
+    fprintf(f, "\nmax-nodes:");
+    for (size_t i = 0; dsmp_at(i) != NULL; i++)
+        fprintf(f, " %s=%d", dsmp_at(i)->name,
+                dsmp_at(i)->max_nodes > 0 && dsmp_at(i)->max_nodes < DSMD_MAX_NODES ? dsmp_at(i)->max_nodes
+                                                                                     : DSMD_MAX_NODES);
     fprintf(f, "\n");
 }
 

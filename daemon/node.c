@@ -77,7 +77,11 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
 
     d->pops = dsmp_find(d->cfg.consistency);
     if (d->pops == NULL) {
-        DSM_ERR("unknown consistency model '%s' (this build has: sequential, release, causal)", d->cfg.consistency);
+        char known[128] = "";
+
+        for (size_t i = 0, n = 0; dsmp_at(i) != NULL && n < sizeof(known); i++)
+            n += (size_t)snprintf(known + n, sizeof(known) - n, "%s%s", i ? ", " : "", dsmp_at(i)->name);
+        DSM_ERR("unknown consistency model '%s' (this build has: %s)", d->cfg.consistency, known);
         return DSM_ECONFIG;
     }
     if ((st = frames_create(d)) != DSM_OK)

@@ -113,6 +113,8 @@ struct dsmp_sync_ops {
 struct dsmp_ops {
     const char *name;
     enum dsm_model model;
+    /* Most nodes a job may have under this model (0: no limit of its own). */
+    int max_nodes;
     /* Create the module's state for this node. */
     dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);
     void (*destroy)(dsmp_t *p);
@@ -138,5 +140,7 @@ extern const struct dsmp_ops dsmp_causal_ops;
 
 /* Find a protocol by model name; NULL if unknown. */
 const struct dsmp_ops *dsmp_find(const char *name);
+/* The i-th protocol of this build, or NULL past the last. */
+const struct dsmp_ops *dsmp_at(size_t i);
 
 #endif

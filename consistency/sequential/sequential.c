@@ -426,6 +426,7 @@ static void seq_destroy(dsmp_t *p)
 const struct dsmp_ops dsmp_sequential_ops = {
     .name = "sequential",
     .model = DSM_MODEL_SEQUENTIAL,
+    .max_nodes = SEQ_MAX_NODES,
     .create = seq_create,
     .destroy = seq_destroy,
     .fault = seq_fault,

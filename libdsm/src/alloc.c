@@ -30,9 +30,20 @@ static void *allocate(const char *fn, enum dsmc_op op, size_t size)
         return NULL; /* logged */
     st = rep.status;
     if (st == DSM_ENOSPACE) {
-        DSM_ERR("%s(%zu): the global space is exhausted: no room for %zu more bytes in its "
-                "%zu bytes (%zu MiB)%s%s", fn, size, size, dsm_rt.vm.size, dsm_rt.vm.size >> 20,
-                rep.text[0] != '\0' ? "; " : "", rep.text);
+        /* the space's layout (daemon/space): the first half for dsm_coalloc, the second
+         * split into one dsm_malloc arena per node */
+        size_t half = dsm_rt.vm.size / 2, arena = (dsm_rt.vm.size - half) / (size_t)dsm_rt.nnodes;
+
+        if (op == DSMC_COALLOC)
+            DSM_ERR("%s(%zu): no room: collective allocations share the first half of the global space, "
+                    "%zu MiB of its %zu MiB (the other half is one dsm_malloc arena per node)%s%s; free "
+                    "allocations, or start the job with a larger space (dsmrun --space-size, default 1G)",
+                    fn, size, half >> 20, dsm_rt.vm.size >> 20, rep.text[0] != '\0' ? "; " : "", rep.text);
+        else
+            DSM_ERR("%s(%zu): no room: this node's dsm_malloc arena holds %zu KiB (the second half of the "
+                    "%zu MiB global space, split between %d nodes)%s%s; free blocks, or start the job with "
+                    "a larger space (dsmrun --space-size, default 1G)", fn, size, arena >> 10,
+                    dsm_rt.vm.size >> 20, dsm_rt.nnodes, rep.text[0] != '\0' ? "; " : "", rep.text);
         return NULL;
     }
     if (st != 0) {

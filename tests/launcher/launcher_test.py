@@ -415,7 +415,8 @@ def case_options(dsmrun, prog):
            (["-n", "2", "--no-such-option"], "no-such-option"),
            (["-n", "2", "-x", "1BAD"], "-x 1BAD"),
            (["-n", "2", "-x", "DSM_TEST_SURELY_UNSET"], "DSM_TEST_SURELY_UNSET is not set"),
-           (["-n", "2", "--bind-to", "socket"], "--bind-to")]
+           (["-n", "2", "--bind-to", "socket"], "--bind-to"),
+           (["-n", "65"], "sequential supports at most 64 nodes; give --ranks-per-node 2 or more")]
     for opts, words in bad:
         j = run(dsmrun, prog, ["ok"], opts, limit_s=20)
         lines = j.err.strip().splitlines()
