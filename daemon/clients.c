@@ -48,6 +48,8 @@ static void chan_close(struct dsmd *d, struct dsmd_chan *c, const char *why)
         rk->nchans--;
         if (c->kind == CHAN_SERVICE)
             rk->service = NULL;
+        if (c->kind == CHAN_MAIN)
+            rk->left_ns = dsmd_now_ns();
         /* a thread channel closes when its thread has exited; any other means the rank is gone */
         if (!rk->finalized && !d->aborting && c->kind != CHAN_THREAD) {
             dsmd_abort_rank(d, rk->rank, "exited", DSM_ESTATE, "rank %d exited without dsm_finalize (%s)", rk->rank, why);
@@ -226,6 +228,7 @@ static int chan_hello(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg
     if (m->op == DSMC_HELLO_MAIN) {
         c->kind = CHAN_MAIN;
         rk->connected = 1;
+        rk->joined_ns = dsmd_now_ns();
         return send_welcome(d, c, rk) != DSM_OK;
     }
     c->kind = m->op == DSMC_HELLO_THREAD ? CHAN_THREAD : CHAN_SERVICE;

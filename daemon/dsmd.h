@@ -115,6 +115,8 @@ struct dsmd_rank {
     int      exited;          /* dsmrun saw it exit (EXIT line), with exit_status */
     int      exit_status;
     int      absent;          /* it exited without ever calling dsm_init */
+    int64_t  joined_ns;       /* its hello (the daemon's clock), for wall time without finalize */
+    int64_t  left_ns;         /* its main channel closed */
     int      nchans;          /* open channels */
     struct dsmd_chan *service;
     uint64_t coalloc_seq;     /* collective allocations this rank has started */

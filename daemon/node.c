@@ -135,23 +135,29 @@ void dsmd_node_print_stats(struct dsmd *d)
     printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"ranks\":[", d->cfg.node,
            (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes);
     for (int i = 0; i < d->cfg.local_ranks; i++) {
-        struct dsmd_counters *c = &d->ranks[i].c;
+        struct dsmd_rank *rk = &d->ranks[i];
+        struct dsmd_counters *c = &rk->c;
+        /* a rank that did not finalize never sent its own clock: the daemon's, hello to exit */
+        int64_t wall = rk->finalized ? (int64_t)c->wall_ns :
+                       rk->connected ? (rk->left_ns ? rk->left_ns : dsmd_now_ns()) - rk->joined_ns : 0;
 
         printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
-               "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu}",
+               "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
+               "\"joined\":%s,\"finalized\":%s}",
                i ? "," : "", d->ranks[i].rank, d->cfg.node, (unsigned long long)c->read_faults,
                (unsigned long long)c->write_faults, (unsigned long long)c->pages_fetched,
                (unsigned long long)c->invalidations, (unsigned long long)c->messages_sent,
                (unsigned long long)c->bytes_sent, (unsigned long long)c->lock_acquires,
                (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
-               (double)c->wall_ns / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
-               (unsigned long long)d->ranks[i].chan_queue_peak);
+               (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
+               rk->finalized ? "true" : "false");
     }
     printf("],\"heartbeats_sent\":%llu}\n", (unsigned long long)d->heartbeats_sent);
     fflush(stdout);

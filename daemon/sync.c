@@ -366,9 +366,8 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
         gather_arrive(d, &d->sync->barrier, c, DSMW__TYPE__BARRIER_ARRIVE);
         return;
     case DSMC_FINALIZE:
+        /* the rank's own clock; locks and barriers are counted here as they are served */
         rk->finalized = 1;
-        rk->c.lock_acquires = m->c;
-        rk->c.barriers = m->d;
         rk->c.wall_ns = m->e;
         c->pending_op = DSMC_FINALIZE;
         gather_arrive(d, &d->sync->fini, c, DSMW__TYPE__FINI_ARRIVE);
@@ -448,6 +447,7 @@ static void lock_applied(dsmp_t *p, void *arg)
     (void)p;
     if (c != NULL && c->pending_op == DSMC_LOCK) {
         c->pending_op = 0;
+        dsmd_rank_of(s->d, c)->c.lock_acquires++;
         dsmd_chan_reply(s->d, c, DSM_OK, 0);
     }
     step_free(s);
@@ -520,6 +520,8 @@ static dsm_status_t gather_release(struct dsmd *d, struct gather *g, uint64_t ep
     for (c = g->waiting; c; c = next) {
         next = c->pnext;
         c->pnext = NULL;
+        if (g == &d->sync->barrier)
+            dsmd_rank_of(d, c)->c.barriers++;
         c->pending_op = 0;
         dsmd_chan_reply(d, c, DSM_OK, 0);
     }

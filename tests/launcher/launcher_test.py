@@ -373,6 +373,7 @@ def case_stats(dsmrun, prog):
           "job wall_seconds missing or not positive", j)
     ranks = doc.get("ranks", [])
     check([r.get("rank") for r in ranks] == [0, 1, 2, 3], "ranks not 0..3 in order", j)
+    check(doc.get("complete") is True and "missing" not in doc, "complete is %r" % doc.get("complete"), j)
     for r in ranks:
         for k in STAT_KEYS:
             check(isinstance(r.get(k), (int, float)) and r[k] >= 0,
@@ -401,6 +402,29 @@ def case_stats(dsmrun, prog):
               and isinstance(n.get("bytes_sent"), int) and n["bytes_sent"] > 0 for n in nodes),
           "a node of a 2-node job reports no message sent", j)
     check(re.search(r"^\s*total\s", j.err, re.M), "--report printed no totals row", j)
+
+
+def case_stats_incomplete(dsmrun, prog):
+    """--stats after --timeout: written, with the counts so far (kept by the daemons, not
+    lost with the ranks), and marked "complete": false with what is missing."""
+    d = tempfile.mkdtemp(prefix="dsmrun-stats-")
+    try:
+        path = os.path.join(d, "stats.json")
+        j = run(dsmrun, prog, ["loop"], ["-n", "2", "--timeout", "3", "--stats", path])
+        check(j.rc == 124, "exit status %s, expected 124" % j.rc, j)
+        with open(path) as f:
+            doc = json.load(f)
+        check(doc.get("complete") is False, "complete is %r, expected false" % doc.get("complete"), j)
+        check(any("did not finalize" in m for m in doc.get("missing", [])),
+              "missing does not say the ranks did not finalize: %r" % doc.get("missing"), j)
+        check(doc["wall_seconds"] > 1, "wall_seconds %r for a 3 s job" % doc["wall_seconds"], j)
+        for r in doc["ranks"]:
+            check(r["barriers"] >= 3 and r["wall_seconds"] > 1 and r["joined"] and not r["finalized"],
+                  "rank %d: barriers %r, wall %r, joined %r, finalized %r" % (
+                      r["rank"], r["barriers"], r["wall_seconds"], r["joined"], r["finalized"]), j)
+        check("statistics incomplete" in j.err, "no line saying the statistics are incomplete", j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def case_options(dsmrun, prog):
