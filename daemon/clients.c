@@ -163,6 +163,8 @@ static void chan_set_events(struct dsmd *d, struct dsmd_chan *c, int out)
 
 void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns)
 {
+    if (d->listen_paused && dsmd_loop_add(d->loop, d->listen_fd, EPOLLIN, listen_ready, d) == DSM_OK)
+        d->listen_paused = 0;
     for (int i = 0; i < d->nchans && !d->aborting; i++) {
         struct dsmd_chan *c = d->chans[i];
 
@@ -322,8 +324,14 @@ static void listen_ready(void *arg, uint32_t events)
         struct dsmd_chan *c;
 
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the socket stays readable: stop watching it until the next watchdog tick */
+                DSM_WARN("accept (ranks' socket): %s; not accepting until the next watchdog tick", strerror(errno));
+                dsmd_loop_del(d->loop, d->listen_fd);
+                d->listen_paused = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
                 DSM_WARN("accept: %s", strerror(errno));
+            }
             return;
         }
         if (d->nchans == d->capchans) {
@@ -411,7 +419,8 @@ void dsmd_clients_rank_exited(struct dsmd *d, int rank, int status)
         DSM_WARN("the launcher reports the exit of rank %d, which is not one of this node's", rank);
         return;
     }
-    listen_ready(d, EPOLLIN);
+    if (!d->listen_paused)
+        listen_ready(d, EPOLLIN);
     for (int i = 0; i < d->nchans && !d->aborting; i++)
         if (d->chans[i] != NULL && (d->chans[i]->kind == CHAN_NEW || d->chans[i]->lrank == lrank))
             chan_ready(d->chans[i], EPOLLIN);

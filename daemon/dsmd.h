@@ -164,6 +164,7 @@ struct dsmd {
 
     /* local ranks and their channels */
     int       listen_fd;
+    int       listen_paused;     /* out of descriptors: not accepting until the watchdog's tick */
     struct dsmd_rank *ranks;     /* local_ranks entries */
     struct dsmd_chan **chans;    /* by id */
     int       nchans, capchans;

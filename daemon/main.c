@@ -375,6 +375,7 @@ int main(int argc, char **argv)
         (void)d.tops->progress(d.t); /* push out what is queued (an ABORT to the peers) */
     if (st == DSM_OK)
         st = dsmd_node_check_channels(&d);
+    dsm_log_flush();
     dsmd_node_print_stats(&d);
     dsmd_node_teardown(&d);
     dsmd_placement_fini();

@@ -11,8 +11,7 @@
  * Invariants:
  *  - A connection is a peer (peer[node].st == P_UP) only after the hellos and proofs. A wrong
  *    proof (another job, a stranger, a replay) drops the connection like anything malformed.
- *    Anything malformed
- *    drops that one connection with one log line; a dropped peer gets on_peer_lost exactly
+ *    Anything malformed drops that one connection with one log line; a dropped peer gets on_peer_lost exactly
  *    once and is never readmitted (a later hello naming it is refused as a duplicate).
  *  - A frame header is checked (len <= max_msg, known flags, page < npages) before a single
  *    byte is written to the frames; frame bytes are read straight to page * page_size when
@@ -26,6 +25,9 @@
  *    keeps its memory until the end of progress() (or destroy), so no loop loses its footing.
  *  - Outgoing connections are nonblocking: refused attempts are retried every RETRY_MS until
  *    the connect timeout; a timerfd in the epoll set enforces connect and hello deadlines.
+ *  - Strangers are bounded: at most nnodes + UNPROVEN_EXTRA accepted connections without a
+ *    hello (more are closed at once), ACCEPT_BATCH accepts per progress(), and out of file
+ *    descriptors the listener rests (ACCEPT_PAUSE_MS, doubling) instead of spinning.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4 */
@@ -65,6 +67,10 @@
 #define USER_TIMEOUT_MS   30000         /* data unacknowledged (or stuck behind a zero window)
                                          * this long: the peer is gone, not just slow */
 #define MAX_EVENTS        64
+#define ACCEPT_BATCH      32            /* accepts per progress(): a flood cannot starve peers */
+#define UNPROVEN_EXTRA    16            /* accepted, not yet said hello: at most nnodes + this */
+#define ACCEPT_PAUSE_MS   100           /* out of descriptors: stop accepting this long, */
+#define ACCEPT_PAUSE_MAX  2000          /* doubling up to this while it lasts */
 #define MAX_MSG_LIMIT     (64u << 20)   /* sanity bound on cfg->max_msg (the length is a u32) */
 
 enum conn_state { C_RETRY, C_CONNECTING, C_HELLO, C_UP, C_DEAD };
@@ -120,6 +126,8 @@ struct tcp {
     size_t backlog;           /* sum of out-queue bytes */
     int depth;                /* progress() nesting guard */
     uint64_t armed_for;       /* deadline the timerfd is set to; UINT64_MAX = disarmed */
+    uint64_t accept_at;       /* accepting paused until then (0: not paused) */
+    uint64_t accept_pause;    /* the current pause, ms (0 after a successful accept) */
     uint8_t hello[DSMT_TCP_HELLO_LEN];
 };
 
@@ -797,11 +805,13 @@ static void connect_done(struct tcp *t, struct conn *c)
 
 /* ---- timers ----------------------------------------------------------------------- */
 
+static void accept_resume(struct tcp *t);
+
 /* Arm the timerfd for the earliest connect retry or deadline; disarm if none. */
 static void timer_arm(struct tcp *t)
 {
     struct itimerspec its = { 0 };
-    uint64_t when = UINT64_MAX;
+    uint64_t when = t->accept_at ? t->accept_at : UINT64_MAX;
 
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
         if (c->state == C_RETRY && c->retry_at < when)
@@ -833,6 +843,8 @@ static void timer_fire(struct tcp *t)
     if (read(t->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
         DSM_WARN("tcp: read(timerfd): %s", strerror(errno));
     t->armed_for = UINT64_MAX; /* one-shot: it is disarmed now */
+    if (t->accept_at && t->accept_at <= now)
+        accept_resume(t);
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
         if (c->state == C_UP || c->state == C_DEAD)
             continue;
@@ -852,10 +864,48 @@ static void timer_fire(struct tcp *t)
 
 /* ---- accepting -------------------------------------------------------------------- */
 
-/* Accept every pending connection; each must say hello within ACCEPT_HELLO_MS. */
+/* Accepted connections that have not proven themselves yet (no hello). */
+static int unproven(const struct tcp *t)
+{
+    int n = 0;
+
+    for (const struct conn *c = t->conns; c != NULL; c = c->next)
+        n += c->state == C_HELLO && c->node < 0;
+    return n;
+}
+
+/* Out of descriptors (or kernel memory): stop watching the listener for a while, doubling
+ * the pause while it lasts, instead of spinning on a socket that stays readable. Pending
+ * peers wait in the kernel's backlog meanwhile. */
+static void accept_pause(struct tcp *t, int err)
+{
+    t->accept_pause = t->accept_pause ? t->accept_pause * 2 : ACCEPT_PAUSE_MS;
+    if (t->accept_pause > ACCEPT_PAUSE_MAX)
+        t->accept_pause = ACCEPT_PAUSE_MAX;
+    t->accept_at = now_ms() + t->accept_pause;
+    if (epoll_ctl(t->epfd, EPOLL_CTL_DEL, t->lfd, NULL) < 0)
+        DSM_WARN("tcp: epoll_ctl(listen, del): %s", strerror(errno));
+    DSM_WARN("tcp: accept: %s; not accepting for %llu ms", strerror(err), (unsigned long long)t->accept_pause);
+}
+
+/* The pause is over: watch the listener again. */
+static void accept_resume(struct tcp *t)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &t->lfd };
+
+    t->accept_at = 0;
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->lfd, &ev) < 0)
+        DSM_ERR("tcp: epoll_ctl(listen): %s; no more peers can connect", strerror(errno));
+}
+
+/* Accept up to ACCEPT_BATCH pending connections (level-triggered: the rest wake the next
+ * round); each must say hello within ACCEPT_HELLO_MS. Past nnodes + UNPROVEN_EXTRA
+ * connections without a hello, new ones are closed at once: strangers cannot pile up. */
 static void accept_all(struct tcp *t)
 {
-    for (;;) {
+    int waiting = unproven(t);
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage sa;
         socklen_t len = sizeof(sa);
         int fd = accept4(t->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -865,9 +915,21 @@ static void accept_all(struct tcp *t)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(t, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 DSM_WARN("tcp: accept: %s", strerror(errno));
             return;
+        }
+        t->accept_pause = 0;
+        if (waiting >= t->cfg.nnodes + UNPROVEN_EXTRA) {
+            char where[128];
+
+            addr_fmt((struct sockaddr *)&sa, len, where, sizeof(where));
+            DSM_WARN("tcp: refused a connection from %s: %d connections have not said hello yet", where,
+                     waiting);
+            xclose(fd, "refused");
+            continue;
         }
         c = conn_new(t, fd, -1, false);
         if (c == NULL) {
@@ -875,6 +937,7 @@ static void accept_all(struct tcp *t)
             xclose(fd, "accepted");
             continue;
         }
+        waiting++;
         addr_fmt((struct sockaddr *)&sa, len, c->where, sizeof(c->where));
         c->timeout_ms = ACCEPT_HELLO_MS;
         c->deadline = now_ms() + ACCEPT_HELLO_MS;

@@ -256,5 +256,6 @@ DSM_API int dsm_finalize(void)
         dsm_daemon_reap(&g_daemon);
     dsm_rt.standalone = false;
     dsm_rt_set_state(DSM_RT_DONE);
+    dsm_log_flush();
     return st;
 }

@@ -16,6 +16,12 @@
  * and rewritten by rank 1, and read back by rank 0, with every value checked. Exit 1 on
  * any failure.
  *
+ * `bad_peer flood HOLD RECONNECTS`: rank 0 instead holds HOLD connections to node 1's daemon
+ * open without a word (more than its file limit, when dsmrun runs under prlimit), then
+ * connects and hangs up RECONNECTS times; the job carries on after each flood. The test
+ * (flood.sh) checks that the daemon's log stayed short (rate limit, bounded unproven
+ * connections) and the job verified its data.
+ *
  * The stream layout is that of daemon/transport/tcp_wire.h (little-endian) as it was in
  * version 1: hello of 48 bytes {u32 magic "DSMT", u16 version 1, ...}, frame header {u32 len,
  * u32 flags, u64 page}. Version 2 (64-byte hello with a nonce, then a proof of the job
@@ -32,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -257,8 +265,85 @@ static int carry_on(volatile uint64_t *homed_on_1, int round)
     return res;
 }
 
+/* Hold n silent connections to node 1 open at once (non-blocking connects: those the
+ * daemon never accepts wait in the kernel), then close them. 0, or -1 (reported). */
+static int flood_hold(int n)
+{
+    char host[256], port[32];
+    struct rlimit rl;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int *fds = calloc((size_t)n, sizeof(int)), held = 0, rc;
+
+    if (fds == NULL || peer_addr(1, host, sizeof(host), port, sizeof(port)) != 0)
+        return free(fds), -1;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max; /* this rank needs more than the daemon may have */
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0) {
+        fprintf(stderr, "bad_peer: %s:%s: %s\n", host, port, gai_strerror(rc));
+        return free(fds), -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd < 0) {
+            fprintf(stderr, "bad_peer: socket #%d: %s\n", i, strerror(errno));
+            break;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+            fprintf(stderr, "bad_peer: connect #%d: %s\n", i, strerror(errno));
+            close(fd);
+            break;
+        }
+        fds[held++] = fd;
+    }
+    freeaddrinfo(ai);
+    sleep(2); /* let the daemon take what it will */
+    for (int i = 0; i < held; i++)
+        close(fds[i]);
+    free(fds);
+    return held == n ? 0 : -1;
+}
+
+/* Connect to node 1 and hang up at once, n times. 0, or -1 (reported). */
+static int flood_reconnect(int n)
+{
+    char host[256], port[32];
+
+    if (peer_addr(1, host, sizeof(host), port, sizeof(port)) != 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int fd = connect_to(host, port);
+
+        if (fd < 0)
+            return -1;
+        close(fd);
+    }
+    return 0;
+}
+
+/* flood mode: both floods, the job checked after each. Returns the exit status. */
+static int flood_main(int hold, int reconnects, volatile uint64_t *homed_on_1)
+{
+    int bad = 0;
+
+    if (dsm_rank() == 0 && flood_hold(hold) != 0)
+        bad++;
+    if (carry_on(homed_on_1, 0) != 0)
+        bad++;
+    if (dsm_rank() == 0 && flood_reconnect(reconnects) != 0)
+        bad++;
+    if (carry_on(homed_on_1, 1) != 0)
+        bad++;
+    if (dsm_rank() == 0)
+        printf("bad_peer flood: %d silent connections held, %d reconnects; job carried on with shared data "
+               "verified: %s\n", hold, reconnects, bad ? "FAILED" : "OK");
+    return bad != 0;
+}
+
 /* Everything between dsm_init and dsm_finalize; returns the exit status. */
-static int bad_peer_main(void)
+static int bad_peer_main(int argc, char **argv)
 {
     size_t  pg = dsm_page_size();
     char   *region;
@@ -274,6 +359,8 @@ static int bad_peer_main(void)
     failed = dsm_coalloc(sizeof(int) * 2);
     if (region == NULL || failed == NULL)
         return 1;
+    if (argc == 4 && strcmp(argv[1], "flood") == 0)
+        return flood_main(atoi(argv[2]), atoi(argv[3]), (volatile uint64_t *)(region + pg));
     for (int k = 0; k < NATTACKS; k++) {
         if (dsm_rank() == 0 && attack(k) != 0)
             bad++;
@@ -300,7 +387,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad_peer: dsm_init: %s\n", dsm_strerror(rc));
         return 1;
     }
-    status = bad_peer_main();
+    status = bad_peer_main(argc, argv);
     rc = dsm_finalize();
     if (rc != 0) {
         fprintf(stderr, "bad_peer: dsm_finalize: %s\n", dsm_strerror(rc));
