@@ -194,6 +194,9 @@ struct dsmd {
     int      finishing;          /* every rank finalized: peers may leave */
     int      peers_left;         /* peers that left after finishing */
     int64_t  done_ns;            /* when every local rank had finalized and gone */
+    int64_t  progress_ns;        /* last answer to a rank (waits.c) */
+    int64_t  stall_since;        /* every local rank waiting since then (0: not stalled) */
+    int      stall_told;         /* dsmrun was told STALLED */
     int      aborting;
 };
 
@@ -254,8 +257,19 @@ void dsmd_abort_rank(struct dsmd *d, int rank, const char *kind, int status, con
 /* Statistics: count for global rank `origin` (non-local ranks count to this node's first). */
 struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin);
 
+/* ---- waits.c (deadlock watchdog) ---- */
+/* An answer went to a rank: the node is not stalled. */
+void dsmd_waits_progress(struct dsmd *d);
+/* Watchdog tick: "STALLED <ms>" / "RUNNING" to dsmrun. */
+void dsmd_waits_tick(struct dsmd *d, int64_t now);
+/* dsmrun asked (stdin "WAITS"): what every local rank waits for, then "WAITS-END <node>". */
+void dsmd_waits_report(struct dsmd *d);
+
 /* ---- sync.c ---- */
 dsm_status_t dsmd_sync_init(struct dsmd *d);
+/* For the deadlock report: "WAITS" lines on the locks managed here with waiters, and at
+ * node 0 the barrier and finalize arrivals so far. */
+void dsmd_sync_describe(struct dsmd *d);
 /* Local rank `rank` exited (status) without dsm_init: tell every node (RANK_ABSENT). */
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status);
 void dsmd_sync_fini(struct dsmd *d);

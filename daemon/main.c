@@ -239,6 +239,10 @@ static void launcher_line(struct dsmd *d, char *line)
         exit_line(d, save);
         return;
     }
+    if (tok != NULL && strcmp(tok, "WAITS") == 0) {
+        dsmd_waits_report(d);
+        return;
+    }
     if (tok == NULL || strcmp(tok, "PEERS") != 0 || d->peer_addr[0] != NULL) {
         DSM_WARN("ignoring unexpected input line from the launcher");
         return;

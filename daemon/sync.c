@@ -25,6 +25,7 @@
  * filled by the module; a grant or barrier release is handed to the module, and the ranks
  * go on when it is done applying it. Without hooks (sequential) every step is immediate.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,6 +347,7 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
             return;
         }
         c->pending_op = DSMC_LOCK;
+        c->pending_seq = id; /* for the deadlock report (waits.c) */
         send_lock_msg(d, lock_manager(d, id), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id);
         return;
     case DSMC_UNLOCK:
@@ -604,6 +606,30 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     default:
         return DSM_EPROTO;
     }
+}
+
+void dsmd_sync_describe(struct dsmd *d)
+{
+    struct dsmd_sync *s = d->sync;
+    char line[200];
+
+    for (int b = 0; b < DSMD_LOCK_BUCKETS; b++)
+        for (struct lock_ent *e = s->bucket[b]; e; e = e->next) {
+            size_t n = 0;
+
+            if (!e->held)
+                continue;
+            n += (size_t)snprintf(line, sizeof(line), "lock %u (managed here) is held by rank %d", e->id, e->holder);
+            for (struct lock_waiter *w = e->qh; w && n < sizeof(line); w = w->next)
+                n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%d",
+                                      w != e->qh ? ", " : w->next ? "; waiting: ranks " : "; waiting: rank ", w->origin);
+            dsmd_announce(d, "WAITS %s", line);
+        }
+    if (d->cfg.node == 0 && s->barrier.mgr_arrived)
+        dsmd_announce(d, "WAITS barrier %llu: %d of %d nodes arrived", (unsigned long long)s->barrier.epoch + 1,
+                      s->barrier.mgr_arrived, d->cfg.nnodes);
+    if (d->cfg.node == 0 && s->fini.mgr_arrived)
+        dsmd_announce(d, "WAITS dsm_finalize: %d of %d nodes arrived", s->fini.mgr_arrived, d->cfg.nnodes);
 }
 
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status)

@@ -88,6 +88,8 @@ static void watch_ready(void *arg, uint32_t events)
     }
     dsmd_clients_check_stalls(d, now);
     dsmd_pages_check_stalls(d, now);
+    if (!d->aborting && !d->cfg.standalone)
+        dsmd_waits_tick(d, now);
 }
 
 dsm_status_t dsmd_watchdog_init(struct dsmd *d)

@@ -16,6 +16,10 @@
  *                                    wait in a barrier
  *   launcher_prog noinit R           rank R exits 0 without dsm_init; the others barrier
  *   launcher_prog plain              no rank calls dsm_init: prints "rank R plain", exit 0
+ *   launcher_prog deadlock           rank 0 takes lock 1 and waits in a barrier; the others
+ *                                    wait for lock 1: a deadlock
+ *   launcher_prog slow MS            rank 0 computes MS ms outside the runtime while the
+ *                                    others wait in a barrier: slow, not a deadlock; exit 0
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -195,6 +199,31 @@ static int run_stats(void)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* deadlock: a lock held across a barrier that the lock's waiters never reach. */
+static int run_deadlock(void)
+{
+    if (dsm_rank() == 0) {
+        if (dsm_lock(1) != 0)
+            return bad("dsm_lock failed");
+        started();
+        dsm_barrier(); /* the others wait for lock 1 instead */
+    } else {
+        sleep_ms(200);
+        started();
+        dsm_lock(1);
+    }
+    sleep_ms(60000);
+    return bad("still running a minute into a deadlock");
+}
+
+/* slow: rank 0 computes (sleeps) outside the runtime while the others wait for it. */
+static int run_slow(long ms)
+{
+    if (dsm_rank() == 0)
+        sleep_ms(ms);
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
 /* finalize: rank `early` leaves the job while the others wait in a barrier. */
 static int run_finalize(int early)
 {
@@ -212,7 +241,7 @@ int main(int argc, char **argv)
     int err, rc;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain "
+        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow "
                         "[ARGS...]\n");
         return 2;
     }
@@ -244,6 +273,10 @@ int main(int argc, char **argv)
         rc = run_freeze();
     else if (!strcmp(argv[1], "stats"))
         rc = run_stats();
+    else if (!strcmp(argv[1], "deadlock"))
+        rc = run_deadlock();
+    else if (!strcmp(argv[1], "slow") && argc > 2)
+        rc = run_slow(atol(argv[2]));
     else if (!strcmp(argv[1], "finalize") && argc > 2)
         rc = run_finalize(atoi(argv[2]));
     else if (!strcmp(argv[1], "noinit") && argc > 2)

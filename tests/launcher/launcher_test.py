@@ -404,6 +404,28 @@ def case_stats(dsmrun, prog):
     check(re.search(r"^\s*total\s", j.err, re.M), "--report printed no totals row", j)
 
 
+def case_deadlock(dsmrun, prog):
+    """Every rank waiting in the runtime with nothing answered for --deadlock-timeout: the
+    job ends, and the first lines say who waits for what (the lock, its holder, its waiters,
+    the barrier)."""
+    j = run(dsmrun, prog, ["deadlock"], ["-n", "4", "--ranks-per-node", "2", "--deadlock-timeout", "2",
+                                         "--timeout", "60"])
+    check(j.rc == 1, "exit status %s, expected 1" % j.rc, j)
+    check(j.seconds < 20, "took %.1f s with --deadlock-timeout 2" % j.seconds, j)
+    first_is(j, r"deadlock: for 2 s every rank has waited in the runtime")
+    for want in (r"node 0: rank 0 waits in dsm_barrier", r"node 0: rank 0 holds lock 1",
+                 r"node 0: rank 1 waits in dsm_lock\(1\)", r"node 1: rank 2 waits in dsm_lock\(1\)",
+                 r"node 1: lock 1 \(managed here\) is held by rank 0; waiting: ranks 1, 2, 3"):
+        check(re.search(r"^dsmrun:   " + want, j.err, re.M), "no line %r" % want, j)
+
+
+def case_slow_not_deadlock(dsmrun, prog):
+    """A rank computing outside the runtime while the others wait for it is slow, not
+    deadlocked: the job runs to its end."""
+    j = run(dsmrun, prog, ["slow", "4000"], ["-n", "3", "--deadlock-timeout", "1", "--timeout", "60"])
+    check(j.rc == 0 and "deadlock" not in j.err, "exit status %s" % j.rc, j)
+
+
 def case_stats_incomplete(dsmrun, prog):
     """--stats after --timeout: written, with the counts so far (kept by the daemons, not
     lost with the ranks), and marked "complete": false with what is missing."""
