@@ -2,20 +2,26 @@
 # a pkg-config file (dsm.pc) and a CMake package (find_package(dsm) -> dsm::dsm).
 # Included at the end of the top-level CMakeLists.txt, once every target exists.
 #
-# Installed layout: bin/{dsmd,dsmrun}, lib/libdsm.so*, include/dsm/dsm.h,
+# Installed layout: bin/{dsmrun,dsm-compare,bench-models}, libexec/dsm/dsmd (started by
+# dsmrun and libdsm, never by hand), lib/libdsm.so*, include/dsm/dsm.h, share/man/man{1,3},
 # lib/pkgconfig/dsm.pc, lib/cmake/dsm/{dsmConfig,dsmConfigVersion,dsmTargets*}.cmake
 include(CMakePackageConfigHelpers)
 
 set(DSM_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/dsm)
 set(DSM_PKG_DIR ${CMAKE_BINARY_DIR}/cmake)
 
-# Installed binaries find libdsm beside them, whatever the prefix.
-file(RELATIVE_PATH _dsm_bin_to_lib ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
+# The installed dsmd finds libdsm's dependencies beside it, whatever the prefix.
+set(DSM_INSTALL_LIBEXECDIR ${CMAKE_INSTALL_LIBEXECDIR}/dsm)
+file(RELATIVE_PATH _dsm_exec_to_lib ${CMAKE_INSTALL_FULL_LIBEXECDIR}/dsm ${CMAKE_INSTALL_FULL_LIBDIR})
 
 if(TARGET dsmd)
-  set_target_properties(dsmd PROPERTIES INSTALL_RPATH "$ORIGIN/${_dsm_bin_to_lib}")
-  install(TARGETS dsmd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  set_target_properties(dsmd PROPERTIES INSTALL_RPATH "$ORIGIN/${_dsm_exec_to_lib}")
+  install(TARGETS dsmd RUNTIME DESTINATION ${DSM_INSTALL_LIBEXECDIR})
 endif()
+
+install(FILES ${PROJECT_SOURCE_DIR}/docs/man/dsmrun.1 ${PROJECT_SOURCE_DIR}/docs/man/dsm-compare.1
+        DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${PROJECT_SOURCE_DIR}/docs/man/libdsm.3 DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
 
 if(TARGET dsm)
   install(TARGETS dsm EXPORT dsmTargets
@@ -33,7 +39,7 @@ if(TARGET dsm)
   configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/dsmConfig.cmake.in
                                 ${DSM_PKG_DIR}/dsmConfig.cmake
                                 INSTALL_DESTINATION ${DSM_CMAKE_INSTALL_DIR}
-                                PATH_VARS CMAKE_INSTALL_INCLUDEDIR CMAKE_INSTALL_BINDIR)
+                                PATH_VARS CMAKE_INSTALL_INCLUDEDIR CMAKE_INSTALL_BINDIR DSM_INSTALL_LIBEXECDIR)
   write_basic_package_version_file(${DSM_PKG_DIR}/dsmConfigVersion.cmake
                                    VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
   install(FILES ${DSM_PKG_DIR}/dsmConfig.cmake ${DSM_PKG_DIR}/dsmConfigVersion.cmake

@@ -20,8 +20,8 @@
 
 #include "dsm_log.h"
 
-#ifndef DSM_INSTALL_BINDIR
-#define DSM_INSTALL_BINDIR "/usr/local/bin"
+#ifndef DSM_INSTALL_DSMD
+#define DSM_INSTALL_DSMD "/usr/local/libexec/dsm/dsmd"
 #endif
 
 #define START_TIMEOUT_MS 30000 /* READY and MESH must come within this */
@@ -46,8 +46,9 @@ static bool executable(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
 }
 
-/* "<dir of libdsm.so>/../bin/dsmd" into out, or false when libdsm's path is unknown. */
-static bool beside_library(char *out, size_t n)
+/* "<dir of libdsm.so>/../<rel>" into out (an installation: libexec/dsm/dsmd; the build
+ * tree: bin/dsmd), or false when libdsm's path is unknown. */
+static bool beside_library(const char *rel, char *out, size_t n)
 {
     Dl_info info;
     const char *slash;
@@ -57,7 +58,7 @@ static bool beside_library(char *out, size_t n)
     slash = strrchr(info.dli_fname, '/');
     if (slash == NULL)
         return false;
-    return snprintf(out, n, "%.*s/../bin/dsmd", (int)(slash - info.dli_fname), info.dli_fname) < (int)n;
+    return snprintf(out, n, "%.*s/../%s", (int)(slash - info.dli_fname), info.dli_fname, rel) < (int)n;
 }
 
 /* The first executable "<entry>/dsmd" along $PATH into out. */
@@ -87,15 +88,17 @@ static dsm_status_t find_dsmd(char *out, size_t n)
         }
         return 0;
     }
-    if (beside_library(out, n) && executable(out))
+    if (beside_library("libexec/dsm/dsmd", out, n) && executable(out))
         return 0;
-    if (snprintf(out, n, "%s/dsmd", DSM_INSTALL_BINDIR) < (int)n && executable(out))
+    if (beside_library("bin/dsmd", out, n) && executable(out))
+        return 0;
+    if (snprintf(out, n, "%s", DSM_INSTALL_DSMD) < (int)n && executable(out))
         return 0;
     if (on_path(out, n))
         return 0;
     DSM_ERR("cannot find dsmd to run this program as a one-rank job: looked beside libdsm "
-            "(../bin), in %s and on PATH; set DSM_DSMD, or start the program with dsmrun",
-            DSM_INSTALL_BINDIR);
+            "(../libexec/dsm, ../bin), at %s and on PATH; set DSM_DSMD, or start the program "
+            "with dsmrun", DSM_INSTALL_DSMD);
     return DSM_ENODAEMON;
 }
 

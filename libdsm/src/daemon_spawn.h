@@ -6,8 +6,9 @@
  * write end of the daemon's stdin (close-on-exec): when the rank ends, however it ends, the
  * daemon sees end of file and exits. dsm_finalize closes it and reaps the daemon.
  *
- * dsmd is looked up as $DSM_DSMD, then <dir of libdsm.so>/../bin/dsmd, then the install
- * bindir, then $PATH. $DSM_CONSISTENCY and $DSM_SPACE_SIZE, when set, are passed on as
+ * dsmd is looked up as $DSM_DSMD, then <dir of libdsm.so>/../libexec/dsm/dsmd (installed)
+ * and ../bin/dsmd (the build tree), then the configured install path (libexec/dsm/dsmd),
+ * then $PATH. $DSM_CONSISTENCY and $DSM_SPACE_SIZE, when set, are passed on as
  * --consistency and --space-size.
  */
 #ifndef DSM_DAEMON_SPAWN_H

@@ -48,8 +48,16 @@ step "cmake --install $build --prefix $prefix"
 timeout $limit cmake --install "$build" --prefix "$prefix" >"$work/install.log" ||
     { cat "$work/install.log" >&2; fail "cmake --install failed"; }
 
-for f in bin/dsmd bin/dsmrun; do
+for f in libexec/dsm/dsmd bin/dsmrun bin/dsm-compare bin/bench-models; do
     [ -x "$prefix/$f" ] || fail "$f not installed (or not executable)"
+done
+[ ! -e "$prefix/bin/dsmd" ] || fail "dsmd installed in bin/ (an internal program: libexec/dsm/)"
+for m in man1/dsmrun.1 man1/dsm-compare.1 man3/libdsm.3; do
+    grep -q '^\.TH ' "$prefix/share/man/$m" 2>/dev/null || fail "man page share/man/$m not installed"
+    if command -v groff >/dev/null; then
+        warn=$(groff -man -ww -z "$prefix/share/man/$m" 2>&1)
+        [ -z "$warn" ] || fail "groff finds fault with $m: $warn"
+    fi
 done
 [ -f "$prefix/include/dsm/dsm.h" ] || fail "include/dsm/dsm.h not installed"
 pc=$(find "$prefix" -name dsm.pc -path '*/pkgconfig/*')
@@ -142,7 +150,7 @@ for app in app_pc app_cmake; do
     out=$(cd "$work" && timeout $limit "$prefix/bin/dsmrun" -v -n 2 --timeout 50 -- "$exe" 2>&1) ||
         fail "dsmrun -n 2 $app failed: $out"
     echo "$out"
-    grep -q "^dsmrun: starting $prefix/bin/dsmd " <<<"$out" ||
+    grep -q "^dsmrun: starting $prefix/libexec/dsm/dsmd " <<<"$out" ||
         fail "the installed dsmrun did not start the installed dsmd"
     for r in 0 1; do
         grep -qx "app: rank $r of 2 ok (sequential)" <<<"$out" || fail "$app: rank $r's line missing"
