@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -339,6 +340,29 @@ static dsm_status_t inputs_setup(struct dsmd *d)
     return dsmd_loop_add(d->loop, STDIN_FILENO, EPOLLIN, stdin_ready, d);
 }
 
+/* Descriptors a daemon needs beyond one connection per peer: its frames, loop, timers,
+ * signals, listeners, a few channels per local rank, and room for strangers (tcp.c). */
+#define DSMD_FDS_FIXED 64
+
+/* One connection per peer must fit in the open-file limit: raise the soft limit as far as
+ * the hard one allows, and fail at start, naming the way out, when that is not enough. */
+static dsm_status_t files_enough(const struct dsmd_config *cfg)
+{
+    rlim_t need = (rlim_t)cfg->nnodes + (rlim_t)cfg->local_ranks * 8 + DSMD_FDS_FIXED;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return DSM_OK;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+        DSM_ERR("a job of %d nodes needs %llu open files per daemon, this one may have %llu (ulimit -n; "
+                "raise the hard limit, or run more ranks per node)", cfg->nnodes, (unsigned long long)need,
+                (unsigned long long)rl.rlim_cur);
+        return DSM_ECONFIG;
+    }
+    return DSM_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1, .watchfd = -1 };
@@ -357,7 +381,7 @@ int main(int argc, char **argv)
      * thread that started us may end long before the rank (its stdin pipe covers it). */
     if (!d.cfg.standalone && prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
         DSM_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
-    if ((st = secret_read(&d.cfg)) != DSM_OK ||
+    if ((st = files_enough(&d.cfg)) != DSM_OK || (st = secret_read(&d.cfg)) != DSM_OK ||
         (st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
         (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = dsmd_node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||

@@ -52,7 +52,6 @@
 #include "dsm_log.h"
 #include "dsmp.h"
 
-#define SEQ_MAX_NODES 64
 #define NO_NODE (-1)
 
 /* A request waiting at the home behind the running transaction. */
@@ -63,10 +62,9 @@ struct seq_req {
     int origin;
 };
 
-/* Directory entry, meaningful at the page's home only. */
+/* Directory entry, meaningful at the page's home only. Its two node sets, the copyset
+ * and the nodes whose reply the transaction awaits, live in dsmp.sets (set_of()). */
 struct seq_dir {
-    uint64_t copyset;
-    uint64_t asked;      /* nodes whose reply the transaction awaits */
     int32_t  expect;     /* the reply it awaits from them: INV_ACK or FETCH_REPLY */
     int16_t  owner;      /* NO_NODE when shared */
     uint8_t  busy;       /* a transaction is running */
@@ -82,7 +80,41 @@ struct dsmp {
     struct dsmp_services svc;
     uint8_t        *local;  /* this node's access per page */
     struct seq_dir *dir;
+    /* Node sets, two per page (COPYSET, ASKED), `words` 64-bit words each: any number of
+     * nodes, at 2 * ceil(nnodes / 64) * 8 bytes per page of the space. */
+    uint64_t       *sets;
+    size_t          words;
 };
+
+enum { COPYSET = 0, ASKED = 1 };
+
+/* Node set `which` of page's directory entry. */
+static uint64_t *set_of(dsmp_t *p, uint64_t page, int which)
+{
+    return &p->sets[(page * 2 + (uint64_t)which) * p->words];
+}
+
+static int set_has(const uint64_t *s, int n)
+{
+    return (s[n / 64] >> (n % 64)) & 1;
+}
+
+static void set_add(uint64_t *s, int n)
+{
+    s[n / 64] |= 1ull << (n % 64);
+}
+
+static void set_del(uint64_t *s, int n)
+{
+    s[n / 64] &= ~(1ull << (n % 64));
+}
+
+/* Make s the set { n }. */
+static void set_only(dsmp_t *p, uint64_t *s, int n)
+{
+    memset(s, 0, p->words * sizeof(*s));
+    set_add(s, n);
+}
 
 static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin);
 
@@ -122,11 +154,11 @@ static void txn_finish(dsmp_t *p, uint64_t page)
 
     if (d->t_type == DSMW__TYPE__WRITE_REQ) {
         d->owner = (int16_t)node;
-        d->copyset = 1ull << node;
+        set_only(p, set_of(p, page, COPYSET), node);
         access = DSM_ACCESS_WRITE;
     } else {
         d->owner = NO_NODE;
-        d->copyset |= 1ull << node;
+        set_add(set_of(p, page, COPYSET), node);
         access = DSM_ACCESS_READ;
     }
     if (node == p->svc.self) {
@@ -175,7 +207,7 @@ static void txn_read(dsmp_t *p, uint64_t page)
         p->local[page] = DSM_ACCESS_READ;
         p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, local_revoked, (void *)(uintptr_t)page);
     } else {
-        d->asked = 1ull << d->owner;
+        set_only(p, set_of(p, page, ASKED), d->owner);
         d->expect = DSMW__TYPE__FETCH_REPLY;
         send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_READ, d->t_origin, DSMP_NO_FRAME);
     }
@@ -186,32 +218,31 @@ static void txn_write(dsmp_t *p, uint64_t page)
 {
     struct seq_dir *d = &p->dir[page];
     int self = p->svc.self, w = d->t_node;
-    uint64_t others;
+    uint64_t *copyset = set_of(p, page, COPYSET), *asked = set_of(p, page, ASKED);
 
-    d->need_data = !(d->copyset & (1ull << w));
+    d->need_data = !set_has(copyset, w);
     if (d->owner != NO_NODE && d->owner != w) {
         d->acks = 1;
         if (d->owner == self) {
             p->local[page] = DSM_ACCESS_NONE;
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
-            d->asked = 1ull << d->owner;
+            set_only(p, asked, d->owner);
             d->expect = DSMW__TYPE__FETCH_REPLY;
             send_msg(p, d->owner, DSMW__TYPE__FETCH, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
         return;
     }
-    others = d->copyset & ~(1ull << w);
     d->acks = 1; /* held until every invalidation is out, so a synchronous ack cannot finish early */
     for (int n = 0; n < p->svc.nnodes; n++) {
-        if (!(others & (1ull << n)))
+        if (n == w || !set_has(copyset, n))
             continue;
         d->acks++;
         if (n == self) {
             p->local[page] = DSM_ACCESS_NONE;
             p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, local_revoked, (void *)(uintptr_t)page);
         } else {
-            d->asked |= 1ull << n;
+            set_add(asked, n);
             d->expect = DSMW__TYPE__INV_ACK;
             send_msg(p, n, DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
         }
@@ -334,13 +365,14 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
         return seq_give_up(p, src, m, DSMW__TYPE__FETCH_REPLY, (int)m->access);
     case DSMW__TYPE__INV_ACK:
     case DSMW__TYPE__FETCH_REPLY:
-        if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || !(d->asked & (1ull << src)) ||
+        if (!d->busy || d->acks <= 0 || !is_home(p, m->page) || !set_has(set_of(p, m->page, ASKED), src) ||
             (int)m->type != d->expect || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
             break;
-        d->asked &= ~(1ull << src);
+        set_del(set_of(p, m->page, ASKED), src);
         if (m->type == DSMW__TYPE__FETCH_REPLY && d->t_type == DSMW__TYPE__READ_REQ) {
             /* the old owner keeps a read copy and the home's frame is current again */
-            d->copyset = (1ull << src) | (1ull << p->svc.self);
+            set_only(p, set_of(p, m->page, COPYSET), src);
+            set_add(set_of(p, m->page, COPYSET), p->svc.self);
             d->owner = NO_NODE;
             p->local[m->page] = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, m->page, DSM_ACCESS_READ);
@@ -366,10 +398,11 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
             free(r);
         }
         memset(d, 0, sizeof(*d));
+        memset(set_of(p, pg, COPYSET), 0, 2 * p->words * sizeof(uint64_t));
         d->owner = NO_NODE;
         p->local[pg] = DSM_ACCESS_NONE;
         if (is_home(p, pg)) {
-            d->copyset = 1ull << p->svc.self;
+            set_only(p, set_of(p, pg, COPYSET), p->svc.self);
             p->local[pg] = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ);
         }
@@ -380,8 +413,8 @@ static dsm_status_t seq_create(const struct dsmp_services *svc, dsmp_t **out)
 {
     dsmp_t *p;
 
-    if (svc->nnodes > SEQ_MAX_NODES) {
-        DSM_ERR("sequential: at most %d nodes are supported (job has %d)", SEQ_MAX_NODES, svc->nnodes);
+    if (svc->nnodes > INT16_MAX) { /* owner and t_node are int16_t */
+        DSM_ERR("sequential: at most %d nodes are supported (job has %d)", INT16_MAX, svc->nnodes);
         return DSM_ECONFIG;
     }
     p = calloc(1, sizeof(*p));
@@ -394,9 +427,15 @@ static dsm_status_t seq_create(const struct dsmp_services *svc, dsmp_t **out)
     p->dir = calloc(svc->npages, sizeof(*p->dir));
     if (p->dir == NULL)
         goto fail_dir;
+    p->words = ((size_t)svc->nnodes + 63) / 64;
+    p->sets = calloc(svc->npages * 2, p->words * sizeof(uint64_t));
+    if (p->sets == NULL)
+        goto fail_sets;
     *out = p;
     return DSM_OK;
 
+fail_sets:
+    free(p->dir);
 fail_dir:
     free(p->local);
 fail_local:
@@ -418,6 +457,7 @@ static void seq_destroy(dsmp_t *p)
             free(r);
         }
     }
+    free(p->sets);
     free(p->dir);
     free(p->local);
     free(p);
@@ -426,7 +466,7 @@ static void seq_destroy(dsmp_t *p)
 const struct dsmp_ops dsmp_sequential_ops = {
     .name = "sequential",
     .model = DSM_MODEL_SEQUENTIAL,
-    .max_nodes = SEQ_MAX_NODES,
+
     .create = seq_create,
     .destroy = seq_destroy,
     .fault = seq_fault,

@@ -426,6 +426,18 @@ def case_slow_not_deadlock(dsmrun, prog):
     check(j.rc == 0 and "deadlock" not in j.err, "exit status %s" % j.rc, j)
 
 
+def case_scale_128(dsmrun, prog):
+    """128 nodes on this machine under each model (past the 64 a word of node bits holds):
+    every rank writes its byte of one shared page, rank 0 checks all 128."""
+    for model in ("sequential", "release", "causal"):
+        j = run(dsmrun, prog, ["ok"], ["-n", "128", "--consistency", model, "--space-size", "64M",
+                                       "--timeout", "150"], limit_s=180)
+        check(j.rc == 0, "%s: exit status %s" % (model, j.rc), j)
+        oks = re.findall(r"^rank (\d+) of 128 ok node (\d+) ", j.out, re.M)
+        check(sorted(int(r) for r, n in oks if r == n) == list(range(128)),
+              "%s: %d of 128 ranks said ok on their own node" % (model, len(oks)), j)
+
+
 def case_stats_incomplete(dsmrun, prog):
     """--stats after --timeout: written, with the counts so far (kept by the daemons, not
     lost with the ranks), and marked "complete": false with what is missing."""
@@ -462,7 +474,7 @@ def case_options(dsmrun, prog):
            (["-n", "2", "-x", "1BAD"], "-x 1BAD"),
            (["-n", "2", "-x", "DSM_TEST_SURELY_UNSET"], "DSM_TEST_SURELY_UNSET is not set"),
            (["-n", "2", "--bind-to", "socket"], "--bind-to"),
-           (["-n", "65"], "sequential supports at most 64 nodes; give --ranks-per-node 2 or more")]
+           (["-n", "1025"], "sequential supports at most 1024 nodes; give --ranks-per-node 2 or more")]
     for opts, words in bad:
         j = run(dsmrun, prog, ["ok"], opts, limit_s=20)
         lines = j.err.strip().splitlines()

@@ -112,15 +112,85 @@ Test(sequential, registry)
 
 static int dummy_home(void *ctx, uint64_t page) { return 0; }
 
-Test(sequential, create_refuses_more_nodes_than_it_supports)
-{
-    struct dsmp_services svc = { .self = 0, .nnodes = 65, .npages = 4, .page_size = PS, .home = dummy_home };
-    dsmp_t *p = NULL;
+/* Services of one home node (node 0) that record what it sends; revocations finish at once. */
+#define BIG_NODES 130 /* past the 64 nodes one word of node bits holds, and past 128 */
+static int big_sent[BIG_NODES][DSMW__TYPE__UPDATE + 1];
+static int big_granted = -1;
+static dsmp_t *big_p;
 
-    cr_assert_eq(dsmp_sequential_ops.create(&svc, &p), DSM_ECONFIG);
-    svc.nnodes = 64;
+static dsm_status_t big_send(void *ctx, int node, dsmw_msg_t *m, uint64_t attach)
+{
+    (void)ctx;
+    (void)attach;
+    cr_assert(node >= 0 && node < BIG_NODES && m->type <= DSMW__TYPE__UPDATE);
+    big_sent[node][m->type]++;
+    if (m->type == DSMW__TYPE__GRANT)
+        big_granted = node;
+    return DSM_OK;
+}
+
+static void big_access(void *ctx, uint64_t page, int access) { (void)ctx; (void)page; (void)access; }
+
+static void big_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)
+{
+    (void)ctx;
+    (void)page;
+    (void)access;
+    done(big_p, arg);
+}
+
+static void big_request(dsmp_t *p, int type, int node)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.page = 0;
+    m.node = (uint32_t)node;
+    m.origin = (uint32_t)node;
+    m.access = type == DSMW__TYPE__WRITE_REQ ? DSM_ACCESS_WRITE : DSM_ACCESS_READ;
+    cr_assert_eq(dsmp_sequential_ops.message(p, node, &m, 0), DSM_OK);
+}
+
+/* 130 nodes read a page, then the last one writes it: the home invalidates exactly the 128
+ * other remote copies (its own copy goes through a local revocation), waits for every
+ * acknowledgement, and only then grants the write. */
+Test(sequential, copysets_hold_any_number_of_nodes)
+{
+    struct dsmp_services svc = { .self = 0, .nnodes = BIG_NODES, .npages = 4, .page_size = PS,
+                                 .home = dummy_home, .send = big_send, .grant = big_access,
+                                 .set_access = big_access, .revoke = big_revoke };
+    dsmp_t *p = NULL;
+    int w = BIG_NODES - 1;
+
     cr_assert_eq(dsmp_sequential_ops.create(&svc, &p), DSM_OK);
-    cr_assert_not_null(p);
+    big_p = p;
+    dsmp_sequential_ops.reset(p, 0, 4);
+    for (int n = 1; n < BIG_NODES; n++)
+        big_request(p, DSMW__TYPE__READ_REQ, n);
+    for (int n = 1; n < BIG_NODES; n++)
+        cr_assert_eq(big_sent[n][DSMW__TYPE__GRANT], 1, "node %d: no read grant", n);
+    big_granted = -1;
+    big_request(p, DSMW__TYPE__WRITE_REQ, w);
+    for (int n = 1; n < BIG_NODES; n++)
+        cr_assert_eq(big_sent[n][DSMW__TYPE__INV], n == w ? 0 : 1, "node %d: %d INVs", n, big_sent[n][DSMW__TYPE__INV]);
+    for (int n = 1; n < w; n++) {
+        dsmw_msg_t ack;
+
+        cr_assert_eq(big_granted, -1, "write granted before node %d acknowledged", n);
+        dsmw_init(&ack, DSMW__TYPE__INV_ACK);
+        ack.page = 0;
+        ack.origin = (uint32_t)w;
+        cr_assert_eq(dsmp_sequential_ops.message(p, n, &ack, 0), DSM_OK, "INV_ACK from node %d", n);
+    }
+    cr_assert_eq(big_granted, w, "the writer got no grant after every acknowledgement");
+    /* a second acknowledgement from a node no longer asked is a protocol error */
+    {
+        dsmw_msg_t ack;
+
+        dsmw_init(&ack, DSMW__TYPE__INV_ACK);
+        ack.page = 0;
+        cr_assert_eq(dsmp_sequential_ops.message(p, 70, &ack, 0), DSM_EPROTO);
+    }
     dsmp_sequential_ops.destroy(p);
 }
 
