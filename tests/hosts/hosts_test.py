@@ -225,6 +225,21 @@ def case_args(dsmrun, bindir):
           "ranks were not in their hosts' namespaces", j)
 
 
+def case_export(dsmrun, bindir):
+    """-x VAR[=VALUE] reaches ranks on other hosts (over ssh only DSM_* travel otherwise),
+    and --bind-to core pins each host's ranks to its CPUs in turn."""
+    shell = 'echo "rank $DSM_RANK x=$DSM_HOSTS_X y=$DSM_HOSTS_Y omp=$OMP_NUM_THREADS ' \
+            'cpus=$(taskset -pc $$ | sed "s/.*: //")"'
+    j = run(dsmrun, ["-n", "3", "--hosts", "dsmh1,dsmh2:2", "--timeout", "60", "-x", "DSM_HOSTS_X",
+                     "-x", "DSM_HOSTS_Y=given", "-x", "OMP_NUM_THREADS", "--bind-to", "core"],
+            ["sh", "-c", shell], env_extra={"DSM_HOSTS_X": "from-dsmrun", "OMP_NUM_THREADS": "3"})
+    check(j.rc == 0, "exit %s" % j.rc, j)
+    ncpu = len(os.sched_getaffinity(0))
+    for rank, local in ((0, 0), (1, 0), (2, 1)):
+        want = "rank %d x=from-dsmrun y=given omp=3 cpus=%d" % (rank, local % ncpu)
+        check(want in j.out.splitlines(), "expected the line %r" % want, j)
+
+
 def case_daemon_killed(dsmrun, bindir):
     """A host's dsmd killed mid-job: the job fails within seconds naming the node and host,
     and nothing is left on any host."""

@@ -470,6 +470,8 @@ def case_options(dsmrun, prog):
            (["-n", "2", "--timeout", "-1"], "--timeout"),
            (["-n", "2", "--peer-timeout", "0"], "--peer-timeout"),
            (["-n", "2", "--space-size", "lots"], "--space-size"),
+           (["-n", "4", "--space-size", "8K"], "too small for 4 nodes"),
+           (["-n", "2", "--space-size", "100T"], "does not fit in the address space"),
            (["-n", "2", "--no-such-option"], "no-such-option"),
            (["-n", "2", "-x", "1BAD"], "-x 1BAD"),
            (["-n", "2", "-x", "DSM_TEST_SURELY_UNSET"], "DSM_TEST_SURELY_UNSET is not set"),
