@@ -29,8 +29,10 @@ if(TARGET dsm)
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
           INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-  # dsm.h is the only installed header: libdsm/common and the daemon stay private.
+  # dsm.h (and its version header) are the only installed headers: libdsm/common and the
+  # daemon stay private.
   install(FILES ${PROJECT_SOURCE_DIR}/libdsm/include/dsm/dsm.h
+                ${PROJECT_BINARY_DIR}/libdsm/include/dsm/dsm_version.h
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dsm)
 
   # CMake package: relocatable config, exported target dsm::dsm, version file.

@@ -35,6 +35,7 @@ struct coll {
     int      state;
     int      status;
     uint64_t size, first, n;
+    int      origin;          /* the rank whose request came first (and set size) */
     int      frees;
     struct coll_wait *waiting;
 };
@@ -211,10 +212,11 @@ static struct coll *coll_get(struct dsmd *d, uint64_t k)
 /* Node 0: the answer for one request of collective #k whose state is settled. */
 static void coll_answer(struct dsmd *d, struct coll *c, uint64_t k, int node, int origin, uint64_t size)
 {
-    if (c->status == DSM_OK && size != c->size) {
-        DSM_ERR("collective allocation #%llu: rank %d asked for %llu bytes, rank(s) before it for %llu",
-                (unsigned long long)k, origin, (unsigned long long)size, (unsigned long long)c->size);
-        reply_alloc(d, node, origin, k, DSM_EINVAL, 0);
+    if (size != c->size) { /* one rank with memory, another without: the job cannot go on right */
+        dsmd_abort_rank(d, origin, "collective", DSM_EINVAL,
+                        "rank %d called dsm_coalloc (collective call #%llu) for %llu bytes, rank %d for %llu: "
+                        "a collective allocation takes the same size on every rank", origin,
+                        (unsigned long long)k + 1, (unsigned long long)size, c->origin, (unsigned long long)c->size);
         return;
     }
     reply_alloc(d, node, origin, k, c->status, c->first);
@@ -230,6 +232,7 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
         return DSM_ENOMEM;
     if (c->state == COLL_NONE) {
         c->size = m->size;
+        c->origin = (int)m->origin;
         c->n = pages_for(d, m->size);
         c->status = m->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
                     : dsmd_ralloc_alloc(&d->alloc->coll_area, c->n, &c->first);

@@ -270,10 +270,17 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         dsmd_alloc_request(d, c, m);
         return 0;
     case DSMC_LOCK:
+    case DSMC_TRYLOCK:
     case DSMC_UNLOCK:
     case DSMC_BARRIER:
     case DSMC_FINALIZE:
         dsmd_sync_request(d, c, m);
+        return 0;
+    case DSMC_ABORT_JOB:
+        /* answered first, so the rank knows it was heard before it exits */
+        dsmd_chan_reply(d, c, DSM_OK, 0);
+        dsmd_abort_rank(d, rank_of_chan(d, c), "abort", DSM_ESTATE, "rank %d called dsm_abort(%lld)",
+                        rank_of_chan(d, c), (long long)(int64_t)m->a);
         return 0;
     default:
         return 1;

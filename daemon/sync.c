@@ -166,12 +166,14 @@ static int lock_manager(struct dsmd *d, uint32_t id)
     return (int)(id % (uint32_t)d->cfg.nnodes);
 }
 
-/* Send a lock message; the module adds what it carries to requests and releases. */
-static void send_lock_msg(struct dsmd *d, int node, int type, uint32_t id, int origin, uint64_t token)
+/* Send a lock message; the module adds what it carries to requests and releases. A
+ * request with `try` set (count = 1) is answered at once: granted, or DSM_EBUSY. */
+static void send_lock_msg(struct dsmd *d, int node, int type, uint32_t id, int origin, uint64_t token, int try)
 {
     dsmw_msg_t m;
 
     dsmw_init(&m, type);
+    m.count = try ? 1 : 0;
     m.lock = id;
     m.origin = (uint32_t)origin;
     m.node = (uint32_t)d->cfg.node;
@@ -240,7 +242,7 @@ static void unlock_flushed(dsmp_t *p, void *arg)
     struct dsmd_chan *c = dsmd_chan_by_id(d, s->chan);
 
     (void)p;
-    send_lock_msg(d, lock_manager(d, s->lock), DSMW__TYPE__UNLOCK, s->lock, s->origin, 0);
+    send_lock_msg(d, lock_manager(d, s->lock), DSMW__TYPE__UNLOCK, s->lock, s->origin, 0, 0);
     if (c != NULL) {
         c->pending_op = 0;
         dsmd_chan_reply(d, c, DSM_OK, 0);
@@ -341,14 +343,16 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
 
     switch (m->op) {
     case DSMC_LOCK:
+    case DSMC_TRYLOCK:
         if (held_find(&rk->held, id) >= 0) {
             DSM_WARN("rank %d locks lock %u, which it already holds", rk->rank, id);
             dsmd_chan_reply(d, c, DSM_EINVAL, 0);
             return;
         }
-        c->pending_op = DSMC_LOCK;
+        c->pending_op = m->op;
         c->pending_seq = id; /* for the deadlock report (waits.c) */
-        send_lock_msg(d, lock_manager(d, id), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id);
+        send_lock_msg(d, lock_manager(d, id), DSMW__TYPE__LOCK_REQ, id, rk->rank, (uint64_t)c->id,
+                      m->op == DSMC_TRYLOCK);
         return;
     case DSMC_UNLOCK:
         i = held_find(&rk->held, id);
@@ -421,6 +425,18 @@ static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
 
     if (e == NULL)
         return DSM_ENOMEM;
+    if (m->count && e->held) { /* dsm_trylock of a held lock: no wait, nothing acquired */
+        dsmw_msg_t busy;
+
+        dsmw_init(&busy, DSMW__TYPE__LOCK_GRANT);
+        busy.lock = m->lock;
+        busy.origin = m->origin;
+        busy.node = (uint32_t)d->cfg.node;
+        busy.seq = m->seq;
+        busy.status = DSM_EBUSY;
+        dsmd_send(d, (int)m->node, &busy, DSMT_NO_PAGE);
+        return DSM_OK;
+    }
     w = calloc(1, sizeof(*w) + m->n_vclock * sizeof(uint64_t));
     if (w == NULL)
         return DSM_ENOMEM;
@@ -447,7 +463,7 @@ static void lock_applied(dsmp_t *p, void *arg)
     struct dsmd_chan *c = dsmd_chan_by_id(s->d, s->chan);
 
     (void)p;
-    if (c != NULL && c->pending_op == DSMC_LOCK) {
+    if (c != NULL && (c->pending_op == DSMC_LOCK || c->pending_op == DSMC_TRYLOCK)) {
         c->pending_op = 0;
         dsmd_rank_of(s->d, c)->c.lock_acquires++;
         dsmd_chan_reply(s->d, c, DSM_OK, 0);
@@ -461,10 +477,17 @@ static void lock_granted(struct dsmd *d, const dsmw_msg_t *m)
     struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
     struct sync_step *s;
 
-    if (rk == NULL || c->pending_op != DSMC_LOCK || rk->rank != (int)m->origin) {
+    if (m->status == DSM_EBUSY) { /* a dsm_trylock of a held lock */
+        if (rk != NULL && c->pending_op == DSMC_TRYLOCK && rk->rank == (int)m->origin) {
+            c->pending_op = 0;
+            dsmd_chan_reply(d, c, DSM_EBUSY, 0);
+        }
+        return;
+    }
+    if (rk == NULL || (c->pending_op != DSMC_LOCK && c->pending_op != DSMC_TRYLOCK) || rk->rank != (int)m->origin) {
         /* the rank went away while waiting: hand the lock straight back */
         DSM_WARN("lock %u granted to rank %u, which no longer waits for it", m->lock, m->origin);
-        send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0);
+        send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0, 0);
         return;
     }
     if (held_add(&rk->held, m->lock) != DSM_OK) {

@@ -76,6 +76,8 @@ enum dsmc_op {
     DSMC_PROTECT,
     DSMC_PROTECT_ACK,
     DSMC_ABORT,
+    DSMC_TRYLOCK,    /* a: lock id; reply status DSM_EBUSY when it is held */
+    DSMC_ABORT_JOB,  /* a: dsm_abort's code (int64); the rank called it (reply, then the job ends) */
     DSMC_OP_MAX
 };
 

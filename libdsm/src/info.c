@@ -1,4 +1,4 @@
-/* info.c - the public getters (rank, job size, page size, model) and dsm_strerror. */
+/* info.c - the public getters (rank, job size, page size, model, version) and dsm_strerror. */
 #include "api.h"
 
 #include "runtime.h"
@@ -32,4 +32,10 @@ DSM_API const char *dsm_consistency(void)
 DSM_API const char *dsm_strerror(int err)
 {
     return dsm_status_str(err);
+}
+
+/* Valid at any time; the library's own version, which the headers' may differ from. */
+DSM_API const char *dsm_version(void)
+{
+    return DSM_VERSION_STRING;
 }

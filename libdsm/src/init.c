@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -258,4 +259,23 @@ DSM_API int dsm_finalize(void)
     dsm_rt_set_state(DSM_RT_DONE);
     dsm_log_flush();
     return st;
+}
+
+/* Tell the daemon (it answers, then ends the job naming this rank), then exit with the
+ * status. The service thread may end the rank first, on the daemon's ABORT: with the same
+ * status (dsm_rt.exit_status). */
+DSM_API void dsm_abort(int code)
+{
+    int status = (code & 255) != 0 ? code & 255 : 1;
+    struct dsmc_msg req, rep;
+
+    atomic_store(&dsm_rt.exit_status, status);
+    if (dsm_rt_state() == DSM_RT_READY) {
+        dsm_channel_msg(&req, DSMC_ABORT_JOB);
+        req.a = (uint64_t)(int64_t)code; /* as called, for the report; the exit status is ours */
+        (void)dsm_channel_request("dsm_abort", &req, &rep, DSMC_REPLY);
+    } else {
+        DSM_ERR("dsm_abort(%d) outside dsm_init..dsm_finalize: exiting with status %d", code, status);
+    }
+    _exit(status);
 }

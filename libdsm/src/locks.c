@@ -26,23 +26,28 @@ static long find(uint32_t id)
     return -1;
 }
 
-dsm_status_t dsm_locks_claim(uint32_t id)
+dsm_status_t dsm_locks_claim(uint32_t id, const char *fn, bool try)
 {
     dsm_status_t st = 0;
     long i;
 
     pthread_mutex_lock(&g_mu);
-    while ((i = find(id)) >= 0 && !pthread_equal(g_claims[i].owner, pthread_self()))
+    while ((i = find(id)) >= 0 && !pthread_equal(g_claims[i].owner, pthread_self())) {
+        if (try) {
+            pthread_mutex_unlock(&g_mu);
+            return DSM_EBUSY;
+        }
         pthread_cond_wait(&g_cv, &g_mu);
+    }
     if (i >= 0) {
-        DSM_ERR("dsm_lock(%u): this thread holds it already", id);
+        DSM_ERR("%s(%u): this thread holds it already", fn, id);
         st = DSM_EINVAL;
     } else if (g_n == g_cap) {
         size_t ncap = g_cap ? g_cap * 2 : 16;
         struct claim *v = realloc(g_claims, ncap * sizeof(*v));
 
         if (v == NULL) {
-            DSM_ERR("dsm_lock(%u): out of memory", id);
+            DSM_ERR("%s(%u): out of memory", fn, id);
             st = DSM_ENOMEM;
         } else {
             g_claims = v;

@@ -11,16 +11,18 @@
 #ifndef DSM_LOCKS_H
 #define DSM_LOCKS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dsm_status.h"
 
 /*
- * Claim `id` for the calling thread before asking the daemon, waiting while another thread
- * of this rank has it. Returns 0; DSM_EINVAL (logged) when the calling thread has it
+ * Claim `id` for the calling thread before asking the daemon (for fn: dsm_lock or
+ * dsm_trylock), waiting while another thread of this rank has it, or with `try` returning
+ * DSM_EBUSY at once. Returns 0; DSM_EINVAL (logged) when the calling thread has it
  * already; DSM_ENOMEM (logged).
  */
-dsm_status_t dsm_locks_claim(uint32_t id);
+dsm_status_t dsm_locks_claim(uint32_t id, const char *fn, bool try);
 
 /* 0 when the calling thread holds `id`; DSM_EINVAL (logged) otherwise. */
 dsm_status_t dsm_locks_check(uint32_t id);

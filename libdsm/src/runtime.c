@@ -58,5 +58,5 @@ _Noreturn void dsm_rt_die(struct dsm_sline *l)
             rmdir(dir);
         }
     }
-    _exit(1);
+    _exit(atomic_load(&dsm_rt.exit_status) ? atomic_load(&dsm_rt.exit_status) : 1);
 }

@@ -34,6 +34,7 @@ struct dsm_runtime {
     int           service_fd;       /* service channel */
     _Atomic uint32_t *applied;      /* per page: grants applied by fault handlers (dsm_chan.h) */
     bool          standalone;       /* socket_path is in a private directory of ours */
+    _Atomic int   exit_status;      /* dsm_abort's status for dsm_rt_die, 0: the usual 1 */
 };
 
 extern struct dsm_runtime dsm_rt;
@@ -52,7 +53,7 @@ dsm_status_t dsm_rt_check(const char *fn);
 /*
  * End the rank from any context (async-signal-safe): emit the line, remove a standalone
  * rank's socket and private directory (its daemon sees its stdin close and exits), and
- * _exit(1).
+ * _exit(1), or with dsm_abort's status once it was called.
  */
 _Noreturn void dsm_rt_die(struct dsm_sline *l);
 

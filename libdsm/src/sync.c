@@ -1,4 +1,4 @@
-/* sync.c - the public synchronisation calls: dsm_lock, dsm_unlock, dsm_barrier. */
+/* sync.c - the public synchronisation calls: dsm_lock, dsm_trylock, dsm_unlock, dsm_barrier. */
 #include "api.h"
 
 #include "channel.h"
@@ -21,7 +21,7 @@ static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
     st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY);
     if (st != 0)
         return st; /* logged */
-    if (rep.status != 0) {
+    if (rep.status != 0 && !(op == DSMC_TRYLOCK && rep.status == DSM_EBUSY)) {
         if (op == DSMC_BARRIER)
             DSM_ERR("%s: %s%s%s", fn, dsm_status_str(rep.status), rep.text[0] != '\0' ? ": " : "", rep.text);
         else
@@ -34,11 +34,31 @@ static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
 /* Locks are held by threads (locks.h): the daemon sees only the rank. */
 DSM_API int dsm_lock(uint32_t id)
 {
-    dsm_status_t st = dsm_locks_claim(id);
+    dsm_status_t st = dsm_rt_check("dsm_lock");
+
+    if (st == 0)
+        st = dsm_locks_claim(id, "dsm_lock", false);
 
     if (st != 0)
         return st;
     st = sync_call("dsm_lock", DSMC_LOCK, id);
+    if (st == 0)
+        dsm_stats_lock_acquired();
+    else
+        dsm_locks_drop(id);
+    return st;
+}
+
+DSM_API int dsm_trylock(uint32_t id)
+{
+    dsm_status_t st = dsm_rt_check("dsm_trylock");
+
+    if (st == 0)
+        st = dsm_locks_claim(id, "dsm_trylock", true);
+
+    if (st != 0)
+        return st;
+    st = sync_call("dsm_trylock", DSMC_TRYLOCK, id);
     if (st == 0)
         dsm_stats_lock_acquired();
     else

@@ -66,8 +66,8 @@ libdir=$(dirname "$(dirname "$pc")")
 ls "$libdir"/libdsm.so* >/dev/null 2>&1 || fail "libdsm.so not installed in $libdir"
 [ -f "$libdir/cmake/dsm/dsmConfig.cmake" ] || fail "cmake/dsm/dsmConfig.cmake not installed"
 [ -f "$libdir/cmake/dsm/dsmConfigVersion.cmake" ] || fail "dsmConfigVersion.cmake not installed"
-if find "$prefix/include" -name '*.h' ! -path '*/dsm/dsm.h' | grep -q .; then
-    fail "headers other than dsm/dsm.h installed: $(find "$prefix/include" -name '*.h')"
+if find "$prefix/include" -name '*.h' ! -path '*/dsm/dsm.h' ! -path '*/dsm/dsm_version.h' | grep -q .; then
+    fail "headers other than dsm/dsm.h and dsm/dsm_version.h installed: $(find "$prefix/include" -name '*.h')"
 fi
 
 mkdir -p "$work/src"
@@ -75,9 +75,18 @@ cat >"$work/src/app.c" <<'EOF'
 /* app.c - an outside program using only the installed <dsm/dsm.h>. */
 #include <dsm/dsm.h>
 #include <stdio.h>
+#include <string.h>
+
+#if !DSM_VERSION_AT_LEAST(0, 1, 0)
+#error "the installed headers say they are older than 0.1.0"
+#endif
 
 int main(int argc, char **argv)
 {
+    if (strcmp(dsm_version(), DSM_VERSION_STRING) != 0) {
+        fprintf(stderr, "app: library %s, headers %s\n", dsm_version(), DSM_VERSION_STRING);
+        return 1;
+    }
     int err = dsm_init(&argc, &argv);
     if (err) {
         fprintf(stderr, "app: dsm_init: %s\n", dsm_strerror(err));

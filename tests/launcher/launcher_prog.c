@@ -20,6 +20,11 @@
  *                                    wait for lock 1: a deadlock
  *   launcher_prog slow MS            rank 0 computes MS ms outside the runtime while the
  *                                    others wait in a barrier: slow, not a deadlock; exit 0
+ *   launcher_prog api                dsm_trylock (free, held elsewhere, held here, and what
+ *                                    it acquires), dsm_version; exit 0
+ *   launcher_prog abort R CODE       rank R calls dsm_abort(CODE) while the others wait in
+ *                                    a barrier
+ *   launcher_prog mismatch           rank 1 asks dsm_coalloc for two pages, the others one
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -224,6 +229,79 @@ static int run_slow(long ms)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* api: dsm_trylock and dsm_version. A value written under lock 5 by rank 0 must be seen by
+ * the rank whose dsm_trylock(5) succeeds after rank 0's unlock, under every model. */
+static int run_api(void)
+{
+    int r = dsm_rank(), n = dsm_nranks(), rc;
+    volatile long *cell = dsm_coalloc(dsm_page_size());
+    char want[32];
+
+    snprintf(want, sizeof(want), "%d.%d.%d", DSM_VERSION_MAJOR, DSM_VERSION_MINOR, DSM_VERSION_PATCH);
+    if (strcmp(dsm_version(), want) != 0 || strcmp(DSM_VERSION_STRING, want) != 0 ||
+        !DSM_VERSION_AT_LEAST(0, 0, 1) || DSM_VERSION_AT_LEAST(DSM_VERSION_MAJOR + 1, 0, 0))
+        return bad("dsm_version() and the DSM_VERSION macros disagree");
+    if (!cell)
+        return bad("dsm_coalloc failed");
+    if (r == 0) {
+        if (dsm_trylock(5) != 0)
+            return bad("dsm_trylock of a free lock failed");
+        if (dsm_trylock(5) != DSM_EINVAL)
+            return bad("dsm_trylock of a lock this thread holds is not DSM_EINVAL");
+        cell[0] = 4242;
+    }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r != 0 && (rc = dsm_trylock(5)) != DSM_EBUSY)
+        return bad(rc == 0 ? "dsm_trylock took a lock rank 0 holds" : "dsm_trylock of a held lock is not DSM_EBUSY");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r == 0 && dsm_unlock(5) != 0)
+        return bad("dsm_unlock failed");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r == n - 1) {
+        while ((rc = dsm_trylock(5)) == DSM_EBUSY)
+            ;
+        if (rc != 0)
+            return bad("dsm_trylock of a free lock failed");
+        if (cell[0] != 4242)
+            return bad("dsm_trylock acquired the lock but not the value written under it");
+        cell[0] = 4343;
+        if (dsm_unlock(5) != 0)
+            return bad("dsm_unlock after dsm_trylock failed");
+    }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (cell[0] != 4343)
+        return bad("the value written under the lock is not seen after the barrier");
+    printf("rank %d api ok\n", r);
+    return 0;
+}
+
+/* abort: rank `who` ends the job with dsm_abort(code). */
+static int run_abort(int who, int code)
+{
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (dsm_rank() == who)
+        dsm_abort(code);
+    dsm_barrier(); /* never completes */
+    sleep_ms(60000);
+    return bad("still running a minute after dsm_abort");
+}
+
+/* mismatch: a collective allocation of different sizes. */
+static int run_mismatch(void)
+{
+    void *p = dsm_coalloc(dsm_page_size() * (dsm_rank() == 1 ? 2 : 1));
+
+    (void)p;
+    dsm_barrier(); /* the job has failed by now */
+    sleep_ms(60000);
+    return bad("still running a minute after a mismatched dsm_coalloc");
+}
+
 /* finalize: rank `early` leaves the job while the others wait in a barrier. */
 static int run_finalize(int early)
 {
@@ -241,7 +319,8 @@ int main(int argc, char **argv)
     int err, rc;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow "
+        fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
+                        "api|abort|mismatch "
                         "[ARGS...]\n");
         return 2;
     }
@@ -273,6 +352,12 @@ int main(int argc, char **argv)
         rc = run_freeze();
     else if (!strcmp(argv[1], "stats"))
         rc = run_stats();
+    else if (!strcmp(argv[1], "api"))
+        rc = run_api();
+    else if (!strcmp(argv[1], "abort") && argc > 3)
+        rc = run_abort(atoi(argv[2]), atoi(argv[3]));
+    else if (!strcmp(argv[1], "mismatch"))
+        rc = run_mismatch();
     else if (!strcmp(argv[1], "deadlock"))
         rc = run_deadlock();
     else if (!strcmp(argv[1], "slow") && argc > 2)

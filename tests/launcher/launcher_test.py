@@ -438,6 +438,38 @@ def case_scale_128(dsmrun, prog):
               "%s: %d of 128 ranks said ok on their own node" % (model, len(oks)), j)
 
 
+def case_api(dsmrun, prog):
+    """dsm_trylock (a free lock, one held elsewhere, one held here; what it acquires) and
+    dsm_version, under every model, with 1 and 2 ranks per node."""
+    for model in ("sequential", "release", "causal"):
+        for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"]):
+            j = run(dsmrun, prog, ["api"], opts + ["--consistency", model, "--timeout", "60"])
+            n = int(opts[1])
+            check(j.rc == 0 and sorted(j.out.split("\n")[:-1]) == ["rank %d api ok" % r for r in range(n)],
+                  "%s %s: exit status %s" % (model, opts, j.rc), j)
+
+
+def case_abort(dsmrun, prog):
+    """dsm_abort(code) ends every rank at once, the job exits with the code (1 for a code
+    whose low byte is 0), and dsmrun's first line names the call."""
+    for code, want, opts in ((7, 7, ["-n", "4"]), (256, 1, ["-n", "4", "--ranks-per-node", "2"])):
+        j = run(dsmrun, prog, ["abort", "2", str(code)], opts + ["--timeout", "60"])
+        check(j.rc == want, "dsm_abort(%d): exit status %s, expected %d" % (code, j.rc, want), j)
+        check(j.seconds < 15, "took %.1f s" % j.seconds, j)
+        first_is(j, r"rank 2 called dsm_abort\(%d\)$" % code)
+
+
+def case_coalloc_mismatch(dsmrun, prog):
+    """A collective allocation with different sizes fails the job on every rank, naming
+    both sizes (it used to give one rank memory and another NULL, and exit 0)."""
+    for model in ("sequential", "release", "causal"):
+        j = run(dsmrun, prog, ["mismatch"], ["-n", "3", "--consistency", model, "--timeout", "60"])
+        check(j.rc not in (0, 124), "%s: exit status %s" % (model, j.rc), j)
+        check(j.seconds < 15, "%s: took %.1f s" % (model, j.seconds), j)
+        first_is(j, r"rank \d called dsm_coalloc \(collective call #1\) for (4096|8192) bytes, rank \d for "
+                    r"(4096|8192): a collective allocation takes the same size on every rank$")
+
+
 def case_stats_incomplete(dsmrun, prog):
     """--stats after --timeout: written, with the counts so far (kept by the daemons, not
     lost with the ranks), and marked "complete": false with what is missing."""

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <dsm/dsm_version.h> /* DSM_VERSION_MAJOR, _MINOR, _PATCH, _STRING, DSM_VERSION_AT_LEAST */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -52,8 +54,18 @@ void       *dsm_malloc(size_t size);   /* any rank, any time; homed on the calle
 void        dsm_free(void *ptr);
 int         dsm_lock(uint32_t id);     /* global lock, any id */
 int         dsm_unlock(uint32_t id);
+/* dsm_lock without waiting: 0 when the lock was free (the caller now holds it, with what
+ * dsm_lock's acquire gives under the job's model), DSM_EBUSY when someone holds it (nothing
+ * is acquired then), DSM_EINVAL when the calling thread already holds it. */
+int         dsm_trylock(uint32_t id);
 int         dsm_barrier(void);         /* all ranks */
 const char *dsm_strerror(int err);
+/* The running library's version, "MAJOR.MINOR.PATCH" (DSM_VERSION_STRING is the headers'). */
+const char *dsm_version(void);
+/* End the whole job now, from any rank and thread, before or after dsm_init: every rank
+ * stops and the job (dsmrun) exits with status code & 255, or 1 when that is 0 (an aborted
+ * job never reports success); dsmrun names this rank's call as the cause. Never returns. */
+void        dsm_abort(int code) __attribute__((noreturn));
 /* Run fn(tid, nthreads, arg) on nthreads threads of this rank (tid 0 is the caller) and
  * return when all are done: 0, or the first failure of a dsm_thread_barrier. Threads are
  * bound by the job's placement (dsmrun --placement); locks taken inside are held by the
