@@ -16,11 +16,17 @@
  * dsm_malloc takes pages from this node's arena: no message at all. dsm_free goes to the
  * block's home, which clears it on every node the same way before reusing it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <dsm/dsm.h>
+
 #include "dsm_log.h"
 #include "dsmd.h"
+
+_Static_assert((int)DSM_PLACE_BLOCK == (int)DSMW_PLACE_BLOCK && (int)DSM_PLACE_CYCLIC == (int)DSMW_PLACE_CYCLIC &&
+                   (int)DSM_PLACE_NODE == (int)DSMW_PLACE_NODE, "dsm.h and the wire number placements alike");
 
 enum { COLL_NONE = 0, COLL_ADDING, COLL_READY, COLL_FREEING, COLL_FREED };
 
@@ -28,6 +34,8 @@ struct coll_wait {
     struct coll_wait *next;
     int node, origin;
     uint64_t size;
+    uint32_t place;
+    uint64_t place_arg;
 };
 
 /* Node 0's record of collective allocation #k. */
@@ -35,7 +43,9 @@ struct coll {
     int      state;
     int      status;
     uint64_t size, first, n;
-    int      origin;          /* the rank whose request came first (and set size) */
+    uint32_t place;           /* home placement (enum dsmw_place) and its parameter */
+    uint64_t place_arg;
+    int      origin;          /* the rank whose request came first (and set size, place) */
     int      frees;
     struct coll_wait *waiting;
 };
@@ -156,7 +166,8 @@ static uint64_t page_of(struct dsmd *d, uint64_t addr)
 }
 
 /* Announce a region to every node; node acks come back to this node. */
-static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_t n, uint64_t k, int origin)
+static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_t n, uint64_t k, int origin,
+                            uint32_t place, uint64_t place_arg)
 {
     struct region_op *o = calloc(1, sizeof(*o));
     dsmw_msg_t m;
@@ -177,6 +188,8 @@ static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_
     m.count = n;
     m.seq = k;
     m.origin = (uint32_t)origin;
+    m.place = place;
+    m.place_arg = place_arg;
     dsmd_broadcast(d, &m);
 }
 
@@ -209,14 +222,33 @@ static struct coll *coll_get(struct dsmd *d, uint64_t k)
     return &a->colls[k];
 }
 
+/* "block", "cyclic(4)" or "node(2)" into buf. */
+static const char *place_name(char *buf, size_t n, uint32_t place, uint64_t arg)
+{
+    snprintf(buf, n, place == DSMW_PLACE_CYCLIC ? "cyclic(%llu)" : place == DSMW_PLACE_NODE ? "node(%llu)" : "block",
+             (unsigned long long)arg);
+    return buf;
+}
+
 /* Node 0: the answer for one request of collective #k whose state is settled. */
-static void coll_answer(struct dsmd *d, struct coll *c, uint64_t k, int node, int origin, uint64_t size)
+static void coll_answer(struct dsmd *d, struct coll *c, uint64_t k, int node, int origin, uint64_t size,
+                        uint32_t place, uint64_t place_arg)
 {
     if (size != c->size) { /* one rank with memory, another without: the job cannot go on right */
         dsmd_abort_rank(d, origin, "collective", DSM_EINVAL,
                         "rank %d called dsm_coalloc (collective call #%llu) for %llu bytes, rank %d for %llu: "
                         "a collective allocation takes the same size on every rank", origin,
                         (unsigned long long)k + 1, (unsigned long long)size, c->origin, (unsigned long long)c->size);
+        return;
+    }
+    if (place != c->place || place_arg != c->place_arg) {
+        char mine[48], theirs[48];
+
+        dsmd_abort_rank(d, origin, "collective", DSM_EINVAL,
+                        "rank %d called dsm_coalloc_ex (collective call #%llu) with placement %s, rank %d with %s: "
+                        "a collective allocation takes the same placement on every rank", origin,
+                        (unsigned long long)k + 1, place_name(mine, sizeof(mine), place, place_arg), c->origin,
+                        place_name(theirs, sizeof(theirs), c->place, c->place_arg));
         return;
     }
     reply_alloc(d, node, origin, k, c->status, c->first);
@@ -232,6 +264,8 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
         return DSM_ENOMEM;
     if (c->state == COLL_NONE) {
         c->size = m->size;
+        c->place = m->place;
+        c->place_arg = m->place_arg;
         c->origin = (int)m->origin;
         c->n = pages_for(d, m->size);
         c->status = m->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
@@ -245,11 +279,11 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
             c->state = COLL_READY;
         } else {
             c->state = COLL_ADDING;
-            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin);
+            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin, c->place, c->place_arg);
         }
     }
     if (c->state != COLL_ADDING) {
-        coll_answer(d, c, m->seq, node, (int)m->origin, m->size);
+        coll_answer(d, c, m->seq, node, (int)m->origin, m->size, m->place, m->place_arg);
         return DSM_OK;
     }
     w = calloc(1, sizeof(*w));
@@ -258,6 +292,8 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
     w->node = node;
     w->origin = (int)m->origin;
     w->size = m->size;
+    w->place = m->place;
+    w->place_arg = m->place_arg;
     w->next = c->waiting;
     c->waiting = w;
     return DSM_OK;
@@ -286,7 +322,7 @@ static void region_done(struct dsmd *d, struct region_op *o)
         struct coll_wait *w = c->waiting;
 
         c->waiting = w->next;
-        coll_answer(d, c, o->k, w->node, w->origin, w->size);
+        coll_answer(d, c, o->k, w->node, w->origin, w->size, w->place, w->place_arg);
         free(w);
     }
 }
@@ -345,7 +381,7 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
             return DSM_EPROTO;
         if (region_remember(d, m->addr) != DSM_OK)
             return DSM_ENOMEM;
-        dsmd_space_region_add(&d->space, m->addr, m->count);
+        dsmd_space_region_add(&d->space, m->addr, m->count, (int)m->place, m->place_arg);
         d->pops->reset(d->p, m->addr, m->count);
         send_region_ack(d, src, m->addr, 0, (int)m->origin);
         return DSM_OK;
@@ -374,7 +410,7 @@ static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
             continue;
         if (++c->frees == d->cfg.nranks) {
             c->state = COLL_FREEING;
-            region_announce(d, 1, c->first, c->n, k, (int)m->origin);
+            region_announce(d, 1, c->first, c->n, k, (int)m->origin, DSMW_PLACE_BLOCK, 0);
         }
         return DSM_OK;
     }
@@ -400,7 +436,7 @@ static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
                  (unsigned long long)addr_of(d, m->addr));
         return DSM_OK;
     }
-    region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin);
+    region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin, DSMW_PLACE_BLOCK, 0);
     return DSM_OK;
 }
 
@@ -462,13 +498,30 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
     dsm_status_t st;
 
     switch (m->op) {
-    case DSMC_COALLOC:
+    case DSMC_COALLOC: {
+        dsmw_msg_t req;
+
+        /* libdsm checked the placement (b, c); a rank that did not is refused here */
+        if (!dsmw_place_ok((uint32_t)m->b, m->c, (uint32_t)d->cfg.nnodes)) {
+            DSM_WARN("dsm_coalloc by rank %d: unknown placement %llu/%llu", rk->rank, (unsigned long long)m->b,
+                     (unsigned long long)m->c);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
         c->pending_op = DSMC_COALLOC;
         c->pending_seq = rk->coalloc_seq++;
         c->pnext = d->alloc->waiting;
         d->alloc->waiting = c;
-        send_to(d, 0, DSMW__TYPE__ALLOC_REQ, c->pending_seq, m->a, 0, rk->rank);
+        dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
+        req.seq = c->pending_seq;
+        req.size = m->a;
+        req.origin = (uint32_t)rk->rank;
+        req.node = (uint32_t)d->cfg.node;
+        req.place = (uint32_t)m->b;
+        req.place_arg = m->c;
+        dsmd_send(d, 0, &req, DSMT_NO_PAGE);
         return;
+    }
     case DSMC_COFREE:
         page = page_of(d, m->a);
         if (page == UINT64_MAX || region_find(d, page) < 0) {

@@ -229,6 +229,12 @@ static int chan_hello(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg
     }
     c->lrank = lrank;
     rk->nchans++;
+    if (m->op == DSMC_HELLO_MAIN && d->lost_early >= 0) {
+        dsmd_abort_rank(d, rk->rank, "late", DSM_EPEER,
+                        "rank %d called dsm_init after node %d had left the job (lost before any rank of node %d "
+                        "joined)", rk->rank, d->lost_early, d->cfg.node);
+        return 1;
+    }
     if (m->op == DSMC_HELLO_MAIN) {
         c->kind = CHAN_MAIN;
         rk->connected = 1;
@@ -448,6 +454,14 @@ void dsmd_clients_rank_exited(struct dsmd *d, int rank, int status)
     rk->absent = 1;
     d->ranks_absent++;
     dsmd_sync_rank_absent(d, rank, status);
+}
+
+int dsmd_clients_any_joined(const struct dsmd *d)
+{
+    for (int i = 0; i < d->cfg.local_ranks; i++)
+        if (d->ranks[i].connected)
+            return 1;
+    return 0;
 }
 
 void dsmd_abort_ranks(struct dsmd *d, int status, const char *text)

@@ -170,6 +170,7 @@ struct dsmd {
     int       nchans, capchans;
     int       ranks_gone;        /* local ranks that finalized and closed every channel */
     int       ranks_absent;      /* local ranks that exited without dsm_init */
+    int       lost_early;        /* a peer lost before any local rank joined, or -1 */
 
     struct dsmd_page *pages;
 
@@ -236,6 +237,8 @@ struct dsmd_chan *dsmd_chan_by_id(struct dsmd *d, int id);
 void dsmd_clients_check_stalls(struct dsmd *d, int64_t now_ns);
 /* Tell every local rank the job is failing, then stop. */
 void dsmd_abort_ranks(struct dsmd *d, int status, const char *text);
+/* 1 once any local rank has called dsm_init. */
+int dsmd_clients_any_joined(const struct dsmd *d);
 /* dsmrun saw local rank `rank` exit with `status` (shell convention: 128+S for signal S). */
 void dsmd_clients_rank_exited(struct dsmd *d, int rank, int status);
 

@@ -75,6 +75,7 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
 {
     dsm_status_t st;
 
+    d->lost_early = -1;
     d->pops = dsmp_find(d->cfg.consistency);
     if (d->pops == NULL) {
         char known[128] = "";

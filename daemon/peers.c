@@ -111,16 +111,27 @@ static void on_peer_lost(void *ctx, int node, const char *reason)
     /* Once every rank of the job has finalized, peers leave as they please. A node whose
      * ranks have finalized may also see another node leave before node 0's release reaches
      * it: that node can only have left after the release. Only node 0 going away then is
-     * a failure (the release would never come); node 0 itself aborts on any real loss.
-     * A node whose ranks all exited without dsm_init has nothing to lose either. */
-    if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0) ||
-        d->ranks_absent == d->cfg.local_ranks) {
+     * a failure (the release would never come); node 0 itself aborts on any real loss. */
+    if (d->finishing || (d->fini_sent && node != 0 && d->cfg.node != 0)) {
         DSM_DEBUG("node %d left: %s", node, reason);
         if (d->peer_up[node]) {
             d->peer_up[node] = 0;
             d->peers_left++;
         }
         dsmd_maybe_exit(d);
+        return;
+    }
+    if (!dsmd_clients_any_joined(d)) {
+        /* No rank of ours is in the job (yet): a job of programs that never call dsm_init
+         * ends with daemons leaving in any order. A rank that joins later fails the job
+         * then (clients.c); a node whose ranks are in it has failed it already. */
+        DSM_DEBUG("node %d left before any rank of this node joined: %s", node, reason);
+        if (d->lost_early < 0)
+            d->lost_early = node;
+        if (d->peer_up[node]) {
+            d->peer_up[node] = 0;
+            d->peers_left++;
+        }
         return;
     }
     dsmd_abort(d, DSM_EPEER, "lost node %d (dsmd at %s): %s", node,

@@ -1,5 +1,6 @@
 /* space.c - see space.h. */
 #include "space.h"
+#include "wire.h"
 
 #include <stdlib.h>
 
@@ -42,10 +43,14 @@ int dsmd_space_block_home(uint64_t i, uint64_t n, int nnodes)
     return (int)(i / block);
 }
 
-void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n)
+void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n, int place, uint64_t arg)
 {
-    for (uint64_t i = 0; i < n; i++)
-        s->home[first + i] = (int16_t)dsmd_space_block_home(i, n, s->nnodes);
+    for (uint64_t i = 0; i < n; i++) {
+        int home = place == DSMW_PLACE_CYCLIC ? (int)((i / arg) % (uint64_t)s->nnodes)
+                   : place == DSMW_PLACE_NODE ? (int)arg : dsmd_space_block_home(i, n, s->nnodes);
+
+        s->home[first + i] = (int16_t)home;
+    }
 }
 
 void dsmd_space_region_free(struct dsmd_space *s, uint64_t first, uint64_t n)

@@ -47,8 +47,10 @@ static inline int dsmd_space_home(const struct dsmd_space *s, uint64_t p)
 /* Home of page i of a collective region of n pages under block placement. */
 int dsmd_space_block_home(uint64_t i, uint64_t n, int nnodes);
 
-/* A collective region [first, first+n) was allocated (block homes) or freed. */
-void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n);
+/* A collective region [first, first+n) was allocated, its homes placed by `place`
+ * (enum dsmw_place: block over the nodes; cyclic, `arg` pages per node in turn; all on
+ * node `arg`), or freed. */
+void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n, int place, uint64_t arg);
 void dsmd_space_region_free(struct dsmd_space *s, uint64_t first, uint64_t n);
 
 #endif

@@ -65,6 +65,16 @@ static unsigned needs(int type)
     }
 }
 
+int dsmw_place_ok(uint32_t place, uint64_t arg, uint32_t nnodes)
+{
+    switch (place) {
+    case DSMW_PLACE_BLOCK:  return arg == 0;
+    case DSMW_PLACE_CYCLIC: return arg >= 1;
+    case DSMW_PLACE_NODE:   return arg < nnodes;
+    default:                return 0;
+    }
+}
+
 const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
 {
     unsigned f = needs(m->type);
@@ -81,6 +91,9 @@ const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
         return "bad access level";
     if (m->n_vclock > lim->nnodes)
         return "vector clock longer than the job";
+    if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__ALLOC_REQ) &&
+        !dsmw_place_ok(m->place, m->place_arg, lim->nnodes))
+        return "unknown home placement";
     if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__REGION_FREE) &&
         (m->addr >= lim->npages || m->count == 0 || m->count > lim->npages - m->addr))
         return "region out of range";

@@ -37,6 +37,13 @@ dsm_status_t dsmw_encode(const dsmw_msg_t *m, uint8_t *buf, size_t cap, size_t *
 dsm_status_t dsmw_decode(const uint8_t *buf, size_t len, const struct dsmw_limits *lim,
                          dsmw_msg_t **out, const char **why);
 
+/* Home placements of a collective region (place, place_arg); the same numbers as dsm.h's
+ * enum dsm_placement (checked in daemon/alloc.c). */
+enum dsmw_place { DSMW_PLACE_BLOCK = 0, DSMW_PLACE_CYCLIC = 1, DSMW_PLACE_NODE = 2 };
+
+/* 1 if (place, arg) is a placement a job of nnodes nodes can use. */
+int dsmw_place_ok(uint32_t place, uint64_t arg, uint32_t nnodes);
+
 /* Check the fields of a decoded message; NULL if fine, else the reason. */
 const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim);
 

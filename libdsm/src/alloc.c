@@ -1,5 +1,5 @@
 /*
- * alloc.c - the public allocator: dsm_coalloc/dsm_cofree (collective) and
+ * alloc.c - the public allocator: dsm_coalloc/dsm_coalloc_ex/dsm_cofree (collective) and
  * dsm_malloc/dsm_free (local, homed on the caller's node), served by the daemon.
  *
  * A size of 0 is refused (NULL and a message) without asking the daemon: every rank of a
@@ -11,23 +11,28 @@
 #include "dsm_log.h"
 #include "runtime.h"
 
-/* Ask the daemon for `size` bytes with op; NULL and a message on any failure. */
-static void *allocate(const char *fn, enum dsmc_op op, size_t size)
+/* Ask the daemon for `size` bytes with op (collective: homes placed by place/arg) into
+ * *out; 0, or a status with a message (and *out NULL). */
+static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum dsm_placement place,
+                             uint64_t arg, void **out)
 {
     struct dsmc_msg req, rep;
     dsm_status_t st;
     uintptr_t addr;
 
-    if (dsm_rt_check(fn) != 0)
-        return NULL;
+    *out = NULL;
+    if ((st = dsm_rt_check(fn)) != 0)
+        return st;
     if (size == 0) {
         DSM_ERR("%s(0): a size of 0 bytes is not an allocation", fn);
-        return NULL;
+        return DSM_EINVAL;
     }
     dsm_channel_msg(&req, op);
     req.a = size;
-    if (dsm_channel_request(fn, &req, &rep, DSMC_REPLY) != 0)
-        return NULL; /* logged */
+    req.b = (uint64_t)place;
+    req.c = arg;
+    if ((st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY)) != 0)
+        return st; /* logged */
     st = rep.status;
     if (st == DSM_ENOSPACE) {
         /* the space's layout (daemon/space): the first half for dsm_coalloc, the second
@@ -44,20 +49,59 @@ static void *allocate(const char *fn, enum dsmc_op op, size_t size)
                     "%zu MiB global space, split between %d nodes)%s%s; free blocks, or start the job with "
                     "a larger space (dsmrun --space-size, default 1G)", fn, size, arena >> 10,
                     dsm_rt.vm.size >> 20, dsm_rt.nnodes, rep.text[0] != '\0' ? "; " : "", rep.text);
-        return NULL;
+        return st;
     }
     if (st != 0) {
         DSM_ERR("%s(%zu): %s%s%s", fn, size, dsm_status_str(st), rep.text[0] != '\0' ? ": " : "", rep.text);
-        return NULL;
+        return st;
     }
     addr = (uintptr_t)rep.a;
     if (!dsm_vm_span_ok(&dsm_rt.vm, addr, size) ||
         (op == DSMC_COALLOC && !dsm_vm_page_aligned(&dsm_rt.vm, addr))) {
         DSM_ERR("%s(%zu): the daemon returned %#llx, which is not a block of the global space",
                 fn, size, (unsigned long long)rep.a);
-        return NULL;
+        return DSM_EPROTO;
     }
-    return (void *)addr;
+    *out = (void *)addr;
+    return 0;
+}
+
+/* The placement of attr as (place, arg); DSM_EINVAL (logged) for one this job cannot use. */
+static dsm_status_t placement_of(const struct dsm_alloc_attr *attr, enum dsm_placement *place, uint64_t *arg)
+{
+    *place = DSM_PLACE_BLOCK;
+    *arg = 0;
+    if (attr == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(attr->reserved) / sizeof(attr->reserved[0]); i++)
+        if (attr->reserved[i] != 0) {
+            DSM_ERR("dsm_coalloc_ex: reserved[%zu] is not 0 (start from DSM_ALLOC_ATTR_INIT)", i);
+            return DSM_EINVAL;
+        }
+    switch (attr->placement) {
+    case DSM_PLACE_BLOCK:
+        return 0;
+    case DSM_PLACE_CYCLIC:
+        if (attr->block_pages == 0) {
+            DSM_ERR("dsm_coalloc_ex: DSM_PLACE_CYCLIC with block_pages 0 (at least 1 page per block)");
+            return DSM_EINVAL;
+        }
+        *place = DSM_PLACE_CYCLIC;
+        *arg = attr->block_pages;
+        return 0;
+    case DSM_PLACE_NODE:
+        if (attr->node < 0 || attr->node >= dsm_rt.nnodes) {
+            DSM_ERR("dsm_coalloc_ex: DSM_PLACE_NODE with node %d, but the job has nodes 0..%d", attr->node,
+                    dsm_rt.nnodes - 1);
+            return DSM_EINVAL;
+        }
+        *place = DSM_PLACE_NODE;
+        *arg = (uint64_t)attr->node;
+        return 0;
+    default:
+        DSM_ERR("dsm_coalloc_ex: unknown placement %d (DSM_PLACE_BLOCK, _CYCLIC or _NODE)", (int)attr->placement);
+        return DSM_EINVAL;
+    }
 }
 
 /* Return ptr to the daemon with op; a message on failure (the caller has no status to get). */
@@ -82,7 +126,26 @@ static void release(const char *fn, enum dsmc_op op, void *ptr)
 
 DSM_API void *dsm_coalloc(size_t size)
 {
-    return allocate("dsm_coalloc", DSMC_COALLOC, size);
+    void *p;
+
+    (void)allocate("dsm_coalloc", DSMC_COALLOC, size, DSM_PLACE_BLOCK, 0, &p);
+    return p;
+}
+
+DSM_API int dsm_coalloc_ex(size_t size, const struct dsm_alloc_attr *attr, void **out)
+{
+    enum dsm_placement place;
+    uint64_t arg;
+    dsm_status_t st;
+
+    if (out == NULL) {
+        DSM_ERR("dsm_coalloc_ex: out is NULL");
+        return DSM_EINVAL;
+    }
+    *out = NULL;
+    if ((st = dsm_rt_check("dsm_coalloc_ex")) != 0 || (st = placement_of(attr, &place, &arg)) != 0)
+        return st;
+    return allocate("dsm_coalloc_ex", DSMC_COALLOC, size, place, arg, out);
 }
 
 DSM_API void dsm_cofree(void *ptr)
@@ -92,7 +155,10 @@ DSM_API void dsm_cofree(void *ptr)
 
 DSM_API void *dsm_malloc(size_t size)
 {
-    return allocate("dsm_malloc", DSMC_MALLOC, size);
+    void *p;
+
+    (void)allocate("dsm_malloc", DSMC_MALLOC, size, DSM_PLACE_BLOCK, 0, &p);
+    return p;
 }
 
 DSM_API void dsm_free(void *ptr)

@@ -24,7 +24,12 @@
  *                                    it acquires), dsm_version; exit 0
  *   launcher_prog abort R CODE       rank R calls dsm_abort(CODE) while the others wait in
  *                                    a barrier
- *   launcher_prog mismatch           rank 1 asks dsm_coalloc for two pages, the others one
+ *   launcher_prog mismatch [place]   rank 1 asks dsm_coalloc for two pages, the others one
+ *                                    (place: the same size, rank 1 with cyclic placement)
+ *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
+ *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
+ *                                    reads the first 2 pages: with --stats, its fetches say
+ *                                    where their homes are (0 + 1 + 2 on two nodes)
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -291,15 +296,74 @@ static int run_abort(int who, int code)
     return bad("still running a minute after dsm_abort");
 }
 
-/* mismatch: a collective allocation of different sizes. */
-static int run_mismatch(void)
+/* mismatch: a collective allocation of different sizes (or placements). */
+static int run_mismatch(int place)
 {
-    void *p = dsm_coalloc(dsm_page_size() * (dsm_rank() == 1 ? 2 : 1));
+    struct dsm_alloc_attr attr = DSM_ALLOC_ATTR_INIT;
+    void *p;
 
+    if (place) {
+        attr.placement = dsm_rank() == 1 ? DSM_PLACE_CYCLIC : DSM_PLACE_BLOCK;
+        attr.block_pages = dsm_rank() == 1 ? 1 : 0;
+        (void)dsm_coalloc_ex(dsm_page_size(), &attr, &p);
+    } else {
+        p = dsm_coalloc(dsm_page_size() * (dsm_rank() == 1 ? 2 : 1));
+    }
     (void)p;
     dsm_barrier(); /* the job has failed by now */
     sleep_ms(60000);
     return bad("still running a minute after a mismatched dsm_coalloc");
+}
+
+/* placement: see the header. Every rank makes the same calls (they are collective). */
+static int run_placement(void)
+{
+    struct dsm_alloc_attr attr = DSM_ALLOC_ATTR_INIT, bad_attr;
+    size_t ps = dsm_page_size();
+    volatile char *r[3];
+    void *p = (void *)1;
+    long sum = 0;
+
+    bad_attr = attr;
+    bad_attr.placement = (enum dsm_placement)7;
+    if (dsm_coalloc_ex(ps, &bad_attr, &p) != DSM_EINVAL || p != NULL)
+        return bad("an unknown placement was not DSM_EINVAL with *out NULL");
+    bad_attr = attr;
+    bad_attr.placement = DSM_PLACE_NODE;
+    bad_attr.node = dsm_nranks(); /* one node per rank here: out of range */
+    if (dsm_coalloc_ex(ps, &bad_attr, &p) != DSM_EINVAL)
+        return bad("a node out of range was not DSM_EINVAL");
+    bad_attr = attr;
+    bad_attr.placement = DSM_PLACE_CYCLIC;
+    if (dsm_coalloc_ex(ps, &bad_attr, &p) != DSM_EINVAL)
+        return bad("cyclic with block_pages 0 was not DSM_EINVAL");
+    bad_attr = attr;
+    bad_attr.reserved[2] = 1;
+    if (dsm_coalloc_ex(ps, &bad_attr, &p) != DSM_EINVAL || dsm_coalloc_ex(0, NULL, &p) != DSM_EINVAL ||
+        dsm_coalloc_ex(ps, NULL, NULL) != DSM_EINVAL)
+        return bad("a reserved field, a size of 0 or a NULL out was not DSM_EINVAL");
+    if (dsm_coalloc_ex(4 * ps, NULL, &p) != 0)
+        return bad("dsm_coalloc_ex with block placement failed");
+    r[0] = p;
+    attr.placement = DSM_PLACE_CYCLIC;
+    attr.block_pages = 1;
+    if (dsm_coalloc_ex(4 * ps, &attr, &p) != 0)
+        return bad("dsm_coalloc_ex with cyclic placement failed");
+    r[1] = p;
+    attr = (struct dsm_alloc_attr)DSM_ALLOC_ATTR_INIT;
+    attr.placement = DSM_PLACE_NODE;
+    attr.node = 1;
+    if (dsm_coalloc_ex(4 * ps, &attr, &p) != 0)
+        return bad("dsm_coalloc_ex on node 1 failed");
+    r[2] = p;
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    for (int k = 0; k < 3 && dsm_rank() == 0; k++)
+        for (int pg = 0; pg < 2; pg++)
+            sum += r[k][(size_t)pg * ps];
+    if (sum != 0)
+        return bad("a fresh region does not read as zeroes");
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
 /* finalize: rank `early` leaves the job while the others wait in a barrier. */
@@ -320,7 +384,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch "
+                        "api|abort|mismatch|placement "
                         "[ARGS...]\n");
         return 2;
     }
@@ -357,7 +421,9 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "abort") && argc > 3)
         rc = run_abort(atoi(argv[2]), atoi(argv[3]));
     else if (!strcmp(argv[1], "mismatch"))
-        rc = run_mismatch();
+        rc = run_mismatch(argc > 2 && !strcmp(argv[2], "place"));
+    else if (!strcmp(argv[1], "placement"))
+        rc = run_placement();
     else if (!strcmp(argv[1], "deadlock"))
         rc = run_deadlock();
     else if (!strcmp(argv[1], "slow") && argc > 2)

@@ -468,6 +468,32 @@ def case_coalloc_mismatch(dsmrun, prog):
         check(j.seconds < 15, "%s: took %.1f s" % (model, j.seconds), j)
         first_is(j, r"rank \d called dsm_coalloc \(collective call #1\) for (4096|8192) bytes, rank \d for "
                     r"(4096|8192): a collective allocation takes the same size on every rank$")
+    j = run(dsmrun, prog, ["mismatch", "place"], ["-n", "3", "--timeout", "60"])
+    check(j.rc not in (0, 124), "placement: exit status %s" % j.rc, j)
+    first_is(j, r"rank \d called dsm_coalloc_ex \(collective call #1\) with placement (block|cyclic\(1\)), "
+                r"rank \d with (block|cyclic\(1\)): "
+                r"a collective allocation takes the same placement on every rank$")
+
+
+def case_placement(dsmrun, prog):
+    """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
+    placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region
+    on two nodes: under sequential and release every page homed on node 1 is one fetch, so
+    exactly 0 + 1 + 2 = 3 (all-block homes would give 0). Causal replicates pages on every
+    node and fetches none: there only the calls are checked."""
+    d = tempfile.mkdtemp(prefix="dsmrun-stats-")
+    try:
+        for model, want in (("sequential", 3), ("release", 3), ("causal", 0)):
+            path = os.path.join(d, "%s.json" % model)
+            j = run(dsmrun, prog, ["placement"], ["-n", "2", "--consistency", model, "--stats", path,
+                                                  "--timeout", "60"])
+            check(j.rc == 0, "%s: exit status %s" % (model, j.rc), j)
+            with open(path) as f:
+                ranks = json.load(f)["ranks"]
+            got = [r["pages_fetched"] for r in ranks]
+            check(got == [want, 0], "%s: pages fetched by ranks 0, 1: %s, expected [%d, 0]" % (model, got, want), j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def case_stats_incomplete(dsmrun, prog):

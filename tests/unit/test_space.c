@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "space/space.h"
+#include "wire.h"
 
 #define MAX_NODES 8
 #define MAX_PAGES 160u
@@ -172,12 +173,29 @@ Test(space, block_home_examples)
     cr_assert_eq(dsmd_space_block_home(2, 3, 8), 2);
 }
 
+Test(space, region_add_places_cyclic_and_on_one_node)
+{
+    struct dsmd_space s;
+
+    cr_assert_eq(dsmd_space_init(&s, 64, 3), DSM_OK);
+    dsmd_space_region_add(&s, 0, 10, DSMW_PLACE_CYCLIC, 2); /* 0,0,1,1,2,2,0,0,1,1 */
+    for (uint64_t i = 0; i < 10; i++)
+        cr_assert_eq(dsmd_space_home(&s, i), (int)((i / 2) % 3), "cyclic page %llu", (unsigned long long)i);
+    dsmd_space_region_add(&s, 10, 5, DSMW_PLACE_NODE, 2);
+    for (uint64_t i = 10; i < 15; i++)
+        cr_assert_eq(dsmd_space_home(&s, i), 2, "page %llu placed on node 2", (unsigned long long)i);
+    cr_assert(dsmw_place_ok(DSMW_PLACE_NODE, 2, 3) && !dsmw_place_ok(DSMW_PLACE_NODE, 3, 3));
+    cr_assert(!dsmw_place_ok(DSMW_PLACE_CYCLIC, 0, 3) && !dsmw_place_ok(DSMW_PLACE_BLOCK, 1, 3));
+    cr_assert(!dsmw_place_ok(3, 0, 3), "an unknown placement");
+    dsmd_space_fini(&s);
+}
+
 Test(space, region_add_sets_block_homes_and_free_clears_them)
 {
     struct dsmd_space s;
 
     cr_assert_eq(dsmd_space_init(&s, 64, 4), DSM_OK);   /* collective [0,32), arenas of 8 */
-    dsmd_space_region_add(&s, 3, 10);                     /* blocks of 3: 3,3,3,1 */
+    dsmd_space_region_add(&s, 3, 10, DSMW_PLACE_BLOCK, 0); /* blocks of 3: 3,3,3,1 */
     for (uint64_t p = 0; p < 3; p++)
         cr_assert_eq(dsmd_space_home(&s, p), DSMD_NO_HOME, "page %llu before the region", (unsigned long long)p);
     for (uint64_t i = 0; i < 10; i++)
@@ -185,7 +203,7 @@ Test(space, region_add_sets_block_homes_and_free_clears_them)
     for (uint64_t p = 13; p < 32; p++)
         cr_assert_eq(dsmd_space_home(&s, p), DSMD_NO_HOME, "page %llu after the region", (unsigned long long)p);
 
-    dsmd_space_region_add(&s, 13, 2);                     /* the adjacent region: one page each on 0 and 1 */
+    dsmd_space_region_add(&s, 13, 2, DSMW_PLACE_BLOCK, 0); /* the adjacent region: one page each on 0 and 1 */
     cr_assert_eq(dsmd_space_home(&s, 13), 0);
     cr_assert_eq(dsmd_space_home(&s, 14), 1);
 
@@ -195,7 +213,7 @@ Test(space, region_add_sets_block_homes_and_free_clears_them)
     cr_assert_eq(dsmd_space_home(&s, 13), 0, "the neighbour region is untouched");
     cr_assert_eq(dsmd_space_home(&s, 14), 1);
 
-    dsmd_space_region_add(&s, 30, 2);                     /* the last pages of the collective area */
+    dsmd_space_region_add(&s, 30, 2, DSMW_PLACE_BLOCK, 0); /* the last pages of the collective area */
     cr_assert_eq(dsmd_space_home(&s, 30), 0);
     cr_assert_eq(dsmd_space_home(&s, 31), 1);
     cr_assert_eq(dsmd_space_home(&s, 32), 0, "the arena of node 0 keeps its home");
@@ -215,12 +233,12 @@ Test(space, region_of_fewer_pages_than_nodes)
     struct dsmd_space s;
 
     cr_assert_eq(dsmd_space_init(&s, 40, 8), DSM_OK);   /* collective [0,20) */
-    dsmd_space_region_add(&s, 5, 3);
+    dsmd_space_region_add(&s, 5, 3, DSMW_PLACE_BLOCK, 0);
     cr_assert_eq(dsmd_space_home(&s, 5), 0);
     cr_assert_eq(dsmd_space_home(&s, 6), 1);
     cr_assert_eq(dsmd_space_home(&s, 7), 2);
     cr_assert_eq(dsmd_space_home(&s, 8), DSMD_NO_HOME);
-    dsmd_space_region_add(&s, 10, 1);
+    dsmd_space_region_add(&s, 10, 1, DSMW_PLACE_BLOCK, 0);
     cr_assert_eq(dsmd_space_home(&s, 10), 0);
     dsmd_space_fini(&s);
 }

@@ -49,6 +49,31 @@ int         dsm_nranks(void);
 size_t      dsm_page_size(void);
 const char *dsm_consistency(void);     /* "sequential", "release" or "causal" */
 void       *dsm_coalloc(size_t size);  /* collective, same address on every rank, page-aligned, zeroed */
+
+/* Where the pages of a collective allocation have their home (the node that keeps their
+ * master copy and answers their faults). */
+enum dsm_placement {
+    DSM_PLACE_BLOCK = 0,  /* one contiguous block per node, in node order (dsm_coalloc's) */
+    DSM_PLACE_CYCLIC = 1, /* block_pages pages per node in turn: 0, 1, ..., n-1, 0, ... */
+    DSM_PLACE_NODE = 2,   /* every page on node `node` */
+};
+
+/* Attributes of dsm_coalloc_ex; start from DSM_ALLOC_ATTR_INIT. `reserved` must stay zero:
+ * it is where later attributes go (a non-zero one is refused). */
+struct dsm_alloc_attr {
+    enum dsm_placement placement;
+    size_t   block_pages;    /* DSM_PLACE_CYCLIC: pages per block, at least 1 */
+    int      node;           /* DSM_PLACE_NODE: 0 .. number of nodes - 1 */
+    uint64_t reserved[4];
+};
+#define DSM_ALLOC_ATTR_INIT { DSM_PLACE_BLOCK, 0, 0, { 0, 0, 0, 0 } }
+
+/* dsm_coalloc with a placement (attr NULL: block): *out gets the region, or NULL. Returns
+ * 0; DSM_EINVAL for a size of 0, an unknown placement, block_pages 0, a node out of range
+ * or a non-zero reserved field (nothing is allocated, the job goes on); DSM_ENOSPACE when
+ * the collective area has no room. Collective: every rank's k-th call must give the same
+ * size and placement, or the job fails naming both. */
+int         dsm_coalloc_ex(size_t size, const struct dsm_alloc_attr *attr, void **out);
 void        dsm_cofree(void *ptr);     /* collective */
 void       *dsm_malloc(size_t size);   /* any rank, any time; homed on the caller's node; zeroed */
 void        dsm_free(void *ptr);
