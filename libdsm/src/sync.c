@@ -31,17 +31,18 @@ static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
     return rep.status;
 }
 
-/* Locks are held by threads (locks.h): the daemon sees only the rank. */
-DSM_API int dsm_lock(uint32_t id)
+/* Locks are held by threads (locks.h): the daemon sees only the rank. The thread claims
+ * the lock here first (with op DSMC_TRYLOCK: only if no other thread of the rank has it),
+ * then asks the daemon; a refusal gives the claim back. */
+static dsm_status_t acquire(const char *fn, enum dsmc_op op, uint32_t id)
 {
-    dsm_status_t st = dsm_rt_check("dsm_lock");
+    dsm_status_t st = dsm_rt_check(fn);
 
     if (st == 0)
-        st = dsm_locks_claim(id, "dsm_lock", false);
-
+        st = dsm_locks_claim(id, fn, op == DSMC_TRYLOCK);
     if (st != 0)
         return st;
-    st = sync_call("dsm_lock", DSMC_LOCK, id);
+    st = sync_call(fn, op, id);
     if (st == 0)
         dsm_stats_lock_acquired();
     else
@@ -49,21 +50,14 @@ DSM_API int dsm_lock(uint32_t id)
     return st;
 }
 
+DSM_API int dsm_lock(uint32_t id)
+{
+    return acquire("dsm_lock", DSMC_LOCK, id);
+}
+
 DSM_API int dsm_trylock(uint32_t id)
 {
-    dsm_status_t st = dsm_rt_check("dsm_trylock");
-
-    if (st == 0)
-        st = dsm_locks_claim(id, "dsm_trylock", true);
-
-    if (st != 0)
-        return st;
-    st = sync_call("dsm_trylock", DSMC_TRYLOCK, id);
-    if (st == 0)
-        dsm_stats_lock_acquired();
-    else
-        dsm_locks_drop(id);
-    return st;
+    return acquire("dsm_trylock", DSMC_TRYLOCK, id);
 }
 
 DSM_API int dsm_unlock(uint32_t id)
