@@ -277,6 +277,8 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         return 0;
     case DSMC_LOCK:
     case DSMC_TRYLOCK:
+    case DSMC_COND_WAIT:
+    case DSMC_COND_SIGNAL:
     case DSMC_UNLOCK:
     case DSMC_BARRIER:
     case DSMC_FINALIZE:

@@ -47,7 +47,8 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
     if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY) ||
         (m->type >= DSMW__TYPE__PAGE_GET && m->type <= DSMW__TYPE__UPDATE))
         return d->pops->message(d->p, src, m, framed);
-    if (m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__RANK_ABSENT)
+    if ((m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__RANK_ABSENT) ||
+        (m->type >= DSMW__TYPE__COND_WAIT && m->type <= DSMW__TYPE__COND_WAKE))
         return dsmd_sync_message(d, src, m);
     if (m->type >= DSMW__TYPE__ALLOC_REQ && m->type <= DSMW__TYPE__FREE_REQ)
         return dsmd_alloc_message(d, src, m);

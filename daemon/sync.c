@@ -20,6 +20,13 @@
  * RANK_ABSENT) while another waits in either. A job whose ranks all skip dsm_init is no dsm
  * job at all and ends normally (main.c).
  *
+ * Condition variables: cond C is managed by node C % nnodes, which keeps a FIFO of waiters.
+ * dsm_cond_wait(C, L) flushes like an unlock, queues at the manager (COND_WAIT), and only
+ * once queued (COND_QUEUED) releases L with an ordinary UNLOCK: a signal that follows the
+ * release of L therefore finds the waiter queued, and none is lost. A signal pops one
+ * waiter (broadcast: all), COND_WAKE sends it back to its node, which re-acquires L with an
+ * ordinary LOCK_REQ and answers the rank when it holds L again (with its acquire).
+ *
  * Consistency modules ride along (dsmp.h, struct dsmp_sync_ops): a release (unlock,
  * barrier arrival, finalize) first lets the module flush, and only then sends its message,
  * filled by the module; a grant or barrier release is handed to the module, and the ranks
@@ -47,16 +54,22 @@ struct sync_step {
     int type;                 /* the message it sends or applies */
     int chan;                 /* channel to answer, or -1 */
     uint32_t lock;
+    uint32_t cond;            /* DSMC_COND_WAIT: the condition variable */
     int origin;
     uint64_t epoch;
 };
 
+struct cond_waiter;
+
+/* A lock or a condition variable at its manager (two tables, one kind of entry): a lock's
+ * holder and waiters, a condition's waiters. */
 struct lock_ent {
     struct lock_ent *next;
     uint32_t id;
     int      held;
     int      holder;
     struct lock_waiter *qh, *qt;
+    struct cond_waiter *cqh, *cqt;
 };
 
 /* One barrier-like exchange (barrier or finalize). */
@@ -69,8 +82,17 @@ struct gather {
     int      mgr_node;          /* and that node */
 };
 
+/* A rank waiting on a condition variable, at its manager. */
+struct cond_waiter {
+    struct cond_waiter *next;
+    int node, origin;
+    uint32_t lock;
+    uint64_t token;
+};
+
 struct dsmd_sync {
     struct lock_ent *bucket[DSMD_LOCK_BUCKETS];
+    struct lock_ent *conds[DSMD_LOCK_BUCKETS];
     struct gather barrier, fini;
     struct sync_step *steps;
     int      absent;            /* a rank that exited without dsm_init, or -1 */
@@ -87,24 +109,33 @@ dsm_status_t dsmd_sync_init(struct dsmd *d)
     return DSM_OK;
 }
 
-void dsmd_sync_fini(struct dsmd *d)
+/* Free a table of lock_ents and whatever waits in them. */
+static void table_free(struct lock_ent **table)
 {
-    if (d->sync == NULL)
-        return;
     for (int b = 0; b < DSMD_LOCK_BUCKETS; b++) {
         struct lock_ent *e, *en;
 
-        for (e = d->sync->bucket[b]; e; e = en) {
-            struct lock_waiter *w, *wn;
-
+        for (e = table[b]; e; e = en) {
             en = e->next;
-            for (w = e->qh; w; w = wn) {
+            for (struct lock_waiter *w = e->qh, *wn; w; w = wn) {
+                wn = w->next;
+                free(w);
+            }
+            for (struct cond_waiter *w = e->cqh, *wn; w; w = wn) {
                 wn = w->next;
                 free(w);
             }
             free(e);
         }
     }
+}
+
+void dsmd_sync_fini(struct dsmd *d)
+{
+    if (d->sync == NULL)
+        return;
+    table_free(d->sync->bucket);
+    table_free(d->sync->conds);
     while (d->sync->steps != NULL) {
         struct sync_step *st = d->sync->steps;
 
@@ -115,9 +146,10 @@ void dsmd_sync_fini(struct dsmd *d)
     d->sync = NULL;
 }
 
-static struct lock_ent *lock_get(struct dsmd *d, uint32_t id)
+/* The entry for id in table, made (zeroed) if missing; NULL when out of memory. */
+static struct lock_ent *table_get(struct lock_ent **table, uint32_t id)
 {
-    struct lock_ent **b = &d->sync->bucket[id % DSMD_LOCK_BUCKETS], *e;
+    struct lock_ent **b = &table[id % DSMD_LOCK_BUCKETS], *e;
 
     for (e = *b; e; e = e->next)
         if (e->id == id)
@@ -129,6 +161,16 @@ static struct lock_ent *lock_get(struct dsmd *d, uint32_t id)
     e->next = *b;
     *b = e;
     return e;
+}
+
+static struct lock_ent *lock_get(struct dsmd *d, uint32_t id)
+{
+    return table_get(d->sync->bucket, id);
+}
+
+static struct lock_ent *cond_get(struct dsmd *d, uint32_t id)
+{
+    return table_get(d->sync->conds, id);
 }
 
 static int held_find(const struct dsmd_lock_held *h, uint32_t id)
@@ -232,6 +274,99 @@ static void after_acquire(struct dsmd *d, const dsmw_msg_t *m, struct sync_step 
         hooks(d)->acquired(d->p, m, fn, s);
     else
         fn(d->p, s);
+}
+
+static int cond_manager(struct dsmd *d, uint32_t cond)
+{
+    return (int)(cond % (uint32_t)d->cfg.nnodes);
+}
+
+/* A condition message (COND_WAIT, _QUEUED, _SIGNAL, _WAKE) to node. */
+static void send_cond_msg(struct dsmd *d, int node, int type, uint32_t cond, uint32_t lock, int origin,
+                          uint64_t token, uint64_t count)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, type);
+    m.cond = cond;
+    m.lock = lock;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)d->cfg.node;
+    m.seq = token;
+    m.count = count;
+    dsmd_send(d, node, &m, DSMT_NO_PAGE);
+}
+
+/* The release flush of a dsm_cond_wait is done: queue at the condition's manager (the
+ * lock is released once it says the waiter is queued). */
+static void cond_wait_flushed(dsmp_t *p, void *arg)
+{
+    struct sync_step *s = arg;
+
+    (void)p;
+    send_cond_msg(s->d, cond_manager(s->d, s->cond), DSMW__TYPE__COND_WAIT, s->cond, s->lock, s->origin,
+                  (uint64_t)s->chan, 0);
+    step_free(s);
+}
+
+/* Manager: a waiter for condition m->cond; tell its node it is queued. */
+static dsm_status_t cond_enqueue(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct lock_ent *e = cond_get(d, m->cond);
+    struct cond_waiter *w = e ? calloc(1, sizeof(*w)) : NULL;
+
+    if (w == NULL)
+        return DSM_ENOMEM;
+    w->node = (int)m->node;
+    w->origin = (int)m->origin;
+    w->lock = m->lock;
+    w->token = m->seq;
+    if (e->cqt)
+        e->cqt->next = w;
+    else
+        e->cqh = w;
+    e->cqt = w;
+    send_cond_msg(d, w->node, DSMW__TYPE__COND_QUEUED, m->cond, m->lock, w->origin, w->token, 0);
+    return DSM_OK;
+}
+
+/* Manager: wake the longest waiter of m->cond (every one when m->count is 1). */
+static void cond_signal(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct lock_ent *e = cond_get(d, m->cond);
+    struct cond_waiter *w;
+
+    while (e != NULL && (w = e->cqh) != NULL) {
+        e->cqh = w->next;
+        if (e->cqh == NULL)
+            e->cqt = NULL;
+        send_cond_msg(d, w->node, DSMW__TYPE__COND_WAKE, m->cond, w->lock, w->origin, w->token, 0);
+        free(w);
+        if (m->count == 0)
+            break;
+    }
+}
+
+/* Waiter's node: queued (release the lock now) or woken (take the lock again, answering
+ * the rank once it holds it). A rank that went away meanwhile still lets the lock go. */
+static void cond_reply(struct dsmd *d, const dsmw_msg_t *m)
+{
+    struct dsmd_chan *c = dsmd_chan_by_id(d, (int)m->seq);
+    struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
+    int ours = rk != NULL && c->pending_op == DSMC_COND_WAIT && rk->rank == (int)m->origin;
+    int i;
+
+    if (m->type == DSMW__TYPE__COND_QUEUED) {
+        if (ours && (i = held_find(&rk->held, m->lock)) >= 0)
+            rk->held.ids[i] = rk->held.ids[--rk->held.n];
+        send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0, 0);
+        return;
+    }
+    if (!ours)
+        return;
+    c->pending_op = DSMC_LOCK;
+    c->pending_seq = m->lock;
+    send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__LOCK_REQ, m->lock, rk->rank, (uint64_t)c->id, 0);
 }
 
 /* The release flush of an unlock is done: tell the manager, let the rank go on. */
@@ -366,6 +501,25 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
         s = step_new(d, DSMW__TYPE__UNLOCK, c, id, rk->rank);
         if (s != NULL)
             after_release(d, s, unlock_flushed);
+        return;
+    case DSMC_COND_WAIT:
+        if (held_find(&rk->held, (uint32_t)m->b) < 0) {
+            DSM_WARN("rank %d waits on condition %u with lock %u, which it does not hold", rk->rank, id,
+                     (uint32_t)m->b);
+            dsmd_chan_reply(d, c, DSM_EINVAL, 0);
+            return;
+        }
+        c->pending_op = DSMC_COND_WAIT;
+        c->pending_seq = (uint32_t)m->b; /* the lock, for the deadlock report */
+        s = step_new(d, DSMW__TYPE__COND_WAIT, c, (uint32_t)m->b, rk->rank);
+        if (s != NULL) {
+            s->cond = id;
+            after_release(d, s, cond_wait_flushed);
+        }
+        return;
+    case DSMC_COND_SIGNAL:
+        send_cond_msg(d, cond_manager(d, id), DSMW__TYPE__COND_SIGNAL, id, 0, rk->rank, 0, m->b ? 1 : 0);
+        dsmd_chan_reply(d, c, DSM_OK, 0);
         return;
     case DSMC_BARRIER:
         c->pending_op = DSMC_BARRIER;
@@ -617,6 +771,21 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
             return DSM_OK;
         }
         after_acquire(d, m, step, release_applied);
+        return DSM_OK;
+    case DSMW__TYPE__COND_WAIT:
+        if (cond_manager(d, m->cond) != d->cfg.node)
+            return DSM_EPROTO;
+        return cond_enqueue(d, m);
+    case DSMW__TYPE__COND_SIGNAL:
+        if (cond_manager(d, m->cond) != d->cfg.node)
+            return DSM_EPROTO;
+        cond_signal(d, m);
+        return DSM_OK;
+    case DSMW__TYPE__COND_QUEUED:
+    case DSMW__TYPE__COND_WAKE:
+        if (src != cond_manager(d, m->cond))
+            return DSM_EPROTO;
+        cond_reply(d, m);
         return DSM_OK;
     case DSMW__TYPE__RANK_ABSENT:
         if (s->absent < 0) {

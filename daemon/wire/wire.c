@@ -56,6 +56,10 @@ static unsigned needs(int type)
     case DSMW__TYPE__REGION_ACK:
     case DSMW__TYPE__ABORT:
     case DSMW__TYPE__HEARTBEAT:   return 0;
+    case DSMW__TYPE__COND_WAIT:   return F_NODE | F_ORIGIN;
+    case DSMW__TYPE__COND_QUEUED:
+    case DSMW__TYPE__COND_SIGNAL:
+    case DSMW__TYPE__COND_WAKE:   return F_ORIGIN;
     case DSMW__TYPE__PAGE_GET:    return F_PAGE | F_NODE | F_ORIGIN;
     case DSMW__TYPE__PAGE:
     case DSMW__TYPE__DIFF:

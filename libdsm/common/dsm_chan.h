@@ -78,6 +78,8 @@ enum dsmc_op {
     DSMC_ABORT,
     DSMC_TRYLOCK,    /* a: lock id; reply status DSM_EBUSY when it is held */
     DSMC_ABORT_JOB,  /* a: dsm_abort's code (int64); the rank called it (reply, then the job ends) */
+    DSMC_COND_WAIT,  /* a: cond, b: lock (held); reply once it is held again after a wake */
+    DSMC_COND_SIGNAL,/* a: cond, b: 1 to wake every waiter; reply at once */
     DSMC_OP_MAX
 };
 

@@ -60,7 +60,7 @@ dsm_status_t dsm_locks_claim(uint32_t id, const char *fn, bool try)
     return st;
 }
 
-dsm_status_t dsm_locks_check(uint32_t id)
+dsm_status_t dsm_locks_check(uint32_t id, const char *fn)
 {
     long i;
     dsm_status_t st = 0;
@@ -68,8 +68,8 @@ dsm_status_t dsm_locks_check(uint32_t id)
     pthread_mutex_lock(&g_mu);
     i = find(id);
     if (i < 0 || !pthread_equal(g_claims[i].owner, pthread_self())) {
-        DSM_ERR("dsm_unlock(%u): %s", id,
-                i < 0 ? "no thread of this rank holds it" : "another thread of this rank holds it");
+        DSM_ERR("%s(%u): %s", fn, id,
+                i < 0 ? "no thread of this rank holds the lock" : "another thread of this rank holds the lock");
         st = DSM_EINVAL;
     }
     pthread_mutex_unlock(&g_mu);

@@ -24,8 +24,8 @@
  */
 dsm_status_t dsm_locks_claim(uint32_t id, const char *fn, bool try);
 
-/* 0 when the calling thread holds `id`; DSM_EINVAL (logged) otherwise. */
-dsm_status_t dsm_locks_check(uint32_t id);
+/* 0 when the calling thread holds `id`; DSM_EINVAL (logged, naming fn) otherwise. */
+dsm_status_t dsm_locks_check(uint32_t id, const char *fn);
 
 /* Drop the calling thread's claim on `id` (a failed acquire, or after the unlock), waking
  * the threads that wait for it. */

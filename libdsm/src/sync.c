@@ -1,4 +1,5 @@
-/* sync.c - the public synchronisation calls: dsm_lock, dsm_trylock, dsm_unlock, dsm_barrier. */
+/* sync.c - the public synchronisation calls: dsm_lock, dsm_trylock, dsm_unlock, dsm_barrier,
+ * and the condition variables. */
 #include "api.h"
 
 #include "channel.h"
@@ -65,7 +66,7 @@ DSM_API int dsm_unlock(uint32_t id)
     dsm_status_t st = dsm_rt_check("dsm_unlock");
 
     if (st == 0)
-        st = dsm_locks_check(id);
+        st = dsm_locks_check(id, "dsm_unlock");
     if (st != 0)
         return st;
     st = sync_call("dsm_unlock", DSMC_UNLOCK, id);
@@ -86,4 +87,49 @@ DSM_API int dsm_barrier(void)
     if (st == 0)
         dsm_stats_barrier();
     return st;
+}
+
+/* A condition variable request (a: cond, b: lock or broadcast); 0 or a status (logged). */
+static dsm_status_t cond_call(const char *fn, enum dsmc_op op, uint32_t cond, uint64_t b)
+{
+    struct dsmc_msg req, rep;
+    dsm_status_t st;
+
+    dsm_channel_msg(&req, op);
+    req.a = cond;
+    req.b = b;
+    st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY);
+    if (st == 0 && rep.status != 0) {
+        DSM_ERR("%s(%u): %s%s%s", fn, cond, dsm_status_str(rep.status), rep.text[0] != '\0' ? ": " : "",
+                rep.text);
+        st = rep.status;
+    }
+    return st;
+}
+
+/* The calling thread keeps its claim on the lock while it waits (locks.h): the daemon
+ * releases and re-acquires the lock for the rank. */
+DSM_API int dsm_cond_wait(uint32_t cond, uint32_t lock)
+{
+    dsm_status_t st = dsm_rt_check("dsm_cond_wait");
+
+    if (st == 0)
+        st = dsm_locks_check(lock, "dsm_cond_wait");
+    if (st == 0 && (st = cond_call("dsm_cond_wait", DSMC_COND_WAIT, cond, lock)) == 0)
+        dsm_stats_lock_acquired();
+    return st;
+}
+
+DSM_API int dsm_cond_signal(uint32_t cond)
+{
+    dsm_status_t st = dsm_rt_check("dsm_cond_signal");
+
+    return st != 0 ? st : cond_call("dsm_cond_signal", DSMC_COND_SIGNAL, cond, 0);
+}
+
+DSM_API int dsm_cond_broadcast(uint32_t cond)
+{
+    dsm_status_t st = dsm_rt_check("dsm_cond_broadcast");
+
+    return st != 0 ? st : cond_call("dsm_cond_broadcast", DSMC_COND_SIGNAL, cond, 1);
 }

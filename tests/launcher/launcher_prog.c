@@ -26,6 +26,10 @@
  *                                    a barrier
  *   launcher_prog mismatch [place]   rank 1 asks dsm_coalloc for two pages, the others one
  *                                    (place: the same size, rank 1 with cyclic placement)
+ *   launcher_prog cond K             ranks 1.. each put K items in a shared queue under lock 9
+ *                                    and signal condition 3; rank 0 takes them all, waiting on
+ *                                    the condition while the queue is empty, and checks the
+ *                                    sum; exit 0
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -315,6 +319,65 @@ static int run_mismatch(int place)
     return bad("still running a minute after a mismatched dsm_coalloc");
 }
 
+/* cond: a producer/consumer queue in global memory, protected by lock 9, with condition 3
+ * for "not empty" and condition 4 for "not full". */
+#define COND_QCAP 8
+struct cond_queue {
+    long head, tail;       /* items taken, items put */
+    long item[COND_QCAP];
+};
+
+static int run_cond(long k)
+{
+    int r = dsm_rank(), n = dsm_nranks();
+    struct cond_queue *q = dsm_coalloc(sizeof(*q));
+    long got = 0, sum = 0, want = 0;
+
+    if (!q)
+        return bad("dsm_coalloc failed");
+    if (dsm_cond_wait(3, 9) != DSM_EINVAL)
+        return bad("dsm_cond_wait without the lock is not DSM_EINVAL");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    for (int p = 1; p < n; p++)
+        for (long i = 0; i < k; i++)
+            want += p * 1000 + i;
+    if (r == 0) {
+        while (got < (n - 1) * k) {
+            if (dsm_lock(9) != 0)
+                return bad("dsm_lock failed");
+            while (q->head == q->tail)
+                if (dsm_cond_wait(3, 9) != 0)
+                    return bad("dsm_cond_wait failed");
+            while (q->head < q->tail) {
+                sum += q->item[q->head % COND_QCAP];
+                q->head++;
+                got++;
+            }
+            if (dsm_cond_broadcast(4) != 0 || dsm_unlock(9) != 0)
+                return bad("dsm_cond_broadcast or dsm_unlock failed");
+        }
+        if (sum != want) {
+            fprintf(stderr, "launcher_prog: cond: took %ld items summing to %ld, expected %ld\n", got, sum, want);
+            return bad("the consumer's sum is wrong");
+        }
+        printf("cond: %ld items from %d producers, sum %ld ok\n", got, n - 1, sum);
+    } else {
+        for (long i = 0; i < k; i++) {
+            if (dsm_lock(9) != 0)
+                return bad("dsm_lock failed");
+            while (q->tail - q->head == COND_QCAP)
+                if (dsm_cond_wait(4, 9) != 0)
+                    return bad("dsm_cond_wait failed");
+            q->item[q->tail % COND_QCAP] = r * 1000 + i;
+            q->tail++;
+            if (dsm_cond_signal(3) != 0 || dsm_unlock(9) != 0)
+                return bad("dsm_cond_signal or dsm_unlock failed");
+        }
+    }
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -384,7 +447,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch|placement "
+                        "api|abort|mismatch|placement|cond "
                         "[ARGS...]\n");
         return 2;
     }
@@ -422,6 +485,8 @@ int main(int argc, char **argv)
         rc = run_abort(atoi(argv[2]), atoi(argv[3]));
     else if (!strcmp(argv[1], "mismatch"))
         rc = run_mismatch(argc > 2 && !strcmp(argv[2], "place"));
+    else if (!strcmp(argv[1], "cond") && argc > 2)
+        rc = run_cond(atol(argv[2]));
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
     else if (!strcmp(argv[1], "deadlock"))

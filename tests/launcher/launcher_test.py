@@ -475,6 +475,20 @@ def case_coalloc_mismatch(dsmrun, prog):
                 r"a collective allocation takes the same placement on every rank$")
 
 
+def case_cond(dsmrun, prog):
+    """Condition variables: a bounded queue in global memory under one lock, a consumer
+    waiting for "not empty", producers for "not full"; every item arrives once (the sum is
+    checked) under every model, 1 and 2 ranks per node; a wait without the lock is
+    DSM_EINVAL."""
+    for model in ("sequential", "release", "causal"):
+        for opts in (["-n", "2"], ["-n", "5"], ["-n", "6", "--ranks-per-node", "2"]):
+            j = run(dsmrun, prog, ["cond", "60"], opts + ["--consistency", model, "--timeout", "60"])
+            n = int(opts[1])
+            want = sum(p * 1000 + i for p in range(1, n) for i in range(60))
+            check(j.rc == 0 and "cond: %d items from %d producers, sum %d ok" % (60 * (n - 1), n - 1, want) in j.out,
+                  "%s %s: exit status %s" % (model, opts, j.rc), j)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region

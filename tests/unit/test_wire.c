@@ -34,6 +34,7 @@ static const int all_types[] = {
     DSMW__TYPE__ALLOC_REQ,
     DSMW__TYPE__ALLOC_REPLY,    DSMW__TYPE__REGION_ADD,    DSMW__TYPE__REGION_FREE,  DSMW__TYPE__REGION_ACK,
     DSMW__TYPE__COFREE_REQ,     DSMW__TYPE__FREE_REQ,      DSMW__TYPE__ABORT,
+    DSMW__TYPE__COND_WAIT,      DSMW__TYPE__COND_QUEUED,   DSMW__TYPE__COND_SIGNAL,  DSMW__TYPE__COND_WAKE,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 

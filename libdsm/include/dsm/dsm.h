@@ -84,6 +84,16 @@ int         dsm_unlock(uint32_t id);
  * is acquired then), DSM_EINVAL when the calling thread already holds it. */
 int         dsm_trylock(uint32_t id);
 int         dsm_barrier(void);         /* all ranks */
+/* Condition variables, any id, used with a global lock as pthread_cond_* with a mutex.
+ * dsm_cond_wait: the calling thread must hold `lock` (DSM_EINVAL otherwise); it releases
+ * it (with dsm_unlock's release), sleeps until a signal, and returns holding it again (with
+ * dsm_lock's acquire). A signal sent after the waiter's lock was released is never lost;
+ * as with pthreads, wake-ups may be spurious: wait in a loop on the condition. Other
+ * threads of the waiter's rank cannot take `lock` while it waits. dsm_cond_signal wakes
+ * the longest waiter, dsm_cond_broadcast all; with no waiter they do nothing. */
+int         dsm_cond_wait(uint32_t cond, uint32_t lock);
+int         dsm_cond_signal(uint32_t cond);
+int         dsm_cond_broadcast(uint32_t cond);
 const char *dsm_strerror(int err);
 /* The running library's version, "MAJOR.MINOR.PATCH" (DSM_VERSION_STRING is the headers'). */
 const char *dsm_version(void);
