@@ -30,6 +30,9 @@
  *                                    and signal condition 3; rank 0 takes them all, waiting on
  *                                    the condition while the queue is empty, and checks the
  *                                    sum; exit 0
+ *   launcher_prog flag               rank 0 writes 4 pages of data, dsm_release, sets a flag,
+ *                                    dsm_release; the others poll the flag with dsm_acquire
+ *                                    in the loop and check the data; exit 0
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -41,6 +44,7 @@
 #include <dsm/dsm.h>
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +382,45 @@ static int run_cond(long k)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* flag: publish through a flag with the fences (no lock). */
+static int run_flag(void)
+{
+    size_t ps = dsm_page_size(), nwords = 4 * ps / sizeof(long);
+    long *data = dsm_coalloc(4 * ps);
+    volatile long *flag = dsm_coalloc(ps);
+    struct timespec t0, t;
+
+    if (!data || !flag)
+        return bad("dsm_coalloc failed");
+    if (dsm_lock(UINT32_MAX) != DSM_EINVAL || dsm_unlock(UINT32_MAX) != DSM_EINVAL)
+        return bad("the fences' lock was not refused to the program");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (dsm_rank() == 0) {
+        for (size_t i = 0; i < nwords; i++)
+            data[i] = (long)i * 7 + 1;
+        if (dsm_release() != 0)
+            return bad("dsm_release failed");
+        *flag = 1;
+        if (dsm_release() != 0)
+            return bad("dsm_release failed");
+    } else {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            if (dsm_acquire() != 0)
+                return bad("dsm_acquire failed");
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 20)
+                return bad("the flag never showed after 20 s of dsm_acquire");
+        } while (*flag == 0);
+        for (size_t i = 0; i < nwords; i++)
+            if (data[i] != (long)i * 7 + 1)
+                return bad("the flag showed but the data written before it did not");
+    }
+    printf("rank %d flag ok\n", dsm_rank());
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -447,7 +490,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch|placement|cond "
+                        "api|abort|mismatch|placement|cond|flag "
                         "[ARGS...]\n");
         return 2;
     }
@@ -487,6 +530,8 @@ int main(int argc, char **argv)
         rc = run_mismatch(argc > 2 && !strcmp(argv[2], "place"));
     else if (!strcmp(argv[1], "cond") && argc > 2)
         rc = run_cond(atol(argv[2]));
+    else if (!strcmp(argv[1], "flag"))
+        rc = run_flag();
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
     else if (!strcmp(argv[1], "deadlock"))

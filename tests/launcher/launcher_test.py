@@ -489,6 +489,19 @@ def case_cond(dsmrun, prog):
                   "%s %s: exit status %s" % (model, opts, j.rc), j)
 
 
+def case_flag(dsmrun, prog):
+    """Publishing through a flag with dsm_release/dsm_acquire (no lock), under every model,
+    1 and 2 ranks per node: the readers see the flag and the data written before it (under
+    release, without the fences a reader polls its stale copy of the flag forever). The
+    fences' lock id is refused to the program."""
+    for model in ("sequential", "release", "causal"):
+        for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"]):
+            j = run(dsmrun, prog, ["flag"], opts + ["--consistency", model, "--timeout", "60"])
+            n = int(opts[1])
+            check(j.rc == 0 and sorted(j.out.split("\n")[:-1]) == ["rank %d flag ok" % r for r in range(n)],
+                  "%s %s: exit status %s" % (model, opts, j.rc), j)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region

@@ -77,7 +77,7 @@ int         dsm_coalloc_ex(size_t size, const struct dsm_alloc_attr *attr, void 
 void        dsm_cofree(void *ptr);     /* collective */
 void       *dsm_malloc(size_t size);   /* any rank, any time; homed on the caller's node; zeroed */
 void        dsm_free(void *ptr);
-int         dsm_lock(uint32_t id);     /* global lock, any id */
+int         dsm_lock(uint32_t id);     /* global lock, any id but UINT32_MAX (the fences') */
 int         dsm_unlock(uint32_t id);
 /* dsm_lock without waiting: 0 when the lock was free (the caller now holds it, with what
  * dsm_lock's acquire gives under the job's model), DSM_EBUSY when someone holds it (nothing
@@ -92,6 +92,12 @@ int         dsm_barrier(void);         /* all ranks */
  * threads of the waiter's rank cannot take `lock` while it waits. dsm_cond_signal wakes
  * the longest waiter, dsm_cond_broadcast all; with no waiter they do nothing. */
 int         dsm_cond_wait(uint32_t cond, uint32_t lock);
+/* Fences, to publish through plain memory (a flag) under the relaxed models: writes made
+ * before a dsm_release are seen by any rank after a dsm_acquire that follows it. A reader
+ * polls with the acquire inside the loop: `do dsm_acquire(); while (!*flag);`. Each is a
+ * full fence (a round trip to one job-wide manager); under sequential they do nothing. */
+int         dsm_acquire(void);
+int         dsm_release(void);
 int         dsm_cond_signal(uint32_t cond);
 int         dsm_cond_broadcast(uint32_t cond);
 const char *dsm_strerror(int err);
