@@ -415,8 +415,10 @@ def case_deadlock(dsmrun, prog):
     first_is(j, r"deadlock: for 2 s every rank has waited in the runtime")
     for want in (r"node 0: rank 0 waits in dsm_barrier", r"node 0: rank 0 holds lock 1",
                  r"node 0: rank 1 waits in dsm_lock\(1\)", r"node 1: rank 2 waits in dsm_lock\(1\)",
-                 r"node 1: lock 1 \(managed here\) is held by rank 0; waiting: ranks 1, 2, 3"):
+                 r"node 1: lock 1 \(managed here\) is held by rank 0; waiting: ranks \d, \d, \d$"):
         check(re.search(r"^dsmrun:   " + want, j.err, re.M), "no line %r" % want, j)
+    m = re.search(r"waiting: ranks (\d), (\d), (\d)$", j.err, re.M)
+    check(sorted(m.groups()) == ["1", "2", "3"], "lock 1's waiters are not ranks 1-3 (in their order)", j)
 
 
 def case_slow_not_deadlock(dsmrun, prog):
