@@ -140,7 +140,7 @@ dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg
     m->magic = DSMC_MAGIC;
     c->msgs_out++;
     if (c->kind != CHAN_SERVICE)
-        dsmd_waits_progress(d);
+        d->answers++; /* progress, for the deadlock watchdog (waits.c) */
     if (c->broken) {
         c->lost++;
         return DSM_ESYS;

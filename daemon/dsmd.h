@@ -195,7 +195,8 @@ struct dsmd {
     int      finishing;          /* every rank finalized: peers may leave */
     int      peers_left;         /* peers that left after finishing */
     int64_t  done_ns;            /* when every local rank had finalized and gone */
-    int64_t  progress_ns;        /* last answer to a rank (waits.c) */
+    uint64_t answers;            /* messages sent to ranks' main and thread channels */
+    uint64_t answers_seen;       /* ... at the last watchdog tick (waits.c) */
     int64_t  stall_since;        /* every local rank waiting since then (0: not stalled) */
     int      stall_told;         /* dsmrun was told STALLED */
     int      aborting;
@@ -261,8 +262,6 @@ void dsmd_abort_rank(struct dsmd *d, int rank, const char *kind, int status, con
 struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin);
 
 /* ---- waits.c (deadlock watchdog) ---- */
-/* An answer went to a rank: the node is not stalled. */
-void dsmd_waits_progress(struct dsmd *d);
 /* Watchdog tick: "STALLED <ms>" / "RUNNING" to dsmrun. */
 void dsmd_waits_tick(struct dsmd *d, int64_t now);
 /* dsmrun asked (stdin "WAITS"): what every local rank waits for, then "WAITS-END <node>". */

@@ -37,11 +37,6 @@ static int rank_blocked(struct dsmd *d, const struct dsmd_rank *rk)
     return chans > 0;
 }
 
-void dsmd_waits_progress(struct dsmd *d)
-{
-    d->progress_ns = dsmd_now_ns();
-}
-
 void dsmd_waits_tick(struct dsmd *d, int64_t now)
 {
     int stalled = d->ranks_gone + d->ranks_absent < d->cfg.local_ranks;
@@ -53,12 +48,14 @@ void dsmd_waits_tick(struct dsmd *d, int64_t now)
             dsmd_announce(d, "RUNNING");
         d->stall_since = 0;
         d->stall_told = 0;
+        d->answers_seen = d->answers;
         return;
     }
-    if (d->stall_since == 0)
-        d->stall_since = now;       /* first seen now (it may be up to a tick older) */
-    else if (d->progress_ns > d->stall_since)
-        d->stall_since = d->progress_ns; /* answered since: the stall began again then */
+    /* first seen stalled, or answered since the last tick: the stall (re)starts now (it may
+     * be up to a tick older; counting answers keeps a clock read off every send) */
+    if (d->stall_since == 0 || d->answers != d->answers_seen)
+        d->stall_since = now;
+    d->answers_seen = d->answers;
     dsmd_announce(d, "STALLED %lld", (long long)((now - d->stall_since) / 1000000));
     d->stall_told = 1;
 }
