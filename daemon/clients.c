@@ -284,6 +284,9 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
     case DSMC_FINALIZE:
         dsmd_sync_request(d, c, m);
         return 0;
+    case DSMC_ATOMIC:
+        dsmd_atomic_request(d, c, m);
+        return 0;
     case DSMC_ABORT_JOB:
         /* answered first, so the rank knows it was heard before it exits */
         dsmd_chan_reply(d, c, DSM_OK, 0);

@@ -10,6 +10,7 @@
  *   peers.c     other daemons: encode/decode, dispatch, messages to self, lost peers
  *   sync.c      locks (manager per id) and barriers (manager node 0), finalize
  *   alloc.c     dsm_coalloc/cofree (node 0), dsm_malloc/free (per-node arenas)
+ *   atomics.c   dsm_atomic_*: performed at the page's home
  *   space/      address-space layout, homes, page-range allocator
  *   transport/  the transports behind dsmt.h
  */
@@ -286,6 +287,12 @@ void dsmd_alloc_fini(struct dsmd *d);
 void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+
+/* ---- atomics.c ---- */
+/* A rank's DSMC_ATOMIC: checked, then sent to the page's home. */
+void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+/* ATOMIC_REQ (at the home) or ATOMIC_REPLY (at the requester's node). */
+dsm_status_t dsmd_atomic_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 
 /* ---- watchdog.c ---- */
 /* Heartbeats to every peer and the silence check, every fifth of the peer timeout. */

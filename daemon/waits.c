@@ -97,6 +97,10 @@ static void chan_waits(struct dsmd *d, int rank, const struct dsmd_chan *c)
     case DSMC_COND_WAIT:
         say(d, "rank %d%s waits in dsm_cond_wait (lock %llu)", rank, who, (unsigned long long)c->pending_seq);
         break;
+    case DSMC_ATOMIC:
+        say(d, "rank %d%s waits in a dsm_atomic_* call on page %llu (home node %d)", rank, who,
+            (unsigned long long)c->pending_seq, dsmd_space_home(&d->space, c->pending_seq));
+        break;
     case DSMC_FINALIZE:
         say(d, "rank %d waits in dsm_finalize", rank);
         break;

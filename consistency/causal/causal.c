@@ -41,6 +41,14 @@
  *   UPDATE arrives               -> update_arrived (queue) -> deliver -> apply_start ->
  *                                   apply_page_revoked -> apply_finish
  *   acquire (grant, barrier)     -> cau_acquired -> acquire_check
+ *   atomic at the home           -> cau_atomic_prepare (twin, open interval), the daemon's
+ *                                   update of the frame, cau_atomic_applied (flush; the
+ *                                   stamp is the interval that carries it)
+ *   atomic at the requester      -> cau_atomic_done (wait until that interval is applied)
+ *
+ * An atomic is thus a write of the home node's, sent to every node in the home's update,
+ * and the requester returns only once its node has applied that update: the requester
+ * has "read" the home's write, and everything it does next causally follows it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -796,6 +804,90 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     return DSM_OK;
 }
 
+/* ---- atomics ---- */
+
+/* Home, before an atomic write: the page joins the open interval with a twin taken before
+ * the change, so the change is in the interval's diff. A page of the flush under way (a
+ * twin, not in the open interval: C2) needs nothing: the change rides that flush, whose
+ * diff is made once its revocations are done, after this. */
+static void cau_atomic_prepare(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg)
+{
+    struct cau_page *g = &p->pg[page];
+
+    (void)origin;
+    if (write && g->twin == NULL) {
+        g->twin = malloc(p->svc.page_size);
+        if (g->twin == NULL || written_add(p, page) != DSM_OK) {
+            dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory for a twin of page %llu",
+                      (unsigned long long)page);
+            free(g->twin);
+            g->twin = NULL;
+        } else {
+            memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
+        }
+    }
+    ready(p, arg);
+}
+
+struct cau_applied {
+    uint64_t *stamp;
+    dsmp_done_fn done;
+    void *arg;
+};
+
+static void atomic_flushed(dsmp_t *p, void *arg)
+{
+    struct cau_applied *a = arg;
+
+    *a->stamp = p->vc[p->svc.self];
+    a->done(p, a->arg);
+    free(a);
+}
+
+/* Home, after the update of the frame: end the interval that holds it; the stamp is the
+ * home's clock once it is sent (a load's too: it read what the home's intervals hold). */
+static void cau_atomic_applied(dsmp_t *p, uint64_t page, int origin, uint64_t *stamp, dsmp_done_fn done, void *arg)
+{
+    struct cau_applied *a = malloc(sizeof(*a));
+
+    (void)page;
+    if (a == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory finishing an atomic operation");
+        return;
+    }
+    *a = (struct cau_applied){ .stamp = stamp, .done = done, .arg = arg };
+    cau_release(p, origin, atomic_flushed, a);
+}
+
+/* Requester's node: go on once the home's update with the atomic is applied here. */
+static void cau_atomic_done(dsmp_t *p, uint64_t page, int origin, int home, uint64_t stamp, size_t off, size_t len,
+                            const void *val, dsmp_done_fn done, void *arg)
+{
+    struct cau_waiter *w;
+
+    (void)page, (void)origin, (void)off, (void)len, (void)val;
+    if (home == p->svc.self || stamp <= p->vc[home]) {
+        done(p, arg);
+        return;
+    }
+    if (stamp > UINT32_MAX || (w = calloc(1, sizeof(*w) + (size_t)p->nn * sizeof(uint32_t))) == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: cannot wait for the update of an atomic (stamp %llu)",
+                  (unsigned long long)stamp);
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    w->vc[home] = (uint32_t)stamp;
+    w->next = p->acquires;
+    p->acquires = w;
+}
+
+static const struct dsmp_atomic_ops cau_atomic = {
+    .prepare = cau_atomic_prepare,
+    .applied = cau_atomic_applied,
+    .done = cau_atomic_done,
+};
+
 static const struct dsmp_sync_ops cau_sync = {
     .release = cau_release,
     .fill_release = cau_fill_release,
@@ -816,4 +908,5 @@ const struct dsmp_ops dsmp_causal_ops = {
     .reset = cau_reset,
     .tick = cau_tick,
     .sync = &cau_sync,
+    .atomic = &cau_atomic,
 };

@@ -110,6 +110,28 @@ struct dsmp_sync_ops {
     void (*acquired)(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void *arg);
 };
 
+/*
+ * Atomics (daemon/atomics.c). An atomic is performed by the home's daemon on the home's
+ * frame, one at a time per node, and answered to the requester's node:
+ *
+ *   home: ATOMIC_REQ   -> prepare(); ready() lets the daemon update the frame ->
+ *                         applied(); done() sends ATOMIC_REPLY with *stamp
+ *   requester's node: ATOMIC_REPLY -> done(); its done() answers the rank
+ *
+ * prepare makes the home's frame the copy the operation must use (sequential: current,
+ * and for a `write` the only one); applied makes a change reach the other nodes as the
+ * model requires and may set *stamp (valid until done is called); done, at the
+ * requester, makes the caller's later accesses follow the atomic (`len` bytes at `off`
+ * now hold `val`; val is NULL when the word did not change). Any hook may be NULL: the
+ * step is immediate.
+ */
+struct dsmp_atomic_ops {
+    void (*prepare)(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg);
+    void (*applied)(dsmp_t *p, uint64_t page, int origin, uint64_t *stamp, dsmp_done_fn done, void *arg);
+    void (*done)(dsmp_t *p, uint64_t page, int origin, int home, uint64_t stamp, size_t off, size_t len,
+                 const void *val, dsmp_done_fn done, void *arg);
+};
+
 struct dsmp_ops {
     const char *name;
     enum dsm_model model;
@@ -132,6 +154,8 @@ struct dsmp_ops {
     void (*tick)(dsmp_t *p);
     /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
     const struct dsmp_sync_ops *sync;
+    /* Atomics hooks; NULL when every step is immediate. */
+    const struct dsmp_atomic_ops *atomic;
 };
 
 extern const struct dsmp_ops dsmp_sequential_ops;

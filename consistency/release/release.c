@@ -47,6 +47,13 @@
  *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> dropped_page
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
+ *   atomic done at the requester's node     -> rel_atomic_done
+ *
+ * Atomics change the home's master copy directly (R1). The requester's node then counts
+ * the change as its own write: the page joins its open interval (so the notice of its
+ * next release names it and acquirers drop their stale copies), and a valid local copy
+ * and its twin get the new word (the twin too, so no diff carries it back). A home page
+ * nobody else has fetched needs no notice (R6).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -786,6 +793,38 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     return DSM_OK;
 }
 
+/* Requester's node: the home performed an atomic on page (see the header). */
+static void rel_atomic_done(dsmp_t *p, uint64_t page, int origin, int home, uint64_t stamp, size_t off, size_t len,
+                            const void *val, dsmp_done_fn done, void *arg)
+{
+    struct rel_page *g = &p->pg[page];
+
+    (void)origin;
+    (void)home;
+    (void)stamp;
+    if (val != NULL && !is_home(p, page)) {
+        uint8_t *f = (uint8_t *)p->svc.frame(p->svc.ctx, page) + off;
+
+        if (g->local != DSM_ACCESS_NONE && !g->fetching) {
+            /* ranks may be reading the word: one aligned store, never torn */
+            if (len == 4)
+                __atomic_store_n((uint32_t *)f, *(const uint32_t *)val, __ATOMIC_SEQ_CST);
+            else
+                __atomic_store_n((uint64_t *)f, *(const uint64_t *)val, __ATOMIC_SEQ_CST);
+        }
+        if (g->twin != NULL)
+            memcpy(g->twin + off, val, len);
+    }
+    if (val != NULL && (!is_home(p, page) || g->shared) && written_add(p, page) != DSM_OK)
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory listing page %llu for a write notice",
+                  (unsigned long long)page);
+    done(p, arg);
+}
+
+static const struct dsmp_atomic_ops rel_atomic = {
+    .done = rel_atomic_done,
+};
+
 static const struct dsmp_sync_ops rel_sync = {
     .release = rel_release,
     .fill_release = rel_fill_release,
@@ -806,4 +845,5 @@ const struct dsmp_ops dsmp_release_ops = {
     .message = rel_message,
     .reset = rel_reset,
     .sync = &rel_sync,
+    .atomic = &rel_atomic,
 };

@@ -45,6 +45,13 @@
  *
  * The home talks to itself through the same messages (the daemon queues messages to
  * self), so a home's own ranks follow exactly the paths above.
+ *
+ * Atomics (dsm_atomic_*) are transactions of the home for itself: an atomic write runs
+ * txn_write with the home as the writer (every other copy goes, the owner's data comes
+ * back), an atomic load txn_read; at their end, instead of a GRANT message, the daemon
+ * performs the operation on the home's frame (seq_atomic_prepare -> txn_finish). So an
+ * atomic is a write (or read) of the home's, ordered with every plain access by the
+ * directory: sequential consistency holds for plain accesses and atomics together.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,12 +61,27 @@
 
 #define NO_NODE (-1)
 
+/* A transaction's type: READ_REQ or WRITE_REQ, or'ed with SEQ_ATOMIC for the home's own
+ * transaction before an atomic operation. */
+#define SEQ_ATOMIC 0x100
+#define TXN_KIND(t) ((t) & ~SEQ_ATOMIC)
+
 /* A request waiting at the home behind the running transaction. */
 struct seq_req {
     struct seq_req *next;
-    int type;    /* DSMW__TYPE__READ_REQ or WRITE_REQ */
+    int type;    /* see SEQ_ATOMIC */
     int node;
     int origin;
+    dsmp_done_fn ready; /* SEQ_ATOMIC: the daemon's continuation */
+    void *arg;
+};
+
+/* The continuation of an atomic transaction that is running. */
+struct seq_atomic {
+    struct seq_atomic *next;
+    uint64_t page;
+    dsmp_done_fn ready;
+    void *arg;
 };
 
 /* Directory entry, meaningful at the page's home only. Its two node sets, the copyset
@@ -84,6 +106,7 @@ struct dsmp {
      * nodes, at 2 * ceil(nnodes / 64) * 8 bytes per page of the space. */
     uint64_t       *sets;
     size_t          words;
+    struct seq_atomic *atomics; /* running atomic transactions (few) */
 };
 
 enum { COPYSET = 0, ASKED = 1 };
@@ -117,6 +140,8 @@ static void set_only(dsmp_t *p, uint64_t *s, int n)
 }
 
 static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin);
+static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int origin, dsmp_done_fn ready,
+                              void *arg);
 
 static int is_home(dsmp_t *p, uint64_t page)
 {
@@ -145,6 +170,36 @@ static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin)
              page, access, origin, DSMP_NO_FRAME);
 }
 
+/* Home: an atomic transaction starts; keep its continuation. */
+static void atomic_started(dsmp_t *p, uint64_t page, dsmp_done_fn ready, void *arg)
+{
+    struct seq_atomic *a = malloc(sizeof(*a)), **pp;
+
+    if (a == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "sequential: out of memory for an atomic operation");
+        return;
+    }
+    *a = (struct seq_atomic){ .page = page, .ready = ready, .arg = arg };
+    for (pp = &p->atomics; *pp; pp = &(*pp)->next)
+        ;
+    *pp = a;
+}
+
+/* Home: the atomic transaction of page has its access: let the daemon do the operation. */
+static void atomic_run(dsmp_t *p, uint64_t page)
+{
+    for (struct seq_atomic **pp = &p->atomics; *pp; pp = &(*pp)->next) {
+        struct seq_atomic *a = *pp;
+
+        if (a->page == page) {
+            *pp = a->next;
+            a->ready(p, a->arg);
+            free(a);
+            return;
+        }
+    }
+}
+
 /* Home: end the running transaction with a grant to its requester, then start the next. */
 static void txn_finish(dsmp_t *p, uint64_t page)
 {
@@ -152,7 +207,7 @@ static void txn_finish(dsmp_t *p, uint64_t page)
     int node = d->t_node, access;
     struct seq_req *next;
 
-    if (d->t_type == DSMW__TYPE__WRITE_REQ) {
+    if (TXN_KIND(d->t_type) == DSMW__TYPE__WRITE_REQ) {
         d->owner = (int16_t)node;
         set_only(p, set_of(p, page, COPYSET), node);
         access = DSM_ACCESS_WRITE;
@@ -168,12 +223,16 @@ static void txn_finish(dsmp_t *p, uint64_t page)
         send_msg(p, node, DSMW__TYPE__GRANT, page, access, d->t_origin,
                  d->need_data ? page : DSMP_NO_FRAME);
     }
+    if (d->t_type & SEQ_ATOMIC)
+        atomic_run(p, page);
     d->busy = 0;
     next = d->qhead;
     if (next != NULL) {
         d->qhead = next->next;
         if (d->qhead == NULL)
             d->qtail = NULL;
+        if (next->type & SEQ_ATOMIC)
+            atomic_started(p, page, next->ready, next->arg);
         txn_start(p, page, next->type, next->node, next->origin);
         free(next);
     }
@@ -258,7 +317,7 @@ static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
     d->t_type = type;
     d->t_node = (int16_t)node;
     d->t_origin = origin;
-    if (type == DSMW__TYPE__WRITE_REQ)
+    if (TXN_KIND(type) == DSMW__TYPE__WRITE_REQ)
         txn_write(p, page);
     else
         txn_read(p, page);
@@ -268,7 +327,6 @@ static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
 static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
 {
     struct seq_dir *d = &p->dir[m->page];
-    struct seq_req *r;
 
     if (!is_home(p, m->page)) {
         DSM_ERR("sequential: request for page %llu from node %u, which is not homed here",
@@ -279,21 +337,58 @@ static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
         txn_start(p, m->page, m->type, (int)m->node, (int)m->origin);
         return DSM_OK;
     }
-    r = malloc(sizeof(*r));
+    return txn_queue(p, m->page, m->type, (int)m->node, (int)m->origin, NULL, NULL);
+}
+
+/* Home: queue a transaction behind the running one. */
+static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int origin, dsmp_done_fn ready,
+                              void *arg)
+{
+    struct seq_dir *d = &p->dir[page];
+    struct seq_req *r = malloc(sizeof(*r));
+
     if (r == NULL) {
         DSM_ERR("sequential: out of memory queueing a request");
         return DSM_ENOMEM;
     }
-    r->next = NULL;
-    r->type = m->type;
-    r->node = (int)m->node;
-    r->origin = (int)m->origin;
+    *r = (struct seq_req){ .type = type, .node = node, .origin = origin, .ready = ready, .arg = arg };
     if (d->qtail)
         d->qtail->next = r;
     else
         d->qhead = r;
     d->qtail = r;
     return DSM_OK;
+}
+
+/* 1 if the set holds node n and no other. */
+static int set_is_only(const dsmp_t *p, const uint64_t *s, int n)
+{
+    for (size_t w = 0; w < p->words; w++)
+        if (s[w] != ((size_t)n / 64 == w ? 1ull << (n % 64) : 0))
+            return 0;
+    return 1;
+}
+
+/* Home, before an atomic: for a write, the home must hold the only copy; for a load, a
+ * current one. When it already does, the operation goes at once; else a transaction of
+ * the home for itself runs (or queues) and ends in atomic_run. */
+static void seq_atomic_prepare(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg)
+{
+    struct seq_dir *d = &p->dir[page];
+    int self = p->svc.self;
+    int type = (write ? DSMW__TYPE__WRITE_REQ : DSMW__TYPE__READ_REQ) | SEQ_ATOMIC;
+
+    if (!d->busy) {
+        if (d->owner == self || (d->owner == NO_NODE && (!write || set_is_only(p, set_of(p, page, COPYSET), self)))) {
+            ready(p, arg);
+            return;
+        }
+        atomic_started(p, page, ready, arg);
+        txn_start(p, page, type, self, origin);
+        return;
+    }
+    if (txn_queue(p, page, type, self, origin, ready, arg) != DSM_OK)
+        dsmp_fail(&p->svc, DSM_ENOMEM, "sequential: out of memory queueing an atomic operation");
 }
 
 /* A revocation asked for by the home has finished: answer it. */
@@ -369,7 +464,7 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
             (int)m->type != d->expect || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
             break;
         set_del(set_of(p, m->page, ASKED), src);
-        if (m->type == DSMW__TYPE__FETCH_REPLY && d->t_type == DSMW__TYPE__READ_REQ) {
+        if (m->type == DSMW__TYPE__FETCH_REPLY && TXN_KIND(d->t_type) == DSMW__TYPE__READ_REQ) {
             /* the old owner keeps a read copy and the home's frame is current again */
             set_only(p, set_of(p, m->page, COPYSET), src);
             set_add(set_of(p, m->page, COPYSET), p->svc.self);
@@ -457,11 +552,21 @@ static void seq_destroy(dsmp_t *p)
             free(r);
         }
     }
+    while (p->atomics) {
+        struct seq_atomic *a = p->atomics;
+
+        p->atomics = a->next;
+        free(a);
+    }
     free(p->sets);
     free(p->dir);
     free(p->local);
     free(p);
 }
+
+static const struct dsmp_atomic_ops seq_atomic = {
+    .prepare = seq_atomic_prepare,
+};
 
 const struct dsmp_ops dsmp_sequential_ops = {
     .name = "sequential",
@@ -472,4 +577,5 @@ const struct dsmp_ops dsmp_sequential_ops = {
     .fault = seq_fault,
     .message = seq_message,
     .reset = seq_reset,
+    .atomic = &seq_atomic,
 };

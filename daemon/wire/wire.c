@@ -65,6 +65,8 @@ static unsigned needs(int type)
     case DSMW__TYPE__DIFF:
     case DSMW__TYPE__DIFF_ACK:    return F_PAGE | F_ORIGIN;
     case DSMW__TYPE__UPDATE:      return F_ORIGIN;
+    case DSMW__TYPE__ATOMIC_REQ:  return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__ATOMIC_REPLY: return F_PAGE | F_ORIGIN;
     default:                      return ~0u;
     }
 }
@@ -98,6 +100,10 @@ const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
     if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__ALLOC_REQ) &&
         !dsmw_place_ok(m->place, m->place_arg, lim->nnodes))
         return "unknown home placement";
+    if ((m->type == DSMW__TYPE__ATOMIC_REQ || m->type == DSMW__TYPE__ATOMIC_REPLY) &&
+        (m->aop > DSMW_AOP_MAX || (m->size != 4 && m->size != 8) || m->addr % m->size != 0 ||
+         (m->size == 4 && (m->operand >> 32 != 0 || m->operand2 >> 32 != 0))))
+        return "malformed atomic operation";
     if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__REGION_FREE) &&
         (m->addr >= lim->npages || m->count == 0 || m->count > lim->npages - m->addr))
         return "region out of range";

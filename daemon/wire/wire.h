@@ -41,6 +41,10 @@ dsm_status_t dsmw_decode(const uint8_t *buf, size_t len, const struct dsmw_limit
  * enum dsm_placement (checked in daemon/alloc.c). */
 enum dsmw_place { DSMW_PLACE_BLOCK = 0, DSMW_PLACE_CYCLIC = 1, DSMW_PLACE_NODE = 2 };
 
+/* Atomic operations (ATOMIC_REQ.aop); the same numbers as the channel's (dsm_chan.h). */
+enum dsmw_aop { DSMW_AOP_LOAD = 0, DSMW_AOP_STORE, DSMW_AOP_FETCH_ADD, DSMW_AOP_SWAP, DSMW_AOP_CAS,
+                DSMW_AOP_MAX = DSMW_AOP_CAS };
+
 /* 1 if (place, arg) is a placement a job of nnodes nodes can use. */
 int dsmw_place_ok(uint32_t place, uint64_t arg, uint32_t nnodes);
 

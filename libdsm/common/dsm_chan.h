@@ -55,6 +55,9 @@
 /* Page access levels, ordered: a higher level allows everything a lower one does. */
 enum dsm_access { DSM_ACCESS_NONE = 0, DSM_ACCESS_READ = 1, DSM_ACCESS_WRITE = 2 };
 
+/* Atomic operations (DSMC_ATOMIC's d); the same numbers as the wire's (wire.h). */
+enum dsmc_aop { DSMC_AOP_LOAD = 0, DSMC_AOP_STORE, DSMC_AOP_FETCH_ADD, DSMC_AOP_SWAP, DSMC_AOP_CAS };
+
 /* Consistency model ids (d field of the HELLO_MAIN reply). */
 enum dsm_model { DSM_MODEL_SEQUENTIAL = 0, DSM_MODEL_RELEASE = 1, DSM_MODEL_CAUSAL = 2 };
 
@@ -80,6 +83,8 @@ enum dsmc_op {
     DSMC_ABORT_JOB,  /* a: dsm_abort's code (int64); the rank called it (reply, then the job ends) */
     DSMC_COND_WAIT,  /* a: cond, b: lock (held); reply once it is held again after a wake */
     DSMC_COND_SIGNAL,/* a: cond, b: 1 to wake every waiter; reply at once */
+    DSMC_ATOMIC,     /* a: address, b: operand, c: operand 2 (CAS's desired), d: enum dsmc_aop,
+                      * e: width in bytes (4, 8); reply REPLY status, a: the word before */
     DSMC_OP_MAX
 };
 

@@ -1,4 +1,4 @@
-/* info.c - the public getters (rank, job size, page size, model, version) and dsm_strerror. */
+/* info.c - the public getters (rank, job size, node, page size, model, version) and dsm_strerror. */
 #include "api.h"
 
 #include "runtime.h"
@@ -15,6 +15,20 @@ DSM_API int dsm_nranks(void)
     dsm_status_t st = dsm_rt_check("dsm_nranks");
 
     return st != 0 ? st : dsm_rt.nranks;
+}
+
+DSM_API int dsm_node(void)
+{
+    dsm_status_t st = dsm_rt_check("dsm_node");
+
+    return st != 0 ? st : dsm_rt.node;
+}
+
+DSM_API int dsm_nnodes(void)
+{
+    dsm_status_t st = dsm_rt_check("dsm_nnodes");
+
+    return st != 0 ? st : dsm_rt.nnodes;
 }
 
 /* 0 (and a message) outside dsm_init..dsm_finalize. */

@@ -156,7 +156,7 @@ static const int types[] = {
     DSMW__TYPE__REGION_ACK, DSMW__TYPE__COFREE_REQ, DSMW__TYPE__FREE_REQ, DSMW__TYPE__PAGE_GET, DSMW__TYPE__PAGE,
     DSMW__TYPE__DIFF, DSMW__TYPE__DIFF_ACK, DSMW__TYPE__UPDATE, DSMW__TYPE__HEARTBEAT,
     DSMW__TYPE__RANK_ABSENT, DSMW__TYPE__COND_WAIT, DSMW__TYPE__COND_QUEUED, DSMW__TYPE__COND_SIGNAL,
-    DSMW__TYPE__COND_WAKE,
+    DSMW__TYPE__COND_WAKE, DSMW__TYPE__ATOMIC_REQ, DSMW__TYPE__ATOMIC_REPLY,
 };
 
 /* A well-formed message of a chosen type, fields from the input, from node src. */
@@ -181,6 +181,15 @@ static void peer_structured(struct dsmd *d, struct in *in, int src)
     m.size = byte(in) * 4096u;
     m.epoch = byte(in) % 4;
     m.status = -(int)(byte(in) % 3);
+    m.aop = byte(in) % 6;
+    m.operand = byte(in);
+    m.operand2 = byte(in);
+    m.value = byte(in);
+    m.stamp = byte(in) % 4;
+    if (m.type == DSMW__TYPE__ATOMIC_REQ || m.type == DSMW__TYPE__ATOMIC_REPLY) {
+        m.size = (byte(in) & 1) ? 8 : 4;
+        m.addr = (uint64_t)byte(in) * 8;
+    }
     dl = byte(in) % sizeof(data);
     for (size_t i = 0; i < dl; i++)
         data[i] = byte(in);
@@ -236,6 +245,10 @@ static void chan_message(struct in *in, int fd)
         m.a = (uint64_t)byte(in) * 4096u;
     if (m.op == DSMC_COFREE || m.op == DSMC_FREE)
         m.a = 0x500000000000ull + (uint64_t)(byte(in) % NPAGES) * 4096u;
+    if (m.op == DSMC_ATOMIC) {
+        m.a = 0x500000000000ull + (uint64_t)(byte(in) % NPAGES) * 4096u + byte(in) * 4u;
+        m.e = (byte(in) & 1) ? 8 : 4;
+    }
     (void)send(fd, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 

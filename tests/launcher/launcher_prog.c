@@ -33,6 +33,14 @@
  *   launcher_prog flag               rank 0 writes 4 pages of data, dsm_release, sets a flag,
  *                                    dsm_release; the others poll the flag with dsm_acquire
  *                                    in the loop and check the data; exit 0
+ *   launcher_prog atomics K          bad atomics are DSM_EINVAL; every rank does K fetch-adds
+ *                                    (64-bit on node 0, 32-bit on the last node: the old values
+ *                                    are a permutation), K CAS increments, K swaps (values
+ *                                    conserved), a 32-bit wrap, store/load, and a flag
+ *                                    published with dsm_release + atomic store, read with
+ *                                    atomic load + dsm_acquire; plain reads after a barrier
+ *                                    see every result, and a rank's read after its own
+ *                                    fetch-add sees it; exit 0
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -421,6 +429,148 @@ static int run_flag(void)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* atomics: see the header. */
+static int run_atomics(long k)
+{
+    size_t ps = dsm_page_size();
+    int r = dsm_rank(), n = dsm_nranks();
+    struct dsm_alloc_attr last = DSM_ALLOC_ATTR_INIT;
+    uint64_t *w = dsm_coalloc(ps), *olds = dsm_coalloc((size_t)n * (size_t)k * 2 * sizeof(uint64_t));
+    uint64_t *data = dsm_coalloc(4 * ps), *gone, v, sum_in = 0, sum_old = 0;
+    uint32_t *w32 = NULL, v32, local32 = 0;
+    void *p;
+
+    last.placement = DSM_PLACE_NODE;
+    last.node = dsm_nnodes() - 1;
+    if (!w || !olds || !data || dsm_coalloc_ex(ps, &last, &p) != 0)
+        return bad("dsm_coalloc failed");
+    w32 = p;
+    /* bad calls: refused, nothing done */
+    if (dsm_atomic_fetch_add_32((uint32_t *)((char *)w + 2), 1, NULL) != DSM_EINVAL ||
+        dsm_atomic_load_64((uint64_t *)((char *)w + 4), &v) != DSM_EINVAL ||
+        dsm_atomic_store_32(&local32, 1) != DSM_EINVAL || local32 != 0)
+        return bad("a misaligned or non-global atomic was not DSM_EINVAL");
+    gone = (uint64_t *)((char *)w + 4096 * ps); /* in the collective area, past every allocation */
+    if (dsm_atomic_fetch_add_64(gone, 1, NULL) != DSM_EINVAL)
+        return bad("an atomic on unallocated memory was not DSM_EINVAL");
+    /* every rank caches the words' pages (plain reads, no plain writes): only the
+     * protocol's handling of the atomics can make the reads after the barrier current */
+    if (w[0] != 0 || w[1] != 0 || w32[5] != 0)
+        return bad("a fresh allocation does not read as zeroes");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    /* fetch-add: w[0] (64-bit, node 0), w32[5] (32-bit, last node) */
+    for (long i = 0; i < k; i++) {
+        if (dsm_atomic_fetch_add_64(&w[0], 1, &olds[(size_t)r * (size_t)k * 2 + (size_t)i]) != 0 ||
+            dsm_atomic_fetch_add_32(&w32[5], 1, &v32) != 0)
+            return bad("dsm_atomic_fetch_add failed");
+        olds[(size_t)r * (size_t)k * 2 + (size_t)k + (size_t)i] = v32;
+    }
+    /* CAS increments of w[1]; swaps on w[2] */
+    for (long i = 0; i < k; i++) {
+        uint64_t seen = 0, old;
+
+        do {
+            old = seen;
+            if (dsm_atomic_cas_64(&w[1], old, old + 1, &seen) != 0)
+                return bad("dsm_atomic_cas_64 failed");
+        } while (seen != old);
+        v = ((uint64_t)r + 1) * 1000003u + (uint64_t)i;
+        if (dsm_atomic_swap_64(&w[2], v, &old) != 0)
+            return bad("dsm_atomic_swap_64 failed");
+        sum_in += v;
+        sum_old += old;
+    }
+    data[r] = sum_in - sum_old; /* what this rank's swaps added to the pool */
+    /* in rank order (a turn passed through an atomic on another page): a rank's plain
+     * read right after its own fetch-add of a word nobody else touches meanwhile sees it */
+    {
+        struct timespec t0, t;
+        uint64_t turn, old;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            if (dsm_atomic_load_64(&data[4 * ps / sizeof(uint64_t) - 1], &turn) != 0)
+                return bad("dsm_atomic_load_64 failed");
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 20)
+                return bad("the turn never came after 20 s");
+        } while (turn != (uint64_t)r);
+        if (dsm_atomic_fetch_add_64(&w[5], 1, &old) != 0)
+            return bad("dsm_atomic_fetch_add_64 failed");
+        if (w[5] != old + 1)
+            return bad("a plain read right after the rank's own fetch-add does not see it");
+        if (dsm_atomic_store_64(&data[4 * ps / sizeof(uint64_t) - 1], (uint64_t)r + 1) != 0)
+            return bad("dsm_atomic_store_64 failed");
+    }
+    if (r == 0) {
+        if (dsm_atomic_store_32(&w32[9], UINT32_MAX) != 0 || dsm_atomic_fetch_add_32(&w32[9], 2, &v32) != 0 ||
+            v32 != UINT32_MAX || dsm_atomic_load_32(&w32[9], &v32) != 0 || v32 != 1)
+            return bad("a 32-bit fetch-add does not wrap modulo 2^32");
+        if (dsm_atomic_store_64(&w[3], 0xdeadbeefcafef00dull) != 0)
+            return bad("dsm_atomic_store_64 failed");
+    }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    /* plain reads after the barrier see every atomic, under every model */
+    if (w[0] != (uint64_t)n * (uint64_t)k || w32[5] != (uint32_t)(n * k) || w[1] != (uint64_t)n * (uint64_t)k)
+        return bad("a plain read after the barrier does not see every fetch-add and CAS");
+    if (w[3] != 0xdeadbeefcafef00dull || dsm_atomic_load_64(&w[3], &v) != 0 || v != 0xdeadbeefcafef00dull)
+        return bad("an atomic store is not seen by plain and atomic loads");
+    if (r == 0) {
+        uint64_t *all = malloc((size_t)n * (size_t)k * sizeof(uint64_t)), pool = 0;
+
+        for (int half = 0; half < 2 && all; half++) {
+            for (int q = 0; q < n; q++)
+                memcpy(all + (size_t)q * (size_t)k, olds + (size_t)q * (size_t)k * 2 + (size_t)half * (size_t)k,
+                       (size_t)k * sizeof(uint64_t));
+            qsort(all, (size_t)n * (size_t)k, sizeof(uint64_t), cmp_u64);
+            for (size_t i = 0; i < (size_t)n * (size_t)k; i++)
+                if (all[i] != i) {
+                    free(all);
+                    return bad(half ? "the 32-bit fetch-add's old values are not 0..N*K-1 once each"
+                                    : "the 64-bit fetch-add's old values are not 0..N*K-1 once each");
+                }
+        }
+        free(all);
+        for (int q = 0; q < n; q++)
+            pool += data[q];
+        if (pool != w[2])
+            return bad("swaps lost or duplicated a value");
+        printf("atomics: %ld x %d fetch-adds, CAS and swaps ok\n", k, n);
+        /* publish through an atomic flag */
+        for (size_t i = 0; i < 4 * ps / sizeof(uint64_t) - 1; i++)
+            data[i] = i * 31 + 7;
+        if (dsm_release() != 0 || dsm_atomic_store_64(&w[4], 1) != 0)
+            return bad("publishing the flag failed");
+    } else {
+        struct timespec t0, t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            if (dsm_atomic_load_64(&w[4], &v) != 0)
+                return bad("dsm_atomic_load_64 failed");
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 20)
+                return bad("the atomic flag never showed after 20 s");
+        } while (v == 0);
+        if (dsm_acquire() != 0)
+            return bad("dsm_acquire failed");
+        for (size_t i = 0; i < 4 * ps / sizeof(uint64_t) - 1; i++)
+            if (data[i] != i * 31 + 7)
+                return bad("the atomic flag showed but the data released before it did not");
+    }
+    printf("rank %d atomics ok\n", r);
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -490,7 +640,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch|placement|cond|flag "
+                        "api|abort|mismatch|placement|cond|flag|atomics "
                         "[ARGS...]\n");
         return 2;
     }
@@ -534,6 +684,8 @@ int main(int argc, char **argv)
         rc = run_flag();
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
+    else if (!strcmp(argv[1], "atomics") && argc > 2)
+        rc = run_atomics(atol(argv[2]));
     else if (!strcmp(argv[1], "deadlock"))
         rc = run_deadlock();
     else if (!strcmp(argv[1], "slow") && argc > 2)

@@ -504,6 +504,19 @@ def case_flag(dsmrun, prog):
                   "%s %s: exit status %s" % (model, opts, j.rc), j)
 
 
+def case_atomics(dsmrun, prog):
+    """Atomics under every model, one and two ranks per node: linearizable fetch-add (old
+    values a permutation), CAS and swap, 32-bit wrap, store/load, bad calls refused, plain
+    reads after a barrier see the results, a flag published with an atomic store."""
+    for model in ("sequential", "release", "causal"):
+        for opts in (["-n", "1"], ["-n", "3"], ["-n", "4", "--ranks-per-node", "2"]):
+            j = run(dsmrun, prog, ["atomics", "200"], opts + ["--consistency", model, "--timeout", "90"])
+            n = int(opts[1])
+            check(j.rc == 0 and "atomics: 200 x %d fetch-adds, CAS and swaps ok" % n in j.out and
+                  all("rank %d atomics ok" % r in j.out for r in range(n)),
+                  "%s %s: exit status %s" % (model, opts, j.rc), j)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region

@@ -46,6 +46,8 @@ int         dsm_init(int *argc, char ***argv);  /* 0, or a negative DSM error co
 int         dsm_finalize(void);
 int         dsm_rank(void);
 int         dsm_nranks(void);
+int         dsm_node(void);            /* this rank's node (its daemon), 0 .. dsm_nnodes() - 1 */
+int         dsm_nnodes(void);          /* nodes of the job (dsmrun -n / --ranks-per-node) */
 size_t      dsm_page_size(void);
 const char *dsm_consistency(void);     /* "sequential", "release" or "causal" */
 void       *dsm_coalloc(size_t size);  /* collective, same address on every rank, page-aligned, zeroed */
@@ -100,6 +102,42 @@ int         dsm_acquire(void);
 int         dsm_release(void);
 int         dsm_cond_signal(uint32_t cond);
 int         dsm_cond_broadcast(uint32_t cond);
+
+/*
+ * Atomics on global memory: aligned 32- and 64-bit words of an allocation, performed by
+ * the daemon of the word's home node on its copy, without moving the page to the caller.
+ * Each returns 0, or DSM_EINVAL (nothing done) for an address outside the global space,
+ * in no allocation, or not aligned to its size. `old` (may be NULL) gets the word as it
+ * was just before the operation; dsm_atomic_cas_* stores `desired` only when the word
+ * equals `expected` (it succeeded when *old == expected).
+ *
+ * Under every model the atomics on one word are linearizable: they happen one at a time
+ * at the home, each between its call and its return, and every caller sees their one
+ * order. How they order plain loads and stores:
+ *   sequential  an atomic is a write at the home: plain accesses and atomics are
+ *               sequentially consistent together.
+ *   release     an atomic orders nothing by itself (relaxed); it is part of the calling
+ *               rank's interval, so a plain load sees it after any acquire that follows
+ *               the caller's next release (lock, barrier, dsm_release). Use
+ *               dsm_release() before an atomic that publishes data and dsm_acquire()
+ *               after the one that observes it.
+ *   causal      an atomic is a write by the home node, which the caller has read: it
+ *               returns once the caller's node has the update, so the caller's later
+ *               writes and releases causally follow it; no ordering beyond that.
+ * While atomics on a word may be in flight, access it only through them: a plain store
+ * to it races with them under every model (as in C11).
+ */
+int dsm_atomic_load_32(const uint32_t *addr, uint32_t *out);
+int dsm_atomic_load_64(const uint64_t *addr, uint64_t *out);
+int dsm_atomic_store_32(uint32_t *addr, uint32_t value);
+int dsm_atomic_store_64(uint64_t *addr, uint64_t value);
+int dsm_atomic_fetch_add_32(uint32_t *addr, uint32_t value, uint32_t *old);  /* wraps modulo 2^32 */
+int dsm_atomic_fetch_add_64(uint64_t *addr, uint64_t value, uint64_t *old);  /* wraps modulo 2^64 */
+int dsm_atomic_swap_32(uint32_t *addr, uint32_t value, uint32_t *old);
+int dsm_atomic_swap_64(uint64_t *addr, uint64_t value, uint64_t *old);
+int dsm_atomic_cas_32(uint32_t *addr, uint32_t expected, uint32_t desired, uint32_t *old);
+int dsm_atomic_cas_64(uint64_t *addr, uint64_t expected, uint64_t desired, uint64_t *old);
+
 const char *dsm_strerror(int err);
 /* The running library's version, "MAJOR.MINOR.PATCH" (DSM_VERSION_STRING is the headers'). */
 const char *dsm_version(void);

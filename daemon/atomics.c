@@ -1,0 +1,286 @@
+/*
+ * atomics.c - atomic operations on global memory (dsm_atomic_*), performed at the home.
+ *
+ * A rank's DSMC_ATOMIC names an address; its daemon checks it and sends ATOMIC_REQ to the
+ * page's home (itself included: messages to self are queued like any other). The home
+ * runs the protocol's prepare hook, updates the word in its frame with a CPU atomic (its
+ * own ranks may be reading the frame meanwhile), runs the applied hook and answers
+ * ATOMIC_REPLY with the old value. The requester's node runs the done hook and answers
+ * the rank. The page never moves to the requester for it.
+ *
+ * Linearizability: every atomic on a word is performed by the one daemon of its home, in
+ * its event loop, between the request's arrival and the reply's departure; the event loop
+ * does one at a time, so they take effect in one order, each within its call.
+ *
+ *   requester's node                     home
+ *   DSMC_ATOMIC -> atomic_request  --ATOMIC_REQ-->  atomic_arrived -> prepare() ->
+ *                                                   op_ready (frame updated) -> applied() ->
+ *   reply_arrived <-- ATOMIC_REPLY --------------   op_applied
+ *   -> done() -> wait_done: REPLY to the rank
+ *
+ * A rank whose channel closes while its atomic is in flight gets no answer; the operation
+ * still happens (as a store the dying thread had issued).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm_log.h"
+#include "dsmd.h"
+
+_Static_assert((int)DSMC_AOP_LOAD == (int)DSMW_AOP_LOAD && (int)DSMC_AOP_CAS == (int)DSMW_AOP_CAS &&
+                   (int)DSMC_AOP_FETCH_ADD == (int)DSMW_AOP_FETCH_ADD && (int)DSMC_AOP_SWAP == (int)DSMW_AOP_SWAP,
+               "the channel and the wire number atomic operations alike");
+
+/* An operation at the home, from its arrival to its reply. */
+struct atomic_op {
+    struct dsmd *d;
+    int      src;        /* requester's node */
+    uint32_t origin;     /* requesting rank */
+    uint64_t token;      /* requester's channel id */
+    uint64_t page, off, size, operand, operand2;
+    uint32_t aop;
+    uint64_t value;      /* the word before */
+    uint64_t stamp;      /* set by the applied hook */
+};
+
+/* A reply at the requester's node, waiting for the done hook. */
+struct atomic_wait {
+    struct dsmd *d;
+    int      chan;
+    uint32_t origin;
+    uint64_t value;
+};
+
+static const struct dsmp_atomic_ops *hooks(const struct dsmd *d)
+{
+    static const struct dsmp_atomic_ops none;
+
+    return d->pops->atomic ? d->pops->atomic : &none;
+}
+
+static int is_write(uint32_t aop)
+{
+    return aop != DSMW_AOP_LOAD;
+}
+
+/* The word's value after `aop` found `old` there. */
+static uint64_t after(uint32_t aop, uint64_t old, uint64_t a, uint64_t b, uint64_t size)
+{
+    uint64_t mask = size == 4 ? UINT32_MAX : UINT64_MAX;
+
+    switch (aop) {
+    case DSMW_AOP_STORE:
+    case DSMW_AOP_SWAP:      return a;
+    case DSMW_AOP_FETCH_ADD: return (old + a) & mask;
+    case DSMW_AOP_CAS:       return old == a ? b : old;
+    default:                 return old;
+    }
+}
+
+/* Perform aop on the word at w; returns the value before. */
+static uint64_t perform(void *w, uint64_t size, uint32_t aop, uint64_t a, uint64_t b)
+{
+    if (size == 4) {
+        uint32_t *p = w, x = (uint32_t)a;
+
+        switch (aop) {
+        case DSMW_AOP_LOAD:      return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+        case DSMW_AOP_FETCH_ADD: return __atomic_fetch_add(p, x, __ATOMIC_SEQ_CST);
+        case DSMW_AOP_CAS:
+            __atomic_compare_exchange_n(p, &x, (uint32_t)b, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            return x; /* the value found, whether or not it was replaced */
+        default:                 return __atomic_exchange_n(p, x, __ATOMIC_SEQ_CST); /* store, swap */
+        }
+    } else {
+        uint64_t *p = w, x = a;
+
+        switch (aop) {
+        case DSMW_AOP_LOAD:      return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+        case DSMW_AOP_FETCH_ADD: return __atomic_fetch_add(p, x, __ATOMIC_SEQ_CST);
+        case DSMW_AOP_CAS:
+            __atomic_compare_exchange_n(p, &x, b, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+            return x;
+        default:                 return __atomic_exchange_n(p, x, __ATOMIC_SEQ_CST);
+        }
+    }
+}
+
+/* ---- requester's node ---- */
+
+static void reply_rank(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t value, const char *why)
+{
+    struct dsmc_msg m = { .op = DSMC_REPLY, .status = status, .a = value };
+
+    c->pending_op = 0;
+    if (why != NULL)
+        snprintf(m.text, sizeof(m.text), "%s", why);
+    dsmd_chan_send(d, c, &m);
+}
+
+/* The channel still waiting for an atomic of rank `origin` with id `id`, or NULL. */
+static struct dsmd_chan *waiting_chan(struct dsmd *d, int id, uint32_t origin)
+{
+    struct dsmd_chan *c = dsmd_chan_by_id(d, id);
+    struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
+
+    return rk != NULL && c->pending_op == DSMC_ATOMIC && rk->rank == (int)origin ? c : NULL;
+}
+
+void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    struct dsmd_rank *rk = dsmd_rank_of(d, c);
+    uint64_t size = m->e, space = d->npages * d->page_size, rel, page;
+    dsmw_msg_t req;
+    int home;
+
+    if ((size != 4 && size != 8) || m->d > DSMW_AOP_MAX || (size == 4 && (m->b >> 32 || m->c >> 32))) {
+        reply_rank(d, c, DSM_EINVAL, 0, "malformed atomic request");
+        return;
+    }
+    if (m->a < d->cfg.base || m->a - d->cfg.base >= space || m->a % size != 0) {
+        reply_rank(d, c, DSM_EINVAL, 0, "not an aligned address of the global space");
+        return;
+    }
+    rel = m->a - d->cfg.base;
+    page = rel / d->page_size;
+    home = dsmd_space_home(&d->space, page);
+    if (home == DSMD_NO_HOME) {
+        reply_rank(d, c, DSM_EINVAL, 0, "the address is in no allocation");
+        return;
+    }
+    dsmw_init(&req, DSMW__TYPE__ATOMIC_REQ);
+    req.page = page;
+    req.addr = rel % d->page_size;
+    req.size = size;
+    req.aop = (uint32_t)m->d;
+    req.operand = m->b;
+    req.operand2 = m->c;
+    req.node = (uint32_t)d->cfg.node;
+    req.origin = (uint32_t)rk->rank;
+    req.seq = (uint64_t)c->id;
+    c->pending_op = DSMC_ATOMIC;
+    c->pending_seq = page; /* for the deadlock report */
+    dsmd_send(d, home, &req, DSMT_NO_PAGE);
+}
+
+static void wait_done(dsmp_t *p, void *arg)
+{
+    struct atomic_wait *w = arg;
+    struct dsmd_chan *c = waiting_chan(w->d, w->chan, w->origin);
+
+    (void)p;
+    if (c != NULL)
+        reply_rank(w->d, c, DSM_OK, w->value, NULL);
+    free(w);
+}
+
+static dsm_status_t reply_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    struct dsmd_chan *c = waiting_chan(d, (int)m->seq, m->origin);
+    struct atomic_wait *w;
+    uint64_t now;
+
+    if (m->status != 0) {
+        if (c != NULL)
+            reply_rank(d, c, m->status, 0, m->text && *m->text ? m->text : NULL);
+        return DSM_OK;
+    }
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory finishing an atomic operation");
+        return DSM_OK;
+    }
+    *w = (struct atomic_wait){ .d = d, .chan = (int)m->seq, .origin = m->origin, .value = m->value };
+    now = after(m->aop, m->value, m->operand, m->operand2, m->size);
+    if (hooks(d)->done) {
+        uint32_t v32 = (uint32_t)now;
+        const void *val = now == m->value ? NULL : m->size == 4 ? (const void *)&v32 : (const void *)&now;
+
+        hooks(d)->done(d->p, m->page, (int)m->origin, src, m->stamp, m->addr, m->size, val, wait_done, w);
+    } else {
+        wait_done(d->p, w);
+    }
+    return DSM_OK;
+}
+
+/* ---- home ---- */
+
+static void send_reply(struct dsmd *d, const struct atomic_op *op, int status, const char *why)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__ATOMIC_REPLY);
+    m.page = op->page;
+    m.addr = op->off;
+    m.size = op->size;
+    m.aop = op->aop;
+    m.operand = op->operand;
+    m.operand2 = op->operand2;
+    m.value = op->value;
+    m.stamp = op->stamp;
+    m.status = status;
+    m.origin = op->origin;
+    m.seq = op->token;
+    if (why != NULL)
+        m.text = (char *)why;
+    dsmd_send(d, op->src, &m, DSMT_NO_PAGE);
+}
+
+static void op_applied(dsmp_t *p, void *arg)
+{
+    struct atomic_op *op = arg;
+
+    (void)p;
+    send_reply(op->d, op, DSM_OK, NULL);
+    free(op);
+}
+
+static void op_ready(dsmp_t *p, void *arg)
+{
+    struct atomic_op *op = arg;
+    struct dsmd *d = op->d;
+    uint8_t *frame = d->svc.frame(d->svc.ctx, op->page);
+
+    op->value = perform(frame + op->off, op->size, op->aop, op->operand, op->operand2);
+    if (hooks(d)->applied)
+        hooks(d)->applied(p, op->page, (int)op->origin, &op->stamp, op_applied, op);
+    else
+        op_applied(p, op);
+}
+
+static dsm_status_t atomic_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    struct atomic_op *op;
+
+    if ((int)m->node != src || m->addr + m->size > d->page_size)
+        return DSM_EPROTO;
+    op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory performing an atomic operation");
+        return DSM_OK;
+    }
+    *op = (struct atomic_op){ .d = d, .src = src, .origin = m->origin, .token = m->seq, .page = m->page,
+                              .off = m->addr, .size = m->size, .operand = m->operand, .operand2 = m->operand2,
+                              .aop = m->aop };
+    if (dsmd_space_home(&d->space, m->page) != d->cfg.node) {
+        /* the region was freed (and perhaps reallocated) while the request travelled */
+        send_reply(d, op, DSM_EINVAL, "the address is in no allocation");
+        free(op);
+        return DSM_OK;
+    }
+    if (hooks(d)->prepare)
+        hooks(d)->prepare(d->p, m->page, (int)m->origin, is_write(m->aop), op_ready, op);
+    else
+        op_ready(d->p, op);
+    return DSM_OK;
+}
+
+dsm_status_t dsmd_atomic_message(struct dsmd *d, int src, const dsmw_msg_t *m)
+{
+    switch (m->type) {
+    case DSMW__TYPE__ATOMIC_REQ:   return atomic_arrived(d, src, m);
+    case DSMW__TYPE__ATOMIC_REPLY: return reply_arrived(d, src, m);
+    default:                       return DSM_EPROTO;
+    }
+}
