@@ -26,7 +26,9 @@
 #include "dsmd.h"
 
 _Static_assert((int)DSM_PLACE_BLOCK == (int)DSMW_PLACE_BLOCK && (int)DSM_PLACE_CYCLIC == (int)DSMW_PLACE_CYCLIC &&
-                   (int)DSM_PLACE_NODE == (int)DSMW_PLACE_NODE, "dsm.h and the wire number placements alike");
+                   (int)DSM_PLACE_NODE == (int)DSMW_PLACE_NODE &&
+                   (int)DSM_PLACE_FIRST_TOUCH == (int)DSMW_PLACE_FIRST_TOUCH,
+               "dsm.h and the wire number placements alike");
 
 enum { COLL_NONE = 0, COLL_ADDING, COLL_READY, COLL_FREEING, COLL_FREED };
 
@@ -222,10 +224,11 @@ static struct coll *coll_get(struct dsmd *d, uint64_t k)
     return &a->colls[k];
 }
 
-/* "block", "cyclic(4)" or "node(2)" into buf. */
+/* "block", "cyclic(4)", "node(2)" or "first_touch" into buf. */
 static const char *place_name(char *buf, size_t n, uint32_t place, uint64_t arg)
 {
-    snprintf(buf, n, place == DSMW_PLACE_CYCLIC ? "cyclic(%llu)" : place == DSMW_PLACE_NODE ? "node(%llu)" : "block",
+    snprintf(buf, n, place == DSMW_PLACE_CYCLIC ? "cyclic(%llu)" : place == DSMW_PLACE_NODE ? "node(%llu)"
+                     : place == DSMW_PLACE_FIRST_TOUCH ? "first_touch" : "block",
              (unsigned long long)arg);
     return buf;
 }
@@ -366,6 +369,7 @@ static void region_cleared(struct dsmd *d, void *arg)
     struct free_ctx *f = arg;
 
     dsmd_space_region_free(&d->space, f->first, f->n);
+    dsmd_ft_region_reset(d, f->first, f->n);
     d->pops->reset(d->p, f->first, f->n);
     send_region_ack(d, f->src, f->first, 1, f->origin);
     free(f);

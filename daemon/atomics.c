@@ -127,6 +127,25 @@ static struct dsmd_chan *waiting_chan(struct dsmd *d, int id, uint32_t origin)
     return rk != NULL && c->pending_op == DSMC_ATOMIC && rk->rank == (int)origin ? c : NULL;
 }
 
+/* An atomic parked until its first-touch page has a home. */
+struct atomic_parked {
+    int chan;
+    uint32_t origin;
+    struct dsmc_msg req;
+};
+
+static void atomic_resume(struct dsmd *d, void *arg)
+{
+    struct atomic_parked *a = arg;
+    struct dsmd_chan *c = waiting_chan(d, a->chan, a->origin);
+
+    if (c != NULL) {
+        c->pending_op = 0;
+        dsmd_atomic_request(d, c, &a->req);
+    }
+    free(a);
+}
+
 void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
@@ -149,6 +168,19 @@ void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_
         reply_rank(d, c, DSM_EINVAL, 0, "the address is in no allocation");
         return;
     }
+    c->pending_op = DSMC_ATOMIC;
+    c->pending_seq = page; /* for the deadlock report */
+    if (home == DSMD_HOME_UNDECIDED) { /* the atomic touches the page first: claim it */
+        struct atomic_parked *a = malloc(sizeof(*a));
+
+        if (a == NULL) {
+            reply_rank(d, c, DSM_ENOMEM, 0, "out of memory in the daemon");
+            return;
+        }
+        *a = (struct atomic_parked){ .chan = c->id, .origin = (uint32_t)rk->rank, .req = *m };
+        dsmd_ft_wait(d, page, atomic_resume, a);
+        return;
+    }
     dsmw_init(&req, DSMW__TYPE__ATOMIC_REQ);
     req.page = page;
     req.addr = rel % d->page_size;
@@ -159,8 +191,6 @@ void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_
     req.node = (uint32_t)d->cfg.node;
     req.origin = (uint32_t)rk->rank;
     req.seq = (uint64_t)c->id;
-    c->pending_op = DSMC_ATOMIC;
-    c->pending_seq = page; /* for the deadlock report */
     dsmd_send(d, home, &req, DSMT_NO_PAGE);
 }
 

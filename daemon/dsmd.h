@@ -11,6 +11,7 @@
  *   sync.c      locks (manager per id) and barriers (manager node 0), finalize
  *   alloc.c     dsm_coalloc/cofree (node 0), dsm_malloc/free (per-node arenas)
  *   atomics.c   dsm_atomic_*: performed at the page's home
+ *   firsttouch.c  first-touch homes: claims to node 0, the arbiter
  *   space/      address-space layout, homes, page-range allocator
  *   transport/  the transports behind dsmt.h
  */
@@ -138,6 +139,7 @@ struct dsmd_rank {
 
 struct dsmd_sync;
 struct dsmd_alloc;
+struct dsmd_ft;
 
 struct dsmd {
     struct dsmd_config cfg;
@@ -180,6 +182,7 @@ struct dsmd {
 
     struct dsmd_sync  *sync;
     struct dsmd_alloc *alloc;
+    struct dsmd_ft    *ft;
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -214,6 +217,8 @@ void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
 void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 /* A message arrived on c: the grant sent before it on c has been applied. */
 void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c);
+/* Grant a page's waiting faults what the node has, ask the protocol for the rest. */
+void dsmd_pages_kick(struct dsmd *d, uint64_t page);
 /* Send every gathered run of protection changes (before the loop sleeps). */
 void dsmd_pages_flush(struct dsmd *d);
 /* Fail the job if a rank has left a protection change unapplied longer than the peer
@@ -293,6 +298,20 @@ void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 /* ATOMIC_REQ (at the home) or ATOMIC_REPLY (at the requester's node). */
 dsm_status_t dsmd_atomic_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+
+/* ---- firsttouch.c ---- */
+dsm_status_t dsmd_ft_init(struct dsmd *d);
+void dsmd_ft_fini(struct dsmd *d);
+/* Page has no home yet (DSMD_HOME_UNDECIDED): claim it (once per page) and, when its home
+ * is known here, kick its faults (dsmd_pages_kick) and call fn(d, arg) if fn is not NULL
+ * (continuations in order; `arg` is one heap block, freed by fini if the daemon ends first). */
+void dsmd_ft_wait(struct dsmd *d, uint64_t page, void (*fn)(struct dsmd *d, void *arg), void *arg);
+/* HOME_CLAIM (node 0), HOME_IS (claimant), HOME_ACK (node 0). */
+dsm_status_t dsmd_ft_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+/* Node 0: a region's pages are undecided again (it was freed). */
+void dsmd_ft_region_reset(struct dsmd *d, uint64_t first, uint64_t n);
+/* Claims this node sent (statistics). */
+uint64_t dsmd_ft_claims(const struct dsmd *d);
 
 /* ---- watchdog.c ---- */
 /* Heartbeats to every peer and the silence check, every fifth of the peer timeout. */

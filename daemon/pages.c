@@ -276,6 +276,11 @@ static void page_kick(struct dsmd *d, uint64_t page)
 
     if (pg->revq != NULL)
         return; /* looked at again when the revocations are done */
+    if (dsmd_space_home(&d->space, page) == DSMD_HOME_UNDECIDED) {
+        if (pg->waiters != NULL)
+            dsmd_ft_wait(d, page, NULL, NULL); /* kicked again once the home is known (F3) */
+        return;
+    }
     for (c = pg->waiters; c != NULL; c = next) {
         next = c->wnext;
         if (c->wait_access <= pg->access) {
@@ -291,6 +296,12 @@ static void page_kick(struct dsmd *d, uint64_t page)
         d->faults_inflight++;
         d->pops->fault(d->p, page, need, origin);
     }
+}
+
+void dsmd_pages_kick(struct dsmd *d, uint64_t page)
+{
+    if (page < d->npages)
+        page_kick(d, page);
 }
 
 void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write)

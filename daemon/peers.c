@@ -54,6 +54,8 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         return dsmd_alloc_message(d, src, m);
     if (m->type == DSMW__TYPE__ATOMIC_REQ || m->type == DSMW__TYPE__ATOMIC_REPLY)
         return dsmd_atomic_message(d, src, m);
+    if (m->type >= DSMW__TYPE__HOME_CLAIM && m->type <= DSMW__TYPE__HOME_ACK)
+        return dsmd_ft_message(d, src, m);
     if (m->type == DSMW__TYPE__HEARTBEAT)
         return DSM_OK; /* its arrival was all it had to say (dsmd_watchdog_heard) */
     if (m->type == DSMW__TYPE__ABORT) {

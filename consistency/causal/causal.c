@@ -711,7 +711,7 @@ static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 
         free(g->twin);
         memset(g, 0, sizeof(*g));
-        if (p->svc.home(p->svc.ctx, pg) >= 0) {
+        if (p->svc.home(p->svc.ctx, pg) != DSMP_NO_HOME) { /* allocated (first-touch ones too) */
             g->local = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ); /* C1 */
         }

@@ -31,6 +31,9 @@
 
 typedef struct dsmp dsmp_t;
 
+#define DSMP_NO_HOME (-1)
+#define DSMP_HOME_UNDECIDED (-2)
+
 /* `attach` value of send() for a message that carries no frame. */
 #define DSMP_NO_FRAME UINT64_MAX
 
@@ -51,7 +54,9 @@ struct dsmp_services {
     uint64_t npages;
     size_t   page_size;
 
-    /* Home node of a page, or -1 if the page is not allocated. */
+    /* Home node of a page: DSMP_NO_HOME if the page is not allocated, DSMP_HOME_UNDECIDED for
+     * a first-touch page nobody has touched (the daemon calls fault() for a page only once
+     * its home is known here; reset() runs again at the home when it is decided). */
     int (*home)(void *ctx, uint64_t page);
     /* This node's frame for a page (the daemon's view). */
     void *(*frame)(void *ctx, uint64_t page);

@@ -47,7 +47,8 @@ void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n, int
 {
     for (uint64_t i = 0; i < n; i++) {
         int home = place == DSMW_PLACE_CYCLIC ? (int)((i / arg) % (uint64_t)s->nnodes)
-                   : place == DSMW_PLACE_NODE ? (int)arg : dsmd_space_block_home(i, n, s->nnodes);
+                   : place == DSMW_PLACE_NODE ? (int)arg
+                   : place == DSMW_PLACE_FIRST_TOUCH ? DSMD_HOME_UNDECIDED : dsmd_space_block_home(i, n, s->nnodes);
 
         s->home[first + i] = (int16_t)home;
     }

@@ -17,6 +17,7 @@
 #include "dsm_status.h"
 
 #define DSMD_NO_HOME (-1)
+#define DSMD_HOME_UNDECIDED (-2) /* a first-touch page nobody has touched (firsttouch.c) */
 
 struct dsmd_space {
     uint64_t npages;
@@ -38,7 +39,8 @@ static inline uint64_t dsmd_space_arena_first(const struct dsmd_space *s, int n)
 /* The node whose arena holds page p, or DSMD_NO_HOME if p is in no arena. */
 int dsmd_space_arena_node(const struct dsmd_space *s, uint64_t p);
 
-/* Home of page p, or DSMD_NO_HOME if p is not allocated / out of range. */
+/* Home of page p, DSMD_NO_HOME if p is not allocated / out of range, DSMD_HOME_UNDECIDED
+ * for a first-touch page whose home this node has not learned. */
 static inline int dsmd_space_home(const struct dsmd_space *s, uint64_t p)
 {
     return p < s->npages ? s->home[p] : DSMD_NO_HOME;
@@ -49,7 +51,7 @@ int dsmd_space_block_home(uint64_t i, uint64_t n, int nnodes);
 
 /* A collective region [first, first+n) was allocated, its homes placed by `place`
  * (enum dsmw_place: block over the nodes; cyclic, `arg` pages per node in turn; all on
- * node `arg`), or freed. */
+ * node `arg`; first touch: undecided), or freed. */
 void dsmd_space_region_add(struct dsmd_space *s, uint64_t first, uint64_t n, int place, uint64_t arg);
 void dsmd_space_region_free(struct dsmd_space *s, uint64_t first, uint64_t n);
 

@@ -67,6 +67,9 @@ static unsigned needs(int type)
     case DSMW__TYPE__UPDATE:      return F_ORIGIN;
     case DSMW__TYPE__ATOMIC_REQ:  return F_PAGE | F_NODE | F_ORIGIN;
     case DSMW__TYPE__ATOMIC_REPLY: return F_PAGE | F_ORIGIN;
+    case DSMW__TYPE__HOME_CLAIM:
+    case DSMW__TYPE__HOME_IS:
+    case DSMW__TYPE__HOME_ACK:    return F_PAGE | F_NODE | F_ORIGIN;
     default:                      return ~0u;
     }
 }
@@ -77,6 +80,7 @@ int dsmw_place_ok(uint32_t place, uint64_t arg, uint32_t nnodes)
     case DSMW_PLACE_BLOCK:  return arg == 0;
     case DSMW_PLACE_CYCLIC: return arg >= 1;
     case DSMW_PLACE_NODE:   return arg < nnodes;
+    case DSMW_PLACE_FIRST_TOUCH: return arg == 0;
     default:                return 0;
     }
 }

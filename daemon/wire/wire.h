@@ -39,7 +39,7 @@ dsm_status_t dsmw_decode(const uint8_t *buf, size_t len, const struct dsmw_limit
 
 /* Home placements of a collective region (place, place_arg); the same numbers as dsm.h's
  * enum dsm_placement (checked in daemon/alloc.c). */
-enum dsmw_place { DSMW_PLACE_BLOCK = 0, DSMW_PLACE_CYCLIC = 1, DSMW_PLACE_NODE = 2 };
+enum dsmw_place { DSMW_PLACE_BLOCK = 0, DSMW_PLACE_CYCLIC = 1, DSMW_PLACE_NODE = 2, DSMW_PLACE_FIRST_TOUCH = 3 };
 
 /* Atomic operations (ATOMIC_REQ.aop); the same numbers as the channel's (dsm_chan.h). */
 enum dsmw_aop { DSMW_AOP_LOAD = 0, DSMW_AOP_STORE, DSMW_AOP_FETCH_ADD, DSMW_AOP_SWAP, DSMW_AOP_CAS,

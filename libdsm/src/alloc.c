@@ -98,8 +98,12 @@ static dsm_status_t placement_of(const struct dsm_alloc_attr *attr, enum dsm_pla
         *place = DSM_PLACE_NODE;
         *arg = (uint64_t)attr->node;
         return 0;
+    case DSM_PLACE_FIRST_TOUCH:
+        *place = DSM_PLACE_FIRST_TOUCH;
+        return 0;
     default:
-        DSM_ERR("dsm_coalloc_ex: unknown placement %d (DSM_PLACE_BLOCK, _CYCLIC or _NODE)", (int)attr->placement);
+        DSM_ERR("dsm_coalloc_ex: unknown placement %d (DSM_PLACE_BLOCK, _CYCLIC, _NODE or _FIRST_TOUCH)",
+                (int)attr->placement);
         return DSM_EINVAL;
     }
 }

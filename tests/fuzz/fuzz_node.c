@@ -156,7 +156,8 @@ static const int types[] = {
     DSMW__TYPE__REGION_ACK, DSMW__TYPE__COFREE_REQ, DSMW__TYPE__FREE_REQ, DSMW__TYPE__PAGE_GET, DSMW__TYPE__PAGE,
     DSMW__TYPE__DIFF, DSMW__TYPE__DIFF_ACK, DSMW__TYPE__UPDATE, DSMW__TYPE__HEARTBEAT,
     DSMW__TYPE__RANK_ABSENT, DSMW__TYPE__COND_WAIT, DSMW__TYPE__COND_QUEUED, DSMW__TYPE__COND_SIGNAL,
-    DSMW__TYPE__COND_WAKE, DSMW__TYPE__ATOMIC_REQ, DSMW__TYPE__ATOMIC_REPLY,
+    DSMW__TYPE__COND_WAKE, DSMW__TYPE__ATOMIC_REQ, DSMW__TYPE__ATOMIC_REPLY, DSMW__TYPE__HOME_CLAIM,
+    DSMW__TYPE__HOME_IS, DSMW__TYPE__HOME_ACK,
 };
 
 /* A well-formed message of a chosen type, fields from the input, from node src. */
@@ -238,7 +239,7 @@ static void chan_message(struct in *in, int fd)
     m.rank = 2 + byte(in) % 3;
     m.seq = byte(in) % 16 * 2 + (byte(in) & 1);
     m.a = byte(in) % (NPAGES + 2);
-    m.b = byte(in) % 3;
+    m.b = byte(in) % 4; /* FAULT: write flag; COALLOC: the placement, first touch included */
     m.c = byte(in);
     m.d = byte(in);
     if (m.op == DSMC_COALLOC || m.op == DSMC_MALLOC)

@@ -41,6 +41,13 @@
  *                                    atomic load + dsm_acquire; plain reads after a barrier
  *                                    see every result, and a rank's read after its own
  *                                    fetch-add sees it; exit 0
+ *   launcher_prog firsttouch [race]  a 3-page first-touch region: rank 1 writes page 0 and does
+ *                                    an atomic on page 2, then rank 0 writes page 1, then rank 0
+ *                                    reads pages 0 and 2 (homed on rank 1's node: with --stats,
+ *                                    2 fetches for rank 0 and none for rank 1 on two nodes);
+ *                                    with race, then every rank writes its word of each page of
+ *                                    a 64-page first-touch region at once (racing claims); all
+ *                                    checked
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -571,6 +578,49 @@ static int run_atomics(long k)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* firsttouch: see the header. */
+static int run_firsttouch(int race)
+{
+    struct dsm_alloc_attr ft = DSM_ALLOC_ATTR_INIT;
+    size_t ps = dsm_page_size(), words = ps / sizeof(uint64_t);
+    int r = dsm_rank(), n = dsm_nranks();
+    uint64_t *a, *b, v;
+    void *p;
+
+    ft.placement = DSM_PLACE_FIRST_TOUCH;
+    if (dsm_coalloc_ex(3 * ps, &ft, &p) != 0)
+        return bad("dsm_coalloc_ex with first-touch placement failed");
+    a = p;
+    if (dsm_coalloc_ex(64 * ps, &ft, &p) != 0)
+        return bad("dsm_coalloc_ex with first-touch placement failed");
+    b = p;
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r == 1 % n) {
+        a[0] = 1001;
+        if (dsm_atomic_fetch_add_64(&a[2 * words], 7, NULL) != 0)
+            return bad("dsm_atomic_fetch_add_64 on a first-touch page failed");
+    }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r == 0)
+        a[words] = 1002;
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (r == 0 && (a[0] != 1001 || a[words] != 1002 || a[2 * words] != 7))
+        return bad("first-touch pages do not hold what was written");
+    for (size_t pg = 0; pg < 64 && race; pg++)
+        b[pg * words + (size_t)r] = ((uint64_t)pg << 16) | (uint64_t)r;
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    for (size_t pg = 0; pg < 64 && race; pg++)
+        for (int q = 0; q < n; q++)
+            if ((v = b[pg * words + (size_t)q]) != (((uint64_t)pg << 16) | (uint64_t)q))
+                return bad("a write to a first-touch page with racing claims was lost");
+    printf("rank %d firsttouch ok\n", r);
+    return dsm_barrier() ? bad("dsm_barrier failed") : 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -640,7 +690,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch|placement|cond|flag|atomics "
+                        "api|abort|mismatch|placement|cond|flag|atomics|firsttouch "
                         "[ARGS...]\n");
         return 2;
     }
@@ -684,6 +734,8 @@ int main(int argc, char **argv)
         rc = run_flag();
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
+    else if (!strcmp(argv[1], "firsttouch"))
+        rc = run_firsttouch(argc > 2 && !strcmp(argv[2], "race"));
     else if (!strcmp(argv[1], "atomics") && argc > 2)
         rc = run_atomics(atol(argv[2]));
     else if (!strcmp(argv[1], "deadlock"))

@@ -517,6 +517,31 @@ def case_atomics(dsmrun, prog):
                   "%s %s: exit status %s" % (model, opts, j.rc), j)
 
 
+def case_firsttouch(dsmrun, prog):
+    """First-touch placement: the node that touches a page first (a write, an atomic) is its
+    home. On two nodes under sequential and release, rank 0's reads of the two pages rank 1
+    touched first are two fetches and rank 1 fetches nothing (block placement would give one
+    each). Racing claims (every rank writes every page of a fresh region at once) lose no
+    write, under every model, one and two ranks per node."""
+    d = tempfile.mkdtemp(prefix="dsmrun-stats-")
+    try:
+        for model in ("sequential", "release", "causal"):
+            for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"], ["-n", "5"]):
+                path = os.path.join(d, "%s.json" % model)
+                race = opts != ["-n", "2"]
+                j = run(dsmrun, prog, ["firsttouch"] + (["race"] if race else []),
+                        opts + ["--consistency", model, "--stats", path, "--timeout", "60"])
+                n = int(opts[1])
+                check(j.rc == 0 and all("rank %d firsttouch ok" % r in j.out for r in range(n)),
+                      "%s %s: exit status %s" % (model, opts, j.rc), j)
+                if not race and model != "causal":
+                    with open(path) as f:
+                        got = [r["pages_fetched"] for r in json.load(f)["ranks"]]
+                    check(got == [2, 0], "%s: pages fetched by ranks 0, 1: %s, expected [2, 0]" % (model, got), j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region

@@ -58,6 +58,10 @@ enum dsm_placement {
     DSM_PLACE_BLOCK = 0,  /* one contiguous block per node, in node order (dsm_coalloc's) */
     DSM_PLACE_CYCLIC = 1, /* block_pages pages per node in turn: 0, 1, ..., n-1, 0, ... */
     DSM_PLACE_NODE = 2,   /* every page on node `node` */
+    DSM_PLACE_FIRST_TOUCH = 3, /* the node that first touches a page (a fault, or an atomic)
+                                * becomes its home; node 0 arbitrates, one round trip per
+                                * page at its first touch. Under causal, where reads never
+                                * fault, the first write or atomic decides. */
 };
 
 /* Attributes of dsm_coalloc_ex; start from DSM_ALLOC_ATTR_INIT. `reserved` must stay zero:
