@@ -162,7 +162,7 @@ static int lu_body(struct team *t, void *arg)
 
         *verdict = !(res < 1e-12);
         printf("lu: n %ld, blocks %ld x %ld on a %d x %d grid, %d members (%s): residual %.3e (below 1e-12): %s; "
-               "%.6f s\n", n, b, b, pr, pc, t->n, team_model(t), res, *verdict ? "FAILED" : "verified OK", secs);
+               "wall %.6f s\n", n, b, b, pr, pc, t->n, team_model(t), res, *verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);
     }
     if (team_barrier(t) != 0)

@@ -164,7 +164,7 @@ static int nbody_body(struct team *t, void *arg)
     free(acc);
     if (t->id == 0) {
         *verdict = check(&b, run);
-        printf("nbody: %ld bodies, %ld steps, %d members (%s): %s; %.6f s\n", n, run->steps, t->n, team_model(t),
+        printf("nbody: %ld bodies, %ld steps, %d members (%s): %s; wall %.6f s\n", n, run->steps, t->n, team_model(t),
                *verdict ? "FAILED" : "verified OK (bitwise)", secs);
         fflush(stdout);
     }

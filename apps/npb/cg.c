@@ -301,7 +301,7 @@ static int cg_body(struct team *t, void *arg)
         double err = fabs(zeta - c->zeta) / c->zeta;
 
         *verdict = !(err <= 1e-10);
-        printf("cg: class %c (n %d), %d members (%s): zeta %.13f, ||r|| %.14e; %.6f s\n", c->name, n, t->n,
+        printf("cg: class %c (n %d), %d members (%s): zeta %.13f, ||r|| %.14e; wall %.6f s\n", c->name, n, t->n,
                team_model(t), zeta, rnorm, secs);
         printf("cg: relative error %.3e (at most 1e-10)\ncg: VERIFICATION %s\n", err,
                *verdict ? "FAILED" : "SUCCESSFUL");

@@ -110,7 +110,7 @@ static int ep_body(struct team *t, void *arg)
         *verdict = !(ex <= 1e-8 && ey <= 1e-8);
         printf("ep: class %c (M %d), %d members (%s): sx %.15e sy %.15e, %.0f pairs accepted\n", c->name, c->m,
                t->n, team_model(t), sum.sx, sum.sy, gc);
-        printf("ep: relative errors %.3e %.3e (at most 1e-8); %.6f s\n", ex, ey, secs);
+        printf("ep: relative errors %.3e %.3e (at most 1e-8); wall %.6f s\n", ex, ey, secs);
         printf("ep: VERIFICATION %s\n", *verdict ? "FAILED" : "SUCCESSFUL");
         fflush(stdout);
     }

@@ -192,7 +192,7 @@ static int is_body(struct team *t, void *arg)
     if (t->id == 0) {
         passed += r;
         *s.verdict = passed != TESTS * ITERATIONS + 1;
-        printf("is: class %c (2^%d keys below 2^%d), %d members (%s): %ld of %d checks passed; %.6f s\n", c->name,
+        printf("is: class %c (2^%d keys below 2^%d), %d members (%s): %ld of %d checks passed; wall %.6f s\n", c->name,
                c->keys_log2, c->max_log2, t->n, team_model(t), passed, TESTS * ITERATIONS + 1, secs);
         printf("is: VERIFICATION %s\n", *s.verdict ? "FAILED" : "SUCCESSFUL");
         fflush(stdout);

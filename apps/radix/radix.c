@@ -109,7 +109,7 @@ static int radix_body(struct team *t, void *arg)
                 fprintf(stderr, "radix: key %ld is %u, expected %u\n", bad, a[bad], want[bad]);
             free(want);
         }
-        printf("radix: %ld keys (seed %llu), %d members (%s): %s; %.6f s\n", n, (unsigned long long)run->seed,
+        printf("radix: %ld keys (seed %llu), %d members (%s): %s; wall %.6f s\n", n, (unsigned long long)run->seed,
                t->n, team_model(t), *verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);
     }

@@ -209,7 +209,7 @@ static int tsp_body(struct team *t, void *arg)
 
         sh->verdict = sh->best != want || got_len != want;
         printf("tsp: %d cities (seed %llu), %d members (%s): best tour %lld (exhaustive search: %lld), %lld "
-               "complete tours compared: %s; %.6f s\n", r->n, (unsigned long long)r->seed, t->n, team_model(t),
+               "complete tours compared: %s; wall %.6f s\n", r->n, (unsigned long long)r->seed, t->n, team_model(t),
                (long long)sh->best, (long long)want, (long long)sh->tours,
                sh->verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);

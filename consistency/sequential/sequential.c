@@ -216,7 +216,10 @@ static void txn_finish(dsmp_t *p, uint64_t page)
         set_add(set_of(p, page, COPYSET), node);
         access = DSM_ACCESS_READ;
     }
-    if (node == p->svc.self) {
+    if (node == p->svc.self && (d->t_type & SEQ_ATOMIC)) {
+        p->local[page] = (uint8_t)access; /* for the daemon's update; no fault of the home's ended */
+        p->svc.set_access(p->svc.ctx, page, access);
+    } else if (node == p->svc.self) {
         p->local[page] = (uint8_t)access;
         p->svc.grant(p->svc.ctx, page, access);
     } else {

@@ -92,6 +92,10 @@ struct ph {
     struct ph_step *bar_wait[PH_MAX_NODES];     /* the node's barrier step in progress */
     int bar_arrived;                            /* node 0: arrivals in the current epoch */
     uint64_t bar_mgr_epoch;                     /* node 0: barriers it has released */
+    /* atomics (ph_atomic): every one ever started, by token; pages they were used on */
+    struct ph_atomic_op **atomics;
+    size_t natomics, capatomics;
+    uint8_t *atomic_page;
 };
 
 #define NCOUNTERS 3
@@ -349,8 +353,9 @@ struct ph *ph_create(const struct ph_config *cfg)
     h->nranks = cfg->nnodes * PH_RANKS_PER_NODE;
     h->home = calloc(cfg->npages, sizeof(*h->home));
     h->last = calloc(cfg->npages, sizeof(*h->last));
+    h->atomic_page = calloc(cfg->npages, 1);
     h->counters = calloc((size_t)h->nranks * NCOUNTERS, sizeof(*h->counters));
-    if (h->home == NULL || h->last == NULL || h->counters == NULL)
+    if (h->home == NULL || h->last == NULL || h->atomic_page == NULL || h->counters == NULL)
         goto fail;
     memcpy(h->home, cfg->home, cfg->npages * sizeof(*h->home));
     for (int i = 0; i < cfg->nnodes; i++) {
@@ -449,6 +454,10 @@ void ph_destroy(struct ph *h)
     free(h->events);
     free(h->home);
     free(h->last);
+    free(h->atomic_page);
+    for (size_t i = 0; i < h->natomics; i++)
+        free(h->atomics[i]);
+    free(h->atomics);
     free(h->counters);
     free(h);
 }
@@ -517,7 +526,8 @@ static dsm_status_t sync_message(struct ph *h, int src, int dst, const dsmw_msg_
 static int is_sync_type(int type)
 {
     return type == DSMW__TYPE__LOCK_REQ || type == DSMW__TYPE__LOCK_GRANT || type == DSMW__TYPE__UNLOCK ||
-           type == DSMW__TYPE__BARRIER_ARRIVE || type == DSMW__TYPE__BARRIER_RELEASE;
+           type == DSMW__TYPE__BARRIER_ARRIVE || type == DSMW__TYPE__BARRIER_RELEASE ||
+           type == DSMW__TYPE__ATOMIC_REQ || type == DSMW__TYPE__ATOMIC_REPLY;
 }
 
 int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
@@ -902,7 +912,7 @@ const char *ph_check(struct ph *h)
                 }
                 writer = i;
             }
-            if (!ph_frame_is(h, i, p, h->last[p])) {
+            if (!h->atomic_page[p] && !ph_frame_is(h, i, p, h->last[p])) {
                 snprintf(h->why, sizeof(h->why), "page %llu: node %d has access %d but not the current value %llu",
                          (unsigned long long)p, i, a, (unsigned long long)h->last[p]);
                 return h->why;
@@ -1288,9 +1298,152 @@ static dsm_status_t barrier_msg(struct ph *h, int src, int dst, const dsmw_msg_t
     return DSM_OK;
 }
 
+/* ---- atomics, as daemon/atomics.c performs them --------------------------------------- */
+
+/* One atomic: its request, then its performance at the home, then its reply. */
+struct ph_atomic_op {
+    struct ph *h;
+    int node, home;
+    uint64_t page;
+    uint32_t aop;
+    uint64_t a, b, old, stamp;
+    uint64_t *out;
+    int *done;
+};
+
+static const struct dsmp_atomic_ops *atomic_hooks(struct ph *h)
+{
+    static const struct dsmp_atomic_ops none;
+
+    return h->cfg.ops->atomic ? h->cfg.ops->atomic : &none;
+}
+
+static uint64_t atomic_after(const struct ph_atomic_op *op)
+{
+    switch (op->aop) {
+    case DSMW_AOP_STORE:
+    case DSMW_AOP_SWAP:      return op->a;
+    case DSMW_AOP_FETCH_ADD: return op->old + op->a;
+    case DSMW_AOP_CAS:       return op->old == op->a ? op->b : op->old;
+    default:                 return op->old;
+    }
+}
+
+/* The pending atomics travel as tokens: index into h->atomics. */
+static uint64_t atomic_token(struct ph *h, struct ph_atomic_op *op)
+{
+    struct ph_atomic_op **v = grow(h->atomics, &h->capatomics, h->natomics + 1, sizeof(*v));
+
+    if (v == NULL) {
+        ph_error(h, "out of memory for an atomic");
+        return UINT64_MAX;
+    }
+    h->atomics = v;
+    h->atomics[h->natomics] = op;
+    return h->natomics++;
+}
+
+void ph_atomic(struct ph *h, int node, uint64_t page, int aop, uint64_t a, uint64_t b, uint64_t *old, int *done)
+{
+    struct ph_atomic_op *op = calloc(1, sizeof(*op));
+    dsmw_msg_t m;
+
+    if (op == NULL) {
+        ph_error(h, "out of memory for an atomic");
+        return;
+    }
+    *op = (struct ph_atomic_op){ .h = h, .node = node, .home = h->home[page], .page = page, .aop = (uint32_t)aop,
+                                 .a = a, .b = b, .out = old, .done = done };
+    h->atomic_page[page] = 1;
+    dsmw_init(&m, DSMW__TYPE__ATOMIC_REQ);
+    m.page = page;
+    m.size = 8;
+    m.aop = (uint32_t)aop;
+    m.operand = a;
+    m.operand2 = b;
+    m.node = (uint32_t)node;
+    m.origin = (uint32_t)ph_rank(node);
+    m.seq = atomic_token(h, op);
+    sync_send(h, node, op->home, &m);
+}
+
+static void atomic_replied(dsmp_t *p, void *arg)
+{
+    struct ph_atomic_op *op = arg;
+
+    (void)p;
+    if (op->out != NULL)
+        *op->out = op->old;
+    (*op->done)++;
+}
+
+static void atomic_applied(dsmp_t *p, void *arg)
+{
+    struct ph_atomic_op *op = arg;
+    dsmw_msg_t m;
+
+    (void)p;
+    dsmw_init(&m, DSMW__TYPE__ATOMIC_REPLY);
+    m.page = op->page;
+    m.size = 8;
+    m.aop = op->aop;
+    m.value = op->old;
+    m.stamp = op->stamp;
+    m.origin = (uint32_t)ph_rank(op->node);
+    for (size_t i = 0; i < op->h->natomics; i++) /* its token */
+        if (op->h->atomics[i] == op)
+            m.seq = i;
+    sync_send(op->h, op->home, op->node, &m);
+}
+
+static void atomic_ready(dsmp_t *p, void *arg)
+{
+    struct ph_atomic_op *op = arg;
+    uint64_t *w = (uint64_t *)ph_frame(op->h, op->home, op->page), now;
+
+    op->old = *w;
+    now = atomic_after(op);
+    *w = now;
+    if (atomic_hooks(op->h)->applied)
+        atomic_hooks(op->h)->applied(p, op->page, ph_rank(op->node), &op->stamp, atomic_applied, op);
+    else
+        atomic_applied(p, op);
+}
+
+static dsm_status_t atomic_msg(struct ph *h, int src, int dst, const dsmw_msg_t *m)
+{
+    struct ph_atomic_op *op = m->seq < h->natomics ? h->atomics[m->seq] : NULL;
+
+    if (op == NULL)
+        return DSM_EPROTO;
+    if (m->type == DSMW__TYPE__ATOMIC_REQ) {
+        if (dst != op->home || src != op->node)
+            return DSM_EPROTO;
+        if (atomic_hooks(h)->prepare)
+            atomic_hooks(h)->prepare(h->nodes[dst].p, op->page, ph_rank(op->node), op->aop != DSMW_AOP_LOAD,
+                                     atomic_ready, op);
+        else
+            atomic_ready(h->nodes[dst].p, op);
+        return DSM_OK;
+    }
+    if (dst != op->node || src != op->home)
+        return DSM_EPROTO;
+    if (atomic_hooks(h)->done) {
+        uint64_t now = atomic_after(op);
+
+        atomic_hooks(h)->done(h->nodes[dst].p, op->page, ph_rank(op->node), op->home, op->stamp, 0, 8,
+                              now == op->old ? NULL : &now, atomic_replied, op);
+    } else {
+        atomic_replied(h->nodes[dst].p, op);
+    }
+    return DSM_OK;
+}
+
 static dsm_status_t sync_message(struct ph *h, int src, int dst, const dsmw_msg_t *m)
 {
     if (m->type == DSMW__TYPE__BARRIER_ARRIVE || m->type == DSMW__TYPE__BARRIER_RELEASE)
         return barrier_msg(h, src, dst, m);
+    if (m->type == DSMW__TYPE__ATOMIC_REQ || m->type == DSMW__TYPE__ATOMIC_REPLY)
+        return atomic_msg(h, src, dst, m);
     return lock_msg(h, src, dst, m);
 }

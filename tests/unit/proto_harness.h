@@ -145,6 +145,13 @@ void ph_unlock(struct ph *h, int node, uint32_t lock, int *done);
  * arrived, sends BARRIER_RELEASE (fill_barrier) to every node; there acquired() runs and
  * *done is incremented when it calls done. */
 void ph_barrier(struct ph *h, int node, int *done);
+/* The node's first rank performs an atomic (enum dsmw_aop, wire.h) on the 64-bit word at
+ * the start of page, as daemon/atomics.c does: ATOMIC_REQ to the home through the queues,
+ * the module's prepare hook there, the word updated in the home's frame, applied, then
+ * ATOMIC_REPLY back and the done hook at the node; then *old gets the word before and *done
+ * is incremented. A page used with atomics is left out of ph_check's value comparison (its
+ * frames hold words, not the harness's patterns): do not ph_write it. */
+void ph_atomic(struct ph *h, int node, uint64_t page, int aop, uint64_t a, uint64_t b, uint64_t *old, int *done);
 /* Whether the node's first rank holds the lock (its acquire has completed, no unlock yet). */
 int ph_holds(struct ph *h, int node, uint32_t lock);
 

@@ -186,7 +186,11 @@ Test(space, region_add_places_cyclic_and_on_one_node)
         cr_assert_eq(dsmd_space_home(&s, i), 2, "page %llu placed on node 2", (unsigned long long)i);
     cr_assert(dsmw_place_ok(DSMW_PLACE_NODE, 2, 3) && !dsmw_place_ok(DSMW_PLACE_NODE, 3, 3));
     cr_assert(!dsmw_place_ok(DSMW_PLACE_CYCLIC, 0, 3) && !dsmw_place_ok(DSMW_PLACE_BLOCK, 1, 3));
-    cr_assert(!dsmw_place_ok(3, 0, 3), "an unknown placement");
+    cr_assert(!dsmw_place_ok(4, 0, 3), "an unknown placement");
+    cr_assert(dsmw_place_ok(DSMW_PLACE_FIRST_TOUCH, 0, 3) && !dsmw_place_ok(DSMW_PLACE_FIRST_TOUCH, 1, 3));
+    dsmd_space_region_add(&s, 15, 4, DSMW_PLACE_FIRST_TOUCH, 0);
+    for (uint64_t i = 15; i < 19; i++)
+        cr_assert_eq(dsmd_space_home(&s, i), DSMD_HOME_UNDECIDED, "first-touch page %llu", (unsigned long long)i);
     dsmd_space_fini(&s);
 }
 
