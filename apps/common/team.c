@@ -107,6 +107,23 @@ long team_native_arg(int *argc, char **argv)
     return v;
 }
 
+int team_class_arg(int argc, char **argv, const char *names)
+{
+    const char *at;
+
+    if (argc == 1)
+        return 0;
+    if (argc != 3 || strcmp(argv[1], "-c") != 0 || strlen(argv[2]) != 1 || argv[2][0] == '\0' ||
+        (at = strchr(names, argv[2][0])) == NULL)
+        return -1;
+    return (int)(at - names);
+}
+
+int team_verdict(struct team *t, const int *verdict)
+{
+    return team_barrier(t) != 0 ? 1 : *verdict;
+}
+
 static void *member_main(void *arg)
 {
     struct member *m = arg;

@@ -41,5 +41,11 @@ int team_main(int *argc, char ***argv, const char *app, long native, int (*body)
 
 /* Parse "--native T" out of argv (removing it); 0 when absent, -1 when malformed. */
 long team_native_arg(int *argc, char **argv);
+/* The rest of an NPB kernel's command line, [-c CLASS]: the index of CLASS in `names`
+ * (0, the first, when absent), or -1 for anything else. */
+int team_class_arg(int argc, char **argv, const char *names);
+/* End of a body: wait until member 0 has written the job's verdict, then return it (the
+ * member's exit status); 1 when the barrier failed. */
+int team_verdict(struct team *t, const int *verdict);
 
 #endif

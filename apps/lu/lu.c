@@ -165,9 +165,7 @@ static int lu_body(struct team *t, void *arg)
                "wall %.6f s\n", n, b, b, pr, pc, t->n, team_model(t), res, *verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);
     }
-    if (team_barrier(t) != 0)
-        return 1;
-    return *verdict;
+    return team_verdict(t, verdict);
 }
 
 int main(int argc, char **argv)

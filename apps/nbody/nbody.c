@@ -168,9 +168,7 @@ static int nbody_body(struct team *t, void *arg)
                *verdict ? "FAILED" : "verified OK (bitwise)", secs);
         fflush(stdout);
     }
-    if (team_barrier(t) != 0)
-        return 1;
-    return *verdict;
+    return team_verdict(t, verdict);
 }
 
 int main(int argc, char **argv)

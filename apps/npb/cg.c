@@ -310,31 +310,17 @@ static int cg_body(struct team *t, void *arg)
     free(s.m.rowstr);
     free(s.m.colidx);
     free(s.m.a);
-    if (team_barrier(t) != 0)
-        return 1;
-    return *verdict;
+    return team_verdict(t, verdict);
 }
 
 int main(int argc, char **argv)
 {
     long native = team_native_arg(&argc, argv);
-    const struct cg_class *c = &classes[0];
+    int k = team_class_arg(argc, argv, "SWA");
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc && strlen(argv[i + 1]) == 1) {
-            c = NULL;
-            for (size_t k = 0; k < sizeof(classes) / sizeof(classes[0]); k++)
-                if (classes[k].name == argv[i + 1][0])
-                    c = &classes[k];
-            i++;
-            if (c != NULL)
-                continue;
-        }
-        native = -1;
-    }
-    if (native < 0 || c == NULL) {
+    if (native < 0 || k < 0) {
         fprintf(stderr, "usage: cg [-c S|W|A] [--native THREADS]\n");
         return 2;
     }
-    return team_main(&argc, &argv, "cg", native, cg_body, (void *)c);
+    return team_main(&argc, &argv, "cg", native, cg_body, (void *)&classes[k]);
 }

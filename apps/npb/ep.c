@@ -114,31 +114,19 @@ static int ep_body(struct team *t, void *arg)
         printf("ep: VERIFICATION %s\n", *verdict ? "FAILED" : "SUCCESSFUL");
         fflush(stdout);
     }
-    if (team_barrier(t) != 0)
-        return 1;
-    return *verdict;
+    return team_verdict(t, verdict);
 }
 
 int main(int argc, char **argv)
 {
     long native = team_native_arg(&argc, argv);
-    struct ep_run run = { &classes[0] };
+    int k = team_class_arg(argc, argv, "SWA");
+    struct ep_run run;
 
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc && strlen(argv[i + 1]) == 1) {
-            run.cls = NULL;
-            for (size_t k = 0; k < sizeof(classes) / sizeof(classes[0]); k++)
-                if (classes[k].name == argv[i + 1][0])
-                    run.cls = &classes[k];
-            i++;
-            if (run.cls != NULL)
-                continue;
-        }
-        native = -1;
-    }
-    if (native < 0 || run.cls == NULL) {
+    if (native < 0 || k < 0) {
         fprintf(stderr, "usage: ep [-c S|W|A] [--native THREADS]\n");
         return 2;
     }
+    run.cls = &classes[k];
     return team_main(&argc, &argv, "ep", native, ep_body, &run);
 }

@@ -113,9 +113,7 @@ static int radix_body(struct team *t, void *arg)
                t->n, team_model(t), *verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);
     }
-    if (team_barrier(t) != 0)
-        return 1;
-    return *verdict;
+    return team_verdict(t, verdict);
 }
 
 int main(int argc, char **argv)

@@ -214,9 +214,7 @@ static int tsp_body(struct team *t, void *arg)
                sh->verdict ? "FAILED" : "verified OK", secs);
         fflush(stdout);
     }
-    if (team_barrier(t) != 0)
-        return 1;
-    return sh->verdict;
+    return team_verdict(t, &sh->verdict);
 }
 
 int main(int argc, char **argv)
