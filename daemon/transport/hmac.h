@@ -1,8 +1,9 @@
 /*
- * hmac.h - SHA-256 and HMAC-SHA256 (FIPS 180-4, RFC 2104), for the transports' peer proof.
+ * hmac.h - HMAC-SHA256 (RFC 2104) and a constant-time compare, for the transports' peer
+ * proof: a peer proves it holds the job secret (dsmt.h, dsmt_config.secret).
  *
- * Small and dependency-free on purpose: the daemon links no crypto library, and all it
- * needs is to prove possession of the job secret (see dsmt.h, dsmt_config.secret).
+ * A thin wrapper over nettle (Debian's libnettle8, the maintained library behind GnuTLS),
+ * so the transports name one function and the crypto is not ours to get right.
  */
 #ifndef DSMT_HMAC_H
 #define DSMT_HMAC_H
@@ -10,20 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DSMT_SHA256_LEN   32u
-#define DSMT_SHA256_BLOCK 64u
-
-struct dsmt_sha256 {
-    uint32_t h[8];
-    uint64_t total;                    /* bytes hashed so far */
-    uint8_t  buf[DSMT_SHA256_BLOCK];   /* a partial block */
-    size_t   used;
-};
-
-void dsmt_sha256_init(struct dsmt_sha256 *s);
-void dsmt_sha256_update(struct dsmt_sha256 *s, const void *data, size_t len);
-/* Write the digest to out[32]; `s` must be re-initialized before reuse. */
-void dsmt_sha256_final(struct dsmt_sha256 *s, uint8_t out[DSMT_SHA256_LEN]);
+#define DSMT_SHA256_LEN 32u
 
 /* HMAC-SHA256(key, msg) into out[32]. Any key length (longer than a block is hashed). */
 void dsmt_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t len,
