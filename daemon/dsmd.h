@@ -64,7 +64,8 @@ struct dsmd_chan {
     uint64_t wait_page;
     int      wait_access;
     struct dsmd_chan *wnext;
-    /* a collective call waiting (barrier, finalize, coalloc #seq) */
+    /* a request waiting for its answer: its op (DSMC_*, 0: none) and what it waits on
+     * (the lock or cond, the collective's number, the atomic's page) */
     uint32_t pending_op;
     uint64_t pending_seq;
     struct dsmd_chan *pnext;

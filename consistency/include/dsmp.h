@@ -61,7 +61,7 @@ struct dsmp_services {
     /* This node's frame for a page (the daemon's view). */
     void *(*frame)(void *ctx, uint64_t page);
     /* Send m to node (this node included: queued, delivered from the event loop), with
-     * frame `attach` moving along unless it is DSMT_NO_PAGE. m->origin attributes it. */
+     * frame `attach` moving along unless it is DSMP_NO_FRAME. m->origin attributes it. */
     dsm_status_t (*send)(void *ctx, int node, dsmw_msg_t *m, uint64_t attach);
     /* Node-level access of page becomes `access`; wake the ranks it satisfies. Ends the
      * outstanding fault() for the page. */

@@ -37,8 +37,8 @@
  *   READ_REQ / WRITE_REQ at home         -> seq_request      (queue or start a transaction)
  *   start of a read transaction          -> txn_read
  *   start of a write transaction         -> txn_write
- *   INV at a copy holder                 -> seq_inv          (revoke, then INV_ACK)
- *   FETCH at the owner                   -> seq_fetch        (revoke to READ/NONE, FETCH_REPLY + frame)
+ *   INV at a copy holder                 -> seq_give_up      (revoke to NONE, then INV_ACK)
+ *   FETCH at the owner                   -> seq_give_up      (revoke to READ/NONE, FETCH_REPLY + frame)
  *   INV_ACK / FETCH_REPLY at home        -> txn_ack          (count down, then txn_finish)
  *   end of a transaction                 -> txn_finish       (GRANT to requester, next request)
  *   GRANT at the requester               -> seq_grant        (node access up, wake ranks)

@@ -15,9 +15,8 @@
  * travel only over a connection whose hellos and proofs checked out, and the side that
  * proves first learns no rkey before it did. An accepted connection that fails before its
  * proof is dropped without on_peer_lost, as over TCP. "Nobody listens there" (a reject that
- * is not ours, or unreachable) is retried every
- * RETRY_MS until the connect timeout, like ECONNREFUSED over TCP; a dsm peer's refusal is
- * final.
+ * is not ours, or unreachable) is retried every RETRY_MS until the connect timeout, like
+ * ECONNREFUSED over TCP; a dsm peer's refusal is final.
  *
  * Memory and access rights:
  *  - One protection domain and one completion channel per device (struct rdev). The node's

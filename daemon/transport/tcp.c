@@ -11,8 +11,9 @@
  * Invariants:
  *  - A connection is a peer (peer[node].st == P_UP) only after the hellos and proofs. A wrong
  *    proof (another job, a stranger, a replay) drops the connection like anything malformed.
- *    Anything malformed drops that one connection with one log line; a dropped peer gets on_peer_lost exactly
- *    once and is never readmitted (a later hello naming it is refused as a duplicate).
+ *    Anything malformed drops that one connection with one log line; a dropped peer gets
+ *    on_peer_lost exactly once and is never readmitted (a later hello naming it is refused
+ *    as a duplicate).
  *  - A frame header is checked (len <= max_msg, known flags, page < npages) before a single
  *    byte is written to the frames; frame bytes are read straight to page * page_size when
  *    they arrive in a read of their own, or copied there from the staging buffer.

@@ -4,9 +4,10 @@
  *
  * Faults outside the space (and SIGSEGVs sent with kill) go to the action installed before
  * dsm_init, or, where that was the default or "ignore", kill the process with SIGSEGV as if
- * libdsm were not there, after the report of crash.h. The handler is async-signal-safe. A fault the daemon cannot serve,
- * a lost daemon, or a fault wait longer than $DSM_FAULT_TIMEOUT seconds prints a message and
- * ends the rank with _exit(1): the faulting instruction cannot be given an error code.
+ * libdsm were not there, after the report of crash.h. The handler is async-signal-safe. A
+ * fault the daemon cannot serve, a lost daemon, or a fault wait longer than
+ * $DSM_FAULT_TIMEOUT seconds prints a message and ends the rank with _exit(1): the faulting
+ * instruction cannot be given an error code.
  */
 #ifndef DSM_FAULT_H
 #define DSM_FAULT_H
