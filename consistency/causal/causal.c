@@ -54,6 +54,7 @@
 #include <string.h>
 
 #include "diff.h"
+#include "dsm_le.h"
 #include "dsm_log.h"
 #include "dsmp.h"
 #include "notices.h"
@@ -61,6 +62,7 @@
 #define DEFAULT_DELAY_US 2000
 #define PART_BYTES (DSMW_MAX_MSG - 1024)  /* an update travels in parts of this size */
 #define PAGES_PER_UPDATE 256                /* an interval ends when it holds this many */
+#define REC_HDR 12                          /* an update's page record: [u64 page][u32 diff bytes] */
 #define LOCK_BUCKETS 256
 
 struct cau_page {
@@ -129,21 +131,6 @@ struct dsmp {
 
 static void flush_start(dsmp_t *p);
 static void deliver(dsmp_t *p);
-
-static void put_le(uint8_t *b, uint64_t v, int n)
-{
-    for (int k = 0; k < n; k++)
-        b[k] = (uint8_t)(v >> (8 * k));
-}
-
-static uint64_t get_le(const uint8_t *b, int n)
-{
-    uint64_t v = 0;
-
-    for (int k = 0; k < n; k++)
-        v |= (uint64_t)b[k] << (8 * k);
-    return v;
-}
 
 /* ---- local writes ---- */
 
@@ -276,11 +263,11 @@ static void flush_send(dsmp_t *p)
         g->twin = NULL;
         if (len == 0)
             continue;
-        if (o + 12 + len > p->bufcap) {
+        if (o + REC_HDR + len > p->bufcap) {
             size_t ncap = (p->bufcap ? p->bufcap : PART_BYTES) * 2;
             uint8_t *b;
 
-            while (ncap < o + 12 + len)
+            while (ncap < o + REC_HDR + len)
                 ncap *= 2;
             b = realloc(p->buf, ncap);
             if (b == NULL) {
@@ -292,10 +279,10 @@ static void flush_send(dsmp_t *p)
             p->buf = b;
             p->bufcap = ncap;
         }
-        put_le(p->buf + o, page, 8);
-        put_le(p->buf + o + 8, len, 4);
-        memcpy(p->buf + o + 12, p->diffbuf, len);
-        o += 12 + len;
+        dsm_put_le(p->buf + o, page, 8);
+        dsm_put_le(p->buf + o + 8, len, 4);
+        memcpy(p->buf + o + REC_HDR, p->diffbuf, len);
+        o += REC_HDR + len;
         p->svc.count(p->svc.ctx, p->fl_origin, DSMP_DIFFS, 1);
     }
     if (o > 0) {
@@ -412,13 +399,13 @@ static int update_check(dsmp_t *p, const uint8_t *d, size_t len)
         uint64_t page;
         size_t dl;
 
-        if (len - o < 12)
+        if (len - o < REC_HDR)
             return -1;
-        page = get_le(d + o, 8);
-        dl = (size_t)get_le(d + o + 8, 4);
-        if (page >= p->svc.npages || len - o - 12 < dl)
+        page = dsm_get_le(d + o, 8);
+        dl = (size_t)dsm_get_le(d + o + 8, 4);
+        if (page >= p->svc.npages || len - o - REC_HDR < dl)
             return -1;
-        o += 12 + dl;
+        o += REC_HDR + dl;
     }
     return 0;
 }
@@ -444,23 +431,23 @@ static void apply_finish(dsmp_t *p)
     struct cau_update *u = p->applying;
 
     for (size_t o = 0; o < u->len;) {
-        uint64_t page = get_le(u->data + o, 8);
-        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        uint64_t page = dsm_get_le(u->data + o, 8);
+        size_t dl = (size_t)dsm_get_le(u->data + o + 8, 4);
         struct cau_page *g = &p->pg[page];
 
-        if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + 12, dl) !=
+        if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + REC_HDR, dl) !=
             DSM_OK)
             dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
                       (unsigned long long)page, u->src);
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_DIFFS, 1);
-        o += 12 + dl;
+        o += REC_HDR + dl;
     }
     for (size_t o = 0; o < u->len;) {
-        uint64_t page = get_le(u->data + o, 8);
-        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        uint64_t page = dsm_get_le(u->data + o, 8);
+        size_t dl = (size_t)dsm_get_le(u->data + o + 8, 4);
         struct cau_page *g = &p->pg[page];
 
-        o += 12 + dl;
+        o += REC_HDR + dl;
         if (!g->updating)
             continue;
         g->updating = 0;
@@ -495,11 +482,11 @@ static void apply_start(dsmp_t *p, struct cau_update *u)
     p->applying = u;
     p->ap_pending = 1;
     for (size_t o = 0; o < u->len;) {
-        uint64_t page = get_le(u->data + o, 8);
-        size_t dl = (size_t)get_le(u->data + o + 8, 4);
+        uint64_t page = dsm_get_le(u->data + o, 8);
+        size_t dl = (size_t)dsm_get_le(u->data + o + 8, 4);
         struct cau_page *g = &p->pg[page];
 
-        o += 12 + dl;
+        o += REC_HDR + dl;
         if (g->updating)
             continue; /* the same page twice in one update */
         g->updating = 1;

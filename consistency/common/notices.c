@@ -4,20 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int k = 0; k < bytes; k++)
-        p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-
-    for (int k = 0; k < bytes; k++)
-        v |= (uint64_t)p[k] << (8 * k);
-    return v;
-}
+#include "dsm_le.h"
 
 /* Runs shared by the intervals that name them. */
 struct dsmp_runs_blob {
@@ -122,13 +109,13 @@ dsm_status_t dsmp_notices_encode(const struct dsmp_notices *s, const uint32_t *f
 
             if (r == NULL)
                 return DSM_ESTATE;
-            if (cap - o < 10 + (size_t)r->len)
+            if (cap - o < DSMP_NOTICE_HDR + (size_t)r->len)
                 return DSM_ENOSPACE;
-            put_le(out + o, (uint64_t)n, 2);
-            put_le(out + o + 2, i, 4);
-            put_le(out + o + 6, r->len, 4);
-            memcpy(out + o + 10, r->runs, r->len);
-            o += 10 + r->len;
+            dsm_put_le(out + o, (uint64_t)n, 2);
+            dsm_put_le(out + o + 2, i, 4);
+            dsm_put_le(out + o + 6, r->len, 4);
+            memcpy(out + o + DSMP_NOTICE_HDR, r->runs, r->len);
+            o += DSMP_NOTICE_HDR + r->len;
         }
     }
     *len = o;
@@ -147,21 +134,21 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes, dsmp_
         uint32_t i, last, rlen, extra;
         dsm_status_t st;
 
-        if (len - o < 10)
+        if (len - o < DSMP_NOTICE_HDR)
             return DSM_EPROTO;
-        raw = (unsigned)get_le(buf + o, 2);
+        raw = (unsigned)dsm_get_le(buf + o, 2);
         node = (int)(raw & ~MERGED);
-        i = (uint32_t)get_le(buf + o + 2, 4);
-        rlen = (uint32_t)get_le(buf + o + 6, 4);
-        extra = raw & MERGED ? 4 : 0;
-        if (node >= nnodes || i == 0 || rlen % 12 != 0 || len - o - 10 < (size_t)rlen + extra)
+        i = (uint32_t)dsm_get_le(buf + o + 2, 4);
+        rlen = (uint32_t)dsm_get_le(buf + o + 6, 4);
+        extra = raw & MERGED ? DSMP_NOTICE_TRAILER : 0;
+        if (node >= nnodes || i == 0 || rlen % DSMP_RUN_BYTES != 0 || len - o - DSMP_NOTICE_HDR < (size_t)rlen + extra)
             return DSM_EPROTO;
-        last = extra ? (uint32_t)get_le(buf + o + 10 + rlen, 4) : i;
+        last = extra ? (uint32_t)dsm_get_le(buf + o + DSMP_NOTICE_HDR + rlen, 4) : i;
         if (last < i || last - i > DSMP_NOTICES_SPAN_MAX)
             return DSM_EPROTO;
-        if ((st = fn(arg, node, i, last, buf + o + 10, rlen)) != DSM_OK)
+        if ((st = fn(arg, node, i, last, buf + o + DSMP_NOTICE_HDR, rlen)) != DSM_OK)
             return st;
-        o += 10 + rlen + extra;
+        o += DSMP_NOTICE_HDR + rlen + extra;
     }
     return DSM_OK;
 }
@@ -190,7 +177,7 @@ static dsm_status_t union_runs(const struct dsmp_notices *s, int n, uint32_t fro
         const struct dsmp_notice *r = dsmp_notices_get(s, n, i);
         const struct dsmp_runs_blob *key = r ? r->blob : NULL;
         struct run whole = { 0, npages };
-        size_t k = r ? r->len / 12 : 1;
+        size_t k = r ? r->len / DSMP_RUN_BYTES : 1;
 
         if (i > from + 1 && key == prev)
             continue; /* the same runs as the interval before (a merged record, or unknown) */
@@ -215,8 +202,8 @@ static dsm_status_t union_runs(const struct dsmp_notices *s, int n, uint32_t fro
             continue;
         }
         for (size_t j = 0; j < k; j++) {
-            v[nv].first = get_le(r->runs + 12 * j, 8);
-            v[nv].count = get_le(r->runs + 12 * j + 8, 4);
+            v[nv].first = dsm_get_le(r->runs + DSMP_RUN_BYTES * j, 8);
+            v[nv].count = dsm_get_le(r->runs + DSMP_RUN_BYTES * j + 8, 4);
             nv++;
         }
     }
@@ -251,7 +238,7 @@ dsm_status_t dsmp_notices_encode_merged(const struct dsmp_notices *s, const uint
         if (to[n] <= from[n])
             continue;
         st = union_runs(s, n, from[n], to[n], npages, &u[n], &nu[n]);
-        need += 14 + 12 * nu[n];
+        need += DSMP_NOTICE_HDR + DSMP_NOTICE_TRAILER + DSMP_RUN_BYTES * nu[n];
     }
     for (int n = 0; st == DSM_OK && n < s->nnodes; n++) {
         uint32_t rlen;
@@ -264,20 +251,20 @@ dsm_status_t dsmp_notices_encode_merged(const struct dsmp_notices *s, const uint
             u[n][0].count = last->first + last->count - u[n][0].first;
             nu[n] = 1;
         }
-        rlen = (uint32_t)(12 * nu[n]);
-        if (cap - o < 14 + (size_t)rlen) {
+        rlen = (uint32_t)(DSMP_RUN_BYTES * nu[n]);
+        if (cap - o < DSMP_NOTICE_HDR + DSMP_NOTICE_TRAILER + (size_t)rlen) {
             st = DSM_ENOSPACE;
             break;
         }
-        put_le(out + o, (uint64_t)n | MERGED, 2);
-        put_le(out + o + 2, from[n] + 1, 4);
-        put_le(out + o + 6, rlen, 4);
+        dsm_put_le(out + o, (uint64_t)n | MERGED, 2);
+        dsm_put_le(out + o + 2, from[n] + 1, 4);
+        dsm_put_le(out + o + 6, rlen, 4);
         for (size_t j = 0; j < nu[n]; j++) {
-            put_le(out + o + 10 + 12 * j, u[n][j].first, 8);
-            put_le(out + o + 10 + 12 * j + 8, u[n][j].count, 4);
+            dsm_put_le(out + o + DSMP_NOTICE_HDR + DSMP_RUN_BYTES * j, u[n][j].first, 8);
+            dsm_put_le(out + o + DSMP_NOTICE_HDR + DSMP_RUN_BYTES * j + 8, u[n][j].count, 4);
         }
-        put_le(out + o + 10 + rlen, to[n], 4);
-        o += 14 + rlen;
+        dsm_put_le(out + o + DSMP_NOTICE_HDR + rlen, to[n], 4);
+        o += DSMP_NOTICE_HDR + DSMP_NOTICE_TRAILER + rlen;
     }
     for (int n = 0; u && n < s->nnodes; n++)
         free(u[n]);
@@ -296,9 +283,9 @@ uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out)
 
         while (j < n && pages[j] == pages[j - 1] + 1)
             j++;
-        put_le(out + o, pages[k], 8);
-        put_le(out + o + 8, (uint64_t)(j - k), 4);
-        o += 12;
+        dsm_put_le(out + o, pages[k], 8);
+        dsm_put_le(out + o + 8, (uint64_t)(j - k), 4);
+        o += DSMP_RUN_BYTES;
         k = j;
     }
     return o;
@@ -307,16 +294,16 @@ uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out)
 dsm_status_t dsmp_runs_each(const uint8_t *runs, uint32_t len, uint64_t npages,
                             void (*fn)(void *arg, uint64_t page), void *arg)
 {
-    if (len % 12 != 0)
+    if (len % DSMP_RUN_BYTES != 0)
         return DSM_EPROTO;
-    for (uint32_t o = 0; o < len; o += 12) {
-        uint64_t first = get_le(runs + o, 8), count = get_le(runs + o + 8, 4);
+    for (uint32_t o = 0; o < len; o += DSMP_RUN_BYTES) {
+        uint64_t first = dsm_get_le(runs + o, 8), count = dsm_get_le(runs + o + 8, 4);
 
         if (first >= npages || count > npages - first)
             return DSM_EPROTO;
     }
-    for (uint32_t o = 0; o < len; o += 12) {
-        uint64_t first = get_le(runs + o, 8), count = get_le(runs + o + 8, 4);
+    for (uint32_t o = 0; o < len; o += DSMP_RUN_BYTES) {
+        uint64_t first = dsm_get_le(runs + o, 8), count = dsm_get_le(runs + o + 8, 4);
 
         for (uint64_t p = first; p < first + count; p++)
             fn(arg, p);

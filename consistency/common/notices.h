@@ -19,6 +19,12 @@
 
 #include "dsm_status.h"
 
+/* A run, [u64 first page][u32 count]; a record's header, [u16 node][u32 interval][u32 bytes];
+ * a merged record's trailer, [u32 last]. */
+#define DSMP_RUN_BYTES 12
+#define DSMP_NOTICE_HDR 10
+#define DSMP_NOTICE_TRAILER 4
+
 /* The most intervals one merged record may stand for, and the furthest a notice may lie
  * past what a store knows: bounds the work and memory one message can cause (a job whose
  * node releases more often than this between two synchronisations of another is refused
@@ -67,7 +73,8 @@ typedef dsm_status_t (*dsmp_notice_fn)(void *arg, int node, uint32_t first, uint
                                        uint32_t rlen);
 dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes, dsmp_notice_fn fn, void *arg);
 
-/* Build runs from a sorted page list; out must hold 12 * n bytes. Returns the length. */
+/* Build runs from a sorted page list; out must hold DSMP_RUN_BYTES * n bytes. Returns the
+ * length. */
 uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out);
 /* Call fn(arg, page) for every page of some runs; DSM_EPROTO if malformed or past npages. */
 dsm_status_t dsmp_runs_each(const uint8_t *runs, uint32_t len, uint64_t npages,

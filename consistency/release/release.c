@@ -332,15 +332,15 @@ static void flush_run(dsmp_t *p)
     p->nwritten = p->capwritten = 0;
     if (n > 0) {
         qsort(w, n, sizeof(*w), cmp_u64);
-        if (p->runscap < 12 * n) {
-            uint8_t *b = realloc(p->runsbuf, 12 * n);
+        if (p->runscap < DSMP_RUN_BYTES * n) {
+            uint8_t *b = realloc(p->runsbuf, DSMP_RUN_BYTES * n);
 
             if (b != NULL) {
                 p->runsbuf = b;
-                p->runscap = 12 * n;
+                p->runscap = DSMP_RUN_BYTES * n;
             }
         }
-        if (p->runscap >= 12 * n) {
+        if (p->runscap >= DSMP_RUN_BYTES * n) {
             len = dsmp_runs_build(w, n, p->runsbuf);
             p->vc[p->svc.self]++;
             if (dsmp_notices_add(&p->store, p->svc.self, p->vc[p->svc.self], p->runsbuf, len) != DSM_OK)

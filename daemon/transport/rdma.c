@@ -121,7 +121,7 @@
 
 #include "dsm_log.h"
 #include "hmac.h"
-#include "le.h"
+#include "dsm_le.h"
 
 #define CREDITS       32u           /* MSG segments a peer may have outstanding at us */
 #define RX_EXTRA      6u            /* receives beyond CREDITS: AUTH, KEYS, CREDIT (bound 4) */
@@ -516,15 +516,15 @@ static size_t queued_bytes(struct rdma *t, struct conn *c)
     size_t n = 0;
 
     for (size_t at = c->q.head; at < c->q.tail;) {
-        uint32_t len = dsmt_get32(c->q.buf + at);
-        uint32_t framed = dsmt_get32(c->q.buf + at + 4);
+        uint32_t len = dsm_get32(c->q.buf + at);
+        uint32_t framed = dsm_get32(c->q.buf + at + 4);
         size_t rec = (REC_HDR + len + (framed ? t->cfg.page_size : 0) + 7) & ~(size_t)7;
 
         n += len + (framed ? t->cfg.page_size : 0);
         at += rec;
     }
     if (c->q.head < c->q.tail) { /* the head record is partly posted: frame first, then bytes */
-        uint32_t framed = dsmt_get32(c->q.buf + c->q.head + 4);
+        uint32_t framed = dsm_get32(c->q.buf + c->q.head + 4);
         n -= c->q_off + (framed && c->q_off > 0 ? t->cfg.page_size : 0);
     }
     return n;
@@ -665,9 +665,9 @@ static int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags,
 
     b[DSMT_RDMA_M_KIND] = kind;
     b[DSMT_RDMA_M_FLAGS] = flags;
-    dsmt_put16(b + DSMT_RDMA_M_CREDITS, (uint16_t)ret);
-    dsmt_put32(b + DSMT_RDMA_M_LENGTH, length);
-    dsmt_put64(b + DSMT_RDMA_M_PAGE, page);
+    dsm_put16(b + DSMT_RDMA_M_CREDITS, (uint16_t)ret);
+    dsm_put32(b + DSMT_RDMA_M_LENGTH, length);
+    dsm_put64(b + DSMT_RDMA_M_PAGE, page);
     if (plen > 0)
         memcpy(b + DSMT_RDMA_HDR_LEN, payload, plen);
     memset(wr, 0, sizeof(wr));
@@ -775,9 +775,9 @@ static dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, siz
     if (outq_reserve(&c->q, rec) < 0)
         return DSM_ENOMEM;
     r = c->q.buf + c->q.tail;
-    dsmt_put32(r, (uint32_t)len);
-    dsmt_put32(r + 4, framed);
-    dsmt_put64(r + 8, page);
+    dsm_put32(r, (uint32_t)len);
+    dsm_put32(r + 4, framed);
+    dsm_put64(r + 8, page);
     if (len > 0)
         memcpy(r + REC_HDR, msg, len);
     if (framed)
@@ -793,11 +793,11 @@ static void conn_push(struct rdma *t, struct conn *c)
 {
     while (c->state == C_UP && c->q.head < c->q.tail) {
         uint8_t *r = c->q.buf + c->q.head;
-        uint32_t len = dsmt_get32(r);
-        bool framed = dsmt_get32(r + 4) != 0;
+        uint32_t len = dsm_get32(r);
+        bool framed = dsm_get32(r + 4) != 0;
         size_t fl = framed ? t->cfg.page_size : 0;
         size_t before = c->q_off;
-        int rc = post_msg(t, c, r + REC_HDR, len, dsmt_get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
+        int rc = post_msg(t, c, r + REC_HDR, len, dsm_get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
 
         if (rc < 0) {
             conn_kill_errno(t, c, "ibv_post_send", -rc);
@@ -864,8 +864,8 @@ static void proof_of(struct rdma *t, const uint8_t *nonce, int node, uint8_t out
     uint8_t m[DSMT_RDMA_NONCE_LEN + 12];
 
     memcpy(m, nonce, DSMT_RDMA_NONCE_LEN);
-    dsmt_put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
-    dsmt_put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
+    dsm_put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
+    dsm_put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
     dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
 }
 
@@ -892,10 +892,10 @@ static int send_keys(struct rdma *t, struct conn *c)
     uint8_t keys[DSMT_RDMA_KEYS_LEN];
     int rc;
 
-    dsmt_put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
-    dsmt_put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
-    dsmt_put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
-    dsmt_put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
+    dsm_put64(keys + DSMT_RDMA_K_ADDR, (uintptr_t)t->cfg.frames);
+    dsm_put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
+    dsm_put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
+    dsm_put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
     proof_of(t, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
     if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
         c->sent_keys = true;
@@ -966,15 +966,15 @@ static const char *rx_msg(struct rdma *t, struct conn *c, const uint8_t *b, size
 static const char *rx_control(struct rdma *t, struct conn *c, const uint8_t *b, size_t n, char *why, size_t wl)
 {
     uint8_t kind = b[DSMT_RDMA_M_KIND];
-    bool plain = b[DSMT_RDMA_M_FLAGS] == 0 && dsmt_get16(b + DSMT_RDMA_M_CREDITS) == 0 &&
-                 dsmt_get32(b + DSMT_RDMA_M_LENGTH) == 0 && dsmt_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE;
+    bool plain = b[DSMT_RDMA_M_FLAGS] == 0 && dsm_get16(b + DSMT_RDMA_M_CREDITS) == 0 &&
+                 dsm_get32(b + DSMT_RDMA_M_LENGTH) == 0 && dsm_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE;
     const char *bad;
     int rc;
 
     switch (kind) {
     case DSMT_RDMA_K_CREDIT:
-        return n == DSMT_RDMA_HDR_LEN && b[DSMT_RDMA_M_FLAGS] == 0 && dsmt_get32(b + DSMT_RDMA_M_LENGTH) == 0 &&
-               dsmt_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE ? NULL : "malformed CREDIT";
+        return n == DSMT_RDMA_HDR_LEN && b[DSMT_RDMA_M_FLAGS] == 0 && dsm_get32(b + DSMT_RDMA_M_LENGTH) == 0 &&
+               dsm_get64(b + DSMT_RDMA_M_PAGE) == DSMT_NO_PAGE ? NULL : "malformed CREDIT";
     case DSMT_RDMA_K_AUTH:
         if (c->outgoing || c->authed)
             return "AUTH out of place";
@@ -1016,7 +1016,7 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
         return;
     }
     kind = b[DSMT_RDMA_M_KIND];
-    ret = dsmt_get16(b + DSMT_RDMA_M_CREDITS);
+    ret = dsm_get16(b + DSMT_RDMA_M_CREDITS);
     if (kind != DSMT_RDMA_K_KEYS && kind != DSMT_RDMA_K_AUTH && !c->got_keys)
         bad = c->outgoing || c->authed ? "message before KEYS" : "message before AUTH";
     else if (c->credits + ret > c->credit_max)
@@ -1216,8 +1216,8 @@ static void refuse(struct rdma_cm_id *id, int code)
 {
     uint8_t rej[DSMT_RDMA_REJ_LEN];
 
-    dsmt_put32(rej, DSMT_RDMA_MAGIC);
-    dsmt_put32(rej + 4, (uint32_t)code);
+    dsm_put32(rej, DSMT_RDMA_MAGIC);
+    dsm_put32(rej + 4, (uint32_t)code);
     if (rdma_reject(id, rej, sizeof(rej)) != 0)
         DSM_DEBUG("rdma: rdma_reject: %s", strerror(errno));
     if (rdma_destroy_id(id) != 0)
@@ -1260,8 +1260,8 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
     if (hello_for(t, c, hello) < 0 || conn_resources(t, c, why, sizeof(why)) < 0) {
         uint8_t rej[DSMT_RDMA_REJ_LEN];
 
-        dsmt_put32(rej, DSMT_RDMA_MAGIC);
-        dsmt_put32(rej + 4, DSMT_RDMA_REFUSE_RESOURCES);
+        dsm_put32(rej, DSMT_RDMA_MAGIC);
+        dsm_put32(rej + 4, DSMT_RDMA_REFUSE_RESOURCES);
         (void)rdma_reject(c->id, rej, sizeof(rej));
         conn_kill(t, c, DSM_LOG_ERROR, why);
         return;
@@ -1399,8 +1399,8 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
             snprintf(why, sizeof(why), "torn down by the peer (rejected after it was established, status %d)",
                      e->status);
             conn_kill(t, c, DSM_LOG_WARN, why);
-        } else if (e->plen >= DSMT_RDMA_REJ_LEN && dsmt_get32(e->pdata) == DSMT_RDMA_MAGIC) {
-            snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(dsmt_get32(e->pdata + 4)));
+        } else if (e->plen >= DSMT_RDMA_REJ_LEN && dsm_get32(e->pdata) == DSMT_RDMA_MAGIC) {
+            snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(dsm_get32(e->pdata + 4)));
             connect_failed(t, c, why, false);
         } else {
             snprintf(why, sizeof(why), "rejected (status %d: nobody listens there?)", e->status);

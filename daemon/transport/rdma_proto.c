@@ -9,21 +9,21 @@
 #include <string.h>
 
 #include "dsmt.h"
-#include "le.h"
+#include "dsm_le.h"
 
 #define PAYLOAD DSMT_RDMA_PAYLOAD
 
 void dsmt_rdma_hello_encode(const struct dsmt_rdma_geom *g, const uint8_t *nonce, uint8_t *out)
 {
     memset(out, 0, DSMT_RDMA_HELLO_LEN);
-    dsmt_put32(out + DSMT_RDMA_H_MAGIC, DSMT_RDMA_MAGIC);
-    dsmt_put16(out + DSMT_RDMA_H_VERSION, DSMT_RDMA_VERSION);
-    dsmt_put32(out + DSMT_RDMA_H_NODE, (uint32_t)g->self);
-    dsmt_put32(out + DSMT_RDMA_H_NNODES, (uint32_t)g->nnodes);
-    dsmt_put64(out + DSMT_RDMA_H_JOB, g->job_id);
-    dsmt_put32(out + DSMT_RDMA_H_PAGE_SIZE, g->page_size);
-    dsmt_put32(out + DSMT_RDMA_H_MAX_MSG, g->max_msg);
-    dsmt_put64(out + DSMT_RDMA_H_NPAGES, g->npages);
+    dsm_put32(out + DSMT_RDMA_H_MAGIC, DSMT_RDMA_MAGIC);
+    dsm_put16(out + DSMT_RDMA_H_VERSION, DSMT_RDMA_VERSION);
+    dsm_put32(out + DSMT_RDMA_H_NODE, (uint32_t)g->self);
+    dsm_put32(out + DSMT_RDMA_H_NNODES, (uint32_t)g->nnodes);
+    dsm_put64(out + DSMT_RDMA_H_JOB, g->job_id);
+    dsm_put32(out + DSMT_RDMA_H_PAGE_SIZE, g->page_size);
+    dsm_put32(out + DSMT_RDMA_H_MAX_MSG, g->max_msg);
+    dsm_put64(out + DSMT_RDMA_H_NPAGES, g->npages);
     memcpy(out + DSMT_RDMA_H_NONCE, nonce, DSMT_RDMA_NONCE_LEN);
 }
 
@@ -33,22 +33,22 @@ const char *dsmt_rdma_hello_check(const struct dsmt_rdma_geom *g, int expect, co
     uint32_t n;
 
     *code = DSMT_RDMA_REFUSE_VERSION;
-    if (len < DSMT_RDMA_HELLO_LEN || dsmt_get32(b + DSMT_RDMA_H_MAGIC) != DSMT_RDMA_MAGIC)
+    if (len < DSMT_RDMA_HELLO_LEN || dsm_get32(b + DSMT_RDMA_H_MAGIC) != DSMT_RDMA_MAGIC)
         return "bad hello: wrong magic (not a dsm transport peer)";
-    if (dsmt_get32(b + DSMT_RDMA_H_VERSION) != DSMT_RDMA_VERSION) /* version + reserved, both fixed */
+    if (dsm_get32(b + DSMT_RDMA_H_VERSION) != DSMT_RDMA_VERSION) /* version + reserved, both fixed */
         return "bad hello: unsupported protocol version";
     *code = DSMT_RDMA_REFUSE_JOB;
-    if (dsmt_get64(b + DSMT_RDMA_H_JOB) != g->job_id) {
+    if (dsm_get64(b + DSMT_RDMA_H_JOB) != g->job_id) {
         snprintf(why, wl, "bad hello: job id %#llx, this job is %#llx",
-                 (unsigned long long)dsmt_get64(b + DSMT_RDMA_H_JOB), (unsigned long long)g->job_id);
+                 (unsigned long long)dsm_get64(b + DSMT_RDMA_H_JOB), (unsigned long long)g->job_id);
         return why;
     }
     *code = DSMT_RDMA_REFUSE_GEOMETRY;
-    if (dsmt_get32(b + DSMT_RDMA_H_NNODES) != (uint32_t)g->nnodes ||
-        dsmt_get32(b + DSMT_RDMA_H_PAGE_SIZE) != g->page_size || dsmt_get64(b + DSMT_RDMA_H_NPAGES) != g->npages ||
-        dsmt_get32(b + DSMT_RDMA_H_MAX_MSG) != g->max_msg)
+    if (dsm_get32(b + DSMT_RDMA_H_NNODES) != (uint32_t)g->nnodes ||
+        dsm_get32(b + DSMT_RDMA_H_PAGE_SIZE) != g->page_size || dsm_get64(b + DSMT_RDMA_H_NPAGES) != g->npages ||
+        dsm_get32(b + DSMT_RDMA_H_MAX_MSG) != g->max_msg)
         return "bad hello: job geometry differs (nnodes, page size, npages or max_msg)";
-    n = dsmt_get32(b + DSMT_RDMA_H_NODE);
+    n = dsm_get32(b + DSMT_RDMA_H_NODE);
     *code = DSMT_RDMA_REFUSE_NODE;
     if (expect >= 0 && n != (uint32_t)expect) {
         snprintf(why, wl, "bad hello: answered as node %u", n);
@@ -65,14 +65,14 @@ const char *dsmt_rdma_hello_check(const struct dsmt_rdma_geom *g, int expect, co
 
 const char *dsmt_rdma_keys_parse(const struct dsmt_rdma_geom *g, const uint8_t *p, struct dsmt_rdma_keys *k)
 {
-    uint32_t credits = dsmt_get32(p + DSMT_RDMA_K_CREDITS);
+    uint32_t credits = dsm_get32(p + DSMT_RDMA_K_CREDITS);
 
     if (credits == 0 || credits > UINT16_MAX)
         return "KEYS grants no (or absurd) credits";
-    if (dsmt_get64(p + DSMT_RDMA_K_FRAMES_LEN) != g->npages * g->page_size)
+    if (dsm_get64(p + DSMT_RDMA_K_FRAMES_LEN) != g->npages * g->page_size)
         return "KEYS names frames of another size";
-    k->addr = dsmt_get64(p + DSMT_RDMA_K_ADDR);
-    k->rkey = dsmt_get32(p + DSMT_RDMA_K_RKEY);
+    k->addr = dsm_get64(p + DSMT_RDMA_K_ADDR);
+    k->rkey = dsm_get32(p + DSMT_RDMA_K_RKEY);
     k->credits = credits;
     return NULL;
 }
@@ -101,8 +101,8 @@ const char *dsmt_rdma_asm_segment(struct dsmt_rdma_asm *a, const struct dsmt_rdm
                                   size_t plen, struct dsmt_rdma_msg *out, char *why, size_t wl)
 {
     uint8_t flags = b[DSMT_RDMA_M_FLAGS];
-    uint32_t length = dsmt_get32(b + DSMT_RDMA_M_LENGTH);
-    uint64_t page = dsmt_get64(b + DSMT_RDMA_M_PAGE);
+    uint32_t length = dsm_get32(b + DSMT_RDMA_M_LENGTH);
+    uint64_t page = dsm_get64(b + DSMT_RDMA_M_PAGE);
     const uint8_t *p = b + DSMT_RDMA_HDR_LEN;
     bool last = flags & DSMT_RDMA_F_LAST;
 

@@ -54,7 +54,7 @@
 
 #include "dsm_log.h"
 #include "hmac.h"
-#include "le.h"
+#include "dsm_le.h"
 
 #define RX_SLACK          (128u * 1024) /* staging room beyond one message: a read takes many */
 #define READ_BUDGET       (4u << 20)    /* bytes read per connection per progress(), fairness */
@@ -452,8 +452,8 @@ static void proof_of(struct tcp *t, const uint8_t *nonce, int node, uint8_t out[
     uint8_t m[DSMT_TCP_NONCE_LEN + 12];
 
     memcpy(m, nonce, DSMT_TCP_NONCE_LEN);
-    dsmt_put32(m + DSMT_TCP_NONCE_LEN, (uint32_t)node);
-    dsmt_put64(m + DSMT_TCP_NONCE_LEN + 4, t->cfg.job_id);
+    dsm_put32(m + DSMT_TCP_NONCE_LEN, (uint32_t)node);
+    dsm_put64(m + DSMT_TCP_NONCE_LEN + 4, t->cfg.job_id);
     dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
 }
 
@@ -471,21 +471,21 @@ static dsm_status_t conn_queue_proof(struct tcp *t, struct conn *c)
 /* Why a hello is unacceptable on this connection, or NULL if it is fine. */
 static const char *hello_problem(struct tcp *t, struct conn *c, const uint8_t *b, char *why, size_t len)
 {
-    uint32_t node = dsmt_get32(b + DSMT_TCP_H_NODE);
+    uint32_t node = dsm_get32(b + DSMT_TCP_H_NODE);
 
-    if (dsmt_get32(b + DSMT_TCP_H_MAGIC) != DSMT_TCP_MAGIC)
+    if (dsm_get32(b + DSMT_TCP_H_MAGIC) != DSMT_TCP_MAGIC)
         return "bad hello: wrong magic (not a dsm transport peer)";
-    if (dsmt_get32(b + DSMT_TCP_H_VERSION) != DSMT_TCP_VERSION) /* version + reserved, both fixed */
+    if (dsm_get32(b + DSMT_TCP_H_VERSION) != DSMT_TCP_VERSION) /* version + reserved, both fixed */
         return "bad hello: unsupported protocol version";
-    if (dsmt_get64(b + DSMT_TCP_H_JOB) != t->cfg.job_id) {
+    if (dsm_get64(b + DSMT_TCP_H_JOB) != t->cfg.job_id) {
         snprintf(why, len, "bad hello: job id %#llx, this job is %#llx",
-                 (unsigned long long)dsmt_get64(b + DSMT_TCP_H_JOB), (unsigned long long)t->cfg.job_id);
+                 (unsigned long long)dsm_get64(b + DSMT_TCP_H_JOB), (unsigned long long)t->cfg.job_id);
         return why;
     }
-    if (dsmt_get32(b + DSMT_TCP_H_NNODES) != (uint32_t)t->cfg.nnodes ||
-        dsmt_get64(b + DSMT_TCP_H_PAGE_SIZE) != t->cfg.page_size ||
-        dsmt_get64(b + DSMT_TCP_H_NPAGES) != t->cfg.npages ||
-        dsmt_get64(b + DSMT_TCP_H_MAX_MSG) != t->cfg.max_msg)
+    if (dsm_get32(b + DSMT_TCP_H_NNODES) != (uint32_t)t->cfg.nnodes ||
+        dsm_get64(b + DSMT_TCP_H_PAGE_SIZE) != t->cfg.page_size ||
+        dsm_get64(b + DSMT_TCP_H_NPAGES) != t->cfg.npages ||
+        dsm_get64(b + DSMT_TCP_H_MAX_MSG) != t->cfg.max_msg)
         return "bad hello: job geometry differs (nnodes, page size, npages or max_msg)";
     if (c->outgoing && node != (uint32_t)c->node) {
         snprintf(why, len, "bad hello: answered as node %u", node);
@@ -516,7 +516,7 @@ static bool rx_hello(struct tcp *t, struct conn *c, const uint8_t *b)
     }
     memcpy(c->peer_nonce, b + DSMT_TCP_H_NONCE, sizeof(c->peer_nonce));
     /* The claimed id, for the proof and log lines; not a peer (t->peer) before the proof. */
-    c->node = (int)dsmt_get32(b + DSMT_TCP_H_NODE);
+    c->node = (int)dsm_get32(b + DSMT_TCP_H_NODE);
     if ((c->outgoing ? conn_queue_proof(t, c) : conn_queue_hello(t, c)) < 0) {
         conn_kill(t, c, DSM_LOG_ERROR, "cannot queue the hello answer");
         return false;
@@ -561,9 +561,9 @@ static bool rx_header(struct tcp *t, struct conn *c, const uint8_t *b)
 {
     char why[160];
 
-    c->mlen = dsmt_get32(b + DSMT_TCP_F_LEN);
-    c->flags = dsmt_get32(b + DSMT_TCP_F_FLAGS);
-    c->page = dsmt_get64(b + DSMT_TCP_F_PAGE);
+    c->mlen = dsm_get32(b + DSMT_TCP_F_LEN);
+    c->flags = dsm_get32(b + DSMT_TCP_F_FLAGS);
+    c->page = dsm_get64(b + DSMT_TCP_F_PAGE);
     why[0] = '\0';
     if (c->mlen > t->cfg.max_msg)
         snprintf(why, sizeof(why), "message of %zu bytes exceeds max_msg %zu", c->mlen, t->cfg.max_msg);
@@ -629,7 +629,7 @@ static void rx_parse(struct tcp *t, struct conn *c)
 
         switch (c->rx) {
         case RX_HELLO:
-            if (avail >= 4 && dsmt_get32(p + DSMT_TCP_H_MAGIC) != DSMT_TCP_MAGIC) {
+            if (avail >= 4 && dsm_get32(p + DSMT_TCP_H_MAGIC) != DSMT_TCP_MAGIC) {
                 /* not one of ours: no need to wait for a whole hello */
                 conn_kill(t, c, DSM_LOG_WARN, "bad hello: wrong magic (not a dsm transport peer)");
                 return;
@@ -956,14 +956,14 @@ static void encode_hello(struct tcp *t)
     uint8_t *b = t->hello;
 
     memset(b, 0, sizeof(t->hello));
-    dsmt_put32(b + DSMT_TCP_H_MAGIC, DSMT_TCP_MAGIC);
-    dsmt_put32(b + DSMT_TCP_H_VERSION, DSMT_TCP_VERSION); /* u16 version, u16 reserved = 0 */
-    dsmt_put32(b + DSMT_TCP_H_NODE, (uint32_t)t->cfg.self);
-    dsmt_put32(b + DSMT_TCP_H_NNODES, (uint32_t)t->cfg.nnodes);
-    dsmt_put64(b + DSMT_TCP_H_JOB, t->cfg.job_id);
-    dsmt_put64(b + DSMT_TCP_H_PAGE_SIZE, t->cfg.page_size);
-    dsmt_put64(b + DSMT_TCP_H_NPAGES, t->cfg.npages);
-    dsmt_put64(b + DSMT_TCP_H_MAX_MSG, t->cfg.max_msg);
+    dsm_put32(b + DSMT_TCP_H_MAGIC, DSMT_TCP_MAGIC);
+    dsm_put32(b + DSMT_TCP_H_VERSION, DSMT_TCP_VERSION); /* u16 version, u16 reserved = 0 */
+    dsm_put32(b + DSMT_TCP_H_NODE, (uint32_t)t->cfg.self);
+    dsm_put32(b + DSMT_TCP_H_NNODES, (uint32_t)t->cfg.nnodes);
+    dsm_put64(b + DSMT_TCP_H_JOB, t->cfg.job_id);
+    dsm_put64(b + DSMT_TCP_H_PAGE_SIZE, t->cfg.page_size);
+    dsm_put64(b + DSMT_TCP_H_NPAGES, t->cfg.npages);
+    dsm_put64(b + DSMT_TCP_H_MAX_MSG, t->cfg.max_msg);
 }
 
 static bool config_ok(const struct dsmt_config *cfg, const struct dsmt_handler *h)
@@ -1237,9 +1237,9 @@ static dsm_status_t tcp_send(dsmt_t *tt, int node, const void *msg, size_t len, 
         return DSM_ESTATE;
     }
     c = t->peer[node].conn;
-    dsmt_put32(hdr + DSMT_TCP_F_LEN, (uint32_t)len);
-    dsmt_put32(hdr + DSMT_TCP_F_FLAGS, page != DSMT_NO_PAGE ? DSMT_TCP_F_FRAME : 0);
-    dsmt_put64(hdr + DSMT_TCP_F_PAGE, page);
+    dsm_put32(hdr + DSMT_TCP_F_LEN, (uint32_t)len);
+    dsm_put32(hdr + DSMT_TCP_F_FLAGS, page != DSMT_NO_PAGE ? DSMT_TCP_F_FRAME : 0);
+    dsm_put64(hdr + DSMT_TCP_F_PAGE, page);
     iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
     iov[1] = (struct iovec){ .iov_base = (void *)msg, .iov_len = len };
     if (page != DSMT_NO_PAGE) {
