@@ -15,7 +15,8 @@ struct team_shared {
     pthread_barrier_t bar;
     pthread_mutex_t   locks[NATIVE_LOCKS];
     void             *slot;       /* team_alloc's block, passed from thread 0 */
-    int               alloc_failed;
+    void            **blocks;     /* every block, freed when the threads are done */
+    size_t            nblocks;
 };
 
 struct member {
@@ -49,8 +50,13 @@ void *team_alloc(struct team *t, size_t bytes)
     if (t->shared == NULL)
         return dsm_coalloc(bytes);
     if (t->id == 0) {
-        t->shared->slot = calloc(1, bytes);
-        t->shared->alloc_failed = t->shared->slot == NULL;
+        void **v = realloc(t->shared->blocks, (t->shared->nblocks + 1) * sizeof(*v));
+
+        t->shared->slot = v != NULL ? calloc(1, bytes) : NULL;
+        if (v != NULL)
+            t->shared->blocks = v;
+        if (t->shared->slot != NULL)
+            t->shared->blocks[t->shared->nblocks++] = t->shared->slot;
     }
     pthread_barrier_wait(&t->shared->bar);
     p = t->shared->slot;
@@ -134,7 +140,7 @@ static void *member_main(void *arg)
 
 static int native_main(const char *app, long n, int (*body)(struct team *t, void *arg), void *arg)
 {
-    struct team_shared sh;
+    struct team_shared sh = { .blocks = NULL };
     struct member *m = calloc((size_t)n, sizeof(*m));
     int status = 0;
 
@@ -159,6 +165,9 @@ static int native_main(const char *app, long n, int (*body)(struct team *t, void
         if (m[i].status > status)
             status = m[i].status;
     pthread_barrier_destroy(&sh.bar);
+    for (size_t i = 0; i < sh.nblocks; i++)
+        free(sh.blocks[i]);
+    free(sh.blocks);
     free(m);
     return status;
 }
