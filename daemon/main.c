@@ -97,7 +97,12 @@ static void usage(FILE *f)
             "       dsmd --standalone --socket PATH [--consistency MODEL] [--space-size BYTES]\n"
             "Started by dsmrun (or by libdsm for a one-rank job); see README.md. Without\n"
             "--standalone the first line on stdin must be \"SECRET <64 hex digits>\" (the job secret).\n");
-    fprintf(f, "transports:");
+    /* dsmrun, dsm-compare and bench-models read these lines: the one list of models is
+     * consistency/dsmp.c's registry, and the first is the default */
+    fprintf(f, "models:");
+    for (size_t i = 0; dsmp_at(i) != NULL; i++)
+        fprintf(f, " %s", dsmp_at(i)->name);
+    fprintf(f, "\ntransports:");
     for (size_t i = 0; dsmt_at(i) != NULL; i++)
         fprintf(f, " %s", dsmt_at(i)->name);
     /* dsmrun reads this line to refuse a job that is too big before starting it */
@@ -140,7 +145,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *peer_env = getenv("DSM_PEER_TIMEOUT_MS");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
-                                 .consistency = "sequential", .transport = "tcp", .listen = "127.0.0.1",
+                                 .consistency = dsmp_at(0)->name, .transport = "tcp", .listen = "127.0.0.1",
                                  .space_size = DSMD_DEFAULT_SPACE, .base = DSMD_DEFAULT_BASE };
     if (env && parse_u64(env, &cfg->space_size) != 0) {
         fprintf(stderr, "dsmd: DSM_SPACE_SIZE=%s is not a number\n", env);

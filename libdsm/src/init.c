@@ -20,25 +20,16 @@
 
 static struct dsm_daemon g_daemon; /* the private daemon of a standalone rank (pid 0 if none) */
 
-/* Name of a consistency model id, or NULL for an unknown one. */
-static const char *model_name(uint64_t id)
-{
-    switch (id) {
-    case DSM_MODEL_SEQUENTIAL: return "sequential";
-    case DSM_MODEL_RELEASE:    return "release";
-    case DSM_MODEL_CAUSAL:     return "causal";
-    default:                   return NULL;
-    }
-}
-
 /*
  * Check the HELLO_MAIN reply against what the environment said and fill dsm_rt's job
  * description and space. Returns 0 or a status (logged).
  */
 static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *env)
 {
-    const char *model = model_name(rep->d);
     long page = sysconf(_SC_PAGESIZE);
+    /* the model's name is the daemon's (its protocol registry is the one list of models) */
+    int named = memchr(rep->text, '\0', sizeof(rep->text)) != NULL && rep->text[0] != '\0' &&
+                strlen(rep->text) < sizeof(dsm_rt.consistency);
 
     if (rep->rank != (uint32_t)env->rank || rep->nranks != (uint32_t)env->nranks ||
         rep->nnodes == 0 || rep->node >= rep->nnodes || (env->node >= 0 && rep->node != (uint32_t)env->node)) {
@@ -47,7 +38,7 @@ static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *e
                 rep->nranks, rep->node, rep->nnodes, env->rank, env->nranks, env->node);
         return DSM_ECONFIG;
     }
-    if (model == NULL || rep->c != (uint64_t)page ||
+    if (!named || rep->d > DSM_MODEL_CAUSAL || rep->c != (uint64_t)page ||
         dsm_vm_layout(&dsm_rt.vm, rep->a, rep->b, rep->c) != 0) {
         DSM_ERR("the daemon at %s sent an unusable job description (space %#llx + %llu bytes, "
                 "page %llu bytes, model %llu; this machine's page is %ld bytes)", dsm_rt.socket_path,
@@ -57,7 +48,8 @@ static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *e
     }
     dsm_rt.node = (int)rep->node;
     dsm_rt.nnodes = (int)rep->nnodes;
-    snprintf(dsm_rt.consistency, sizeof(dsm_rt.consistency), "%s", model);
+    dsm_rt.model = (enum dsm_model)rep->d;
+    snprintf(dsm_rt.consistency, sizeof(dsm_rt.consistency), "%s", rep->text);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/un.h>
 
+#include "dsm_chan.h"
 #include "sigsafe.h"
 #include "vm.h"
 
@@ -26,7 +27,8 @@ enum dsm_rt_state {
 struct dsm_runtime {
     int           rank, nranks, node, nnodes;
     struct dsm_vm vm;
-    char          consistency[16];  /* "sequential", "release" or "causal" */
+    char          consistency[16];  /* the model's name, as the daemon gave it */
+    enum dsm_model model;           /* and its id (dsm_chan.h) */
     char          socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
     int           fault_spin_us;    /* polling before a fault wait sleeps */

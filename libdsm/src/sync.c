@@ -110,7 +110,7 @@ static dsm_status_t fence(const char *fn)
 {
     dsm_status_t st = dsm_rt_check(fn);
 
-    if (st != 0 || strcmp(dsm_rt.consistency, "sequential") == 0)
+    if (st != 0 || dsm_rt.model == DSM_MODEL_SEQUENTIAL)
         return st;
     if ((st = acquire(fn, DSMC_LOCK, FENCE_LOCK)) != 0)
         return st;
