@@ -1,6 +1,7 @@
 /* dsmp.c - the registry of consistency protocols, and what they share. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dsm_log.h"
@@ -23,6 +24,12 @@ const struct dsmp_ops *dsmp_find(const char *name)
 const struct dsmp_ops *dsmp_at(size_t i)
 {
     return i < sizeof(protocols) / sizeof(protocols[0]) ? protocols[i] : NULL;
+}
+
+void dsmp_invariant_failed(const char *name, const char *cond, const char *file, int line)
+{
+    DSM_ERR("invariant %s broken at %s:%d: %s", name, file, line, cond);
+    abort();
 }
 
 void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt, ...)

@@ -350,6 +350,8 @@ static void flush_start(dsmp_t *p)
     p->flushing = 1;
     p->fl_pages = p->written;
     p->nfl = p->nwritten;
+    for (size_t k = 0; k < p->nfl; k++)
+        DSMP_INVARIANT(p->pg[p->fl_pages[k]].twin != NULL, "C2");
     p->written = NULL;
     p->nwritten = p->capwritten = 0;
     p->fl_pending = 1;

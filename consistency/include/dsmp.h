@@ -82,6 +82,20 @@ struct dsmp_services {
     void (*fail)(void *ctx, dsm_status_t st, const char *why);
 };
 
+/*
+ * Invariant checks at the modules' transitions (the I*, R*, C* lists at the top of each
+ * module): compiled in debug, sanitizer and fuzzing builds (DSM_CHECK_INVARIANTS, set by
+ * CMake), nothing otherwise. A failed check is a bug in the module, not bad input (which
+ * the modules refuse with DSM_EPROTO): it names the invariant and aborts.
+ */
+#ifdef DSM_CHECK_INVARIANTS
+#define DSMP_INVARIANT(cond, name) ((cond) ? (void)0 : dsmp_invariant_failed(name, #cond, __FILE__, __LINE__))
+#else
+#define DSMP_INVARIANT(cond, name) ((void)0)
+#endif
+void dsmp_invariant_failed(const char *name, const char *cond, const char *file, int line)
+    __attribute__((noreturn));
+
 /* Fail the job through svc->fail with a formatted reason (logged here if there is no fail
  * service, as in a harness that sets none). */
 void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt, ...)

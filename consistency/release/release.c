@@ -175,6 +175,7 @@ static dsm_status_t start_write(dsmp_t *p, uint64_t page)
     struct rel_page *g = &p->pg[page];
     int home = is_home(p, page);
 
+    DSMP_INVARIANT(!home || g->twin == NULL, "R1");
     if (!home && g->twin == NULL) {
         g->twin = malloc(p->svc.page_size);
         if (g->twin == NULL)
@@ -288,6 +289,7 @@ static void send_diff(dsmp_t *p, uint64_t page, int origin)
 
     if (g->twin == NULL)
         return;
+    DSMP_INVARIANT(!is_home(p, page), "R2"); /* (valid locally, except while a drop sends it: R5) */
     len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
     free(g->twin);
     g->twin = NULL;

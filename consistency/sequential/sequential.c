@@ -139,6 +139,15 @@ static void set_only(dsmp_t *p, uint64_t *s, int n)
     set_add(s, n);
 }
 
+/* 1 if the set holds node n and no other. */
+static int set_is_only(const dsmp_t *p, const uint64_t *s, int n)
+{
+    for (size_t w = 0; w < p->words; w++)
+        if (s[w] != ((size_t)n / 64 == w ? 1ull << (n % 64) : 0))
+            return 0;
+    return 1;
+}
+
 static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin);
 static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int origin, dsmp_done_fn ready,
                               void *arg);
@@ -226,6 +235,8 @@ static void txn_finish(dsmp_t *p, uint64_t page)
         send_msg(p, node, DSMW__TYPE__GRANT, page, access, d->t_origin,
                  d->need_data ? page : DSMP_NO_FRAME);
     }
+    DSMP_INVARIANT(d->owner == NO_NODE || set_is_only(p, set_of(p, page, COPYSET), d->owner), "I1");
+    DSMP_INVARIANT(d->owner != NO_NODE || set_has(set_of(p, page, COPYSET), p->svc.self), "I2");
     if (d->t_type & SEQ_ATOMIC)
         atomic_run(p, page);
     d->busy = 0;
@@ -316,6 +327,7 @@ static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
 {
     struct seq_dir *d = &p->dir[page];
 
+    DSMP_INVARIANT(!d->busy, "I4");
     d->busy = 1;
     d->t_type = type;
     d->t_node = (int16_t)node;
@@ -363,14 +375,6 @@ static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int 
     return DSM_OK;
 }
 
-/* 1 if the set holds node n and no other. */
-static int set_is_only(const dsmp_t *p, const uint64_t *s, int n)
-{
-    for (size_t w = 0; w < p->words; w++)
-        if (s[w] != ((size_t)n / 64 == w ? 1ull << (n % 64) : 0))
-            return 0;
-    return 1;
-}
 
 /* Home, before an atomic: for a write, the home must hold the only copy; for a load, a
  * current one. When it already does, the operation goes at once; else a transaction of
