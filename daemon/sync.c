@@ -2,8 +2,9 @@
  * sync.c - locks, barriers and the finalize barrier.
  *
  * Locks: lock `id` is managed by node id % nnodes, which keeps whether it is held, by
- * which rank, and a FIFO of waiting requests. A LOCK_REQ carries the requesting channel's
- * id as its token so the grant finds the waiting thread again. Unlock is checked locally
+ * which rank, and a FIFO of waiting requests (sync/lockq.c, whose code the protocol test
+ * harness runs too: an UNLOCK from a non-holder is DSM_EPROTO). A LOCK_REQ carries the
+ * requesting channel's id as its token so the grant finds the waiting thread again. Unlock is checked locally
  * (a rank may only unlock what it holds) and answered at once; the manager hands the lock
  * to the next waiter. Messages between two nodes stay in order, so an unlock followed by
  * a lock from the same node reaches the manager in that order.
@@ -38,14 +39,7 @@
 
 #include "dsm_log.h"
 #include "dsmd.h"
-
-struct lock_waiter {
-    struct lock_waiter *next;
-    int node, origin;
-    uint64_t token;
-    size_t n_vclock;          /* the requester's clock, for the module's fill_grant */
-    uint64_t vclock[];
-};
+#include "sync/lockq.h"
 
 /* A synchronisation step waiting for the module (release flush, acquire apply). */
 struct sync_step {
@@ -61,14 +55,10 @@ struct sync_step {
 
 struct cond_waiter;
 
-/* A lock or a condition variable at its manager (two tables, one kind of entry): a lock's
- * holder and waiters, a condition's waiters. */
+/* A condition variable at its manager: its waiters. (Locks: sync/lockq.h.) */
 struct lock_ent {
     struct lock_ent *next;
     uint32_t id;
-    int      held;
-    int      holder;
-    struct lock_waiter *qh, *qt;
     struct cond_waiter *cqh, *cqt;
 };
 
@@ -91,7 +81,7 @@ struct cond_waiter {
 };
 
 struct dsmd_sync {
-    struct lock_ent *bucket[DSMD_LOCK_BUCKETS];
+    struct dsmd_lockq *locks;   /* the locks this node manages */
     struct lock_ent *conds[DSMD_LOCK_BUCKETS];
     struct gather barrier, fini;
     struct sync_step *steps;
@@ -103,7 +93,7 @@ struct dsmd_sync {
 dsm_status_t dsmd_sync_init(struct dsmd *d)
 {
     d->sync = calloc(1, sizeof(*d->sync));
-    if (d->sync == NULL)
+    if (d->sync == NULL || (d->sync->locks = dsmd_lockq_new(DSMD_LOCK_BUCKETS)) == NULL)
         return DSM_ENOMEM;
     d->sync->absent = -1;
     return DSM_OK;
@@ -117,10 +107,6 @@ static void table_free(struct lock_ent **table)
 
         for (e = table[b]; e; e = en) {
             en = e->next;
-            for (struct lock_waiter *w = e->qh, *wn; w; w = wn) {
-                wn = w->next;
-                free(w);
-            }
             for (struct cond_waiter *w = e->cqh, *wn; w; w = wn) {
                 wn = w->next;
                 free(w);
@@ -134,7 +120,7 @@ void dsmd_sync_fini(struct dsmd *d)
 {
     if (d->sync == NULL)
         return;
-    table_free(d->sync->bucket);
+    dsmd_lockq_free(d->sync->locks);
     table_free(d->sync->conds);
     while (d->sync->steps != NULL) {
         struct sync_step *st = d->sync->steps;
@@ -161,11 +147,6 @@ static struct lock_ent *table_get(struct lock_ent **table, uint32_t id)
     e->next = *b;
     *b = e;
     return e;
-}
-
-static struct lock_ent *lock_get(struct dsmd *d, uint32_t id)
-{
-    return table_get(d->sync->bucket, id);
 }
 
 static struct lock_ent *cond_get(struct dsmd *d, uint32_t id)
@@ -535,51 +516,35 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
     }
 }
 
-/* Manager: the grant of lock id to waiter w, with what the module wants it to carry. */
-static void send_grant(struct dsmd *d, uint32_t id, const struct lock_waiter *w)
+/* Manager: the grant of its lock to waiter w (now the holder), with what the module wants it
+ * to carry; w is freed. Nothing for NULL (the lock is free). */
+static void send_grant(struct dsmd *d, struct dsmd_lockq_waiter *w)
 {
     dsmw_msg_t m, req;
 
+    if (w == NULL)
+        return;
     dsmw_init(&m, DSMW__TYPE__LOCK_GRANT);
-    m.lock = id;
+    m.lock = w->lock;
     m.origin = (uint32_t)w->origin;
     m.node = (uint32_t)d->cfg.node;
     m.seq = w->token;
     if (hooks(d)->fill_grant) {
         dsmw_init(&req, DSMW__TYPE__LOCK_REQ);
-        req.vclock = (uint64_t *)w->vclock;
+        req.vclock = w->vclock;
         req.n_vclock = w->n_vclock;
-        hooks(d)->fill_grant(d->p, id, &req, &m);
+        hooks(d)->fill_grant(d->p, w->lock, &req, &m);
     }
     dsmd_send(d, w->node, &m, DSMT_NO_PAGE);
-}
-
-/* Manager: give lock e to its next waiter, if any. */
-static void lock_pass(struct dsmd *d, struct lock_ent *e)
-{
-    struct lock_waiter *w = e->qh;
-
-    if (w == NULL) {
-        e->held = 0;
-        return;
-    }
-    e->qh = w->next;
-    if (e->qh == NULL)
-        e->qt = NULL;
-    e->held = 1;
-    e->holder = w->origin;
-    send_grant(d, e->id, w);
-    free(w);
+    dsmd_lockq_done(w);
 }
 
 static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
 {
-    struct lock_ent *e = lock_get(d, m->lock);
-    struct lock_waiter *w;
+    struct dsmd_lockq_waiter *g;
+    dsm_status_t st = dsmd_lockq_request(d->sync->locks, m, &g);
 
-    if (e == NULL)
-        return DSM_ENOMEM;
-    if (m->count && e->held) { /* dsm_trylock of a held lock: no wait, nothing acquired */
+    if (st == DSM_EBUSY) { /* dsm_trylock of a held lock: no wait, nothing acquired */
         dsmw_msg_t busy;
 
         dsmw_init(&busy, DSMW__TYPE__LOCK_GRANT);
@@ -591,22 +556,9 @@ static dsm_status_t lock_request(struct dsmd *d, const dsmw_msg_t *m)
         dsmd_send(d, (int)m->node, &busy, DSMT_NO_PAGE);
         return DSM_OK;
     }
-    w = calloc(1, sizeof(*w) + m->n_vclock * sizeof(uint64_t));
-    if (w == NULL)
-        return DSM_ENOMEM;
-    w->n_vclock = m->n_vclock;
-    if (m->n_vclock)
-        memcpy(w->vclock, m->vclock, m->n_vclock * sizeof(uint64_t));
-    w->node = (int)m->node;
-    w->origin = (int)m->origin;
-    w->token = m->seq;
-    if (e->qt)
-        e->qt->next = w;
-    else
-        e->qh = w;
-    e->qt = w;
-    if (!e->held)
-        lock_pass(d, e);
+    if (st != DSM_OK)
+        return st;
+    send_grant(d, g);
     return DSM_OK;
 }
 
@@ -728,7 +680,7 @@ static void release_applied(dsmp_t *p, void *arg)
 dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
 {
     struct dsmd_sync *s = d->sync;
-    struct lock_ent *e;
+    struct dsmd_lockq_waiter *g;
     struct sync_step *step;
 
     switch (m->type) {
@@ -740,14 +692,14 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         lock_granted(d, m);
         return DSM_OK;
     case DSMW__TYPE__UNLOCK:
-        e = lock_get(d, m->lock);
-        if (e == NULL || !e->held || e->holder != (int)m->origin) {
-            DSM_WARN("unlock of lock %u by rank %u, which does not hold it", m->lock, m->origin);
-            return DSM_OK;
+        if (m->lock % (uint32_t)d->cfg.nnodes != (uint32_t)d->cfg.node ||
+            dsmd_lockq_release(s->locks, m->lock, (int)m->origin, &g) != DSM_OK) {
+            DSM_ERR("node %d unlocked lock %u for rank %u, which does not hold it", src, m->lock, m->origin);
+            return DSM_EPROTO;
         }
         if (hooks(d)->lock_released)
             hooks(d)->lock_released(d->p, m->lock, m);
-        lock_pass(d, e);
+        send_grant(d, g);
         return DSM_OK;
     case DSMW__TYPE__BARRIER_ARRIVE:
     case DSMW__TYPE__FINI_ARRIVE:
@@ -800,23 +752,24 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     }
 }
 
+/* One WAITS line for a lock held here: its holder and waiters. */
+static void describe_lock(void *arg, uint32_t lock, int holder, const struct dsmd_lockq_waiter *waiters)
+{
+    struct dsmd *d = arg;
+    char line[200];
+    size_t n = (size_t)snprintf(line, sizeof(line), "lock %u (managed here) is held by rank %d", lock, holder);
+
+    for (const struct dsmd_lockq_waiter *w = waiters; w && n < sizeof(line); w = w->next)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%d",
+                              w != waiters ? ", " : w->next ? "; waiting: ranks " : "; waiting: rank ", w->origin);
+    dsmd_announce(d, "WAITS %s", line);
+}
+
 void dsmd_sync_describe(struct dsmd *d)
 {
     struct dsmd_sync *s = d->sync;
-    char line[200];
 
-    for (int b = 0; b < DSMD_LOCK_BUCKETS; b++)
-        for (struct lock_ent *e = s->bucket[b]; e; e = e->next) {
-            size_t n = 0;
-
-            if (!e->held)
-                continue;
-            n += (size_t)snprintf(line, sizeof(line), "lock %u (managed here) is held by rank %d", e->id, e->holder);
-            for (struct lock_waiter *w = e->qh; w && n < sizeof(line); w = w->next)
-                n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%d",
-                                      w != e->qh ? ", " : w->next ? "; waiting: ranks " : "; waiting: rank ", w->origin);
-            dsmd_announce(d, "WAITS %s", line);
-        }
+    dsmd_lockq_each_held(s->locks, describe_lock, d);
     if (d->cfg.node == 0 && s->barrier.mgr_arrived)
         dsmd_announce(d, "WAITS barrier %llu: %d of %d nodes arrived", (unsigned long long)s->barrier.epoch + 1,
                       s->barrier.mgr_arrived, d->cfg.nnodes);

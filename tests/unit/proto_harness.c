@@ -1,6 +1,8 @@
 /* proto_harness.c - see proto_harness.h. */
 #include "proto_harness.h"
 
+#include "sync/lockq.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,19 +50,6 @@ struct ph_step {
     int finished;
 };
 
-/* A waiter in a lock manager's queue, with the clock its LOCK_REQ carried. */
-struct ph_lockq {
-    struct ph_lockq *next;
-    int node, origin;
-    uint64_t token;
-    size_t n_vclock;
-    uint64_t vclock[PH_MAX_NODES];
-};
-
-struct ph_lock {
-    int held, holder;          /* holder: rank */
-    struct ph_lockq *qh, *qt;
-};
 
 struct ph {
     struct ph_config cfg;
@@ -86,7 +75,7 @@ struct ph {
     /* synchronisation */
     struct ph_step *steps;
     uint64_t next_token;
-    struct ph_lock locks[PH_MAX_LOCKS];         /* at their managers */
+    struct dsmd_lockq *locks[PH_MAX_NODES];     /* each node's lock manager: the daemon's code */
     uint8_t held[PH_MAX_NODES][PH_MAX_LOCKS];   /* acquired by the node's first rank */
     uint64_t bar_epoch[PH_MAX_NODES];           /* barriers completed per node */
     struct ph_step *bar_wait[PH_MAX_NODES];     /* the node's barrier step in progress */
@@ -370,7 +359,8 @@ struct ph *ph_create(const struct ph_config *cfg)
         n->want_origin = calloc(cfg->npages, sizeof(int));
         n->parked = calloc(cfg->npages, 1);
         n->timer_us = -1;
-        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin || !n->parked)
+        h->locks[i] = dsmd_lockq_new(16);
+        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin || !n->parked || !h->locks[i])
             goto fail;
     }
     for (int i = 0; i < cfg->nnodes; i++) {
@@ -442,13 +432,8 @@ void ph_destroy(struct ph *h)
         h->steps = st->next;
         free(st);
     }
-    for (int l = 0; l < PH_MAX_LOCKS; l++)
-        while (h->locks[l].qh) {
-            struct ph_lockq *q = h->locks[l].qh;
-
-            h->locks[l].qh = q->next;
-            free(q);
-        }
+    for (int i = 0; i < PH_MAX_NODES; i++)
+        dsmd_lockq_free(h->locks[i]);
     free(h->revokes);
     free(h->sent);
     free(h->events);
@@ -1177,24 +1162,17 @@ static struct ph_step *step_by_token(struct ph *h, int node, uint64_t token)
 }
 
 /* Manager: hand lock `id` to its next waiter, with what the module adds to the grant. */
-static void lock_pass(struct ph *h, uint32_t id)
+/* Manager: send the grant of a lock to waiter w (now its holder), as daemon/sync.c does. */
+static void send_grant(struct ph *h, struct dsmd_lockq_waiter *w)
 {
-    struct ph_lock *l = &h->locks[id];
-    struct ph_lockq *w = l->qh;
-    int mgr = lock_manager(h, id);
     dsmw_msg_t m, req;
+    int mgr;
 
-    if (w == NULL) {
-        l->held = 0;
+    if (w == NULL)
         return;
-    }
-    l->qh = w->next;
-    if (l->qh == NULL)
-        l->qt = NULL;
-    l->held = 1;
-    l->holder = w->origin;
+    mgr = lock_manager(h, w->lock);
     dsmw_init(&m, DSMW__TYPE__LOCK_GRANT);
-    m.lock = id;
+    m.lock = w->lock;
     m.origin = (uint32_t)w->origin;
     m.node = (uint32_t)mgr;
     m.seq = w->token;
@@ -1202,49 +1180,36 @@ static void lock_pass(struct ph *h, uint32_t id)
         dsmw_init(&req, DSMW__TYPE__LOCK_REQ);
         req.vclock = w->vclock;
         req.n_vclock = w->n_vclock;
-        sync_hooks(h)->fill_grant(h->nodes[mgr].p, id, &req, &m);
+        sync_hooks(h)->fill_grant(h->nodes[mgr].p, w->lock, &req, &m);
     }
     sync_send(h, mgr, w->node, &m);
-    free(w);
+    dsmd_lockq_done(w);
 }
 
 static dsm_status_t lock_msg(struct ph *h, int src, int dst, const dsmw_msg_t *m)
 {
-    struct ph_lock *l = m->lock < PH_MAX_LOCKS ? &h->locks[m->lock] : NULL;
-    struct ph_lockq *w;
+    struct dsmd_lockq_waiter *g;
     struct ph_step *st;
+    dsm_status_t rc;
 
-    if (l == NULL || (m->type != DSMW__TYPE__LOCK_GRANT && lock_manager(h, m->lock) != dst)) {
+    if (m->lock >= PH_MAX_LOCKS || (m->type != DSMW__TYPE__LOCK_GRANT && lock_manager(h, m->lock) != dst)) {
         ph_error(h, "%s of lock %u at node %d, which does not manage it", dsmw_type_name(m->type), m->lock, dst);
         return DSM_EPROTO;
     }
     switch (m->type) {
     case DSMW__TYPE__LOCK_REQ:
-        w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            return DSM_ENOMEM;
-        w->node = (int)m->node;
-        w->origin = (int)m->origin;
-        w->token = m->seq;
-        w->n_vclock = m->n_vclock < PH_MAX_NODES ? m->n_vclock : PH_MAX_NODES;
-        if (w->n_vclock > 0)
-            memcpy(w->vclock, m->vclock, w->n_vclock * sizeof(uint64_t));
-        if (l->qt)
-            l->qt->next = w;
-        else
-            l->qh = w;
-        l->qt = w;
-        if (!l->held)
-            lock_pass(h, m->lock);
+        if ((rc = dsmd_lockq_request(h->locks[dst], m, &g)) != DSM_OK)
+            return rc;
+        send_grant(h, g);
         return DSM_OK;
     case DSMW__TYPE__UNLOCK:
-        if (!l->held || l->holder != (int)m->origin) {
+        if (dsmd_lockq_release(h->locks[dst], m->lock, (int)m->origin, &g) != DSM_OK) {
             ph_error(h, "unlock of lock %u by rank %u, which does not hold it", m->lock, m->origin);
             return DSM_EPROTO;
         }
         if (sync_hooks(h)->lock_released)
             sync_hooks(h)->lock_released(h->nodes[dst].p, m->lock, m);
-        lock_pass(h, m->lock);
+        send_grant(h, g);
         return DSM_OK;
     default: /* LOCK_GRANT */
         st = step_by_token(h, dst, m->seq);
