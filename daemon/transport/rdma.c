@@ -120,8 +120,12 @@
 #include <unistd.h>
 
 #include "dsm_log.h"
+#include "base.h"
 #include "hmac.h"
 #include "dsm_le.h"
+
+_Static_assert(DSMT_RDMA_NONCE_LEN == DSMT_NONCE_LEN && DSMT_RDMA_PROOF_LEN == DSMT_PROOF_LEN,
+               "the hello's nonce and proof are the transport base's");
 
 #define CREDITS       32u           /* MSG segments a peer may have outstanding at us */
 #define RX_EXTRA      6u            /* receives beyond CREDITS: AUTH, KEYS, CREDIT (bound 4) */
@@ -140,7 +144,6 @@
 #define LISTEN_BACKLOG 64
 #define MAX_EVENTS    64
 #define MAX_MSG_LIMIT (64u << 20)
-#define OUTQ_MIN      (64u * 1024)
 #define OUTQ_KEEP     (1u << 20)
 #define REC_HDR       16u           /* queued record: u32 len, u32 framed, u64 page */
 #define PDATA_MAX     256
@@ -160,11 +163,6 @@ struct rdev {
 };
 
 /* Unsent bytes are buf[head, tail): records of REC_HDR + message + frame, 8-byte aligned. */
-struct outq {
-    uint8_t *buf;
-    size_t head, tail, cap;
-};
-
 struct conn {
     struct conn *next;
     struct rdma_cm_id *id;          /* NULL while waiting to retry */
@@ -199,7 +197,7 @@ struct conn {
     uint32_t tx_signaled;           /* tx_head of the last signalled SEND */
     struct dsmt_rdma_asm reasm;     /* a segmented message being reassembled */
     /* messages waiting for credits or send slots */
-    struct outq q;
+    struct dsmt_outq q;
     size_t q_off;                   /* bytes of the head record's message already posted */
 };
 
@@ -290,63 +288,11 @@ static uint32_t nsegs(size_t len)
     return len == 0 ? 1u : (uint32_t)((len + PAYLOAD - 1) / PAYLOAD);
 }
 
-static void xclose(int fd, const char *what)
-{
-    if (close(fd) < 0)
-        DSM_WARN("rdma: close(%s fd %d): %s", what, fd, strerror(errno));
-}
-
 static int set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
 
     return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -1 : 0;
-}
-
-/* "host:port" ("[v6]:port") of a socket address; "?" if it cannot be named. */
-static void addr_fmt(const struct sockaddr *sa, char *buf, size_t buflen)
-{
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-
-    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
-        snprintf(buf, buflen, "?");
-        return;
-    }
-    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(buf, buflen, "?");
-        return;
-    }
-    snprintf(buf, buflen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
-}
-
-/* Split "host", "host:port", "[v6]" or "[v6]:port"; port is "" when absent. 0 or -1. */
-static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
-{
-    const char *colon, *end;
-    size_t n;
-
-    port[0] = '\0';
-    if (addr[0] == '[') {
-        end = strchr(addr, ']');
-        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
-            return -1;
-        n = (size_t)(end - addr - 1);
-        colon = end[1] == ':' ? end + 1 : NULL;
-        addr++;
-    } else {
-        colon = strchr(addr, ':');
-        if (colon != NULL && strchr(colon + 1, ':') != NULL)
-            colon = NULL; /* a bare IPv6 address */
-        n = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
-    }
-    if (n >= hl || (colon != NULL && strlen(colon + 1) >= pl))
-        return -1;
-    memcpy(host, addr, n);
-    host[n] = '\0';
-    if (colon != NULL)
-        strcpy(port, colon + 1);
-    return 0;
 }
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -365,7 +311,7 @@ static dsm_status_t resolve(const char *addr, bool passive, struct sockaddr_stor
     char host[NI_MAXHOST], port[NI_MAXSERV];
     int rc;
 
-    if (addr == NULL || split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
+    if (addr == NULL || dsmt_split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
         (!passive && (host[0] == '\0' || port[0] == '\0'))) {
         DSM_ERR("rdma: bad address '%s' (want host%s)", addr ? addr : "(null)", passive ? "[:port]" : ":port");
         return DSM_EINVAL;
@@ -505,8 +451,7 @@ static void conn_release(struct conn *c)
 
 static void outq_release(struct conn *c)
 {
-    free(c->q.buf);
-    memset(&c->q, 0, sizeof(c->q));
+    dsmt_outq_free(&c->q);
     c->q_off = 0;
 }
 
@@ -734,36 +679,6 @@ static int post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t l
 
 /* ---- the out queue ---------------------------------------------------------------- */
 
-/* Room for n more bytes at the tail (compacting or growing). 0 or DSM_ENOMEM. */
-static dsm_status_t outq_reserve(struct outq *q, size_t n)
-{
-    size_t used = q->tail - q->head, cap;
-    uint8_t *nb;
-
-    if (q->cap - q->tail >= n)
-        return 0;
-    if (q->head >= used && q->cap - used >= n) {
-        memmove(q->buf, q->buf + q->head, used);
-        q->head = 0;
-        q->tail = used;
-        return 0;
-    }
-    cap = q->cap * 2 > OUTQ_MIN ? q->cap * 2 : OUTQ_MIN;
-    if (cap < used + n)
-        cap = used + n;
-    nb = malloc(cap);
-    if (nb == NULL)
-        return DSM_ENOMEM;
-    if (used > 0)
-        memcpy(nb, q->buf + q->head, used);
-    free(q->buf);
-    q->buf = nb;
-    q->cap = cap;
-    q->head = 0;
-    q->tail = used;
-    return 0;
-}
-
 /* Copy a message and its frame (captured now) to the end of the queue. 0 or DSM_ENOMEM. */
 static dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len, uint64_t page)
 {
@@ -772,7 +687,7 @@ static dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, siz
     size_t rec = (REC_HDR + len + fl + 7) & ~(size_t)7;
     uint8_t *r;
 
-    if (outq_reserve(&c->q, rec) < 0)
+    if (dsmt_outq_reserve(&c->q, rec) < 0)
         return DSM_ENOMEM;
     r = c->q.buf + c->q.tail;
     dsm_put32(r, (uint32_t)len);
@@ -858,23 +773,12 @@ static void maybe_up(struct rdma *t, struct conn *c)
         conn_push(t, c);
 }
 
-/* The proof `node` gives for `nonce`: HMAC-SHA256(secret, nonce || u32 node || u64 job). */
-static void proof_of(struct rdma *t, const uint8_t *nonce, int node, uint8_t out[DSMT_RDMA_PROOF_LEN])
-{
-    uint8_t m[DSMT_RDMA_NONCE_LEN + 12];
-
-    memcpy(m, nonce, DSMT_RDMA_NONCE_LEN);
-    dsm_put32(m + DSMT_RDMA_NONCE_LEN, (uint32_t)node);
-    dsm_put64(m + DSMT_RDMA_NONCE_LEN + 4, t->cfg.job_id);
-    dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
-}
-
 /* Does `proof` prove that c's peer holds the secret (a MAC over our nonce)? */
 static bool proof_ok(struct rdma *t, struct conn *c, const uint8_t *proof)
 {
     uint8_t want[DSMT_RDMA_PROOF_LEN];
 
-    proof_of(t, c->my_nonce, c->node, want);
+    dsmt_proof(&t->cfg, c->my_nonce, c->node, want);
     return dsmt_equal_ct(want, proof, sizeof(want));
 }
 
@@ -883,7 +787,7 @@ static int send_auth(struct rdma *t, struct conn *c)
 {
     uint8_t proof[DSMT_RDMA_PROOF_LEN];
 
-    proof_of(t, c->peer_nonce, t->cfg.self, proof);
+    dsmt_proof(&t->cfg, c->peer_nonce, t->cfg.self, proof);
     return post_seg(t, c, DSMT_RDMA_K_AUTH, 0, 0, DSMT_NO_PAGE, proof, sizeof(proof), NULL);
 }
 
@@ -896,7 +800,7 @@ static int send_keys(struct rdma *t, struct conn *c)
     dsm_put32(keys + DSMT_RDMA_K_RKEY, c->dev->frames_mr ? c->dev->frames_mr->rkey : 0);
     dsm_put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
     dsm_put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
-    proof_of(t, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
+    dsmt_proof(&t->cfg, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
     if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
         c->sent_keys = true;
     return rc;
@@ -1237,7 +1141,7 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
     struct conn *c;
     int code, node;
 
-    addr_fmt(rdma_get_peer_addr(e->id), where, sizeof(where));
+    dsmt_addr_fmt(rdma_get_peer_addr(e->id), where, sizeof(where));
     problem = hello_problem(t, NULL, e->pdata, e->plen, &node, nonce, buf, sizeof(buf), &code);
     if (problem != NULL) {
         DSM_WARN("rdma: dropped connection from %s: %s", where, problem);
@@ -1461,7 +1365,6 @@ static void cm_drain(struct rdma *t)
 /* Arm the timerfd for the earliest retry or deadline; disarm if none. */
 static void timer_arm(struct rdma *t)
 {
-    struct itimerspec its = { 0 };
     uint64_t when = UINT64_MAX;
 
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
@@ -1470,19 +1373,7 @@ static void timer_arm(struct rdma *t)
         if (c->state != C_UP && c->state != C_DEAD && c->deadline < when)
             when = c->deadline;
     }
-    if (when != UINT64_MAX) {
-        its.it_value.tv_sec = (time_t)(when / 1000);
-        its.it_value.tv_nsec = (long)(when % 1000) * 1000000L;
-        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-            its.it_value.tv_nsec = 1;
-    }
-    if (when == t->armed_for)
-        return;
-    if (timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
-        DSM_ERR("rdma: timerfd_settime: %s", strerror(errno));
-        return;
-    }
-    t->armed_for = when;
+    dsmt_timer_set("rdma", t->tfd, when, &t->armed_for);
 }
 
 /* Retry what is due; give up on connections past their deadline. */
@@ -1899,11 +1790,11 @@ static void rdma_destroy(dsmt_t *tt)
     if (t->ec != NULL)
         rdma_destroy_event_channel(t->ec);
     if (t->kfd >= 0)
-        xclose(t->kfd, "eventfd");
+        dsmt_xclose("rdma", t->kfd, "eventfd");
     if (t->tfd >= 0)
-        xclose(t->tfd, "timerfd");
+        dsmt_xclose("rdma", t->tfd, "timerfd");
     if (t->epfd >= 0)
-        xclose(t->epfd, "epoll");
+        dsmt_xclose("rdma", t->epfd, "epoll");
     free(t->peer);
     free(t);
 }

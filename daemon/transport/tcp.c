@@ -53,12 +53,15 @@
 #include <unistd.h>
 
 #include "dsm_log.h"
+#include "base.h"
 #include "hmac.h"
 #include "dsm_le.h"
 
+_Static_assert(DSMT_TCP_NONCE_LEN == DSMT_NONCE_LEN && DSMT_TCP_PROOF_LEN == DSMT_PROOF_LEN,
+               "the hello's nonce and proof are the transport base's");
+
 #define RX_SLACK          (128u * 1024) /* staging room beyond one message: a read takes many */
 #define READ_BUDGET       (4u << 20)    /* bytes read per connection per progress(), fairness */
-#define OUTQ_MIN          (64u * 1024)  /* first out-queue allocation */
 #define OUTQ_KEEP         (1u << 20)    /* an emptied out queue larger than this is freed */
 #define ACCEPT_HELLO_MS   10000         /* an accepted connection must say hello within this */
 #define RETRY_MS          50            /* connect retry period while the peer refuses */
@@ -79,11 +82,6 @@ enum rx_state { RX_HELLO, RX_PROOF, RX_HDR, RX_MSG, RX_FRAME };
 enum peer_state { P_NONE, P_PENDING, P_UP, P_LOST };
 
 /* Unwritten bytes are buf[head, tail). */
-struct outq {
-    uint8_t *buf;
-    size_t head, tail, cap;
-};
-
 struct conn {
     struct conn *next;
     int fd;                   /* -1 while waiting to retry a connect */
@@ -108,7 +106,7 @@ struct conn {
     size_t mlen, moff, fgot;
     uint32_t flags;
     uint64_t page;
-    struct outq q;
+    struct dsmt_outq q;
     uint8_t my_nonce[DSMT_TCP_NONCE_LEN];   /* sent in our hello; the peer's proof covers it */
     uint8_t peer_nonce[DSMT_TCP_NONCE_LEN]; /* from the peer's hello; our proof covers it */
 };
@@ -152,48 +150,6 @@ static uint8_t *frame_at(struct tcp *t, uint64_t page)
     return (uint8_t *)t->cfg.frames + page * t->cfg.page_size;
 }
 
-/* Format a socket address as "host:port" ("[v6]:port"); "?" if it cannot be named. */
-static void addr_fmt(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)
-{
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-
-    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        snprintf(buf, buflen, "?");
-        return;
-    }
-    snprintf(buf, buflen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
-}
-
-/* Split "host", "host:port", "[v6]" or "[v6]:port"; port is "" when absent. 0 or -1. */
-static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
-{
-    const char *colon, *end;
-    size_t n;
-
-    port[0] = '\0';
-    if (addr[0] == '[') {
-        end = strchr(addr, ']');
-        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
-            return -1;
-        n = (size_t)(end - addr - 1);
-        colon = end[1] == ':' ? end + 1 : NULL;
-        addr++;
-    } else {
-        colon = strchr(addr, ':');
-        if (colon != NULL && strchr(colon + 1, ':') != NULL)
-            colon = NULL; /* bare IPv6 address, no port */
-        n = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
-    }
-    if (n >= hl || (colon != NULL && strlen(colon + 1) >= pl))
-        return -1;
-    memcpy(host, addr, n);
-    host[n] = '\0';
-    if (colon != NULL)
-        strcpy(port, colon + 1);
-    return 0;
-}
-
 /* Per-connection socket options: no Nagle delay for small protocol messages, and keepalive
  * plus a user timeout so a peer host that vanishes without a FIN is noticed within seconds.
  * 0, or -1 with errno set. */
@@ -212,13 +168,6 @@ static int sock_tune(int fd)
         if (setsockopt(fd, opts[i].level, opts[i].name, &opts[i].value, sizeof(int)) < 0)
             return -1;
     return 0;
-}
-
-/* close(2), logging a failure: there is nothing else to do about it. */
-static void xclose(int fd, const char *what)
-{
-    if (close(fd) < 0)
-        DSM_WARN("tcp: close(%s fd %d): %s", what, fd, strerror(errno));
 }
 
 /* ---- connections ------------------------------------------------------------------ */
@@ -275,17 +224,16 @@ static void conn_close_fd(struct tcp *t, struct conn *c)
         return;
     if (c->watched && epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0)
         DSM_WARN("tcp: epoll_ctl(DEL, fd %d): %s", c->fd, strerror(errno));
-    xclose(c->fd, "connection");
+    dsmt_xclose("tcp", c->fd, "connection");
     c->fd = -1;
     c->watched = false;
     c->want_out = false;
 }
 
-static void outq_release(struct tcp *t, struct outq *q)
+static void outq_release(struct tcp *t, struct dsmt_outq *q)
 {
     t->backlog -= q->tail - q->head;
-    free(q->buf);
-    memset(q, 0, sizeof(*q));
+    dsmt_outq_free(q);
 }
 
 /* Drop the connection: one log line at `lvl`, close, and if it stood for a peer (up or being
@@ -343,39 +291,8 @@ static void reap(struct tcp *t)
 
 /* ---- out queue and writing -------------------------------------------------------- */
 
-/* Make room for n more bytes at the tail. Compacts when the consumed head is at least as
- * large as what is left (so each byte moves O(1) times), else grows. DSM_ENOMEM or 0. */
-static dsm_status_t outq_reserve(struct outq *q, size_t n)
-{
-    size_t used = q->tail - q->head, cap;
-    uint8_t *nb;
-
-    if (q->cap - q->tail >= n)
-        return 0;
-    if (q->head >= used && q->cap - used >= n) {
-        memmove(q->buf, q->buf + q->head, used);
-        q->head = 0;
-        q->tail = used;
-        return 0;
-    }
-    cap = q->cap * 2 > OUTQ_MIN ? q->cap * 2 : OUTQ_MIN;
-    if (cap < used + n)
-        cap = used + n;
-    nb = malloc(cap);
-    if (nb == NULL)
-        return DSM_ENOMEM;
-    if (used > 0)
-        memcpy(nb, q->buf + q->head, used);
-    free(q->buf);
-    q->buf = nb;
-    q->cap = cap;
-    q->head = 0;
-    q->tail = used;
-    return 0;
-}
-
 /* Copy the bytes of iov[] from byte `skip` on to the queue (room was reserved). */
-static void outq_append(struct tcp *t, struct outq *q, const struct iovec *iov, int n, size_t skip)
+static void outq_append(struct tcp *t, struct dsmt_outq *q, const struct iovec *iov, int n, size_t skip)
 {
     for (int i = 0; i < n; i++) {
         size_t len = iov[i].iov_len;
@@ -394,7 +311,7 @@ static void outq_append(struct tcp *t, struct outq *q, const struct iovec *iov, 
  * kills the connection (and may call on_peer_lost). 0, or DSM_EPEER if it died. */
 static dsm_status_t conn_flush(struct tcp *t, struct conn *c)
 {
-    struct outq *q = &c->q;
+    struct dsmt_outq *q = &c->q;
     int err;
 
     while (q->head < q->tail) {
@@ -426,7 +343,7 @@ static dsm_status_t conn_queue_raw(struct tcp *t, struct conn *c, void *b, size_
 {
     struct iovec iov = { .iov_base = b, .iov_len = len };
 
-    if (outq_reserve(&c->q, len) < 0)
+    if (dsmt_outq_reserve(&c->q, len) < 0)
         return DSM_ENOMEM;
     outq_append(t, &c->q, &iov, 1, 0);
     return conn_watch(t, c, true) < 0 ? DSM_ESYS : 0;
@@ -446,23 +363,12 @@ static dsm_status_t conn_queue_hello(struct tcp *t, struct conn *c)
     return conn_queue_raw(t, c, b, sizeof(b));
 }
 
-/* The proof `node` gives for `nonce`: HMAC-SHA256(secret, nonce || u32 node || u64 job). */
-static void proof_of(struct tcp *t, const uint8_t *nonce, int node, uint8_t out[DSMT_TCP_PROOF_LEN])
-{
-    uint8_t m[DSMT_TCP_NONCE_LEN + 12];
-
-    memcpy(m, nonce, DSMT_TCP_NONCE_LEN);
-    dsm_put32(m + DSMT_TCP_NONCE_LEN, (uint32_t)node);
-    dsm_put64(m + DSMT_TCP_NONCE_LEN + 4, t->cfg.job_id);
-    dsmt_hmac_sha256(t->cfg.secret, sizeof(t->cfg.secret), m, sizeof(m), out);
-}
-
 /* Queue our proof: our MAC over the peer's nonce. */
 static dsm_status_t conn_queue_proof(struct tcp *t, struct conn *c)
 {
     uint8_t b[DSMT_TCP_PROOF_LEN];
 
-    proof_of(t, c->peer_nonce, t->cfg.self, b);
+    dsmt_proof(&t->cfg, c->peer_nonce, t->cfg.self, b);
     return conn_queue_raw(t, c, b, sizeof(b));
 }
 
@@ -531,7 +437,7 @@ static bool rx_proof(struct tcp *t, struct conn *c, const uint8_t *b)
     uint8_t want[DSMT_TCP_PROOF_LEN];
     int node = c->node;
 
-    proof_of(t, c->my_nonce, node, want);
+    dsmt_proof(&t->cfg, c->my_nonce, node, want);
     if (!dsmt_equal_ct(want, b, sizeof(want))) {
         conn_kill(t, c, DSM_LOG_WARN, "bad proof: the peer does not hold this job's secret");
         return false;
@@ -811,7 +717,6 @@ static void accept_resume(struct tcp *t);
 /* Arm the timerfd for the earliest connect retry or deadline; disarm if none. */
 static void timer_arm(struct tcp *t)
 {
-    struct itimerspec its = { 0 };
     uint64_t when = t->accept_at ? t->accept_at : UINT64_MAX;
 
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
@@ -820,19 +725,7 @@ static void timer_arm(struct tcp *t)
         if (c->state != C_UP && c->state != C_DEAD && c->deadline < when)
             when = c->deadline;
     }
-    if (when != UINT64_MAX) { /* else all zero: disarm */
-        its.it_value.tv_sec = (time_t)(when / 1000);
-        its.it_value.tv_nsec = (long)(when % 1000) * 1000000L;
-        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-            its.it_value.tv_nsec = 1; /* zero would disarm */
-    }
-    if (when == t->armed_for)
-        return; /* unchanged: spare the syscall on every progress() */
-    if (timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
-        DSM_ERR("tcp: timerfd_settime: %s", strerror(errno)); /* deadlines will lag */
-        return;
-    }
-    t->armed_for = when;
+    dsmt_timer_set("tcp", t->tfd, when, &t->armed_for);
 }
 
 /* The timer fired: retry refused connects that are due, drop connections past deadline. */
@@ -926,20 +819,20 @@ static void accept_all(struct tcp *t)
         if (waiting >= t->cfg.nnodes + UNPROVEN_EXTRA) {
             char where[128];
 
-            addr_fmt((struct sockaddr *)&sa, len, where, sizeof(where));
+            dsmt_addr_fmt((struct sockaddr *)&sa, where, sizeof(where));
             DSM_WARN("tcp: refused a connection from %s: %d connections have not said hello yet", where,
                      waiting);
-            xclose(fd, "refused");
+            dsmt_xclose("tcp", fd, "refused");
             continue;
         }
         c = conn_new(t, fd, -1, false);
         if (c == NULL) {
             DSM_ERR("tcp: out of memory accepting a connection");
-            xclose(fd, "accepted");
+            dsmt_xclose("tcp", fd, "accepted");
             continue;
         }
         waiting++;
-        addr_fmt((struct sockaddr *)&sa, len, c->where, sizeof(c->where));
+        dsmt_addr_fmt((struct sockaddr *)&sa, c->where, sizeof(c->where));
         c->timeout_ms = ACCEPT_HELLO_MS;
         c->deadline = now_ms() + ACCEPT_HELLO_MS;
         if (sock_tune(fd) < 0)
@@ -1021,9 +914,9 @@ static dsm_status_t tcp_create(const struct dsmt_config *cfg, const struct dsmt_
     return 0;
 
 err_timer:
-    xclose(t->tfd, "timerfd");
+    dsmt_xclose("tcp", t->tfd, "timerfd");
 err_epoll:
-    xclose(t->epfd, "epoll");
+    dsmt_xclose("tcp", t->epfd, "epoll");
 err_peer:
     free(t->peer);
 err_free:
@@ -1054,7 +947,7 @@ static int listen_on(const char *host, const char *port)
             bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
             break;
         err = errno;
-        xclose(fd, "listen");
+        dsmt_xclose("tcp", fd, "listen");
         fd = -1;
     }
     freeaddrinfo(res);
@@ -1108,7 +1001,7 @@ static dsm_status_t tcp_listen(dsmt_t *tt, const char *addr, char *bound, size_t
         DSM_ERR("tcp: already listening");
         return DSM_ESTATE;
     }
-    if (addr == NULL || split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+    if (addr == NULL || dsmt_split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
         DSM_ERR("tcp: bad listen address '%s'", addr ? addr : "(null)");
         return DSM_EINVAL;
     }
@@ -1127,7 +1020,7 @@ static dsm_status_t tcp_listen(dsmt_t *tt, const char *addr, char *bound, size_t
     return 0;
 
 err_close:
-    xclose(fd, "listen");
+    dsmt_xclose("tcp", fd, "listen");
     return st;
 }
 
@@ -1140,7 +1033,7 @@ static dsm_status_t resolve_peer(struct conn *c, const char *addr)
     char host[NI_MAXHOST], port[NI_MAXSERV];
     int rc;
 
-    if (addr == NULL || split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
+    if (addr == NULL || dsmt_split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
         host[0] == '\0' || port[0] == '\0') {
         DSM_ERR("tcp: bad peer address '%s' (want host:port)", addr ? addr : "(null)");
         return DSM_EINVAL;
@@ -1248,7 +1141,7 @@ static dsm_status_t tcp_send(dsmt_t *tt, int node, const void *msg, size_t len, 
         total += t->cfg.page_size;
     }
     /* Room first, so a partial write can always be completed from the queue. */
-    if (outq_reserve(&c->q, total) < 0) {
+    if (dsmt_outq_reserve(&c->q, total) < 0) {
         DSM_ERR("tcp: out of memory queueing %zu bytes for node %d", total, node);
         return DSM_ENOMEM;
     }
@@ -1358,9 +1251,9 @@ static void tcp_destroy(dsmt_t *tt)
         conn_free(c);
     }
     if (t->lfd >= 0)
-        xclose(t->lfd, "listen");
-    xclose(t->tfd, "timerfd");
-    xclose(t->epfd, "epoll");
+        dsmt_xclose("tcp", t->lfd, "listen");
+    dsmt_xclose("tcp", t->tfd, "timerfd");
+    dsmt_xclose("tcp", t->epfd, "epoll");
     free(t->peer);
     free(t);
 }
