@@ -1,5 +1,7 @@
 /*
- * sync.c - locks, barriers and the finalize barrier.
+ * sync.c - locks, barriers and the finalize barrier, condition variables. (About 800 lines:
+ * the lock manager's table is sync/lockq.c; the rest shares the steps that wait for the
+ * consistency module.)
  *
  * Locks: lock `id` is managed by node id % nnodes, which keeps whether it is held, by
  * which rank, and a FIFO of waiting requests (sync/lockq.c, whose code the protocol test

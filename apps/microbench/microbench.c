@@ -1,5 +1,7 @@
 /*
  * microbench.c - DSM latencies against a raw TCP request/response measured in the same run.
+ * (Long: each figure's setup, timing loop and baseline sit together, so one can be read
+ * without the others.)
  *
  * Run with `dsmrun -n 2` (or more; one rank per node for the remote figures). Rank 0 times
  * every sample; the other ranks play their parts. Figures, each over REPS samples after a

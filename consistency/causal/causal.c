@@ -1,7 +1,8 @@
 /*
  * causal.c - causal consistency: every node keeps a full replica, writes are local, and
  * each node's writes travel to every other node as updates (diffs against twins) tagged
- * with vector clocks and applied in causal order.
+ * with vector clocks and applied in causal order. (Past 800 lines: one state machine, whose
+ * transitions table below names the functions that follow.)
  *
  * A node's open interval collects the pages its ranks write (a twin at the first write of
  * each). The interval ends when a timer expires (DSM_CAUSAL_DELAY_US, default 2 ms: writes

@@ -1,6 +1,8 @@
 /*
  * release.c - release consistency: home-based lazy release consistency (HLRC) with
- * multiple writers, twins and diffs.
+ * multiple writers, twins and diffs. (Past 800 lines: one state machine, whose transitions
+ * table below names the functions that follow; split, a transition would sit apart from the
+ * state it reads.)
  *
  * Every page has a home whose frame is the master copy. Other nodes cache copies. Writes
  * are local: the first write of an interval to a cached page takes a twin; at a release

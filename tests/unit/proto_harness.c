@@ -1,4 +1,6 @@
-/* proto_harness.c - see proto_harness.h. */
+/* proto_harness.c - see proto_harness.h. Long on purpose: it stands in for a daemon's
+ * services, queues, synchronisation and atomics in one place, so that a protocol module's
+ * unit suite needs nothing else. */
 #include "proto_harness.h"
 
 #include "sync/lockq.h"

@@ -1,6 +1,7 @@
 /*
  * test_sequential.c - unit suite for the sequential consistency module
  * (consistency/sequential/sequential.c) over the in-process harness (proto_harness.h).
+ * Long on purpose: one case per transition and per refusal of the module, in table order.
  *
  * Scenario tests check exact behaviour: which messages go where, in which order, with
  * which access and whether a frame moves; which node ends with which access; that the

@@ -1,6 +1,9 @@
 /*
  * test_transport.c - conformance suite for the transport ops table (daemon/transport/dsmt.h).
  *
+ * Long on purpose: one suite that every transport must pass case by case; split, its cases
+ * would have to be registered once per file and per transport.
+ *
  * Suite `transport` is written against the ops table only and runs once per entry of
  * transports[] (tcp, rdma), the same cases for each; a transport this build lacks, or whose
  * device is missing, is skipped with one line. DSM_TEST_TRANSPORTS=rdma (a comma list) runs
