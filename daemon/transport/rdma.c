@@ -108,32 +108,32 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t now_ms(void)
+uint64_t dsmt_rdma_now_ms(void)
 {
     return now_ns() / 1000000u;
 }
 
-uint8_t *frame_at(struct rdma *t, uint64_t page)
+uint8_t *dsmt_rdma_frame_at(struct rdma *t, uint64_t page)
 {
     return (uint8_t *)t->cfg.frames + page * t->cfg.page_size;
 }
 
-uint8_t *rx_slot(struct conn *c, uint32_t i)
+uint8_t *dsmt_rdma_rx_slot(struct conn *c, uint32_t i)
 {
     return c->buf + (size_t)i * SLOT;
 }
 
-uint8_t *tx_slot(struct conn *c, uint32_t i)
+uint8_t *dsmt_rdma_tx_slot(struct conn *c, uint32_t i)
 {
     return c->buf + (size_t)(RX_SLOTS + i) * SLOT;
 }
 
-uint8_t *bounce_page(struct rdma *t, struct conn *c, uint32_t i)
+uint8_t *dsmt_rdma_bounce_page(struct rdma *t, struct conn *c, uint32_t i)
 {
     return c->buf + (size_t)(RX_SLOTS + TX_SLOTS) * SLOT + (size_t)i * t->cfg.page_size;
 }
 
-uint32_t tx_free(const struct conn *c)
+uint32_t dsmt_rdma_tx_free(const struct conn *c)
 {
     return TX_SLOTS - (c->tx_head - c->tx_tail);
 }
@@ -144,7 +144,7 @@ static uint32_t nsegs(size_t len)
     return len == 0 ? 1u : (uint32_t)((len + PAYLOAD - 1) / PAYLOAD);
 }
 
-int set_nonblock(int fd)
+int dsmt_rdma_set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
 
@@ -190,7 +190,7 @@ static dsm_status_t resolve(const char *addr, bool passive, struct sockaddr_stor
 
 /* ---- connections: life cycle ------------------------------------------------------- */
 
-struct conn *conn_new(struct rdma *t, int node, bool outgoing)
+struct conn *dsmt_rdma_conn_new(struct rdma *t, int node, bool outgoing)
 {
     struct conn *c = calloc(1, sizeof(*c));
 
@@ -214,7 +214,7 @@ static const char *conn_label(const struct conn *c, char *buf, size_t len)
 
 /* Give back every verbs and CM resource of the connection (not its memory). Only where no
  * callback can be holding a receive slot: in reap, destroy, or before a connect retry. */
-void conn_release(struct conn *c)
+void dsmt_rdma_conn_release(struct conn *c)
 {
     if (c->qp_made)
         rdma_destroy_qp(c->id);
@@ -263,7 +263,7 @@ static size_t queued_bytes(struct rdma *t, struct conn *c)
 /* Kill the connection: one log line at `lvl`, disconnect (the peer hears DISCONNECTED), drop
  * what is queued, and if it stood for a peer, mark the peer lost and tell the daemon.
  * Idempotent. Resources and memory stay until reaped. */
-void conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, const char *reason)
+void dsmt_rdma_conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, const char *reason)
 {
     char label[128];
     bool peer;
@@ -286,17 +286,17 @@ void conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, const cha
         t->h.on_peer_lost(t->h.ctx, c->node, reason);
 }
 
-void conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err)
+void dsmt_rdma_conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err)
 {
     char reason[200];
 
     snprintf(reason, sizeof(reason), "%s: %s", what, strerror(err));
-    conn_kill(t, c, DSM_LOG_WARN, reason);
+    dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, reason);
 }
 
 static void conn_free(struct conn *c)
 {
-    conn_release(c);
+    dsmt_rdma_conn_release(c);
     dsmt_rdma_asm_free(&c->reasm);
     free(c->q.buf);
     free(c);
@@ -319,9 +319,9 @@ static void reap(struct rdma *t)
 }
 
 /* Post receive slot i. 0 or an errno value. */
-int post_recv(struct conn *c, uint32_t i)
+int dsmt_rdma_post_recv(struct conn *c, uint32_t i)
 {
-    struct ibv_sge sg = { .addr = (uintptr_t)rx_slot(c, i), .length = SLOT, .lkey = c->mr->lkey };
+    struct ibv_sge sg = { .addr = (uintptr_t)dsmt_rdma_rx_slot(c, i), .length = SLOT, .lkey = c->mr->lkey };
     struct ibv_recv_wr wr = { .wr_id = (uint64_t)WR_RECV << 32 | i, .sg_list = &sg, .num_sge = 1 };
     struct ibv_recv_wr *bad;
 
@@ -330,7 +330,7 @@ int post_recv(struct conn *c, uint32_t i)
 
 /* The connection's device state, buffer, CQ and queue pair, with every receive posted; for
  * an id whose device is known (address resolved, or a connect request). 0, or -1 with `why`. */
-int conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl)
+int dsmt_rdma_conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl)
 {
     struct ibv_qp_init_attr qa = {
         .cap = { .max_send_wr = 2 * TX_SLOTS, .max_recv_wr = RX_SLOTS, .max_send_sge = 1, .max_recv_sge = 1 },
@@ -339,7 +339,7 @@ int conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl)
     };
     int rc;
 
-    c->dev = rdev_get(t, c->id->verbs);
+    c->dev = dsmt_rdma_rdev_get(t, c->id->verbs);
     if (c->dev == NULL) {
         snprintf(why, wl, "no usable RDMA device for this connection (see above)");
         return -1;
@@ -371,7 +371,7 @@ int conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl)
     }
     c->qp_made = true;
     for (uint32_t i = 0; i < RX_SLOTS; i++)
-        if ((rc = post_recv(c, i)) != 0) {
+        if ((rc = dsmt_rdma_post_recv(c, i)) != 0) {
             snprintf(why, wl, "ibv_post_recv: %s", strerror(rc));
             return -1;
         }
@@ -434,7 +434,7 @@ static dsm_status_t rdma_create(const struct dsmt_config *cfg, const struct dsmt
         DSM_ERR("rdma: rdma_create_event_channel: %s (no RDMA support: is rdma_ucm loaded?)", strerror(errno));
         goto err;
     }
-    if (set_nonblock(t->ec->fd) < 0) {
+    if (dsmt_rdma_set_nonblock(t->ec->fd) < 0) {
         DSM_ERR("rdma: fcntl(CM event channel): %s", strerror(errno));
         goto err;
     }
@@ -499,7 +499,7 @@ static dsm_status_t rdma_listen_op(dsmt_t *tt, const char *addr, char *bound, si
         goto err;
     }
     if (t->lid->verbs != NULL) {
-        if (rdev_get(t, t->lid->verbs) == NULL) {
+        if (dsmt_rdma_rdev_get(t, t->lid->verbs) == NULL) {
             st = DSM_ECONFIG;
             goto err;
         }
@@ -556,7 +556,7 @@ static dsm_status_t rdma_connect_op(dsmt_t *tt, int node, const char *addr, int 
         DSM_ERR("rdma: connect to node %d twice", node);
         return DSM_ESTATE;
     }
-    c = conn_new(t, node, true);
+    c = dsmt_rdma_conn_new(t, node, true);
     if (c == NULL) {
         DSM_ERR("rdma: out of memory connecting to node %d", node);
         return DSM_ENOMEM;
@@ -565,15 +565,15 @@ static dsm_status_t rdma_connect_op(dsmt_t *tt, int node, const char *addr, int 
         goto err;
     snprintf(c->where, sizeof(c->where), "%s", addr);
     c->timeout_ms = timeout_ms;
-    c->deadline = now_ms() + (uint64_t)timeout_ms;
-    if (connect_try(t, c, why, sizeof(why)) < 0) {
+    c->deadline = dsmt_rdma_now_ms() + (uint64_t)timeout_ms;
+    if (dsmt_rdma_connect_try(t, c, why, sizeof(why)) < 0) {
         DSM_ERR("rdma: connect to node %d: %s", node, why);
         st = DSM_ESYS;
         goto err;
     }
     t->peer[node].conn = c;
     t->peer[node].st = P_PENDING;
-    timer_arm(t);
+    dsmt_rdma_timer_arm(t);
     return 0;
 
 err:
@@ -600,20 +600,20 @@ static dsm_status_t rdma_send(dsmt_t *tt, int node, const void *msg, size_t len,
         return DSM_ESTATE;
     }
     c = t->peer[node].conn;
-    if (c->q.head == c->q.tail && c->credits >= nsegs(len) && tx_free(c) >= nsegs(len)) {
+    if (c->q.head == c->q.tail && c->credits >= nsegs(len) && dsmt_rdma_tx_free(c) >= nsegs(len)) {
         size_t off = 0;
-        int rc = post_msg(t, c, msg, len, page, page != DSMT_NO_PAGE ? frame_at(t, page) : NULL, &off);
+        int rc = dsmt_rdma_post_msg(t, c, msg, len, page, page != DSMT_NO_PAGE ? dsmt_rdma_frame_at(t, page) : NULL, &off);
 
         if (rc < 0) {
-            conn_kill_errno(t, c, "ibv_post_send", -rc);
+            dsmt_rdma_conn_kill_errno(t, c, "ibv_post_send", -rc);
             return DSM_EPEER;
         }
     } else {
-        if (enqueue(t, c, msg, len, page) < 0) {
+        if (dsmt_rdma_enqueue(t, c, msg, len, page) < 0) {
             DSM_ERR("rdma: out of memory queueing %zu bytes for node %d", len, node);
             return DSM_ENOMEM;
         }
-        conn_push(t, c);
+        dsmt_rdma_conn_push(t, c);
         if (c->state == C_DEAD)
             return DSM_EPEER;
     }
@@ -621,7 +621,7 @@ static dsm_status_t rdma_send(dsmt_t *tt, int node, const void *msg, size_t len,
         /* an answer is likely soon: have progress() poll for it a while */
         t->spin_until = now_ns() + (uint64_t)t->cfg.poll_us * 1000u;
         if (t->depth == 0)
-            kick(t);
+            dsmt_rdma_kick(t);
     }
     return 0;
 }
@@ -636,7 +636,7 @@ static void rdma_drop(dsmt_t *tt, int node, const char *reason)
         return;
     }
     if (t->peer[node].conn != NULL)
-        conn_kill(t, t->peer[node].conn, DSM_LOG_INFO, reason ? reason : "dropped by the daemon");
+        dsmt_rdma_conn_kill(t, t->peer[node].conn, DSM_LOG_INFO, reason ? reason : "dropped by the daemon");
 }
 
 static int rdma_event_fd(dsmt_t *tt)
@@ -669,27 +669,27 @@ static dsm_status_t rdma_progress(dsmt_t *tt)
         void *tag = evs[i].data.ptr;
 
         if (tag == &t->tfd) {
-            timer_fire(t);
+            dsmt_rdma_timer_fire(t);
         } else if (tag == &t->kfd) {
             uint64_t v;
             if (read(t->kfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 DSM_WARN("rdma: read(eventfd): %s", strerror(errno));
             t->kicked = false;
         } else if (tag == &t->ec) {
-            cm_drain(t);
+            dsmt_rdma_cm_drain(t);
         } else {
-            cc_drain(t, tag);
+            dsmt_rdma_cc_drain(t, tag);
         }
     }
-    more = poll_all(t);
+    more = dsmt_rdma_poll_all(t);
     if (t->cfg.poll_us > 0)
         while (!more && t->delivered == delivered && now_ns() < t->spin_until)
-            more = poll_all(t);
+            more = dsmt_rdma_poll_all(t);
     t->depth--;
     reap(t);
-    timer_arm(t);
+    dsmt_rdma_timer_arm(t);
     if (more)
-        kick(t);
+        dsmt_rdma_kick(t);
     return st;
 }
 
@@ -717,20 +717,20 @@ static void drain_sends(struct rdma *t)
     t->depth++;
     while (busy && now_ns() < until) {
         busy = false;
-        cm_drain(t); /* a peer that has left will not acknowledge: its DISCONNECTED ends it */
+        dsmt_rdma_cm_drain(t); /* a peer that has left will not acknowledge: its DISCONNECTED ends it */
         for (struct conn *c = t->conns; c != NULL; c = c->next) {
             if (c->state != C_UP)
                 continue;
-            conn_poll(t, c, CQ_BUDGET);
+            dsmt_rdma_conn_poll(t, c, CQ_BUDGET);
             if (c->state != C_UP || (c->q.head == c->q.tail && c->tx_tail == c->tx_head))
                 continue;
             busy = true;
-            if (c->q.head == c->q.tail && c->tx_signaled != c->tx_head - 1 && tx_free(c) > 0) {
+            if (c->q.head == c->q.tail && c->tx_signaled != c->tx_head - 1 && dsmt_rdma_tx_free(c) > 0) {
                 int rc;
 
                 c->tx_signaled = c->tx_head - SIGNAL_EVERY; /* post_seg: signal this one */
-                if ((rc = post_seg(t, c, DSMT_RDMA_K_CREDIT, 0, 0, DSMT_NO_PAGE, NULL, 0, NULL)) != 0)
-                    conn_kill_errno(t, c, "ibv_post_send", rc);
+                if ((rc = dsmt_rdma_post_seg(t, c, DSMT_RDMA_K_CREDIT, 0, 0, DSMT_NO_PAGE, NULL, 0, NULL)) != 0)
+                    dsmt_rdma_conn_kill_errno(t, c, "ibv_post_send", rc);
             }
         }
         if (busy)
@@ -762,7 +762,7 @@ static void rdma_destroy(dsmt_t *tt)
     while (t->devs != NULL) {
         struct rdev *d = t->devs;
         t->devs = d->next;
-        rdev_free(t, d);
+        dsmt_rdma_rdev_free(t, d);
     }
     if (t->ec != NULL)
         rdma_destroy_event_channel(t->ec);

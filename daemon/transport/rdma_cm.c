@@ -93,7 +93,7 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
         refuse(e->id, code);
         return;
     }
-    c = conn_new(t, node, false);
+    c = dsmt_rdma_conn_new(t, node, false);
     if (c == NULL) {
         DSM_ERR("rdma: out of memory accepting node %d", node);
         refuse(e->id, DSMT_RDMA_REFUSE_RESOURCES);
@@ -104,30 +104,30 @@ static void on_request(struct rdma *t, const struct cm_ev *e)
     snprintf(c->where, sizeof(c->where), "%s", where);
     c->state = C_ACCEPTING;
     c->timeout_ms = ACCEPT_MS;
-    c->deadline = now_ms() + ACCEPT_MS;
+    c->deadline = dsmt_rdma_now_ms() + ACCEPT_MS;
     memcpy(c->peer_nonce, nonce, sizeof(c->peer_nonce));
-    if (hello_for(t, c, hello) < 0 || conn_resources(t, c, why, sizeof(why)) < 0) {
+    if (hello_for(t, c, hello) < 0 || dsmt_rdma_conn_resources(t, c, why, sizeof(why)) < 0) {
         uint8_t rej[DSMT_RDMA_REJ_LEN];
 
         dsm_put32(rej, DSMT_RDMA_MAGIC);
         dsm_put32(rej + 4, DSMT_RDMA_REFUSE_RESOURCES);
         (void)rdma_reject(c->id, rej, sizeof(rej));
-        conn_kill(t, c, DSM_LOG_ERROR, why);
+        dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, why);
         return;
     }
     conn_param(&p, hello);
     if (rdma_accept(c->id, &p) != 0) {
-        conn_kill_errno(t, c, "rdma_accept", errno);
+        dsmt_rdma_conn_kill_errno(t, c, "rdma_accept", errno);
         return;
     }
-    timer_arm(t);
+    dsmt_rdma_timer_arm(t);
 }
 
 /* Start one attempt of an outgoing connection: a fresh id, address resolution. 0, or -1
  * with `why` filled. */
-int connect_try(struct rdma *t, struct conn *c, char *why, size_t wl)
+int dsmt_rdma_connect_try(struct rdma *t, struct conn *c, char *why, size_t wl)
 {
-    uint64_t now = now_ms();
+    uint64_t now = dsmt_rdma_now_ms();
     int ms = c->deadline > now + RESOLVE_MS ? RESOLVE_MS : (int)(c->deadline > now ? c->deadline - now : 1);
 
     if (rdma_create_id(t->ec, &c->id, c, RDMA_PS_TCP) != 0) {
@@ -151,17 +151,17 @@ static void connect_failed(struct rdma *t, struct conn *c, const char *why, bool
     char reason[300];
 
     snprintf(c->why, sizeof(c->why), "%s", why);
-    if (retry && c->outgoing && now_ms() + RETRY_MS < c->deadline) {
-        conn_release(c);
+    if (retry && c->outgoing && dsmt_rdma_now_ms() + RETRY_MS < c->deadline) {
+        dsmt_rdma_conn_release(c);
         c->state = C_RETRY;
-        c->retry_at = now_ms() + RETRY_MS;
+        c->retry_at = dsmt_rdma_now_ms() + RETRY_MS;
         return;
     }
     if (c->outgoing)
         snprintf(reason, sizeof(reason), "could not connect to %s within %d ms: %s", c->where, c->timeout_ms, why);
     else
         snprintf(reason, sizeof(reason), "connection set-up failed: %s", why);
-    conn_kill(t, c, DSM_LOG_WARN, reason);
+    dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, reason);
 }
 
 /* The connection is established. Connecting side: check the answer, then prove ourselves
@@ -182,11 +182,11 @@ static void on_established(struct rdma *t, struct conn *c, const struct cm_ev *e
     c->state = C_KEYS;
     problem = hello_problem(t, c, e->pdata, e->plen, &node, c->peer_nonce, why, sizeof(why), &code);
     if (problem != NULL) {
-        conn_kill(t, c, DSM_LOG_WARN, problem);
+        dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, problem);
         return;
     }
-    if ((rc = send_auth(t, c)) != 0)
-        conn_kill_errno(t, c, "ibv_post_send(AUTH)", rc);
+    if ((rc = dsmt_rdma_send_auth(t, c)) != 0)
+        dsmt_rdma_conn_kill_errno(t, c, "ibv_post_send(AUTH)", rc);
 }
 
 /* Handle one (acknowledged) CM event. */
@@ -211,7 +211,7 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
         return;
     switch (e->type) {
     case RDMA_CM_EVENT_ADDR_RESOLVED: {
-        uint64_t now = now_ms();
+        uint64_t now = dsmt_rdma_now_ms();
         int ms = c->deadline > now + RESOLVE_MS ? RESOLVE_MS : (int)(c->deadline > now ? c->deadline - now : 1);
         if (rdma_resolve_route(c->id, ms) != 0) {
             snprintf(why, sizeof(why), "rdma_resolve_route: %s", strerror(errno));
@@ -222,7 +222,7 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
     case RDMA_CM_EVENT_ROUTE_RESOLVED: {
         struct rdma_conn_param p;
         uint8_t hello[DSMT_RDMA_HELLO_LEN];
-        if (conn_resources(t, c, why, sizeof(why)) < 0) {
+        if (dsmt_rdma_conn_resources(t, c, why, sizeof(why)) < 0) {
             connect_failed(t, c, why, false);
             break;
         }
@@ -247,7 +247,7 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
             /* the other side gave up on it before its CM saw it established */
             snprintf(why, sizeof(why), "torn down by the peer (rejected after it was established, status %d)",
                      e->status);
-            conn_kill(t, c, DSM_LOG_WARN, why);
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, why);
         } else if (e->plen >= DSMT_RDMA_REJ_LEN && dsm_get32(e->pdata) == DSMT_RDMA_MAGIC) {
             snprintf(why, sizeof(why), "refused by the peer: %s", refusal_text(dsm_get32(e->pdata + 4)));
             connect_failed(t, c, why, false);
@@ -270,13 +270,13 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
         /* The CM's event and the queue pair's completions come by different paths: deliver
          * what the peer sent before it left (its last messages, e.g. the job's release)
          * before taking the disconnect, as TCP delivers data before the FIN. */
-        conn_poll(t, c, INT_MAX);
+        dsmt_rdma_conn_poll(t, c, INT_MAX);
         c->connected = false; /* nothing left to disconnect */
         if (c->state != C_DEAD)
-            conn_kill(t, c, DSM_LOG_INFO, "disconnected by the peer");
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_INFO, "disconnected by the peer");
         break;
     case RDMA_CM_EVENT_DEVICE_REMOVAL:
-        conn_kill(t, c, DSM_LOG_ERROR, "the RDMA device was removed");
+        dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, "the RDMA device was removed");
         break;
     default:
         DSM_DEBUG("rdma: %s for %s ignored", rdma_event_str(e->type), c->where);
@@ -285,7 +285,7 @@ static void cm_handle(struct rdma *t, const struct cm_ev *e)
 }
 
 /* Take every pending CM event, acknowledging each before it is handled. */
-void cm_drain(struct rdma *t)
+void dsmt_rdma_cm_drain(struct rdma *t)
 {
     struct rdma_cm_event *ev;
 
@@ -308,7 +308,7 @@ void cm_drain(struct rdma *t)
 /* ---- timers ----------------------------------------------------------------------- */
 
 /* Arm the timerfd for the earliest retry or deadline; disarm if none. */
-void timer_arm(struct rdma *t)
+void dsmt_rdma_timer_arm(struct rdma *t)
 {
     uint64_t when = UINT64_MAX;
 
@@ -322,9 +322,9 @@ void timer_arm(struct rdma *t)
 }
 
 /* Retry what is due; give up on connections past their deadline. */
-void timer_fire(struct rdma *t)
+void dsmt_rdma_timer_fire(struct rdma *t)
 {
-    uint64_t ticks, now = now_ms();
+    uint64_t ticks, now = dsmt_rdma_now_ms();
     char why[320];
 
     if (read(t->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
@@ -339,8 +339,8 @@ void timer_fire(struct rdma *t)
                          c->why[0] ? c->why : "no answer");
             else
                 snprintf(why, sizeof(why), "not up within %d ms of its connect request", c->timeout_ms);
-            conn_kill(t, c, DSM_LOG_WARN, why);
-        } else if (c->state == C_RETRY && c->retry_at <= now && connect_try(t, c, why, sizeof(why)) < 0) {
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, why);
+        } else if (c->state == C_RETRY && c->retry_at <= now && dsmt_rdma_connect_try(t, c, why, sizeof(why)) < 0) {
             connect_failed(t, c, why, false);
         }
     }

@@ -10,11 +10,11 @@
 /* Post one SEND from the next send slot: header, `plen` payload bytes copied in, and if
  * `frame` is set, an RDMA WRITE of it (copied to the slot's bounce page) to page `page` of the
  * peer's frames just before. Returns credits to the peer in the header. 0 or an errno value. */
-int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32_t length,
+int dsmt_rdma_post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32_t length,
                     uint64_t page, const void *payload, size_t plen, const uint8_t *frame)
 {
     uint32_t slot = c->tx_head % TX_SLOTS;
-    uint8_t *b = tx_slot(c, slot);
+    uint8_t *b = dsmt_rdma_tx_slot(c, slot);
     uint32_t ret = c->ret_pending > UINT16_MAX ? UINT16_MAX : c->ret_pending;
     struct ibv_sge sg[2];
     struct ibv_send_wr wr[2], *bad;
@@ -29,7 +29,7 @@ int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32
         memcpy(b + DSMT_RDMA_HDR_LEN, payload, plen);
     memset(wr, 0, sizeof(wr));
     if (frame != NULL) {
-        uint8_t *fb = bounce_page(t, c, slot);
+        uint8_t *fb = dsmt_rdma_bounce_page(t, c, slot);
 
         memcpy(fb, frame, t->cfg.page_size); /* captured: the caller may change the frame now */
         sg[0] = (struct ibv_sge){ .addr = (uintptr_t)fb, .length = (uint32_t)t->cfg.page_size, .lkey = c->mr->lkey };
@@ -67,7 +67,7 @@ int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32
 /* Post segments of message `msg` (len bytes, frame `frame` for `page` or NULL) from byte *off
  * on while credits and send slots last; the frame goes with the first segment. 1 when the
  * whole message is posted, 0 when resources ran out first, or a negative errno value. */
-int post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uint64_t page,
+int dsmt_rdma_post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uint64_t page,
                     const uint8_t *frame, size_t *off)
 {
     do {
@@ -77,9 +77,9 @@ int post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uin
                                   (first && frame ? DSMT_RDMA_F_FRAME : 0));
         int rc;
 
-        if (c->credits == 0 || tx_free(c) == 0)
+        if (c->credits == 0 || dsmt_rdma_tx_free(c) == 0)
             return 0;
-        rc = post_seg(t, c, DSMT_RDMA_K_MSG, flags, first ? (uint32_t)len : 0,
+        rc = dsmt_rdma_post_seg(t, c, DSMT_RDMA_K_MSG, flags, first ? (uint32_t)len : 0,
                       first && frame ? page : DSMT_NO_PAGE, msg + *off, plen, first ? frame : NULL);
         if (rc != 0)
             return -rc;
@@ -92,7 +92,7 @@ int post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uin
 /* ---- the out queue ---------------------------------------------------------------- */
 
 /* Copy a message and its frame (captured now) to the end of the queue. 0 or DSM_ENOMEM. */
-dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len, uint64_t page)
+dsm_status_t dsmt_rdma_enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len, uint64_t page)
 {
     bool framed = page != DSMT_NO_PAGE;
     size_t fl = framed ? t->cfg.page_size : 0;
@@ -108,7 +108,7 @@ dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len
     if (len > 0)
         memcpy(r + REC_HDR, msg, len);
     if (framed)
-        memcpy(r + REC_HDR + len, frame_at(t, page), fl);
+        memcpy(r + REC_HDR + len, dsmt_rdma_frame_at(t, page), fl);
     c->q.tail += rec;
     t->backlog += len + fl;
     return 0;
@@ -116,7 +116,7 @@ dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len
 
 /* Post what the queue holds, in order, while credits and slots last; then return credits if
  * enough are pending. A post failure kills the connection. */
-void conn_push(struct rdma *t, struct conn *c)
+void dsmt_rdma_conn_push(struct rdma *t, struct conn *c)
 {
     while (c->state == C_UP && c->q.head < c->q.tail) {
         uint8_t *r = c->q.buf + c->q.head;
@@ -124,10 +124,10 @@ void conn_push(struct rdma *t, struct conn *c)
         bool framed = dsm_get32(r + 4) != 0;
         size_t fl = framed ? t->cfg.page_size : 0;
         size_t before = c->q_off;
-        int rc = post_msg(t, c, r + REC_HDR, len, dsm_get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
+        int rc = dsmt_rdma_post_msg(t, c, r + REC_HDR, len, dsm_get64(r + 8), framed ? r + REC_HDR + len : NULL, &c->q_off);
 
         if (rc < 0) {
-            conn_kill_errno(t, c, "ibv_post_send", -rc);
+            dsmt_rdma_conn_kill_errno(t, c, "ibv_post_send", -rc);
             return;
         }
         t->backlog -= (c->q_off - before) + (before == 0 && (c->q_off > 0 || rc == 1) ? fl : 0);
@@ -143,10 +143,10 @@ void conn_push(struct rdma *t, struct conn *c)
             memset(&c->q, 0, sizeof(c->q));
         }
     }
-    if (c->state == C_UP && c->ret_pending >= CREDIT_BATCH && tx_free(c) > 0) {
-        int rc = post_seg(t, c, DSMT_RDMA_K_CREDIT, 0, 0, DSMT_NO_PAGE, NULL, 0, NULL);
+    if (c->state == C_UP && c->ret_pending >= CREDIT_BATCH && dsmt_rdma_tx_free(c) > 0) {
+        int rc = dsmt_rdma_post_seg(t, c, DSMT_RDMA_K_CREDIT, 0, 0, DSMT_NO_PAGE, NULL, 0, NULL);
         if (rc != 0)
-            conn_kill_errno(t, c, "ibv_post_send", rc);
+            dsmt_rdma_conn_kill_errno(t, c, "ibv_post_send", rc);
     }
 }
 
@@ -157,10 +157,10 @@ static void violation(struct rdma *t, struct conn *c, const char *what)
     char reason[200];
 
     snprintf(reason, sizeof(reason), "protocol violation: %s", what);
-    conn_kill(t, c, DSM_LOG_WARN, reason);
+    dsmt_rdma_conn_kill(t, c, DSM_LOG_WARN, reason);
 }
 
-void kick(struct rdma *t)
+void dsmt_rdma_kick(struct rdma *t)
 {
     uint64_t one = 1;
 
@@ -182,7 +182,7 @@ static void maybe_up(struct rdma *t, struct conn *c)
     DSM_INFO("rdma: node %d (%s) is up", c->node, c->where);
     t->h.on_peer_up(t->h.ctx, c->node);
     if (c->state == C_UP)
-        conn_push(t, c);
+        dsmt_rdma_conn_push(t, c);
 }
 
 /* Does `proof` prove that c's peer holds the secret (a MAC over our nonce)? */
@@ -195,12 +195,12 @@ static bool proof_ok(struct rdma *t, struct conn *c, const uint8_t *proof)
 }
 
 /* Send AUTH (connecting side, first) or KEYS. 0 or an errno value. */
-int send_auth(struct rdma *t, struct conn *c)
+int dsmt_rdma_send_auth(struct rdma *t, struct conn *c)
 {
     uint8_t proof[DSMT_RDMA_PROOF_LEN];
 
     dsmt_proof(&t->cfg, c->peer_nonce, t->cfg.self, proof);
-    return post_seg(t, c, DSMT_RDMA_K_AUTH, 0, 0, DSMT_NO_PAGE, proof, sizeof(proof), NULL);
+    return dsmt_rdma_post_seg(t, c, DSMT_RDMA_K_AUTH, 0, 0, DSMT_NO_PAGE, proof, sizeof(proof), NULL);
 }
 
 static int send_keys(struct rdma *t, struct conn *c)
@@ -213,7 +213,7 @@ static int send_keys(struct rdma *t, struct conn *c)
     dsm_put32(keys + DSMT_RDMA_K_CREDITS, CREDITS);
     dsm_put64(keys + DSMT_RDMA_K_FRAMES_LEN, (uint64_t)t->cfg.npages * t->cfg.page_size);
     dsmt_proof(&t->cfg, c->peer_nonce, t->cfg.self, keys + DSMT_RDMA_K_PROOF);
-    if ((rc = post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
+    if ((rc = dsmt_rdma_post_seg(t, c, DSMT_RDMA_K_KEYS, 0, 0, DSMT_NO_PAGE, keys, sizeof(keys), NULL)) == 0)
         c->sent_keys = true;
     return rc;
 }
@@ -320,7 +320,7 @@ static const char *rx_control(struct rdma *t, struct conn *c, const uint8_t *b, 
 /* A receive completed in slot `slot` with n bytes: check, act, re-post the slot. */
 static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
 {
-    const uint8_t *b = rx_slot(c, slot);
+    const uint8_t *b = dsmt_rdma_rx_slot(c, slot);
     const char *bad;
     char why[160];
     uint8_t kind;
@@ -350,8 +350,8 @@ static void on_recv(struct rdma *t, struct conn *c, uint32_t slot, size_t n)
     }
     if (c->state == C_DEAD)
         return; /* killed in a callback: the slot stays as it is until reaped */
-    if ((rc = post_recv(c, slot)) != 0) {
-        conn_kill_errno(t, c, "ibv_post_recv", rc);
+    if ((rc = dsmt_rdma_post_recv(c, slot)) != 0) {
+        dsmt_rdma_conn_kill_errno(t, c, "ibv_post_recv", rc);
         return;
     }
     if (kind == DSMT_RDMA_K_MSG)
@@ -384,13 +384,13 @@ static void on_wc(struct rdma *t, struct conn *c, const struct ibv_wc *wc)
         else
             snprintf(reason, sizeof(reason), "%s failed: %s (vendor error %#x)", wr_name(wc->wr_id),
                      ibv_wc_status_str(wc->status), wc->vendor_err);
-        conn_kill(t, c, wc->status == IBV_WC_WR_FLUSH_ERR ? DSM_LOG_INFO : DSM_LOG_WARN, reason);
+        dsmt_rdma_conn_kill(t, c, wc->status == IBV_WC_WR_FLUSH_ERR ? DSM_LOG_INFO : DSM_LOG_WARN, reason);
         return;
     }
     switch (wc->opcode) {
     case IBV_WC_RECV:
         if ((wc->wr_id >> 32) != WR_RECV || slot >= RX_SLOTS)
-            conn_kill(t, c, DSM_LOG_ERROR, "receive completion for an unknown slot");
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, "receive completion for an unknown slot");
         else
             on_recv(t, c, slot, wc->byte_len);
         break;
@@ -398,20 +398,20 @@ static void on_wc(struct rdma *t, struct conn *c, const struct ibv_wc *wc)
         /* signalled SENDs complete in posting order: the oldest slot is free now */
         /* `slot` is the send counter here: this SEND and every earlier one are done */
         if ((wc->wr_id >> 32) != WR_SEND || slot - c->tx_tail >= c->tx_head - c->tx_tail)
-            conn_kill(t, c, DSM_LOG_ERROR, "send completion out of order");
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, "send completion out of order");
         else
             c->tx_tail = slot + 1;
         break;
     default:
         snprintf(reason, sizeof(reason), "unexpected completion (opcode %d)", (int)wc->opcode);
-        conn_kill(t, c, DSM_LOG_ERROR, reason);
+        dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, reason);
         break;
     }
 }
 
 /* Handle up to `budget` completions of c, re-arming its CQ first if an event was consumed;
  * then post what the queue holds. Returns the number handled. */
-int conn_poll(struct rdma *t, struct conn *c, int budget)
+int dsmt_rdma_conn_poll(struct rdma *t, struct conn *c, int budget)
 {
     struct ibv_wc wc[16];
     int done = 0, rc;
@@ -421,7 +421,7 @@ int conn_poll(struct rdma *t, struct conn *c, int budget)
     if (c->rearm) {
         c->rearm = false;
         if ((rc = ibv_req_notify_cq(c->cq, 0)) != 0) {
-            conn_kill_errno(t, c, "ibv_req_notify_cq", rc);
+            dsmt_rdma_conn_kill_errno(t, c, "ibv_req_notify_cq", rc);
             return 0;
         }
     }
@@ -429,7 +429,7 @@ int conn_poll(struct rdma *t, struct conn *c, int budget)
         int n = ibv_poll_cq(c->cq, (int)(sizeof(wc) / sizeof(wc[0])), wc);
 
         if (n < 0) {
-            conn_kill(t, c, DSM_LOG_ERROR, "ibv_poll_cq failed");
+            dsmt_rdma_conn_kill(t, c, DSM_LOG_ERROR, "ibv_poll_cq failed");
             return done;
         }
         if (n == 0)
@@ -439,23 +439,23 @@ int conn_poll(struct rdma *t, struct conn *c, int budget)
         done += n;
     }
     if (c->state == C_UP)
-        conn_push(t, c);
+        dsmt_rdma_conn_push(t, c);
     return done;
 }
 
 /* Poll every live connection. true if some CQ may hold more than its budget allowed. */
-bool poll_all(struct rdma *t)
+bool dsmt_rdma_poll_all(struct rdma *t)
 {
     bool more = false;
 
     for (struct conn *c = t->conns; c != NULL; c = c->next)
-        if (conn_poll(t, c, CQ_BUDGET) >= CQ_BUDGET)
+        if (dsmt_rdma_conn_poll(t, c, CQ_BUDGET) >= CQ_BUDGET)
             more = true;
     return more;
 }
 
 /* Consume the device's CQ events; their CQs are re-armed before they are next polled. */
-void cc_drain(struct rdma *t, struct rdev *d)
+void dsmt_rdma_cc_drain(struct rdma *t, struct rdev *d)
 {
     struct ibv_cq *cq;
     void *ctx;

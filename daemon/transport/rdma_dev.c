@@ -6,7 +6,7 @@
 
 /* ---- devices ---------------------------------------------------------------------- */
 
-void rdev_free(struct rdma *t, struct rdev *d)
+void dsmt_rdma_rdev_free(struct rdma *t, struct rdev *d)
 {
     if (d->watched && epoll_ctl(t->epfd, EPOLL_CTL_DEL, d->cc->fd, NULL) < 0)
         DSM_WARN("rdma: epoll_ctl(DEL, completion channel): %s", strerror(errno));
@@ -21,7 +21,7 @@ void rdev_free(struct rdma *t, struct rdev *d)
 
 /* The device state for `verbs`: found, or made now (protection domain, frames registered,
  * completion channel in the epoll set). Checks cfg.device. NULL with the reason logged. */
-struct rdev *rdev_get(struct rdma *t, struct ibv_context *verbs)
+struct rdev *dsmt_rdma_rdev_get(struct rdma *t, struct ibv_context *verbs)
 {
     const char *name = ibv_get_device_name(verbs->device);
     size_t flen = (size_t)t->cfg.npages * t->cfg.page_size;
@@ -55,7 +55,7 @@ struct rdev *rdev_get(struct rdma *t, struct ibv_context *verbs)
         }
     }
     d->cc = ibv_create_comp_channel(verbs);
-    if (d->cc == NULL || set_nonblock(d->cc->fd) < 0) {
+    if (d->cc == NULL || dsmt_rdma_set_nonblock(d->cc->fd) < 0) {
         DSM_ERR("rdma: completion channel on %s: %s", name, strerror(errno));
         goto err;
     }
@@ -71,7 +71,7 @@ struct rdev *rdev_get(struct rdma *t, struct ibv_context *verbs)
     return d;
 
 err:
-    rdev_free(t, d);
+    dsmt_rdma_rdev_free(t, d);
     return NULL;
 }
 

@@ -158,41 +158,41 @@ static inline struct rdma *rdma_of(dsmt_t *t)
 /* ---- between the files ---- */
 
 /* rdma.c: helpers, a connection's buffer and life cycle */
-uint64_t now_ms(void);
-int set_nonblock(int fd);
-uint8_t *rx_slot(struct conn *c, uint32_t i);
-uint8_t *tx_slot(struct conn *c, uint32_t i);
-uint8_t *bounce_page(struct rdma *t, struct conn *c, uint32_t i);
-uint8_t *frame_at(struct rdma *t, uint64_t page);
-uint32_t tx_free(const struct conn *c);
-int post_recv(struct conn *c, uint32_t i);
-struct conn *conn_new(struct rdma *t, int node, bool outgoing);
-void conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, const char *reason);
-void conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err);
-void conn_release(struct conn *c);
-int conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl);
+uint64_t dsmt_rdma_now_ms(void);
+int dsmt_rdma_set_nonblock(int fd);
+uint8_t *dsmt_rdma_rx_slot(struct conn *c, uint32_t i);
+uint8_t *dsmt_rdma_tx_slot(struct conn *c, uint32_t i);
+uint8_t *dsmt_rdma_bounce_page(struct rdma *t, struct conn *c, uint32_t i);
+uint8_t *dsmt_rdma_frame_at(struct rdma *t, uint64_t page);
+uint32_t dsmt_rdma_tx_free(const struct conn *c);
+int dsmt_rdma_post_recv(struct conn *c, uint32_t i);
+struct conn *dsmt_rdma_conn_new(struct rdma *t, int node, bool outgoing);
+void dsmt_rdma_conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl, const char *reason);
+void dsmt_rdma_conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err);
+void dsmt_rdma_conn_release(struct conn *c);
+int dsmt_rdma_conn_resources(struct rdma *t, struct conn *c, char *why, size_t wl);
 
 /* rdma_dev.c */
-struct rdev *rdev_get(struct rdma *t, struct ibv_context *verbs);
-void rdev_free(struct rdma *t, struct rdev *d);
+struct rdev *dsmt_rdma_rdev_get(struct rdma *t, struct ibv_context *verbs);
+void dsmt_rdma_rdev_free(struct rdma *t, struct rdev *d);
 
 /* rdma_data.c */
-void kick(struct rdma *t);
-int post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32_t length, uint64_t page,
+void dsmt_rdma_kick(struct rdma *t);
+int dsmt_rdma_post_seg(struct rdma *t, struct conn *c, uint8_t kind, uint8_t flags, uint32_t length, uint64_t page,
              const void *payload, size_t plen, const uint8_t *frame);
-int post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uint64_t page,
+int dsmt_rdma_post_msg(struct rdma *t, struct conn *c, const uint8_t *msg, size_t len, uint64_t page,
              const uint8_t *frame, size_t *off);
-dsm_status_t enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len, uint64_t page);
-void conn_push(struct rdma *t, struct conn *c);
-int conn_poll(struct rdma *t, struct conn *c, int budget);
-int send_auth(struct rdma *t, struct conn *c);
-void cc_drain(struct rdma *t, struct rdev *d);
-bool poll_all(struct rdma *t);
+dsm_status_t dsmt_rdma_enqueue(struct rdma *t, struct conn *c, const void *msg, size_t len, uint64_t page);
+void dsmt_rdma_conn_push(struct rdma *t, struct conn *c);
+int dsmt_rdma_conn_poll(struct rdma *t, struct conn *c, int budget);
+int dsmt_rdma_send_auth(struct rdma *t, struct conn *c);
+void dsmt_rdma_cc_drain(struct rdma *t, struct rdev *d);
+bool dsmt_rdma_poll_all(struct rdma *t);
 
 /* rdma_cm.c */
-void cm_drain(struct rdma *t);
-int connect_try(struct rdma *t, struct conn *c, char *why, size_t wl);
-void timer_arm(struct rdma *t);
-void timer_fire(struct rdma *t);
+void dsmt_rdma_cm_drain(struct rdma *t);
+int dsmt_rdma_connect_try(struct rdma *t, struct conn *c, char *why, size_t wl);
+void dsmt_rdma_timer_arm(struct rdma *t);
+void dsmt_rdma_timer_fire(struct rdma *t);
 
 #endif
