@@ -32,8 +32,11 @@ _Static_assert((int)DSMC_AOP_LOAD == (int)DSMW_AOP_LOAD && (int)DSMC_AOP_CAS == 
                    (int)DSMC_AOP_FETCH_ADD == (int)DSMW_AOP_FETCH_ADD && (int)DSMC_AOP_SWAP == (int)DSMW_AOP_SWAP,
                "the channel and the wire number atomic operations alike");
 
-/* An operation at the home, from its arrival to its reply. */
+/* An operation at the home, from its arrival to its reply. Every op and wait is also on
+ * the daemon's list (struct dsmd_atomics), so one a hook never finishes (the region was
+ * freed under it, a peer's reply names a clock that never comes) is freed at the end. */
 struct atomic_op {
+    struct atomic_op *next, *prev;
     struct dsmd *d;
     int      src;        /* requester's node */
     uint32_t origin;     /* requesting rank */
@@ -46,11 +49,62 @@ struct atomic_op {
 
 /* A reply at the requester's node, waiting for the done hook. */
 struct atomic_wait {
+    struct atomic_wait *next, *prev;
     struct dsmd *d;
     int      chan;
     uint32_t origin;
     uint64_t value;
 };
+
+struct dsmd_atomics {
+    struct atomic_op *ops;
+    struct atomic_wait *waits;
+};
+
+dsm_status_t dsmd_atomics_init(struct dsmd *d)
+{
+    d->atomics = calloc(1, sizeof(*d->atomics));
+    return d->atomics != NULL ? DSM_OK : DSM_ENOMEM;
+}
+
+void dsmd_atomics_fini(struct dsmd *d)
+{
+    if (d->atomics == NULL)
+        return;
+    while (d->atomics->ops) {
+        struct atomic_op *op = d->atomics->ops;
+
+        d->atomics->ops = op->next;
+        free(op);
+    }
+    while (d->atomics->waits) {
+        struct atomic_wait *w = d->atomics->waits;
+
+        d->atomics->waits = w->next;
+        free(w);
+    }
+    free(d->atomics);
+    d->atomics = NULL;
+}
+
+/* Link x (an op or a wait: next and prev first) at the head of *head; unlink it. */
+#define LIST_ADD(head, x)                \
+    do {                                 \
+        (x)->prev = NULL;                \
+        (x)->next = *(head);             \
+        if (*(head) != NULL)             \
+            (*(head))->prev = (x);       \
+        *(head) = (x);                   \
+    } while (0)
+#define LIST_DEL(head, x)                \
+    do {                                 \
+        if ((x)->prev != NULL)           \
+            (x)->prev->next = (x)->next; \
+        else                             \
+            *(head) = (x)->next;         \
+        if ((x)->next != NULL)           \
+            (x)->next->prev = (x)->prev; \
+    } while (0)
 
 static const struct dsmp_atomic_ops *hooks(const struct dsmd *d)
 {
@@ -202,6 +256,7 @@ static void wait_done(dsmp_t *p, void *arg)
     (void)p;
     if (c != NULL)
         reply_rank(w->d, c, DSM_OK, w->value, NULL);
+    LIST_DEL(&w->d->atomics->waits, w);
     free(w);
 }
 
@@ -211,9 +266,10 @@ static dsm_status_t reply_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
     struct atomic_wait *w;
     uint64_t now;
 
+    if (c == NULL) /* the thread went away (or a peer answers what nobody asked) */
+        return DSM_OK;
     if (m->status != 0) {
-        if (c != NULL)
-            reply_rank(d, c, m->status, 0, m->text && *m->text ? m->text : NULL);
+        reply_rank(d, c, m->status, 0, m->text && *m->text ? m->text : NULL);
         return DSM_OK;
     }
     w = malloc(sizeof(*w));
@@ -222,6 +278,7 @@ static dsm_status_t reply_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
         return DSM_OK;
     }
     *w = (struct atomic_wait){ .d = d, .chan = (int)m->seq, .origin = m->origin, .value = m->value };
+    LIST_ADD(&d->atomics->waits, w);
     now = after(m->aop, m->value, m->operand, m->operand2, m->size);
     if (hooks(d)->done) {
         uint32_t v32 = (uint32_t)now;
@@ -263,6 +320,7 @@ static void op_applied(dsmp_t *p, void *arg)
 
     (void)p;
     send_reply(op->d, op, DSM_OK, NULL);
+    LIST_DEL(&op->d->atomics->ops, op);
     free(op);
 }
 
@@ -299,6 +357,7 @@ static dsm_status_t atomic_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
         free(op);
         return DSM_OK;
     }
+    LIST_ADD(&d->atomics->ops, op);
     if (hooks(d)->prepare)
         hooks(d)->prepare(d->p, m->page, (int)m->origin, is_write(m->aop), op_ready, op);
     else

@@ -141,6 +141,7 @@ struct dsmd_rank {
 struct dsmd_sync;
 struct dsmd_alloc;
 struct dsmd_ft;
+struct dsmd_atomics;
 
 struct dsmd {
     struct dsmd_config cfg;
@@ -184,6 +185,7 @@ struct dsmd {
     struct dsmd_sync  *sync;
     struct dsmd_alloc *alloc;
     struct dsmd_ft    *ft;
+    struct dsmd_atomics *atomics;
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -295,6 +297,8 @@ dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 
 /* ---- atomics.c ---- */
+dsm_status_t dsmd_atomics_init(struct dsmd *d);
+void dsmd_atomics_fini(struct dsmd *d);
 /* A rank's DSMC_ATOMIC: checked, then sent to the page's home. */
 void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 /* ATOMIC_REQ (at the home) or ATOMIC_REPLY (at the requester's node). */

@@ -102,7 +102,8 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
     if ((st = d->pops->create(&d->svc, &d->p)) != DSM_OK)
         return st;
     d->pops->reset(d->p, 0, d->npages);
-    if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK || (st = dsmd_ft_init(d)) != DSM_OK)
+    if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK || (st = dsmd_ft_init(d)) != DSM_OK ||
+        (st = dsmd_atomics_init(d)) != DSM_OK)
         return st;
     return DSM_OK;
 }
@@ -112,6 +113,7 @@ void dsmd_node_teardown(struct dsmd *d)
     dsmd_watchdog_fini(d);
     dsmd_peers_fini(d);
     dsmd_clients_fini(d);
+    dsmd_atomics_fini(d);
     dsmd_ft_fini(d);
     dsmd_alloc_fini(d);
     dsmd_sync_fini(d);
