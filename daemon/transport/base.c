@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,61 @@ void dsmt_timer_set(const char *tname, int tfd, uint64_t when, uint64_t *armed)
         return;
     }
     *armed = when;
+}
+
+bool dsmt_config_ok(const struct dsmt_config *cfg, const struct dsmt_handler *h)
+{
+    return cfg->nnodes >= 1 && cfg->self >= 0 && cfg->self < cfg->nnodes && cfg->page_size > 0 &&
+           cfg->page_size <= (1u << 30) && cfg->max_msg > 0 && cfg->max_msg <= DSMT_MAX_MSG_LIMIT &&
+           (cfg->npages == 0 || cfg->frames != NULL) && cfg->npages <= SIZE_MAX / cfg->page_size &&
+           cfg->poll_us >= 0 && h->on_peer_up != NULL && h->on_message != NULL && h->on_peer_lost != NULL;
+}
+
+dsm_status_t dsmt_send_check(const char *tname, const struct dsmt_config *cfg, const struct dsmt_peer *peer,
+                             int node, const void *msg, size_t len, uint64_t page)
+{
+    if (node < 0 || node >= cfg->nnodes || node == cfg->self || len > cfg->max_msg || (len > 0 && msg == NULL) ||
+        (page != DSMT_NO_PAGE && page >= cfg->npages)) {
+        DSM_ERR("%s: bad send to node %d (%zu bytes, page %llu)", tname, node, len, (unsigned long long)page);
+        return DSM_EINVAL;
+    }
+    if (peer[node].st == DSMT_P_UP)
+        return DSM_OK;
+    if (peer[node].st == DSMT_P_LOST)
+        return DSM_EPEER; /* already reported through on_peer_lost */
+    DSM_ERR("%s: send to node %d before it is up", tname, node);
+    return DSM_ESTATE;
+}
+
+dsm_status_t dsmt_connect_check(const char *tname, const struct dsmt_config *cfg, const struct dsmt_peer *peer,
+                                int node, int timeout_ms)
+{
+    if (node < 0 || node >= cfg->self || timeout_ms <= 0) {
+        DSM_ERR("%s: node %d may not connect to node %d (or timeout %d ms)", tname, cfg->self, node, timeout_ms);
+        return DSM_EINVAL;
+    }
+    if (peer[node].st != DSMT_P_NONE) {
+        DSM_ERR("%s: connect to node %d twice", tname, node);
+        return DSM_ESTATE;
+    }
+    return DSM_OK;
+}
+
+int dsmt_drop_check(const char *tname, const struct dsmt_config *cfg, int node)
+{
+    if (node >= 0 && node < cfg->nnodes && node != cfg->self)
+        return 1;
+    DSM_ERR("%s: drop of node %d, not a peer", tname, node);
+    return 0;
+}
+
+void dsmt_peer_lost(struct dsmt_peer *peer, const struct dsmt_handler *h, int node, const char *reason,
+                    int report)
+{
+    peer[node].conn = NULL;
+    peer[node].st = DSMT_P_LOST;
+    if (report)
+        h->on_peer_lost(h->ctx, node, reason);
 }
 
 void dsmt_xclose(const char *tname, int fd, const char *what)

@@ -280,10 +280,7 @@ void dsmt_rdma_conn_kill(struct rdma *t, struct conn *c, enum dsm_log_level lvl,
     c->state = C_DEAD;
     if (!peer)
         return;
-    t->peer[c->node].conn = NULL;
-    t->peer[c->node].st = P_LOST;
-    if (!t->closing)
-        t->h.on_peer_lost(t->h.ctx, c->node, reason);
+    dsmt_peer_lost(t->peer, &t->h, c->node, reason, !t->closing);
 }
 
 void dsmt_rdma_conn_kill_errno(struct rdma *t, struct conn *c, const char *what, int err)
@@ -380,14 +377,6 @@ int dsmt_rdma_conn_resources(struct rdma *t, struct conn *c, char *why, size_t w
 
 /* ---- the ops ---------------------------------------------------------------------- */
 
-static bool config_ok(const struct dsmt_config *cfg, const struct dsmt_handler *h)
-{
-    return cfg->nnodes >= 1 && cfg->self >= 0 && cfg->self < cfg->nnodes && cfg->page_size > 0 &&
-           cfg->page_size <= (1u << 30) && cfg->max_msg > 0 && cfg->max_msg <= MAX_MSG_LIMIT &&
-           (cfg->npages == 0 || cfg->frames != NULL) && cfg->npages <= SIZE_MAX / cfg->page_size &&
-           cfg->poll_us >= 0 && h->on_peer_up != NULL && h->on_message != NULL && h->on_peer_lost != NULL;
-}
-
 static dsm_status_t watch(struct rdma *t, int fd, void *tag, const char *what)
 {
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
@@ -406,7 +395,7 @@ static dsm_status_t rdma_create(const struct dsmt_config *cfg, const struct dsmt
 {
     struct rdma *t;
 
-    if (!config_ok(cfg, h)) {
+    if (!dsmt_config_ok(cfg, h)) {
         DSM_ERR("rdma: invalid transport configuration");
         return DSM_EINVAL;
     }
@@ -548,14 +537,8 @@ static dsm_status_t rdma_connect_op(dsmt_t *tt, int node, const char *addr, int 
     char why[200];
     dsm_status_t st;
 
-    if (node < 0 || node >= t->cfg.self || timeout_ms <= 0) {
-        DSM_ERR("rdma: node %d may not connect to node %d (or timeout %d ms)", t->cfg.self, node, timeout_ms);
-        return DSM_EINVAL;
-    }
-    if (t->peer[node].st != P_NONE) {
-        DSM_ERR("rdma: connect to node %d twice", node);
-        return DSM_ESTATE;
-    }
+    if ((st = dsmt_connect_check("rdma", &t->cfg, t->peer, node, timeout_ms)) != DSM_OK)
+        return st;
     c = dsmt_rdma_conn_new(t, node, true);
     if (c == NULL) {
         DSM_ERR("rdma: out of memory connecting to node %d", node);
@@ -572,7 +555,7 @@ static dsm_status_t rdma_connect_op(dsmt_t *tt, int node, const char *addr, int 
         goto err;
     }
     t->peer[node].conn = c;
-    t->peer[node].st = P_PENDING;
+    t->peer[node].st = DSMT_P_PENDING;
     dsmt_rdma_timer_arm(t);
     return 0;
 
@@ -587,18 +570,10 @@ static dsm_status_t rdma_send(dsmt_t *tt, int node, const void *msg, size_t len,
 {
     struct rdma *t = rdma_of(tt);
     struct conn *c;
+    dsm_status_t st;
 
-    if (node < 0 || node >= t->cfg.nnodes || node == t->cfg.self || len > t->cfg.max_msg ||
-        (len > 0 && msg == NULL) || (page != DSMT_NO_PAGE && page >= t->cfg.npages)) {
-        DSM_ERR("rdma: bad send to node %d (%zu bytes, page %llu)", node, len, (unsigned long long)page);
-        return DSM_EINVAL;
-    }
-    if (t->peer[node].st != P_UP) {
-        if (t->peer[node].st == P_LOST)
-            return DSM_EPEER; /* already reported through on_peer_lost */
-        DSM_ERR("rdma: send to node %d before it is up", node);
-        return DSM_ESTATE;
-    }
+    if ((st = dsmt_send_check("rdma", &t->cfg, t->peer, node, msg, len, page)) != DSM_OK)
+        return st;
     c = t->peer[node].conn;
     if (c->q.head == c->q.tail && c->credits >= nsegs(len) && dsmt_rdma_tx_free(c) >= nsegs(len)) {
         size_t off = 0;
@@ -631,10 +606,8 @@ static void rdma_drop(dsmt_t *tt, int node, const char *reason)
 {
     struct rdma *t = rdma_of(tt);
 
-    if (node < 0 || node >= t->cfg.nnodes || node == t->cfg.self) {
-        DSM_ERR("rdma: drop of node %d, not a peer", node);
+    if (!dsmt_drop_check("rdma", &t->cfg, node))
         return;
-    }
     if (t->peer[node].conn != NULL)
         dsmt_rdma_conn_kill(t, t->peer[node].conn, DSM_LOG_INFO, reason ? reason : "dropped by the daemon");
 }

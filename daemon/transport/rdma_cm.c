@@ -18,7 +18,7 @@ static const char *hello_problem(struct rdma *t, struct conn *c, const uint8_t *
     if (bad != NULL)
         return bad;
     *code = DSMT_RDMA_REFUSE_DUPLICATE;
-    if (c == NULL && t->peer[*node].st != P_NONE) {
+    if (c == NULL && t->peer[*node].st != DSMT_P_NONE) {
         snprintf(why, wl, "bad hello: node %d is already connected or was lost", *node);
         return why;
     }

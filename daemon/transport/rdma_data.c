@@ -178,7 +178,7 @@ static void maybe_up(struct rdma *t, struct conn *c)
         (!c->outgoing && !c->authed))
         return;
     c->state = C_UP;
-    t->peer[c->node].st = P_UP;
+    t->peer[c->node].st = DSMT_P_UP;
     DSM_INFO("rdma: node %d (%s) is up", c->node, c->where);
     t->h.on_peer_up(t->h.ctx, c->node);
     if (c->state == C_UP)
@@ -243,13 +243,13 @@ static const char *rx_auth(struct rdma *t, struct conn *c, const uint8_t *proof,
 
     if (!proof_ok(t, c, proof))
         return "bad proof: the peer does not hold this job's secret";
-    if (t->peer[c->node].st != P_NONE) { /* another connection claimed it meanwhile */
+    if (t->peer[c->node].st != DSMT_P_NONE) { /* another connection claimed it meanwhile */
         snprintf(why, wl, "bad hello: node %d is already connected or was lost", c->node);
         return why;
     }
     c->authed = true;
     t->peer[c->node].conn = c;
-    t->peer[c->node].st = P_PENDING;
+    t->peer[c->node].st = DSMT_P_PENDING;
     if ((rc = send_keys(t, c)) != 0) {
         snprintf(why, wl, "ibv_post_send(KEYS): %s", strerror(rc));
         return why;

@@ -56,14 +56,12 @@
 #define RETRY_MS      50            /* connect retry period while nobody listens */
 #define LISTEN_BACKLOG 64
 #define MAX_EVENTS    64
-#define MAX_MSG_LIMIT (64u << 20)
 #define OUTQ_KEEP     (1u << 20)
 #define REC_HDR       16u           /* queued record: u32 len, u32 framed, u64 page */
 #define PDATA_MAX     256
 
 enum wr_kind { WR_RECV = 1, WR_SEND = 2, WR_WRITE = 3 };
 enum conn_state { C_RETRY, C_RESOLVING, C_CONNECTING, C_ACCEPTING, C_KEYS, C_UP, C_DEAD };
-enum peer_state { P_NONE, P_PENDING, P_UP, P_LOST };
 
 /* One RDMA device in use: its protection domain, the frames' registration, the channel. */
 struct rdev {
@@ -114,11 +112,6 @@ struct conn {
     size_t q_off;                   /* bytes of the head record's message already posted */
 };
 
-struct peer {
-    struct conn *conn;
-    enum peer_state st;
-};
-
 struct rdma {
     struct dsmt_config cfg;
     struct dsmt_handler h;
@@ -130,7 +123,7 @@ struct rdma {
     bool have_src;
     struct rdev *devs;
     struct conn *conns;             /* every connection, dead ones until reaped */
-    struct peer *peer;              /* [nnodes] */
+    struct dsmt_peer *peer;              /* [nnodes] */
     size_t backlog;
     int depth;                      /* progress() nesting guard */
     bool kicked;                    /* the eventfd holds a wake-up */

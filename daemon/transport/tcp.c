@@ -9,7 +9,7 @@
  * and proof in tcp_wire.h). Each side counts the peer up once the other's proof checks out.
  *
  * Invariants:
- *  - A connection is a peer (peer[node].st == P_UP) only after the hellos and proofs. A wrong
+ *  - A connection is a peer (peer[node].st == DSMT_P_UP) only after the hellos and proofs. A wrong
  *    proof (another job, a stranger, a replay) drops the connection like anything malformed.
  *    Anything malformed drops that one connection with one log line; a dropped peer gets
  *    on_peer_lost exactly once and is never readmitted (a later hello naming it is refused
@@ -153,9 +153,7 @@ void dsmt_tcp_conn_kill(struct tcp *t, struct conn *c, enum dsm_log_level lvl, c
     c->state = C_DEAD;
     if (!peer)
         return;
-    t->peer[c->node].conn = NULL;
-    t->peer[c->node].st = P_LOST;
-    t->h.on_peer_lost(t->h.ctx, c->node, reason);
+    dsmt_peer_lost(t->peer, &t->h, c->node, reason, 1);
 }
 
 void dsmt_tcp_conn_kill_errno(struct tcp *t, struct conn *c, const char *what, int err)
@@ -289,15 +287,6 @@ static void encode_hello(struct tcp *t)
     dsm_put64(b + DSMT_TCP_H_MAX_MSG, t->cfg.max_msg);
 }
 
-static bool config_ok(const struct dsmt_config *cfg, const struct dsmt_handler *h)
-{
-    return cfg->nnodes >= 1 && cfg->self >= 0 && cfg->self < cfg->nnodes &&
-           cfg->page_size > 0 && cfg->max_msg > 0 && cfg->max_msg <= MAX_MSG_LIMIT &&
-           (cfg->npages == 0 || cfg->frames != NULL) &&
-           cfg->npages <= SIZE_MAX / cfg->page_size &&
-           h->on_peer_up != NULL && h->on_message != NULL && h->on_peer_lost != NULL;
-}
-
 /* See dsmt_ops.create. */
 static dsm_status_t tcp_create(const struct dsmt_config *cfg, const struct dsmt_handler *h, dsmt_t **out)
 {
@@ -305,7 +294,7 @@ static dsm_status_t tcp_create(const struct dsmt_config *cfg, const struct dsmt_
     dsm_status_t st = DSM_ESYS;
     struct tcp *t;
 
-    if (!config_ok(cfg, h)) {
+    if (!dsmt_config_ok(cfg, h)) {
         DSM_ERR("tcp: invalid transport configuration");
         return DSM_EINVAL;
     }
@@ -501,14 +490,8 @@ static dsm_status_t tcp_connect(dsmt_t *tt, int node, const char *addr, int time
     char why[200];
     dsm_status_t st;
 
-    if (node < 0 || node >= t->cfg.self || timeout_ms <= 0) {
-        DSM_ERR("tcp: node %d may not connect to node %d (or timeout %d ms)", t->cfg.self, node, timeout_ms);
-        return DSM_EINVAL;
-    }
-    if (t->peer[node].st != P_NONE) {
-        DSM_ERR("tcp: connect to node %d twice", node);
-        return DSM_ESTATE;
-    }
+    if ((st = dsmt_connect_check("tcp", &t->cfg, t->peer, node, timeout_ms)) != DSM_OK)
+        return st;
     c = dsmt_tcp_conn_new(t, -1, node, true);
     if (c == NULL) {
         DSM_ERR("tcp: out of memory connecting to node %d", node);
@@ -520,11 +503,11 @@ static dsm_status_t tcp_connect(dsmt_t *tt, int node, const char *addr, int time
     c->timeout_ms = timeout_ms;
     c->deadline = dsmt_tcp_now_ms() + (uint64_t)timeout_ms;
     t->peer[node].conn = c;
-    t->peer[node].st = P_PENDING;
+    t->peer[node].st = DSMT_P_PENDING;
     if (dsmt_tcp_connect_try(t, c, why, sizeof(why)) < 0) {
         DSM_ERR("tcp: connect to node %d: %s", node, why);
         t->peer[node].conn = NULL;
-        t->peer[node].st = P_NONE;
+        t->peer[node].st = DSMT_P_NONE;
         st = DSM_ESYS;
         goto err;
     }
@@ -545,20 +528,12 @@ static dsm_status_t tcp_send(dsmt_t *tt, int node, const void *msg, size_t len, 
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
     size_t total = sizeof(hdr) + len;
     struct conn *c;
+    dsm_status_t st;
     ssize_t w;
     int err;
 
-    if (node < 0 || node >= t->cfg.nnodes || node == t->cfg.self || len > t->cfg.max_msg ||
-        (len > 0 && msg == NULL) || (page != DSMT_NO_PAGE && page >= t->cfg.npages)) {
-        DSM_ERR("tcp: bad send to node %d (%zu bytes, page %llu)", node, len, (unsigned long long)page);
-        return DSM_EINVAL;
-    }
-    if (t->peer[node].st != P_UP) {
-        if (t->peer[node].st == P_LOST)
-            return DSM_EPEER; /* already reported through on_peer_lost */
-        DSM_ERR("tcp: send to node %d before it is up", node);
-        return DSM_ESTATE;
-    }
+    if ((st = dsmt_send_check("tcp", &t->cfg, t->peer, node, msg, len, page)) != DSM_OK)
+        return st;
     c = t->peer[node].conn;
     dsm_put32(hdr + DSMT_TCP_F_LEN, (uint32_t)len);
     dsm_put32(hdr + DSMT_TCP_F_FLAGS, page != DSMT_NO_PAGE ? DSMT_TCP_F_FRAME : 0);
@@ -601,10 +576,8 @@ static void tcp_drop(dsmt_t *tt, int node, const char *reason)
 {
     struct tcp *t = tcp_of(tt);
 
-    if (node < 0 || node >= t->cfg.nnodes || node == t->cfg.self) {
-        DSM_ERR("tcp: drop of node %d, not a peer", node);
+    if (!dsmt_drop_check("tcp", &t->cfg, node))
         return;
-    }
     if (t->peer[node].conn != NULL)
         dsmt_tcp_conn_kill(t, t->peer[node].conn, DSM_LOG_INFO, reason ? reason : "dropped by the daemon");
 }

@@ -50,11 +50,9 @@
 #define UNPROVEN_EXTRA    16            /* accepted, not yet said hello: at most nnodes + this */
 #define ACCEPT_PAUSE_MS   100           /* out of descriptors: stop accepting this long, */
 #define ACCEPT_PAUSE_MAX  2000          /* doubling up to this while it lasts */
-#define MAX_MSG_LIMIT     (64u << 20)   /* sanity bound on cfg->max_msg (the length is a u32) */
 
 enum conn_state { C_RETRY, C_CONNECTING, C_HELLO, C_UP, C_DEAD };
 enum rx_state { RX_HELLO, RX_PROOF, RX_HDR, RX_MSG, RX_FRAME };
-enum peer_state { P_NONE, P_PENDING, P_UP, P_LOST };
 
 /* Unwritten bytes are buf[head, tail). */
 struct conn {
@@ -86,17 +84,12 @@ struct conn {
     uint8_t peer_nonce[DSMT_TCP_NONCE_LEN]; /* from the peer's hello; our proof covers it */
 };
 
-struct peer {
-    struct conn *conn;
-    enum peer_state st;
-};
-
 struct tcp {
     struct dsmt_config cfg;
     struct dsmt_handler h;
     int epfd, lfd, tfd;
     struct conn *conns;       /* every connection, dead ones until reaped */
-    struct peer *peer;        /* [nnodes] */
+    struct dsmt_peer *peer;        /* [nnodes] */
     size_t backlog;           /* sum of out-queue bytes */
     int depth;                /* progress() nesting guard */
     uint64_t armed_for;       /* deadline the timerfd is set to; UINT64_MAX = disarmed */

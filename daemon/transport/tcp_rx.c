@@ -35,7 +35,7 @@ static const char *hello_problem(struct tcp *t, struct conn *c, const uint8_t *b
                  node, t->cfg.self, t->cfg.nnodes);
         return why;
     }
-    if (!c->outgoing && t->peer[node].st != P_NONE) {
+    if (!c->outgoing && t->peer[node].st != DSMT_P_NONE) {
         snprintf(why, len, "bad hello: node %u is already connected or was lost", node);
         return why;
     }
@@ -76,7 +76,7 @@ static bool rx_proof(struct tcp *t, struct conn *c, const uint8_t *b)
         return false;
     }
     if (!c->outgoing) {
-        if (t->peer[node].st != P_NONE) { /* another connection claimed it meanwhile */
+        if (t->peer[node].st != DSMT_P_NONE) { /* another connection claimed it meanwhile */
             dsmt_tcp_conn_kill(t, c, DSM_LOG_WARN, "bad hello: node is already connected or was lost");
             return false;
         }
@@ -87,7 +87,7 @@ static bool rx_proof(struct tcp *t, struct conn *c, const uint8_t *b)
         }
         t->peer[node].conn = c;
     }
-    t->peer[node].st = P_UP;
+    t->peer[node].st = DSMT_P_UP;
     c->state = C_UP;
     c->rx = RX_HDR;
     DSM_INFO("tcp: node %d (%s) is up", node, c->where);
