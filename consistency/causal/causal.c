@@ -770,6 +770,12 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     if (p == NULL)
         return DSM_ENOMEM;
     p->svc = *svc;
+    if (svc->page_size > DSMP_DIFF_MAX_PAGE) { /* a limit of the diff encoding, not of memory */
+        DSM_ERR("causal: pages of %zu bytes; diffs describe pages of at most %u bytes", svc->page_size,
+                DSMP_DIFF_MAX_PAGE);
+        free(p);
+        return DSM_ECONFIG;
+    }
     p->nn = svc->nnodes;
     p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
     if (p->delay_us == 0 || p->delay_us > 10000000)
@@ -783,7 +789,7 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     p->bufcap = PART_BYTES;
     p->buf = malloc(p->bufcap);
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
-    if (svc->page_size > 65535 || p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
+    if (p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
         p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL ||
         p->asm_ == NULL) {
         DSM_ERR("causal: cannot set up for %llu pages", (unsigned long long)svc->npages);

@@ -14,6 +14,9 @@
 
 #include "dsm_status.h"
 
+/* The largest page the encoding can describe: run offsets and lengths are u16. */
+#define DSMP_DIFF_MAX_PAGE 65535u
+
 /* Largest encoding of one page's diff (every other byte changed). */
 static inline size_t dsmp_diff_max(size_t page_size)
 {

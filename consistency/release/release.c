@@ -777,6 +777,12 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     if (p == NULL)
         return DSM_ENOMEM;
     p->svc = *svc;
+    if (svc->page_size > DSMP_DIFF_MAX_PAGE) { /* a limit of the diff encoding, not of memory */
+        DSM_ERR("release: pages of %zu bytes; diffs describe pages of at most %u bytes", svc->page_size,
+                DSMP_DIFF_MAX_PAGE);
+        free(p);
+        return DSM_ECONFIG;
+    }
     p->nn = svc->nnodes;
     p->pg = calloc(svc->npages, sizeof(*p->pg));
     p->vc = calloc((size_t)p->nn, sizeof(uint32_t));
@@ -786,7 +792,7 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     p->scratch = malloc(SCRATCH_BYTES);
     p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
-    if (svc->page_size > 65535 || p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
+    if (p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
         p->zero_vc == NULL || p->scratch == NULL || p->scratch_vc == NULL || p->diffbuf == NULL ||
         dsmp_notices_init(&p->store, p->nn) != DSM_OK) {
         DSM_ERR("release: cannot set up for %llu pages", (unsigned long long)svc->npages);
