@@ -41,6 +41,7 @@
 
 #include "dsm_log.h"
 #include "dsmd.h"
+#include "sync/gather.h"
 #include "sync/lockq.h"
 
 /* A synchronisation step waiting for the module (release flush, acquire apply). */
@@ -69,7 +70,7 @@ struct gather {
     int      local_arrived;     /* ranks of this node in the current epoch */
     uint64_t epoch;             /* epochs completed at this node */
     struct dsmd_chan *waiting;  /* local channels to release */
-    int      mgr_arrived;       /* node 0: nodes arrived in the current epoch */
+    struct dsmd_gather_mgr mgr; /* node 0: the count (sync/gather.h) */
     int      mgr_origin;        /* node 0: a rank of the first node that arrived */
     int      mgr_node;          /* and that node */
 };
@@ -396,9 +397,9 @@ static void absent_check(struct dsmd *d)
 
     if (s->absent < 0 || d->aborting)
         return;
-    if (s->barrier.waiting || s->barrier.mgr_arrived)
+    if (s->barrier.waiting || s->barrier.mgr.arrived)
         in = "dsm_barrier";
-    else if (s->fini.waiting || s->fini.mgr_arrived)
+    else if (s->fini.waiting || s->fini.mgr.arrived)
         in = "dsm_finalize";
     else
         return;
@@ -617,11 +618,11 @@ static void gather_manager(struct dsmd *d, int src, struct gather *g, const dsmw
 
     if (hooks(d)->barrier_arrived)
         hooks(d)->barrier_arrived(d->p, arrive);
-    if (g->mgr_arrived++ == 0) {
+    if (g->mgr.arrived == 1) { /* counted already (dsmd_sync_message) */
         g->mgr_origin = (int)arrive->origin;
         g->mgr_node = src;
     }
-    if (bar->mgr_arrived && fin->mgr_arrived) {
+    if (bar->mgr.arrived && fin->mgr.arrived) {
         dsmd_abort_rank(d, fin->mgr_origin, "finalized", DSM_ESTATE,
                         "rank %d (node %d) called dsm_finalize while rank %d (node %d) waits in dsm_barrier "
                         "(barrier %llu): that barrier can never complete", fin->mgr_origin, fin->mgr_node,
@@ -629,9 +630,8 @@ static void gather_manager(struct dsmd *d, int src, struct gather *g, const dsmw
         return;
     }
     absent_check(d);
-    if (d->aborting || g->mgr_arrived < d->cfg.nnodes)
+    if (d->aborting || !dsmd_gather_complete(&g->mgr, d->cfg.nnodes))
         return;
-    g->mgr_arrived = 0;
     dsmw_init(&m, release_type);
     m.epoch = arrive->epoch;
     m.origin = (uint32_t)d->cfg.first_rank;
@@ -705,8 +705,13 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         return DSM_OK;
     case DSMW__TYPE__BARRIER_ARRIVE:
     case DSMW__TYPE__FINI_ARRIVE:
-        if (d->cfg.node != 0)
+        if (d->cfg.node != 0 ||
+            dsmd_gather_arrive(m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier.mgr : &s->fini.mgr, m->epoch) !=
+                DSM_OK) {
+            DSM_ERR("node %d arrived at %s epoch %llu, which is not the one under way", src,
+                    m->type == DSMW__TYPE__BARRIER_ARRIVE ? "barrier" : "finalize", (unsigned long long)m->epoch);
             return DSM_EPROTO;
+        }
         gather_manager(d, src, m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier : &s->fini, m,
                        m->type == DSMW__TYPE__BARRIER_ARRIVE ? DSMW__TYPE__BARRIER_RELEASE : DSMW__TYPE__FINI_RELEASE);
         return DSM_OK;
@@ -772,11 +777,11 @@ void dsmd_sync_describe(struct dsmd *d)
     struct dsmd_sync *s = d->sync;
 
     dsmd_lockq_each_held(s->locks, describe_lock, d);
-    if (d->cfg.node == 0 && s->barrier.mgr_arrived)
+    if (d->cfg.node == 0 && s->barrier.mgr.arrived)
         dsmd_announce(d, "WAITS barrier %llu: %d of %d nodes arrived", (unsigned long long)s->barrier.epoch + 1,
-                      s->barrier.mgr_arrived, d->cfg.nnodes);
-    if (d->cfg.node == 0 && s->fini.mgr_arrived)
-        dsmd_announce(d, "WAITS dsm_finalize: %d of %d nodes arrived", s->fini.mgr_arrived, d->cfg.nnodes);
+                      s->barrier.mgr.arrived, d->cfg.nnodes);
+    if (d->cfg.node == 0 && s->fini.mgr.arrived)
+        dsmd_announce(d, "WAITS dsm_finalize: %d of %d nodes arrived", s->fini.mgr.arrived, d->cfg.nnodes);
 }
 
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status)

@@ -3,6 +3,7 @@
  * unit suite needs nothing else. */
 #include "proto_harness.h"
 
+#include "sync/gather.h"
 #include "sync/lockq.h"
 
 #include <stdarg.h>
@@ -81,8 +82,7 @@ struct ph {
     uint8_t held[PH_MAX_NODES][PH_MAX_LOCKS];   /* acquired by the node's first rank */
     uint64_t bar_epoch[PH_MAX_NODES];           /* barriers completed per node */
     struct ph_step *bar_wait[PH_MAX_NODES];     /* the node's barrier step in progress */
-    int bar_arrived;                            /* node 0: arrivals in the current epoch */
-    uint64_t bar_mgr_epoch;                     /* node 0: barriers it has released */
+    struct dsmd_gather_mgr bar_mgr;             /* node 0: the daemon's count (sync/gather.h) */
     /* atomics (ph_atomic): every one ever started, by token; pages they were used on */
     struct ph_atomic_op **atomics;
     size_t natomics, capatomics;
@@ -1233,17 +1233,15 @@ static dsm_status_t barrier_msg(struct ph *h, int src, int dst, const dsmw_msg_t
     dsmw_msg_t r;
 
     if (m->type == DSMW__TYPE__BARRIER_ARRIVE) {
-        if (dst != 0 || m->epoch != h->bar_mgr_epoch) {
+        if (dst != 0 || dsmd_gather_arrive(&h->bar_mgr, m->epoch) != DSM_OK) {
             ph_error(h, "BARRIER_ARRIVE (epoch %llu) from node %d at node %d", (unsigned long long)m->epoch, src,
                      dst);
             return DSM_EPROTO;
         }
         if (sync_hooks(h)->barrier_arrived)
             sync_hooks(h)->barrier_arrived(h->nodes[0].p, m);
-        if (++h->bar_arrived < h->cfg.nnodes)
+        if (!dsmd_gather_complete(&h->bar_mgr, h->cfg.nnodes))
             return DSM_OK;
-        h->bar_arrived = 0;
-        h->bar_mgr_epoch++;
         dsmw_init(&r, DSMW__TYPE__BARRIER_RELEASE);
         r.epoch = m->epoch;
         r.origin = (uint32_t)ph_rank(0);
