@@ -104,6 +104,7 @@ struct dsmd_counters {
     uint64_t protects;   /* PROTECT messages (each one run of pages: one mprotect) */
     uint64_t messages_sent, bytes_sent, lock_acquires, barriers, wall_ns;
     uint64_t diffs, write_notices;
+    uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 
 struct dsmd_lock_held {

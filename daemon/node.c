@@ -144,13 +144,23 @@ void dsmd_node_print_stats(struct dsmd *d)
         /* a rank that did not finalize never sent its own clock: the daemon's, hello to exit */
         int64_t wall = rk->finalized ? (int64_t)c->wall_ns :
                        rk->connected ? (rk->left_ns ? rk->left_ns : dsmd_now_ns()) - rk->joined_ns : 0;
+        char waits[200] = ""; /* the time breakdown, only from a rank that finalized (its clocks) */
+
+        if (rk->finalized) {
+            uint64_t sum = c->wait_ns[0] + c->wait_ns[1] + c->wait_ns[2] + c->wait_ns[3];
+
+            snprintf(waits, sizeof(waits), ",\"wait_fault_seconds\":%.6f,\"wait_lock_seconds\":%.6f,"
+                     "\"wait_barrier_seconds\":%.6f,\"wait_other_seconds\":%.6f,\"compute_seconds\":%.6f",
+                     (double)c->wait_ns[0] / 1e9, (double)c->wait_ns[1] / 1e9, (double)c->wait_ns[2] / 1e9,
+                     (double)c->wait_ns[3] / 1e9, wall > (int64_t)sum ? (double)(wall - (int64_t)sum) / 1e9 : 0.0);
+        }
 
         printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
                "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
-               "\"joined\":%s,\"finalized\":%s}",
+               "\"joined\":%s,\"finalized\":%s%s}",
                i ? "," : "", d->ranks[i].rank, d->cfg.node, (unsigned long long)c->read_faults,
                (unsigned long long)c->write_faults, (unsigned long long)c->pages_fetched,
                (unsigned long long)c->invalidations, (unsigned long long)c->messages_sent,
@@ -161,7 +171,7 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
                (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
-               rk->finalized ? "true" : "false");
+               rk->finalized ? "true" : "false", waits);
     }
     printf("],\"heartbeats_sent\":%llu}\n", (unsigned long long)d->heartbeats_sent);
     fflush(stdout);

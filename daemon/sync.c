@@ -513,6 +513,10 @@ void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
         /* the rank's own clock; locks and barriers are counted here as they are served */
         rk->finalized = 1;
         rk->c.wall_ns = m->e;
+        rk->c.wait_ns[0] = m->a; /* faults, locks, barriers, the rest (dsm_chan.h) */
+        rk->c.wait_ns[1] = m->b;
+        rk->c.wait_ns[2] = m->c;
+        rk->c.wait_ns[3] = m->d;
         c->pending_op = DSMC_FINALIZE;
         gather_arrive(d, &d->sync->fini, c, DSMW__TYPE__FINI_ARRIVE);
         return;

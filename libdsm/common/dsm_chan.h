@@ -35,8 +35,8 @@
  *   FREE          rank->d  a=address         reply REPLY status
  *   LOCK/UNLOCK   rank->d  a=lock id         reply REPLY status
  *   BARRIER       rank->d                    reply REPLY status (when every rank arrived)
- *   FINALIZE      rank->d  a=read faults, b=write faults, c=lock acquires, d=barriers,
- *                          e=wall time in nanoseconds
+ *   FINALIZE      rank->d  a, b, c, d: the rank's waits for faults, locks, barriers and the
+ *                          rest (atomics, fences, allocation), e: its wall time, all in ns
  *                                            reply REPLY status (after every rank finalized)
  *   PROTECT       d->rank  seq, a=first page, b=page count, c=access, d=grants of page a
  *                          sent so far when that page has a grant the daemon has not seen

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "stats.h"
 #include "dsm_log.h"
 #include "runtime.h"
 #include "service.h"
@@ -284,10 +285,31 @@ void dsm_channel_close_threads(void)
     }
 }
 
+/* Which of the time breakdown's clocks a request's wait goes to (stats.h); -1: none (the
+ * finalize, after the wall clock stopped). The fences' lock is the rest, not a lock. */
+static int wait_kind(const struct dsmc_msg *req)
+{
+    switch (req->op) {
+    case DSMC_FINALIZE:
+        return -1;
+    case DSMC_BARRIER:
+        return DSM_WAIT_BARRIER;
+    case DSMC_LOCK:
+    case DSMC_TRYLOCK:
+    case DSMC_UNLOCK:
+    case DSMC_COND_WAIT:
+    case DSMC_COND_SIGNAL:
+        return req->a == UINT32_MAX ? DSM_WAIT_OTHER : DSM_WAIT_LOCK;
+    default:
+        return DSM_WAIT_OTHER;
+    }
+}
+
 dsm_status_t dsm_channel_request(const char *what, const struct dsmc_msg *req,
                                  struct dsmc_msg *rep, enum dsmc_op reply_op)
 {
     struct dsm_chan ch;
+    uint64_t t0 = dsm_stats_clock();
     dsm_status_t st = dsm_channel_acquire(&ch);
     bool opened = st == 0;
 
@@ -295,6 +317,8 @@ dsm_status_t dsm_channel_request(const char *what, const struct dsmc_msg *req,
         st = dsm_channel_exchange(ch.fd, req, rep, reply_op, true);
         dsm_channel_release(&ch);
     }
+    if (wait_kind(req) >= 0)
+        dsm_stats_waited((enum dsm_wait)wait_kind(req), t0);
     if (st == 0)
         return 0;
     if (st == DSM_ENODAEMON && dsm_rt_state() != DSM_RT_FINALIZING)

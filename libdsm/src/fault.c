@@ -180,8 +180,10 @@ static void on_segv(int sig, siginfo_t *si, void *uc_)
     }
     write = (uc->uc_mcontext.gregs[REG_ERR] & DSM_X86_PF_WRITE) != 0;
     page = dsm_vm_page_of(&dsm_rt.vm, addr);
-    dsm_stats_fault(write);
+    uint64_t t0 = dsm_stats_clock();
+
     resolve(addr, page, write);
+    dsm_stats_waited(DSM_WAIT_FAULT, t0);
     errno = saved_errno;
 }
 

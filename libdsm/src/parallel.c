@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "affinity.h"
+#include "stats.h"
 #include "dsm_log.h"
 #include "runtime.h"
 
@@ -188,10 +189,13 @@ DSM_API int dsm_thread_barrier(void)
     pthread_mutex_lock(&t->mu);
     gen = t->gen;
     if (++t->arrived < t->n) {
+        uint64_t t0 = dsm_stats_clock(); /* the last thread's dsm_barrier is timed on its own */
+
         while (t->gen == gen)
             pthread_cond_wait(&t->cv, &t->mu);
         st = t->bst;
         pthread_mutex_unlock(&t->mu);
+        dsm_stats_waited(DSM_WAIT_BARRIER, t0);
         return st;
     }
     t->arrived = 0;

@@ -1,8 +1,13 @@
 /*
- * stats.h - the rank's own counters, reported to its daemon in FINALIZE (the daemon adds
- * what only it can count: pages fetched, invalidations, messages and bytes).
+ * stats.h - the rank's own clocks, reported to its daemon in FINALIZE (the daemon counts
+ * everything else: faults, pages fetched, invalidations, locks, barriers, messages, bytes).
  *
- * Counters are relaxed atomics: any thread, and the fault handler, may bump them.
+ * The time breakdown: every wait in the runtime is timed and added to one of four clocks
+ * (faults, locks and condition variables, barriers, the rest: atomics, fences, allocation);
+ * wall time minus their sum is the time the rank computed. With several threads the waits
+ * of all of them add up (as CPU time does), so they can exceed the wall time.
+ *
+ * The clocks are relaxed atomics: any thread, and the fault handler, may add to them.
  */
 #ifndef DSM_STATS_H
 #define DSM_STATS_H
@@ -13,11 +18,14 @@
 
 /* Zero the counters and start the wall clock (dsm_init). */
 void dsm_stats_start(void);
-/* Count one fault of the global space; async-signal-safe. */
-void dsm_stats_fault(bool write);
-void dsm_stats_lock_acquired(void);
-void dsm_stats_barrier(void);
-/* Fill a FINALIZE message's a..e (read faults, write faults, lock acquires, barriers, wall ns). */
+enum dsm_wait { DSM_WAIT_FAULT, DSM_WAIT_LOCK, DSM_WAIT_BARRIER, DSM_WAIT_OTHER, DSM_WAIT_KINDS };
+
+/* Now on CLOCK_MONOTONIC, in ns; async-signal-safe. */
+uint64_t dsm_stats_clock(void);
+/* A wait of `kind` that began at `since` (dsm_stats_clock) ended now; async-signal-safe. */
+void dsm_stats_waited(enum dsm_wait kind, uint64_t since);
+/* Fill a FINALIZE message's a..e: the fault, lock, barrier and other waits, and the wall
+ * time, in ns. */
 void dsm_stats_fill(struct dsmc_msg *m);
 
 #endif

@@ -10,7 +10,6 @@
 #include "locks.h"
 #include "parallel.h"
 #include "runtime.h"
-#include "stats.h"
 
 /* One synchronisation request; returns 0 or a status (logged, naming fn and id). */
 static dsm_status_t sync_call(const char *fn, enum dsmc_op op, uint32_t id)
@@ -59,9 +58,7 @@ static dsm_status_t acquire(const char *fn, enum dsmc_op op, uint32_t id)
     if (st != 0)
         return st;
     st = sync_call(fn, op, id);
-    if (st == 0)
-        dsm_stats_lock_acquired();
-    else
+    if (st != 0)
         dsm_locks_drop(id);
     return st;
 }
@@ -137,8 +134,6 @@ DSM_API int dsm_barrier(void)
         return DSM_ESTATE;
     }
     st = sync_call("dsm_barrier", DSMC_BARRIER, 0);
-    if (st == 0)
-        dsm_stats_barrier();
     return st;
 }
 
@@ -170,8 +165,8 @@ DSM_API int dsm_cond_wait(uint32_t cond, uint32_t lock)
         st = lock_id_ok("dsm_cond_wait", lock);
     if (st == 0)
         st = dsm_locks_check(lock, "dsm_cond_wait");
-    if (st == 0 && (st = cond_call("dsm_cond_wait", DSMC_COND_WAIT, cond, lock)) == 0)
-        dsm_stats_lock_acquired();
+    if (st == 0)
+        st = cond_call("dsm_cond_wait", DSMC_COND_WAIT, cond, lock);
     return st;
 }
 

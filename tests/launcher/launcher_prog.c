@@ -48,6 +48,11 @@
  *                                    with race, then every rank writes its word of each page of
  *                                    a 64-page first-touch region at once (racing claims); all
  *                                    checked
+ *   launcher_prog breakdown          rank 0 takes lock 3, then computes 300 ms (a busy loop
+ *                                    outside the runtime) before it lets the lock go and joins
+ *                                    a barrier; rank 1 waits for lock 3, then reads a page
+ *                                    homed on the last node; the others wait in the barrier:
+ *                                    with --stats, the time breakdown shows each of these
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -621,6 +626,52 @@ static int run_firsttouch(int race)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* Burn `ms` milliseconds of CPU outside the runtime. */
+static void compute_ms(long ms)
+{
+    struct timespec t0, t;
+    volatile unsigned long x = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        for (int i = 0; i < 10000; i++)
+            x += (unsigned long)i;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+}
+
+/* breakdown: see the header. */
+static int run_breakdown(void)
+{
+    struct dsm_alloc_attr last = DSM_ALLOC_ATTR_INIT;
+    volatile char *far;
+    void *p;
+    long sum = 0;
+
+    last.placement = DSM_PLACE_NODE;
+    last.node = dsm_nnodes() - 1;
+    if (dsm_coalloc_ex(dsm_page_size(), &last, &p) != 0)
+        return bad("dsm_coalloc_ex failed");
+    far = p;
+    if (dsm_rank() == 0 && dsm_lock(3) != 0)
+        return bad("dsm_lock failed");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if (dsm_rank() == 0) {
+        compute_ms(300);
+        if (dsm_unlock(3) != 0)
+            return bad("dsm_unlock failed");
+    } else if (dsm_rank() == 1) {
+        if (dsm_lock(3) != 0 || dsm_unlock(3) != 0)
+            return bad("dsm_lock/dsm_unlock failed");
+        sum += far[0];
+    }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    printf("rank %d breakdown ok %ld\n", dsm_rank(), sum);
+    return 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -690,7 +741,7 @@ int main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: launcher_prog ok|fail|spin|loop|segv|freeze|stats|finalize|noinit|plain|deadlock|slow|"
-                        "api|abort|mismatch|placement|cond|flag|atomics|firsttouch "
+                        "api|abort|mismatch|placement|cond|flag|atomics|firsttouch|breakdown "
                         "[ARGS...]\n");
         return 2;
     }
@@ -734,6 +785,8 @@ int main(int argc, char **argv)
         rc = run_flag();
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
+    else if (!strcmp(argv[1], "breakdown"))
+        rc = run_breakdown();
     else if (!strcmp(argv[1], "firsttouch"))
         rc = run_firsttouch(argc > 2 && !strcmp(argv[2], "race"));
     else if (!strcmp(argv[1], "atomics") && argc > 2)

@@ -542,6 +542,46 @@ def case_firsttouch(dsmrun, prog):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def case_breakdown(dsmrun, prog):
+    """The time breakdown of --stats (the ranks' own clocks): rank 0 computes 300 ms holding
+    lock 3, rank 1 waits for that lock then faults on a page of the last node, the others wait
+    in a barrier. Each shows where its time went (bounds below what was arranged, so load only
+    makes them safer), and per rank the waits plus compute add up to the wall time. --report
+    prints the shares."""
+    d = tempfile.mkdtemp(prefix="dsmrun-stats-")
+    try:
+        for model in ("sequential", "release", "causal"):
+            for opts in (["-n", "3"], ["-n", "4", "--ranks-per-node", "2"]):
+                path = os.path.join(d, "%s.json" % model)
+                j = run(dsmrun, prog, ["breakdown"], opts + ["--consistency", model, "--stats", path,
+                                                           "--report", "--timeout", "60"])
+                check(j.rc == 0, "%s %s: exit status %s" % (model, opts, j.rc), j)
+                with open(path) as f:
+                    ranks = json.load(f)["ranks"]
+                keys = ("wait_fault_seconds", "wait_lock_seconds", "wait_barrier_seconds",
+                        "wait_other_seconds")
+                for r in ranks:
+                    check(all(r[k] >= 0 for k in keys) and r["compute_seconds"] >= 0,
+                          "%s %s: rank %d: a negative share: %s" % (model, opts, r["rank"], r), j)
+                    total = sum(r[k] for k in keys) + r["compute_seconds"]
+                    check(abs(total - r["wall_seconds"]) < 1e-5,
+                          "%s %s: rank %d: waits + compute = %.6f s, wall %.6f s"
+                          % (model, opts, r["rank"], total, r["wall_seconds"]), j)
+                check(ranks[0]["compute_seconds"] >= 0.25, "%s %s: rank 0 computed %.3f s, not 0.3"
+                      % (model, opts, ranks[0]["compute_seconds"]), j)
+                check(ranks[1]["wait_lock_seconds"] >= 0.2, "%s %s: rank 1 waited %.3f s for lock 3"
+                      % (model, opts, ranks[1]["wait_lock_seconds"]), j)
+                check(ranks[2]["wait_barrier_seconds"] >= 0.2, "%s %s: rank 2 waited %.3f s in barriers"
+                      % (model, opts, ranks[2]["wait_barrier_seconds"]), j)
+                if model != "causal":  # causal replicates every page: no fault for a read
+                    check(ranks[1]["wait_fault_seconds"] > 0, "%s %s: rank 1's fault took no time"
+                          % (model, opts), j)
+                check("compute%" in j.err and "barrier%" in j.err, "%s %s: --report has no breakdown"
+                      % (model, opts), j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region
