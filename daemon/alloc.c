@@ -371,6 +371,7 @@ static void region_cleared(struct dsmd *d, void *arg)
     dsmd_space_region_free(&d->space, f->first, f->n);
     dsmd_ft_region_reset(d, f->first, f->n);
     d->pops->reset(d->p, f->first, f->n);
+    dsmd_atomics_region_reset(d, f->first, f->n);
     send_region_ack(d, f->src, f->first, 1, f->origin);
     free(f);
 }

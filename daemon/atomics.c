@@ -38,6 +38,7 @@ _Static_assert((int)DSMC_AOP_LOAD == (int)DSMW_AOP_LOAD && (int)DSMC_AOP_CAS == 
 struct atomic_op {
     struct atomic_op *next, *prev;
     struct dsmd *d;
+    int      preparing;  /* in the protocol's prepare hook (a region reset drops it there) */
     int      src;        /* requester's node */
     uint32_t origin;     /* requesting rank */
     uint64_t token;      /* requester's channel id */
@@ -167,18 +168,21 @@ static void reply_rank(struct dsmd *d, struct dsmd_chan *c, int status, uint64_t
     struct dsmc_msg m = { .op = DSMC_REPLY, .status = status, .a = value };
 
     c->pending_op = 0;
+    c->atomic_replied = 0;
     if (why != NULL)
         snprintf(m.text, sizeof(m.text), "%s", why);
     dsmd_chan_send(d, c, &m);
 }
 
-/* The channel still waiting for an atomic of rank `origin` with id `id`, or NULL. */
-static struct dsmd_chan *waiting_chan(struct dsmd *d, int id, uint32_t origin)
+/* The channel still waiting for an atomic of rank `origin` with id `id`, or NULL; with
+ * `replied`, one whose reply has come (its done hook runs), else one whose has not. */
+static struct dsmd_chan *waiting_chan(struct dsmd *d, int id, uint32_t origin, int replied)
 {
     struct dsmd_chan *c = dsmd_chan_by_id(d, id);
     struct dsmd_rank *rk = c ? dsmd_rank_of(d, c) : NULL;
 
-    return rk != NULL && c->pending_op == DSMC_ATOMIC && rk->rank == (int)origin ? c : NULL;
+    return rk != NULL && c->pending_op == DSMC_ATOMIC && rk->rank == (int)origin &&
+                   c->atomic_replied == replied ? c : NULL;
 }
 
 /* An atomic parked until its first-touch page has a home. */
@@ -191,7 +195,7 @@ struct atomic_parked {
 static void atomic_resume(struct dsmd *d, void *arg)
 {
     struct atomic_parked *a = arg;
-    struct dsmd_chan *c = waiting_chan(d, a->chan, a->origin);
+    struct dsmd_chan *c = waiting_chan(d, a->chan, a->origin, 0);
 
     if (c != NULL) {
         c->pending_op = 0;
@@ -251,7 +255,7 @@ void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_
 static void wait_done(dsmp_t *p, void *arg)
 {
     struct atomic_wait *w = arg;
-    struct dsmd_chan *c = waiting_chan(w->d, w->chan, w->origin);
+    struct dsmd_chan *c = waiting_chan(w->d, w->chan, w->origin, 1);
 
     (void)p;
     if (c != NULL)
@@ -262,16 +266,25 @@ static void wait_done(dsmp_t *p, void *arg)
 
 static dsm_status_t reply_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
 {
-    struct dsmd_chan *c = waiting_chan(d, (int)m->seq, m->origin);
+    struct dsmd_chan *c = waiting_chan(d, (int)m->seq, m->origin, 0);
+    int home = dsmd_space_home(&d->space, m->page);
     struct atomic_wait *w;
     uint64_t now;
 
+    if (m->addr >= d->page_size || m->size > d->page_size - m->addr)
+        return DSM_EPROTO;
     if (c == NULL) /* the thread went away (or a peer answers what nobody asked) */
         return DSM_OK;
-    if (m->status != 0) {
-        reply_rank(d, c, m->status, 0, m->text && *m->text ? m->text : NULL);
+    if (c->pending_seq != m->page) /* not the page this thread asked about */
+        return DSM_EPROTO;
+    if (m->status != 0 || home < 0) { /* refused, or the memory was freed meanwhile */
+        reply_rank(d, c, m->status ? m->status : DSM_EINVAL, 0,
+                   m->text && *m->text ? m->text : "the address is in no allocation");
         return DSM_OK;
     }
+    if (src != home) /* only the home performs atomics on its pages */
+        return DSM_EPROTO;
+    c->atomic_replied = 1; /* a second reply is refused while the done hook runs */
     w = malloc(sizeof(*w));
     if (w == NULL) {
         dsmd_abort(d, DSM_ENOMEM, "out of memory finishing an atomic operation");
@@ -328,6 +341,8 @@ static void op_ready(dsmp_t *p, void *arg)
 {
     struct atomic_op *op = arg;
     struct dsmd *d = op->d;
+
+    op->preparing = 0;
     uint8_t *frame = d->svc.frame(d->svc.ctx, op->page);
 
     op->value = perform(frame + op->off, op->size, op->aop, op->operand, op->operand2);
@@ -341,7 +356,7 @@ static dsm_status_t atomic_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
 {
     struct atomic_op *op;
 
-    if ((int)m->node != src || m->addr + m->size > d->page_size)
+    if ((int)m->node != src || m->addr >= d->page_size || m->size > d->page_size - m->addr)
         return DSM_EPROTO;
     op = calloc(1, sizeof(*op));
     if (op == NULL) {
@@ -358,11 +373,24 @@ static dsm_status_t atomic_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
         return DSM_OK;
     }
     LIST_ADD(&d->atomics->ops, op);
+    op->preparing = 1;
     if (hooks(d)->prepare)
         hooks(d)->prepare(d->p, m->page, (int)m->origin, is_write(m->aop), op_ready, op);
     else
         op_ready(d->p, op);
     return DSM_OK;
+}
+
+void dsmd_atomics_region_reset(struct dsmd *d, uint64_t first, uint64_t n)
+{
+    for (struct atomic_op *op = d->atomics->ops, *next; op; op = next) {
+        next = op->next;
+        if (!op->preparing || op->page < first || op->page >= first + n)
+            continue;
+        send_reply(d, op, DSM_EINVAL, "the memory was freed while the atomic waited");
+        LIST_DEL(&d->atomics->ops, op);
+        free(op);
+    }
 }
 
 dsm_status_t dsmd_atomic_message(struct dsmd *d, int src, const dsmw_msg_t *m)

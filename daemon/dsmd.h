@@ -68,6 +68,7 @@ struct dsmd_chan {
      * (the lock or cond, the collective's number, the atomic's page) */
     uint32_t pending_op;
     uint64_t pending_seq;
+    uint8_t  atomic_replied;  /* DSMC_ATOMIC: the home's reply came, the done hook runs */
     struct dsmd_chan *pnext;
     /* the last GRANT sent here, until the channel's next message proves it applied
      * (a thread sends nothing between a fault and that fault's mprotect); -1: none */
@@ -300,6 +301,9 @@ void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 /* ---- atomics.c ---- */
 dsm_status_t dsmd_atomics_init(struct dsmd *d);
 void dsmd_atomics_fini(struct dsmd *d);
+/* Pages [first, first+n) were reset (freed): atomics still in the protocol's prepare step
+ * for them are answered DSM_EINVAL (the protocol dropped their continuations). */
+void dsmd_atomics_region_reset(struct dsmd *d, uint64_t first, uint64_t n);
 /* A rank's DSMC_ATOMIC: checked, then sent to the page's home. */
 void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 /* ATOMIC_REQ (at the home) or ATOMIC_REPLY (at the requester's node). */

@@ -126,6 +126,7 @@ void dsmd_ft_wait(struct dsmd *d, uint64_t page, void (*fn)(struct dsmd *d, void
     if (c == NULL) {
         c = calloc(1, sizeof(*c));
         if (c == NULL) {
+            free(arg);
             dsmd_abort(d, DSM_ENOMEM, "out of memory claiming a first-touch page");
             return;
         }
@@ -139,6 +140,7 @@ void dsmd_ft_wait(struct dsmd *d, uint64_t page, void (*fn)(struct dsmd *d, void
         struct ft_cont *k = malloc(sizeof(*k)), **pp;
 
         if (k == NULL) {
+            free(arg);
             dsmd_abort(d, DSM_ENOMEM, "out of memory waiting for a first-touch page's home");
             return;
         }
@@ -231,8 +233,11 @@ static dsm_status_t ack_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
 
     for (pp = &d->ft->pending; *pp && (*pp)->page != m->page; pp = &(*pp)->next)
         ;
-    if ((p = *pp) == NULL || p->home != src)
-        return DSM_EPROTO;
+    if ((p = *pp) == NULL || p->home != src) {
+        /* a decision the region's free took back (dsmd_ft_region_reset) before this came */
+        DSM_DEBUG("first touch: stale HOME_ACK of page %llu from node %d", (unsigned long long)m->page, src);
+        return DSM_OK;
+    }
     *pp = p->next;
     for (int i = 0; i < p->nwait; i++)
         send_ft(d, p->waiters[i], DSMW__TYPE__HOME_IS, p->page, p->home, 0);

@@ -281,6 +281,16 @@ static void page_kick(struct dsmd *d, uint64_t page)
             dsmd_ft_wait(d, page, NULL, NULL); /* kicked again once the home is known (F3) */
         return;
     }
+    if (dsmd_space_home(&d->space, page) == DSMD_NO_HOME) { /* freed while they waited */
+        while ((c = pg->waiters) != NULL) {
+            struct dsmc_msg m = { .op = DSMC_GRANT, .status = DSM_EINVAL, .a = page };
+
+            waiter_remove(pg, c);
+            snprintf(m.text, sizeof(m.text), "access to global memory that is not allocated");
+            dsmd_chan_send(d, c, &m);
+        }
+        return;
+    }
     for (c = pg->waiters; c != NULL; c = next) {
         next = c->wnext;
         if (c->wait_access <= pg->access) {

@@ -341,7 +341,14 @@ static void cond_reply(struct dsmd *d, const dsmw_msg_t *m)
     int i;
 
     if (m->type == DSMW__TYPE__COND_QUEUED) {
-        if (ours && (i = held_find(&rk->held, m->lock)) >= 0)
+        if (ours && (i = held_find(&rk->held, m->lock)) < 0) {
+            /* another thread of the rank let the lock go meanwhile: nothing to release (an
+             * UNLOCK by a non-holder would be a protocol error at the manager) */
+            DSM_WARN("rank %d: lock %u was released while its thread queued on condition %u", rk->rank,
+                     m->lock, m->cond);
+            return;
+        }
+        if (ours)
             rk->held.ids[i] = rk->held.ids[--rk->held.n];
         send_lock_msg(d, lock_manager(d, m->lock), DSMW__TYPE__UNLOCK, m->lock, (int)m->origin, 0, 0);
         return;

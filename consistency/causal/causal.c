@@ -866,9 +866,13 @@ static void cau_atomic_done(dsmp_t *p, uint64_t page, int origin, int home, uint
         done(p, arg);
         return;
     }
-    if (stamp > UINT32_MAX || (w = calloc(1, sizeof(*w) + (size_t)p->nn * sizeof(uint32_t))) == NULL) {
-        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: cannot wait for the update of an atomic (stamp %llu)",
+    if (stamp > UINT32_MAX) {
+        dsmp_fail(&p->svc, DSM_EPROTO, "causal: node %d answered an atomic with interval %llu", home,
                   (unsigned long long)stamp);
+        return;
+    }
+    if ((w = calloc(1, sizeof(*w) + (size_t)p->nn * sizeof(uint32_t))) == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory waiting for the update of an atomic");
         return;
     }
     w->done = done;

@@ -142,7 +142,8 @@ struct dsmp_sync_ops {
  * model requires and may set *stamp (valid until done is called); done, at the
  * requester, makes the caller's later accesses follow the atomic (`len` bytes at `off`
  * now hold `val`; val is NULL when the word did not change). Any hook may be NULL: the
- * step is immediate.
+ * step is immediate. A reset() of the page drops a prepare that has not called ready (the
+ * daemon answers that operation itself).
  */
 struct dsmp_atomic_ops {
     void (*prepare)(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg);

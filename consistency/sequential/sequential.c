@@ -378,7 +378,8 @@ static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int 
 
 /* Home, before an atomic: for a write, the home must hold the only copy; for a load, a
  * current one. When it already does, the operation goes at once; else a transaction of
- * the home for itself runs (or queues) and ends in atomic_run. */
+ * the home for itself runs (or queues) and ends in atomic_run. A reset of the page drops
+ * the continuation (the daemon answers the operation then: dsmp.h). */
 static void seq_atomic_prepare(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg)
 {
     struct seq_dir *d = &p->dir[page];
@@ -491,6 +492,17 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
 
 static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
+    /* atomic transactions of these pages end here: the daemon answers their ops (reset) */
+    for (struct seq_atomic **pp = &p->atomics; *pp;) {
+        struct seq_atomic *a = *pp;
+
+        if (a->page >= first && a->page < first + n) {
+            *pp = a->next;
+            free(a);
+        } else {
+            pp = &a->next;
+        }
+    }
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct seq_dir *d = &p->dir[pg];
         struct seq_req *r;
