@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "dsm_log.h"
+#include "atomic_word.h"
 #include "dsmd.h"
 
 _Static_assert((int)DSMC_AOP_LOAD == (int)DSMW_AOP_LOAD && (int)DSMC_AOP_CAS == (int)DSMW_AOP_CAS &&
@@ -117,48 +118,6 @@ static const struct dsmp_atomic_ops *hooks(const struct dsmd *d)
 static int is_write(uint32_t aop)
 {
     return aop != DSMW_AOP_LOAD;
-}
-
-/* The word's value after `aop` found `old` there. */
-static uint64_t after(uint32_t aop, uint64_t old, uint64_t a, uint64_t b, uint64_t size)
-{
-    uint64_t mask = size == 4 ? UINT32_MAX : UINT64_MAX;
-
-    switch (aop) {
-    case DSMW_AOP_STORE:
-    case DSMW_AOP_SWAP:      return a;
-    case DSMW_AOP_FETCH_ADD: return (old + a) & mask;
-    case DSMW_AOP_CAS:       return old == a ? b : old;
-    default:                 return old;
-    }
-}
-
-/* Perform aop on the word at w; returns the value before. */
-static uint64_t perform(void *w, uint64_t size, uint32_t aop, uint64_t a, uint64_t b)
-{
-    if (size == 4) {
-        uint32_t *p = w, x = (uint32_t)a;
-
-        switch (aop) {
-        case DSMW_AOP_LOAD:      return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-        case DSMW_AOP_FETCH_ADD: return __atomic_fetch_add(p, x, __ATOMIC_SEQ_CST);
-        case DSMW_AOP_CAS:
-            __atomic_compare_exchange_n(p, &x, (uint32_t)b, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-            return x; /* the value found, whether or not it was replaced */
-        default:                 return __atomic_exchange_n(p, x, __ATOMIC_SEQ_CST); /* store, swap */
-        }
-    } else {
-        uint64_t *p = w, x = a;
-
-        switch (aop) {
-        case DSMW_AOP_LOAD:      return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-        case DSMW_AOP_FETCH_ADD: return __atomic_fetch_add(p, x, __ATOMIC_SEQ_CST);
-        case DSMW_AOP_CAS:
-            __atomic_compare_exchange_n(p, &x, b, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-            return x;
-        default:                 return __atomic_exchange_n(p, x, __ATOMIC_SEQ_CST);
-        }
-    }
 }
 
 /* ---- requester's node ---- */
@@ -292,7 +251,7 @@ static dsm_status_t reply_arrived(struct dsmd *d, int src, const dsmw_msg_t *m)
     }
     *w = (struct atomic_wait){ .d = d, .chan = (int)m->seq, .origin = m->origin, .value = m->value };
     LIST_ADD(&d->atomics->waits, w);
-    now = after(m->aop, m->value, m->operand, m->operand2, m->size);
+    now = dsmd_atomic_after(m->aop, m->value, m->operand, m->operand2, m->size);
     if (hooks(d)->done) {
         uint32_t v32 = (uint32_t)now;
         const void *val = now == m->value ? NULL : m->size == 4 ? (const void *)&v32 : (const void *)&now;
@@ -345,7 +304,7 @@ static void op_ready(dsmp_t *p, void *arg)
     op->preparing = 0;
     uint8_t *frame = d->svc.frame(d->svc.ctx, op->page);
 
-    op->value = perform(frame + op->off, op->size, op->aop, op->operand, op->operand2);
+    op->value = dsmd_atomic_perform(frame + op->off, op->size, op->aop, op->operand, op->operand2);
     if (hooks(d)->applied)
         hooks(d)->applied(p, op->page, (int)op->origin, &op->stamp, op_applied, op);
     else

@@ -267,6 +267,15 @@ static void waiter_remove(struct dsmd_page *pg, struct dsmd_chan *c)
     }
 }
 
+/* Answer a fault on a page in no allocation: DSM_EINVAL (the rank reports it and ends). */
+static void refuse_unallocated(struct dsmd *d, struct dsmd_chan *c, uint64_t page)
+{
+    struct dsmc_msg m = { .op = DSMC_GRANT, .status = DSM_EINVAL, .a = page };
+
+    snprintf(m.text, sizeof(m.text), "access to global memory that is not allocated");
+    dsmd_chan_send(d, c, &m);
+}
+
 /* Grant what the node's access allows; ask the protocol for the rest (once). */
 static void page_kick(struct dsmd *d, uint64_t page)
 {
@@ -283,11 +292,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
     }
     if (dsmd_space_home(&d->space, page) == DSMD_NO_HOME) { /* freed while they waited */
         while ((c = pg->waiters) != NULL) {
-            struct dsmc_msg m = { .op = DSMC_GRANT, .status = DSM_EINVAL, .a = page };
-
             waiter_remove(pg, c);
-            snprintf(m.text, sizeof(m.text), "access to global memory that is not allocated");
-            dsmd_chan_send(d, c, &m);
+            refuse_unallocated(d, c, page);
         }
         return;
     }
@@ -320,11 +326,8 @@ void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int wr
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
 
     if (page >= d->npages || dsmd_space_home(&d->space, page) == DSMD_NO_HOME) {
-        struct dsmc_msg m = { .op = DSMC_GRANT, .status = DSM_EINVAL, .a = page };
-
-        snprintf(m.text, sizeof(m.text), "access to global memory that is not allocated");
         DSM_WARN("rank %d touched page %llu, which is not allocated", rk->rank, (unsigned long long)page);
-        dsmd_chan_send(d, c, &m);
+        refuse_unallocated(d, c, page);
         return;
     }
     if (write)

@@ -309,6 +309,7 @@ dsm_status_t dsm_channel_request(const char *what, const struct dsmc_msg *req,
                                  struct dsmc_msg *rep, enum dsmc_op reply_op)
 {
     struct dsm_chan ch;
+    int kind = wait_kind(req);
     uint64_t t0 = dsm_stats_clock();
     dsm_status_t st = dsm_channel_acquire(&ch);
     bool opened = st == 0;
@@ -317,8 +318,8 @@ dsm_status_t dsm_channel_request(const char *what, const struct dsmc_msg *req,
         st = dsm_channel_exchange(ch.fd, req, rep, reply_op, true);
         dsm_channel_release(&ch);
     }
-    if (wait_kind(req) >= 0)
-        dsm_stats_waited((enum dsm_wait)wait_kind(req), t0);
+    if (kind >= 0)
+        dsm_stats_waited((enum dsm_wait)kind, t0);
     if (st == 0)
         return 0;
     if (st == DSM_ENODAEMON && dsm_rt_state() != DSM_RT_FINALIZING)

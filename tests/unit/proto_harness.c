@@ -3,6 +3,7 @@
  * unit suite needs nothing else. */
 #include "proto_harness.h"
 
+#include "atomic_word.h"
 #include "sync/gather.h"
 #include "sync/lockq.h"
 
@@ -1283,17 +1284,6 @@ static const struct dsmp_atomic_ops *atomic_hooks(struct ph *h)
     return h->cfg.ops->atomic ? h->cfg.ops->atomic : &none;
 }
 
-static uint64_t atomic_after(const struct ph_atomic_op *op)
-{
-    switch (op->aop) {
-    case DSMW_AOP_STORE:
-    case DSMW_AOP_SWAP:      return op->a;
-    case DSMW_AOP_FETCH_ADD: return op->old + op->a;
-    case DSMW_AOP_CAS:       return op->old == op->a ? op->b : op->old;
-    default:                 return op->old;
-    }
-}
-
 /* The pending atomics travel as tokens: index into h->atomics. */
 static uint64_t atomic_token(struct ph *h, struct ph_atomic_op *op)
 {
@@ -1364,11 +1354,9 @@ static void atomic_applied(dsmp_t *p, void *arg)
 static void atomic_ready(dsmp_t *p, void *arg)
 {
     struct ph_atomic_op *op = arg;
-    uint64_t *w = (uint64_t *)ph_frame(op->h, op->home, op->page), now;
+    uint64_t *w = (uint64_t *)ph_frame(op->h, op->home, op->page);
 
-    op->old = *w;
-    now = atomic_after(op);
-    *w = now;
+    op->old = dsmd_atomic_perform(w, 8, op->aop, op->a, op->b);
     if (atomic_hooks(op->h)->applied)
         atomic_hooks(op->h)->applied(p, op->page, ph_rank(op->node), &op->stamp, atomic_applied, op);
     else
@@ -1394,7 +1382,7 @@ static dsm_status_t atomic_msg(struct ph *h, int src, int dst, const dsmw_msg_t 
     if (dst != op->node || src != op->home)
         return DSM_EPROTO;
     if (atomic_hooks(h)->done) {
-        uint64_t now = atomic_after(op);
+        uint64_t now = dsmd_atomic_after(op->aop, op->old, op->a, op->b, 8);
 
         atomic_hooks(h)->done(h->nodes[dst].p, op->page, ph_rank(op->node), op->home, op->stamp, 0, 8,
                               now == op->old ? NULL : &now, atomic_replied, op);
