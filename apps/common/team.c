@@ -135,6 +135,12 @@ static void *member_main(void *arg)
     struct member *m = arg;
 
     m->status = m->body(&m->team, m->arg);
+    if (m->status != 0) {
+        /* its peers may wait in a barrier it will never reach (a dsm job fails then, named
+         * by dsmrun): end the process rather than hang */
+        fflush(stdout);
+        exit(m->status);
+    }
     return NULL;
 }
 

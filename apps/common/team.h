@@ -33,8 +33,9 @@ double team_now(void);
 /*
  * Run body(t, arg) on every member: native > 0 on that many threads of this process, else
  * as this rank of a dsm job (dsm_init .. dsm_finalize here). Returns the exit status: the
- * member's own body result for a rank, the worst of all threads' natively, 1 when the
- * runtime failed.
+ * member's own body result for a rank, 1 when the runtime failed. Natively the first thread
+ * whose body fails ends the process with its status (its peers may wait in a barrier it
+ * will never reach), so nothing hangs.
  */
 int team_main(int *argc, char ***argv, const char *app, long native, int (*body)(struct team *t, void *arg),
               void *arg);

@@ -655,6 +655,10 @@ def case_options(dsmrun, prog):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
     check(r.returncode != 0 and r.stderr.startswith("dsmrun: --dsmd"),
           "--dsmd /nonexistent: expected a clear error, got %d %r" % (r.returncode, r.stderr))
+    r = subprocess.run([dsmrun, "--models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=20)
+    check(r.returncode == 0 and r.stdout.split() == ["sequential", "release", "causal"],
+          "--models: expected dsmd's three models, default first, got %d %r" % (r.returncode, r.stdout))
     r = subprocess.run([dsmrun, "-n", "2", "--", "/nonexistent/program"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=20)
     check(r.returncode == 127 and "not found" in r.stderr,
