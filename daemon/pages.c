@@ -281,16 +281,17 @@ static void page_kick(struct dsmd *d, uint64_t page)
 {
     struct dsmd_page *pg = &d->pages[page];
     struct dsmd_chan *c, *next;
-    int need = DSM_ACCESS_NONE, origin = -1;
+    int need = DSM_ACCESS_NONE, origin = -1, home;
 
     if (pg->revq != NULL)
         return; /* looked at again when the revocations are done */
-    if (dsmd_space_home(&d->space, page) == DSMD_HOME_UNDECIDED) {
+    home = dsmd_space_home(&d->space, page);
+    if (home == DSMD_HOME_UNDECIDED) {
         if (pg->waiters != NULL)
             dsmd_ft_wait(d, page, NULL, NULL); /* kicked again once the home is known (F3) */
         return;
     }
-    if (dsmd_space_home(&d->space, page) == DSMD_NO_HOME) { /* freed while they waited */
+    if (home == DSMD_NO_HOME) { /* freed while they waited */
         while ((c = pg->waiters) != NULL) {
             waiter_remove(pg, c);
             refuse_unallocated(d, c, page);
