@@ -128,6 +128,17 @@ static dsm_status_t chan_enqueue(struct dsmd *d, struct dsmd_chan *c, const stru
     return DSM_OK;
 }
 
+/* c's request is answered with m: its trace event and allocation record (--trace,
+ * --page-stats). */
+static void request_answered(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
+{
+    if (d->hot != NULL && m->status == DSM_OK && (c->tr_op == DSMC_COALLOC || c->tr_op == DSMC_MALLOC))
+        dsmd_hot_alloc(d, c, m->a, c->tr_a);
+    if (d->trace != NULL)
+        dsmd_trace_answer(d, c, m);
+    c->tr_op = 0;
+}
+
 /*
  * Never blocks and never drops: what the rank's socket cannot take now waits in the
  * channel's queue, in order, and goes out when the socket is writable again. A rank that
@@ -138,6 +149,8 @@ dsm_status_t dsmd_chan_send(struct dsmd *d, struct dsmd_chan *c, struct dsmc_msg
     ssize_t n;
 
     m->magic = DSMC_MAGIC;
+    if (c->tr_op != 0 && (m->op == DSMC_REPLY || m->op == DSMC_GRANT))
+        request_answered(d, c, m);
     c->msgs_out++;
     if (c->kind != CHAN_SERVICE)
         d->answers++; /* progress, for the deadlock watchdog (waits.c) */
@@ -262,6 +275,11 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         return 1;
     if (c->kind != CHAN_SERVICE && (c->pending_op != 0 || c->waiting))
         return 1;
+    if ((d->trace != NULL || d->hot != NULL) && m->op != DSMC_PROTECT_ACK && m->op != DSMC_ABORT_JOB) {
+        dsmd_trace_request(d, c, m);
+        c->tr_site = m->d;
+        memcpy(c->tr_module, m->text, sizeof(c->tr_module));
+    }
     switch (m->op) {
     case DSMC_FAULT:
         dsmd_pages_fault(d, c, m->a, m->b != 0);

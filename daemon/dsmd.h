@@ -12,6 +12,9 @@
  *   alloc.c     dsm_coalloc/cofree (node 0), dsm_malloc/free (per-node arenas)
  *   atomics.c   dsm_atomic_*: performed at the page's home
  *   firsttouch.c  first-touch homes: claims to node 0, the arbiter
+ *   trace.c     --trace: the timeline of ranks' requests, transactions and messages
+ *   hotspots.c  --hotspots: per-page faults, invalidations, bytes; allocations' call sites
+ *   falseshare.c  --false-sharing: pages written at disjoint bytes by several nodes
  *   space/      address-space layout, homes, page-range allocator
  *   transport/  the transports behind dsmt.h
  */
@@ -48,6 +51,9 @@ struct dsmd_config {
     int         standalone;
     int         poll_us;     /* DSM_DAEMON_POLL_US: polling while a remote reply is due */
     uint64_t    peer_timeout_ms; /* DSM_PEER_TIMEOUT_MS: silence that fails the job */
+    int         trace;       /* --trace: record the timeline (trace.c) */
+    int         page_stats;  /* --page-stats: per-page counts and allocation sites (hotspots.c) */
+    int         false_sharing; /* --false-sharing: the diagnosis of falseshare.c */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -80,6 +86,13 @@ struct dsmd_chan {
     uint32_t lost;         /* messages the failed socket never took */
     int64_t  stalled_ns;   /* when the queue last stopped moving (0: empty) */
     uint64_t msgs_out, msgs_in; /* messages queued for the rank / taken from it */
+    /* the request being answered, for --trace and --hotspots (trace.c): its op (0: none),
+     * when it came, its a field, a fault's write flag, an allocation's call site */
+    uint32_t tr_op;
+    int      tr_write;
+    int64_t  tr_t0;
+    uint64_t tr_a, tr_site;
+    char     tr_module[sizeof(((struct dsmc_msg *)0)->text)];
 };
 
 /* A revocation of node-level access waiting for, or in, its turn. */
@@ -87,6 +100,7 @@ struct dsmd_revoke {
     struct dsmd_revoke *next;
     int          access;
     int          started;
+    int64_t      t0;       /* when it started (--trace) */
     dsmp_done_fn done;
     void        *arg;
 };
@@ -144,6 +158,9 @@ struct dsmd_sync;
 struct dsmd_alloc;
 struct dsmd_ft;
 struct dsmd_atomics;
+struct dsmd_trace;
+struct dsmd_hot;
+struct dsmd_fs;
 
 struct dsmd {
     struct dsmd_config cfg;
@@ -188,6 +205,9 @@ struct dsmd {
     struct dsmd_alloc *alloc;
     struct dsmd_ft    *ft;
     struct dsmd_atomics *atomics;
+    struct dsmd_trace *trace;    /* NULL unless --trace */
+    struct dsmd_hot   *hot;      /* NULL unless --page-stats */
+    struct dsmd_fs    *fs;       /* NULL unless --false-sharing */
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -286,6 +306,8 @@ void dsmd_sync_describe(struct dsmd *d);
 /* Local rank `rank` exited (status) without dsm_init: tell every node (RANK_ABSENT). */
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status);
 void dsmd_sync_fini(struct dsmd *d);
+/* Barriers completed at this node (the window of falseshare.c). */
+uint64_t dsmd_sync_barriers(const struct dsmd *d);
 void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 /* A channel closes: forget its waits. */
@@ -322,6 +344,61 @@ dsm_status_t dsmd_ft_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_ft_region_reset(struct dsmd *d, uint64_t first, uint64_t n);
 /* Claims this node sent (statistics). */
 uint64_t dsmd_ft_claims(const struct dsmd *d);
+
+/* ---- trace.c (d->trace set: every call but init, fini, print, mesh_up and
+ * clock_message needs it) ---- */
+dsm_status_t dsmd_trace_init(struct dsmd *d);
+void dsmd_trace_fini(struct dsmd *d);
+/* A rank's request m arrived on c (also used by --page-stats for allocation sites). */
+void dsmd_trace_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+/* m answers c's request (REPLY or GRANT): its event ends. */
+void dsmd_trace_answer(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+/* The protocol's fault() for page starts; its grant() ends it. */
+void dsmd_trace_fetch_start(struct dsmd *d, uint64_t page);
+void dsmd_trace_fetch_done(struct dsmd *d, uint64_t page, int access);
+/* A revocation of page to access, started at t0, is done. */
+void dsmd_trace_revoke(struct dsmd *d, uint64_t page, int access, int64_t t0);
+/* A message to (out) or from peer, `bytes` long in all. */
+void dsmd_trace_message(struct dsmd *d, int out, int peer, const dsmw_msg_t *m, size_t bytes);
+/* The mesh is up: measure the clock offset to node 0 (traced jobs, nodes but 0). */
+void dsmd_trace_mesh_up(struct dsmd *d);
+/* CLOCK_REQ (node 0) or CLOCK_REPLY. */
+dsm_status_t dsmd_trace_clock_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+/* "TRACE-CLOCK", "T" lines on stdout. */
+void dsmd_trace_print(struct dsmd *d);
+
+/* ---- hotspots.c (d->hot set, but for init, fini, print and writers) ---- */
+dsm_status_t dsmd_hot_init(struct dsmd *d);
+void dsmd_hot_fini(struct dsmd *d);
+void dsmd_hot_fault(struct dsmd *d, int rank, uint64_t page, int write);
+/* A local rank's access to page was taken to NONE. */
+void dsmd_hot_inval(struct dsmd *d, uint64_t page);
+/* A message to a peer, `bytes` long in all: counted to its page if it carries one. */
+void dsmd_hot_sent(struct dsmd *d, const dsmw_msg_t *m, size_t bytes);
+/* c's allocation request was answered with addr (size bytes). */
+void dsmd_hot_alloc(struct dsmd *d, struct dsmd_chan *c, uint64_t addr, uint64_t size);
+/* Mask of the global ranks < 64 that took write faults on page here (0 without d->hot). */
+uint64_t dsmd_hot_writers(const struct dsmd *d, uint64_t page);
+/* "PAGE", "ALLOC" lines on stdout. */
+void dsmd_hot_print(struct dsmd *d);
+
+/* ---- falseshare.c (d->fs set, but for init, fini, reset, print, message) ---- */
+dsm_status_t dsmd_fs_init(struct dsmd *d);
+void dsmd_fs_fini(struct dsmd *d);
+/* A local rank gets write access to page. */
+void dsmd_fs_write_grant(struct dsmd *d, uint64_t page);
+/* Every local rank's access to page is down to `access` (all applied). */
+void dsmd_fs_revoked(struct dsmd *d, uint64_t page, int access);
+/* Every local rank arrived at a barrier: this node's writes of the window so far go home. */
+void dsmd_fs_window_end(struct dsmd *d);
+/* svc->applied: the protocol applied node src's diff to page's frame. */
+void dsmd_fs_applied(struct dsmd *d, uint64_t page, int src, const uint8_t *diff, size_t len);
+/* FS_WROTE at the home. */
+dsm_status_t dsmd_fs_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+/* Pages [first, first+n) were reset (allocated or freed). */
+void dsmd_fs_reset(struct dsmd *d, uint64_t first, uint64_t n);
+/* "FS" lines on stdout. */
+void dsmd_fs_print(struct dsmd *d);
 
 /* ---- watchdog.c ---- */
 /* Heartbeats to every peer and the silence check, every fifth of the peer timeout. */

@@ -94,6 +94,7 @@ static void usage(FILE *f)
             "usage: dsmd --node I --nnodes M --nranks N --first-rank R --local-ranks K\n"
             "            --socket PATH [--listen HOST[:PORT]] [--consistency MODEL] [--transport T]\n"
             "            [--device NAME] [--space-size BYTES] [--base ADDR] [--job-id ID]\n"
+            "            [--trace] [--page-stats] [--false-sharing]\n"
             "       dsmd --standalone --socket PATH [--consistency MODEL] [--space-size BYTES]\n"
             "Started by dsmrun (or by libdsm for a one-rank job); see README.md. Without\n"
             "--standalone the first line on stdin must be \"SECRET <64 hex digits>\" (the job secret).\n");
@@ -135,6 +136,8 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
         { "base", required_argument, 0, 'b' },        { "job-id", required_argument, 0, 'j' },
         { "standalone", no_argument, 0, 'A' },        { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, 'D' },      { "version", no_argument, 0, 'V' },
+        { "trace", no_argument, 0, 'T' },             { "page-stats", no_argument, 0, 'P' },
+        { "false-sharing", no_argument, 0, 'F' },
         { 0, 0, 0, 0 },
     };
     uint64_t v;
@@ -181,6 +184,12 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
         if (o == '?') {
             usage(stderr);
             return DSM_ECONFIG;
+        }
+        if (o == 'T' || o == 'P' || o == 'F') {
+            cfg->trace |= o == 'T';
+            cfg->page_stats |= o == 'P';
+            cfg->false_sharing |= o == 'F';
+            continue;
         }
         if (o == 'c' || o == 't' || o == 'l' || o == 's' || o == 'A' || o == 'D') {
             if (o == 'D') cfg->device = optarg;
@@ -410,6 +419,9 @@ int main(int argc, char **argv)
         st = dsmd_node_check_channels(&d);
     dsm_log_flush();
     dsmd_node_print_stats(&d);
+    dsmd_trace_print(&d);
+    dsmd_hot_print(&d);
+    dsmd_fs_print(&d);
     dsmd_node_teardown(&d);
     dsmd_placement_fini();
     if (d.sigfd >= 0)

@@ -103,7 +103,8 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
         return st;
     d->pops->reset(d->p, 0, d->npages);
     if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK || (st = dsmd_ft_init(d)) != DSM_OK ||
-        (st = dsmd_atomics_init(d)) != DSM_OK)
+        (st = dsmd_atomics_init(d)) != DSM_OK || (st = dsmd_trace_init(d)) != DSM_OK ||
+        (st = dsmd_hot_init(d)) != DSM_OK || (st = dsmd_fs_init(d)) != DSM_OK)
         return st;
     return DSM_OK;
 }
@@ -113,6 +114,9 @@ void dsmd_node_teardown(struct dsmd *d)
     dsmd_watchdog_fini(d);
     dsmd_peers_fini(d);
     dsmd_clients_fini(d);
+    dsmd_fs_fini(d);
+    dsmd_hot_fini(d);
+    dsmd_trace_fini(d);
     dsmd_atomics_fini(d);
     dsmd_ft_fini(d);
     dsmd_alloc_fini(d);
@@ -136,8 +140,9 @@ void dsmd_node_teardown(struct dsmd *d)
 
 void dsmd_node_print_stats(struct dsmd *d)
 {
-    printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"ranks\":[", d->cfg.node,
-           (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes);
+    printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"base\":%llu,\"page_size\":%zu,"
+           "\"ranks\":[", d->cfg.node, (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes,
+           (unsigned long long)d->cfg.base, d->page_size);
     for (int i = 0; i < d->cfg.local_ranks; i++) {
         struct dsmd_rank *rk = &d->ranks[i];
         struct dsmd_counters *c = &rk->c;

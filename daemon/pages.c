@@ -130,6 +130,8 @@ static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int a
     dsmd_pages_chan_heard(d, c); /* a channel has at most one request outstanding */
     c->unconfirmed = (int64_t)page;
     rk->unconfirmed[page]++;
+    if (d->fs != NULL && access == DSM_ACCESS_WRITE)
+        dsmd_fs_write_grant(d, page);
     dsmd_chan_send(d, c, &m);
 }
 
@@ -311,6 +313,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
     if (need != DSM_ACCESS_NONE && !pg->pending) {
         pg->pending = 1;
         d->faults_inflight++;
+        if (d->trace != NULL)
+            dsmd_trace_fetch_start(d, page);
         d->pops->fault(d->p, page, need, origin);
     }
 }
@@ -335,6 +339,8 @@ void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int wr
         rk->c.write_faults++;
     else
         rk->c.read_faults++;
+    if (d->hot != NULL)
+        dsmd_hot_fault(d, rk->rank, page, write);
     pg = &d->pages[page];
     c->waiting = 1;
     c->wait_page = page;
@@ -353,13 +359,17 @@ static void revoke_run(struct dsmd *d, uint64_t page)
     while ((r = pg->revq) != NULL) {
         if (!r->started) {
             r->started = 1;
+            r->t0 = d->trace != NULL ? dsmd_now_ns() : 0;
             for (int i = 0; i < d->cfg.local_ranks; i++) {
                 struct dsmd_rank *rk = &d->ranks[i];
 
                 if (rk->prot[page] <= r->access)
                     continue;
-                if (r->access == DSM_ACCESS_NONE)
+                if (r->access == DSM_ACCESS_NONE) {
                     rk->c.invalidations++;
+                    if (d->hot != NULL)
+                        dsmd_hot_inval(d, page);
+                }
                 rk->prot[page] = (uint8_t)r->access;
                 pg->protect_acks += (uint16_t)protect_add(d, rk, page, r->access);
             }
@@ -367,6 +377,10 @@ static void revoke_run(struct dsmd *d, uint64_t page)
         if (pg->protect_acks > 0)
             return; /* dsmd_pages_protect_ack() comes back here */
         pg->revq = r->next;
+        if (d->fs != NULL)
+            dsmd_fs_revoked(d, page, r->access);
+        if (d->trace != NULL)
+            dsmd_trace_revoke(d, page, r->access, r->t0);
         r->done(d->p, r->arg);
         free(r);
     }
@@ -454,6 +468,7 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
             d->faults_inflight--;
         }
     }
+    dsmd_fs_reset(d, o->first, o->n);
 }
 
 void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
@@ -525,6 +540,8 @@ static void svc_grant(void *ctx, uint64_t page, int access)
     if (d->pages[page].pending) {
         d->pages[page].pending = 0;
         d->faults_inflight--;
+        if (d->trace != NULL)
+            dsmd_trace_fetch_done(d, page, access);
     }
     page_kick(d, page);
 }
@@ -595,6 +612,14 @@ static void svc_fail(void *ctx, dsm_status_t st, const char *why)
     dsmd_abort(ctx, st, "%s", why);
 }
 
+static void svc_applied(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len)
+{
+    struct dsmd *d = ctx;
+
+    if (d->fs != NULL)
+        dsmd_fs_applied(d, page, src, diff, len);
+}
+
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
 {
     memset(svc, 0, sizeof(*svc));
@@ -613,4 +638,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->count = svc_count;
     svc->timer = svc_timer;
     svc->fail = svc_fail;
+    svc->applied = svc_applied;
 }

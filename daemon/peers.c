@@ -56,6 +56,10 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         return dsmd_atomic_message(d, src, m);
     if (m->type >= DSMW__TYPE__HOME_CLAIM && m->type <= DSMW__TYPE__HOME_ACK)
         return dsmd_ft_message(d, src, m);
+    if (m->type == DSMW__TYPE__CLOCK_REQ || m->type == DSMW__TYPE__CLOCK_REPLY)
+        return dsmd_trace_clock_message(d, src, m);
+    if (m->type == DSMW__TYPE__FS_WROTE)
+        return dsmd_fs_message(d, src, m);
     if (m->type == DSMW__TYPE__HEARTBEAT)
         return DSM_OK; /* its arrival was all it had to say (dsmd_watchdog_heard) */
     if (m->type == DSMW__TYPE__ABORT) {
@@ -80,6 +84,8 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
         d->tops->drop(d->t, node, why);
         return;
     }
+    if (d->trace != NULL && node != d->cfg.node)
+        dsmd_trace_message(d, 0, node, m, len + (framed ? d->page_size : 0));
     if (framed && page != m->page)
         why = "frame does not match the message's page";
     else if (dispatch(d, node, m, framed) != DSM_OK)
@@ -106,6 +112,7 @@ static void on_peer_up(void *ctx, int node)
     if (d->npeers_up == d->cfg.nnodes - 1 && !d->mesh_done) {
         d->mesh_done = 1;
         dsmd_announce(d, "MESH %d", d->cfg.node);
+        dsmd_trace_mesh_up(d);
     }
 }
 
@@ -210,6 +217,10 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
     k->bytes_sent += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
     d->node_messages++;
     d->node_bytes += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
+    if (d->trace != NULL)
+        dsmd_trace_message(d, 1, node, m, len + (attach != DSMT_NO_PAGE ? d->page_size : 0));
+    if (d->hot != NULL)
+        dsmd_hot_sent(d, m, len + (attach != DSMT_NO_PAGE ? d->page_size : 0));
     return DSM_OK;
 }
 

@@ -93,6 +93,11 @@ struct dsmd_sync {
     int      absent_node;       /* and node */
 };
 
+uint64_t dsmd_sync_barriers(const struct dsmd *d)
+{
+    return d->sync->barrier.epoch;
+}
+
 dsm_status_t dsmd_sync_init(struct dsmd *d)
 {
     d->sync = calloc(1, sizeof(*d->sync));
@@ -453,6 +458,8 @@ static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c,
     if (d->aborting || ++g->local_arrived < d->cfg.local_ranks)
         return;
     g->local_arrived = 0;
+    if (d->fs != NULL && g == &d->sync->barrier)
+        dsmd_fs_window_end(d);
     s = step_new(d, arrive_type, NULL, 0, d->ranks[c->lrank].rank);
     if (s == NULL)
         return;

@@ -442,6 +442,8 @@ static void apply_finish(dsmp_t *p)
             DSM_OK)
             dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
                       (unsigned long long)page, u->src);
+        else if (p->svc.applied)
+            p->svc.applied(p->svc.ctx, page, u->src, u->data + o + REC_HDR, dl);
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_DIFFS, 1);
         o += REC_HDR + dl;
     }

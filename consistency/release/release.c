@@ -386,6 +386,8 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
         DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
         return DSM_EPROTO;
     }
+    if (p->svc.applied)
+        p->svc.applied(p->svc.ctx, m->page, src, m->data.data, m->data.len);
     send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
     return DSM_OK;
 }

@@ -70,6 +70,9 @@ static unsigned needs(int type)
     case DSMW__TYPE__HOME_CLAIM:
     case DSMW__TYPE__HOME_IS:
     case DSMW__TYPE__HOME_ACK:    return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__CLOCK_REQ:
+    case DSMW__TYPE__CLOCK_REPLY: return 0;
+    case DSMW__TYPE__FS_WROTE:    return F_PAGE | F_ORIGIN;
     default:                      return ~0u;
     }
 }

@@ -29,9 +29,11 @@
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
  *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access
- *   COALLOC       rank->d  a=bytes           reply REPLY status, a=address
+ *   COALLOC       rank->d  a=bytes, b=placement, c=its argument, d=the caller's offset in
+ *                          its module, text=the module's path (--hotspots; 0 and "" when
+ *                          unknown)          reply REPLY status, a=address
  *   COFREE        rank->d  a=address         reply REPLY status (after every rank freed it)
- *   MALLOC        rank->d  a=bytes           reply REPLY status, a=address
+ *   MALLOC        rank->d  a=bytes, d and text as COALLOC's   reply REPLY status, a=address
  *   FREE          rank->d  a=address         reply REPLY status
  *   LOCK/UNLOCK   rank->d  a=lock id         reply REPLY status
  *   BARRIER       rank->d                    reply REPLY status (when every rank arrived)

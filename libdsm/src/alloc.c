@@ -7,14 +7,41 @@
  */
 #include "api.h"
 
+#include <dlfcn.h>
+#include <elf.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "channel.h"
 #include "dsm_log.h"
 #include "runtime.h"
 
+/* Name the caller's call site (its return address `ret`) for dsmrun --hotspots: req->d
+ * gets the offset addr2line wants (from the module's load address, or the address itself
+ * in a non-PIE executable), req->text the module's path (its last 79 bytes' worth: the
+ * base name when the path is longer). Nothing when the module cannot be found. */
+static void call_site(const void *ret, struct dsmc_msg *req)
+{
+    Dl_info info;
+    char path[PATH_MAX];
+    const char *name;
+    uintptr_t at = (uintptr_t)ret - 1; /* inside the call instruction, not after it */
+
+    if (dladdr(ret, &info) == 0 || info.dli_fname == NULL || info.dli_fbase == NULL)
+        return;
+    req->d = ((const Elf64_Ehdr *)info.dli_fbase)->e_type == ET_EXEC ? at : at - (uintptr_t)info.dli_fbase;
+    name = realpath(info.dli_fname, path) != NULL ? path : info.dli_fname;
+    if (strlen(name) >= sizeof(req->text) && strrchr(name, '/') != NULL)
+        name = strrchr(name, '/') + 1;
+    snprintf(req->text, sizeof(req->text), "%s", name);
+}
+
 /* Ask the daemon for `size` bytes with op (collective: homes placed by place/arg) into
- * *out; 0, or a status with a message (and *out NULL). */
+ * *out for the caller at `site`; 0, or a status with a message (and *out NULL). */
 static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum dsm_placement place,
-                             uint64_t arg, void **out)
+                             uint64_t arg, const void *site, void **out)
 {
     struct dsmc_msg req, rep;
     dsm_status_t st;
@@ -31,6 +58,7 @@ static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum 
     req.a = size;
     req.b = (uint64_t)place;
     req.c = arg;
+    call_site(site, &req);
     if ((st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY)) != 0)
         return st; /* logged */
     st = rep.status;
@@ -132,7 +160,7 @@ DSM_API void *dsm_coalloc(size_t size)
 {
     void *p;
 
-    (void)allocate("dsm_coalloc", DSMC_COALLOC, size, DSM_PLACE_BLOCK, 0, &p);
+    (void)allocate("dsm_coalloc", DSMC_COALLOC, size, DSM_PLACE_BLOCK, 0, __builtin_return_address(0), &p);
     return p;
 }
 
@@ -149,7 +177,7 @@ DSM_API int dsm_coalloc_ex(size_t size, const struct dsm_alloc_attr *attr, void 
     *out = NULL;
     if ((st = dsm_rt_check("dsm_coalloc_ex")) != 0 || (st = placement_of(attr, &place, &arg)) != 0)
         return st;
-    return allocate("dsm_coalloc_ex", DSMC_COALLOC, size, place, arg, out);
+    return allocate("dsm_coalloc_ex", DSMC_COALLOC, size, place, arg, __builtin_return_address(0), out);
 }
 
 DSM_API void dsm_cofree(void *ptr)
@@ -161,7 +189,7 @@ DSM_API void *dsm_malloc(size_t size)
 {
     void *p;
 
-    (void)allocate("dsm_malloc", DSMC_MALLOC, size, DSM_PLACE_BLOCK, 0, &p);
+    (void)allocate("dsm_malloc", DSMC_MALLOC, size, DSM_PLACE_BLOCK, 0, __builtin_return_address(0), &p);
     return p;
 }
 

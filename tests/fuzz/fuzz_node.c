@@ -157,7 +157,8 @@ static const int types[] = {
     DSMW__TYPE__DIFF, DSMW__TYPE__DIFF_ACK, DSMW__TYPE__UPDATE, DSMW__TYPE__HEARTBEAT,
     DSMW__TYPE__RANK_ABSENT, DSMW__TYPE__COND_WAIT, DSMW__TYPE__COND_QUEUED, DSMW__TYPE__COND_SIGNAL,
     DSMW__TYPE__COND_WAKE, DSMW__TYPE__ATOMIC_REQ, DSMW__TYPE__ATOMIC_REPLY, DSMW__TYPE__HOME_CLAIM,
-    DSMW__TYPE__HOME_IS, DSMW__TYPE__HOME_ACK,
+    DSMW__TYPE__HOME_IS, DSMW__TYPE__HOME_ACK, DSMW__TYPE__CLOCK_REQ, DSMW__TYPE__CLOCK_REPLY,
+    DSMW__TYPE__FS_WROTE,
 };
 
 /* A well-formed message of a chosen type, fields from the input, from node src. */
@@ -295,14 +296,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1, .watchfd = -1 };
     struct in in = { data, size };
     char sock[64];
+    unsigned first;
 
     if (size < 1)
         return 0;
     snprintf(sock, sizeof(sock), "/tmp/dsm-fuzz-node-%d.sock", (int)getpid());
+    first = byte(&in);
+    /* the first byte: the model, and whether --trace, --page-stats, --false-sharing are on */
     d.cfg = (struct dsmd_config){ .node = 1, .nnodes = 3, .nranks = 4, .first_rank = 2, .local_ranks = 2,
-                                  .consistency = models[byte(&in) % 3], .transport = "fuzz", .listen = "fuzz",
+                                  .consistency = models[first % 3], .transport = "fuzz", .listen = "fuzz",
                                   .socket = sock, .space_size = NPAGES * 4096ull, .base = 0x500000000000ull,
-                                  .peer_timeout_ms = 8000, .job_id = 1 };
+                                  .peer_timeout_ms = 8000, .job_id = 1, .trace = first / 3 & 1,
+                                  .page_stats = first / 6 & 1, .false_sharing = first / 12 & 1 };
     d.tops = &fz_ops;
     if (dsmd_loop_create(&d.loop) != DSM_OK)
         abort();
