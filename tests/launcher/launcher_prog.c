@@ -57,6 +57,12 @@
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
  *                                    where their homes are (0 + 1 + 2 on two nodes)
+ *   launcher_prog insight W          two allocations: "own", 2 pages per rank, each rank
+ *                                    writing only its own 2 pages (sharing nothing), and
+ *                                    "shared", one page where rank r writes bytes
+ *                                    [64r, 64r+63]; W windows of both writes, each ended by a
+ *                                    dsm_barrier; prints both addresses (rank 0) and checks
+ *                                    every slot and page after the last barrier
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -626,6 +632,35 @@ static int run_firsttouch(int race)
     return dsm_barrier() ? bad("dsm_barrier failed") : 0;
 }
 
+/* insight: see the header. */
+static int run_insight(long windows)
+{
+    size_t ps = dsm_page_size();
+    int r = dsm_rank(), n = dsm_nranks();
+    unsigned char *own = dsm_coalloc(2 * ps * (size_t)n);
+    unsigned char *shared = dsm_coalloc(ps);
+
+    if (own == NULL || shared == NULL)
+        return bad("dsm_coalloc failed");
+    if ((size_t)n * 64 > ps)
+        return bad("too many ranks for one shared page");
+    if (r == 0)
+        printf("insight own %p shared %p\n", (void *)own, (void *)shared);
+    for (long w = 1; w <= windows; w++) {
+        memset(own + 2 * ps * (size_t)r, (int)(w + r), 2 * ps);
+        memset(shared + 64 * r, (int)(w + r), 64);
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+    }
+    for (int q = 0; q < n; q++)
+        for (size_t i = 0; i < 64; i++)
+            if (shared[64 * q + i] != (unsigned char)(windows + q) || own[2 * ps * (size_t)q + i * 64] !=
+                                                                        (unsigned char)(windows + q))
+                return bad("a write was lost");
+    printf("rank %d insight ok\n", r);
+    return 0;
+}
+
 /* breakdown: see the header. */
 static int run_breakdown(void)
 {
@@ -771,6 +806,8 @@ int main(int argc, char **argv)
         rc = run_flag();
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
+    else if (!strcmp(argv[1], "insight") && argc > 2)
+        rc = run_insight(atol(argv[2]));
     else if (!strcmp(argv[1], "breakdown"))
         rc = run_breakdown();
     else if (!strcmp(argv[1], "firsttouch"))

@@ -582,6 +582,126 @@ def case_breakdown(dsmrun, prog):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def trace_checked(path, j):
+    """The trace file as JSON, checked against the trace-event format: every event has a
+    known phase and the fields that phase needs; returns the document."""
+    with open(path) as f:
+        doc = json.load(f)
+    check(isinstance(doc.get("traceEvents"), list) and doc.get("displayTimeUnit") == "ns",
+          "trace: no traceEvents list / displayTimeUnit", j)
+    for e in doc["traceEvents"]:
+        ph = e.get("ph")
+        check(ph in ("X", "M", "s", "f") and isinstance(e.get("pid"), int) and isinstance(e.get("name"), str),
+              "trace: malformed event %s" % e, j)
+        if ph == "M":
+            check(e["name"] in ("process_name", "process_sort_index", "thread_name") and "args" in e,
+                  "trace: malformed metadata %s" % e, j)
+        else:
+            check(isinstance(e.get("tid"), int) and isinstance(e.get("ts"), (int, float)) and e["ts"] >= 0,
+                  "trace: event without tid/ts %s" % e, j)
+        if ph == "X":
+            check(isinstance(e.get("dur"), (int, float)) and e["dur"] >= 0, "trace: bad dur %s" % e, j)
+        if ph in ("s", "f"):
+            check(isinstance(e.get("id"), int), "trace: flow without id %s" % e, j)
+    return doc
+
+
+def case_insight(dsmrun, prog):
+    """--trace, --hotspots and --false-sharing on a program whose answers are known: per rank
+    2 pages written only by it ("own": shared with nobody) and 64 bytes of one shared page,
+    4 windows ended by barriers. Every model, 1 and 2 ranks per node. The trace is valid
+    trace-event JSON whose counts match --stats exactly (faults per rank, barriers, messages
+    per node, each message's send paired with its receipt) and the program (2 allocations
+    per rank at the printed addresses, its own pages' write faults: 2, or 2 per window under
+    causal); node clocks agree within half their measured round trip; the hottest page is the
+    shared one, named by its call site, touched by every rank; the shared page is the only
+    one reported for false sharing, in all 4 windows, never truly shared, each node writing
+    exactly its ranks' slots."""
+    d = tempfile.mkdtemp(prefix="dsmrun-insight-")
+    windows = 4
+    try:
+        for model in ("sequential", "release", "causal"):
+            for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"]):
+                n, k = int(opts[1]), 1 if len(opts) == 2 else 2
+                tpath, spath = os.path.join(d, "t.json"), os.path.join(d, "s.json")
+                j = run(dsmrun, prog, ["insight", str(windows)],
+                        opts + ["--consistency", model, "--trace", tpath, "--stats", spath, "--hotspots", "2",
+                                "--false-sharing", "--timeout", "60"])
+                what = "%s %s" % (model, " ".join(opts))
+                check(j.rc == 0 and all("rank %d insight ok" % r in j.out for r in range(n)),
+                      "%s: exit status %s" % (what, j.rc), j)
+                m = re.search(r"insight own (0x[0-9a-f]+) shared (0x[0-9a-f]+)", j.out)
+                check(m is not None, "%s: no addresses printed" % what, j)
+                own, shared = int(m.group(1), 16), int(m.group(2), 16)
+                doc = trace_checked(tpath, j)
+                with open(spath) as f:
+                    st = json.load(f)
+                ps = 4096
+                ev = doc["traceEvents"]
+                for r in st["ranks"]:
+                    mine = [e for e in ev if e["ph"] == "X" and e["pid"] == r["rank"]]
+                    faults = [e for e in mine if e["cat"] == "fault"]
+                    check(len(faults) == r["read_faults"] + r["write_faults"],
+                          "%s: rank %d: %d fault events, --stats counts %d" % (
+                              what, r["rank"], len(faults), r["read_faults"] + r["write_faults"]), j)
+                    bars = [e for e in mine if e["name"] == "dsm_barrier"]
+                    check(len(bars) == windows == r["barriers"], "%s: rank %d: %d barrier events, %d in --stats"
+                          % (what, r["rank"], len(bars), r["barriers"]), j)
+                    check(len([e for e in mine if e["name"] == "dsm_finalize"]) == 1,
+                          "%s: rank %d: not one dsm_finalize event" % (what, r["rank"]), j)
+                    allocs = [(e["args"]["bytes"], int(e["args"]["address"], 16)) for e in mine
+                              if e["name"] == "dsm_coalloc"]
+                    check(allocs == [(2 * ps * n, own), (ps, shared)], "%s: rank %d: allocation events %s"
+                          % (what, r["rank"], allocs), j)
+                    lo = own + 2 * ps * r["rank"]
+                    ownw = [e for e in faults if e["name"].startswith("write fault")
+                            and lo <= int(e["args"]["address"], 16) < lo + 2 * ps]
+                    want = 2 * windows if model == "causal" else 2
+                    check(len(ownw) == want, "%s: rank %d: %d write faults on its own pages, expected %d"
+                          % (what, r["rank"], len(ownw), want), j)
+                    check(all(isinstance(e["args"]["home"], int) for e in faults), "%s: fault without home" % what, j)
+                for node in st["nodes"]:
+                    sent = [e for e in ev if e["ph"] == "X" and e["pid"] == 1000000 + node["node"]
+                            and e["tid"] == 2]
+                    check(len(sent) == node["messages_sent"], "%s: node %d: %d messages traced, %d in --stats"
+                          % (what, node["node"], len(sent), node["messages_sent"]), j)
+                starts = sorted(e["id"] for e in ev if e["ph"] == "s")
+                ends = sorted(e["id"] for e in ev if e["ph"] == "f")
+                check(starts == ends and len(set(starts)) == len(starts),
+                      "%s: %d message sends and %d receipts do not pair up" % (what, len(starts), len(ends)), j)
+                info = doc["otherData"]["dsm"]
+                check(info["complete"] and info["dropped_events"] == 0, "%s: trace incomplete" % what, j)
+                for node, off in info["clock_offsets_ns"].items():
+                    rtt = info["clock_rtt_ns"][node]
+                    check(node == "0" and off == 0 or rtt > 0 and abs(off) <= rtt // 2 + 1,
+                          "%s: node %s clock offset %d ns with a round trip of %d ns: one clock on one host "
+                          "must agree within half of it" % (what, node, off, rtt), j)
+                # hot spots: the shared page first, named, every rank
+                hot = st["hotspots"][0]
+                check(int(hot["address"], 16) == shared and hot["ranks"] == list(range(n)),
+                      "%s: hottest page %s (ranks %s), expected the shared page %#x" % (
+                          what, hot["address"], hot["ranks"], shared), j)
+                check("run_insight" in hot["allocation"] and "dsm_coalloc(4096)" in hot["allocation"],
+                      "%s: hot spot's allocation not named by its call site: %s" % (what, hot["allocation"]), j)
+                check("hot spots:" in j.err, "%s: no hot-spot report on stderr" % what, j)
+                # false sharing: the shared page only, each node its ranks' slots
+                fs = st["false_sharing"]
+                check(len(fs) == 1 and int(fs[0]["address"], 16) == shared,
+                      "%s: pages reported for false sharing: %s, expected only %#x" % (
+                          what, [e["address"] for e in fs], shared), j)
+                e = fs[0]
+                want = [{"node": q, "ranks": list(range(q * k, q * k + k)),
+                         "ranges": [[64 * k * q, 64 * k * q + 64 * k - 1]], "more_ranges": 0}
+                        for q in range(n // k)]
+                check(e["flagged"] and e["false_windows"] == windows and e["true_windows"] == 0 and
+                      sorted(e["writers"], key=lambda w: w["node"]) == want,
+                      "%s: false sharing of the shared page: %s, expected %d windows and writers %s"
+                      % (what, e, windows, want), j)
+                check("suggestion:" in j.err, "%s: no suggestion printed" % what, j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region
