@@ -30,7 +30,7 @@ TINY = ["-r", "64", "-c", "32", "-p", "2", "-k", "2"]
 RUN_TIMEOUT_S = 240
 COLUMNS = ["model", "status", "wall s", "program s", "× native", "read faults", "write faults",
            "pages fetched", "invalidations", "diffs", "write notices", "messages", "bytes"]
-PNG_SIZE = (1100, 480)
+PNG_SIZE = (1200, 520)
 
 failures = []
 
@@ -93,7 +93,7 @@ def read(path):
 
 def check_success(o, models):
     name = "ok"
-    status, _ = run([o.compare, "-n", "2", "--native", "--models", ",".join(models),
+    status, _ = run([o.compare, "-n", "2", "--native", "--models", ",".join(models), "--repeat", "2",
                      "--timeout", "120", "--out", o.out, "--name", name, "--", o.app] + TINY)
     check(status == 0, "dsm-compare exit status 0 (got %s)" % status)
     md = read(os.path.join(o.out, name + ".md"))
@@ -123,7 +123,35 @@ def check_success(o, models):
     size = png_size(os.path.join(o.out, name + ".png"))
     check(size == PNG_SIZE, "%s.png is a %dx%d PNG (got %s)" % (name, PNG_SIZE[0], PNG_SIZE[1],
                                                                size))
+    if doc is not None:
+        check_chart_script(read(os.path.join(o.out, name + ".gp")) or "", doc)
     check("![" in md and name + ".png" in md, "the table links the chart")
+
+
+def check_chart_script(gp, doc):
+    """The chart's gnuplot script: the time panel plots each model's ratio to native (as in
+    the JSON) with its value on the bar and whiskers for the runs' spread, on a log axis
+    exactly when the ratios span more than 10x."""
+    block = re.search(r"\$time << EOD\n(.*?)\nEOD", gp, re.S)
+    if not check(block is not None, "chart: a time datablock"):
+        return
+    got = {}
+    for line in block.group(1).splitlines():
+        m = re.match(r'"([^"]+)" (\S+) (\S+) (\S+)$', line)
+        if m:
+            got[m.group(1)] = tuple(float(x) for x in m.groups()[1:])
+    ratios = {m["model"]: m["ratio"] for m in doc["models"] if m["ok"]}
+    check(set(got) == set(ratios), "chart: bars for %s, expected %s" % (sorted(got), sorted(ratios)))
+    for model, (v, lo, hi) in got.items():
+        r = ratios.get(model)
+        check(r is not None and abs(v - r) <= 1e-6 * r and lo <= v <= hi,
+              "chart: %s's bar %.6g (whiskers %.6g-%.6g), ratio %s" % (model, v, lo, hi, r))
+    panel = gp.split("set title", 2)[1] if gp.count("set title") >= 2 else ""
+    span = max(ratios.values()) / min(ratios.values()) if ratios else 1
+    check(("set logscale y" in panel) == (span > 10),
+          "chart: log axis %s for ratios spanning %.1fx" % ("set logscale y" in panel, span))
+    check(gp.count("with labels") == 2 and gp.count("with yerrorbars") == 1,
+          "chart: values on the bars of both panels, whiskers on the time panel's")
 
 
 def check_unknown_model(o):
