@@ -20,6 +20,7 @@ if(TARGET dsmd)
 endif()
 
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/dsmrun.1 ${PROJECT_SOURCE_DIR}/docs/man/dsm-compare.1
+              ${PROJECT_SOURCE_DIR}/docs/man/dsm-report.1
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${PROJECT_SOURCE_DIR}/docs/man/libdsm.3 DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
 

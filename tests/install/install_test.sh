@@ -48,11 +48,11 @@ step "cmake --install $build --prefix $prefix"
 timeout $limit cmake --install "$build" --prefix "$prefix" >"$work/install.log" ||
     { cat "$work/install.log" >&2; fail "cmake --install failed"; }
 
-for f in libexec/dsm/dsmd bin/dsmrun bin/dsm-compare bin/bench-models; do
+for f in libexec/dsm/dsmd bin/dsmrun bin/dsm-compare bin/bench-models bin/bench-trace bin/dsm-report; do
     [ -x "$prefix/$f" ] || fail "$f not installed (or not executable)"
 done
 [ ! -e "$prefix/bin/dsmd" ] || fail "dsmd installed in bin/ (an internal program: libexec/dsm/)"
-for m in man1/dsmrun.1 man1/dsm-compare.1 man3/libdsm.3; do
+for m in man1/dsmrun.1 man1/dsm-compare.1 man1/dsm-report.1 man3/libdsm.3; do
     grep -q '^\.TH ' "$prefix/share/man/$m" 2>/dev/null || fail "man page share/man/$m not installed"
     if command -v groff >/dev/null; then
         warn=$(groff -man -ww -z "$prefix/share/man/$m" 2>&1)

@@ -606,6 +606,24 @@ def trace_checked(path, j):
     return doc
 
 
+def report_checked(dsmrun, spath, tpath, trace, shared, out, j):
+    """dsm-report (beside dsmrun) makes one self-contained page of the job's statistics and
+    trace: every section, a timeline lane per rank thread, the shared page named."""
+    r = subprocess.run([os.path.join(os.path.dirname(dsmrun), "dsm-report"), "--stats", spath, "--trace", tpath,
+                        "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    check(r.returncode == 0, "dsm-report failed: %s" % r.stderr, j)
+    with open(out) as f:
+        page = f.read()
+    for section in ("Time breakdown", "Timeline", "Trace summary", "Hot spots", "False sharing"):
+        check("<h2>%s</h2>" % section in page, "dsm-report: no %s section" % section, j)
+    threads = {(e["pid"], e["tid"]) for e in trace["traceEvents"] if e["ph"] == "X" and e["pid"] < 1000000}
+    check(page.count('font-size="10">rank ') == len(threads),
+          "dsm-report: %d timeline lanes, the trace has %d rank threads"
+          % (page.count('font-size="10">rank '), len(threads)), j)
+    check("%#x" % shared in page and not re.search(r'(src|href)="', page),
+          "dsm-report: the shared page is not named, or the page is not self-contained", j)
+
+
 def case_insight(dsmrun, prog):
     """--trace, --hotspots and --false-sharing on a program whose answers are known: per rank
     2 pages written only by it ("own": shared with nobody) and 64 bytes of one shared page,
@@ -616,7 +634,7 @@ def case_insight(dsmrun, prog):
     causal); node clocks agree within half their measured round trip; the hottest page is the
     shared one, named by its call site, touched by every rank; the shared page is the only
     one reported for false sharing, in all 4 windows, never truly shared, each node writing
-    exactly its ranks' slots."""
+    exactly its ranks' slots; dsm-report makes one self-contained page of it all."""
     d = tempfile.mkdtemp(prefix="dsmrun-insight-")
     windows = 4
     try:
@@ -698,6 +716,8 @@ def case_insight(dsmrun, prog):
                       "%s: false sharing of the shared page: %s, expected %d windows and writers %s"
                       % (what, e, windows, want), j)
                 check("suggestion:" in j.err, "%s: no suggestion printed" % what, j)
+                if model == "release":
+                    report_checked(dsmrun, spath, tpath, doc, shared, os.path.join(d, "r.html"), j)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
