@@ -389,10 +389,11 @@ void dsmd_fs_fini(struct dsmd *d);
 void dsmd_fs_write_grant(struct dsmd *d, uint64_t page);
 /* Every local rank's access to page is down to `access` (all applied). */
 void dsmd_fs_revoked(struct dsmd *d, uint64_t page, int access);
-/* Every local rank arrived at a barrier: this node's writes of the window so far go home. */
+/* Every local rank arrived at a barrier or finalize: this node's writes of the window so
+ * far go home. */
 void dsmd_fs_window_end(struct dsmd *d);
-/* svc->applied: the protocol applied node src's diff to page's frame. */
-void dsmd_fs_applied(struct dsmd *d, uint64_t page, int src, const uint8_t *diff, size_t len);
+/* svc->applying: the protocol is about to apply node src's diff to page's frame. */
+void dsmd_fs_applying(struct dsmd *d, uint64_t page, int src, const uint8_t *diff, size_t len);
 /* FS_WROTE at the home. */
 dsm_status_t dsmd_fs_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 /* Pages [first, first+n) were reset (allocated or freed). */

@@ -4,15 +4,18 @@
  *
  * Each page's home collects, per barrier epoch (the window), which bytes each node wrote:
  *   - another node's writes under release and causal: the diffs the protocol applies at
- *     the home (svc->applied), as they are;
+ *     the home (svc->applying, called before the frame changes);
  *   - the home's own writes, and every node's writes under sequential (whose single writer
  *     makes no diffs): this module twins the page when the node's first rank gets write
  *     access and diffs it when that access is revoked (every rank's PROTECT applied, so the
  *     frame holds all of them) and when the node arrives at a barrier (its ranks are all in
  *     it; the twin is taken again), so a window's writes are never counted in a later one;
  *     a node that is not the home sends the bytes, with its window, in FS_WROTE;
- *   - a diff the protocol applies to a twinned frame goes into the twin as well, so the
- *     twin's diff holds only this node's writes.
+ *   - before the protocol applies a diff to a twinned frame, the node's own writes so far
+ *     are recorded and the twin taken again, then patched like the frame: the twin's next
+ *     diff holds only this node's later writes (a byte both wrote counts for both).
+ * Atomics performed at a home on a twinned page count as the home's writes. Writes after
+ * the last barrier count when the node arrives at dsm_finalize's exchange.
  * When a page's window closes with two or more writers, it counts as falsely shared if
  * their bytes are pairwise disjoint, and as truly shared otherwise. The first falsely
  * shared window's byte ranges are kept for the report.
@@ -186,14 +189,18 @@ static void window_close(struct dsmd *d, struct fs_page *pg, int k)
             if ((pg->example = malloc(cap)) != NULL) {
                 for (int i = 0; i < p->nw; i++) {
                     char r[FS_RANGES * 12 + 16];
+                    int n;
 
                     memset(d->fs->others, 0, nbytes);
                     for (int j = 0; j < p->nw; j++)
                         for (size_t b = 0; j != i && b < nbytes; b++)
                             d->fs->others[b] |= p->w[j].bits[b];
                     ranges_text(p->w[i].bits, d->fs->others, d->page_size, r, sizeof(r));
-                    len += (size_t)snprintf(pg->example + len, cap - len, "%s%d:%llx:%s", i ? " " : "",
-                                            p->w[i].node, (unsigned long long)p->w[i].ranks, r);
+                    n = snprintf(pg->example + len, cap - len, "%s%d:%llx:%s", i ? " " : "", p->w[i].node,
+                                 (unsigned long long)p->w[i].ranks, r);
+                    if (n < 0 || (size_t)n >= cap - len)
+                        break; /* cut short: it stays a valid, shorter list */
+                    len += (size_t)n;
                 }
             }
         }
@@ -379,12 +386,18 @@ void dsmd_fs_window_end(struct dsmd *d)
     f->ntwinned = kept;
 }
 
-void dsmd_fs_applied(struct dsmd *d, uint64_t page, int src, const uint8_t *diff, size_t len)
+void dsmd_fs_applying(struct dsmd *d, uint64_t page, int src, const uint8_t *diff, size_t len)
 {
     struct dsmd_fs *f = d->fs;
+    uint8_t *frame = d->frames + page * d->page_size;
 
-    if (f->twin[page] != NULL && dsmp_diff_apply(f->twin[page], NULL, d->page_size, diff, len) != DSM_OK)
-        return; /* the protocol applied it to the frame: it is well formed */
+    if (f == NULL || page >= d->npages || len == 0)
+        return;
+    if (f->twin[page] != NULL) {
+        deliver(d, page, dsmp_diff_make(frame, f->twin[page], d->page_size, f->diff));
+        memcpy(f->twin[page], frame, d->page_size);
+        (void)dsmp_diff_apply(f->twin[page], NULL, d->page_size, diff, len); /* malformed: nothing written */
+    }
     if (src != d->cfg.node && dsmd_space_home(&d->space, page) == d->cfg.node &&
         fs_record(d, page, src, dsmd_sync_barriers(d), 0, diff, len) == DSM_ENOMEM)
         DSM_WARN("out of memory diagnosing page %llu for --false-sharing", (unsigned long long)page);
@@ -394,8 +407,10 @@ dsm_status_t dsmd_fs_message(struct dsmd *d, int src, const dsmw_msg_t *m)
 {
     dsm_status_t st;
 
-    if (d->fs == NULL || dsmd_space_home(&d->space, m->page) != d->cfg.node || m->data.len == 0)
+    if (d->fs == NULL || m->data.len == 0)
         return DSM_EPROTO;
+    if (dsmd_space_home(&d->space, m->page) != d->cfg.node)
+        return DSM_OK; /* freed (or reallocated elsewhere) while it travelled: a stale diagnosis */
     st = fs_record(d, m->page, src, m->epoch, m->count, m->data.data, m->data.len);
     if (st == DSM_ENOMEM) {
         DSM_WARN("out of memory diagnosing page %llu for --false-sharing", (unsigned long long)m->page);

@@ -612,12 +612,9 @@ static void svc_fail(void *ctx, dsm_status_t st, const char *why)
     dsmd_abort(ctx, st, "%s", why);
 }
 
-static void svc_applied(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len)
+static void svc_applying(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len)
 {
-    struct dsmd *d = ctx;
-
-    if (d->fs != NULL)
-        dsmd_fs_applied(d, page, src, diff, len);
+    dsmd_fs_applying(ctx, page, src, diff, len);
 }
 
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
@@ -638,5 +635,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->count = svc_count;
     svc->timer = svc_timer;
     svc->fail = svc_fail;
-    svc->applied = svc_applied;
+    svc->applying = d->cfg.false_sharing ? svc_applying : NULL;
 }

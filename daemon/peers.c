@@ -84,7 +84,9 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
         d->tops->drop(d->t, node, why);
         return;
     }
-    if (d->trace != NULL && node != d->cfg.node)
+    /* heartbeats and aborts go around dsmd_send (uncounted): counted here neither, so the
+     * k-th message counted each way is the same one (trace.c) */
+    if (d->trace != NULL && node != d->cfg.node && m->type != DSMW__TYPE__HEARTBEAT && m->type != DSMW__TYPE__ABORT)
         dsmd_trace_message(d, 0, node, m, len + (framed ? d->page_size : 0));
     if (framed && page != m->page)
         why = "frame does not match the message's page";

@@ -458,8 +458,8 @@ static void gather_arrive(struct dsmd *d, struct gather *g, struct dsmd_chan *c,
     if (d->aborting || ++g->local_arrived < d->cfg.local_ranks)
         return;
     g->local_arrived = 0;
-    if (d->fs != NULL && g == &d->sync->barrier)
-        dsmd_fs_window_end(d);
+    if (d->fs != NULL)
+        dsmd_fs_window_end(d); /* before the arrival: its FS_WROTEs reach homes that still wait */
     s = step_new(d, arrive_type, NULL, 0, d->ranks[c->lrank].rank);
     if (s == NULL)
         return;

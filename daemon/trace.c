@@ -17,10 +17,13 @@
  *
  * Messages are matched without an identifier on the wire: both transports deliver a
  * peer's messages in order, so the k-th message this node sent to node n is the k-th
- * node n received from it (flow ids are (src, dst, k)).
+ * node n received from it (flow ids are (src, dst, k)). Counted are the messages that go
+ * through dsmd_send, as --stats counts them: heartbeats and aborts, which the watchdog and
+ * the abort path send directly, are counted on neither side (peers.c). CLOCK_* and
+ * FS_WROTE are ordinary messages and appear in --stats' counts too.
  *
  * Output lines (after STATS):
- *   TRACE-CLOCK <offset_ns> <rtt_ns>      TRACE-DROPPED <n>
+ *   TRACE-CLOCK <offset_ns> <rtt_ns>      TRACE-DROPPED <n>      TRACE-END <events printed>
  *   T <kind> <ts_ns> <dur_ns> <who> <tid> <x> <a> <b> <flow> [<type name>]
  * Rank events (who = rank, tid = the channel: one per thread; x = the answer's status):
  * fault-read/fault-write (a = page, x = its home instead), lock/trylock/unlock/cond-wait/
@@ -50,9 +53,9 @@ enum tev_kind {
 
 struct tev {
     int64_t  ts, dur;
-    uint16_t kind, op;
-    int16_t  tid;
-    int16_t  write;
+    uint8_t  kind, write;
+    uint16_t op;
+    int32_t  tid;
     int32_t  who, x;
     uint64_t a, b, flow;
 };
@@ -152,11 +155,11 @@ void dsmd_trace_answer(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_ms
     if ((e = tev_new(d->trace)) != NULL) {
         e->kind = TEV_RANK;
         e->op = (uint16_t)c->tr_op;
-        e->write = (int16_t)c->tr_write;
+        e->write = (uint8_t)c->tr_write;
         e->ts = c->tr_t0;
         e->dur = dsmd_now_ns() - c->tr_t0;
         e->who = rk->rank;
-        e->tid = (int16_t)c->id;
+        e->tid = c->id;
         e->flow = (uint64_t)c->kind; /* dsmrun names the main thread's channel */
         e->a = c->tr_a;
         e->x = c->tr_op == DSMC_FAULT ? dsmd_space_home(&d->space, c->tr_a) : m->status;
@@ -211,7 +214,7 @@ void dsmd_trace_message(struct dsmd *d, int out, int peer, const dsmw_msg_t *m, 
     e->kind = out ? TEV_SEND : TEV_RECV;
     e->ts = dsmd_now_ns();
     e->who = d->cfg.node;
-    e->tid = (int16_t)peer;
+    e->tid = peer;
     e->x = m->type;
     e->a = m->page;
     e->b = bytes;
@@ -316,5 +319,6 @@ void dsmd_trace_print(struct dsmd *d)
                (unsigned long long)e->flow, e->kind >= TEV_SEND ? " " : "",
                e->kind >= TEV_SEND ? dsmw_type_name(e->x) : "");
     }
+    printf("TRACE-END %zu\n", t->n); /* dsmrun: every line came (a killed daemon's did not) */
     fflush(stdout);
 }

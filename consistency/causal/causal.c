@@ -438,12 +438,12 @@ static void apply_finish(dsmp_t *p)
         size_t dl = (size_t)dsm_get_le(u->data + o + 8, 4);
         struct cau_page *g = &p->pg[page];
 
+        if (p->svc.applying)
+            p->svc.applying(p->svc.ctx, page, u->src, u->data + o + REC_HDR, dl);
         if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + REC_HDR, dl) !=
             DSM_OK)
             dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
                       (unsigned long long)page, u->src);
-        else if (p->svc.applied)
-            p->svc.applied(p->svc.ctx, page, u->src, u->data + o + REC_HDR, dl);
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_DIFFS, 1);
         o += REC_HDR + dl;
     }

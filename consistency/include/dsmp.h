@@ -80,10 +80,10 @@ struct dsmp_services {
      * would be lost, a peer's malformed notices): fail the job with `why`. The daemon tells
      * every rank and stops; the module may return normally afterwards. */
     void (*fail)(void *ctx, dsm_status_t st, const char *why);
-    /* The module applied node src's diff (dsmp_diff encoding) to this node's frame of page
-     * (release: at the home; causal: an update's page). For the daemon's diagnostics
-     * (false sharing); may be NULL. */
-    void (*applied)(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len);
+    /* The module is about to apply node src's diff (dsmp_diff encoding, not yet checked) to
+     * this node's frame of page (release: at the home; causal: an update's page). For the
+     * daemon's false-sharing diagnosis, which must see the frame before; may be NULL. */
+    void (*applying)(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len);
 };
 
 /*

@@ -381,13 +381,13 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
     if (!is_home(p, m->page))
         return DSM_EPROTO;
+    if (p->svc.applying)
+        p->svc.applying(p->svc.ctx, m->page, src, m->data.data, m->data.len);
     if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, m->page), NULL, p->svc.page_size, m->data.data, m->data.len) !=
         DSM_OK) {
         DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
         return DSM_EPROTO;
     }
-    if (p->svc.applied)
-        p->svc.applied(p->svc.ctx, m->page, src, m->data.data, m->data.len);
     send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
     return DSM_OK;
 }

@@ -25,13 +25,15 @@
  * Field use per op (unlisted fields are zero):
  *   HELLO_MAIN    rank->d  rank, a=pid
  *     reply       d->rank  REPLY status, rank, nranks, node, nnodes, a=base address,
- *                          b=space size, c=page size, d=consistency id, text=consistency
+ *                          b=space size, c=page size, d=consistency id, text=consistency,
+ *                          e=flags (DSMC_WELCOME_*)
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
  *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access
  *   COALLOC       rank->d  a=bytes, b=placement, c=its argument, d=the caller's offset in
- *                          its module, text=the module's path (--hotspots; 0 and "" when
- *                          unknown)          reply REPLY status, a=address
+ *                          its module, text=the module's path (when the welcome asked for
+ *                          them: DSMC_WELCOME_ALLOC_SITES; else 0 and "")
+ *                                            reply REPLY status, a=address
  *   COFREE        rank->d  a=address         reply REPLY status (after every rank freed it)
  *   MALLOC        rank->d  a=bytes, d and text as COALLOC's   reply REPLY status, a=address
  *   FREE          rank->d  a=address         reply REPLY status
@@ -56,6 +58,9 @@
 
 /* Page access levels, ordered: a higher level allows everything a lower one does. */
 enum dsm_access { DSM_ACCESS_NONE = 0, DSM_ACCESS_READ = 1, DSM_ACCESS_WRITE = 2 };
+
+/* Flags of the HELLO_MAIN reply's e field. */
+#define DSMC_WELCOME_ALLOC_SITES 1u /* send allocations' call sites (d, text): --hotspots */
 
 /* Atomic operations (DSMC_ATOMIC's d); the same numbers as the wire's (wire.h). */
 enum dsmc_aop { DSMC_AOP_LOAD = 0, DSMC_AOP_STORE, DSMC_AOP_FETCH_ADD, DSMC_AOP_SWAP, DSMC_AOP_CAS };

@@ -58,7 +58,8 @@ static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum 
     req.a = size;
     req.b = (uint64_t)place;
     req.c = arg;
-    call_site(site, &req);
+    if (dsm_rt.alloc_sites)
+        call_site(site, &req); /* dladdr and realpath: only when asked for */
     if ((st = dsm_channel_request(fn, &req, &rep, DSMC_REPLY)) != 0)
         return st; /* logged */
     st = rep.status;

@@ -29,6 +29,7 @@ struct dsm_runtime {
     struct dsm_vm vm;
     char          consistency[16];  /* the model's name, as the daemon gave it */
     enum dsm_model model;           /* and its id (dsm_chan.h) */
+    int           alloc_sites;      /* send allocations' call sites (dsmrun --hotspots) */
     char          socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
     int           fault_spin_us;    /* polling before a fault wait sleeps */

@@ -60,9 +60,11 @@
  *   launcher_prog insight W          two allocations: "own", 2 pages per rank, each rank
  *                                    writing only its own 2 pages (sharing nothing), and
  *                                    "shared", one page where rank r writes bytes
- *                                    [64r, 64r+63]; W windows of both writes, each ended by a
- *                                    dsm_barrier; prints both addresses (rank 0) and checks
- *                                    every slot and page after the last barrier
+ *                                    [64r, 64r+63], and "mixed", one page with a counter every
+ *                                    rank increments under lock 1 (true sharing) beside the
+ *                                    same slots; W windows of these writes, each ended by a
+ *                                    dsm_barrier; prints the addresses (rank 0) and checks
+ *                                    every slot, page and the count after the last barrier
  *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
@@ -639,19 +641,26 @@ static int run_insight(long windows)
     int r = dsm_rank(), n = dsm_nranks();
     unsigned char *own = dsm_coalloc(2 * ps * (size_t)n);
     unsigned char *shared = dsm_coalloc(ps);
+    unsigned char *mixed = dsm_coalloc(ps);
 
-    if (own == NULL || shared == NULL)
+    if (own == NULL || shared == NULL || mixed == NULL)
         return bad("dsm_coalloc failed");
-    if ((size_t)n * 64 > ps)
+    if ((size_t)(n + 1) * 64 > ps)
         return bad("too many ranks for one shared page");
     if (r == 0)
-        printf("insight own %p shared %p\n", (void *)own, (void *)shared);
+        printf("insight own %p shared %p mixed %p\n", (void *)own, (void *)shared, (void *)mixed);
     for (long w = 1; w <= windows; w++) {
         memset(own + 2 * ps * (size_t)r, (int)(w + r), 2 * ps);
         memset(shared + 64 * r, (int)(w + r), 64);
-        if (dsm_barrier() != 0)
-            return bad("dsm_barrier failed");
+        memset(mixed + 64 * (r + 1), (int)(w + r), 64);
+        if (dsm_lock(1) != 0)
+            return bad("dsm_lock failed");
+        (*(volatile uint64_t *)mixed)++;
+        if (dsm_unlock(1) != 0 || dsm_barrier() != 0)
+            return bad("dsm_unlock/dsm_barrier failed");
     }
+    if (*(volatile uint64_t *)mixed != (uint64_t)(n * windows))
+        return bad("the counter under lock 1 lost an increment");
     for (int q = 0; q < n; q++)
         for (size_t i = 0; i < 64; i++)
             if (shared[64 * q + i] != (unsigned char)(windows + q) || own[2 * ps * (size_t)q + i * 64] !=

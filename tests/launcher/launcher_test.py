@@ -631,10 +631,11 @@ def case_insight(dsmrun, prog):
     trace-event JSON whose counts match --stats exactly (faults per rank, barriers, messages
     per node, each message's send paired with its receipt) and the program (2 allocations
     per rank at the printed addresses, its own pages' write faults: 2, or 2 per window under
-    causal); node clocks agree within half their measured round trip; the hottest page is the
-    shared one, named by its call site, touched by every rank; the shared page is the only
-    one reported for false sharing, in all 4 windows, never truly shared, each node writing
-    exactly its ranks' slots; dsm-report makes one self-contained page of it all."""
+    causal); node clocks agree within half their measured round trip; the two hottest pages
+    are the shared ones, named by their call site, touched by every rank; the shared page is the only
+    one flagged for false sharing, in all 4 windows, never truly shared, each node writing
+    exactly its ranks' slots, while a page with a counter under a lock beside such slots is
+    truly shared in every window; dsm-report makes one self-contained page of it all."""
     d = tempfile.mkdtemp(prefix="dsmrun-insight-")
     windows = 4
     try:
@@ -648,9 +649,9 @@ def case_insight(dsmrun, prog):
                 what = "%s %s" % (model, " ".join(opts))
                 check(j.rc == 0 and all("rank %d insight ok" % r in j.out for r in range(n)),
                       "%s: exit status %s" % (what, j.rc), j)
-                m = re.search(r"insight own (0x[0-9a-f]+) shared (0x[0-9a-f]+)", j.out)
+                m = re.search(r"insight own (0x[0-9a-f]+) shared (0x[0-9a-f]+) mixed (0x[0-9a-f]+)", j.out)
                 check(m is not None, "%s: no addresses printed" % what, j)
-                own, shared = int(m.group(1), 16), int(m.group(2), 16)
+                own, shared, mixed = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
                 doc = trace_checked(tpath, j)
                 with open(spath) as f:
                     st = json.load(f)
@@ -669,7 +670,7 @@ def case_insight(dsmrun, prog):
                           "%s: rank %d: not one dsm_finalize event" % (what, r["rank"]), j)
                     allocs = [(e["args"]["bytes"], int(e["args"]["address"], 16)) for e in mine
                               if e["name"] == "dsm_coalloc"]
-                    check(allocs == [(2 * ps * n, own), (ps, shared)], "%s: rank %d: allocation events %s"
+                    check(allocs == [(2 * ps * n, own), (ps, shared), (ps, mixed)], "%s: rank %d: allocation events %s"
                           % (what, r["rank"], allocs), j)
                     lo = own + 2 * ps * r["rank"]
                     ownw = [e for e in faults if e["name"].startswith("write fault")
@@ -695,19 +696,24 @@ def case_insight(dsmrun, prog):
                           "%s: node %s clock offset %d ns with a round trip of %d ns: one clock on one host "
                           "must agree within half of it" % (what, node, off, rtt), j)
                 # hot spots: the shared page first, named, every rank
-                hot = st["hotspots"][0]
-                check(int(hot["address"], 16) == shared and hot["ranks"] == list(range(n)),
-                      "%s: hottest page %s (ranks %s), expected the shared page %#x" % (
-                          what, hot["address"], hot["ranks"], shared), j)
-                check("run_insight" in hot["allocation"] and "dsm_coalloc(4096)" in hot["allocation"],
-                      "%s: hot spot's allocation not named by its call site: %s" % (what, hot["allocation"]), j)
+                hot = st["hotspots"][:2]
+                check(sorted(int(h["address"], 16) for h in hot) == [shared, mixed] and
+                      all(h["ranks"] == list(range(n)) for h in hot),
+                      "%s: hottest pages %s (ranks %s), expected the shared pages %#x and %#x" % (
+                          what, [h["address"] for h in hot], [h["ranks"] for h in hot], shared, mixed), j)
+                check(all("run_insight" in h["allocation"] and "dsm_coalloc(4096)" in h["allocation"] for h in hot),
+                      "%s: hot spots' allocations not named by their call site: %s" % (
+                          what, [h["allocation"] for h in hot]), j)
                 check("hot spots:" in j.err, "%s: no hot-spot report on stderr" % what, j)
-                # false sharing: the shared page only, each node its ranks' slots
-                fs = st["false_sharing"]
-                check(len(fs) == 1 and int(fs[0]["address"], 16) == shared,
-                      "%s: pages reported for false sharing: %s, expected only %#x" % (
-                          what, [e["address"] for e in fs], shared), j)
-                e = fs[0]
+                # false sharing: the shared page only, each node its ranks' slots; the page with a
+                # counter under a lock beside the slots is truly shared in every window
+                fs = {int(e["address"], 16): e for e in st["false_sharing"]}
+                check(sorted(fs) == [shared, mixed], "%s: pages in the false-sharing report: %s, expected %#x and %#x"
+                      % (what, [hex(a) for a in sorted(fs)], shared, mixed), j)
+                check(fs[mixed]["true_windows"] == windows and fs[mixed]["false_windows"] == 0 and
+                      not fs[mixed]["flagged"], "%s: the page of the counter under lock 1: %s, expected %d windows of "
+                      "true sharing and none false" % (what, fs[mixed], windows), j)
+                e = fs[shared]
                 want = [{"node": q, "ranks": list(range(q * k, q * k + k)),
                          "ranges": [[64 * k * q, 64 * k * q + 64 * k - 1]], "more_ranges": 0}
                         for q in range(n // k)]
@@ -718,6 +724,37 @@ def case_insight(dsmrun, prog):
                 check("suggestion:" in j.err, "%s: no suggestion printed" % what, j)
                 if model == "release":
                     report_checked(dsmrun, spath, tpath, doc, shared, os.path.join(d, "r.html"), j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def case_insight_apps(dsmrun, prog):
+    """--false-sharing on the apps (built beside dsmrun): falseshare, whose rows of every rank
+    interleave on every page of its matrices, is flagged there (and nowhere else); jacobi and
+    matmul, whose ranks own whole pages, are not. Every model, 2 ranks and 4 with 2 per node."""
+    bindir = os.path.dirname(os.path.abspath(dsmrun))
+    d = tempfile.mkdtemp(prefix="dsmrun-insight-")
+    try:
+        for model in ("sequential", "release", "causal"):
+            for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"]):
+                for app in ("falseshare", "jacobi", "matmul"):
+                    spath = os.path.join(d, "s.json")
+                    what = "%s %s %s" % (app, model, " ".join(opts))
+                    r = subprocess.run([dsmrun] + opts + ["--consistency", model, "--false-sharing", "--stats",
+                                                          spath, "--timeout", "120", "--",
+                                                          os.path.join(bindir, app)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=150)
+                    check(r.returncode == 0, "%s: exit status %d\n%s%s" % (what, r.returncode, r.stdout, r.stderr))
+                    with open(spath) as f:
+                        flagged = [e for e in json.load(f)["false_sharing"] if e["flagged"]]
+                    if app == "falseshare":
+                        check(flagged and all("falseshare.c" in e["allocation"] and len(e["writers"]) >= 2
+                                              for e in flagged),
+                              "%s: %d pages flagged (%s), expected the matrices' pages" % (
+                                  what, len(flagged), [e["allocation"] for e in flagged[:3]]))
+                    else:
+                        check(not flagged, "%s: pages flagged for false sharing: %s" % (
+                            what, [(e["page"], e["allocation"]) for e in flagged[:3]]))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
