@@ -148,8 +148,8 @@ def check_chart_script(gp, doc):
               "chart: %s's bar %.6g (whiskers %.6g-%.6g), ratio %s" % (model, v, lo, hi, r))
     panel = gp.split("set title", 2)[1] if gp.count("set title") >= 2 else ""
     span = max(ratios.values()) / min(ratios.values()) if ratios else 1
-    check(("set logscale y" in panel) == (span > 10),
-          "chart: log axis %s for ratios spanning %.1fx" % ("set logscale y" in panel, span))
+    log = re.search(r"^set logscale y", panel, re.M) is not None  # not "unset logscale y"
+    check(log == (span > 10), "chart: log axis %s for ratios spanning %.1fx" % (log, span))
     check(gp.count("with labels") == 2 and gp.count("with yerrorbars") == 1,
           "chart: values on the bars of both panels, whiskers on the time panel's")
 
