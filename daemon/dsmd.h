@@ -54,6 +54,7 @@ struct dsmd_config {
     int         trace;       /* --trace: record the timeline (trace.c) */
     int         page_stats;  /* --page-stats: per-page counts and allocation sites (hotspots.c) */
     int         false_sharing; /* --false-sharing: the diagnosis of falseshare.c */
+    int         grant_ahead; /* DSM_GRANT_AHEAD: most pages one GRANT may open (1: no runs) */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -76,9 +77,15 @@ struct dsmd_chan {
     uint64_t pending_seq;
     uint8_t  atomic_replied;  /* DSMC_ATOMIC: the home's reply came, the done hook runs */
     struct dsmd_chan *pnext;
-    /* the last GRANT sent here, until the channel's next message proves it applied
-     * (a thread sends nothing between a fault and that fault's mprotect); -1: none */
+    /* the last GRANT sent here (its first page and page count), until the channel's next
+     * message proves it applied (a thread sends nothing between a fault and that fault's
+     * mprotect); -1: none */
     int64_t  unconfirmed;
+    uint32_t unconfirmed_n;
+    /* grants ahead (pages.c): the page a sequential scan would fault on next, and the length
+     * of the last run granted on it */
+    uint64_t ahead_next;
+    uint32_t ahead_len;
     /* messages the rank's socket had no room for, oldest first (clients.c) */
     struct dsmc_msg *outq;
     uint32_t oq_head, oq_len, oq_cap, oq_peak;
@@ -119,6 +126,7 @@ struct dsmd_counters {
     uint64_t protects;   /* PROTECT messages (each one run of pages: one mprotect) */
     uint64_t messages_sent, bytes_sent, lock_acquires, barriers, wall_ns;
     uint64_t diffs, write_notices;
+    uint64_t pages_ahead;  /* pages opened by a GRANT beyond the page that faulted */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 

@@ -42,6 +42,7 @@
  * daemons do not share their cores with the ranks (see docs/BENCHMARKS.md). */
 #define DSMD_DEFAULT_POLL_US   50
 #define DSMD_DEFAULT_PEER_TIMEOUT_MS 8000  /* a peer silent this long is dead */
+#define DSMD_DEFAULT_GRANT_AHEAD 16      /* most pages one GRANT opens for a scanning rank */
 #define DSMD_POLL_MIN_CPUS     4
 
 #define DSMD_SECRET_WAIT_MS 10000 /* dsmrun writes the SECRET line right after starting us */
@@ -146,6 +147,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *poll_env = getenv("DSM_DAEMON_POLL_US");
     const char *base_env = getenv("DSM_BASE");
     const char *peer_env = getenv("DSM_PEER_TIMEOUT_MS");
+    const char *ahead_env = getenv("DSM_GRANT_AHEAD");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = dsmp_at(0)->name, .transport = "tcp", .listen = "127.0.0.1",
@@ -172,6 +174,14 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (peer_env)
         cfg->peer_timeout_ms = v;
+    cfg->grant_ahead = DSMD_DEFAULT_GRANT_AHEAD;
+    if (ahead_env && (parse_u64(ahead_env, &v) != 0 || v < 1 || v > DSMC_GRANT_RUN_MAX)) {
+        fprintf(stderr, "dsmd: DSM_GRANT_AHEAD=%s is not a number of pages in [1, %u] (1: no runs)\n", ahead_env,
+                DSMC_GRANT_RUN_MAX);
+        return DSM_ECONFIG;
+    }
+    if (ahead_env)
+        cfg->grant_ahead = (int)v;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);

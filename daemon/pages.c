@@ -7,6 +7,9 @@
  *     satisfies are granted at once (another rank or thread of this node already brought
  *     the page); otherwise one fault() goes to the protocol for all of them (coalescing),
  *     and `pending` stays set until the protocol's grant().
+ *   - A grant may open a run of pages after the faulting one that the node already holds
+ *     (run_length: for a channel scanning page by page), in one GRANT and one mprotect;
+ *     every page of it is counted as granted, as below.
  *   - Grants to a rank are counted per page. A grant is "unconfirmed" until its channel
  *     carries its next message (a thread sends nothing between receiving a grant and
  *     applying it). A PROTECT of a page with an unconfirmed grant goes alone and carries
@@ -118,20 +121,58 @@ void dsmd_pages_fini(struct dsmd *d)
     }
 }
 
-/* Hand `access` to the rank behind channel c and count the grant as unacknowledged. */
+/* Page q may join a run granted to rk at `access`: the node holds that much, nothing is
+ * under way for it (no revocation, fault, waiter, or grant of rk's not yet applied), and rk
+ * has no access to it (one mprotect sets the whole run). */
+static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int access)
+{
+    const struct dsmd_page *pg = &d->pages[q];
+
+    return pg->access >= access && pg->revq == NULL && !pg->pending && pg->waiters == NULL &&
+           rk->prot[q] == DSM_ACCESS_NONE && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
+}
+
+/*
+ * Grants ahead: how many pages from `page` on one GRANT to c opens. A channel whose faults
+ * follow each other page by page (a scan) gets runs that double with each such fault, up to
+ * cfg.grant_ahead, of the pages after it this node already holds (the home's own pages, a
+ * page another rank of the node fetched, causal's replicas): one fault and one mprotect
+ * instead of one per page. Any other fault starts over at 1. Pages the node does not hold
+ * end the run: fetching them is the protocol's business.
+ */
+static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank *rk, uint64_t page, int access)
+{
+    uint32_t want = 1, n = 1;
+
+    if (d->cfg.grant_ahead > 1 && c->ahead_len > 0 && page == c->ahead_next)
+        want = c->ahead_len * 2 < (uint32_t)d->cfg.grant_ahead ? c->ahead_len * 2 : (uint32_t)d->cfg.grant_ahead;
+    while (n < want && page + n < d->npages && run_page_ok(d, rk, page + n, access))
+        n++;
+    c->ahead_next = page + n;
+    c->ahead_len = want;
+    return n;
+}
+
+/* Hand `access` to the rank behind channel c for page (and the run after it, run_length)
+ * and count each page's grant as unacknowledged. */
 static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int access)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
-    struct dsmc_msg m = { .op = DSMC_GRANT, .a = page, .b = (uint64_t)access };
+    uint32_t n = run_length(d, c, rk, page, access);
+    struct dsmc_msg m = { .op = DSMC_GRANT, .a = page, .b = (uint64_t)access, .c = n };
 
-    if (rk->prot[page] < access)
-        rk->prot[page] = (uint8_t)access;
-    rk->grants[page]++;
     dsmd_pages_chan_heard(d, c); /* a channel has at most one request outstanding */
     c->unconfirmed = (int64_t)page;
-    rk->unconfirmed[page]++;
-    if (d->fs != NULL && access == DSM_ACCESS_WRITE)
-        dsmd_fs_write_grant(d, page);
+    c->unconfirmed_n = n;
+    rk->c.pages_ahead += n - 1;
+    for (uint64_t q = page; q < page + n; q++) {
+        if (rk->prot[q] < access)
+            rk->prot[q] = (uint8_t)access;
+        rk->grants[q]++;
+        rk->unconfirmed[q]++;
+        if (d->fs != NULL && access == DSM_ACCESS_WRITE)
+            dsmd_fs_write_grant(d, q);
+    }
     dsmd_chan_send(d, c, &m);
 }
 
@@ -139,9 +180,10 @@ void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
 
-    if (c->unconfirmed >= 0 && rk != NULL)
-        rk->unconfirmed[c->unconfirmed]--;
+    for (uint32_t i = 0; c->unconfirmed >= 0 && rk != NULL && i < c->unconfirmed_n; i++)
+        rk->unconfirmed[c->unconfirmed + i]--;
     c->unconfirmed = -1;
+    c->unconfirmed_n = 0;
 }
 
 /* ---- protection changes to a rank, in runs ---- */

@@ -29,7 +29,9 @@
  *                          e=flags (DSMC_WELCOME_*)
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
- *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access
+ *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access,
+ *                          c=pages from a on that the grant opens (0 or 1: a alone; at most
+ *                          DSMC_GRANT_RUN_MAX): one mprotect, each page's grant counted
  *   COALLOC       rank->d  a=bytes, b=placement, c=its argument, d=the caller's offset in
  *                          its module, text=the module's path (when the welcome asked for
  *                          them: DSMC_WELCOME_ALLOC_SITES; else 0 and "")
@@ -58,6 +60,9 @@
 
 /* Page access levels, ordered: a higher level allows everything a lower one does. */
 enum dsm_access { DSM_ACCESS_NONE = 0, DSM_ACCESS_READ = 1, DSM_ACCESS_WRITE = 2 };
+
+/* Most pages one GRANT opens (the daemon's grants ahead of a sequential scan). */
+#define DSMC_GRANT_RUN_MAX 64u
 
 /* Flags of the HELLO_MAIN reply's e field. */
 #define DSMC_WELCOME_ALLOC_SITES 1u /* send allocations' call sites (d, text): --hotspots */

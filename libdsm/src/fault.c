@@ -98,12 +98,14 @@ static void await_reply(int fd)
     }
 }
 
-/* FAULT -> GRANT -> mprotect for one page; returns only when the page is granted. */
+/* FAULT -> GRANT -> mprotect for the page (and the pages after it the grant opens with
+ * it); returns only when the page is granted. */
 static void resolve(uintptr_t addr, uint64_t page, bool write)
 {
     struct dsmc_msg req, rep;
     struct dsm_chan ch;
     dsm_status_t st = dsm_channel_acquire(&ch);
+    uint64_t n;
 
     if (st != 0)
         channel_failed(addr, page, write, st);
@@ -123,13 +125,17 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
         channel_failed(addr, page, write, st);
     if (rep.status != 0)
         fault_die(addr, page, write, "the daemon refused a fault", dsm_status_str(rep.status), 0);
-    st = dsm_vm_protect(&dsm_rt.vm, page, 1, rep.b);
+    n = rep.c > 1 ? rep.c : 1;
+    if (n > DSMC_GRANT_RUN_MAX || n > dsm_vm_npages(&dsm_rt.vm) - page)
+        fault_die(addr, page, write, "bad grant", "run of pages out of range", 0);
+    st = dsm_vm_protect(&dsm_rt.vm, page, (size_t)n, rep.b);
     if (st == DSM_EINVAL)
         fault_die(addr, page, write, "bad grant", "unknown access level", 0);
     if (st != 0)
         fault_die(addr, page, write, "granted page", "mprotect failed", errno);
     /* the service thread holds back revocations of this page until it sees this */
-    atomic_fetch_add_explicit(&dsm_rt.applied[page], 1, memory_order_release);
+    for (uint64_t i = 0; i < n; i++)
+        atomic_fetch_add_explicit(&dsm_rt.applied[page + i], 1, memory_order_release);
     dsm_channel_release(&ch);
 }
 

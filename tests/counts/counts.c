@@ -1,11 +1,14 @@
 /*
  * counts.c - a job whose page traffic is known exactly, for checking the statistics.
  *
- * usage: counts PAGES
+ * usage: counts PAGES [scan]
  * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
  * collectively allocated so that the first half are homed on node 0 and the second half
  * on the last node (block placement over 2 nodes, or the first and last block).
  *
+ * Phase 0 (with `scan`): rank 0 reads one word of each of those pages, in order: they are
+ *   homed on its node, so its daemon grants them in runs that double as the scan goes on
+ *   (grants ahead, daemon/pages.c).
  * Phase 1 (read): every rank not on node 0 reads one word of each of the PAGES pages homed
  *   on node 0, all at once (ranks of one node race for the same pages: coalescing).
  * Phase 2 (write): rank 0 writes each of those pages (its node is their home), which
@@ -37,6 +40,10 @@ int main(int argc, char **argv)
     base = dsm_coalloc((size_t)nodes_pages * ps);
     if (base == NULL)
         return 1;
+    dsm_barrier();
+    if (argc > 2 && argv[2][0] == 's' && dsm_rank() == 0)
+        for (long p = 0; p < pages; p++)
+            sum += base[p * (long)ps];
     dsm_barrier();
     if (getenv("DSM_NODE") == NULL || atoi(getenv("DSM_NODE")) != 0)
         for (long p = 0; p < pages; p++)

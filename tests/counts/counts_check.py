@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -20,18 +20,26 @@ changes travel in bulk (docs/PROTOCOL.md): the P pages are contiguous, so
   ranks outside node 0      protects += 1, protect_pages += P  (invalidated at the barrier)
   other ranks of node 0     protects += 0, protect_pages += 0  (they never touched the pages)
 and every rank outside node 0 still read-faults on every page and loses every copy.
+
+These runs keep each fault to its page (DSM_GRANT_AHEAD=1): the per-page traffic is what is
+counted. With `ahead-MODEL` the job runs under MODEL with grants ahead of up to 16 pages
+and rank 0 first scans the P pages homed on its node (counts.c's phase 0): its read faults
+grow by exactly the number of runs of lengths 1, 2, 4, ... 16, 16, ... that cover P pages,
+and its pages granted ahead by at least P minus that.
 """
 import json
+import os
 import subprocess
 import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model):
+def run(dsmrun, prog, n, k, pages, model, ahead=1):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
-               "--consistency", model, "--stats", f.name, "--", prog, str(pages)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+               "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + (["scan"] if ahead > 1 else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
+                           env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead)))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -63,12 +71,40 @@ def check_bulk(a, b, pages, outside):
     return 1 if bad else 0
 
 
+def runs_covering(pages, most):
+    """The grants a page-by-page scan of `pages` takes with runs doubling up to `most`."""
+    n, length, covered = 0, 0, 0
+    while covered < pages:
+        length = 1 if length == 0 else min(2 * length, most)
+        covered += length
+        n += 1
+    return n
+
+
+def check_ahead(dsmrun, prog, n, k, pages, model):
+    """Grants ahead: rank 0's scan of its node's pages (see the top); 0 if all hold."""
+    a, b = run(dsmrun, prog, n, k, 0, model, 16), run(dsmrun, prog, n, k, pages, model, 16)
+    r0 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 0)
+    faults = r0(b, "read_faults") - r0(a, "read_faults")
+    ahead = r0(b, "pages_granted_ahead") - r0(a, "pages_granted_ahead")
+    want = runs_covering(pages, 16)
+    bad = (faults != want) + (ahead < pages - want)
+    print(f"{'ok  ' if faults == want else 'FAIL'} {model}: rank 0 read faults scanning {pages} pages: +{faults} "
+          f"(expected +{want})")
+    print(f"{'ok  ' if ahead >= pages - want else 'FAIL'} {model}: rank 0 pages granted ahead: +{ahead} "
+          f"(expected at least +{pages - want})")
+    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
+    return 1 if bad else 0
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
     model = sys.argv[8] if len(sys.argv) > 8 else "sequential"
     m = (n + k - 1) // k
     outside = n - min(k, n)
+    if model.startswith("ahead-"):
+        sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[6:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
     off0 = lambda r: r["node"] != 0
     if model == "release":
