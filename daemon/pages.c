@@ -537,8 +537,15 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
     range_reset(d, o);
     for (int i = 0; i < d->cfg.local_ranks; i++) {
         struct dsmd_rank *rk = &d->ranks[i];
-        struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = o->id, .a = first, .b = n, .c = DSM_ACCESS_NONE };
+        struct dsmc_msg m = { .op = DSMC_PROTECT, .seq = o->id, .a = first, .b = n, .c = DSM_ACCESS_NONE,
+                              .d = n == 1 ? rk->grants[first] : 0 };
 
+        /* a grant not yet applied (a run reaching into the range: the rank never touched
+         * it) would land after the range's mprotect: each such page first goes alone, held
+         * back by the rank until that grant is applied (dsm_chan.h) */
+        for (uint64_t p = first; rk->service != NULL && p < first + n; p++)
+            if (rk->unconfirmed[p] > 0)
+                (void)protect_add(d, rk, p, DSM_ACCESS_NONE);
         memset(rk->prot + first, 0, n);
         if (rk->service == NULL)
             continue;
