@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dsm_log.h"
@@ -123,6 +124,37 @@ static void harness_failed(const char *what)
     abort();
 }
 
+/*
+ * A connected socket to sa, or -1. Closed with a reset, so that most runs leave no
+ * TIME_WAIT behind; but a run that half-closes (shutdown, below) and sees the transport
+ * close too ends in TIME_WAIT on this side anyway, and at a few thousand runs a second the
+ * loopback's ephemeral ports run out within TIME_WAIT's 60 s (a fresh clone's 20 s run
+ * failed after 13,548 runs). Then connect says EADDRNOTAVAIL: that is this machine's limit,
+ * not a finding, so wait for ports to come back (up to 90 s) instead of stopping.
+ */
+static int connect_to(const struct sockaddr_in *sa)
+{
+    const struct linger abortive = { .l_onoff = 1, .l_linger = 0 };
+    const struct timespec nap = { 0, 50 * 1000 * 1000 };
+
+    for (int tries = 0; tries < 90 * 20; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) != 0) {
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+            return fd;
+        close(fd);
+        if (errno != EADDRNOTAVAIL && errno != EAGAIN)
+            return -1;
+        nanosleep(&nap, NULL);
+    }
+    return -1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct dsmt_config cfg = { .self = 0, .nnodes = 2, .frames = frames, .npages = NPAGES, .page_size = PS,
@@ -133,22 +165,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dsmt_t *t = NULL;
     int fd = -1;
     uint8_t junk[4096];
-    const struct linger abortive = { .l_onoff = 1, .l_linger = 0 };
 
     if (size < 1)
         return 0;
     memset(cfg.secret, 0x42, sizeof(cfg.secret));
     peer_lost = 0;
-    if (dsmt_tcp_ops.create(&cfg, &h, &t) != DSM_OK || dsmt_tcp_ops.listen(t, "127.0.0.1:0", bound, sizeof(bound)) != DSM_OK)
-        harness_failed("creating a listening transport");
+    /* listening on a fresh port: like connecting, it may wait for TIME_WAIT's ports */
+    for (int tries = 0;; tries++) {
+        const struct timespec nap = { 0, 50 * 1000 * 1000 };
+
+        if (dsmt_tcp_ops.create(&cfg, &h, &t) != DSM_OK)
+            harness_failed("creating a transport");
+        if (dsmt_tcp_ops.listen(t, "127.0.0.1:0", bound, sizeof(bound)) == DSM_OK)
+            break;
+        dsmt_tcp_ops.destroy(t);
+        t = NULL;
+        if (tries >= 90 * 20)
+            harness_failed("listening on 127.0.0.1");
+        nanosleep(&nap, NULL);
+    }
     colon = strrchr(bound, ':');
     sa.sin_port = htons((uint16_t)atoi(colon + 1));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* closed with a reset, so that hundreds of thousands of runs leave no TIME_WAIT behind
-     * (they used up the ephemeral ports after ~120000 runs) */
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+    if ((fd = connect_to(&sa)) < 0)
         harness_failed("connecting to it");
     if ((data[0] & 1) == 0 || handshake(t, fd, cfg.secret) == 0) {
         (void)feed(t, fd, data + 1, size - 1);
