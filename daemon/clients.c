@@ -278,8 +278,10 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         return 1;
     if ((d->trace != NULL || d->hot != NULL) && m->op != DSMC_PROTECT_ACK && m->op != DSMC_ABORT_JOB) {
         dsmd_trace_request(d, c, m);
-        c->tr_site = m->d;
-        memcpy(c->tr_module, m->text, sizeof(c->tr_module));
+        if (m->op == DSMC_COALLOC || m->op == DSMC_MALLOC) { /* the call site, for --hotspots */
+            c->tr_site = m->d;
+            memcpy(c->tr_module, m->text, sizeof(c->tr_module));
+        }
     }
     switch (m->op) {
     case DSMC_FAULT:

@@ -250,8 +250,10 @@ static dsm_status_t fs_record(struct dsmd *d, uint64_t page, int node, uint64_t 
     struct fs_page *pg = f->pg[page];
     struct fs_window *p;
     struct fs_writer *w = NULL;
-    size_t o = 0;
+    size_t off, n;
 
+    if (dsmp_diff_check(diff, len, d->page_size) != DSM_OK)
+        return DSM_EPROTO; /* before any state changes */
     if (pg == NULL && (pg = f->pg[page] = calloc(1, sizeof(*pg))) == NULL)
         return DSM_ENOMEM;
     if ((p = window_for(d, pg, window)) == NULL) {
@@ -275,18 +277,10 @@ static dsm_status_t fs_record(struct dsmd *d, uint64_t page, int node, uint64_t 
         p->nw++;
     }
     w->ranks |= ranks;
-    while (o < len) {
-        size_t off, n;
-
-        if (len - o < 4)
-            return DSM_EPROTO;
-        off = (size_t)diff[o] | (size_t)diff[o + 1] << 8;
-        n = (size_t)diff[o + 2] | (size_t)diff[o + 3] << 8;
-        if (n == 0 || off + n > d->page_size || len - o - 4 < n)
-            return DSM_EPROTO;
+    for (size_t i = 0; i < len;) {
+        i = dsmp_diff_run(diff, i, &off, &n);
         for (size_t b = off; b < off + n; b++)
             w->bits[b / 8] |= (uint8_t)(1u << (b % 8));
-        o += 4 + n;
     }
     return DSM_OK;
 }

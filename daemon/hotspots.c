@@ -12,7 +12,7 @@
  *
  * Output lines (after STATS):
  *   PAGE <page> <read_faults> <write_faults> <invalidations> <bytes> <ranks> <writers>
- *        (ranks, writers: hex masks of the global ranks < 64 that faulted, that wrote)
+ *        (ranks, writers: masks, 0x hex, of the global ranks < 64 that faulted, that wrote)
  *   ALLOC <address> <bytes> <rank> <call> <site> <module>
  *        (call: coalloc or malloc; site: the caller's offset in module, hex; module last,
  *        as the rest of the line)
@@ -144,7 +144,7 @@ void dsmd_hot_print(struct dsmd *d)
         const struct hot_page *e = &h->pg[p];
 
         if (e->rfaults || e->wfaults || e->invals || e->bytes)
-            printf("PAGE %llu %u %u %u %llu %llx %llx\n", (unsigned long long)p, e->rfaults, e->wfaults, e->invals,
+            printf("PAGE %llu %u %u %u %llu %#llx %#llx\n", (unsigned long long)p, e->rfaults, e->wfaults, e->invals,
                    (unsigned long long)e->bytes, (unsigned long long)e->ranks, (unsigned long long)e->writers);
     }
     for (size_t i = 0; i < h->nallocs; i++) {

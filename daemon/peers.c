@@ -184,7 +184,7 @@ static int selfq_run(void *arg)
 dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
 {
     uint8_t buf[DSMW_MAX_MSG];
-    size_t len;
+    size_t len, bytes;
     dsm_status_t st;
     struct dsmd_counters *k;
 
@@ -214,15 +214,16 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
     st = d->tops->send(d->t, node, buf, len, attach);
     if (st != DSM_OK)
         return st; /* on_peer_lost has aborted the job */
+    bytes = len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
     k = dsmd_counters_for(d, (int)m->origin);
     k->messages_sent++;
-    k->bytes_sent += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
+    k->bytes_sent += bytes;
     d->node_messages++;
-    d->node_bytes += len + (attach != DSMT_NO_PAGE ? d->page_size : 0);
+    d->node_bytes += bytes;
     if (d->trace != NULL)
-        dsmd_trace_message(d, 1, node, m, len + (attach != DSMT_NO_PAGE ? d->page_size : 0));
+        dsmd_trace_message(d, 1, node, m, bytes);
     if (d->hot != NULL)
-        dsmd_hot_sent(d, m, len + (attach != DSMT_NO_PAGE ? d->page_size : 0));
+        dsmd_hot_sent(d, m, bytes);
     return DSM_OK;
 }
 

@@ -9,11 +9,6 @@ static void put16(uint8_t *p, unsigned v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-static unsigned get16(const uint8_t *p)
-{
-    return (unsigned)p[0] | (unsigned)p[1] << 8;
-}
-
 size_t dsmp_diff_make(const uint8_t *cur, const uint8_t *twin, size_t page_size, uint8_t *out)
 {
     size_t n = 0, i = 0;
@@ -47,31 +42,38 @@ size_t dsmp_diff_make(const uint8_t *cur, const uint8_t *twin, size_t page_size,
     return n;
 }
 
-dsm_status_t dsmp_diff_apply(uint8_t *page, uint8_t *twin, size_t page_size, const uint8_t *diff,
-                             size_t len)
+dsm_status_t dsmp_diff_check(const uint8_t *diff, size_t len, size_t page_size)
 {
     size_t i = 0, prev_end = 0;
 
-    /* check the whole encoding before writing anything */
     while (i < len) {
         size_t off, n;
 
         if (len - i < 4)
             return DSM_EPROTO;
-        off = get16(diff + i);
-        n = get16(diff + i + 2);
+        (void)dsmp_diff_run(diff, i, &off, &n);
         if (n == 0 || off < prev_end || off + n > page_size || len - i - 4 < n)
             return DSM_EPROTO;
         prev_end = off + n;
         i += 4 + n;
     }
-    for (i = 0; i < len;) {
-        size_t off = get16(diff + i), n = get16(diff + i + 2);
+    return DSM_OK;
+}
 
-        memcpy(page + off, diff + i + 4, n);
+dsm_status_t dsmp_diff_apply(uint8_t *page, uint8_t *twin, size_t page_size, const uint8_t *diff,
+                             size_t len)
+{
+    size_t off, n;
+
+    if (dsmp_diff_check(diff, len, page_size) != DSM_OK)
+        return DSM_EPROTO; /* nothing written */
+    for (size_t i = 0; i < len;) {
+        size_t run = i + 4;
+
+        i = dsmp_diff_run(diff, i, &off, &n);
+        memcpy(page + off, diff + run, n);
         if (twin != NULL)
-            memcpy(twin + off, diff + i + 4, n);
-        i += 4 + n;
+            memcpy(twin + off, diff + run, n);
     }
     return DSM_OK;
 }

@@ -27,6 +27,19 @@ static inline size_t dsmp_diff_max(size_t page_size)
  * Returns the encoding's length (0: nothing changed). */
 size_t dsmp_diff_make(const uint8_t *cur, const uint8_t *twin, size_t page_size, uint8_t *out);
 
+/* DSM_OK if `diff` (len bytes) is a well-formed encoding for a page of page_size bytes
+ * (runs non-empty, ascending, disjoint, inside the page), else DSM_EPROTO. */
+dsm_status_t dsmp_diff_check(const uint8_t *diff, size_t len, size_t page_size);
+
+/* The run of a checked diff at byte i: its offset and length in the page; returns the
+ * index of the next run (len after the last). */
+static inline size_t dsmp_diff_run(const uint8_t *diff, size_t i, size_t *off, size_t *n)
+{
+    *off = (size_t)diff[i] | (size_t)diff[i + 1] << 8;
+    *n = (size_t)diff[i + 2] | (size_t)diff[i + 3] << 8;
+    return i + 4 + *n;
+}
+
 /* Apply an encoded diff to `page` (and to `twin` too unless NULL). DSM_EPROTO if the
  * encoding is malformed or runs past the page; nothing is written then. */
 dsm_status_t dsmp_diff_apply(uint8_t *page, uint8_t *twin, size_t page_size, const uint8_t *diff,
