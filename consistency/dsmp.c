@@ -45,3 +45,14 @@ void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt
     else
         DSM_ERR("%s", why);
 }
+
+/* Room kept in a read-ahead reply for everything but the pages: the header fields, the lead
+ * page's number and the protobuf framing of the data. */
+#define AHEAD_MSG_SLACK 1024u
+
+uint32_t dsmp_ahead_cap(size_t page_size)
+{
+    size_t n = page_size == 0 ? 0 : (DSMW_MAX_MSG - AHEAD_MSG_SLACK) / page_size;
+
+    return n > DSMP_AHEAD_MAX ? DSMP_AHEAD_MAX : (uint32_t)n;
+}

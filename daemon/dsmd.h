@@ -55,6 +55,7 @@ struct dsmd_config {
     int         page_stats;  /* --page-stats: per-page counts and allocation sites (hotspots.c) */
     int         false_sharing; /* --false-sharing: the diagnosis of falseshare.c */
     int         grant_ahead; /* DSM_GRANT_AHEAD: most pages one GRANT may open (1: no runs) */
+    int         read_ahead;  /* DSM_READ_AHEAD: most pages one protocol fetch may bring (1: one) */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -82,8 +83,8 @@ struct dsmd_chan {
      * mprotect); -1: none */
     int64_t  unconfirmed;
     uint32_t unconfirmed_n;
-    /* grants ahead (pages.c): the page a sequential scan would fault on next, and the length
-     * of the last run granted on it */
+    /* scan detection (pages.c), for grants and reads ahead: the page a sequential scan would
+     * fault on next, and the length its runs have reached (doubling, up to DSMC_GRANT_RUN_MAX) */
     uint64_t ahead_next;
     uint32_t ahead_len;
     /* messages the rank's socket had no room for, oldest first (clients.c) */
@@ -127,6 +128,7 @@ struct dsmd_counters {
     uint64_t messages_sent, bytes_sent, lock_acquires, barriers, wall_ns;
     uint64_t diffs, write_notices;
     uint64_t pages_ahead;  /* pages opened by a GRANT beyond the page that faulted */
+    uint64_t pages_read_ahead; /* pages the protocol fetched along with a faulting one */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 

@@ -43,6 +43,7 @@
 #define DSMD_DEFAULT_POLL_US   50
 #define DSMD_DEFAULT_PEER_TIMEOUT_MS 8000  /* a peer silent this long is dead */
 #define DSMD_DEFAULT_GRANT_AHEAD 16      /* most pages one GRANT opens for a scanning rank */
+#define DSMD_DEFAULT_READ_AHEAD 16       /* most pages one fetch brings for a scanning rank */
 #define DSMD_POLL_MIN_CPUS     4
 
 #define DSMD_SECRET_WAIT_MS 10000 /* dsmrun writes the SECRET line right after starting us */
@@ -148,6 +149,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *base_env = getenv("DSM_BASE");
     const char *peer_env = getenv("DSM_PEER_TIMEOUT_MS");
     const char *ahead_env = getenv("DSM_GRANT_AHEAD");
+    const char *read_env = getenv("DSM_READ_AHEAD");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = dsmp_at(0)->name, .transport = "tcp", .listen = "127.0.0.1",
@@ -182,6 +184,14 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (ahead_env)
         cfg->grant_ahead = (int)v;
+    cfg->read_ahead = DSMD_DEFAULT_READ_AHEAD;
+    if (read_env && (parse_u64(read_env, &v) != 0 || v < 1 || v > DSMP_AHEAD_MAX + 1)) {
+        fprintf(stderr, "dsmd: DSM_READ_AHEAD=%s is not a number of pages in [1, %u] (1: one page per fetch)\n",
+                read_env, DSMP_AHEAD_MAX + 1);
+        return DSM_ECONFIG;
+    }
+    if (read_env)
+        cfg->read_ahead = (int)v;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);

@@ -133,23 +133,34 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
 }
 
 /*
- * Grants ahead: how many pages from `page` on one GRANT to c opens. A channel whose faults
- * follow each other page by page (a scan) gets runs that double with each such fault, up to
- * cfg.grant_ahead, of the pages after it this node already holds (the home's own pages, a
- * page another rank of the node fetched, causal's replicas): one fault and one mprotect
- * instead of one per page. Any other fault starts over at 1. Pages the node does not hold
- * end the run: fetching them is the protocol's business.
+ * Scan detection, shared by grants ahead and reads ahead: a channel whose faults follow each
+ * other page by page (it faults on the page right after the last run it was granted) is
+ * scanning, and the run it may get doubles with each such fault, up to DSMC_GRANT_RUN_MAX.
+ * Any other fault starts over at 1.
+ */
+static uint32_t scan_want(const struct dsmd_chan *c, uint64_t page)
+{
+    if (c->ahead_len == 0 || page != c->ahead_next)
+        return 1;
+    return c->ahead_len * 2 < DSMC_GRANT_RUN_MAX ? c->ahead_len * 2 : DSMC_GRANT_RUN_MAX;
+}
+
+/*
+ * Grants ahead: how many pages from `page` on one GRANT to c opens: scan_want's length, at
+ * most cfg.grant_ahead, of the pages after it this node already holds (the home's own pages,
+ * a page another rank of the node fetched, causal's replicas, a protocol's read-ahead): one
+ * fault and one mprotect instead of one per page. Pages the node does not hold end the run:
+ * fetching them is the protocol's business.
  */
 static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank *rk, uint64_t page, int access)
 {
-    uint32_t want = 1, n = 1;
+    uint32_t scan = scan_want(c, page), n = 1;
+    uint32_t want = scan < (uint32_t)d->cfg.grant_ahead ? scan : (uint32_t)d->cfg.grant_ahead;
 
-    if (d->cfg.grant_ahead > 1 && c->ahead_len > 0 && page == c->ahead_next)
-        want = c->ahead_len * 2 < (uint32_t)d->cfg.grant_ahead ? c->ahead_len * 2 : (uint32_t)d->cfg.grant_ahead;
     while (n < want && page + n < d->npages && run_page_ok(d, rk, page + n, access))
         n++;
     c->ahead_next = page + n;
-    c->ahead_len = want;
+    c->ahead_len = scan;
     return n;
 }
 
@@ -326,6 +337,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
     struct dsmd_page *pg = &d->pages[page];
     struct dsmd_chan *c, *next;
     int need = DSM_ACCESS_NONE, origin = -1, home;
+    uint32_t ahead = 1;
 
     if (pg->revq != NULL)
         return; /* looked at again when the revocations are done */
@@ -350,6 +362,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
         } else if (c->wait_access > need) {
             need = c->wait_access;
             origin = d->ranks[c->lrank].rank;
+            ahead = scan_want(c, page);
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
@@ -357,7 +370,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
         d->faults_inflight++;
         if (d->trace != NULL)
             dsmd_trace_fetch_start(d, page);
-        d->pops->fault(d->p, page, need, origin);
+        d->pops->fault(d->p, page, need, origin, ahead < (uint32_t)d->cfg.read_ahead ? ahead : (uint32_t)d->cfg.read_ahead);
     }
 }
 
@@ -653,6 +666,7 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
     case DSMP_PAGES_FETCHED:  k->pages_fetched += n; break;
     case DSMP_DIFFS:          k->diffs += n; break;
     case DSMP_WRITE_NOTICES:  k->write_notices += n; break;
+    case DSMP_PAGES_READ_AHEAD: k->pages_read_ahead += n; break;
     }
 }
 

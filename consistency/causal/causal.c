@@ -190,10 +190,11 @@ static dsm_status_t defer(dsmp_t *p, uint64_t page)
     return DSM_OK;
 }
 
-static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin)
+static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t ahead)
 {
     struct cau_page *g = &p->pg[page];
 
+    (void)ahead; /* every node holds every page (replicas): nothing to fetch ahead */
     if (access > g->want)
         g->want = (uint8_t)access;
     g->origin = origin;
@@ -462,7 +463,7 @@ static void apply_finish(dsmp_t *p)
             int want = g->want;
 
             g->want = 0;
-            cau_fault(p, page, want, g->origin);
+            cau_fault(p, page, want, g->origin, 1);
         }
     }
     p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES, 1);

@@ -42,7 +42,12 @@ enum dsmp_counter {
     DSMP_PAGES_FETCHED,  /* a page's contents arrived at this node */
     DSMP_DIFFS,          /* a diff was made or applied (later modules) */
     DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
+    DSMP_PAGES_READ_AHEAD, /* a page arrived with another's fetch, before any rank faulted on it */
 };
+
+/* Most pages a module fetches ahead of a faulting one in one request: the replies carry
+ * them in one message (DSMW_MAX_MSG), so fewer when pages are larger (dsmp_ahead_cap). */
+#define DSMP_AHEAD_MAX 15u
 
 typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
 
@@ -164,8 +169,11 @@ struct dsmp_ops {
     /* Create the module's state for this node. */
     dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);
     void (*destroy)(dsmp_t *p);
-    /* Local ranks need `access` to page (node access is lower); origin = first waiter. */
-    void (*fault)(dsmp_t *p, uint64_t page, int access, int origin);
+    /* Local ranks need `access` to page (node access is lower); origin = first waiter.
+     * `ahead` (>= 1) is how many pages from `page` on the waiter is expected to touch next
+     * (the daemon's scan detection, capped by DSM_READ_AHEAD): a module may fetch the ones
+     * after `page` in the same request (read-ahead), or ignore it. */
+    void (*fault)(dsmp_t *p, uint64_t page, int access, int origin, uint32_t ahead);
     /* A coherence message from node src; `framed` says whether a frame came with it (it
      * is already in place in frame m->page). Returns DSM_EPROTO for a message that makes
      * no sense in the page's state (the daemon treats the sender as broken). */
@@ -185,6 +193,10 @@ struct dsmp_ops {
 extern const struct dsmp_ops dsmp_sequential_ops;
 extern const struct dsmp_ops dsmp_release_ops;
 extern const struct dsmp_ops dsmp_causal_ops;
+
+/* Most pages after a faulting one that one reply can carry with pages of page_size bytes
+ * (at most DSMP_AHEAD_MAX; 0 when pages are too large for read-ahead). */
+uint32_t dsmp_ahead_cap(size_t page_size);
 
 /* Find a protocol by model name; NULL if unknown. */
 const struct dsmp_ops *dsmp_find(const char *name);

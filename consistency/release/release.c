@@ -43,13 +43,22 @@
  *
  * Transitions and the functions that perform them:
  *   fault at a node                         -> rel_fault (PAGE_GET, or twin + grant)
- *   PAGE_GET at home / PAGE at requester    -> serve_get / page_arrived
+ *   PAGE_GET at home / PAGE at requester    -> serve_get (batch_share, batch_send) /
+ *                                              page_arrived (ahead_arrived)
  *   release (unlock, barrier arrival, fini) -> rel_release -> flush_run -> flushed_page
  *   DIFF at home / DIFF_ACK at writer       -> diff_arrived / diff_acked -> flush_check
  *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> dropped_page
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
+ *
+ * Read-ahead. A read fault of a scanning thread (the daemon's `ahead` hint) asks in its
+ * PAGE_GET for the pages after it with the same home that this node has no copy of and
+ * nothing under way for (`count`, at most dsmp_ahead_cap). The home sends them all in the
+ * one PAGE (`count` = bitmap of those sent, their bytes in `data`), each after the R6 step
+ * the page needs; they are FETCHING at the requester until it arrives, so a fault on one
+ * waits for it and a notice that drops one meanwhile makes the copy stale (refetch), as for
+ * any fetch. A page sent ahead that nobody faulted on becomes READ without a grant.
  *
  * Atomics change the home's master copy directly (R1). The requester's node then counts
  * the change as its own write: the page joins its open interval (so the notice of its
@@ -75,9 +84,21 @@ struct rel_page {
     uint8_t  refetch;   /* dropped while fetching: the PAGE on its way may be stale */
     uint8_t  want;      /* access the fetch is for */
     uint8_t  shared;    /* at the home: another node has fetched the page */
+    uint8_t  extras;    /* fetching: pages after it asked in the same PAGE_GET (read-ahead) */
+    uint8_t  lead_off;  /* fetching as an extra: its distance from the page it was asked with */
     uint16_t dropping;  /* drops whose revocation has not completed (R7) */
     int32_t  origin;
     uint8_t *twin;
+};
+
+/* Home: a PAGE_GET being served (serve_get): the pages sent with it wait for R6's revocations. */
+struct rel_batch {
+    struct rel_batch *next;
+    uint64_t first;
+    uint32_t served;    /* bit i-1: page first+i goes along */
+    int      src, origin;
+    int      pending;   /* revocations still out, plus one while serve_get runs */
+    int      dead;      /* the asked page was reset meanwhile: answer nobody */
 };
 
 struct rel_waiter {
@@ -124,6 +145,9 @@ struct dsmp {
     uint8_t *diffbuf;
     uint8_t *runsbuf;
     size_t runscap;
+    struct rel_batch *batches; /* home: PAGE_GETs waiting for R6 revocations */
+    uint32_t ahead_cap;
+    uint8_t *pagebuf;          /* a PAGE's pages read ahead: ahead_cap pages */
 };
 
 static void flush_run(dsmp_t *p);
@@ -202,7 +226,49 @@ static void grant_local(dsmp_t *p, uint64_t page, int access)
     p->svc.grant(p->svc.ctx, page, access);
 }
 
-static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin)
+/* Requester: how many pages after `page` to ask for with it: up to ahead-1 (and the cap),
+ * contiguous, same home, no copy here, nothing under way (fetch, drop, twin). */
+static uint32_t ahead_count(dsmp_t *p, uint64_t page, int home, uint32_t ahead)
+{
+    uint32_t want = ahead > 1 ? ahead - 1 : 0, n = 0;
+
+    if (want > p->ahead_cap)
+        want = p->ahead_cap;
+    while (n < want) {
+        uint64_t q = page + n + 1;
+        const struct rel_page *g = &p->pg[q];
+
+        if (q >= p->svc.npages || p->svc.home(p->svc.ctx, q) != home || g->local != DSM_ACCESS_NONE ||
+            g->fetching || g->dropping || g->twin != NULL)
+            break;
+        n++;
+    }
+    return n;
+}
+
+/* Requester: ask the home for page (and, for a scan's read, the pages after it). */
+static void fetch(dsmp_t *p, uint64_t page, int origin, uint32_t ahead)
+{
+    int home = p->svc.home(p->svc.ctx, page);
+    uint32_t n = ahead_count(p, page, home, ahead);
+    dsmw_msg_t m;
+
+    p->pg[page].fetching = 1;
+    p->pg[page].extras = (uint8_t)n;
+    for (uint32_t i = 1; i <= n; i++) {
+        p->pg[page + i].fetching = 1;
+        p->pg[page + i].lead_off = (uint8_t)i;
+        p->pg[page + i].origin = origin;
+    }
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = page;
+    m.node = (uint32_t)p->svc.self;
+    m.origin = (uint32_t)origin;
+    m.count = n;
+    p->svc.send(p->svc.ctx, home, &m, DSMP_NO_FRAME);
+}
+
+static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t ahead)
 {
     struct rel_page *g = &p->pg[page];
 
@@ -215,33 +281,83 @@ static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin)
     if (access > g->want)
         g->want = (uint8_t)access;
     g->origin = origin;
-    if (!g->fetching) {
-        g->fetching = 1;
-        send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__PAGE_GET, page, origin, NULL, 0,
-                      DSMP_NO_FRAME);
+    if (!g->fetching)
+        fetch(p, page, origin, access == DSM_ACCESS_READ ? ahead : 1);
+}
+
+/* Requester: a PAGE's read-ahead part makes sense: pages only among those asked with
+ * m->page, data for exactly those. */
+static int ahead_ok(dsmp_t *p, const dsmw_msg_t *m)
+{
+    const struct rel_page *g = &p->pg[m->page];
+    uint32_t asked = g->fetching ? g->extras : 0;
+
+    return (m->count >> asked) == 0 && m->data.len == (size_t)__builtin_popcountll(m->count) * p->svc.page_size;
+}
+
+/* Requester: a fetched page is here (in its frame): hand it to the ranks that wait, or
+ * just open it to the node if none does. */
+static void fetched(dsmp_t *p, uint64_t page, int origin)
+{
+    struct rel_page *g = &p->pg[page];
+    int want = g->want;
+
+    g->fetching = 0;
+    g->want = 0;
+    g->local = DSM_ACCESS_READ;
+    p->svc.count(p->svc.ctx, origin, DSMP_PAGES_FETCHED, 1);
+    if (want)
+        grant_local(p, page, want);
+    else
+        p->svc.set_access(p->svc.ctx, page, DSM_ACCESS_READ);
+}
+
+/* Requester: the pages asked with `lead` are answered. One reset since (lead_off no longer
+ * points at `lead`) is left alone; one dropped meanwhile (refetch) or not sent is fetched
+ * again if a rank waits for it. */
+static void ahead_arrived(dsmp_t *p, uint64_t lead, const dsmw_msg_t *m)
+{
+    uint32_t n = p->pg[lead].extras;
+    const uint8_t *data = m->data.data;
+
+    p->pg[lead].extras = 0;
+    for (uint32_t i = 1; i <= n; i++) {
+        uint64_t q = lead + i;
+        struct rel_page *g = &p->pg[q];
+        int served = (m->count >> (i - 1)) & 1;
+
+        if (served)
+            data += p->svc.page_size;
+        if (!g->fetching || g->lead_off != i)
+            continue;
+        g->lead_off = 0;
+        if (served && !g->refetch) {
+            memcpy(p->svc.frame(p->svc.ctx, q), data - p->svc.page_size, p->svc.page_size);
+            p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_READ_AHEAD, 1);
+            fetched(p, q, (int)m->origin);
+            continue;
+        }
+        g->refetch = 0;
+        g->fetching = 0;
+        if (g->want)
+            fetch(p, q, g->origin, 1);
     }
 }
 
 static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
 {
     struct rel_page *g = &p->pg[m->page];
-    int want;
 
-    if (!g->fetching)
+    if (!g->fetching || g->lead_off != 0 || !ahead_ok(p, m))
         return DSM_EPROTO;
+    ahead_arrived(p, m->page, m);
     if (g->refetch) {
         /* a notice dropped the page while this copy was on its way: ask again */
         g->refetch = 0;
-        send_page_msg(p, p->svc.home(p->svc.ctx, m->page), DSMW__TYPE__PAGE_GET, m->page, g->origin, NULL, 0,
-                      DSMP_NO_FRAME);
+        fetch(p, m->page, g->origin, 1);
         return DSM_OK;
     }
-    g->fetching = 0;
-    p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_FETCHED, 1);
-    want = g->want ? g->want : DSM_ACCESS_READ;
-    g->want = 0;
-    g->local = DSM_ACCESS_READ;
-    grant_local(p, m->page, want);
+    fetched(p, m->page, (int)m->origin);
     return DSM_OK;
 }
 
@@ -401,43 +517,90 @@ static dsm_status_t diff_acked(dsmp_t *p)
     return DSM_OK;
 }
 
-struct rel_get {
-    int src, origin;
-    uint64_t page;
-};
-
-static void serve_after_protect(dsmp_t *p, void *arg)
+/* Home: every page of batch b may go: one PAGE carries them (the asked one as its frame). */
+static void batch_send(dsmp_t *p, struct rel_batch *b)
 {
-    struct rel_get *r = arg;
+    size_t ps = p->svc.page_size, len = 0;
+    dsmw_msg_t m;
 
-    send_page_msg(p, r->src, DSMW__TYPE__PAGE, r->page, r->origin, NULL, 0, r->page);
-    free(r);
+    for (struct rel_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    if (!b->dead) {
+        for (uint32_t i = 1; i <= p->ahead_cap; i++)
+            if (b->served & (1u << (i - 1))) {
+                memcpy(p->pagebuf + len, p->svc.frame(p->svc.ctx, b->first + i), ps);
+                len += ps;
+            }
+        dsmw_init(&m, DSMW__TYPE__PAGE);
+        m.page = b->first;
+        m.node = (uint32_t)p->svc.self;
+        m.origin = (uint32_t)b->origin;
+        m.count = b->served;
+        m.data.data = p->pagebuf;
+        m.data.len = len;
+        p->svc.send(p->svc.ctx, b->src, &m, b->first);
+    }
+    free(b);
 }
 
-/* Home: send the master copy. The first fetch of a page the home writes unnoticed (R6)
- * write-protects it here first and lists it, so no home write escapes the notices. */
+static void batch_revoked(dsmp_t *p, void *arg)
+{
+    struct rel_batch *b = arg;
+
+    if (--b->pending == 0)
+        batch_send(p, b);
+}
+
+/* Home: page is about to be sent to another node. The first fetch of a page the home writes
+ * unnoticed (R6) write-protects it here first and lists it, so no home write escapes the
+ * notices; b waits for that. */
+static dsm_status_t batch_share(dsmp_t *p, struct rel_batch *b, uint64_t page)
+{
+    struct rel_page *g = &p->pg[page];
+
+    if (g->shared)
+        return DSM_OK;
+    g->shared = 1;
+    if (g->local != DSM_ACCESS_WRITE)
+        return DSM_OK;
+    if (written_add(p, page) != DSM_OK)
+        return DSM_ENOMEM;
+    g->local = DSM_ACCESS_READ;
+    b->pending++;
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, batch_revoked, b);
+    return DSM_OK;
+}
+
+/* Home: send the master copy of the asked page and of the `count` pages after it that are
+ * homed here, in one PAGE (see the top). */
 static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    struct rel_page *g = &p->pg[m->page];
-    struct rel_get *r;
+    struct rel_batch *b;
+    dsm_status_t st;
 
-    if (!g->shared) {
-        g->shared = 1;
-        if (g->local == DSM_ACCESS_WRITE) {
-            r = malloc(sizeof(*r));
-            if (r == NULL || written_add(p, m->page) != DSM_OK) {
-                free(r);
-                return DSM_ENOMEM;
-            }
-            r->src = src;
-            r->origin = (int)m->origin;
-            r->page = m->page;
-            g->local = DSM_ACCESS_READ;
-            p->svc.revoke(p->svc.ctx, m->page, DSM_ACCESS_READ, serve_after_protect, r);
-            return DSM_OK;
-        }
+    if (m->count > p->ahead_cap || src == p->svc.self) {
+        DSM_ERR("release: node %d asked for %llu pages after page %llu (at most %u)", src,
+                (unsigned long long)m->count, (unsigned long long)m->page, p->ahead_cap);
+        return DSM_EPROTO;
     }
-    send_page_msg(p, src, DSMW__TYPE__PAGE, m->page, (int)m->origin, NULL, 0, m->page);
+    b = malloc(sizeof(*b));
+    if (b == NULL)
+        return DSM_ENOMEM;
+    *b = (struct rel_batch){ .first = m->page, .src = src, .origin = (int)m->origin, .pending = 1,
+                             .next = p->batches };
+    p->batches = b;
+    st = batch_share(p, b, m->page);
+    for (uint32_t i = 1; st == DSM_OK && i <= m->count && m->page + i < p->svc.npages; i++)
+        if (is_home(p, m->page + i)) {
+            b->served |= 1u << (i - 1);
+            st = batch_share(p, b, m->page + i);
+        }
+    if (st != DSM_OK)
+        dsmp_fail(&p->svc, st, "release: out of memory serving page %llu", (unsigned long long)m->page);
+    batch_revoked(p, b); /* the hold of serve_get */
     return DSM_OK;
 }
 
@@ -723,6 +886,13 @@ static void rel_fill_barrier(dsmp_t *p, dsmw_msg_t *release)
 
 static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
+    /* PAGEs still waiting to go leave these pages out (the asked one: nobody is answered) */
+    for (struct rel_batch *b = p->batches; b; b = b->next) {
+        b->dead |= b->first >= first && b->first < first + n;
+        for (uint32_t i = 1; i <= p->ahead_cap; i++)
+            if (b->first + i >= first && b->first + i < first + n)
+                b->served &= ~(1u << (i - 1));
+    }
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
 
@@ -758,6 +928,13 @@ static void rel_destroy(dsmp_t *p)
         *l = w->next;
         free(w);
     }
+    while (p->batches) {
+        struct rel_batch *b = p->batches;
+
+        p->batches = b->next;
+        free(b);
+    }
+    free(p->pagebuf);
     dsmp_notices_fini(&p->store);
     free(p->pg);
     free(p->written);
@@ -794,7 +971,9 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     p->scratch = malloc(SCRATCH_BYTES);
     p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
-    if (p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
+    p->ahead_cap = dsmp_ahead_cap(svc->page_size);
+    p->pagebuf = malloc(p->ahead_cap * svc->page_size + 1);
+    if (p->pagebuf == NULL || p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
         p->zero_vc == NULL || p->scratch == NULL || p->scratch_vc == NULL || p->diffbuf == NULL ||
         dsmp_notices_init(&p->store, p->nn) != DSM_OK) {
         DSM_ERR("release: cannot set up for %llu pages", (unsigned long long)svc->npages);

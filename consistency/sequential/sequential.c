@@ -36,15 +36,29 @@
  *   fault at a node                      -> seq_fault        (READ_REQ / WRITE_REQ to home)
  *   READ_REQ / WRITE_REQ at home         -> seq_request      (queue or start a transaction)
  *   start of a read transaction          -> txn_read
+ *   READ_REQ with pages ahead at home    -> batch_start (batch_revoked, batch_send)
  *   start of a write transaction         -> txn_write
  *   INV at a copy holder                 -> seq_give_up      (revoke to NONE, then INV_ACK)
  *   FETCH at the owner                   -> seq_give_up      (revoke to READ/NONE, FETCH_REPLY + frame)
  *   INV_ACK / FETCH_REPLY at home        -> txn_ack          (count down, then txn_finish)
  *   end of a transaction                 -> txn_finish       (GRANT to requester, next request)
- *   GRANT at the requester               -> seq_grant        (node access up, wake ranks)
+ *   GRANT at the requester               -> seq_grant        (node access up, wake ranks;
+ *                                                             pages read ahead: ahead_arrived)
  *
  * The home talks to itself through the same messages (the daemon queues messages to
  * self), so a home's own ranks follow exactly the paths above.
+ *
+ * Read-ahead. A read fault of a scanning thread (the daemon's `ahead` hint) asks, in the
+ * same READ_REQ, for the pages after it that have the same home and that this node has no
+ * copy of and no request out for (`count` of them, at most dsmp_ahead_cap). If the faulting
+ * page needs no FETCH (the home's frame is current, or the home itself owns the page), the
+ * home runs one batch transaction over it and every asked page it can serve the same way
+ * (not busy, not owned by another node): its own ranks go down to READ where the home owned
+ * a page, then one GRANT carries the faulting page as its frame and the others in `data`
+ * (`count` = bitmap of those served), and the requester joins each page's copyset. Pages
+ * not served go the normal way when a rank faults on them. A batch's pages are busy
+ * together, so I4 holds page by page; a requester's asked pages count as requested for I5
+ * until the GRANT of the page they were asked with (a fault on one waits for it).
  *
  * Atomics (dsm_atomic_*) are transactions of the home for itself: an atomic write runs
  * txn_write with the home as the writer (every other copy goes, the owner's data comes
@@ -74,6 +88,24 @@ struct seq_req {
     int origin;
     dsmp_done_fn ready; /* SEQ_ATOMIC: the daemon's continuation */
     void *arg;
+};
+
+/* Requester side, per page (rq): the request this node has out for it (I5). */
+enum {
+    RQ_LEAD = 1,        /* a READ_REQ/WRITE_REQ for this page is out */
+    RQ_EXTRA = 2,       /* asked for along with the page lead_off[] before it */
+    RQ_WANT_READ = 4,   /* RQ_EXTRA, and a local rank faulted on it meanwhile */
+    RQ_WANT_WRITE = 8,
+};
+
+/* Home side: a read-ahead batch being served (batch_start). */
+struct seq_batch {
+    struct seq_batch *next;
+    uint64_t first;     /* the faulting page */
+    uint32_t served;    /* bit i-1: page first+i goes along */
+    int      node, origin;
+    int      pending;   /* local revocations still out, plus one while batch_start runs */
+    int      dead;      /* the faulting page was reset meanwhile: answer nobody */
 };
 
 /* The continuation of an atomic transaction that is running. */
@@ -107,6 +139,14 @@ struct dsmp {
     uint64_t       *sets;
     size_t          words;
     struct seq_atomic *atomics; /* running atomic transactions (few) */
+    /* read-ahead: requester's state per page (RQ_*), pages asked with a lead page (at the
+     * lead), distance of an asked page from its lead (at the asked page); home's batches */
+    uint8_t        *rq;
+    uint8_t        *extras;
+    uint8_t        *lead_off;
+    struct seq_batch *batches;
+    uint32_t        ahead_cap;
+    uint8_t        *scratch;    /* a batch GRANT's data: ahead_cap pages */
 };
 
 enum { COPYSET = 0, ASKED = 1 };
@@ -149,6 +189,7 @@ static int set_is_only(const dsmp_t *p, const uint64_t *s, int n)
 }
 
 static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin);
+static void batch_revoked(dsmp_t *p, void *arg);
 static dsm_status_t txn_queue(dsmp_t *p, uint64_t page, int type, int node, int origin, dsmp_done_fn ready,
                               void *arg);
 
@@ -170,13 +211,51 @@ static void send_msg(dsmp_t *p, int node, int type, uint64_t page, int access, i
     p->svc.send(p->svc.ctx, node, &m, attach);
 }
 
-/* Requester side: ask the home for `access`. */
-static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin)
+/* Requester: how many pages after `page` to ask for with it: up to ahead-1 (and the cap),
+ * contiguous, with the same home, no copy here and no request out. */
+static uint32_t ahead_count(dsmp_t *p, uint64_t page, int home, uint32_t ahead)
+{
+    uint32_t want = ahead > 1 ? ahead - 1 : 0, n = 0;
+
+    if (want > p->ahead_cap)
+        want = p->ahead_cap;
+    while (n < want) {
+        uint64_t q = page + n + 1;
+
+        if (q >= p->svc.npages || p->svc.home(p->svc.ctx, q) != home || p->local[q] != DSM_ACCESS_NONE ||
+            p->rq[q] != 0)
+            break;
+        n++;
+    }
+    return n;
+}
+
+/* Requester side: ask the home for `access` (and, for a scan's read, the pages after it). */
+static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t ahead)
 {
     int home = p->svc.home(p->svc.ctx, page);
+    uint32_t n = 0;
+    dsmw_msg_t m;
 
-    send_msg(p, home, access == DSM_ACCESS_WRITE ? DSMW__TYPE__WRITE_REQ : DSMW__TYPE__READ_REQ,
-             page, access, origin, DSMP_NO_FRAME);
+    if (p->rq[page] & RQ_EXTRA) { /* asked with an earlier page: its GRANT answers (I5) */
+        p->rq[page] |= access == DSM_ACCESS_WRITE ? RQ_WANT_WRITE : RQ_WANT_READ;
+        return;
+    }
+    if (access == DSM_ACCESS_READ && home != p->svc.self)
+        n = ahead_count(p, page, home, ahead);
+    p->rq[page] = RQ_LEAD;
+    p->extras[page] = (uint8_t)n;
+    for (uint32_t i = 1; i <= n; i++) {
+        p->rq[page + i] = RQ_EXTRA;
+        p->lead_off[page + i] = (uint8_t)i;
+    }
+    dsmw_init(&m, access == DSM_ACCESS_WRITE ? DSMW__TYPE__WRITE_REQ : DSMW__TYPE__READ_REQ);
+    m.page = page;
+    m.access = (uint32_t)access;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)p->svc.self;
+    m.count = n;
+    p->svc.send(p->svc.ctx, home, &m, DSMP_NO_FRAME);
 }
 
 /* Home: an atomic transaction starts; keep its continuation. */
@@ -209,12 +288,29 @@ static void atomic_run(dsmp_t *p, uint64_t page)
     }
 }
 
+/* Home: the page's transaction is over: start the one queued next, if any. */
+static void txn_next(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+    struct seq_req *next = d->qhead;
+
+    d->busy = 0;
+    if (next == NULL)
+        return;
+    d->qhead = next->next;
+    if (d->qhead == NULL)
+        d->qtail = NULL;
+    if (next->type & SEQ_ATOMIC)
+        atomic_started(p, page, next->ready, next->arg);
+    txn_start(p, page, next->type, next->node, next->origin);
+    free(next);
+}
+
 /* Home: end the running transaction with a grant to its requester, then start the next. */
 static void txn_finish(dsmp_t *p, uint64_t page)
 {
     struct seq_dir *d = &p->dir[page];
     int node = d->t_node, access;
-    struct seq_req *next;
 
     if (TXN_KIND(d->t_type) == DSMW__TYPE__WRITE_REQ) {
         d->owner = (int16_t)node;
@@ -239,17 +335,7 @@ static void txn_finish(dsmp_t *p, uint64_t page)
     DSMP_INVARIANT(d->owner != NO_NODE || set_has(set_of(p, page, COPYSET), p->svc.self), "I2");
     if (d->t_type & SEQ_ATOMIC)
         atomic_run(p, page);
-    d->busy = 0;
-    next = d->qhead;
-    if (next != NULL) {
-        d->qhead = next->next;
-        if (d->qhead == NULL)
-            d->qtail = NULL;
-        if (next->type & SEQ_ATOMIC)
-            atomic_started(p, page, next->ready, next->arg);
-        txn_start(p, page, next->type, next->node, next->origin);
-        free(next);
-    }
+    txn_next(p, page);
 }
 
 /* Home: one expected reply (INV_ACK, FETCH_REPLY or a local revocation) has come. */
@@ -338,6 +424,112 @@ static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
         txn_read(p, page);
 }
 
+/* Home: page q can be read by `node` right away, in a batch: nothing runs on it, no other
+ * node owns it, and `node` holds no copy. */
+static int batch_page_ok(dsmp_t *p, uint64_t q, int node)
+{
+    const struct seq_dir *d = &p->dir[q];
+
+    return is_home(p, q) && !d->busy && (d->owner == NO_NODE || d->owner == p->svc.self) &&
+           !set_has(set_of(p, q, COPYSET), node);
+}
+
+/* Home: q joins batch b: busy until the batch's GRANT; the home's ranks go down to READ
+ * where the home owned it (the frame must not change while it is copied). */
+static void batch_take(dsmp_t *p, struct seq_batch *b, uint64_t q)
+{
+    struct seq_dir *d = &p->dir[q];
+
+    DSMP_INVARIANT(!d->busy, "I4");
+    d->busy = 1;
+    d->acks = 0; /* a batch awaits no INV_ACK or FETCH_REPLY: any is refused */
+    d->t_type = DSMW__TYPE__READ_REQ;
+    d->t_node = (int16_t)b->node;
+    d->t_origin = b->origin;
+    if (d->owner == p->svc.self) {
+        p->local[q] = DSM_ACCESS_READ;
+        b->pending++;
+        p->svc.revoke(p->svc.ctx, q, DSM_ACCESS_READ, batch_revoked, b);
+    }
+}
+
+/* Home: q's part of a batch is over: the requester holds a copy, the next request may run. */
+static void batch_release(dsmp_t *p, struct seq_batch *b, uint64_t q)
+{
+    struct seq_dir *d = &p->dir[q];
+
+    if (!b->dead) {
+        d->owner = NO_NODE;
+        set_add(set_of(p, q, COPYSET), b->node);
+        DSMP_INVARIANT(set_has(set_of(p, q, COPYSET), p->svc.self), "I2");
+    }
+    txn_next(p, q);
+}
+
+/* Home: every page of batch b is READ here: one GRANT carries them all (see the top). */
+static void batch_send(dsmp_t *p, struct seq_batch *b)
+{
+    size_t ps = p->svc.page_size, len = 0;
+    dsmw_msg_t m;
+
+    for (struct seq_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    if (!b->dead) {
+        for (uint32_t i = 1; i <= p->ahead_cap; i++)
+            if (b->served & (1u << (i - 1))) {
+                memcpy(p->scratch + len, p->svc.frame(p->svc.ctx, b->first + i), ps);
+                len += ps;
+            }
+        dsmw_init(&m, DSMW__TYPE__GRANT);
+        m.page = b->first;
+        m.access = DSM_ACCESS_READ;
+        m.origin = (uint32_t)b->origin;
+        m.node = (uint32_t)p->svc.self;
+        m.count = b->served;
+        m.data.data = p->scratch;
+        m.data.len = len;
+        p->svc.send(p->svc.ctx, b->node, &m, b->first);
+        batch_release(p, b, b->first);
+    }
+    for (uint32_t i = 1; i <= p->ahead_cap; i++)
+        if (b->served & (1u << (i - 1)))
+            batch_release(p, b, b->first + i);
+    free(b);
+}
+
+static void batch_revoked(dsmp_t *p, void *arg)
+{
+    struct seq_batch *b = arg;
+
+    if (--b->pending == 0)
+        batch_send(p, b);
+}
+
+/* Home: a READ_REQ for `page` with `count` pages after it, when `page` needs no FETCH: serve
+ * it and every asked page that batch_page_ok allows in one batch. */
+static dsm_status_t batch_start(dsmp_t *p, uint64_t page, int node, int origin, uint32_t count)
+{
+    struct seq_batch *b = malloc(sizeof(*b));
+
+    if (b == NULL) {
+        DSM_ERR("sequential: out of memory for a read-ahead batch");
+        return DSM_ENOMEM;
+    }
+    *b = (struct seq_batch){ .first = page, .node = node, .origin = origin, .pending = 1, .next = p->batches };
+    p->batches = b;
+    batch_take(p, b, page);
+    for (uint32_t i = 1; i <= count && page + i < p->svc.npages; i++)
+        if (batch_page_ok(p, page + i, node)) {
+            b->served |= 1u << (i - 1);
+            batch_take(p, b, page + i);
+        }
+    batch_revoked(p, b); /* the hold of batch_start */
+    return DSM_OK;
+}
+
 /* Home: a request arrives; run it now or queue it behind the running transaction. */
 static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
 {
@@ -348,6 +540,13 @@ static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
                 (unsigned long long)m->page, m->node);
         return DSM_EPROTO;
     }
+    if (m->count > (m->type == DSMW__TYPE__READ_REQ ? p->ahead_cap : 0) || ((int)m->node == p->svc.self && m->count)) {
+        DSM_ERR("sequential: node %u asked for %llu pages after page %llu (at most %u, reads only)", m->node,
+                (unsigned long long)m->count, (unsigned long long)m->page, p->ahead_cap);
+        return DSM_EPROTO;
+    }
+    if (m->count > 0 && !d->busy && (d->owner == NO_NODE || d->owner == p->svc.self))
+        return batch_start(p, m->page, (int)m->node, (int)m->origin, (uint32_t)m->count);
     if (!d->busy) {
         txn_start(p, m->page, m->type, (int)m->node, (int)m->origin);
         return DSM_OK;
@@ -434,11 +633,72 @@ static dsm_status_t seq_give_up(dsmp_t *p, int src, const dsmw_msg_t *m, int rep
     return DSM_OK;
 }
 
-/* Requester: the home granted access (the frame is in place if data moved). */
+/* Requester: a GRANT's read-ahead part makes sense: pages only among those asked with
+ * m->page, data for exactly those. */
+static int ahead_ok(dsmp_t *p, const dsmw_msg_t *m, int framed)
+{
+    uint32_t asked = (p->rq[m->page] & RQ_LEAD) ? p->extras[m->page] : 0;
+
+    if (m->count == 0)
+        return m->data.len == 0;
+    return framed && m->access == DSM_ACCESS_READ && (m->count >> asked) == 0 &&
+           m->data.len == (size_t)__builtin_popcountll(m->count) * p->svc.page_size;
+}
+
+/* Requester: the pages asked with `lead` are answered (served ones are in m->data). Pages
+ * reset since they were asked (lead_off no longer points at `lead`) are left alone; asked
+ * pages a rank faulted on meanwhile are granted, or requested now if not served. */
+static void ahead_arrived(dsmp_t *p, uint64_t lead, const dsmw_msg_t *m)
+{
+    uint32_t n = p->extras[lead];
+    const uint8_t *data = m->data.data;
+    uint64_t fetched = 0;
+
+    p->extras[lead] = 0;
+    for (uint32_t i = 1; i <= n; i++) {
+        uint64_t q = lead + i;
+        int served = (m->count >> (i - 1)) & 1, f = p->rq[q];
+
+        if (served)
+            data += p->svc.page_size;
+        if (!(f & RQ_EXTRA) || p->lead_off[q] != i)
+            continue;
+        p->rq[q] = 0;
+        p->lead_off[q] = 0;
+        if (served) {
+            DSMP_INVARIANT(p->local[q] == DSM_ACCESS_NONE, "I3");
+            memcpy(p->svc.frame(p->svc.ctx, q), data - p->svc.page_size, p->svc.page_size);
+            p->local[q] = DSM_ACCESS_READ;
+            fetched++;
+            if (f & (RQ_WANT_READ | RQ_WANT_WRITE))
+                p->svc.grant(p->svc.ctx, q, DSM_ACCESS_READ); /* a write waiter faults again */
+            else
+                p->svc.set_access(p->svc.ctx, q, DSM_ACCESS_READ);
+        } else if (f & (RQ_WANT_READ | RQ_WANT_WRITE)) {
+            seq_fault(p, q, (f & RQ_WANT_WRITE) ? DSM_ACCESS_WRITE : DSM_ACCESS_READ, (int)m->origin, 1);
+        }
+    }
+    if (fetched) {
+        p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_FETCHED, fetched);
+        p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_READ_AHEAD, fetched);
+    }
+}
+
+/* Requester: the home granted access (the frame is in place if data moved). Pages read
+ * ahead are opened first, so the daemon's grant of m->page can run over them. */
 static dsm_status_t seq_grant(dsmp_t *p, const dsmw_msg_t *m, int framed)
 {
+    if (!ahead_ok(p, m, framed)) {
+        DSM_ERR("sequential: GRANT of page %llu carries pages %#llx and %zu bytes it was not asked for",
+                (unsigned long long)m->page, (unsigned long long)m->count, m->data.len);
+        return DSM_EPROTO;
+    }
     if (framed)
         p->svc.count(p->svc.ctx, (int)m->origin, DSMP_PAGES_FETCHED, 1);
+    if (p->rq[m->page] & RQ_LEAD) {
+        p->rq[m->page] = 0;
+        ahead_arrived(p, m->page, m);
+    }
     p->local[m->page] = (uint8_t)m->access;
     p->svc.grant(p->svc.ctx, m->page, (int)m->access);
     return DSM_OK;
@@ -503,6 +763,16 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
             pp = &a->next;
         }
     }
+    /* batches serving these pages leave them out (the faulting one: the batch answers nobody) */
+    for (struct seq_batch *b = p->batches; b; b = b->next) {
+        b->dead |= b->first >= first && b->first < first + n;
+        for (uint32_t i = 1; i <= p->ahead_cap; i++)
+            if (b->first + i >= first && b->first + i < first + n)
+                b->served &= ~(1u << (i - 1));
+    }
+    memset(p->rq + first, 0, n);
+    memset(p->extras + first, 0, n);
+    memset(p->lead_off + first, 0, n);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct seq_dir *d = &p->dir[pg];
         struct seq_req *r;
@@ -545,9 +815,22 @@ static dsm_status_t seq_create(const struct dsmp_services *svc, dsmp_t **out)
     p->sets = calloc(svc->npages * 2, p->words * sizeof(uint64_t));
     if (p->sets == NULL)
         goto fail_sets;
+    p->ahead_cap = dsmp_ahead_cap(svc->page_size);
+    p->rq = calloc(svc->npages, 3);
+    if (p->rq == NULL)
+        goto fail_rq;
+    p->extras = p->rq + svc->npages;
+    p->lead_off = p->extras + svc->npages;
+    p->scratch = malloc(p->ahead_cap * svc->page_size + 1);
+    if (p->scratch == NULL)
+        goto fail_scratch;
     *out = p;
     return DSM_OK;
 
+fail_scratch:
+    free(p->rq);
+fail_rq:
+    free(p->sets);
 fail_sets:
     free(p->dir);
 fail_dir:
@@ -577,6 +860,14 @@ static void seq_destroy(dsmp_t *p)
         p->atomics = a->next;
         free(a);
     }
+    while (p->batches) {
+        struct seq_batch *b = p->batches;
+
+        p->batches = b->next;
+        free(b);
+    }
+    free(p->scratch);
+    free(p->rq);
     free(p->sets);
     free(p->dir);
     free(p->local);

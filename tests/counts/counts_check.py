@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|readahead-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -21,11 +21,20 @@ changes travel in bulk (docs/PROTOCOL.md): the P pages are contiguous, so
   other ranks of node 0     protects += 0, protect_pages += 0  (they never touched the pages)
 and every rank outside node 0 still read-faults on every page and loses every copy.
 
-These runs keep each fault to its page (DSM_GRANT_AHEAD=1): the per-page traffic is what is
-counted. With `ahead-MODEL` the job runs under MODEL with grants ahead of up to 16 pages
+These runs keep each fault to its page (DSM_GRANT_AHEAD=1, DSM_READ_AHEAD=1): the per-page
+traffic is what is counted. With `ahead-MODEL` the job runs under MODEL with grants ahead of up to 16 pages
 and rank 0 first scans the P pages homed on its node (counts.c's phase 0): its read faults
 grow by exactly the number of runs of lengths 1, 2, 4, ... 16, 16, ... that cover P pages,
 and its pages granted ahead by at least P minus that.
+
+With `readahead-MODEL` (2 nodes, one rank each) the job runs under MODEL twice with P pages,
+with reads ahead off (DSM_READ_AHEAD=1) and on (16), grants ahead on in both: rank 1's scan
+of the P pages homed on node 0 (phase 1) fetches runs of 1, 2, 4, 8, 16, 16, ... pages, one
+PAGE_GET/READ_REQ and one reply each. So with reads ahead on, exactly:
+  rank 1 read_faults          = runs (the number of such runs that cover P)
+  rank 1 pages_read_ahead     = P - runs
+  pages_fetched (summed)      = the same as with reads ahead off (P)
+  messages_sent (summed)      = with reads ahead off, minus 2 * (P - runs)
 """
 import json
 import os
@@ -34,12 +43,13 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model, ahead=1):
+def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None):
+    scan = ahead > 1 if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
-               "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + (["scan"] if ahead > 1 else [])
+               "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + (["scan"] if scan else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
-                           env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead)))
+                           env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead)))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -97,6 +107,28 @@ def check_ahead(dsmrun, prog, n, k, pages, model):
     return 1 if bad else 0
 
 
+def check_readahead(dsmrun, prog, n, k, pages, model):
+    """Reads ahead: rank 1's scan of node 0's pages (see the top); 0 if all hold."""
+    if n != 2 or k != 1:
+        sys.exit("readahead checks run on 2 nodes with one rank each")
+    off, on = (run(dsmrun, prog, n, k, pages, model, 16, ra, scan=False) for ra in (1, 16))
+    r1 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 1)
+    runs = runs_covering(pages, 16)
+    expect = {
+        "rank 1 read_faults": (r1(on, "read_faults"), runs),
+        "rank 1 pages_read_ahead": (r1(on, "pages_read_ahead"), pages - runs),
+        "pages_fetched": (total(on, "pages_fetched"), total(off, "pages_fetched")),
+        "messages_sent": (total(on, "messages_sent"), total(off, "messages_sent") - 2 * (pages - runs)),
+        "rank 1 read_faults with reads ahead off": (r1(off, "read_faults"), pages),
+    }
+    bad = 0
+    for name, (got, want) in expect.items():
+        bad += got != want
+        print(f"{'ok  ' if got == want else 'FAIL'} {model}: {name}: {got} (expected {want})")
+    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
+    return 1 if bad else 0
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -105,6 +137,8 @@ def main():
     outside = n - min(k, n)
     if model.startswith("ahead-"):
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[6:]))
+    if model.startswith("readahead-"):
+        sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
     off0 = lambda r: r["node"] != 0
     if model == "release":

@@ -763,14 +763,15 @@ def case_placement(dsmrun, prog):
     """dsm_coalloc_ex: bad attributes are DSM_EINVAL and the job goes on; homes follow the
     placement. Rank 0 reads the first two pages of a block, a cyclic(1) and a node-1 region
     on two nodes: under sequential and release every page homed on node 1 is one fetch, so
-    exactly 0 + 1 + 2 = 3 (all-block homes would give 0). Causal replicates pages on every
-    node and fetches none: there only the calls are checked."""
+    exactly 0 + 1 + 2 = 3 (all-block homes would give 0), with reads ahead off (they would
+    also fetch the pages after those). Causal replicates pages on every node and fetches
+    none: there only the calls are checked."""
     d = tempfile.mkdtemp(prefix="dsmrun-stats-")
     try:
         for model, want in (("sequential", 3), ("release", 3), ("causal", 0)):
             path = os.path.join(d, "%s.json" % model)
             j = run(dsmrun, prog, ["placement"], ["-n", "2", "--consistency", model, "--stats", path,
-                                                  "--timeout", "60"])
+                                                  "--timeout", "60"], env_extra={"DSM_READ_AHEAD": "1"})
             check(j.rc == 0, "%s: exit status %s" % (model, j.rc), j)
             with open(path) as f:
                 ranks = json.load(f)["ranks"]

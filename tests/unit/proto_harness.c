@@ -90,7 +90,7 @@ struct ph {
     uint8_t *atomic_page;
 };
 
-#define NCOUNTERS 3
+#define NCOUNTERS (DSMP_PAGES_READ_AHEAD + 1)
 
 static void ph_error(struct ph *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -481,6 +481,14 @@ void ph_reset(struct ph *h, uint64_t first, uint64_t n)
 
 /* ---- faults and delivery ------------------------------------------------------------ */
 
+/* The `ahead` hint of the next fault() (ph_config.ahead). */
+static uint32_t ph_ahead(struct ph *h)
+{
+    if (h->cfg.ahead <= 1)
+        return 1;
+    return (uint32_t)((h->faults_issued * 7 + h->nsent) % h->cfg.ahead) + 1;
+}
+
 static size_t revokes_pending_on(struct ph *h, int node, uint64_t page)
 {
     size_t k = 0;
@@ -506,7 +514,7 @@ static void unpark(struct ph *h, int node, uint64_t page)
         h->faults_granted++;
         return;
     }
-    h->cfg.ops->fault(n->p, page, n->want[page], n->want_origin[page]);
+    h->cfg.ops->fault(n->p, page, n->want[page], n->want_origin[page], ph_ahead(h));
 }
 
 static dsm_status_t sync_message(struct ph *h, int src, int dst, const dsmw_msg_t *m);
@@ -520,6 +528,11 @@ static int is_sync_type(int type)
 
 int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
 {
+    return ph_fault_ahead(h, node, page, access, origin, 0);
+}
+
+int ph_fault_ahead(struct ph *h, int node, uint64_t page, int access, int origin, uint32_t ahead)
+{
     struct ph_node *n = &h->nodes[node];
 
     if (access <= n->access[page] || n->want[page] != 0)
@@ -531,7 +544,7 @@ int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin)
         n->parked[page] = 1;   /* the daemon looks at the waiters again when they are done */
         return 0;
     }
-    h->cfg.ops->fault(n->p, page, access, origin);
+    h->cfg.ops->fault(n->p, page, access, origin, ahead ? ahead : ph_ahead(h));
     return 0;
 }
 
@@ -670,7 +683,7 @@ static int do_refault(struct ph *h)
             if (h->cfg.daemon_revoke && revokes_pending_on(h, i, p) > 0)
                 n->parked[p] = 1;
             else
-                h->cfg.ops->fault(n->p, p, n->want[p], n->want_origin[p]);
+                h->cfg.ops->fault(n->p, p, n->want[p], n->want_origin[p], ph_ahead(h));
             return 1;
         }
     }

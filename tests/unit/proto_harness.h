@@ -53,6 +53,9 @@ struct ph_config {
      * revocations in the order they were asked for. Off: the behaviour the sequential
      * suite was written against. */
     int      daemon_revoke;
+    /* Read-ahead: the largest `ahead` hint fault() gets (0 or 1: always 1). Hints vary from
+     * fault to fault over [1, ahead], as a daemon's scan detection would, deterministically. */
+    uint32_t ahead;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };
@@ -90,6 +93,8 @@ int ph_rank(int node);   /* the first rank of a node */
 /* A rank of `node` needs `access` to page: calls the module's fault(). Returns 0, or -1
  * (and calls nothing) when the node already has that access or a fault is outstanding. */
 int ph_fault(struct ph *h, int node, uint64_t page, int access, int origin);
+/* The same with the `ahead` hint given (0: the config's, see ph_config.ahead). */
+int ph_fault_ahead(struct ph *h, int node, uint64_t page, int access, int origin, uint32_t ahead);
 /* The access of the node's outstanding fault on page, or 0 if none. */
 int ph_fault_pending(struct ph *h, int node, uint64_t page);
 

@@ -5,12 +5,14 @@
 
 #include <string.h>
 
+uint32_t pp_ahead;
+
 struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size_t page_size, const int *home,
                    enum ph_revoke_mode mode)
 {
     struct ph_config cfg = {
         .ops = ops, .nnodes = nnodes, .npages = npages, .page_size = page_size, .home = home,
-        .revoke = mode, .daemon_revoke = 1,
+        .revoke = mode, .daemon_revoke = 1, .ahead = pp_ahead,
     };
     struct ph *h = ph_create(&cfg);
 
@@ -194,4 +196,96 @@ void pp_lock_counter(struct ph *h, int nnodes, uint64_t page, uint32_t lock, int
                      (unsigned long long)nnodes * (unsigned long long)iters);
         pp_unlock(h, n, lock);
     }
+}
+
+/* One node's lock-scan program (pp_lock_scan). */
+struct scan_rank {
+    int pc, it, done;
+    uint64_t j, sum;
+};
+
+enum { S_LOCK, S_LOCKED, S_SCAN, S_WRITE, S_UNLOCK, S_UNLOCKED, S_FINISHED };
+
+/* Take one step of node n's lock-scan program, if it can take one now; *total counts the
+ * increments made so far (each under the lock). */
+static void scan_step(struct ph *h, int n, struct scan_rank *r, uint64_t npages, uint32_t lock, int iters,
+                      uint64_t *total, uint64_t seed)
+{
+    uint64_t page = r->pc == S_SCAN ? r->j : ((uint64_t)n * 5 + (uint64_t)r->it * 3) % npages;
+    int want = r->pc == S_SCAN ? DSM_ACCESS_READ : DSM_ACCESS_WRITE;
+
+    switch (r->pc) {
+    case S_LOCK:
+        ph_lock(h, n, lock, &r->done);
+        r->pc = S_LOCKED;
+        break;
+    case S_LOCKED:
+    case S_UNLOCKED:
+        if (r->done == 0)
+            break;
+        r->done = 0;
+        if (r->pc == S_LOCKED) {
+            r->pc = S_SCAN;
+            r->j = 0;
+            r->sum = 0;
+        } else {
+            r->pc = ++r->it < iters ? S_LOCK : S_FINISHED;
+        }
+        break;
+    case S_SCAN:
+    case S_WRITE:
+        if (ph_access(h, n, page) < want) {
+            if (ph_fault_pending(h, n, page) == 0)
+                cr_assert_eq(ph_fault(h, n, page, want, ph_rank(n)), 0);
+            break;
+        }
+        if (r->pc == S_SCAN) {
+            r->sum += pp_peek(h, n, page, 0);
+            if (++r->j == npages) {
+                cr_assert_eq(r->sum, *total, "seed %llu: node %d scans a sum of %llu under the lock, want %llu",
+                             (unsigned long long)seed, n, (unsigned long long)r->sum, (unsigned long long)*total);
+                r->pc = S_WRITE;
+            }
+        } else {
+            uint64_t v = pp_peek(h, n, page, 0) + 1;
+
+            memcpy(ph_frame(h, n, page), &v, 8);
+            ++*total;
+            r->pc = S_UNLOCK;
+        }
+        break;
+    case S_UNLOCK:
+        ph_unlock(h, n, lock, &r->done);
+        r->pc = S_UNLOCKED;
+        break;
+    default:
+        break;
+    }
+}
+
+void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int iters, uint64_t seed)
+{
+    struct scan_rank r[PH_MAX_NODES];
+    uint64_t s = seed, total = 0;
+    long steps = 0;
+
+    memset(r, 0, sizeof(r));
+    for (;;) {
+        int finished = 0;
+
+        for (int n = 0; n < nnodes; n++)
+            finished += r[n].pc == S_FINISHED;
+        if (finished == nnodes && ph_idle(h))
+            break;
+        cr_assert_lt(steps++, PP_LIMIT, "seed %llu: lock scan stuck", (unsigned long long)seed);
+        if (ph_idle(h) || rnd(&s) % 3 == 0) {
+            int n = (int)(rnd(&s) % (uint32_t)nnodes);
+
+            scan_step(h, n, &r[n], npages, lock, iters, &total, seed);
+        } else {
+            ph_step_random(h, &s);
+        }
+        cr_assert_eq(ph_errors(h), 0, "seed %llu: %s", (unsigned long long)seed, ph_first_error(h));
+    }
+    cr_assert_eq(total, (uint64_t)nnodes * (uint64_t)iters);
 }

@@ -14,6 +14,9 @@
 
 #define PP_LIMIT 1000000L   /* steps a helper may run before it calls the harness stuck */
 
+/* ph_config.ahead (read-ahead hints) of the harnesses pp_make creates from now on; 0 at start. */
+extern uint32_t pp_ahead;
+
 /* A harness for `ops` with the daemon's revoke semantics and no per-step invariant checks
  * (they are those of a single-writer protocol). */
 struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size_t page_size, const int *home,
@@ -45,5 +48,11 @@ void pp_barrier(struct ph *h);
  * revocation order (seed). Then every node reads the counter under the lock and must see
  * nnodes * iters. */
 void pp_lock_counter(struct ph *h, int nnodes, uint64_t page, uint32_t lock, int iters, uint64_t seed);
+
+/* The lock scan: `iters` times, each node takes lock `lock`, reads word 0 of every page in
+ * order (a scan: read-ahead hints apply) and checks their sum equals the increments made so
+ * far, then adds 1 to word 0 of one page; the nodes' steps interleaved at random with random
+ * delivery and revocation order (seed). */
+void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int iters, uint64_t seed);
 
 #endif

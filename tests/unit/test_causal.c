@@ -694,3 +694,18 @@ Test(causal, litmus_iriw_relaxed_outcome_that_sequential_forbids)
     cr_assert(r[0] == 1 && r[1] == 1 && r[2] == 1 && r[3] == 1, "sequential: %llu %llu %llu %llu",
               (unsigned long long)r[0], (unsigned long long)r[1], (unsigned long long)r[2], (unsigned long long)r[3]);
 }
+
+/* Locked scans (proto_prog.h) under random delivery: every scan sees every increment. */
+Test(causal, lock_scan_random_schedules, .timeout = 120)
+{
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        int nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        pp_ahead = 6; /* causal never fetches on a read: the hint must change nothing */
+        h = mk(nn, 12, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        ph_destroy(h);
+    }
+}

@@ -539,6 +539,143 @@ Test(release, two_acquires_of_one_node_wait_for_the_same_drop)
     ph_destroy(h);
 }
 
+/* ---- read-ahead ------------------------------------------------------------------------------ */
+
+#define FAULT_AHEAD(h, node, page, acc, ahead) \
+    cr_assert_eq(ph_fault_ahead((h), (node), (page), (acc), ph_rank(node), (ahead)), 0, "fault not allowed")
+
+/* A scan's read fault brings the pages after it homed on the same node in one PAGE_GET and
+ * one PAGE; a page homed elsewhere ends what is asked. */
+BOTH_MODES(read_ahead_brings_the_next_pages_in_one_page)
+{
+    static const int home[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1 };
+    struct ph *h = mk(2, 16, home, mode);
+
+    for (uint64_t p = 0; p < 11; p++)
+        seed_home(h, 0, p, 100 + p);
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 3, R, 16);
+    pp_run(h);
+    cr_assert_eq(ph_nsent(h), 2);
+    expect_sent(h, 0, PAGE_GET, 1, 0, 3, 0);
+    expect_sent(h, 1, PAGE, 0, 1, 3, 1);
+    for (uint64_t p = 0; p < 16; p++)
+        cr_assert_eq(ph_access(h, 1, p), p >= 3 ? R : NONE, "page %llu", (unsigned long long)p); /* 11..: home */
+    for (uint64_t p = 3; p < 11; p++)
+        cr_assert_eq(pp_peek(h, 1, p, 0), 100 + p, "page %llu holds the wrong data", (unsigned long long)p);
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 3, R), 1);
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 4, R), 0, "nobody faulted on page 4: no grant");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 8);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 7);
+    ph_destroy(h);
+}
+
+/* Pages the home wrote unnoticed (R6) are write-protected at the home and listed before they
+ * go, as the asked page is: the home's next write is noticed, and an acquirer drops them. */
+BOTH_MODES(read_ahead_pages_follow_r6)
+{
+    struct ph *h = mk(2, 8, home0, mode);
+
+    for (uint64_t p = 0; p < 4; p++)
+        pp_write(h, 0, p, 0, 7 + p);
+    FAULT_AHEAD(h, 1, 0, R, 4);
+    pp_run(h);
+    for (uint64_t p = 0; p < 4; p++) {
+        cr_assert_eq(ph_access(h, 0, p), R, "page %llu still writable at the home", (unsigned long long)p);
+        cr_assert_eq(pp_peek(h, 1, p, 0), 7 + p);
+    }
+    pp_lock(h, 0, 1);
+    for (uint64_t p = 0; p < 4; p++)
+        pp_write(h, 0, p, 0, 70 + p);
+    pp_unlock(h, 0, 1);
+    pp_lock(h, 1, 1);
+    for (uint64_t p = 0; p < 4; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), 70 + p, "page %llu: the home's write after the fetch is lost",
+                     (unsigned long long)p);
+    pp_unlock(h, 1, 1);
+    ph_destroy(h);
+}
+
+/* A page asked ahead that a notice drops while the PAGE is on its way is not used: the rank
+ * waiting for it gets a fresh copy. */
+Test(release, read_ahead_page_dropped_on_its_way_is_fetched_again)
+{
+    struct ph *h = mk(3, 2, home0, PH_REVOKE_SYNC);
+    int done = 0, unlocked = 0;
+
+    pp_lock(h, 1, 1);
+    pp_write(h, 1, 1, 0, 5);                    /* node 1 writes page 1 under lock 1 */
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 2, 0, R, 2);                 /* node 2 reads page 0, page 1 ahead */
+    FAULT(h, 2, 1, R);                          /* and another rank waits for page 1 */
+    cr_assert_eq(ph_deliver(h, 2, 0), 1);       /* the home sends what it has: page 1 = 0 */
+    ph_unlock(h, 1, 1, &unlocked);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);       /* node 1's diff */
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* DIFF_ACK */
+    cr_assert_eq(ph_deliver(h, 1, 1), 1);       /* UNLOCK */
+    ph_lock(h, 2, 1, &done);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);       /* the grant (its notice names page 1) first */
+    cr_assert_eq(done, 1);
+    pp_run(h);
+    cr_assert_eq(ph_access(h, 2, 0), R);
+    cr_assert_eq(pp_peek(h, 2, 1, 0), 5, "node 2 was given the stale page read ahead");
+    cr_assert_eq(ph_count(h, PAGE_GET, 2, 0), 2);
+    ph_destroy(h);
+}
+
+/* Read-ahead messages that do not match what was asked are refused. */
+Test(release, read_ahead_malformed_is_eproto)
+{
+    struct ph *h = mk(2, 32, home0, PH_REVOKE_SYNC);
+    uint8_t junk[2 * PS] = { 0 };
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = 0;
+    m.node = 1;
+    m.origin = (uint32_t)ph_rank(1);
+    m.count = DSMP_AHEAD_MAX + 1;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    FAULT_AHEAD(h, 1, 4, R, 3);                 /* pages 5 and 6 asked */
+    dsmw_init(&m, DSMW__TYPE__PAGE);
+    m.page = 4;
+    m.origin = (uint32_t)ph_rank(1);
+    m.count = 0x4;                              /* a page that was not asked for */
+    m.data.data = junk;
+    m.data.len = PS;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    m.count = 0x3;                              /* two pages, one page of data */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    m.count = 0;                                /* data with no page */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    cr_assert_eq(ph_access(h, 1, 5), NONE, "a refused PAGE changes nothing");
+    ph_discard(h);
+    ph_destroy(h);
+}
+
+/* Locked scans with read-ahead under random delivery: every scan sees every increment. */
+Test(release, lock_scan_read_ahead_random_schedules, .timeout = 120)
+{
+    uint64_t ahead = 0;
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int home[12], nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        for (int p = 0; p < 12; p++)
+            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
+        pp_ahead = 6;
+        h = mk(nn, 12, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
+            ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
+        ph_destroy(h);
+    }
+    cr_assert_gt(ahead, 200, "only %llu pages were read ahead", (unsigned long long)ahead);
+}
+
 /* ---- lock counters --------------------------------------------------------------------------- */
 
 Test(release, lock_counter_random_schedules, .timeout = 120)

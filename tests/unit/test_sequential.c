@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proto_harness.h"
+#include "proto_prog.h"
 
 #define R DSM_ACCESS_READ
 #define W DSM_ACCESS_WRITE
@@ -610,6 +611,224 @@ Test(sequential, requests_wait_behind_the_running_transaction)
     ph_destroy(h);
 }
 
+/* ---- read-ahead ------------------------------------------------------------------------------ */
+
+static struct ph *mk_ahead(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode, uint32_t ahead)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_sequential_ops, .nnodes = nnodes, .npages = npages, .page_size = PS, .home = home,
+        .revoke = mode, .check_each_step = 1, .ahead = ahead,
+    };
+    struct ph *h = ph_create(&cfg);
+
+    cr_assert_not_null(h, "harness creation failed");
+    return h;
+}
+
+#define FAULT_AHEAD(h, node, page, acc, ahead) \
+    cr_assert_eq(ph_fault_ahead((h), (node), (page), (acc), ph_rank(node), (ahead)), 0, "fault not allowed")
+
+/* A scan's read fault brings the pages after it in one READ_REQ and one GRANT. */
+BOTH_MODES(read_ahead_brings_the_next_pages_in_one_grant)
+{
+    struct ph *h = mk(2, 16, home0, mode, 0);
+    uint64_t v[16];
+
+    for (uint64_t p = 0; p < 16; p++) {
+        v[p] = 100 + p;
+        ph_poke(h, 0, p, v[p]);
+    }
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 3, R, 8);
+    RUN(h);
+    cr_assert_eq(ph_nsent(h), 2);
+    expect_sent(h, 0, READ_REQ, 1, 0, 3, 0);
+    expect_sent(h, 1, GRANT, 0, 1, 3, 1);
+    for (uint64_t p = 0; p < 16; p++) {
+        cr_assert_eq(ph_access(h, 1, p), p >= 3 && p < 11 ? R : NONE, "page %llu", (unsigned long long)p);
+        if (p >= 3 && p < 11)
+            cr_assert(ph_frame_is(h, 1, p, v[p]), "page %llu holds the wrong data", (unsigned long long)p);
+    }
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 3, R), 1);
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_SET_ACCESS, 4, R), 1); /* nobody faulted on it: no grant */
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 8);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 7);
+    /* the node is in each page's copyset: a write elsewhere invalidates all of them */
+    ph_clear_log(h);
+    FAULT(h, 0, 6, W);
+    RUN(h);
+    cr_assert_eq(ph_count(h, INV, 0, 1), 1);
+    cr_assert_eq(ph_access(h, 1, 6), NONE);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* Pages the home's own ranks hold for writing are taken down to READ first, then sent. */
+BOTH_MODES(read_ahead_takes_the_homes_own_writes)
+{
+    struct ph *h = mk(2, 8, home0, mode, 0);
+    uint64_t v[4];
+
+    for (uint64_t p = 0; p < 4; p++) {
+        FAULT(h, 0, p, W);
+        RUN(h);
+        v[p] = ph_write(h, 0, p);
+    }
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 0, R, 4);
+    RUN(h);
+    cr_assert_eq(ph_nsent(h), 2, "one READ_REQ, one GRANT (got %zu messages)", ph_nsent(h));
+    for (uint64_t p = 0; p < 4; p++) {
+        cr_assert_eq(ph_access(h, 0, p), R);
+        cr_assert_eq(ph_access(h, 1, p), R);
+        cr_assert(ph_frame_is(h, 1, p, v[p]), "page %llu: the home's write did not arrive", (unsigned long long)p);
+    }
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A page another node owns is left out (it needs a FETCH); the rest still come. A page
+ * homed elsewhere ends what is asked. */
+BOTH_MODES(read_ahead_skips_pages_owned_elsewhere)
+{
+    static const int home[8] = { 0, 0, 0, 0, 0, 2, 2, 2 };
+    struct ph *h = mk(3, 8, home, mode, 0);
+
+    FAULT(h, 2, 2, W);
+    RUN(h);
+    ph_write(h, 2, 2);
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 0, R, 8);
+    RUN(h);
+    cr_assert_eq(ph_nsent(h), 2);
+    cr_assert_eq(ph_access(h, 1, 1), R);
+    cr_assert_eq(ph_access(h, 1, 2), NONE);
+    cr_assert_eq(ph_access(h, 1, 3), R);
+    cr_assert_eq(ph_access(h, 1, 4), R);
+    cr_assert_eq(ph_access(h, 1, 5), NONE); /* homed on node 2: not asked */
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 3);
+    FAULT(h, 1, 2, R);
+    RUN(h);
+    cr_assert_eq(ph_count(h, FETCH, 0, 2), 1);
+    cr_assert(ph_frame_is(h, 1, 2, ph_last(h, 2)));
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A fault on a page asked for with an earlier one sends nothing: that page's GRANT answers
+ * it (I5). One the home could not serve is requested then, with the access faulted for. */
+BOTH_MODES(read_ahead_faults_on_asked_pages_wait_for_the_grant)
+{
+    static const int home[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    struct ph *h = mk(3, 8, home, mode, 0);
+
+    FAULT(h, 2, 2, W);
+    RUN(h);
+    ph_write(h, 2, 2);
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 0, R, 4);
+    FAULT(h, 1, 1, R);
+    FAULT(h, 1, 2, W);
+    cr_assert_eq(ph_nsent(h), 1, "only the first READ_REQ goes out");
+    RUN(h);
+    NO_ERRORS(h);
+    cr_assert_eq(ph_fault_pending(h, 1, 1), 0);
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 1, R), 1); /* its waiter is woken */
+    cr_assert_eq(ph_access(h, 1, 2), W);                       /* requested after the GRANT */
+    cr_assert_eq(ph_count(h, WRITE_REQ, 1, 0), 1);
+    cr_assert_eq(ph_access(h, 1, 3), R);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* Writes are never batched, and neither is a page whose home is the faulting node. */
+Test(sequential, read_ahead_only_for_remote_reads)
+{
+    struct ph *h = mk(2, 8, home0, PH_REVOKE_SYNC, 0);
+
+    FAULT_AHEAD(h, 1, 0, W, 8);
+    RUN(h);
+    cr_assert_eq(ph_access(h, 1, 1), NONE);
+    FAULT_AHEAD(h, 1, 2, R, 8); /* page 2..7: reads go ahead */
+    RUN(h);
+    cr_assert_eq(ph_access(h, 1, 7), R);
+    FAULT_AHEAD(h, 0, 0, R, 8); /* the home reads its own page back: one page */
+    RUN(h);
+    cr_assert_eq(ph_access(h, 0, 0), R);
+    cr_assert_eq(ph_access(h, 0, 1), R); /* the home's pages were READ already */
+    cr_assert_eq(ph_counter(h, ph_rank(0), DSMP_PAGES_READ_AHEAD), 0);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A page reset while the batch waits for the home's own ranks is left out of the GRANT. */
+Test(sequential, read_ahead_leaves_out_pages_reset_meanwhile)
+{
+    struct ph *h = mk(2, 8, home0, PH_REVOKE_DEFERRED, 0);
+
+    for (uint64_t p = 0; p < 3; p++) {
+        FAULT(h, 0, p, W);
+        RUN(h);
+        ph_write(h, 0, p);
+    }
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 0, R, 3);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(ph_revokes_pending(h), 3, "the home takes its 3 pages down to READ");
+    ph_reset(h, 2, 1);
+    RUN(h);
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert_eq(ph_access(h, 1, 1), R);
+    cr_assert_eq(ph_access(h, 1, 2), NONE);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 1);
+    FAULT(h, 1, 2, R); /* a normal request after the reset */
+    RUN(h);
+    cr_assert(ph_frame_is(h, 1, 2, 0));
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* Read-ahead messages that do not match what was asked are refused. */
+Test(sequential, read_ahead_malformed_is_eproto)
+{
+    struct ph *h = mk(2, 32, home0, PH_REVOKE_SYNC, 0);
+    uint8_t junk[2 * PS] = { 0 };
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__READ_REQ); /* more pages than one reply can carry */
+    m.page = 0;
+    m.node = 1;
+    m.origin = (uint32_t)ph_rank(1);
+    m.count = DSMP_AHEAD_MAX + 1;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    dsmw_init(&m, DSMW__TYPE__WRITE_REQ); /* writes ask for one page */
+    m.page = 0;
+    m.node = 1;
+    m.origin = (uint32_t)ph_rank(1);
+    m.count = 1;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+
+    FAULT_AHEAD(h, 1, 4, R, 3); /* pages 5 and 6 asked */
+    dsmw_init(&m, DSMW__TYPE__GRANT); /* a page that was not asked for */
+    m.page = 4;
+    m.access = R;
+    m.origin = (uint32_t)ph_rank(1);
+    m.count = 0x4;
+    m.data.data = junk;
+    m.data.len = PS;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    m.count = 0x3; /* two pages, one page of data */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    m.count = 0;   /* data with no page */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    m.count = 0x1; /* pages ahead of a write grant */
+    m.access = W;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 4), DSM_EPROTO);
+    cr_assert_eq(ph_access(h, 1, 5), NONE, "a refused GRANT changes nothing");
+    ph_discard(h);
+    ph_destroy(h);
+}
+
 /* ---- randomized schedules ---------------------------------------------------------------- */
 
 static uint32_t rnd(uint64_t *s)
@@ -677,6 +896,83 @@ Test(sequential, random_schedules_many_pages, .timeout = 120)
 {
     for (uint64_t seed = 5000; seed < 5060; seed++)
         random_schedule(seed, 5, 8, 1500);
+}
+
+/* The same with read-ahead: pages homed in blocks of 4 and fault hints up to 6, so batches
+ * meet owned, shared, busy and asked pages in every order. */
+static uint64_t random_schedule_ahead(uint64_t seed, int nnodes, uint64_t npages, int steps)
+{
+    uint64_t ahead = 0;
+    int home[16];
+    uint64_t s = seed;
+    enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
+    struct ph *h;
+    long left;
+    const char *why;
+
+    for (uint64_t p = 0; p < npages; p++)
+        home[p] = (int)((p / 4 + seed) % (uint64_t)nnodes);
+    h = mk_ahead(nnodes, npages, home, mode, 6);
+    for (int i = 0; i < steps; i++) {
+        uint32_t what = rnd(&s) % 100;
+        int node = (int)(rnd(&s) % (uint32_t)nnodes);
+        uint64_t page = rnd(&s) % npages;
+
+        if (what < 35 || (what >= 45 && ph_idle(h))) {
+            int acc = rnd(&s) % 3 ? R : W;
+
+            (void)ph_fault(h, node, page, acc, ph_rank(node) + (int)(rnd(&s) % PH_RANKS_PER_NODE));
+        } else if (what < 45) {
+            if (ph_access(h, node, page) == W)
+                ph_write(h, node, page);
+        } else {
+            ph_step_random(h, &s);
+        }
+        cr_assert_eq(ph_errors(h), 0, "seed %llu step %d: %s", (unsigned long long)seed, i, ph_first_error(h));
+    }
+    left = ph_run_random(h, &s, LIMIT);
+    cr_assert_geq(left, 0, "seed %llu: no quiescence", (unsigned long long)seed);
+    cr_assert_eq(ph_errors(h), 0, "seed %llu: %s", (unsigned long long)seed, ph_first_error(h));
+    why = ph_check_quiescent(h);
+    cr_assert_null(why, "seed %llu (%d nodes, %s revoke): %s", (unsigned long long)seed, nnodes,
+                   mode == PH_REVOKE_SYNC ? "sync" : "deferred", why ? why : "");
+    for (int r = 0; r < nnodes * PH_RANKS_PER_NODE; r++)
+        ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
+    ph_destroy(h);
+    return ahead;
+}
+
+Test(sequential, random_schedules_read_ahead, .timeout = 120)
+{
+    uint64_t ahead = 0;
+
+    for (uint64_t seed = 9000; seed < 9300; seed++)
+        ahead += random_schedule_ahead(seed, 2 + (int)(seed % 3), 16, 800);
+    cr_assert_gt(ahead, 1000, "the schedules read only %llu pages ahead", (unsigned long long)ahead);
+    printf("random_schedules_read_ahead: %llu pages read ahead over 300 schedules\n", (unsigned long long)ahead);
+}
+
+/* Locked scans (proto_prog.h) with read-ahead, the daemon's revoke semantics and random
+ * delivery: every scan sees every increment. */
+Test(sequential, lock_scan_read_ahead_random_schedules, .timeout = 120)
+{
+    uint64_t ahead = 0;
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int home[12], nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        for (int p = 0; p < 12; p++)
+            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
+        pp_ahead = 6;
+        h = pp_make(&dsmp_sequential_ops, nn, 12, PS, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
+            ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
+        ph_destroy(h);
+    }
+    cr_assert_gt(ahead, 200, "only %llu pages were read ahead", (unsigned long long)ahead);
 }
 
 /* ---- messages out of place ----------------------------------------------------------------- */
