@@ -791,7 +791,8 @@ Test(sequential, read_ahead_leaves_out_pages_reset_meanwhile)
 /* Read-ahead messages that do not match what was asked are refused. */
 Test(sequential, read_ahead_malformed_is_eproto)
 {
-    struct ph *h = mk(2, 32, home0, PH_REVOKE_SYNC, 0);
+    static const int home[32] = { 0 };
+    struct ph *h = mk(2, 32, home, PH_REVOKE_SYNC, 0);
     uint8_t junk[2 * PS] = { 0 };
     dsmw_msg_t m;
 
