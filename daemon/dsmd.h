@@ -117,6 +117,7 @@ struct dsmd_revoke {
 struct dsmd_page {
     uint8_t  access;   /* what this node may give its ranks */
     uint8_t  pending;  /* a fault() is outstanding at the protocol */
+    uint8_t  clearing; /* in a range being cleared (dsmd_pages_clear_range): access stays NONE */
     uint16_t protect_acks;  /* PROTECT acknowledgements awaited by the head revocation */
     struct dsmd_chan   *waiters;
     struct dsmd_revoke *revq;

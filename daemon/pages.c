@@ -339,8 +339,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
     int need = DSM_ACCESS_NONE, origin = -1, home;
     uint32_t ahead = 1;
 
-    if (pg->revq != NULL)
-        return; /* looked at again when the revocations are done */
+    if (pg->revq != NULL || pg->clearing)
+        return; /* looked at again when the revocations are done, or the range is cleared */
     home = dsmd_space_home(&d->space, page);
     if (home == DSMD_HOME_UNDECIDED) {
         if (pg->waiters != NULL)
@@ -467,7 +467,12 @@ static void range_ack(struct dsmd *d, uint64_t seq, int lrank)
                 DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
                 memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
             }
-            o->done(d, o->arg);
+            for (uint64_t p = o->first; p < o->first + o->n; p++)
+                d->pages[p].clearing = 0;
+            o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
+            for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
+                if (d->pages[p].waiters != NULL)
+                    page_kick(d, p);
             free(o->awaiting);
             free(o);
         }
@@ -518,6 +523,7 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
 {
     for (uint64_t p = o->first; p < o->first + o->n; p++) {
         d->pages[p].access = DSM_ACCESS_NONE;
+        d->pages[p].clearing = 1;
         if (d->pages[p].pending) {
             d->pages[p].pending = 0;
             d->faults_inflight--;
@@ -594,11 +600,19 @@ static dsm_status_t svc_send(void *ctx, int node, dsmw_msg_t *m, uint64_t attach
     return dsmd_send(ctx, node, m, attach);
 }
 
+/*
+ * While a range is being cleared (its PROTECTs out, its frames not yet zeroed), a protocol
+ * may still hand out its pages: a reply that left the home before the home saw the free (a
+ * page read ahead next to a scanned block). The access such a grant gives is not raised: the
+ * pages are about to be zeroed and reset, and a rank given access now would keep it past the
+ * reset (stale data nobody invalidates).
+ */
 static void svc_grant(void *ctx, uint64_t page, int access)
 {
     struct dsmd *d = ctx;
 
-    d->pages[page].access = (uint8_t)access;
+    if (!d->pages[page].clearing)
+        d->pages[page].access = (uint8_t)access;
     if (d->pages[page].pending) {
         d->pages[page].pending = 0;
         d->faults_inflight--;
@@ -612,7 +626,8 @@ static void svc_set_access(void *ctx, uint64_t page, int access)
 {
     struct dsmd *d = ctx;
 
-    d->pages[page].access = (uint8_t)access;
+    if (!d->pages[page].clearing) /* see svc_grant */
+        d->pages[page].access = (uint8_t)access;
 }
 
 static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)

@@ -42,7 +42,7 @@ enum dsmp_counter {
     DSMP_PAGES_FETCHED,  /* a page's contents arrived at this node */
     DSMP_DIFFS,          /* a diff was made or applied (later modules) */
     DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
-    DSMP_PAGES_READ_AHEAD, /* a page arrived with another's fetch, before any rank faulted on it */
+    DSMP_PAGES_READ_AHEAD, /* a page arrived along with another page's fetch (read-ahead) */
 };
 
 /* Most pages a module fetches ahead of a faulting one in one request: the replies carry

@@ -886,6 +886,20 @@ static void rel_fill_barrier(dsmp_t *p, dsmw_msg_t *release)
 
 static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
+    /* pages asked with a page of the range (outside it) will get no answer: fetch again
+     * those a rank waits for */
+    for (uint64_t pg = first; pg < first + n; pg++)
+        for (uint32_t i = 1; p->pg[pg].fetching && i <= p->pg[pg].extras; i++) {
+            struct rel_page *g = &p->pg[pg + i];
+
+            if (pg + i < first + n || !g->fetching || g->lead_off != i)
+                continue;
+            g->lead_off = 0;
+            g->fetching = 0;
+            g->refetch = 0;
+            if (g->want)
+                fetch(p, pg + i, g->origin, 1);
+        }
     /* PAGEs still waiting to go leave these pages out (the asked one: nobody is answered) */
     for (struct rel_batch *b = p->batches; b; b = b->next) {
         b->dead |= b->first >= first && b->first < first + n;

@@ -243,7 +243,8 @@ static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
     }
     if (access == DSM_ACCESS_READ && home != p->svc.self)
         n = ahead_count(p, page, home, ahead);
-    p->rq[page] = RQ_LEAD;
+    if (home != p->svc.self) /* the home's own requests end in txn_finish, not in a GRANT */
+        p->rq[page] = RQ_LEAD;
     p->extras[page] = (uint8_t)n;
     for (uint32_t i = 1; i <= n; i++) {
         p->rq[page + i] = RQ_EXTRA;
@@ -637,8 +638,12 @@ static dsm_status_t seq_give_up(dsmp_t *p, int src, const dsmw_msg_t *m, int rep
  * m->page, data for exactly those. */
 static int ahead_ok(dsmp_t *p, const dsmw_msg_t *m, int framed)
 {
-    uint32_t asked = (p->rq[m->page] & RQ_LEAD) ? p->extras[m->page] : 0;
+    /* a GRANT for a page reset since its request (no RQ_LEAD) may still carry pages: they
+     * are not used, but must be well formed */
+    uint32_t asked = (p->rq[m->page] & RQ_LEAD) ? p->extras[m->page] : p->ahead_cap;
 
+    if (p->rq[m->page] & RQ_EXTRA)
+        return 0; /* its answer is the GRANT of the page it was asked with */
     if (m->count == 0)
         return m->data.len == 0;
     return framed && m->access == DSM_ACCESS_READ && (m->count >> asked) == 0 &&
@@ -712,6 +717,8 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
     switch (m->type) {
     case DSMW__TYPE__READ_REQ:
     case DSMW__TYPE__WRITE_REQ:
+        if ((int)m->node != src) /* the reply goes to m->node */
+            break;
         return seq_request(p, m);
     /* orders for a page come from its home only (I4) */
     case DSMW__TYPE__GRANT:
@@ -770,6 +777,20 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
             if (b->first + i >= first && b->first + i < first + n)
                 b->served &= ~(1u << (i - 1));
     }
+    /* pages asked with a page of the range (outside it) will get no answer: ask again for
+     * those a rank waits for */
+    for (uint64_t pg = first; pg < first + n; pg++)
+        for (uint32_t i = 1; (p->rq[pg] & RQ_LEAD) && i <= p->extras[pg]; i++) {
+            uint64_t q = pg + i;
+            int f = p->rq[q];
+
+            if (q < first + n || !(f & RQ_EXTRA) || p->lead_off[q] != i)
+                continue;
+            p->rq[q] = 0;
+            p->lead_off[q] = 0;
+            if (f & (RQ_WANT_READ | RQ_WANT_WRITE))
+                seq_fault(p, q, (f & RQ_WANT_WRITE) ? DSM_ACCESS_WRITE : DSM_ACCESS_READ, p->svc.any_rank, 1);
+        }
     memset(p->rq + first, 0, n);
     memset(p->extras + first, 0, n);
     memset(p->lead_off + first, 0, n);

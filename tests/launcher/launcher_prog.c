@@ -53,6 +53,11 @@
  *                                    a barrier; rank 1 waits for lock 3, then reads a page
  *                                    homed on the last node; the others wait in the barrier:
  *                                    with --stats, the time breakdown shows each of these
+ *   launcher_prog freescan ITERS     rank 0 mallocs block A (32 pages) and, each iteration, a
+ *                                    block B after it (16 pages), writes it, and frees it
+ *                                    while the other ranks scan A (their reads ahead reach
+ *                                    into B); every other rank checks B's new contents each
+ *                                    iteration: no access outlives a free; "freescan ok"
  *   launcher_prog placement          bad dsm_coalloc_ex attributes are refused, then three
  *                                    4-page regions (block, cyclic 1, node 1) of which rank 0
  *                                    reads the first 2 pages: with --stats, its fetches say
@@ -702,6 +707,55 @@ static int run_breakdown(void)
     return 0;
 }
 
+/* freescan: see the header. */
+static int run_freescan(long iters)
+{
+    enum { SCAN = 32, NEXT = 16 };
+    size_t ps = dsm_page_size(), w = ps / sizeof(uint64_t);
+    volatile uint64_t *volatile *slot = dsm_coalloc(ps);
+    volatile uint64_t *a, *b;
+    uint64_t sum = 0;
+
+    if (slot == NULL)
+        return bad("dsm_coalloc failed");
+    if (dsm_rank() == 0 && (slot[0] = dsm_malloc(SCAN * ps)) == NULL)
+        return bad("dsm_malloc of the scanned block failed");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    a = slot[0];
+    for (long it = 0; it < iters; it++) {
+        if (dsm_rank() == 0) {
+            if ((b = dsm_malloc(NEXT * ps)) == NULL)
+                return bad("dsm_malloc of the next block failed");
+            for (size_t pg = 0; pg < NEXT; pg++)
+                b[pg * w] = (uint64_t)it + 1;
+            for (size_t pg = 0; pg < SCAN; pg++)
+                a[pg * w] = (uint64_t)it; /* the others' copies of A go */
+            slot[1] = b;
+        }
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+        b = slot[1];
+        for (size_t pg = 0; pg < NEXT && dsm_rank() != 0; pg++)
+            if (b[pg * w] != (uint64_t)it + 1) {
+                fprintf(stderr, "launcher_prog rank %d: iteration %ld: page %zu of the new block reads %llu, "
+                        "want %ld\n", dsm_rank(), it, pg, (unsigned long long)b[pg * w], it + 1);
+                return BAD;
+            }
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+        if (dsm_rank() == 0)
+            dsm_free((void *)b);
+        else
+            for (size_t pg = 0; pg < SCAN; pg++)
+                sum += a[pg * w];
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+    }
+    printf("rank %d freescan ok (%llu)\n", dsm_rank(), (unsigned long long)sum);
+    return 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -813,6 +867,8 @@ int main(int argc, char **argv)
         rc = run_cond(atol(argv[2]));
     else if (!strcmp(argv[1], "flag"))
         rc = run_flag();
+    else if (!strcmp(argv[1], "freescan") && argc > 2)
+        rc = run_freescan(atol(argv[2]));
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
     else if (!strcmp(argv[1], "insight") && argc > 2)

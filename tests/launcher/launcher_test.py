@@ -542,6 +542,22 @@ def case_firsttouch(dsmrun, prog):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def case_freescan(dsmrun, prog):
+    """A block freed (and allocated again) next to one other ranks scan: their reads ahead
+    reach into it while its pages are cleared, and no access may outlive the free (each
+    iteration every other rank reads the new block's new values). Every model, 2 nodes and
+    2 ranks per node, two jobs at once (the race needs a busy machine)."""
+    for model in ("sequential", "release", "causal"):
+        for opts in (["-n", "2"], ["-n", "4", "--ranks-per-node", "2"]):
+            jobs = [Job(dsmrun, prog, ["freescan", "120"], opts + ["--consistency", model, "--timeout", "120"])
+                    for _ in range(2)]
+            for j in jobs:
+                j.finish(JOB_LIMIT_S)
+                n = int(opts[1])
+                check(j.rc == 0 and all("rank %d freescan ok" % r in j.out for r in range(n)),
+                      "%s %s: exit status %s" % (model, opts, j.rc), j)
+
+
 def case_breakdown(dsmrun, prog):
     """The time breakdown of --stats (the ranks' own clocks): rank 0 computes 300 ms holding
     lock 3, rank 1 waits for that lock then faults on a page of the last node, the others wait
