@@ -198,6 +198,11 @@ extern const struct dsmp_ops dsmp_causal_ops;
  * (at most DSMP_AHEAD_MAX; 0 when pages are too large for read-ahead). */
 uint32_t dsmp_ahead_cap(size_t page_size);
 
+/* Read-ahead reply: the pages first+i for each bit i-1 of `served` (i <= cap), one after
+ * the other into buf (cap pages of room). Sets m's `count` (the bitmap) and `data` (buf). */
+void dsmp_ahead_pack(const struct dsmp_services *svc, dsmw_msg_t *m, uint64_t first, uint32_t served, uint32_t cap,
+                     uint8_t *buf);
+
 /* Find a protocol by model name; NULL if unknown. */
 const struct dsmp_ops *dsmp_find(const char *name);
 /* The i-th protocol of this build, or NULL past the last. */

@@ -520,7 +520,6 @@ static dsm_status_t diff_acked(dsmp_t *p)
 /* Home: every page of batch b may go: one PAGE carries them (the asked one as its frame). */
 static void batch_send(dsmp_t *p, struct rel_batch *b)
 {
-    size_t ps = p->svc.page_size, len = 0;
     dsmw_msg_t m;
 
     for (struct rel_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
@@ -529,18 +528,11 @@ static void batch_send(dsmp_t *p, struct rel_batch *b)
             break;
         }
     if (!b->dead) {
-        for (uint32_t i = 1; i <= p->ahead_cap; i++)
-            if (b->served & (1u << (i - 1))) {
-                memcpy(p->pagebuf + len, p->svc.frame(p->svc.ctx, b->first + i), ps);
-                len += ps;
-            }
         dsmw_init(&m, DSMW__TYPE__PAGE);
         m.page = b->first;
         m.node = (uint32_t)p->svc.self;
         m.origin = (uint32_t)b->origin;
-        m.count = b->served;
-        m.data.data = p->pagebuf;
-        m.data.len = len;
+        dsmp_ahead_pack(&p->svc, &m, b->first, b->served, p->ahead_cap, p->pagebuf);
         p->svc.send(p->svc.ctx, b->src, &m, b->first);
     }
     free(b);

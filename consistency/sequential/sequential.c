@@ -470,7 +470,6 @@ static void batch_release(dsmp_t *p, struct seq_batch *b, uint64_t q)
 /* Home: every page of batch b is READ here: one GRANT carries them all (see the top). */
 static void batch_send(dsmp_t *p, struct seq_batch *b)
 {
-    size_t ps = p->svc.page_size, len = 0;
     dsmw_msg_t m;
 
     for (struct seq_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
@@ -479,19 +478,12 @@ static void batch_send(dsmp_t *p, struct seq_batch *b)
             break;
         }
     if (!b->dead) {
-        for (uint32_t i = 1; i <= p->ahead_cap; i++)
-            if (b->served & (1u << (i - 1))) {
-                memcpy(p->scratch + len, p->svc.frame(p->svc.ctx, b->first + i), ps);
-                len += ps;
-            }
         dsmw_init(&m, DSMW__TYPE__GRANT);
         m.page = b->first;
         m.access = DSM_ACCESS_READ;
         m.origin = (uint32_t)b->origin;
         m.node = (uint32_t)p->svc.self;
-        m.count = b->served;
-        m.data.data = p->scratch;
-        m.data.len = len;
+        dsmp_ahead_pack(&p->svc, &m, b->first, b->served, p->ahead_cap, p->scratch);
         p->svc.send(p->svc.ctx, b->node, &m, b->first);
         batch_release(p, b, b->first);
     }

@@ -839,25 +839,28 @@ static uint32_t rnd(uint64_t *s)
 }
 
 /* Random faults, writes by WRITE holders and random delivery order, invariants checked after
- * every step (check_each_step); then quiescence and liveness. */
-static void random_schedule(uint64_t seed, int nnodes, uint64_t npages, int steps)
+ * every step (check_each_step); then quiescence and liveness. With `ahead`, fault hints go
+ * up to it (read-ahead), pages are homed in blocks of 4 so that batches meet owned, shared,
+ * busy and asked pages in every order, and reads are twice as frequent as writes. Returns
+ * the pages read ahead. */
+static uint64_t random_schedule(uint64_t seed, int nnodes, uint64_t npages, int steps, uint32_t ahead)
 {
-    int home[8];
-    uint64_t s = seed;
+    int home[16];
+    uint64_t s = seed, got = 0;
     enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
     struct ph *h;
     long left;
 
     for (uint64_t p = 0; p < npages; p++)
-        home[p] = (int)((p * 7 + seed) % (uint64_t)nnodes);
-    h = mk(nnodes, npages, home, mode, 1);
+        home[p] = (int)((ahead ? p / 4 + seed : p * 7 + seed) % (uint64_t)nnodes);
+    h = ahead ? mk_ahead(nnodes, npages, home, mode, ahead) : mk(nnodes, npages, home, mode, 1);
     for (int i = 0; i < steps; i++) {
         uint32_t what = rnd(&s) % 100;
         int node = (int)(rnd(&s) % (uint32_t)nnodes);
         uint64_t page = rnd(&s) % npages;
 
         if (what < 35 || (what >= 45 && ph_idle(h))) {
-            int acc = rnd(&s) % 2 ? W : R;
+            int acc = ahead ? (rnd(&s) % 3 ? R : W) : (rnd(&s) % 2 ? W : R);
 
             (void)ph_fault(h, node, page, acc, ph_rank(node) + (int)(rnd(&s) % PH_RANKS_PER_NODE));
         } else if (what < 45) {
@@ -878,69 +881,28 @@ static void random_schedule(uint64_t seed, int nnodes, uint64_t npages, int step
                        mode == PH_REVOKE_SYNC ? "sync" : "deferred", why ? why : "");
     }
     cr_assert_gt(ph_faults_issued(h), 0);
+    for (int r = 0; r < nnodes * PH_RANKS_PER_NODE; r++)
+        got += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
     ph_destroy(h);
+    return got;
 }
 
 Test(sequential, random_schedules_few_nodes, .timeout = 120)
 {
     for (uint64_t seed = 1; seed <= 400; seed++)
-        random_schedule(seed, 2 + (int)(seed % 4), 3, 400);
+        random_schedule(seed, 2 + (int)(seed % 4), 3, 400, 0);
 }
 
 Test(sequential, random_schedules_one_hot_page_many_nodes, .timeout = 120)
 {
     for (uint64_t seed = 1000; seed < 1200; seed++)
-        random_schedule(seed, 8, 1, 600);
+        random_schedule(seed, 8, 1, 600, 0);
 }
 
 Test(sequential, random_schedules_many_pages, .timeout = 120)
 {
     for (uint64_t seed = 5000; seed < 5060; seed++)
-        random_schedule(seed, 5, 8, 1500);
-}
-
-/* The same with read-ahead: pages homed in blocks of 4 and fault hints up to 6, so batches
- * meet owned, shared, busy and asked pages in every order. */
-static uint64_t random_schedule_ahead(uint64_t seed, int nnodes, uint64_t npages, int steps)
-{
-    uint64_t ahead = 0;
-    int home[16];
-    uint64_t s = seed;
-    enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
-    struct ph *h;
-    long left;
-    const char *why;
-
-    for (uint64_t p = 0; p < npages; p++)
-        home[p] = (int)((p / 4 + seed) % (uint64_t)nnodes);
-    h = mk_ahead(nnodes, npages, home, mode, 6);
-    for (int i = 0; i < steps; i++) {
-        uint32_t what = rnd(&s) % 100;
-        int node = (int)(rnd(&s) % (uint32_t)nnodes);
-        uint64_t page = rnd(&s) % npages;
-
-        if (what < 35 || (what >= 45 && ph_idle(h))) {
-            int acc = rnd(&s) % 3 ? R : W;
-
-            (void)ph_fault(h, node, page, acc, ph_rank(node) + (int)(rnd(&s) % PH_RANKS_PER_NODE));
-        } else if (what < 45) {
-            if (ph_access(h, node, page) == W)
-                ph_write(h, node, page);
-        } else {
-            ph_step_random(h, &s);
-        }
-        cr_assert_eq(ph_errors(h), 0, "seed %llu step %d: %s", (unsigned long long)seed, i, ph_first_error(h));
-    }
-    left = ph_run_random(h, &s, LIMIT);
-    cr_assert_geq(left, 0, "seed %llu: no quiescence", (unsigned long long)seed);
-    cr_assert_eq(ph_errors(h), 0, "seed %llu: %s", (unsigned long long)seed, ph_first_error(h));
-    why = ph_check_quiescent(h);
-    cr_assert_null(why, "seed %llu (%d nodes, %s revoke): %s", (unsigned long long)seed, nnodes,
-                   mode == PH_REVOKE_SYNC ? "sync" : "deferred", why ? why : "");
-    for (int r = 0; r < nnodes * PH_RANKS_PER_NODE; r++)
-        ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
-    ph_destroy(h);
-    return ahead;
+        random_schedule(seed, 5, 8, 1500, 0);
 }
 
 Test(sequential, random_schedules_read_ahead, .timeout = 120)
@@ -948,7 +910,7 @@ Test(sequential, random_schedules_read_ahead, .timeout = 120)
     uint64_t ahead = 0;
 
     for (uint64_t seed = 9000; seed < 9300; seed++)
-        ahead += random_schedule_ahead(seed, 2 + (int)(seed % 3), 16, 800);
+        ahead += random_schedule(seed, 2 + (int)(seed % 3), 16, 800, 6);
     cr_assert_gt(ahead, 1000, "the schedules read only %llu pages ahead", (unsigned long long)ahead);
     printf("random_schedules_read_ahead: %llu pages read ahead over 300 schedules\n", (unsigned long long)ahead);
 }
