@@ -32,6 +32,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "ahead.h"
 #include "dsm_log.h"
 #include "dsmd.h"
 #include "placement.h"

@@ -45,10 +45,6 @@ enum dsmp_counter {
     DSMP_PAGES_READ_AHEAD, /* a page arrived along with another page's fetch (read-ahead) */
 };
 
-/* Most pages a module fetches ahead of a faulting one in one request: the replies carry
- * them in one message (DSMW_MAX_MSG), so fewer when pages are larger (dsmp_ahead_cap). */
-#define DSMP_AHEAD_MAX 15u
-
 typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
 
 struct dsmp_services {
@@ -193,15 +189,6 @@ struct dsmp_ops {
 extern const struct dsmp_ops dsmp_sequential_ops;
 extern const struct dsmp_ops dsmp_release_ops;
 extern const struct dsmp_ops dsmp_causal_ops;
-
-/* Most pages after a faulting one that one reply can carry with pages of page_size bytes
- * (at most DSMP_AHEAD_MAX; 0 when pages are too large for read-ahead). */
-uint32_t dsmp_ahead_cap(size_t page_size);
-
-/* Read-ahead reply: the pages first+i for each bit i-1 of `served` (i <= cap), one after
- * the other into buf (cap pages of room). Sets m's `count` (the bitmap) and `data` (buf). */
-void dsmp_ahead_pack(const struct dsmp_services *svc, dsmw_msg_t *m, uint64_t first, uint32_t served, uint32_t cap,
-                     uint8_t *buf);
 
 /* Find a protocol by model name; NULL if unknown. */
 const struct dsmp_ops *dsmp_find(const char *name);

@@ -69,6 +69,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "diff.h"
 #include "dsm_log.h"
 #include "dsmp.h"
@@ -89,16 +90,6 @@ struct rel_page {
     uint16_t dropping;  /* drops whose revocation has not completed (R7) */
     int32_t  origin;
     uint8_t *twin;
-};
-
-/* Home: a PAGE_GET being served (serve_get): the pages sent with it wait for R6's revocations. */
-struct rel_batch {
-    struct rel_batch *next;
-    uint64_t first;
-    uint32_t served;    /* bit i-1: page first+i goes along */
-    int      src, origin;
-    int      pending;   /* revocations still out, plus one while serve_get runs */
-    int      dead;      /* the asked page was reset meanwhile: answer nobody */
 };
 
 struct rel_waiter {
@@ -145,7 +136,7 @@ struct dsmp {
     uint8_t *diffbuf;
     uint8_t *runsbuf;
     size_t runscap;
-    struct rel_batch *batches; /* home: PAGE_GETs waiting for R6 revocations */
+    struct dsmp_batch *batches; /* home: PAGE_GETs waiting for R6 revocations */
     uint32_t ahead_cap;
     uint8_t *pagebuf;          /* a PAGE's pages read ahead: ahead_cap pages */
 };
@@ -226,31 +217,20 @@ static void grant_local(dsmp_t *p, uint64_t page, int access)
     p->svc.grant(p->svc.ctx, page, access);
 }
 
-/* Requester: how many pages after `page` to ask for with it: up to ahead-1 (and the cap),
- * contiguous, same home, no copy here, nothing under way (fetch, drop, twin). */
-static uint32_t ahead_count(dsmp_t *p, uint64_t page, int home, uint32_t ahead)
+/* Requester: page q may be asked for ahead: no copy here, nothing under way (fetch, drop,
+ * twin) (dsmp_ahead_count). */
+static int ahead_absent(dsmp_t *p, uint64_t q)
 {
-    uint32_t want = ahead > 1 ? ahead - 1 : 0, n = 0;
+    const struct rel_page *g = &p->pg[q];
 
-    if (want > p->ahead_cap)
-        want = p->ahead_cap;
-    while (n < want) {
-        uint64_t q = page + n + 1;
-        const struct rel_page *g = &p->pg[q];
-
-        if (q >= p->svc.npages || p->svc.home(p->svc.ctx, q) != home || g->local != DSM_ACCESS_NONE ||
-            g->fetching || g->dropping || g->twin != NULL)
-            break;
-        n++;
-    }
-    return n;
+    return g->local == DSM_ACCESS_NONE && !g->fetching && !g->dropping && g->twin == NULL;
 }
 
 /* Requester: ask the home for page (and, for a scan's read, the pages after it). */
 static void fetch(dsmp_t *p, uint64_t page, int origin, uint32_t ahead)
 {
     int home = p->svc.home(p->svc.ctx, page);
-    uint32_t n = ahead_count(p, page, home, ahead);
+    uint32_t n = dsmp_ahead_count(p, &p->svc, page, home, ahead, p->ahead_cap, ahead_absent);
     dsmw_msg_t m;
 
     p->pg[page].fetching = 1;
@@ -518,29 +498,25 @@ static dsm_status_t diff_acked(dsmp_t *p)
 }
 
 /* Home: every page of batch b may go: one PAGE carries them (the asked one as its frame). */
-static void batch_send(dsmp_t *p, struct rel_batch *b)
+static void batch_send(dsmp_t *p, struct dsmp_batch *b)
 {
     dsmw_msg_t m;
 
-    for (struct rel_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
-        if (*pp == b) {
-            *pp = b->next;
-            break;
-        }
+    dsmp_batch_unlink(&p->batches, b);
     if (!b->dead) {
         dsmw_init(&m, DSMW__TYPE__PAGE);
         m.page = b->first;
         m.node = (uint32_t)p->svc.self;
         m.origin = (uint32_t)b->origin;
         dsmp_ahead_pack(&p->svc, &m, b->first, b->served, p->ahead_cap, p->pagebuf);
-        p->svc.send(p->svc.ctx, b->src, &m, b->first);
+        p->svc.send(p->svc.ctx, b->node, &m, b->first);
     }
     free(b);
 }
 
 static void batch_revoked(dsmp_t *p, void *arg)
 {
-    struct rel_batch *b = arg;
+    struct dsmp_batch *b = arg;
 
     if (--b->pending == 0)
         batch_send(p, b);
@@ -549,7 +525,7 @@ static void batch_revoked(dsmp_t *p, void *arg)
 /* Home: page is about to be sent to another node. The first fetch of a page the home writes
  * unnoticed (R6) write-protects it here first and lists it, so no home write escapes the
  * notices; b waits for that. */
-static dsm_status_t batch_share(dsmp_t *p, struct rel_batch *b, uint64_t page)
+static dsm_status_t batch_share(dsmp_t *p, struct dsmp_batch *b, uint64_t page)
 {
     struct rel_page *g = &p->pg[page];
 
@@ -570,7 +546,7 @@ static dsm_status_t batch_share(dsmp_t *p, struct rel_batch *b, uint64_t page)
  * homed here, in one PAGE (see the top). */
 static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    struct rel_batch *b;
+    struct dsmp_batch *b;
     dsm_status_t st;
 
     if (m->count > p->ahead_cap || src == p->svc.self) {
@@ -578,12 +554,9 @@ static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
                 (unsigned long long)m->count, (unsigned long long)m->page, p->ahead_cap);
         return DSM_EPROTO;
     }
-    b = malloc(sizeof(*b));
+    b = dsmp_batch_new(&p->batches, m->page, src, (int)m->origin);
     if (b == NULL)
         return DSM_ENOMEM;
-    *b = (struct rel_batch){ .first = m->page, .src = src, .origin = (int)m->origin, .pending = 1,
-                             .next = p->batches };
-    p->batches = b;
     st = batch_share(p, b, m->page);
     for (uint32_t i = 1; st == DSM_OK && i <= m->count && m->page + i < p->svc.npages; i++)
         if (is_home(p, m->page + i)) {
@@ -892,13 +865,7 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
             if (g->want)
                 fetch(p, pg + i, g->origin, 1);
         }
-    /* PAGEs still waiting to go leave these pages out (the asked one: nobody is answered) */
-    for (struct rel_batch *b = p->batches; b; b = b->next) {
-        b->dead |= b->first >= first && b->first < first + n;
-        for (uint32_t i = 1; i <= p->ahead_cap; i++)
-            if (b->first + i >= first && b->first + i < first + n)
-                b->served &= ~(1u << (i - 1));
-    }
+    dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
 
@@ -934,12 +901,7 @@ static void rel_destroy(dsmp_t *p)
         *l = w->next;
         free(w);
     }
-    while (p->batches) {
-        struct rel_batch *b = p->batches;
-
-        p->batches = b->next;
-        free(b);
-    }
+    dsmp_batch_free_all(&p->batches);
     free(p->pagebuf);
     dsmp_notices_fini(&p->store);
     free(p->pg);

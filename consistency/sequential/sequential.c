@@ -70,6 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "dsm_log.h"
 #include "dsmp.h"
 
@@ -96,16 +97,6 @@ enum {
     RQ_EXTRA = 2,       /* asked for along with the page lead_off[] before it */
     RQ_WANT_READ = 4,   /* RQ_EXTRA, and a local rank faulted on it meanwhile */
     RQ_WANT_WRITE = 8,
-};
-
-/* Home side: a read-ahead batch being served (batch_start). */
-struct seq_batch {
-    struct seq_batch *next;
-    uint64_t first;     /* the faulting page */
-    uint32_t served;    /* bit i-1: page first+i goes along */
-    int      node, origin;
-    int      pending;   /* local revocations still out, plus one while batch_start runs */
-    int      dead;      /* the faulting page was reset meanwhile: answer nobody */
 };
 
 /* The continuation of an atomic transaction that is running. */
@@ -144,7 +135,7 @@ struct dsmp {
     uint8_t        *rq;
     uint8_t        *extras;
     uint8_t        *lead_off;
-    struct seq_batch *batches;
+    struct dsmp_batch *batches; /* home: read-ahead batches being served */
     uint32_t        ahead_cap;
     uint8_t        *scratch;    /* a batch GRANT's data: ahead_cap pages */
 };
@@ -211,23 +202,10 @@ static void send_msg(dsmp_t *p, int node, int type, uint64_t page, int access, i
     p->svc.send(p->svc.ctx, node, &m, attach);
 }
 
-/* Requester: how many pages after `page` to ask for with it: up to ahead-1 (and the cap),
- * contiguous, with the same home, no copy here and no request out. */
-static uint32_t ahead_count(dsmp_t *p, uint64_t page, int home, uint32_t ahead)
+/* Requester: page q may be asked for ahead: no copy here, no request out (dsmp_ahead_count). */
+static int ahead_absent(dsmp_t *p, uint64_t q)
 {
-    uint32_t want = ahead > 1 ? ahead - 1 : 0, n = 0;
-
-    if (want > p->ahead_cap)
-        want = p->ahead_cap;
-    while (n < want) {
-        uint64_t q = page + n + 1;
-
-        if (q >= p->svc.npages || p->svc.home(p->svc.ctx, q) != home || p->local[q] != DSM_ACCESS_NONE ||
-            p->rq[q] != 0)
-            break;
-        n++;
-    }
-    return n;
+    return p->local[q] == DSM_ACCESS_NONE && p->rq[q] == 0;
 }
 
 /* Requester side: ask the home for `access` (and, for a scan's read, the pages after it). */
@@ -242,7 +220,7 @@ static void seq_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
         return;
     }
     if (access == DSM_ACCESS_READ && home != p->svc.self)
-        n = ahead_count(p, page, home, ahead);
+        n = dsmp_ahead_count(p, &p->svc, page, home, ahead, p->ahead_cap, ahead_absent);
     if (home != p->svc.self) /* the home's own requests end in txn_finish, not in a GRANT */
         p->rq[page] = RQ_LEAD;
     p->extras[page] = (uint8_t)n;
@@ -437,7 +415,7 @@ static int batch_page_ok(dsmp_t *p, uint64_t q, int node)
 
 /* Home: q joins batch b: busy until the batch's GRANT; the home's ranks go down to READ
  * where the home owned it (the frame must not change while it is copied). */
-static void batch_take(dsmp_t *p, struct seq_batch *b, uint64_t q)
+static void batch_take(dsmp_t *p, struct dsmp_batch *b, uint64_t q)
 {
     struct seq_dir *d = &p->dir[q];
 
@@ -455,7 +433,7 @@ static void batch_take(dsmp_t *p, struct seq_batch *b, uint64_t q)
 }
 
 /* Home: q's part of a batch is over: the requester holds a copy, the next request may run. */
-static void batch_release(dsmp_t *p, struct seq_batch *b, uint64_t q)
+static void batch_release(dsmp_t *p, struct dsmp_batch *b, uint64_t q)
 {
     struct seq_dir *d = &p->dir[q];
 
@@ -468,15 +446,11 @@ static void batch_release(dsmp_t *p, struct seq_batch *b, uint64_t q)
 }
 
 /* Home: every page of batch b is READ here: one GRANT carries them all (see the top). */
-static void batch_send(dsmp_t *p, struct seq_batch *b)
+static void batch_send(dsmp_t *p, struct dsmp_batch *b)
 {
     dsmw_msg_t m;
 
-    for (struct seq_batch **pp = &p->batches; *pp; pp = &(*pp)->next)
-        if (*pp == b) {
-            *pp = b->next;
-            break;
-        }
+    dsmp_batch_unlink(&p->batches, b);
     if (!b->dead) {
         dsmw_init(&m, DSMW__TYPE__GRANT);
         m.page = b->first;
@@ -495,7 +469,7 @@ static void batch_send(dsmp_t *p, struct seq_batch *b)
 
 static void batch_revoked(dsmp_t *p, void *arg)
 {
-    struct seq_batch *b = arg;
+    struct dsmp_batch *b = arg;
 
     if (--b->pending == 0)
         batch_send(p, b);
@@ -505,14 +479,12 @@ static void batch_revoked(dsmp_t *p, void *arg)
  * it and every asked page that batch_page_ok allows in one batch. */
 static dsm_status_t batch_start(dsmp_t *p, uint64_t page, int node, int origin, uint32_t count)
 {
-    struct seq_batch *b = malloc(sizeof(*b));
+    struct dsmp_batch *b = dsmp_batch_new(&p->batches, page, node, origin);
 
     if (b == NULL) {
         DSM_ERR("sequential: out of memory for a read-ahead batch");
         return DSM_ENOMEM;
     }
-    *b = (struct seq_batch){ .first = page, .node = node, .origin = origin, .pending = 1, .next = p->batches };
-    p->batches = b;
     batch_take(p, b, page);
     for (uint32_t i = 1; i <= count && page + i < p->svc.npages; i++)
         if (batch_page_ok(p, page + i, node)) {
@@ -762,13 +734,7 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
             pp = &a->next;
         }
     }
-    /* batches serving these pages leave them out (the faulting one: the batch answers nobody) */
-    for (struct seq_batch *b = p->batches; b; b = b->next) {
-        b->dead |= b->first >= first && b->first < first + n;
-        for (uint32_t i = 1; i <= p->ahead_cap; i++)
-            if (b->first + i >= first && b->first + i < first + n)
-                b->served &= ~(1u << (i - 1));
-    }
+    dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
     /* pages asked with a page of the range (outside it) will get no answer: ask again for
      * those a rank waits for */
     for (uint64_t pg = first; pg < first + n; pg++)
@@ -873,12 +839,7 @@ static void seq_destroy(dsmp_t *p)
         p->atomics = a->next;
         free(a);
     }
-    while (p->batches) {
-        struct seq_batch *b = p->batches;
-
-        p->batches = b->next;
-        free(b);
-    }
+    dsmp_batch_free_all(&p->batches);
     free(p->scratch);
     free(p->rq);
     free(p->sets);

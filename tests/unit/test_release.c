@@ -15,6 +15,7 @@
 
 #include <string.h>
 
+#include "ahead.h"
 #include "proto_prog.h"
 
 #define R DSM_ACCESS_READ

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "proto_harness.h"
 #include "proto_prog.h"
 
