@@ -68,32 +68,32 @@ struct dsmd_alloc {
     struct dsmd_ralloc arena;      /* this node's dsm_malloc arena */
     struct region_op *ops;
     struct dsmd_chan *waiting;     /* local ranks waiting for ALLOC_REPLY */
-    uint64_t *regions;             /* first pages of the live collective regions (every node) */
+    struct dsmd_run *regions;      /* the live collective regions (every node) */
     size_t nregions, capregions;
 };
 
 static int region_find(struct dsmd *d, uint64_t first)
 {
     for (size_t i = 0; i < d->alloc->nregions; i++)
-        if (d->alloc->regions[i] == first)
+        if (d->alloc->regions[i].first == first)
             return (int)i;
     return -1;
 }
 
-static dsm_status_t region_remember(struct dsmd *d, uint64_t first)
+static dsm_status_t region_remember(struct dsmd *d, uint64_t first, uint64_t count)
 {
     struct dsmd_alloc *a = d->alloc;
 
     if (a->nregions == a->capregions) {
         size_t n = a->capregions ? a->capregions * 2 : 16;
-        uint64_t *v = realloc(a->regions, n * sizeof(*v));
+        struct dsmd_run *v = realloc(a->regions, n * sizeof(*v));
 
         if (v == NULL)
             return DSM_ENOMEM;
         a->regions = v;
         a->capregions = n;
     }
-    a->regions[a->nregions++] = first;
+    a->regions[a->nregions++] = (struct dsmd_run){ first, count };
     return DSM_OK;
 }
 
@@ -103,6 +103,21 @@ static void region_forget(struct dsmd *d, uint64_t first)
 
     if (i >= 0)
         d->alloc->regions[i] = d->alloc->regions[--d->alloc->nregions];
+}
+
+uint64_t dsmd_alloc_end(struct dsmd *d, uint64_t page)
+{
+    struct dsmd_alloc *a = d->alloc;
+    struct dsmd_run run;
+
+    if (a == NULL)
+        return page + 1;
+    if (dsmd_space_arena_node(&d->space, page) == d->cfg.node)
+        return dsmd_ralloc_holding(&a->arena, page, &run) == DSM_OK ? run.first + run.n : page + 1;
+    for (size_t i = 0; i < a->nregions; i++)
+        if (page - a->regions[i].first < a->regions[i].n)
+            return a->regions[i].first + a->regions[i].n;
+    return page + 1;
 }
 
 dsm_status_t dsmd_alloc_init(struct dsmd *d)
@@ -384,7 +399,7 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     if (m->type == DSMW__TYPE__REGION_ADD) {
         if (m->addr + m->count > d->space.coll_pages)
             return DSM_EPROTO;
-        if (region_remember(d, m->addr) != DSM_OK)
+        if (region_remember(d, m->addr, m->count) != DSM_OK)
             return DSM_ENOMEM;
         dsmd_space_region_add(&d->space, m->addr, m->count, (int)m->place, m->place_arg);
         d->pops->reset(d->p, m->addr, m->count);

@@ -330,6 +330,9 @@ void dsmd_alloc_fini(struct dsmd *d);
 void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
 dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c);
+/* The page after the allocation holding `page`, as this node knows it (a collective region;
+ * a dsm_malloc block of this node's arena), or page + 1 when it knows none. */
+uint64_t dsmd_alloc_end(struct dsmd *d, uint64_t page);
 
 /* ---- atomics.c ---- */
 dsm_status_t dsmd_atomics_init(struct dsmd *d);

@@ -44,11 +44,7 @@
 #define DSMD_DEFAULT_POLL_US   50
 #define DSMD_DEFAULT_PEER_TIMEOUT_MS 8000  /* a peer silent this long is dead */
 #define DSMD_DEFAULT_GRANT_AHEAD 16      /* most pages one GRANT opens for a scanning rank */
-/* Most pages one fetch brings for a scanning rank. Off (1) by default until reads ahead are
- * kept inside the faulting page's allocation: a page read ahead from a block being freed can
- * reach a node after that node's reset, while the home forgets the copy at its own reset
- * (launcher.freescan with DSM_READ_AHEAD=16 shows it, rarely, under load). */
-#define DSMD_DEFAULT_READ_AHEAD 1
+#define DSMD_DEFAULT_READ_AHEAD 16       /* most pages one fetch brings for a scanning rank */
 #define DSMD_POLL_MIN_CPUS     4
 
 #define DSMD_SECRET_WAIT_MS 10000 /* dsmrun writes the SECRET line right after starting us */

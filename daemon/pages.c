@@ -588,6 +588,11 @@ static int svc_home(void *ctx, uint64_t page)
     return dsmd_space_home(&d->space, page);
 }
 
+static uint64_t svc_alloc_end(void *ctx, uint64_t page)
+{
+    return dsmd_alloc_end(ctx, page);
+}
+
 static void *svc_frame(void *ctx, uint64_t page)
 {
     struct dsmd *d = ctx;
@@ -705,6 +710,7 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->npages = d->npages;
     svc->page_size = d->page_size;
     svc->home = svc_home;
+    svc->alloc_end = svc_alloc_end;
     svc->frame = svc_frame;
     svc->send = svc_send;
     svc->grant = svc_grant;

@@ -59,6 +59,12 @@ struct dsmp_services {
      * a first-touch page nobody has touched (the daemon calls fault() for a page only once
      * its home is known here; reset() runs again at the home when it is decided). */
     int (*home)(void *ctx, uint64_t page);
+    /* The page after the allocation holding `page`, as this node knows it (a collective
+     * region; a dsm_malloc block when the page is in this node's arena), page + 1 when it
+     * knows none. A home serves pages read ahead only inside the asked page's allocation: a
+     * rank faulting on that one keeps it alive, while a neighbouring block may be freed, and
+     * each node forgets a freed block at its own time. */
+    uint64_t (*alloc_end)(void *ctx, uint64_t page);
     /* This node's frame for a page (the daemon's view). */
     void *(*frame)(void *ctx, uint64_t page);
     /* Send m to node (this node included: queued, delivered from the event loop), with

@@ -548,6 +548,7 @@ static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
     struct dsmp_batch *b;
     dsm_status_t st;
+    uint64_t end;
 
     if (m->count > p->ahead_cap || src == p->svc.self) {
         DSM_ERR("release: node %d asked for %llu pages after page %llu (at most %u)", src,
@@ -558,7 +559,8 @@ static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
     if (b == NULL)
         return DSM_ENOMEM;
     st = batch_share(p, b, m->page);
-    for (uint32_t i = 1; st == DSM_OK && i <= m->count && m->page + i < p->svc.npages; i++)
+    end = p->svc.alloc_end(p->svc.ctx, m->page);
+    for (uint32_t i = 1; st == DSM_OK && i <= m->count && m->page + i < end; i++)
         if (is_home(p, m->page + i)) {
             b->served |= 1u << (i - 1);
             st = batch_share(p, b, m->page + i);

@@ -480,13 +480,15 @@ static void batch_revoked(dsmp_t *p, void *arg)
 static dsm_status_t batch_start(dsmp_t *p, uint64_t page, int node, int origin, uint32_t count)
 {
     struct dsmp_batch *b = dsmp_batch_new(&p->batches, page, node, origin);
+    uint64_t end;
 
     if (b == NULL) {
         DSM_ERR("sequential: out of memory for a read-ahead batch");
         return DSM_ENOMEM;
     }
     batch_take(p, b, page);
-    for (uint32_t i = 1; i <= count && page + i < p->svc.npages; i++)
+    end = p->svc.alloc_end(p->svc.ctx, page);
+    for (uint32_t i = 1; i <= count && page + i < end; i++)
         if (batch_page_ok(p, page + i, node)) {
             b->served |= 1u << (i - 1);
             batch_take(p, b, page + i);

@@ -95,6 +95,16 @@ dsm_status_t dsmd_ralloc_find(const struct dsmd_ralloc *r, uint64_t first, uint6
     return DSM_OK;
 }
 
+dsm_status_t dsmd_ralloc_holding(const struct dsmd_ralloc *r, uint64_t page, struct dsmd_run *run)
+{
+    size_t at = runs_lower(r->used, r->nused, page + 1); /* the first run starting after page */
+
+    if (at == 0 || page - r->used[at - 1].first >= r->used[at - 1].n)
+        return DSM_EINVAL;
+    *run = r->used[at - 1];
+    return DSM_OK;
+}
+
 dsm_status_t dsmd_ralloc_free(struct dsmd_ralloc *r, uint64_t first, uint64_t *n)
 {
     size_t at = runs_lower(r->used, r->nused, first);

@@ -34,6 +34,8 @@ void dsmd_ralloc_fini(struct dsmd_ralloc *r);
 dsm_status_t dsmd_ralloc_alloc(struct dsmd_ralloc *r, uint64_t n, uint64_t *first);
 /* Length of the allocated run starting at `first`; DSM_EINVAL if there is none. */
 dsm_status_t dsmd_ralloc_find(const struct dsmd_ralloc *r, uint64_t first, uint64_t *n);
+/* The allocated run holding `page` into *run; DSM_EINVAL if the page is in none. */
+dsm_status_t dsmd_ralloc_holding(const struct dsmd_ralloc *r, uint64_t page, struct dsmd_run *run);
 /* Free the allocated run starting at `first`; *n gets its length. DSM_EINVAL if none. */
 dsm_status_t dsmd_ralloc_free(struct dsmd_ralloc *r, uint64_t first, uint64_t *n);
 /* Longest free run, in pages. */

@@ -151,6 +151,14 @@ int ph_frame_is(struct ph *h, int node, uint64_t page, uint64_t value)
 
 /* ---- services lent to the modules --------------------------------------------------- */
 
+static uint64_t svc_alloc_end(void *ctx, uint64_t page)
+{
+    struct ph_node *n = ctx;
+    uint64_t k = n->h->cfg.alloc_pages;
+
+    return k == 0 ? n->h->cfg.npages : (page / k + 1) * k;
+}
+
 static int svc_home(void *ctx, uint64_t page)
 {
     struct ph_node *n = ctx;
@@ -370,7 +378,7 @@ struct ph *ph_create(const struct ph_config *cfg)
         struct ph_node *n = &h->nodes[i];
         struct dsmp_services svc = {
             .ctx = n, .self = i, .any_rank = ph_rank(i), .nnodes = cfg->nnodes, .npages = cfg->npages,
-            .page_size = cfg->page_size, .home = svc_home, .frame = svc_frame, .send = svc_send,
+            .page_size = cfg->page_size, .home = svc_home, .alloc_end = svc_alloc_end, .frame = svc_frame, .send = svc_send,
             .grant = svc_grant, .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
             .timer = svc_timer, .fail = svc_fail,
         };

@@ -56,6 +56,9 @@ struct ph_config {
     /* Read-ahead: the largest `ahead` hint fault() gets (0 or 1: always 1). Hints vary from
      * fault to fault over [1, ahead], as a daemon's scan detection would, deterministically. */
     uint32_t ahead;
+    /* Allocations, for svc->alloc_end: consecutive blocks of this many pages from page 0
+     * (0: the whole space is one allocation). */
+    uint64_t alloc_pages;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };

@@ -58,6 +58,30 @@ Test(ralloc, first_fit_is_sequential_from_the_start)
     dsmd_ralloc_fini(&r);
 }
 
+/* The run holding a page: every page of an allocated run finds it, free pages find none. */
+Test(ralloc, holding_finds_the_run_of_any_of_its_pages)
+{
+    struct dsmd_ralloc r;
+    struct dsmd_run run;
+
+    cr_assert_eq(dsmd_ralloc_init(&r, BASE, 100), DSM_OK);
+    cr_assert_eq(must_alloc(&r, 10), BASE);
+    cr_assert_eq(must_alloc(&r, 5), BASE + 10);
+    cr_assert_eq(must_alloc(&r, 7), BASE + 15);
+    must_free(&r, BASE + 10, 5);
+    for (uint64_t q = BASE; q < BASE + 10; q++) {
+        cr_assert_eq(dsmd_ralloc_holding(&r, q, &run), DSM_OK, "page %llu", (unsigned long long)q);
+        cr_assert(run.first == BASE && run.n == 10);
+    }
+    for (uint64_t q = BASE + 10; q < BASE + 15; q++) /* freed */
+        cr_assert_eq(dsmd_ralloc_holding(&r, q, &run), DSM_EINVAL);
+    cr_assert_eq(dsmd_ralloc_holding(&r, BASE + 21, &run), DSM_OK);
+    cr_assert(run.first == BASE + 15 && run.n == 7);
+    cr_assert_eq(dsmd_ralloc_holding(&r, BASE + 22, &run), DSM_EINVAL); /* past the last run */
+    cr_assert_eq(dsmd_ralloc_holding(&r, BASE - 1, &run), DSM_EINVAL);  /* before the interval */
+    dsmd_ralloc_fini(&r);
+}
+
 Test(ralloc, first_fit_takes_the_lowest_hole_that_fits)
 {
     struct dsmd_ralloc r;

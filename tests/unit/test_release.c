@@ -571,6 +571,30 @@ BOTH_MODES(read_ahead_brings_the_next_pages_in_one_page)
     ph_destroy(h);
 }
 
+/* Pages past the asked page's allocation are not sent (a neighbouring block may be being
+ * freed); a rank that faulted on one meanwhile gets it by a fetch of its own. */
+BOTH_MODES(read_ahead_stays_inside_the_allocation)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_release_ops, .nnodes = 2, .npages = 16, .page_size = PS, .home = home0,
+        .revoke = mode, .daemon_revoke = 1, .alloc_pages = 8,
+    };
+    struct ph *h = ph_create(&cfg);
+
+    cr_assert_not_null(h);
+    FAULT_AHEAD(h, 1, 3, R, 16);   /* asks 4..15 */
+    FAULT(h, 1, 9, R);             /* waits for that answer */
+    pp_run(h);
+    for (uint64_t p = 3; p < 8; p++)
+        cr_assert_eq(ph_access(h, 1, p), R, "page %llu", (unsigned long long)p);
+    for (uint64_t p = 8; p < 16; p++)
+        cr_assert_eq(ph_access(h, 1, p), p == 9 ? R : NONE, "page %llu sent past its allocation",
+                     (unsigned long long)p);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 4);
+    cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 2);
+    ph_destroy(h);
+}
+
 /* Pages the home wrote unnoticed (R6) are write-protected at the home and listed before they
  * go, as the asked page is: the home's next write is noticed, and an acquirer drops them. */
 BOTH_MODES(read_ahead_pages_follow_r6)

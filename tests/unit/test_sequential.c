@@ -742,6 +742,31 @@ BOTH_MODES(read_ahead_faults_on_asked_pages_wait_for_the_grant)
     ph_destroy(h);
 }
 
+/* Pages past the asked page's allocation are not served (a neighbouring block may be being
+ * freed); a rank that faulted on one meanwhile gets it by a request of its own. */
+BOTH_MODES(read_ahead_stays_inside_the_allocation)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_sequential_ops, .nnodes = 2, .npages = 16, .page_size = PS, .home = home0,
+        .revoke = mode, .check_each_step = 1, .alloc_pages = 8,
+    };
+    struct ph *h = ph_create(&cfg);
+
+    cr_assert_not_null(h);
+    FAULT_AHEAD(h, 1, 3, R, 16);   /* asks 4..15 */
+    FAULT(h, 1, 9, R);             /* waits for that answer */
+    RUN(h);
+    for (uint64_t p = 3; p < 8; p++)
+        cr_assert_eq(ph_access(h, 1, p), R, "page %llu", (unsigned long long)p);
+    for (uint64_t p = 8; p < 16; p++)
+        cr_assert_eq(ph_access(h, 1, p), p == 9 ? R : NONE, "page %llu served past its allocation",
+                     (unsigned long long)p);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_READ_AHEAD), 4);
+    cr_assert_eq(ph_count(h, READ_REQ, 1, 0), 2);
+    QUIET(h);
+    ph_destroy(h);
+}
+
 /* Writes are never batched, and neither is a page whose home is the faulting node. */
 Test(sequential, read_ahead_only_for_remote_reads)
 {
