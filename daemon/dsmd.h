@@ -56,6 +56,7 @@ struct dsmd_config {
     int         false_sharing; /* --false-sharing: the diagnosis of falseshare.c */
     int         grant_ahead; /* DSM_GRANT_AHEAD: most pages one GRANT may open (1: no runs) */
     int         read_ahead;  /* DSM_READ_AHEAD: most pages one protocol fetch may bring (1: one) */
+    uint64_t    cache_size;  /* DSM_CACHE_SIZE: bytes of frames for pages homed elsewhere (0: no bound) */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -113,12 +114,20 @@ struct dsmd_revoke {
     void        *arg;
 };
 
+/* dsmd_page.cache (cache.c) */
+#define DSMD_CACHED     0x1  /* holds a frame of the bounded cache */
+#define DSMD_CACHE_REF  0x2  /* CLOCK's reference bit */
+#define DSMD_EVICTING   0x4  /* the protocol is giving it up: faults wait */
+#define DSMD_FRAMEWAIT  0x8  /* a fault on it waits for a free frame */
+
 /* Node-level state of one page. */
 struct dsmd_page {
     uint8_t  access;   /* what this node may give its ranks */
     uint8_t  pending;  /* a fault() is outstanding at the protocol */
     uint8_t  clearing; /* in a range being cleared (dsmd_pages_clear_range): access stays NONE */
+    uint8_t  cache;    /* DSMD_CACHED... (bounded cache only) */
     uint16_t protect_acks;  /* PROTECT acknowledgements awaited by the head revocation */
+    uint8_t  reserve;  /* frames reserved for the pending fault's pages read ahead (cache.c) */
     struct dsmd_chan   *waiters;
     struct dsmd_revoke *revq;
 };
@@ -130,6 +139,8 @@ struct dsmd_counters {
     uint64_t diffs, write_notices;
     uint64_t pages_ahead;  /* pages opened by a GRANT beyond the page that faulted */
     uint64_t pages_read_ahead; /* pages the protocol fetched along with a faulting one */
+    uint64_t pages_evicted;  /* bounded cache: frames given back (node-level: the first rank's) */
+    uint64_t writebacks;     /* evicted pages whose writes went to their home */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 
@@ -172,6 +183,7 @@ struct dsmd_atomics;
 struct dsmd_trace;
 struct dsmd_hot;
 struct dsmd_fs;
+struct dsmd_cache;
 
 struct dsmd {
     struct dsmd_config cfg;
@@ -219,6 +231,7 @@ struct dsmd {
     struct dsmd_trace *trace;    /* NULL unless --trace */
     struct dsmd_hot   *hot;      /* NULL unless --page-stats */
     struct dsmd_fs    *fs;       /* NULL unless --false-sharing */
+    struct dsmd_cache *cache;    /* NULL unless DSM_CACHE_SIZE */
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -267,6 +280,31 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
                             void (*done)(struct dsmd *d, void *arg), void *arg);
 /* Services table for the protocol. */
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc);
+
+/* ---- cache.c (bounded page cache) ---- */
+/* Smallest cache, in pages, for `faulting` threads that can fault at once. */
+uint64_t dsmd_cache_min_pages(int faulting);
+dsm_status_t dsmd_cache_init(struct dsmd *d);
+void dsmd_cache_fini(struct dsmd *d);
+/* A fault on page is about to go to the protocol with read-ahead *ahead: 1 if it may (a frame
+ * taken, *ahead cut to the frames free and reserved), 0 if it waits for a frame (queued; the
+ * page is kicked again by dsmd_cache_pump). Always 1 without a bound and for home pages. */
+int dsmd_cache_admit(struct dsmd *d, uint64_t page, uint32_t *ahead);
+/* The protocol raised the node's access to page: it holds a frame now. */
+void dsmd_cache_opened(struct dsmd *d, uint64_t page);
+/* page's outstanding fault was granted: its read-ahead reservation ends. */
+void dsmd_cache_granted(struct dsmd *d, uint64_t page);
+/* A rank faulted on page (CLOCK's reference bit). */
+void dsmd_cache_touched(struct dsmd *d, uint64_t page);
+/* The node's access to page went to NONE: first in line for eviction. */
+void dsmd_cache_invalidated(struct dsmd *d, uint64_t page);
+/* [first, first+n) are being cleared (region free): forget their frames and evictions. */
+void dsmd_cache_cleared(struct dsmd *d, uint64_t first, uint64_t n);
+/* Before the loop sleeps: admit queued faults while frames are free, start evictions for
+ * the rest. */
+void dsmd_cache_pump(struct dsmd *d);
+/* Most pages the cache ever held (0 without a bound). */
+uint64_t dsmd_cache_peak(const struct dsmd *d);
 
 /* ---- clients.c ---- */
 dsm_status_t dsmd_clients_init(struct dsmd *d);

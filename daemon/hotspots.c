@@ -99,7 +99,7 @@ void dsmd_hot_sent(struct dsmd *d, const dsmw_msg_t *m, size_t bytes)
     case DSMW__TYPE__INV: case DSMW__TYPE__INV_ACK: case DSMW__TYPE__FETCH:
     case DSMW__TYPE__FETCH_REPLY: case DSMW__TYPE__PAGE_GET: case DSMW__TYPE__PAGE:
     case DSMW__TYPE__DIFF: case DSMW__TYPE__DIFF_ACK: case DSMW__TYPE__ATOMIC_REQ:
-    case DSMW__TYPE__ATOMIC_REPLY:
+    case DSMW__TYPE__ATOMIC_REPLY: case DSMW__TYPE__EVICT: case DSMW__TYPE__EVICTED:
         if (m->page < d->npages)
             d->hot->pg[m->page].bytes += bytes;
         break;

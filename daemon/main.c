@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <poll.h>
@@ -127,6 +128,33 @@ static int parse_u64(const char *s, uint64_t *v)
     return errno == 0 && end != s && *end == '\0' ? 0 : -1;
 }
 
+/* A size in bytes with an optional K, M, G or T (powers of 1024; "KiB", "MB"... read the same). */
+static int parse_size(const char *s, uint64_t *v)
+{
+    static const char units[] = "KMGT";
+    char *end;
+    unsigned long long n;
+
+    errno = 0;
+    n = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *s == '-')
+        return -1;
+    if (*end != '\0') {
+        const char *u = strchr(units, end[0] & ~0x20);
+
+        if (u == NULL || end[0] == '\0' || !(end[1] == '\0' || strcasecmp(end + 1, "B") == 0 ||
+                                              strcasecmp(end + 1, "iB") == 0))
+            return -1;
+        for (long k = 0; k <= u - units; k++) {
+            if (n > UINT64_MAX / 1024)
+                return -1;
+            n *= 1024;
+        }
+    }
+    *v = n;
+    return 0;
+}
+
 /* Fill cfg from argv and the environment. Returns DSM_ECONFIG with a message on error. */
 static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
 {
@@ -151,6 +179,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *peer_env = getenv("DSM_PEER_TIMEOUT_MS");
     const char *ahead_env = getenv("DSM_GRANT_AHEAD");
     const char *read_env = getenv("DSM_READ_AHEAD");
+    const char *cache_env = getenv("DSM_CACHE_SIZE");
 
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = dsmp_at(0)->name, .transport = "tcp", .listen = "127.0.0.1",
@@ -193,6 +222,11 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (read_env)
         cfg->read_ahead = (int)v;
+    if (cache_env && *cache_env && parse_size(cache_env, &cfg->cache_size) != 0) {
+        fprintf(stderr, "dsmd: DSM_CACHE_SIZE=%s is not a size in bytes (a number, optionally with K, M or G)\n",
+                cache_env);
+        return DSM_ECONFIG;
+    }
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);

@@ -104,7 +104,7 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
     d->pops->reset(d->p, 0, d->npages);
     if ((st = dsmd_sync_init(d)) != DSM_OK || (st = dsmd_alloc_init(d)) != DSM_OK || (st = dsmd_ft_init(d)) != DSM_OK ||
         (st = dsmd_atomics_init(d)) != DSM_OK || (st = dsmd_trace_init(d)) != DSM_OK ||
-        (st = dsmd_hot_init(d)) != DSM_OK || (st = dsmd_fs_init(d)) != DSM_OK)
+        (st = dsmd_hot_init(d)) != DSM_OK || (st = dsmd_fs_init(d)) != DSM_OK || (st = dsmd_cache_init(d)) != DSM_OK)
         return st;
     return DSM_OK;
 }
@@ -114,6 +114,7 @@ void dsmd_node_teardown(struct dsmd *d)
     dsmd_watchdog_fini(d);
     dsmd_peers_fini(d);
     dsmd_clients_fini(d);
+    dsmd_cache_fini(d);
     dsmd_fs_fini(d);
     dsmd_hot_fini(d);
     dsmd_trace_fini(d);
@@ -163,7 +164,7 @@ void dsmd_node_print_stats(struct dsmd *d)
         printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"pages_granted_ahead\":%llu,"
-               "\"pages_read_ahead\":%llu,\"wall_seconds\":%.6f,"
+               "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
                "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
                "\"joined\":%s,\"finalized\":%s%s}",
@@ -173,14 +174,17 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)c->bytes_sent, (unsigned long long)c->lock_acquires,
                (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
                (unsigned long long)c->pages_ahead,
-               (unsigned long long)c->pages_read_ahead, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_evicted,
+               (unsigned long long)c->writebacks, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
                (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
                rk->finalized ? "true" : "false", waits);
     }
-    printf("],\"heartbeats_sent\":%llu}\n", (unsigned long long)d->heartbeats_sent);
+    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu}\n",
+           (unsigned long long)d->heartbeats_sent, (unsigned long long)(d->cfg.cache_size / d->page_size),
+           (unsigned long long)dsmd_cache_peak(d));
     fflush(stdout);
 }
 

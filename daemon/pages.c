@@ -129,6 +129,7 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
     const struct dsmd_page *pg = &d->pages[q];
 
     return pg->access >= access && pg->revq == NULL && !pg->pending && pg->waiters == NULL &&
+           !(pg->cache & DSMD_EVICTING) &&
            rk->prot[q] == DSM_ACCESS_NONE && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
 }
 
@@ -280,6 +281,7 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
 
 void dsmd_pages_flush(struct dsmd *d)
 {
+    dsmd_cache_pump(d); /* evictions' revocations join this iteration's runs */
     for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
         if (d->ranks[i].service != NULL)
             protect_send(d, &d->ranks[i]);
@@ -339,8 +341,9 @@ static void page_kick(struct dsmd *d, uint64_t page)
     int need = DSM_ACCESS_NONE, origin = -1, home;
     uint32_t ahead = 1;
 
-    if (pg->revq != NULL || pg->clearing)
-        return; /* looked at again when the revocations are done, or the range is cleared */
+    if (pg->revq != NULL || pg->clearing || (pg->cache & DSMD_EVICTING))
+        return; /* looked at again when the revocations are done, the range is cleared, or the
+                 * eviction is done */
     home = dsmd_space_home(&d->space, page);
     if (home == DSMD_HOME_UNDECIDED) {
         if (pg->waiters != NULL)
@@ -366,11 +369,15 @@ static void page_kick(struct dsmd *d, uint64_t page)
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
+        if (ahead > (uint32_t)d->cfg.read_ahead)
+            ahead = (uint32_t)d->cfg.read_ahead;
+        if (!dsmd_cache_admit(d, page, &ahead))
+            return; /* waits for a frame (cache.c) */
         pg->pending = 1;
         d->faults_inflight++;
         if (d->trace != NULL)
             dsmd_trace_fetch_start(d, page);
-        d->pops->fault(d->p, page, need, origin, ahead < (uint32_t)d->cfg.read_ahead ? ahead : (uint32_t)d->cfg.read_ahead);
+        d->pops->fault(d->p, page, need, origin, ahead);
     }
 }
 
@@ -396,6 +403,7 @@ void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int wr
         rk->c.read_faults++;
     if (d->hot != NULL)
         dsmd_hot_fault(d, rk->rank, page, write);
+    dsmd_cache_touched(d, page);
     pg = &d->pages[page];
     c->waiting = 1;
     c->wait_page = page;
@@ -529,6 +537,7 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
             d->faults_inflight--;
         }
     }
+    dsmd_cache_cleared(d, o->first, o->n);
     dsmd_fs_reset(d, o->first, o->n);
 }
 
@@ -616,11 +625,15 @@ static void svc_grant(void *ctx, uint64_t page, int access)
 {
     struct dsmd *d = ctx;
 
-    if (!d->pages[page].clearing)
+    if (!d->pages[page].clearing) {
         d->pages[page].access = (uint8_t)access;
+        if (access != DSM_ACCESS_NONE)
+            dsmd_cache_opened(d, page);
+    }
     if (d->pages[page].pending) {
         d->pages[page].pending = 0;
         d->faults_inflight--;
+        dsmd_cache_granted(d, page);
         if (d->trace != NULL)
             dsmd_trace_fetch_done(d, page, access);
     }
@@ -631,8 +644,12 @@ static void svc_set_access(void *ctx, uint64_t page, int access)
 {
     struct dsmd *d = ctx;
 
-    if (!d->pages[page].clearing) /* see svc_grant */
+    if (!d->pages[page].clearing && access != DSM_ACCESS_NONE) { /* see svc_grant */
         d->pages[page].access = (uint8_t)access;
+        dsmd_cache_opened(d, page);
+    } else if (!d->pages[page].clearing) {
+        d->pages[page].access = (uint8_t)access;
+    }
 }
 
 static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)
@@ -647,6 +664,8 @@ static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, 
     }
     if (pg->access > access)
         pg->access = (uint8_t)access;
+    if (access == DSM_ACCESS_NONE)
+        dsmd_cache_invalidated(d, page);
     r->access = access;
     r->done = done;
     r->arg = arg;
@@ -687,6 +706,7 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
     case DSMP_DIFFS:          k->diffs += n; break;
     case DSMP_WRITE_NOTICES:  k->write_notices += n; break;
     case DSMP_PAGES_READ_AHEAD: k->pages_read_ahead += n; break;
+    case DSMP_WRITEBACKS:     k->writebacks += n; break;
     }
 }
 

@@ -44,7 +44,7 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         DSM_ERR("node %d sent a page with a %s", src, dsmw_type_name(m->type));
         return DSM_EPROTO;
     }
-    if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__FETCH_REPLY) ||
+    if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__EVICTED) ||
         (m->type >= DSMW__TYPE__PAGE_GET && m->type <= DSMW__TYPE__UPDATE))
         return d->pops->message(d->p, src, m, framed);
     if ((m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__RANK_ABSENT) ||

@@ -43,6 +43,7 @@ enum dsmp_counter {
     DSMP_DIFFS,          /* a diff was made or applied (later modules) */
     DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
     DSMP_PAGES_READ_AHEAD, /* a page arrived along with another page's fetch (read-ahead) */
+    DSMP_WRITEBACKS,     /* an evicted page's writes went to its home (bounded cache) */
 };
 
 typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
@@ -186,6 +187,15 @@ struct dsmp_ops {
     void (*reset)(dsmp_t *p, uint64_t first, uint64_t n);
     /* The timer requested through svc->timer() expired. */
     void (*tick)(dsmp_t *p);
+    /* Bounded cache (daemon/cache.c): give up this node's copy of `page`, whose home is
+     * elsewhere, so that its frame can be punched: write back what the model requires, take
+     * node access to NONE (svc->revoke), then call done(p, arg) once no incoming message can
+     * write the frame and nothing here needs its contents. Returns 1 if the eviction started
+     * (done may run before evict returns), 0 if the page is busy here (a fetch, drop or flush
+     * under way): the daemon picks another. The daemon calls fault() for the page only after
+     * done, and never for a page it is evicting. A reset() of the page drops the eviction
+     * (done never runs). NULL: the model cannot evict (no bounded cache). */
+    int (*evict)(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg);
     /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
     const struct dsmp_sync_ops *sync;
     /* Atomics hooks; NULL when every step is immediate. */

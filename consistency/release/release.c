@@ -51,6 +51,7 @@
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
+ *   the daemon evicts a page (its cache)    -> rel_evict -> evict_revoked (early diff)
  *
  * Read-ahead. A read fault of a scanning thread (the daemon's `ahead` hint) asks in its
  * PAGE_GET for the pages after it with the same home that this node has no copy of and
@@ -59,6 +60,12 @@
  * the page needs; they are FETCHING at the requester until it arrives, so a fault on one
  * waits for it and a notice that drops one meanwhile makes the copy stale (refetch), as for
  * any fetch. A page sent ahead that nobody faulted on becomes READ without a grant.
+ *
+ * Eviction (bounded cache) is a drop the node decides itself: the page goes to NONE and, if
+ * it has unsent writes, they go to the home first as an early diff (R5); it stays in the
+ * open interval's written list, so the interval's notice still names it and the release
+ * still waits for that diff's ack (R3). A page being fetched, dropped or flushed is busy.
+ * The home keeps no copyset, so a clean page goes without a message.
  *
  * Atomics change the home's master copy directly (R1). The requester's node then counts
  * the change as its own write: the page joins its open interval (so the notice of its
@@ -469,6 +476,52 @@ static void rel_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
     add_waiter(p, &p->fl_waiters, done, arg);
     p->fl_origin = origin;
     flush_run(p);
+}
+
+/* ---- eviction ---- */
+
+struct rel_evict {
+    dsmp_done_fn done;
+    void *arg;
+    uint64_t page;
+};
+
+/* Every local rank is at NONE for an evicted page: its unsent writes go home (R5), then the
+ * daemon may punch the frame (the diff is copied into the message). */
+static void evict_revoked(dsmp_t *p, void *arg)
+{
+    struct rel_evict *e = arg;
+    struct rel_page *g = &p->pg[e->page];
+
+    if (g->dropping > 0) /* a region reset may have cleared it */
+        g->dropping--;
+    if (g->twin != NULL)
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
+    send_diff(p, e->page, p->svc.any_rank);
+    e->done(p, e->arg);
+    free(e);
+}
+
+/* The daemon wants page's frame back (see the top). */
+static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
+{
+    struct rel_page *g = &p->pg[page];
+    struct rel_evict *e;
+
+    if (is_home(p, page) || g->fetching || g->dropping)
+        return 0;
+    if (g->local == DSM_ACCESS_NONE && g->twin == NULL) {
+        done(p, arg);
+        return 1;
+    }
+    e = malloc(sizeof(*e));
+    if (e == NULL)
+        return 0; /* another page may do; the fault waits meanwhile */
+    *e = (struct rel_evict){ .done = done, .arg = arg, .page = page };
+    g->local = DSM_ACCESS_NONE;
+    g->dropping++; /* busy, and a notice's drop meanwhile queues behind (R7) */
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, evict_revoked, e);
+    return 1;
 }
 
 /* ---- homes ---- */
@@ -1005,6 +1058,7 @@ const struct dsmp_ops dsmp_release_ops = {
     .fault = rel_fault,
     .message = rel_message,
     .reset = rel_reset,
+    .evict = rel_evict,
     .sync = &rel_sync,
     .atomic = &rel_atomic,
 };

@@ -32,6 +32,12 @@
  *            FETCH(READ) to O, FETCH_REPLY             FETCH(NONE) to O, FETCH_REPLY
  *            data to home, then to R                   data to home, then to W
  *
+ *              EVICT from E (bounded cache: E gives its copy back)
+ *   EXCL(E) ------------------> SHARED {home}   FETCH(NONE) to E, FETCH_REPLY: data to home
+ *   SHARED (E in copyset) ----> SHARED (-E)     INV to E, INV_ACK
+ *   otherwise ----------------> unchanged       (E's copy went meanwhile)
+ *            then EVICTED to E: its frame may go
+ *
  * Transitions and the functions that perform them:
  *   fault at a node                      -> seq_fault        (READ_REQ / WRITE_REQ to home)
  *   READ_REQ / WRITE_REQ at home         -> seq_request      (queue or start a transaction)
@@ -44,6 +50,9 @@
  *   end of a transaction                 -> txn_finish       (GRANT to requester, next request)
  *   GRANT at the requester               -> seq_grant        (node access up, wake ranks;
  *                                                             pages read ahead: ahead_arrived)
+ *   the daemon evicts a page (its cache)  -> seq_evict        (EVICT to home; nothing if NONE)
+ *   start of an eviction at home          -> txn_evict        (FETCH(NONE) or INV to the evicter)
+ *   EVICTED at the evicter                -> seq_evicted      (the daemon punches the frame)
  *
  * The home talks to itself through the same messages (the daemon queues messages to
  * self), so a home's own ranks follow exactly the paths above.
@@ -59,6 +68,13 @@
  * not served go the normal way when a rank faults on them. A batch's pages are busy
  * together, so I4 holds page by page; a requester's asked pages count as requested for I5
  * until the GRANT of the page they were asked with (a fault on one waits for it).
+ *
+ * Eviction. A node gives a page back only with no request of its own out for it (I5): it
+ * sends EVICT and counts it as its request (RQ_EVICT) until EVICTED. The home runs it as a
+ * transaction like any other (I4): the evicter's copy goes by the same FETCH(NONE) or INV a
+ * writer's request would send, so a dirty page's data (ownership) is back at the home before
+ * EVICTED leaves it, and messages in order mean the evicter has given its copy up when
+ * EVICTED arrives. A page at NONE with nothing out is evicted at once, without a message.
  *
  * Atomics (dsm_atomic_*) are transactions of the home for itself: an atomic write runs
  * txn_write with the home as the writer (every other copy goes, the owner's data comes
@@ -97,6 +113,15 @@ enum {
     RQ_EXTRA = 2,       /* asked for along with the page lead_off[] before it */
     RQ_WANT_READ = 4,   /* RQ_EXTRA, and a local rank faulted on it meanwhile */
     RQ_WANT_WRITE = 8,
+    RQ_EVICT = 16,      /* an EVICT for this page is out */
+};
+
+/* Evicter side: an eviction waiting for its EVICTED (few: the daemon's frame queue). */
+struct seq_evict {
+    struct seq_evict *next;
+    uint64_t page;
+    dsmp_done_fn done;
+    void *arg;
 };
 
 /* The continuation of an atomic transaction that is running. */
@@ -130,6 +155,7 @@ struct dsmp {
     uint64_t       *sets;
     size_t          words;
     struct seq_atomic *atomics; /* running atomic transactions (few) */
+    struct seq_evict *evicts;   /* EVICTs out */
     /* read-ahead: requester's state per page (RQ_*), pages asked with a lead page (at the
      * lead), distance of an asked page from its lead (at the asked page); home's batches */
     uint8_t        *rq;
@@ -291,6 +317,13 @@ static void txn_finish(dsmp_t *p, uint64_t page)
     struct seq_dir *d = &p->dir[page];
     int node = d->t_node, access;
 
+    if (TXN_KIND(d->t_type) == DSMW__TYPE__EVICT) {
+        /* the evicter's copy is gone (FETCH_REPLY / INV_ACK updated the entry) */
+        DSMP_INVARIANT(d->owner != node && !set_has(set_of(p, page, COPYSET), node), "I3");
+        send_msg(p, node, DSMW__TYPE__EVICTED, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
+        txn_next(p, page);
+        return;
+    }
     if (TXN_KIND(d->t_type) == DSMW__TYPE__WRITE_REQ) {
         d->owner = (int16_t)node;
         set_only(p, set_of(p, page, COPYSET), node);
@@ -388,6 +421,25 @@ static void txn_write(dsmp_t *p, uint64_t page)
     txn_ack(p, page);
 }
 
+/* Home: node E gives its copy back: the owner's data comes home (FETCH(NONE)), a reader's
+ * copy is invalidated (INV); one it no longer has needs nothing. EVICTED ends it. */
+static void txn_evict(dsmp_t *p, uint64_t page)
+{
+    struct seq_dir *d = &p->dir[page];
+    int e = d->t_node;
+
+    d->need_data = 0;
+    d->acks = 1;
+    if (d->owner == e || set_has(set_of(p, page, COPYSET), e)) {
+        set_only(p, set_of(p, page, ASKED), e);
+        d->expect = d->owner == e ? DSMW__TYPE__FETCH_REPLY : DSMW__TYPE__INV_ACK;
+        send_msg(p, e, d->owner == e ? DSMW__TYPE__FETCH : DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin,
+                 DSMP_NO_FRAME);
+        return;
+    }
+    txn_ack(p, page);
+}
+
 static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
 {
     struct seq_dir *d = &p->dir[page];
@@ -399,6 +451,8 @@ static void txn_start(dsmp_t *p, uint64_t page, int type, int node, int origin)
     d->t_origin = origin;
     if (TXN_KIND(type) == DSMW__TYPE__WRITE_REQ)
         txn_write(p, page);
+    else if (type == DSMW__TYPE__EVICT)
+        txn_evict(p, page);
     else
         txn_read(p, page);
 }
@@ -505,6 +559,10 @@ static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
     if (!is_home(p, m->page)) {
         DSM_ERR("sequential: request for page %llu from node %u, which is not homed here",
                 (unsigned long long)m->page, m->node);
+        return DSM_EPROTO;
+    }
+    if (m->type == DSMW__TYPE__EVICT && (int)m->node == p->svc.self) {
+        DSM_ERR("sequential: the home of page %llu asked itself to evict it", (unsigned long long)m->page);
         return DSM_EPROTO;
     }
     if (m->count > (m->type == DSMW__TYPE__READ_REQ ? p->ahead_cap : 0) || ((int)m->node == p->svc.self && m->count)) {
@@ -675,6 +733,59 @@ static dsm_status_t seq_grant(dsmp_t *p, const dsmw_msg_t *m, int framed)
     return DSM_OK;
 }
 
+/* Evicter: the daemon wants page's frame back. A page with a request out is busy (I5); one
+ * this node holds goes back to its home (EVICT, see the top); one at NONE goes at once. */
+static int seq_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
+{
+    struct seq_evict *e;
+    dsmw_msg_t m;
+
+    if (is_home(p, page) || p->rq[page] != 0)
+        return 0;
+    if (p->local[page] == DSM_ACCESS_NONE) {
+        done(p, arg); /* I3: no copy, nothing can write the frame until a request of ours */
+        return 1;
+    }
+    e = malloc(sizeof(*e));
+    if (e == NULL)
+        return 0; /* another page may do; the fault waits meanwhile */
+    *e = (struct seq_evict){ .next = p->evicts, .page = page, .done = done, .arg = arg };
+    p->evicts = e;
+    p->rq[page] = RQ_EVICT;
+    if (p->local[page] == DSM_ACCESS_WRITE)
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
+    dsmw_init(&m, DSMW__TYPE__EVICT);
+    m.page = page;
+    m.origin = (uint32_t)p->svc.any_rank;
+    m.node = (uint32_t)p->svc.self;
+    p->svc.send(p->svc.ctx, p->svc.home(p->svc.ctx, page), &m, DSMP_NO_FRAME);
+    return 1;
+}
+
+/* Evicter: the home took our copy back (its INV or FETCH came first): the frame may go. An
+ * EVICTED for a page reset since is ignored (the reset dropped the eviction). */
+static dsm_status_t seq_evicted(dsmp_t *p, const dsmw_msg_t *m)
+{
+    for (struct seq_evict **pp = &p->evicts; *pp; pp = &(*pp)->next) {
+        struct seq_evict *e = *pp;
+
+        if (e->page != m->page)
+            continue;
+        if (!(p->rq[m->page] & RQ_EVICT) || p->local[m->page] != DSM_ACCESS_NONE)
+            break;
+        *pp = e->next;
+        p->rq[m->page] = 0;
+        e->done(p, e->arg);
+        free(e);
+        return DSM_OK;
+    }
+    if (p->rq[m->page] & RQ_EVICT) {
+        DSM_ERR("sequential: EVICTED for page %llu while this node still holds it", (unsigned long long)m->page);
+        return DSM_EPROTO;
+    }
+    return DSM_OK;
+}
+
 static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
     struct seq_dir *d = &p->dir[m->page];
@@ -683,9 +794,14 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
     switch (m->type) {
     case DSMW__TYPE__READ_REQ:
     case DSMW__TYPE__WRITE_REQ:
+    case DSMW__TYPE__EVICT:
         if ((int)m->node != src) /* the reply goes to m->node */
             break;
         return seq_request(p, m);
+    case DSMW__TYPE__EVICTED:
+        if (!from_home || framed)
+            break;
+        return seq_evicted(p, m);
     /* orders for a page come from its home only (I4) */
     case DSMW__TYPE__GRANT:
         if (!from_home)
@@ -705,7 +821,16 @@ static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
             (int)m->type != d->expect || framed != (m->type == DSMW__TYPE__FETCH_REPLY))
             break;
         set_del(set_of(p, m->page, ASKED), src);
-        if (m->type == DSMW__TYPE__FETCH_REPLY && TXN_KIND(d->t_type) == DSMW__TYPE__READ_REQ) {
+        if (TXN_KIND(d->t_type) == DSMW__TYPE__EVICT) {
+            /* the evicter's copy is gone; an owner's data is the home's again (I2) */
+            set_del(set_of(p, m->page, COPYSET), src);
+            if (m->type == DSMW__TYPE__FETCH_REPLY) {
+                set_only(p, set_of(p, m->page, COPYSET), p->svc.self);
+                d->owner = NO_NODE;
+                p->local[m->page] = DSM_ACCESS_READ;
+                p->svc.set_access(p->svc.ctx, m->page, DSM_ACCESS_READ);
+            }
+        } else if (m->type == DSMW__TYPE__FETCH_REPLY && TXN_KIND(d->t_type) == DSMW__TYPE__READ_REQ) {
             /* the old owner keeps a read copy and the home's frame is current again */
             set_only(p, set_of(p, m->page, COPYSET), src);
             set_add(set_of(p, m->page, COPYSET), p->svc.self);
@@ -737,6 +862,16 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
         }
     }
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
+    for (struct seq_evict **pp = &p->evicts; *pp;) { /* dropped: the daemon forgot them (dsmp.h) */
+        struct seq_evict *e = *pp;
+
+        if (e->page >= first && e->page < first + n) {
+            *pp = e->next;
+            free(e);
+        } else {
+            pp = &e->next;
+        }
+    }
     /* pages asked with a page of the range (outside it) will get no answer: ask again for
      * those a rank waits for */
     for (uint64_t pg = first; pg < first + n; pg++)
@@ -842,6 +977,12 @@ static void seq_destroy(dsmp_t *p)
         free(a);
     }
     dsmp_batch_free_all(&p->batches);
+    while (p->evicts) {
+        struct seq_evict *e = p->evicts;
+
+        p->evicts = e->next;
+        free(e);
+    }
     free(p->scratch);
     free(p->rq);
     free(p->sets);
@@ -863,5 +1004,6 @@ const struct dsmp_ops dsmp_sequential_ops = {
     .fault = seq_fault,
     .message = seq_message,
     .reset = seq_reset,
+    .evict = seq_evict,
     .atomic = &seq_atomic,
 };

@@ -33,7 +33,9 @@ static unsigned needs(int type)
 {
     switch (type) {
     case DSMW__TYPE__READ_REQ:
-    case DSMW__TYPE__WRITE_REQ:   return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__WRITE_REQ:
+    case DSMW__TYPE__EVICT:       return F_PAGE | F_NODE | F_ORIGIN;
+    case DSMW__TYPE__EVICTED:     return F_PAGE | F_ORIGIN;
     case DSMW__TYPE__GRANT:       return F_PAGE | F_ORIGIN | F_ACCESS;
     case DSMW__TYPE__INV:
     case DSMW__TYPE__INV_ACK:

@@ -90,7 +90,7 @@ struct ph {
     uint8_t *atomic_page;
 };
 
-#define NCOUNTERS (DSMP_PAGES_READ_AHEAD + 1)
+#define NCOUNTERS (DSMP_WRITEBACKS + 1)
 
 static void ph_error(struct ph *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -28,7 +28,8 @@ static const struct dsmw_limits LIM = { .npages = NPAGES, .nnodes = NNODES, .nra
 /* Every type the daemons exchange. */
 static const int all_types[] = {
     DSMW__TYPE__READ_REQ,       DSMW__TYPE__WRITE_REQ,     DSMW__TYPE__GRANT,        DSMW__TYPE__INV,
-    DSMW__TYPE__INV_ACK,        DSMW__TYPE__FETCH,         DSMW__TYPE__FETCH_REPLY,  DSMW__TYPE__LOCK_REQ,
+    DSMW__TYPE__INV_ACK,        DSMW__TYPE__FETCH,         DSMW__TYPE__FETCH_REPLY,  DSMW__TYPE__EVICT,
+    DSMW__TYPE__EVICTED,        DSMW__TYPE__LOCK_REQ,
     DSMW__TYPE__LOCK_GRANT,     DSMW__TYPE__UNLOCK,        DSMW__TYPE__BARRIER_ARRIVE,
     DSMW__TYPE__BARRIER_RELEASE, DSMW__TYPE__FINI_ARRIVE,  DSMW__TYPE__FINI_RELEASE, DSMW__TYPE__RANK_ABSENT,
     DSMW__TYPE__ALLOC_REQ,
@@ -206,7 +207,8 @@ Test(wire, type_names)
     cr_assert_str_eq(dsmw_type_name(DSMW__TYPE__READ_REQ), "READ_REQ");
     cr_assert_str_eq(dsmw_type_name(DSMW__TYPE__FETCH_REPLY), "FETCH_REPLY");
     cr_assert_str_eq(dsmw_type_name(DSMW__TYPE__ABORT), "ABORT");
-    cr_assert_str_eq(dsmw_type_name(8), "unknown");
+    cr_assert_str_eq(dsmw_type_name(DSMW__TYPE__EVICT), "EVICT");
+    cr_assert_str_eq(dsmw_type_name(18), "unknown");
     cr_assert_str_eq(dsmw_type_name(-1), "unknown");
     cr_assert_str_eq(dsmw_type_name(1 << 30), "unknown");
     for (size_t t = 0; t < NTYPES; t++)
@@ -291,7 +293,7 @@ Test(wire, size_limit_is_exact)
 
 Test(wire, unknown_types_are_rejected)
 {
-    static const int bad[] = { DSMW__TYPE__T_NONE, 8, 9, 18, 19, 27, 28, 29, 31, 100, 1 << 20, INT32_MAX, -1,
+    static const int bad[] = { DSMW__TYPE__T_NONE, 18, 19, 27, 28, 29, 31, 100, 1 << 20, INT32_MAX, -1,
                                INT32_MIN };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -321,7 +323,9 @@ static unsigned fields_of(int type)
 {
     switch (type) {
     case DSMW__TYPE__READ_REQ:
-    case DSMW__TYPE__WRITE_REQ:       return P | N | O;
+    case DSMW__TYPE__WRITE_REQ:
+    case DSMW__TYPE__EVICT:           return P | N | O;
+    case DSMW__TYPE__EVICTED:         return P | O;
     case DSMW__TYPE__GRANT:           return P | O | A;
     case DSMW__TYPE__INV:
     case DSMW__TYPE__INV_ACK:
