@@ -39,6 +39,9 @@ struct ph_node {
     int *want_origin;
     uint8_t *refault;  /* a grant did not satisfy the fault: call fault() again */
     uint8_t *parked;   /* daemon_revoke: the fault waits for the page's revocations */
+    uint8_t *evicting; /* an eviction's done has not run */
+    uint8_t *evict_parked; /* a fault waits for the eviction */
+    uint32_t *evict_gen;   /* bumped by a reset: a done from before it is ignored */
     int64_t timer_us;  /* armed timer's delay, -1 if none */
     size_t timer_calls;
 };
@@ -72,7 +75,7 @@ struct ph {
     uint64_t *last;                  /* current value per page */
     uint64_t serial;
     uint64_t *counters;              /* [rank][counter] */
-    uint64_t faults_issued, faults_granted, faults_dropped;
+    uint64_t faults_issued, faults_granted, faults_dropped, evictions;
     size_t nerrors;
     char first_error[512];
     char why[512];
@@ -369,9 +372,13 @@ struct ph *ph_create(const struct ph_config *cfg)
         n->refault = calloc(cfg->npages, 1);
         n->want_origin = calloc(cfg->npages, sizeof(int));
         n->parked = calloc(cfg->npages, 1);
+        n->evicting = calloc(cfg->npages, 1);
+        n->evict_parked = calloc(cfg->npages, 1);
+        n->evict_gen = calloc(cfg->npages, sizeof(uint32_t));
         n->timer_us = -1;
         h->locks[i] = dsmd_lockq_new(16);
-        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin || !n->parked || !h->locks[i])
+        if (!n->frames || !n->access || !n->want || !n->refault || !n->want_origin || !n->parked || !h->locks[i] ||
+            !n->evicting || !n->evict_parked || !n->evict_gen)
             goto fail;
     }
     for (int i = 0; i < cfg->nnodes; i++) {
@@ -436,6 +443,9 @@ void ph_destroy(struct ph *h)
         free(n->refault);
         free(n->want_origin);
         free(n->parked);
+        free(n->evicting);
+        free(n->evict_parked);
+        free(n->evict_gen);
     }
     while (h->steps) {
         struct ph_step *st = h->steps;
@@ -480,6 +490,10 @@ void ph_reset(struct ph *h, uint64_t first, uint64_t n)
         memset(nd->want + first, 0, n);
         memset(nd->refault + first, 0, n);
         memset(nd->parked + first, 0, n);
+        memset(nd->evicting + first, 0, n);
+        memset(nd->evict_parked + first, 0, n);
+        for (uint64_t p = first; p < first + n; p++)
+            nd->evict_gen[p]++;
     }
     for (uint64_t p = first; p < first + n; p++)
         h->last[p] = 0;
@@ -548,6 +562,10 @@ int ph_fault_ahead(struct ph *h, int node, uint64_t page, int access, int origin
     n->want[page] = (uint8_t)access;
     n->want_origin[page] = origin;
     h->faults_issued++;
+    if (n->evicting[page]) {
+        n->evict_parked[page] = 1; /* the daemon calls fault() once the eviction is done */
+        return 0;
+    }
     if (h->cfg.daemon_revoke && revokes_pending_on(h, node, page)) {
         n->parked[page] = 1;   /* the daemon looks at the waiters again when they are done */
         return 0;
@@ -754,6 +772,18 @@ int ph_step_random(struct ph *h, uint64_t *seed)
     total = (uint64_t)nready + h->nrevokes;
     if (total == 0)
         return 0;
+    if (h->cfg.evict_pct > 0) {
+        *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+        if ((int)((*seed >> 33) % 100) < h->cfg.evict_pct) {
+            uint64_t r = (*seed >> 20) & 0xfffffff;
+
+            if (ph_evict(h, (int)(r % (uint64_t)h->cfg.nnodes), (r / (uint64_t)h->cfg.nnodes) % h->cfg.npages,
+                         NULL) == 1) {
+                after_step(h);
+                return 1;
+            }
+        }
+    }
     *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
     pick = (*seed >> 33) % total;
     if (pick < (uint64_t)nready)
@@ -788,6 +818,84 @@ long ph_run_random(struct ph *h, uint64_t *seed, long limit)
         steps++;
     }
     return steps;
+}
+
+/* ---- eviction ----------------------------------------------------------------------- */
+
+struct ph_evict_ctx {
+    struct ph *h;
+    int node;
+    uint64_t page;
+    uint32_t gen;
+    int *done;
+};
+
+static void evict_done(dsmp_t *p, void *arg)
+{
+    struct ph_evict_ctx *e = arg;
+    struct ph *h = e->h;
+    struct ph_node *n = &h->nodes[e->node];
+    uint64_t page = e->page;
+
+    (void)p;
+    if (e->gen != n->evict_gen[page]) { /* reset since: the daemon ignores it */
+        free(e);
+        return;
+    }
+    if (!n->evicting[page])
+        ph_error(h, "node %d: eviction of page %llu done twice", e->node, (unsigned long long)page);
+    if (n->access[page] != DSM_ACCESS_NONE)
+        ph_error(h, "node %d: eviction of page %llu done with access %d", e->node, (unsigned long long)page,
+                 n->access[page]);
+    if (revokes_pending_on(h, e->node, page) > 0 && !h->cfg.daemon_revoke)
+        ph_error(h, "node %d: eviction of page %llu done with revocations pending", e->node,
+                 (unsigned long long)page);
+    memset(n->frames + page * h->cfg.page_size, 0xa5, h->cfg.page_size); /* punched */
+    n->evicting[page] = 0;
+    h->evictions++;
+    if (e->done)
+        ++*e->done;
+    free(e);
+    if (n->evict_parked[page]) {
+        n->evict_parked[page] = 0;
+        if (n->want[page] != 0 && n->access[page] < n->want[page])
+            h->cfg.ops->fault(n->p, page, n->want[page], n->want_origin[page], ph_ahead(h));
+    }
+}
+
+int ph_evict(struct ph *h, int node, uint64_t page, int *done)
+{
+    struct ph_node *n = &h->nodes[node];
+    struct ph_evict_ctx *e;
+
+    if (h->cfg.ops->evict == NULL || h->home[page] == node || n->want[page] != 0 || n->evicting[page] ||
+        revokes_pending_on(h, node, page) > 0)
+        return -1;
+    e = malloc(sizeof(*e));
+    if (e == NULL)
+        abort();
+    *e = (struct ph_evict_ctx){ .h = h, .node = node, .page = page, .gen = n->evict_gen[page], .done = done };
+    n->evicting[page] = 1;
+    if (h->cfg.ops->evict(n->p, page, evict_done, e))
+        return 1;
+    n->evicting[page] = 0;
+    free(e);
+    return 0;
+}
+
+int ph_evicting(struct ph *h, int node, uint64_t page)
+{
+    return h->nodes[node].evicting[page];
+}
+
+uint64_t ph_evictions(struct ph *h)
+{
+    return h->evictions;
+}
+
+void ph_set_evict_pct(struct ph *h, int pct)
+{
+    h->cfg.evict_pct = pct;
 }
 
 /* ---- state -------------------------------------------------------------------------- */
@@ -947,6 +1055,12 @@ const char *ph_check_quiescent(struct ph *h)
                  ph_queued(h, PH_ANY, PH_ANY), h->nrevokes);
         return h->why;
     }
+    for (int i = 0; i < h->cfg.nnodes; i++)
+        for (uint64_t p = 0; p < h->cfg.npages; p++)
+            if (h->nodes[i].evicting[p]) {
+                snprintf(h->why, sizeof(h->why), "node %d: eviction of page %llu never done", i, (unsigned long long)p);
+                return h->why;
+            }
     for (int i = 0; i < h->cfg.nnodes; i++)
         for (uint64_t p = 0; p < h->cfg.npages; p++)
             if (h->nodes[i].want[p]) {

@@ -59,6 +59,9 @@ struct ph_config {
     /* Allocations, for svc->alloc_end: consecutive blocks of this many pages from page 0
      * (0: the whole space is one allocation). */
     uint64_t alloc_pages;
+    /* Bounded cache: each ph_step_random first tries, with this chance in percent, to evict
+     * a random page of a random node as the daemon would (ph_evict). 0: never. */
+    int      evict_pct;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };
@@ -130,6 +133,21 @@ dsm_status_t ph_inject(struct ph *h, int src, int dst, const dsmw_msg_t *m, uint
  * forgotten, then the module's reset() on every node. */
 void ph_reset(struct ph *h, uint64_t first, uint64_t n);
 
+/* ---- eviction (the bounded cache, dsmp.h evict) ---- */
+/* The daemon evicts page from node: the module's evict hook. At its done the harness checks
+ * the node's access is NONE, fills the frame with garbage (the punched frame: nothing may read
+ * it again before a fetch overwrites it) and increments *done (NULL: not counted). Returns the
+ * hook's result (1 started, 0 busy), or -1 without calling it where the daemon would not: the
+ * page is homed there, a fault or revocation of it is pending there, or it is being evicted.
+ * A fault on a page being evicted waits for the eviction's done, as in the daemon. */
+int ph_evict(struct ph *h, int node, uint64_t page, int *done);
+/* Whether node is evicting page (its done has not run). */
+int ph_evicting(struct ph *h, int node, uint64_t page);
+/* Evictions completed so far. */
+uint64_t ph_evictions(struct ph *h);
+/* Set ph_config.evict_pct of a harness made already. */
+void ph_set_evict_pct(struct ph *h, int pct);
+
 /* ---- timer (svc->timer) ---- */
 /* The delay in microseconds the node's module last asked for, or -1 if no timer is armed. */
 int64_t ph_timer(struct ph *h, int node);
@@ -195,8 +213,8 @@ const char *ph_first_error(struct ph *h);   /* "" when there is none */
 /* Safety now: per page at most one WRITE holder, a WRITE holder is alone, every node with
  * access holds the current value. NULL if it holds, else a description (static buffer). */
 const char *ph_check(struct ph *h);
-/* After quiescence: ph_check, idle, no fault outstanding, every fault granted, and every
- * page without a writer readable at its home. */
+/* After quiescence: ph_check, idle, no fault outstanding, every fault granted, no eviction
+ * under way, and every page without a writer readable at its home. */
 const char *ph_check_quiescent(struct ph *h);
 
 #endif

@@ -907,3 +907,109 @@ Test(release, malformed_notices_fail_the_job)
     cr_assert_eq(fail_calls, 2, "an unlock with malformed notices did not fail the job");
     dsmp_release_ops.destroy(p);
 }
+
+/* ---- eviction (bounded cache) ---------------------------------------------------------------- */
+
+/* A clean copy goes without a message; the next read fetches it again. */
+BOTH_MODES(evict_clean_copy)
+{
+    struct ph *h = mk(2, 1, home0, mode);
+    int done = 0;
+
+    pp_write(h, 0, 0, 0, 42);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 42);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    pp_run(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_nsent(h), 0, "a clean page's eviction sent a message");
+    cr_assert_eq(ph_access(h, 1, 0), DSM_ACCESS_NONE);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 42);
+    cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 1);
+    cr_assert_eq(ph_evict(h, 0, 0, &done), -1, "a home page was evicted");
+    ph_destroy(h);
+}
+
+/* A page written in the open interval goes home as an early diff (R5); the release still
+ * names it in its notice and waits for that diff (R3), so the next acquirer of the lock sees
+ * the write. */
+BOTH_MODES(evict_dirty_page_sends_its_diff)
+{
+    struct ph *h = mk(3, 1, home0, mode);
+    int done = 0;
+
+    pp_lock(h, 1, 0);
+    cr_assert_eq(pp_read(h, 2, 0, 1), 0); /* node 2 caches the page before the write */
+    pp_write(h, 1, 0, 1, 7);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    pp_run(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1, "the evicted writes did not go home");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITEBACKS), 1);
+    cr_assert_eq(pp_peek(h, 0, 0, 1), 7);
+    pp_unlock(h, 1, 0);
+    pp_lock(h, 2, 0);
+    cr_assert_eq(pp_read(h, 2, 0, 1), 7, "the notice of the interval no longer named the evicted page");
+    pp_unlock(h, 2, 0);
+    ph_destroy(h);
+}
+
+static void count_done(dsmp_t *p, void *arg)
+{
+    (void)p;
+    ++*(int *)arg;
+}
+
+/* A page being fetched is busy: the module declines. */
+Test(release, evict_declines_a_page_being_fetched)
+{
+    struct ph *h = mk(2, 1, home0, PH_REVOKE_SYNC);
+    int done = 0;
+
+    FAULT(h, 1, 0, DSM_ACCESS_READ);
+    cr_assert_eq(dsmp_release_ops.evict(ph_proto(h, 1), 0, count_done, &done), 0);
+    pp_run(h);
+    cr_assert_eq(done, 0);
+    ph_destroy(h);
+}
+
+/* Lock counters and locked scans with pages evicted at random (dirty ones among them):
+ * every increment is seen. */
+Test(release, lock_counter_with_evictions, .timeout = 120)
+{
+    static const int home[2] = { 0, 1 };
+    uint64_t ev = 0;
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int nn = 2 + (int)(seed % 3);
+        struct ph *h = mk(nn, 2, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+
+        ph_set_evict_pct(h, 20);
+        pp_lock_counter(h, nn, seed % 2, (uint32_t)(seed % 5), 25, seed);
+        ev += ph_evictions(h);
+        ph_destroy(h);
+    }
+    cr_assert_gt(ev, 300, "only %llu evictions", (unsigned long long)ev);
+}
+
+Test(release, lock_scan_with_evictions, .timeout = 120)
+{
+    uint64_t ev = 0;
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int home[12], nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        for (int p = 0; p < 12; p++)
+            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
+        pp_ahead = seed % 2 ? 6 : 0;
+        h = mk(nn, 12, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        ph_set_evict_pct(h, 20);
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        ev += ph_evictions(h);
+        ph_destroy(h);
+    }
+    cr_assert_gt(ev, 500, "only %llu evictions", (unsigned long long)ev);
+}

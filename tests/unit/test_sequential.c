@@ -33,6 +33,8 @@ enum {
     INV_ACK = DSMW__TYPE__INV_ACK,
     FETCH = DSMW__TYPE__FETCH,
     FETCH_REPLY = DSMW__TYPE__FETCH_REPLY,
+    EVICT = DSMW__TYPE__EVICT,
+    EVICTED = DSMW__TYPE__EVICTED,
 };
 
 static struct ph *mk(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode, int write_on_grant)
@@ -1200,4 +1202,272 @@ Test(sequential, reset_drops_queued_requests_and_ends_the_transaction)
     expect_access(h, 0, (int[]){ NONE, NONE, NONE, W }, 4);
     QUIET(h);
     ph_destroy(h);                          /* LeakSanitizer: the dropped queue entry was freed */
+}
+
+/* ---- eviction (bounded cache) -------------------------------------------------------------- */
+
+/* A read copy goes back: EVICT, the home's INV and its ack, EVICTED; the home forgets the
+ * copy (a later write there invalidates nobody) and a new read brings the data again. */
+BOTH_MODES(evict_read_copy)
+{
+    struct ph *h = mk(2, 1, home0, mode, 0);
+    uint64_t v;
+    int done = 0;
+
+    FAULT(h, 0, 0, W);
+    RUN(h);
+    v = ph_write(h, 0, 0);
+    FAULT(h, 1, 0, R);
+    RUN(h);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    RUN(h);
+    cr_assert_eq(done, 1, "the eviction never finished");
+    expect_sent(h, 0, EVICT, 1, 0, 0, 0);
+    expect_sent(h, 1, INV, 0, 1, 0, 0);
+    expect_sent(h, 2, INV_ACK, 1, 0, 0, 0);
+    expect_sent(h, 3, EVICTED, 0, 1, 0, 0);
+    cr_assert_eq(ph_nsent(h), 4);
+    expect_access(h, 0, (int[]){ R, NONE }, 2);
+    ph_clear_log(h);
+    FAULT(h, 0, 0, W);                      /* node 1 left the copyset: no INV */
+    RUN(h);
+    cr_assert_eq(ph_count(h, INV, PH_ANY, PH_ANY), 0);
+    v = ph_write(h, 0, 0);
+    FAULT(h, 1, 0, R);                      /* its frame was punched: the data comes again */
+    RUN(h);
+    cr_assert(ph_frame_is(h, 1, 0, v));
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* An owner's dirty page goes back with its data and ownership (FETCH(NONE)): the home holds
+ * the writes, and a third node reads them from the home without asking the evicter. */
+BOTH_MODES(evict_dirty_page_writes_it_back)
+{
+    struct ph *h = mk(3, 1, home0, mode, 0);
+    uint64_t v;
+    int done = 0;
+
+    FAULT(h, 1, 0, W);
+    RUN(h);
+    v = ph_write(h, 1, 0);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    RUN(h);
+    cr_assert_eq(done, 1);
+    expect_sent(h, 0, EVICT, 1, 0, 0, 0);
+    expect_sent(h, 1, FETCH, 0, 1, 0, 0);
+    expect_sent(h, 2, FETCH_REPLY, 1, 0, 0, 1);
+    expect_sent(h, 3, EVICTED, 0, 1, 0, 0);
+    cr_assert(ph_frame_is(h, 0, 0, v), "the home lacks the evicted writes");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITEBACKS), 1);
+    expect_access(h, 0, (int[]){ R, NONE, NONE }, 3);
+    ph_clear_log(h);
+    FAULT(h, 2, 0, R);
+    RUN(h);
+    cr_assert_eq(ph_count(h, FETCH, PH_ANY, PH_ANY), 0, "the home still thought node 1 owned the page");
+    cr_assert(ph_frame_is(h, 2, 0, v));
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A page the node holds no copy of goes at once, without a message. */
+Test(sequential, evict_page_without_copy_needs_no_message)
+{
+    struct ph *h = mk(2, 1, home0, PH_REVOKE_SYNC, 0);
+    int done = 0;
+
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_nsent(h), 0);
+    cr_assert_eq(ph_evict(h, 0, 0, &done), -1, "a home page was evicted");
+    QUIET(h);
+    ph_destroy(h);
+}
+
+static void count_done(dsmp_t *p, void *arg)
+{
+    (void)p;
+    ++*(int *)arg;
+}
+
+/* A page with a request out is busy (I5): the module declines. */
+Test(sequential, evict_declines_a_page_with_a_request_out)
+{
+    struct ph *h = mk(2, 1, home0, PH_REVOKE_SYNC, 0);
+    int done = 0;
+
+    FAULT(h, 1, 0, R);
+    cr_assert_eq(dsmp_sequential_ops.evict(ph_proto(h, 1), 0, count_done, &done), 0);
+    RUN(h);
+    cr_assert_eq(done, 0);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* Node 2's write reaches the home before node 1's EVICT: the INV of the write takes node 1's
+ * copy, and the eviction then finds nothing to take (EVICTED at once). */
+BOTH_MODES(evict_after_a_write_took_the_copy)
+{
+    struct ph *h = mk(3, 1, home0, mode, 0);
+    int done = 0;
+
+    FAULT(h, 1, 0, R);
+    RUN(h);
+    FAULT(h, 2, 0, W);
+    cr_assert_eq(ph_deliver(h, 2, 0), 1);   /* WRITE_REQ: INV to node 1 */
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    RUN(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_count(h, INV, 0, 1), 1, "node 1 was invalidated twice");
+    expect_access(h, 0, (int[]){ NONE, NONE, W }, 3);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A rank faulting on a page being evicted waits for EVICTED, then asks again. */
+BOTH_MODES(evict_then_fault_waits_and_refetches)
+{
+    struct ph *h = mk(2, 1, home0, mode, 0);
+    uint64_t v;
+    int done = 0;
+
+    FAULT(h, 1, 0, W);
+    RUN(h);
+    v = ph_write(h, 1, 0);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);   /* EVICT: FETCH(NONE) to node 1 */
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);   /* node 1 gives the page up */
+    if (mode == PH_REVOKE_DEFERRED)
+        cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(ph_access(h, 1, 0), NONE);
+    FAULT(h, 1, 0, R);                      /* EVICTED not there yet: the fault waits */
+    cr_assert_eq(ph_count(h, READ_REQ, PH_ANY, PH_ANY), 0, "a request went out during the eviction (I5)");
+    RUN(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert(ph_frame_is(h, 1, 0, v), "the evicted writes were lost");
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A reset drops an eviction under way: its late EVICTED is ignored. */
+Test(sequential, reset_drops_an_eviction)
+{
+    struct ph *h = mk(2, 1, home0, PH_REVOKE_SYNC, 0);
+    int done = 0;
+    dsmw_msg_t m;
+
+    FAULT(h, 1, 0, R);
+    RUN(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    ph_discard(h);
+    ph_reset(h, 0, 1);
+    dsmw_init(&m, DSMW__TYPE__EVICTED);
+    m.page = 0;
+    m.origin = 0;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_OK);
+    cr_assert_eq(done, 0);
+    FAULT(h, 1, 0, R);
+    RUN(h);
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* Malformed eviction traffic is refused. */
+Test(sequential, malformed_eviction_messages)
+{
+    static const int home[2] = { 0, 1 };
+    struct ph *h = mk(3, 2, home, PH_REVOKE_SYNC, 0);
+    int done = 0;
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__EVICT);
+    m.page = 0;
+    m.node = 0;
+    m.origin = 0;
+    cr_assert_eq(ph_inject(h, 0, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "the home evicting from itself");
+    m.node = 2;
+    cr_assert_eq(ph_inject(h, 2, 1, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICT to a node that is not the home");
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICT naming another node");
+    FAULT(h, 2, 0, R);
+    RUN(h);
+    cr_assert_eq(ph_evict(h, 2, 0, &done), 1);
+    dsmw_init(&m, DSMW__TYPE__EVICTED);
+    m.page = 0;
+    cr_assert_eq(ph_inject(h, 1, 2, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICTED from a node that is not the home");
+    cr_assert_eq(ph_inject(h, 0, 2, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICTED before the copy was taken");
+    ph_destroy(h);
+}
+
+/* Random schedules with evictions at random (the daemon's rules: ph_evict), invariants after
+ * every step, then quiescence: every eviction done, no write lost. */
+static uint64_t random_schedule_evict(uint64_t seed, int nnodes, uint64_t npages, int steps, uint32_t ahead)
+{
+    int home[16];
+    uint64_t s = seed, ev;
+    enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
+    struct ph *h;
+
+    for (uint64_t p = 0; p < npages; p++)
+        home[p] = (int)((p / 2 + seed) % (uint64_t)nnodes);
+    h = mk_ahead(nnodes, npages, home, mode, ahead);
+    ph_set_evict_pct(h, 15);
+    for (int i = 0; i < steps; i++) {
+        uint32_t what = rnd(&s) % 100;
+        int node = (int)(rnd(&s) % (uint32_t)nnodes);
+        uint64_t page = rnd(&s) % npages;
+
+        if (what < 30 || (what >= 40 && ph_idle(h)))
+            (void)ph_fault(h, node, page, rnd(&s) % 2 ? W : R, ph_rank(node));
+        else if (what < 40 && ph_access(h, node, page) == W)
+            ph_write(h, node, page);
+        else
+            ph_step_random(h, &s);
+        cr_assert_eq(ph_errors(h), 0, "seed %llu step %d: %s", (unsigned long long)seed, i, ph_first_error(h));
+    }
+    cr_assert_geq(ph_run_random(h, &s, LIMIT), 0, "seed %llu: no quiescence", (unsigned long long)seed);
+    cr_assert_eq(ph_errors(h), 0, "seed %llu: %s", (unsigned long long)seed, ph_first_error(h));
+    {
+        const char *why = ph_check_quiescent(h);
+
+        cr_assert_null(why, "seed %llu: %s", (unsigned long long)seed, why ? why : "");
+    }
+    ev = ph_evictions(h);
+    ph_destroy(h);
+    return ev;
+}
+
+Test(sequential, random_schedules_with_evictions, .timeout = 120)
+{
+    uint64_t ev = 0;
+
+    for (uint64_t seed = 20000; seed < 20300; seed++)
+        ev += random_schedule_evict(seed, 2 + (int)(seed % 4), 1 + seed % 6, 600, seed % 3 ? 0 : 4);
+    cr_assert_gt(ev, 3000, "only %llu evictions over the schedules", (unsigned long long)ev);
+    printf("random_schedules_with_evictions: %llu evictions over 300 schedules\n", (unsigned long long)ev);
+}
+
+/* Locked scans with pages evicted at random: every scan sees every increment. */
+Test(sequential, lock_scan_with_evictions, .timeout = 120)
+{
+    uint64_t ev = 0;
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int home[12], nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        for (int p = 0; p < 12; p++)
+            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
+        pp_ahead = seed % 2 ? 6 : 0;
+        h = pp_make(&dsmp_sequential_ops, nn, 12, PS, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        ph_set_evict_pct(h, 20);
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        ev += ph_evictions(h);
+        ph_destroy(h);
+    }
+    cr_assert_gt(ev, 500, "only %llu evictions", (unsigned long long)ev);
 }
