@@ -181,6 +181,9 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *read_env = getenv("DSM_READ_AHEAD");
     const char *cache_env = getenv("DSM_CACHE_SIZE");
 
+    for (int i = 1; i < argc; i++) /* asked what it is: answer whatever the environment holds */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "--version") == 0)
+            goto options;
     *cfg = (struct dsmd_config){ .node = -1, .nnodes = -1, .nranks = -1, .first_rank = -1, .local_ranks = -1,
                                  .consistency = dsmp_at(0)->name, .transport = "tcp", .listen = "127.0.0.1",
                                  .space_size = DSMD_DEFAULT_SPACE, .base = DSMD_DEFAULT_BASE };
@@ -227,6 +230,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
                 cache_env);
         return DSM_ECONFIG;
     }
+options:
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') {
             usage(stdout);
