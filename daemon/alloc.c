@@ -324,6 +324,9 @@ static void region_done(struct dsmd *d, struct region_op *o)
     uint64_t n;
 
     if (o->k == UINT64_MAX) {
+        /* every node's exchanges on the block are over (dsmp.h settled): a diff that crossed
+         * the free may have landed after this node zeroed it; zero it again before reuse */
+        dsmd_pages_zero(d, o->first, o->n);
         if (dsmd_ralloc_free(&d->alloc->arena, o->first, &n) != DSM_OK)
             DSM_ERR("freed arena block at page %llu was not allocated", (unsigned long long)o->first);
         return;

@@ -15,11 +15,12 @@
  * page and every opening sets its reference bit (the daemon sees faults, not loads and
  * stores), an invalidation clears it, and the hand clears it as it passes; it evicts the
  * first page whose bit is clear and that nothing pins: a fault outstanding, a revocation
- * queued, waiters, a range being cleared, a grant a rank has not applied yet, or the protocol
- * busy with it (its evict hook declines). The protocol writes the page back as its model
+ * queued, waiters, a range being cleared, or the protocol busy with it (its evict hook
+ * declines); pages with a grant a rank has not applied yet only when no other page will do. The protocol writes the page back as its model
  * requires and takes node access to NONE; then the frame is punched (fallocate PUNCH_HOLE;
- * zeroed in place where the transport pins the frames, see pages.c) and the frame queue is
- * looked at again before the loop sleeps (dsmd_cache_pump).
+ * left as it is where the transport pins the frames: the registration keeps them resident
+ * anyway, and a fetch overwrites the whole page) and the frame queue is looked at again
+ * before the loop sleeps (dsmd_cache_pump).
  *
  * A page's states (flags in dsmd_page.cache):
  *
@@ -127,6 +128,24 @@ dsm_status_t dsmd_cache_init(struct dsmd *d)
     return DSM_OK;
 }
 
+dsm_status_t dsmd_cache_check_threads(struct dsmd *d)
+{
+    int faulting = 0;
+
+    if (d->cache == NULL)
+        return DSM_OK;
+    for (int i = 0; i < d->nchans; i++)
+        if (d->chans[i] != NULL && (d->chans[i]->kind == CHAN_MAIN || d->chans[i]->kind == CHAN_THREAD))
+            faulting++;
+    if (dsmd_cache_min_pages(faulting) <= d->cache->limit)
+        return DSM_OK;
+    dsmd_abort(d, DSM_ECONFIG, "node %d: %d threads can fault at once, too many for its cache of %llu pages: "
+               "the minimum is %llu bytes (4 pages per faulting thread); raise --cache-size", d->cfg.node,
+               faulting, (unsigned long long)d->cache->limit,
+               (unsigned long long)(dsmd_cache_min_pages(faulting) * d->page_size));
+    return DSM_ECONFIG;
+}
+
 void dsmd_cache_fini(struct dsmd *d)
 {
     struct dsmd_cache *c = d->cache;
@@ -197,14 +216,14 @@ int dsmd_cache_admit(struct dsmd *d, uint64_t page, uint32_t *ahead)
     need = (pg->cache & DSMD_CACHED) ? 0 : 1;
     used = c->cached + c->reserved;
     /* first come, first served: a new page waits behind the queued ones */
-    if (used + need > c->limit || (need && c->fq_len > 0 && page != c->pumping)) {
+    if (need && (used + need > c->limit || (c->fq_len > 0 && page != c->pumping))) {
         if (!(pg->cache & DSMD_FRAMEWAIT)) {
             pg->cache |= DSMD_FRAMEWAIT;
             c->fq[(c->fq_head + c->fq_len++) % d->npages] = page;
         }
         return 0;
     }
-    spare = c->limit - used - need;
+    spare = used + need < c->limit && c->fq_len == 0 ? c->limit - used - need : 0; /* queued faults first */
     if (*ahead - 1 > spare)
         *ahead = (uint32_t)(1 + spare);
     if (need && enter(d, page) != DSM_OK)
@@ -337,22 +356,25 @@ static int evict_start(struct dsmd *d, uint64_t page)
     return 0;
 }
 
-/* Nothing pins the page: it may be evicted now. */
-static int evictable(struct dsmd *d, uint64_t page)
+/* Nothing pins the page: it may be evicted now. A grant some rank has not applied yet (the
+ * access it faulted for has not run) pins it too, unless `unapplied` allows it: a thread that
+ * stops making requests after its grant (spinning, blocked elsewhere) would pin it for ever,
+ * and taking the page is safe (its PROTECT waits for the grant, dsm_chan.h), only wasteful. */
+static int evictable(struct dsmd *d, uint64_t page, int unapplied)
 {
     const struct dsmd_page *pg = &d->pages[page];
 
     if ((pg->cache & DSMD_EVICTING) || pg->pending || pg->revq != NULL || pg->waiters != NULL || pg->clearing)
         return 0;
-    for (int i = 0; i < d->cfg.local_ranks; i++)
+    for (int i = 0; i < d->cfg.local_ranks && !unapplied; i++)
         if (d->ranks[i].unconfirmed[page] > 0)
-            return 0; /* the rank has not applied its grant: the access it faulted for has not run */
+            return 0;
     return 1;
 }
 
 /* One CLOCK sweep (at most two turns of the hand): evict the first unpinned page whose
  * reference bit is clear. 1 if an eviction started. */
-static int clock_victim(struct dsmd *d)
+static int clock_sweep(struct dsmd *d, int unapplied)
 {
     struct dsmd_cache *c = d->cache;
 
@@ -360,7 +382,7 @@ static int clock_victim(struct dsmd *d)
         uint64_t page = c->ring[c->hand];
 
         c->hand = (c->hand + 1) % c->cap;
-        if (page == NO_PAGE || !evictable(d, page))
+        if (page == NO_PAGE || !evictable(d, page, unapplied))
             continue;
         if (d->pages[page].cache & DSMD_CACHE_REF) {
             d->pages[page].cache &= (uint8_t)~DSMD_CACHE_REF;
@@ -370,6 +392,12 @@ static int clock_victim(struct dsmd *d)
             return 1;
     }
     return 0;
+}
+
+/* A victim, pages whose grants are applied first. 1 if an eviction started. */
+static int clock_victim(struct dsmd *d)
+{
+    return clock_sweep(d, 0) || clock_sweep(d, 1);
 }
 
 void dsmd_cache_pump(struct dsmd *d)

@@ -256,6 +256,8 @@ static int chan_hello(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg
         return send_welcome(d, c, rk) != DSM_OK;
     }
     c->kind = m->op == DSMC_HELLO_THREAD ? CHAN_THREAD : CHAN_SERVICE;
+    if (c->kind == CHAN_THREAD && dsmd_cache_check_threads(d) != DSM_OK)
+        return 1; /* the job is failing, naming the minimum */
     if (c->kind == CHAN_SERVICE) {
         if (rk->service != NULL) {
             DSM_WARN("rank %d opened a second service channel", rk->rank);

@@ -273,11 +273,14 @@ void dsmd_pages_flush(struct dsmd *d);
 /* Fail the job if a rank has left a protection change unapplied longer than the peer
  * timeout (watchdog). */
 void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns);
-/* Take every local rank's access to [first, first+n) to NONE, punch the frames to zero,
- * reset the pages' state; then call done(d, arg). `arg` is heap memory the call owns until
+/* Take every local rank's access to [first, first+n) to NONE, wait until the protocol's
+ * exchanges on the range are over (dsmp.h settled), punch the frames to zero, reset the
+ * pages' state; then call done(d, arg). `arg` is heap memory the call owns until
  * done runs: if the daemon ends first, dsmd_pages_fini frees it. */
 void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
                             void (*done)(struct dsmd *d, void *arg), void *arg);
+/* Zero frames [first, first+n): punched, or zeroed in place where the transport pins them. */
+void dsmd_pages_zero(struct dsmd *d, uint64_t first, uint64_t n);
 /* Services table for the protocol. */
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc);
 
@@ -286,6 +289,9 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc);
 uint64_t dsmd_cache_min_pages(int faulting);
 dsm_status_t dsmd_cache_init(struct dsmd *d);
 void dsmd_cache_fini(struct dsmd *d);
+/* A thread channel opened: fail the job if the node's threads that can fault at once need
+ * more than its cache (dsmd_cache_min_pages). */
+dsm_status_t dsmd_cache_check_threads(struct dsmd *d);
 /* A fault on page is about to go to the protocol with read-ahead *ahead: 1 if it may (a frame
  * taken, *ahead cut to the frames free and reserved), 0 if it waits for a frame (queued; the
  * page is kicked again by dsmd_cache_pump). Always 1 without a bound and for home pages. */

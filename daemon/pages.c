@@ -58,6 +58,7 @@ struct dsmd_range_op {
 
 static void page_kick(struct dsmd *d, uint64_t page);
 static void revoke_run(struct dsmd *d, uint64_t page);
+static void ranges_drain(struct dsmd *d);
 static void timer_ready(void *arg, uint32_t events);
 
 dsm_status_t dsmd_pages_init(struct dsmd *d)
@@ -281,6 +282,8 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
 
 void dsmd_pages_flush(struct dsmd *d)
 {
+    if (d->ranges != NULL)
+        ranges_drain(d);
     dsmd_cache_pump(d); /* evictions' revocations join this iteration's runs */
     for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
         if (d->ranks[i].service != NULL)
@@ -450,6 +453,42 @@ static void revoke_run(struct dsmd *d, uint64_t page)
     page_kick(d, page);
 }
 
+/* Every rank of a range op is at NONE and the protocol has nothing in flight for the range:
+ * zero the frames, reset, and let the range's waiters go on. */
+static void range_finish(struct dsmd *d, struct dsmd_range_op *o)
+{
+    /* punching gives the memory back and makes the frames read as zeroes; but where
+     * the transport pinned the frames for its device (RDMA), the NIC would go on
+     * writing the punched-out pages: zero them in place there */
+    dsmd_pages_zero(d, o->first, o->n);
+    for (uint64_t p = o->first; p < o->first + o->n; p++)
+        d->pages[p].clearing = 0;
+    o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
+    for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
+        if (d->pages[p].waiters != NULL)
+            page_kick(d, p);
+    free(o->awaiting);
+    free(o);
+}
+
+void dsmd_pages_zero(struct dsmd *d, uint64_t first, uint64_t n)
+{
+    if (d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES)) {
+        memset(d->frames + first * d->page_size, 0, n * d->page_size);
+    } else if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * d->page_size),
+                         (off_t)(n * d->page_size)) < 0) {
+        DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
+        memset(d->frames + first * d->page_size, 0, n * d->page_size);
+    }
+}
+
+/* The protocol's exchanges on the range are over (dsmp.h settled): nothing can land in its
+ * frames any more. Without the hook, at once. */
+static int range_settled(struct dsmd *d, const struct dsmd_range_op *o)
+{
+    return d->pops->settled == NULL || d->pops->settled(d->p, o->first, o->n);
+}
+
 /* One ACK of range op `seq`: from local rank lrank, or (-1) the op's own hold. */
 static void range_ack(struct dsmd *d, uint64_t seq, int lrank)
 {
@@ -463,31 +502,31 @@ static void range_ack(struct dsmd *d, uint64_t seq, int lrank)
                 break;
             o->awaiting[lrank] = 0;
         }
-        if (--o->acks == 0) {
+        if (--o->acks == 0 && range_settled(d, o)) {
             *pp = o->next;
-            /* punching gives the memory back and makes the frames read as zeroes; but where
-             * the transport pinned the frames for its device (RDMA), the NIC would go on
-             * writing the punched-out pages: zero them in place there */
-            if (d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES)) {
-                memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
-            } else if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                 (off_t)(o->first * d->page_size), (off_t)(o->n * d->page_size)) < 0) {
-                DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
-                memset(d->frames + o->first * d->page_size, 0, o->n * d->page_size);
-            }
-            for (uint64_t p = o->first; p < o->first + o->n; p++)
-                d->pages[p].clearing = 0;
-            o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
-            for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
-                if (d->pages[p].waiters != NULL)
-                    page_kick(d, p);
-            free(o->awaiting);
-            free(o);
+            range_finish(d, o);
         }
         return;
     }
     dsmd_abort(d, DSM_EPROTO, "a rank of node %d acknowledged a range protection change it was not sent (%llu)",
                d->cfg.node, (unsigned long long)seq);
+}
+
+/* Ranges whose ranks are all at NONE but whose protocol exchanges (an eviction's) were still
+ * in flight: finish those that have settled (before the loop sleeps). */
+static void ranges_drain(struct dsmd *d)
+{
+    for (struct dsmd_range_op **pp = &d->ranges; *pp && !d->aborting;) {
+        struct dsmd_range_op *o = *pp;
+
+        if (o->acks == 0 && range_settled(d, o)) {
+            *pp = o->next;
+            range_finish(d, o);
+            pp = &d->ranges; /* range_finish may have changed the list */
+        } else {
+            pp = &o->next;
+        }
+    }
 }
 
 void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq)

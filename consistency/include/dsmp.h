@@ -193,9 +193,17 @@ struct dsmp_ops {
      * write the frame and nothing here needs its contents. Returns 1 if the eviction started
      * (done may run before evict returns), 0 if the page is busy here (a fetch, drop or flush
      * under way): the daemon picks another. The daemon calls fault() for the page only after
-     * done, and never for a page it is evicting. A reset() of the page drops the eviction
-     * (done never runs). NULL: the model cannot evict (no bounded cache). */
+     * done, and never for a page it is evicting. done runs exactly once, also when a reset()
+     * came first (the daemon then ignores it). NULL: the model cannot evict (no bounded
+     * cache). */
     int (*evict)(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg);
+    /* 1 when no exchange of this node's on pages [first, first+n) is in flight: none of its
+     * evictions (as evicter or as home) and no diff unacknowledged. A region free waits for
+     * it before zeroing the range's frames and calling reset(), so that an eviction that
+     * crossed the free (the daemon evicts on its own) cannot land a stale page or diff in a
+     * frame after it was zeroed, and every node acknowledges the free only once its own
+     * exchanges are over. The daemon asks again before its loop sleeps. NULL: always. */
+    int (*settled)(dsmp_t *p, uint64_t first, uint64_t n);
     /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
     const struct dsmp_sync_ops *sync;
     /* Atomics hooks; NULL when every step is immediate. */

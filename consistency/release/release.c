@@ -65,7 +65,10 @@
  * it has unsent writes, they go to the home first as an early diff (R5); it stays in the
  * open interval's written list, so the interval's notice still names it and the release
  * still waits for that diff's ack (R3). A page being fetched, dropped or flushed is busy.
- * The home keeps no copyset, so a clean page goes without a message.
+ * The home keeps no copyset, so a clean page goes without a message. The daemon evicts on
+ * its own, so an early diff may cross the page's free: a free waits at every node until its
+ * diffs there are acknowledged (rel_settled), and a home that no longer has the page acks a
+ * diff without applying it.
  *
  * Atomics change the home's master copy directly (R1). The requester's node then counts
  * the change as its own write: the page joins its open interval (so the notice of its
@@ -95,6 +98,7 @@ struct rel_page {
     uint8_t  extras;    /* fetching: pages after it asked in the same PAGE_GET (read-ahead) */
     uint8_t  lead_off;  /* fetching as an extra: its distance from the page it was asked with */
     uint16_t dropping;  /* drops whose revocation has not completed (R7) */
+    uint16_t diffs;     /* diffs sent for it and not acknowledged yet (rel_settled) */
     int32_t  origin;
     uint8_t *twin;
 };
@@ -401,6 +405,7 @@ static void send_diff(dsmp_t *p, uint64_t page, int origin)
     if (len == 0)
         return;
     p->diffs_out++;
+    g->diffs++;
     p->svc.count(p->svc.ctx, origin, DSMP_DIFFS, 1);
     send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__DIFF, page, origin, p->diffbuf, len,
                   DSMP_NO_FRAME);
@@ -502,6 +507,16 @@ static void evict_revoked(dsmp_t *p, void *arg)
     free(e);
 }
 
+/* No eviction's revocation and no diff of this node's on [first, first+n) is in flight
+ * (dsmp.h settled): a free of the range may zero its frames. */
+static int rel_settled(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++)
+        if (p->pg[pg].dropping || p->pg[pg].diffs)
+            return 0;
+    return 1;
+}
+
 /* The daemon wants page's frame back (see the top). */
 static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
 {
@@ -528,6 +543,12 @@ static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
 
 static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
+    if (!is_home(p, m->page) && p->svc.home(p->svc.ctx, m->page) == DSMP_NO_HOME) {
+        /* a diff that crossed its page's free (an eviction's, or writes freed unreleased):
+         * nothing to apply it to; the writer only needs its ack */
+        send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
+        return DSM_OK;
+    }
     if (!is_home(p, m->page))
         return DSM_EPROTO;
     if (p->svc.applying)
@@ -541,11 +562,12 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     return DSM_OK;
 }
 
-static dsm_status_t diff_acked(dsmp_t *p)
+static dsm_status_t diff_acked(dsmp_t *p, uint64_t page)
 {
-    if (p->diffs_out == 0)
+    if (p->diffs_out == 0 || p->pg[page].diffs == 0)
         return DSM_EPROTO;
     p->diffs_out--;
+    p->pg[page].diffs--;
     flush_check(p);
     return DSM_OK;
 }
@@ -637,10 +659,14 @@ static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
         return page_arrived(p, m);
     case DSMW__TYPE__DIFF:
         return diff_arrived(p, src, m);
-    case DSMW__TYPE__DIFF_ACK:
-        if (p->svc.home(p->svc.ctx, m->page) != src)
+    case DSMW__TYPE__DIFF_ACK: {
+        int home = p->svc.home(p->svc.ctx, m->page);
+
+        /* from the page's home, or from where it was before its free (the free waited) */
+        if (home != src && !(home == DSMP_NO_HOME && p->pg[m->page].diffs > 0))
             break;
-        return diff_acked(p);
+        return diff_acked(p, m->page);
+    }
     default:
         break;
     }
@@ -923,9 +949,11 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
+        uint16_t diffs = g->diffs; /* their acks still come (rel_settled) */
 
         free(g->twin);
         memset(g, 0, sizeof(*g));
+        g->diffs = diffs;
         if (is_home(p, pg)) {
             g->local = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ);
@@ -1019,7 +1047,9 @@ static void rel_atomic_done(dsmp_t *p, uint64_t page, int origin, int home, uint
     if (val != NULL && !is_home(p, page)) {
         uint8_t *f = (uint8_t *)p->svc.frame(p->svc.ctx, page) + off;
 
-        if (g->local != DSM_ACCESS_NONE && !g->fetching) {
+        /* a twinned page being evicted is at NONE but its diff is still to be made from the
+         * frame: the word goes in both, or the diff would carry the old word back */
+        if ((g->local != DSM_ACCESS_NONE || g->twin != NULL) && !g->fetching) {
             /* ranks may be reading the word: one aligned store, never torn */
             if (len == 4)
                 __atomic_store_n((uint32_t *)f, *(const uint32_t *)val, __ATOMIC_SEQ_CST);
@@ -1059,6 +1089,7 @@ const struct dsmp_ops dsmp_release_ops = {
     .message = rel_message,
     .reset = rel_reset,
     .evict = rel_evict,
+    .settled = rel_settled,
     .sync = &rel_sync,
     .atomic = &rel_atomic,
 };

@@ -75,6 +75,10 @@
  * writer's request would send, so a dirty page's data (ownership) is back at the home before
  * EVICTED leaves it, and messages in order mean the evicter has given its copy up when
  * EVICTED arrives. A page at NONE with nothing out is evicted at once, without a message.
+ * The daemon evicts on its own, so an eviction may cross the page's free: a region free
+ * waits at every node until its evictions there are over (seq_settled, as evicter and as
+ * home), so no FETCH_REPLY lands in a zeroed frame; a home that no longer has the page
+ * answers EVICT at once, and an evicter still holding a copy then drops it.
  *
  * Atomics (dsm_atomic_*) are transactions of the home for itself: an atomic write runs
  * txn_write with the home as the writer (every other copy goes, the owner's data comes
@@ -556,6 +560,12 @@ static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
 {
     struct seq_dir *d = &p->dir[m->page];
 
+    if (!is_home(p, m->page) && m->type == DSMW__TYPE__EVICT && (int)m->node != p->svc.self &&
+        p->svc.home(p->svc.ctx, m->page) == DSMP_NO_HOME) {
+        /* an eviction that crossed the page's free: nothing is kept here any more */
+        send_msg(p, (int)m->node, DSMW__TYPE__EVICTED, m->page, DSM_ACCESS_NONE, (int)m->origin, DSMP_NO_FRAME);
+        return DSM_OK;
+    }
     if (!is_home(p, m->page)) {
         DSM_ERR("sequential: request for page %llu from node %u, which is not homed here",
                 (unsigned long long)m->page, m->node);
@@ -762,26 +772,45 @@ static int seq_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
     return 1;
 }
 
-/* Evicter: the home took our copy back (its INV or FETCH came first): the frame may go. An
- * EVICTED for a page reset since is ignored (the reset dropped the eviction). */
+/* No eviction of this node's on [first, first+n) is in flight, as evicter or as home (the
+ * home: no transaction running or queued, whatever its kind), dsmp.h settled. */
+static int seq_settled(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++)
+        if ((p->rq[pg] & RQ_EVICT) || p->dir[pg].busy || p->dir[pg].qhead != NULL)
+            return 0;
+    return 1;
+}
+
+/* A stale copy's revocation is done (seq_evicted): the eviction ends. */
+static void evicted_revoked(dsmp_t *p, void *arg)
+{
+    struct seq_evict *e = arg;
+
+    e->done(p, e->arg);
+    free(e);
+}
+
+/* Evicter: the home took our copy back (its INV or FETCH came first, messages in order): the
+ * frame may go. A home that reset the page meanwhile (a free crossing the eviction) answers
+ * without taking anything: a copy still here is stale then, and goes down to NONE first.
+ * An EVICTED matching no eviction (ours was dropped by a reset) is ignored. */
 static dsm_status_t seq_evicted(dsmp_t *p, const dsmw_msg_t *m)
 {
     for (struct seq_evict **pp = &p->evicts; *pp; pp = &(*pp)->next) {
         struct seq_evict *e = *pp;
 
-        if (e->page != m->page)
+        if (e->page != m->page || !(p->rq[m->page] & RQ_EVICT))
             continue;
-        if (!(p->rq[m->page] & RQ_EVICT) || p->local[m->page] != DSM_ACCESS_NONE)
-            break;
         *pp = e->next;
         p->rq[m->page] = 0;
-        e->done(p, e->arg);
-        free(e);
+        if (p->local[m->page] == DSM_ACCESS_NONE) {
+            evicted_revoked(p, e);
+        } else {
+            p->local[m->page] = DSM_ACCESS_NONE;
+            p->svc.revoke(p->svc.ctx, m->page, DSM_ACCESS_NONE, evicted_revoked, e);
+        }
         return DSM_OK;
-    }
-    if (p->rq[m->page] & RQ_EVICT) {
-        DSM_ERR("sequential: EVICTED for page %llu while this node still holds it", (unsigned long long)m->page);
-        return DSM_EPROTO;
     }
     return DSM_OK;
 }
@@ -862,11 +891,12 @@ static void seq_reset(dsmp_t *p, uint64_t first, uint64_t n)
         }
     }
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
-    for (struct seq_evict **pp = &p->evicts; *pp;) { /* dropped: the daemon forgot them (dsmp.h) */
+    for (struct seq_evict **pp = &p->evicts; *pp;) { /* dropped: done once, ignored (dsmp.h) */
         struct seq_evict *e = *pp;
 
         if (e->page >= first && e->page < first + n) {
             *pp = e->next;
+            e->done(p, e->arg);
             free(e);
         } else {
             pp = &e->next;
@@ -1005,5 +1035,6 @@ const struct dsmp_ops dsmp_sequential_ops = {
     .message = seq_message,
     .reset = seq_reset,
     .evict = seq_evict,
+    .settled = seq_settled,
     .atomic = &seq_atomic,
 };

@@ -879,7 +879,7 @@ def case_mpirun_options(dsmrun, prog):
         check("rank %d (node %d) bound to CPU %d" % (rank, rank, cpus[rank % len(cpus)]) in r.stderr,
               "--report-bindings did not report rank %d: %r" % (rank, r.stderr))
     here = os.path.dirname(os.path.abspath(dsmrun))
-    for tool in ("dsmrun", "dsmd", "dsm-compare", "bench-models"):
+    for tool in ("dsmrun", "dsmd", "dsm-compare", "bench-models", "bench-cache"):
         r = subprocess.run([os.path.join(here, tool), "--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=20)
         check(r.returncode == 0 and re.fullmatch(r"%s \(dsm\) \d+\.\d+\.\d+\n" % tool, r.stdout),

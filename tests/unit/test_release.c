@@ -1013,3 +1013,33 @@ Test(release, lock_scan_with_evictions, .timeout = 120)
     }
     cr_assert_gt(ev, 500, "only %llu evictions", (unsigned long long)ev);
 }
+
+/* A diff that crossed its page's free is acknowledged, not applied; settled waits for the
+ * acks of a node's diffs. */
+Test(release, diff_after_free_is_acked_and_settled_waits)
+{
+    static const int home[2] = { 0, DSMP_NO_HOME };
+    struct ph *h = mk(2, 2, home, PH_REVOKE_SYNC);
+    int done = 0;
+    uint8_t diff[64];
+    dsmw_msg_t m;
+
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 0, 0, 5);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);     /* early diff out */
+    cr_assert(!dsmp_release_ops.settled(ph_proto(h, 1), 0, 1), "a diff is unacknowledged");
+    pp_run(h);
+    cr_assert(dsmp_release_ops.settled(ph_proto(h, 1), 0, 2));
+    pp_unlock(h, 1, 0);
+    memset(diff, 0, sizeof(diff));
+    dsmw_init(&m, DSMW__TYPE__DIFF);
+    m.page = 1;
+    m.origin = 2;
+    m.data.data = diff;
+    m.data.len = 0;
+    ph_clear_log(h);
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_OK, "a diff for a freed page was refused");
+    expect_sent(h, 0, DIFF_ACK, 0, 1, 1, 0);
+    ph_discard(h);
+    ph_destroy(h);
+}

@@ -1376,11 +1376,11 @@ Test(sequential, reset_drops_an_eviction)
     ph_destroy(h);
 }
 
-/* Malformed eviction traffic is refused. */
+/* Malformed eviction traffic is refused; traffic that crossed a free is answered. */
 Test(sequential, malformed_eviction_messages)
 {
-    static const int home[2] = { 0, 1 };
-    struct ph *h = mk(3, 2, home, PH_REVOKE_SYNC, 0);
+    static const int home[3] = { 0, 1, DSMP_NO_HOME };
+    struct ph *h = mk(3, 3, home, PH_REVOKE_SYNC, 0);
     int done = 0;
     dsmw_msg_t m;
 
@@ -1392,13 +1392,48 @@ Test(sequential, malformed_eviction_messages)
     m.node = 2;
     cr_assert_eq(ph_inject(h, 2, 1, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICT to a node that is not the home");
     cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICT naming another node");
+    /* a page freed meanwhile (no home any more): EVICTED at once */
+    m.page = 2;
+    ph_clear_log(h);
+    cr_assert_eq(ph_inject(h, 2, 0, &m, DSMP_NO_FRAME), DSM_OK);
+    expect_sent(h, 0, EVICTED, 0, 2, 2, 0);
+    ph_discard(h);
     FAULT(h, 2, 0, R);
     RUN(h);
     cr_assert_eq(ph_evict(h, 2, 0, &done), 1);
     dsmw_init(&m, DSMW__TYPE__EVICTED);
     m.page = 0;
     cr_assert_eq(ph_inject(h, 1, 2, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICTED from a node that is not the home");
-    cr_assert_eq(ph_inject(h, 0, 2, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICTED before the copy was taken");
+    /* a home that reset the page answers without taking the copy: the evicter drops it */
+    cr_assert_eq(ph_inject(h, 0, 2, &m, DSMP_NO_FRAME), DSM_OK);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_access(h, 2, 0), NONE);
+    RUN(h);                                 /* the real exchange: INV, INV_ACK, EVICTED (ignored) */
+    QUIET(h);
+    ph_destroy(h);
+}
+
+/* A free waits for the evictions crossing it (settled): as evicter until EVICTED, as home
+ * while the eviction's transaction runs. */
+Test(sequential, settled_waits_for_evictions)
+{
+    struct ph *h = mk(2, 2, home0, PH_REVOKE_SYNC, 0);
+    int done = 0;
+
+    FAULT(h, 1, 0, W);
+    RUN(h);
+    ph_write(h, 1, 0);
+    cr_assert(dsmp_sequential_ops.settled(ph_proto(h, 1), 0, 2));
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    cr_assert(!dsmp_sequential_ops.settled(ph_proto(h, 1), 0, 2), "the evicter has an EVICT out");
+    cr_assert(dsmp_sequential_ops.settled(ph_proto(h, 1), 1, 1), "another page is busy");
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);   /* EVICT: FETCH to node 1 */
+    cr_assert(!dsmp_sequential_ops.settled(ph_proto(h, 0), 0, 1), "the home's transaction runs");
+    RUN(h);
+    cr_assert_eq(done, 1);
+    cr_assert(dsmp_sequential_ops.settled(ph_proto(h, 0), 0, 2));
+    cr_assert(dsmp_sequential_ops.settled(ph_proto(h, 1), 0, 2));
+    QUIET(h);
     ph_destroy(h);
 }
 
