@@ -57,6 +57,7 @@ struct dsmd_config {
     int         grant_ahead; /* DSM_GRANT_AHEAD: most pages one GRANT may open (1: no runs) */
     int         read_ahead;  /* DSM_READ_AHEAD: most pages one protocol fetch may bring (1: one) */
     uint64_t    cache_size;  /* DSM_CACHE_SIZE: bytes of frames for pages homed elsewhere (0: no bound) */
+    int         memory_nodes; /* --memory-nodes: the job's last nodes hold homes and run no rank */
 };
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
@@ -220,6 +221,7 @@ struct dsmd {
     int       lost_early;        /* a peer lost before any local rank joined, or -1 */
 
     struct dsmd_page *pages;
+    struct dsmd_counters node_c; /* a memory node's counts (it has no rank to count them to) */
 
     /* messages to self, delivered from the loop's idle work */
     struct dsmd_selfmsg *selfq_head, *selfq_tail;
@@ -344,7 +346,10 @@ void dsmd_abort(struct dsmd *d, int status, const char *fmt, ...) __attribute__(
  * finalized: called dsm_finalize while others wait in a barrier; stalled; deadlock). */
 void dsmd_abort_rank(struct dsmd *d, int rank, const char *kind, int status, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-/* Statistics: count for global rank `origin` (non-local ranks count to this node's first). */
+/* Nodes that run ranks: the first nnodes - memory_nodes. */
+#define DSMD_COMPUTE_NODES(d) ((d)->cfg.nnodes - (d)->cfg.memory_nodes)
+/* Statistics: count for global rank `origin` (non-local ranks count to this node's first; a
+ * memory node's to its own node_c). */
 struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin);
 
 /* ---- waits.c (deadlock watchdog) ---- */

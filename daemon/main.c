@@ -98,7 +98,7 @@ static void usage(FILE *f)
             "usage: dsmd --node I --nnodes M --nranks N --first-rank R --local-ranks K\n"
             "            --socket PATH [--listen HOST[:PORT]] [--consistency MODEL] [--transport T]\n"
             "            [--device NAME] [--space-size BYTES] [--base ADDR] [--job-id ID]\n"
-            "            [--trace] [--page-stats] [--false-sharing]\n"
+            "            [--trace] [--page-stats] [--false-sharing] [--memory-nodes M]\n"
             "       dsmd --standalone --socket PATH [--consistency MODEL] [--space-size BYTES]\n"
             "Started by dsmrun (or by libdsm for a one-rank job); see README.md. Without\n"
             "--standalone the first line on stdin must be \"SECRET <64 hex digits>\" (the job secret).\n");
@@ -168,7 +168,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
         { "standalone", no_argument, 0, 'A' },        { "help", no_argument, 0, 'h' },
         { "device", required_argument, 0, 'D' },      { "version", no_argument, 0, 'V' },
         { "trace", no_argument, 0, 'T' },             { "page-stats", no_argument, 0, 'P' },
-        { "false-sharing", no_argument, 0, 'F' },
+        { "false-sharing", no_argument, 0, 'F' },    { "memory-nodes", required_argument, 0, 'M' },
         { 0, 0, 0, 0 },
     };
     uint64_t v;
@@ -272,6 +272,7 @@ options:
         case 'S': cfg->space_size = v; break;
         case 'b': cfg->base = v; break;
         case 'j': cfg->job_id = v; break;
+        case 'M': cfg->memory_nodes = (int)v; break;
         }
     }
     if (cfg->standalone) {
@@ -279,8 +280,10 @@ options:
         cfg->nnodes = cfg->nranks = cfg->local_ranks = 1;
         cfg->first_rank = 0;
     }
+    /* the last memory_nodes nodes run no rank (and node 0 always does) */
     if (cfg->socket == NULL || cfg->node < 0 || cfg->nnodes < 1 || cfg->nranks < 1 || cfg->first_rank < 0 ||
-        cfg->local_ranks < 1 || cfg->node >= cfg->nnodes || cfg->nnodes > DSMD_MAX_NODES ||
+        cfg->node >= cfg->nnodes || cfg->nnodes > DSMD_MAX_NODES || cfg->memory_nodes >= cfg->nnodes ||
+        (cfg->local_ranks == 0) != (cfg->node >= cfg->nnodes - cfg->memory_nodes) || cfg->local_ranks < 0 ||
         cfg->first_rank + cfg->local_ranks > cfg->nranks) {
         fprintf(stderr, "dsmd: missing or inconsistent job options\n");
         usage(stderr);

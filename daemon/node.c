@@ -85,13 +85,18 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
         DSM_ERR("unknown consistency model '%s' (this build has: %s)", d->cfg.consistency, known);
         return DSM_ECONFIG;
     }
+    if (d->cfg.memory_nodes > 0 && d->pops->evict == NULL) {
+        DSM_ERR("memory nodes need a model whose nodes hold only the pages they use: %s keeps a full replica of "
+                "every page on every node; use sequential or release", d->pops->name);
+        return DSM_ECONFIG;
+    }
     if ((st = frames_create(d)) != DSM_OK)
         return st;
     if ((st = dsmd_space_init(&d->space, d->npages, d->cfg.nnodes)) != DSM_OK)
         return st;
     d->limits = (struct dsmw_limits){ .npages = d->npages, .nnodes = (uint32_t)d->cfg.nnodes,
                                       .nranks = (uint32_t)d->cfg.nranks };
-    d->ranks = calloc((size_t)d->cfg.local_ranks, sizeof(*d->ranks));
+    d->ranks = calloc((size_t)(d->cfg.local_ranks ? d->cfg.local_ranks : 1), sizeof(*d->ranks)); /* memory node: none */
     if (d->ranks == NULL)
         return DSM_ENOMEM;
     for (int i = 0; i < d->cfg.local_ranks; i++)
@@ -182,9 +187,9 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
                rk->finalized ? "true" : "false", waits);
     }
-    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu}\n",
+    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu,\"memory_node\":%s}\n",
            (unsigned long long)d->heartbeats_sent, (unsigned long long)(d->cfg.cache_size / d->page_size),
-           (unsigned long long)dsmd_cache_peak(d));
+           (unsigned long long)dsmd_cache_peak(d), d->cfg.local_ranks == 0 ? "true" : "false");
     fflush(stdout);
 }
 

@@ -585,7 +585,7 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
 {
     struct dsmd_range_op *o = calloc(1, sizeof(*o));
 
-    if (o != NULL && (o->awaiting = calloc((size_t)d->cfg.local_ranks, 1)) == NULL) {
+    if (o != NULL && (o->awaiting = calloc((size_t)(d->cfg.local_ranks ? d->cfg.local_ranks : 1), 1)) == NULL) {
         free(o);
         o = NULL;
     }

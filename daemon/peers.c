@@ -31,6 +31,8 @@ struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin)
 {
     int l = origin - d->cfg.first_rank;
 
+    if (d->cfg.local_ranks == 0)
+        return &d->node_c;
     return &d->ranks[l >= 0 && l < d->cfg.local_ranks ? l : 0].c;
 }
 

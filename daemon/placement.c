@@ -45,7 +45,7 @@ dsm_status_t dsmd_placement_start(const struct dsmd_config *cfg)
     struct dsm_place_params p;
     struct dsm_place_plan plan;
     char why[256];
-    dsm_status_t st = dsm_place_env_read(&e, cfg->local_ranks);
+    dsm_status_t st = dsm_place_env_read(&e, cfg->local_ranks > 0 ? cfg->local_ranks : 1); /* memory node: 0 */
 
     if (st != 0)
         return st;

@@ -648,7 +648,7 @@ static void gather_manager(struct dsmd *d, int src, struct gather *g, const dsmw
         return;
     }
     absent_check(d);
-    if (d->aborting || !dsmd_gather_complete(&g->mgr, d->cfg.nnodes))
+    if (d->aborting || !dsmd_gather_complete(&g->mgr, DSMD_COMPUTE_NODES(d))) /* memory nodes never arrive */
         return;
     dsmw_init(&m, release_type);
     m.epoch = arrive->epoch;
@@ -691,6 +691,8 @@ static void release_applied(dsmp_t *p, void *arg)
         d->finishing = 1;
         if (gather_release(d, &d->sync->fini, s->epoch) != DSM_OK)
             dsmd_abort(d, DSM_EPROTO, "finalize released out of order");
+        else if (d->cfg.local_ranks == 0)
+            dsmd_maybe_exit(d); /* a memory node has no rank whose leaving would look again */
     } else if (gather_release(d, &d->sync->barrier, s->epoch) != DSM_OK) {
         dsmd_abort(d, DSM_EPROTO, "barrier released out of order");
     }
@@ -723,7 +725,7 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         return DSM_OK;
     case DSMW__TYPE__BARRIER_ARRIVE:
     case DSMW__TYPE__FINI_ARRIVE:
-        if (d->cfg.node != 0 ||
+        if (d->cfg.node != 0 || src >= DSMD_COMPUTE_NODES(d) ||
             dsmd_gather_arrive(m->type == DSMW__TYPE__BARRIER_ARRIVE ? &s->barrier.mgr : &s->fini.mgr, m->epoch) !=
                 DSM_OK) {
             DSM_ERR("node %d arrived at %s epoch %llu, which is not the one under way", src,
@@ -741,9 +743,10 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         if (step == NULL)
             return DSM_ENOMEM;
         step->epoch = m->epoch;
-        if (m->type == DSMW__TYPE__FINI_RELEASE) {
+        if (m->type == DSMW__TYPE__FINI_RELEASE || d->cfg.local_ranks == 0) {
             /* nothing can be read after dsm_finalize: no acquire to apply, and from now on
-             * peers may leave (node 0 has released everyone) */
+             * peers may leave (node 0 has released everyone); a memory node has no rank to
+             * acquire for (waiting, its releases could complete out of order) */
             release_applied(d->p, step);
             return DSM_OK;
         }
@@ -797,9 +800,9 @@ void dsmd_sync_describe(struct dsmd *d)
     dsmd_lockq_each_held(s->locks, describe_lock, d);
     if (d->cfg.node == 0 && s->barrier.mgr.arrived)
         dsmd_announce(d, "WAITS barrier %llu: %d of %d nodes arrived", (unsigned long long)s->barrier.epoch + 1,
-                      s->barrier.mgr.arrived, d->cfg.nnodes);
+                      s->barrier.mgr.arrived, DSMD_COMPUTE_NODES(d));
     if (d->cfg.node == 0 && s->fini.mgr.arrived)
-        dsmd_announce(d, "WAITS dsm_finalize: %d of %d nodes arrived", s->fini.mgr.arrived, d->cfg.nnodes);
+        dsmd_announce(d, "WAITS dsm_finalize: %d of %d nodes arrived", s->fini.mgr.arrived, DSMD_COMPUTE_NODES(d));
 }
 
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status)

@@ -2,10 +2,11 @@
 """cache_check.py - run a job under a bounded page cache (dsmrun --cache-size) and check it.
 
 usage: cache_check.py DSMRUN -n N --ranks-per-node K --consistency M --cache-size BYTES
-                      [--rss MIB [--frames-only S]] [--min-evictions E] -- PROGRAM [ARGS...]
+                      [--memory-nodes M] [--rss MIB [--frames-only S]] [--min-evictions E]
+                      -- PROGRAM [ARGS...]
 
 Checks: the job exits 0 and prints an "OK" line; every node's cache never held more pages
-than its bound (cache_peak_pages <= cache_pages in --stats); at least E pages were evicted
+than its bound (memory nodes, which run no rank, hold homes only) (cache_peak_pages <= cache_pages in --stats); at least E pages were evicted
 (default 1: a working set larger than the cache must evict).
 
 With --rss MIB (PROGRAM's shared array, homed in blocks over the nodes), every dsmd's memory
@@ -105,6 +106,8 @@ def main():
             job += opts[i:i + 2]
         i += 2
     nodes = int(job[job.index("-n") + 1]) // int(job[job.index("--ranks-per-node") + 1])
+    if "--memory-nodes" in job:  # they hold homes too: MIB spreads over every node
+        nodes += int(job[job.index("--memory-nodes") + 1])
     cache = int(job[job.index("--cache-size") + 1])
 
     base_rss = 0

@@ -11,6 +11,7 @@ bounded while for ssh sessions to close), kills what it finds, and fails. Every 
 bounded.
 """
 
+import json
 import os
 import re
 import select
@@ -179,6 +180,22 @@ def case_jacobi(dsmrun, bindir):
     check(j.rc == 0, "jacobi failed (exit %s)" % j.rc, j)
     check(re.search(r"jacobi: grid 256 iters 40 ranks 4: checksum .*, verified OK", j.out),
           "jacobi did not verify", j)
+
+
+def case_memory(dsmrun, bindir):
+    """--memory-nodes 1 with --hosts: the last host runs a dsmd that holds homes and no rank;
+    jacobi on the other two, verified, under sequential and release; the memory host's
+    daemon serves pages (it sends bytes)."""
+    for model in ("sequential", "release"):
+        stats = os.path.join(DIR, "mem-stats.json")
+        j = run(dsmrun, ["-n", "2", "--hosts", "dsmh1,dsmh2,dsmh3", "--memory-nodes", "1", "--consistency", model,
+                         "--stats", stats, "--timeout", "60"], [os.path.join(bindir, "jacobi"), "-n", "256", "-i", "20"])
+        check(j.rc == 0 and re.search(r"jacobi: grid 256 iters 20 ranks 2: checksum .*, verified OK", j.out),
+              "%s: jacobi with a memory host failed (exit %s)" % (model, j.rc), j)
+        with open(stats) as f:
+            nodes = json.load(f)["nodes"]
+        check([n.get("memory") for n in nodes] == [False, False, True] and nodes[2]["bytes_sent"] > 0,
+              "%s: the memory host did not serve pages: %r" % (model, nodes), j)
 
 
 def case_litmus(dsmrun, bindir):

@@ -421,6 +421,38 @@ def case_deadlock(dsmrun, prog):
     check(sorted(m.groups()) == ["1", "2", "3"], "lock 1's waiters are not ranks 1-3 (in their order)", j)
 
 
+def case_memory_nodes(dsmrun, prog):
+    """--memory-nodes M: M more daemons, the job's last nodes, run no rank; the job runs and
+    ends cleanly under sequential and release (nothing left behind), --stats marks them,
+    a deadlock is still found with them (they wait for nothing), and bad values are refused."""
+    d = tempfile.mkdtemp(prefix="dsmrun-mem-")
+    try:
+        for model in ("sequential", "release"):
+            path = os.path.join(d, "stats.json")
+            j = run(dsmrun, prog, ["ok"], ["-n", "3", "--memory-nodes", "2", "--consistency", model,
+                                           "--stats", path, "--report", "--timeout", "60"])
+            check(j.rc == 0, "%s: exit status %s" % (model, j.rc), j)
+            check(len(re.findall(r"^rank \d+ of 3 ok", j.out, re.M)) == 3, "%s: not every rank said ok" % model, j)
+            with open(path) as f:
+                doc = json.load(f)
+            check(doc.get("nnodes") == 5 and doc.get("memory_nodes") == 2 and doc.get("complete"),
+                  "%s: stats say %r nodes, %r memory nodes, complete %r" % (
+                      model, doc.get("nnodes"), doc.get("memory_nodes"), doc.get("complete")), j)
+            check([n.get("memory") for n in doc["nodes"]] == [False, False, False, True, True],
+                  "%s: memory flags %r" % (model, [n.get("memory") for n in doc["nodes"]]), j)
+            check("(2 of them memory nodes)" in j.err, "%s: --report does not mention the memory nodes" % model, j)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    j = run(dsmrun, prog, ["deadlock"], ["-n", "4", "--ranks-per-node", "2", "--memory-nodes", "1",
+                                         "--deadlock-timeout", "2", "--timeout", "60"])
+    check(j.rc == 1 and j.seconds < 20, "deadlock with a memory node: exit %s after %.1f s" % (j.rc, j.seconds), j)
+    first_is(j, r"deadlock: for 2 s every rank has waited in the runtime")
+    for bad in ("-1", "x", "5000"):
+        j = run(dsmrun, prog, ["ok"], ["-n", "2", "--memory-nodes", bad])
+        check(j.rc == 2 and "--memory-nodes must be a number of nodes" in j.err,
+              "--memory-nodes %s: exit %s" % (bad, j.rc), j)
+
+
 def case_slow_not_deadlock(dsmrun, prog):
     """A rank computing outside the runtime while the others wait for it is slow, not
     deadlocked: the job runs to its end."""

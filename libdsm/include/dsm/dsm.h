@@ -47,7 +47,8 @@ int         dsm_finalize(void);
 int         dsm_rank(void);
 int         dsm_nranks(void);
 int         dsm_node(void);            /* this rank's node (its daemon), 0 .. dsm_nnodes() - 1 */
-int         dsm_nnodes(void);          /* nodes of the job (dsmrun -n / --ranks-per-node) */
+int         dsm_nnodes(void);          /* nodes of the job (dsmrun -n / --ranks-per-node), memory nodes
+                                        * (dsmrun --memory-nodes: the last ones, no rank) included */
 size_t      dsm_page_size(void);
 const char *dsm_consistency(void);     /* "sequential", "release" or "causal" */
 void       *dsm_coalloc(size_t size);  /* collective, same address on every rank, page-aligned, zeroed */
