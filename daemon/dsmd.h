@@ -366,6 +366,8 @@ void dsmd_sync_describe(struct dsmd *d);
 /* Local rank `rank` exited (status) without dsm_init: tell every node (RANK_ABSENT). */
 void dsmd_sync_rank_absent(struct dsmd *d, int rank, int status);
 void dsmd_sync_fini(struct dsmd *d);
+/* A RANK_ABSENT (a rank that exited without dsm_init) came from node (-1: from any). */
+int dsmd_sync_absent_from(const struct dsmd *d, int node);
 /* Barriers completed at this node (the window of falseshare.c). */
 uint64_t dsmd_sync_barriers(const struct dsmd *d);
 void dsmd_sync_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);

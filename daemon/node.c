@@ -92,7 +92,7 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
     }
     if ((st = frames_create(d)) != DSM_OK)
         return st;
-    if ((st = dsmd_space_init(&d->space, d->npages, d->cfg.nnodes)) != DSM_OK)
+    if ((st = dsmd_space_init(&d->space, d->npages, d->cfg.nnodes, DSMD_COMPUTE_NODES(d))) != DSM_OK)
         return st;
     d->limits = (struct dsmw_limits){ .npages = d->npages, .nnodes = (uint32_t)d->cfg.nnodes,
                                       .nranks = (uint32_t)d->cfg.nranks };

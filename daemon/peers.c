@@ -137,6 +137,22 @@ static void on_peer_lost(void *ctx, int node, const char *reason)
         dsmd_maybe_exit(d);
         return;
     }
+    if (d->cfg.local_ranks == 0 && node != 0) {
+        /* a memory node cannot tell a peer that left after node 0's release (which may
+         * reach it later) from one that failed; node 0 sees a failure too and sends ABORT */
+        DSM_DEBUG("node %d left: %s", node, reason);
+        if (d->peer_up[node]) {
+            d->peer_up[node] = 0;
+            d->peers_left++;
+        }
+        return;
+    }
+    if (d->cfg.local_ranks == 0 && !dsmd_sync_absent_from(d, 0)) {
+        /* node 0 gone before its release: the job cannot end (unless no rank of it ran) */
+        dsmd_abort(d, DSM_EPEER, "lost node 0 (dsmd at %s): %s", d->peer_addr && d->peer_addr[0] ?
+                   d->peer_addr[0] : "?", reason);
+        return;
+    }
     if (!dsmd_clients_any_joined(d)) {
         /* No rank of ours is in the job (yet): a job of programs that never call dsm_init
          * ends with daemons leaving in any order. A rank that joins later fails the job

@@ -91,7 +91,17 @@ struct dsmd_sync {
     int      absent;            /* a rank that exited without dsm_init, or -1 */
     int      absent_status;     /* its exit status */
     int      absent_node;       /* and node */
+    uint8_t  absent_from[DSMD_MAX_NODES]; /* a RANK_ABSENT came from that node */
 };
+
+int dsmd_sync_absent_from(const struct dsmd *d, int node)
+{
+    if (d->sync == NULL)
+        return 0;
+    if (node < 0)
+        return d->sync->absent >= 0;
+    return node < DSMD_MAX_NODES && d->sync->absent_from[node];
+}
 
 uint64_t dsmd_sync_barriers(const struct dsmd *d)
 {
@@ -768,6 +778,7 @@ dsm_status_t dsmd_sync_message(struct dsmd *d, int src, const dsmw_msg_t *m)
         cond_reply(d, m);
         return DSM_OK;
     case DSMW__TYPE__RANK_ABSENT:
+        s->absent_from[src] = 1;
         if (s->absent < 0) {
             s->absent = (int)m->origin;
             s->absent_status = m->status;

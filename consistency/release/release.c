@@ -507,13 +507,13 @@ static void evict_revoked(dsmp_t *p, void *arg)
     free(e);
 }
 
-/* No eviction's revocation and no diff of this node's on [first, first+n) is in flight
+/* No eviction's revocation, fetch or diff of this node's on [first, first+n) is in flight
  * (dsmp.h settled): a free of the range may zero its frames. */
 static int rel_settled(dsmp_t *p, uint64_t first, uint64_t n)
 {
     for (uint64_t pg = first; pg < first + n; pg++)
-        if (p->pg[pg].dropping || p->pg[pg].diffs)
-            return 0;
+        if (p->pg[pg].dropping || p->pg[pg].diffs || p->pg[pg].fetching)
+            return 0; /* a fetch's PAGE would land a frame */
     return 1;
 }
 
@@ -546,6 +546,10 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     if (!is_home(p, m->page) && p->svc.home(p->svc.ctx, m->page) == DSMP_NO_HOME) {
         /* a diff that crossed its page's free (an eviction's, or writes freed unreleased):
          * nothing to apply it to; the writer only needs its ack */
+        if (dsmp_diff_check(m->data.data, m->data.len, p->svc.page_size) != DSM_OK) {
+            DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
+            return DSM_EPROTO;
+        }
         send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
         return DSM_OK;
     }
@@ -659,14 +663,12 @@ static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
         return page_arrived(p, m);
     case DSMW__TYPE__DIFF:
         return diff_arrived(p, src, m);
-    case DSMW__TYPE__DIFF_ACK: {
-        int home = p->svc.home(p->svc.ctx, m->page);
-
-        /* from the page's home, or from where it was before its free (the free waited) */
-        if (home != src && !(home == DSMP_NO_HOME && p->pg[m->page].diffs > 0))
+    case DSMW__TYPE__DIFF_ACK:
+        /* from the page's home: a free waits for its node's diffs (rel_settled) before the
+         * page's home changes here */
+        if (p->svc.home(p->svc.ctx, m->page) != src)
             break;
         return diff_acked(p, m->page);
-    }
     default:
         break;
     }

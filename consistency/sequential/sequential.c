@@ -232,6 +232,20 @@ static void send_msg(dsmp_t *p, int node, int type, uint64_t page, int access, i
     p->svc.send(p->svc.ctx, node, &m, attach);
 }
 
+/* Home: EVICTED to the evicter; `untaken` when this node took no copy from it (none known
+ * here: another transaction took it, or a free reset the page meanwhile). */
+static void send_evicted(dsmp_t *p, int node, uint64_t page, int origin, int untaken)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__EVICTED);
+    m.page = page;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)p->svc.self;
+    m.count = (uint64_t)untaken;
+    p->svc.send(p->svc.ctx, node, &m, DSMP_NO_FRAME);
+}
+
 /* Requester: page q may be asked for ahead: no copy here, no request out (dsmp_ahead_count). */
 static int ahead_absent(dsmp_t *p, uint64_t q)
 {
@@ -324,7 +338,7 @@ static void txn_finish(dsmp_t *p, uint64_t page)
     if (TXN_KIND(d->t_type) == DSMW__TYPE__EVICT) {
         /* the evicter's copy is gone (FETCH_REPLY / INV_ACK updated the entry) */
         DSMP_INVARIANT(d->owner != node && !set_has(set_of(p, page, COPYSET), node), "I3");
-        send_msg(p, node, DSMW__TYPE__EVICTED, page, DSM_ACCESS_NONE, d->t_origin, DSMP_NO_FRAME);
+        send_evicted(p, node, page, d->t_origin, !d->need_data);
         txn_next(p, page);
         return;
     }
@@ -432,9 +446,10 @@ static void txn_evict(dsmp_t *p, uint64_t page)
     struct seq_dir *d = &p->dir[page];
     int e = d->t_node;
 
-    d->need_data = 0;
+    d->need_data = 0; /* here: whether the evicter's copy is taken by this transaction */
     d->acks = 1;
     if (d->owner == e || set_has(set_of(p, page, COPYSET), e)) {
+        d->need_data = 1;
         set_only(p, set_of(p, page, ASKED), e);
         d->expect = d->owner == e ? DSMW__TYPE__FETCH_REPLY : DSMW__TYPE__INV_ACK;
         send_msg(p, e, d->owner == e ? DSMW__TYPE__FETCH : DSMW__TYPE__INV, page, DSM_ACCESS_NONE, d->t_origin,
@@ -563,7 +578,7 @@ static dsm_status_t seq_request(dsmp_t *p, const dsmw_msg_t *m)
     if (!is_home(p, m->page) && m->type == DSMW__TYPE__EVICT && (int)m->node != p->svc.self &&
         p->svc.home(p->svc.ctx, m->page) == DSMP_NO_HOME) {
         /* an eviction that crossed the page's free: nothing is kept here any more */
-        send_msg(p, (int)m->node, DSMW__TYPE__EVICTED, m->page, DSM_ACCESS_NONE, (int)m->origin, DSMP_NO_FRAME);
+        send_evicted(p, (int)m->node, m->page, (int)m->origin, 1);
         return DSM_OK;
     }
     if (!is_home(p, m->page)) {
@@ -772,13 +787,13 @@ static int seq_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
     return 1;
 }
 
-/* No eviction of this node's on [first, first+n) is in flight, as evicter or as home (the
- * home: no transaction running or queued, whatever its kind), dsmp.h settled. */
+/* Nothing of this node's on [first, first+n) is in flight (dsmp.h settled): no request or
+ * eviction out as requester, no transaction running or queued as home, whatever its kind. */
 static int seq_settled(dsmp_t *p, uint64_t first, uint64_t n)
 {
     for (uint64_t pg = first; pg < first + n; pg++)
-        if ((p->rq[pg] & RQ_EVICT) || p->dir[pg].busy || p->dir[pg].qhead != NULL)
-            return 0;
+        if (p->rq[pg] != 0 || p->dir[pg].busy || p->dir[pg].qhead != NULL)
+            return 0; /* a request of ours out (its GRANT would land a frame), or the home's */
     return 1;
 }
 
@@ -802,6 +817,11 @@ static dsm_status_t seq_evicted(dsmp_t *p, const dsmw_msg_t *m)
 
         if (e->page != m->page || !(p->rq[m->page] & RQ_EVICT))
             continue;
+        if (p->local[m->page] != DSM_ACCESS_NONE && m->count != 1) {
+            DSM_ERR("sequential: EVICTED for page %llu says the home took the copy this node still holds",
+                    (unsigned long long)m->page);
+            return DSM_EPROTO;
+        }
         *pp = e->next;
         p->rq[m->page] = 0;
         if (p->local[m->page] == DSM_ACCESS_NONE) {

@@ -4,14 +4,15 @@
 
 #include <stdlib.h>
 
-dsm_status_t dsmd_space_init(struct dsmd_space *s, uint64_t npages, int nnodes)
+dsm_status_t dsmd_space_init(struct dsmd_space *s, uint64_t npages, int nnodes, int arena_nodes)
 {
-    if (nnodes < 1 || npages < 2 * (uint64_t)nnodes)
+    if (nnodes < 1 || npages < 2 * (uint64_t)nnodes || arena_nodes < 1 || arena_nodes > nnodes)
         return DSM_ECONFIG;
     s->npages = npages;
     s->nnodes = nnodes;
+    s->arena_nodes = arena_nodes;
     s->coll_pages = npages / 2;
-    s->arena_pages = (npages - s->coll_pages) / (uint64_t)nnodes;
+    s->arena_pages = (npages - s->coll_pages) / (uint64_t)arena_nodes;
     s->home = malloc(npages * sizeof(*s->home));
     if (s->home == NULL)
         return DSM_ENOMEM;
@@ -33,7 +34,7 @@ int dsmd_space_arena_node(const struct dsmd_space *s, uint64_t p)
     if (p < s->coll_pages || p >= s->npages)
         return DSMD_NO_HOME;
     n = (p - s->coll_pages) / s->arena_pages;
-    return n < (uint64_t)s->nnodes ? (int)n : DSMD_NO_HOME;
+    return n < (uint64_t)s->arena_nodes ? (int)n : DSMD_NO_HOME;
 }
 
 int dsmd_space_block_home(uint64_t i, uint64_t n, int nnodes)

@@ -22,12 +22,15 @@
 struct dsmd_space {
     uint64_t npages;
     int      nnodes;
+    int      arena_nodes;   /* nodes with a dsm_malloc arena: the first ones */
     uint64_t coll_pages;   /* pages [0, coll_pages) are the collective area */
     uint64_t arena_pages;  /* pages per node arena */
     int16_t *home;         /* per page; DSMD_NO_HOME while unallocated in the collective area */
 };
 
-dsm_status_t dsmd_space_init(struct dsmd_space *s, uint64_t npages, int nnodes);
+/* nnodes nodes hold homes; the first arena_nodes of them (those that run ranks: memory
+ * nodes have no use for one) each get a dsm_malloc arena. */
+dsm_status_t dsmd_space_init(struct dsmd_space *s, uint64_t npages, int nnodes, int arena_nodes);
 void dsmd_space_fini(struct dsmd_space *s);
 
 /* First page of node n's dsm_malloc arena. */

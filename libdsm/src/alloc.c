@@ -66,7 +66,7 @@ static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum 
     if (st == DSM_ENOSPACE) {
         /* the space's layout (daemon/space): the first half for dsm_coalloc, the second
          * split into one dsm_malloc arena per node */
-        size_t half = dsm_rt.vm.size / 2, arena = (dsm_rt.vm.size - half) / (size_t)dsm_rt.nnodes;
+        size_t half = dsm_rt.vm.size / 2, arena = (dsm_rt.vm.size - half) / (size_t)(dsm_rt.nnodes - dsm_rt.memory_nodes);
 
         if (op == DSMC_COALLOC)
             DSM_ERR("%s(%zu): no room: collective allocations share the first half of the global space, "
@@ -77,7 +77,7 @@ static dsm_status_t allocate(const char *fn, enum dsmc_op op, size_t size, enum 
             DSM_ERR("%s(%zu): no room: this node's dsm_malloc arena holds %zu KiB (the second half of the "
                     "%zu MiB global space, split between %d nodes)%s%s; free blocks, or start the job with "
                     "a larger space (dsmrun --space-size, default 1G)", fn, size, arena >> 10,
-                    dsm_rt.vm.size >> 20, dsm_rt.nnodes, rep.text[0] != '\0' ? "; " : "", rep.text);
+                    dsm_rt.vm.size >> 20, dsm_rt.nnodes - dsm_rt.memory_nodes, rep.text[0] != '\0' ? "; " : "", rep.text);
         return st;
     }
     if (st != 0) {

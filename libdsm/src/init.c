@@ -48,6 +48,7 @@ static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *e
     }
     dsm_rt.node = (int)rep->node;
     dsm_rt.nnodes = (int)rep->nnodes;
+    dsm_rt.memory_nodes = rep->pad < rep->nnodes ? (int)rep->pad : 0;
     dsm_rt.model = (enum dsm_model)rep->d;
     dsm_rt.alloc_sites = (rep->e & DSMC_WELCOME_ALLOC_SITES) != 0;
     snprintf(dsm_rt.consistency, sizeof(dsm_rt.consistency), "%s", rep->text);

@@ -26,6 +26,7 @@ enum dsm_rt_state {
 
 struct dsm_runtime {
     int           rank, nranks, node, nnodes;
+    int           memory_nodes;  /* the last nodes, which run no rank and have no dsm_malloc arena */
     struct dsm_vm vm;
     char          consistency[16];  /* the model's name, as the daemon gave it */
     enum dsm_model model;           /* and its id (dsm_chan.h) */

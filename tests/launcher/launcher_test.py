@@ -447,6 +447,31 @@ def case_memory_nodes(dsmrun, prog):
                                          "--deadlock-timeout", "2", "--timeout", "60"])
     check(j.rc == 1 and j.seconds < 20, "deadlock with a memory node: exit %s after %.1f s" % (j.rc, j.seconds), j)
     first_is(j, r"deadlock: for 2 s every rank has waited in the runtime")
+    # programs that never call dsm_init: the memory node leaves quietly with the others
+    for argv in ([prog, "plain"], ["/bin/true"]):
+        r = subprocess.run([dsmrun, "-n", "2", "--memory-nodes", "1", "--"] + argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=JOB_LIMIT_S)
+        check(r.returncode == 0 and r.stderr == "", "%s with a memory node: exit %d, stderr %r"
+              % (argv, r.returncode, r.stderr))
+    # a daemon killed mid-job, the memory node's or the only compute node's: the job fails
+    # within seconds and leaves nothing behind (Job checks)
+    for opts, node in ((["-n", "4", "--ranks-per-node", "2", "--memory-nodes", "1"], 2),
+                       (["-n", "2", "--ranks-per-node", "2", "--memory-nodes", "1"], 0)):
+        j = Job(dsmrun, prog, ["loop"], opts + ["--prefix-output", "--timeout", "60"])
+        j.wait_lines(r"^\[\d\] rank \d started", int(opts[1]))
+        pids = subprocess.run(["pgrep", "-f", r"dsmd --node %d .*%s" % (node, re.escape(j.marker))],
+                              stdout=subprocess.PIPE, text=True, timeout=10).stdout.split()
+        if len(pids) != 1:
+            j.p.kill()
+            j.finish()
+            raise Failure("expected one dsmd for node %d, pgrep found %r" % (node, pids))
+        t = time.monotonic()
+        os.kill(int(pids[0]), signal.SIGKILL)
+        j.finish()
+        check(j.rc != 0 and time.monotonic() - t < 12, "node %d killed: exit %s after %.1f s"
+              % (node, j.rc, time.monotonic() - t), j)
+        check(re.search(r"^dsmrun: node %d\b.*(SIGKILL|killed)" % node, j.err, re.M),
+              "dsmrun did not name node %d as killed" % node, j)
     for bad in ("-1", "x", "5000"):
         j = run(dsmrun, prog, ["ok"], ["-n", "2", "--memory-nodes", bad])
         check(j.rc == 2 and "--memory-nodes must be a number of nodes" in j.err,

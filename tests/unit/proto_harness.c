@@ -227,7 +227,7 @@ static dsm_status_t svc_send(void *ctx, int dst, dsmw_msg_t *m, uint64_t attach)
     h->sent[h->nsent++] = (struct ph_sent){ .src = n->id, .dst = dst, .type = m->type, .page = m->page,
                                             .access = (int)m->access, .origin = (int)m->origin,
                                             .node = (int)m->node, .framed = attach != DSMP_NO_FRAME,
-                                            .lock = m->lock, .data_len = m->data.len,
+                                            .lock = m->lock, .data_len = m->data.len, .count = m->count,
                                             .n_vclock = (int)m->n_vclock };
     for (size_t k = 0; k < m->n_vclock && k < PH_MAX_NODES; k++)
         h->sent[h->nsent - 1].vclock[k] = m->vclock[k];

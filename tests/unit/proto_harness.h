@@ -82,6 +82,7 @@ struct ph_sent {
     int framed;
     uint32_t lock;
     size_t data_len;                 /* bytes in the `data` field */
+    uint64_t count;
     int n_vclock;                    /* entries in `vclock` (at most PH_MAX_NODES kept) */
     uint64_t vclock[PH_MAX_NODES];
 };

@@ -1397,6 +1397,7 @@ Test(sequential, malformed_eviction_messages)
     ph_clear_log(h);
     cr_assert_eq(ph_inject(h, 2, 0, &m, DSMP_NO_FRAME), DSM_OK);
     expect_sent(h, 0, EVICTED, 0, 2, 2, 0);
+    cr_assert_eq(ph_sent_at(h, 0)->count, 1, "the answer does not say nothing was taken");
     ph_discard(h);
     FAULT(h, 2, 0, R);
     RUN(h);
@@ -1404,7 +1405,10 @@ Test(sequential, malformed_eviction_messages)
     dsmw_init(&m, DSMW__TYPE__EVICTED);
     m.page = 0;
     cr_assert_eq(ph_inject(h, 1, 2, &m, DSMP_NO_FRAME), DSM_EPROTO, "EVICTED from a node that is not the home");
+    cr_assert_eq(ph_inject(h, 0, 2, &m, DSMP_NO_FRAME), DSM_EPROTO,
+                 "EVICTED saying the home took a copy the node still holds");
     /* a home that reset the page answers without taking the copy: the evicter drops it */
+    m.count = 1;
     cr_assert_eq(ph_inject(h, 0, 2, &m, DSMP_NO_FRAME), DSM_OK);
     cr_assert_eq(done, 1);
     cr_assert_eq(ph_access(h, 2, 0), NONE);

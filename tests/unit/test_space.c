@@ -44,7 +44,7 @@ Test(space, layout_of_every_small_space)
             struct dsmd_space s;
             uint64_t coll, arena, tail;
 
-            cr_assert_eq(dsmd_space_init(&s, np, k), DSM_OK, "npages %llu nnodes %d", (unsigned long long)np, k);
+            cr_assert_eq(dsmd_space_init(&s, np, k, k), DSM_OK, "npages %llu nnodes %d", (unsigned long long)np, k);
             expected_layout(np, k, want, &coll, &arena);
             cr_assert_eq(s.npages, np);
             cr_assert_eq(s.nnodes, k);
@@ -82,7 +82,7 @@ Test(space, odd_and_indivisible_sizes)
     struct dsmd_space s;
 
     /* 11 pages, 3 nodes: collective [0,5), arenas [5,7) [7,9) [9,11), no tail */
-    cr_assert_eq(dsmd_space_init(&s, 11, 3), DSM_OK);
+    cr_assert_eq(dsmd_space_init(&s, 11, 3, 3), DSM_OK);
     cr_assert_eq(s.coll_pages, 5);
     cr_assert_eq(s.arena_pages, 2);
     cr_assert_eq(dsmd_space_home(&s, 4), DSMD_NO_HOME);
@@ -92,7 +92,7 @@ Test(space, odd_and_indivisible_sizes)
     dsmd_space_fini(&s);
 
     /* 13 pages, 3 nodes: collective [0,6), arenas of 2 pages, page 12 is the unused tail */
-    cr_assert_eq(dsmd_space_init(&s, 13, 3), DSM_OK);
+    cr_assert_eq(dsmd_space_init(&s, 13, 3, 3), DSM_OK);
     cr_assert_eq(s.coll_pages, 6);
     cr_assert_eq(s.arena_pages, 2);
     cr_assert_eq(dsmd_space_home(&s, 11), 2);
@@ -106,15 +106,15 @@ Test(space, too_small_or_no_nodes_is_econfig)
 
     for (int k = 1; k <= MAX_NODES; k++) {
         for (uint64_t np = 0; np < 2 * (uint64_t)k; np++)
-            cr_assert_eq(dsmd_space_init(&s, np, k), DSM_ECONFIG, "npages %llu nnodes %d",
+            cr_assert_eq(dsmd_space_init(&s, np, k, k), DSM_ECONFIG, "npages %llu nnodes %d",
                          (unsigned long long)np, k);
-        cr_assert_eq(dsmd_space_init(&s, 2 * (uint64_t)k, k), DSM_OK, "2 pages per node is enough");
+        cr_assert_eq(dsmd_space_init(&s, 2 * (uint64_t)k, k, k), DSM_OK, "2 pages per node is enough");
         cr_assert_eq(s.arena_pages, 1);
         dsmd_space_fini(&s);
     }
-    cr_assert_eq(dsmd_space_init(&s, 100, 0), DSM_ECONFIG);
-    cr_assert_eq(dsmd_space_init(&s, 100, -1), DSM_ECONFIG);
-    cr_assert_eq(dsmd_space_init(&s, 100, -100000), DSM_ECONFIG);
+    cr_assert_eq(dsmd_space_init(&s, 100, 0, 1), DSM_ECONFIG);
+    cr_assert_eq(dsmd_space_init(&s, 100, -1, 1), DSM_ECONFIG);
+    cr_assert_eq(dsmd_space_init(&s, 100, -100000, 1), DSM_ECONFIG);
 }
 
 /* Block placement by its defining properties: consecutive pages, node 0 first, homes never
@@ -177,7 +177,7 @@ Test(space, region_add_places_cyclic_and_on_one_node)
 {
     struct dsmd_space s;
 
-    cr_assert_eq(dsmd_space_init(&s, 64, 3), DSM_OK);
+    cr_assert_eq(dsmd_space_init(&s, 64, 3, 3), DSM_OK);
     dsmd_space_region_add(&s, 0, 10, DSMW_PLACE_CYCLIC, 2); /* 0,0,1,1,2,2,0,0,1,1 */
     for (uint64_t i = 0; i < 10; i++)
         cr_assert_eq(dsmd_space_home(&s, i), (int)((i / 2) % 3), "cyclic page %llu", (unsigned long long)i);
@@ -198,7 +198,7 @@ Test(space, region_add_sets_block_homes_and_free_clears_them)
 {
     struct dsmd_space s;
 
-    cr_assert_eq(dsmd_space_init(&s, 64, 4), DSM_OK);   /* collective [0,32), arenas of 8 */
+    cr_assert_eq(dsmd_space_init(&s, 64, 4, 4), DSM_OK);   /* collective [0,32), arenas of 8 */
     dsmd_space_region_add(&s, 3, 10, DSMW_PLACE_BLOCK, 0); /* blocks of 3: 3,3,3,1 */
     for (uint64_t p = 0; p < 3; p++)
         cr_assert_eq(dsmd_space_home(&s, p), DSMD_NO_HOME, "page %llu before the region", (unsigned long long)p);
@@ -236,7 +236,7 @@ Test(space, region_of_fewer_pages_than_nodes)
 {
     struct dsmd_space s;
 
-    cr_assert_eq(dsmd_space_init(&s, 40, 8), DSM_OK);   /* collective [0,20) */
+    cr_assert_eq(dsmd_space_init(&s, 40, 8, 8), DSM_OK);   /* collective [0,20) */
     dsmd_space_region_add(&s, 5, 3, DSMW_PLACE_BLOCK, 0);
     cr_assert_eq(dsmd_space_home(&s, 5), 0);
     cr_assert_eq(dsmd_space_home(&s, 6), 1);
@@ -244,5 +244,20 @@ Test(space, region_of_fewer_pages_than_nodes)
     cr_assert_eq(dsmd_space_home(&s, 8), DSMD_NO_HOME);
     dsmd_space_region_add(&s, 10, 1, DSMW_PLACE_BLOCK, 0);
     cr_assert_eq(dsmd_space_home(&s, 10), 0);
+    dsmd_space_fini(&s);
+}
+
+/* Memory nodes (the last ones) get no dsm_malloc arena: the arenas split over the others. */
+Test(space, arenas_skip_memory_nodes)
+{
+    struct dsmd_space s;
+
+    cr_assert_eq(dsmd_space_init(&s, 64, 4, 2), DSM_OK);   /* collective [0,32), 2 arenas of 16 */
+    cr_assert_eq(s.arena_pages, 16);
+    cr_assert_eq(dsmd_space_arena_node(&s, 32), 0);
+    cr_assert_eq(dsmd_space_arena_node(&s, 48), 1);
+    cr_assert_eq(dsmd_space_arena_node(&s, 63), 1);
+    cr_assert_eq(dsmd_space_init(&s, 64, 4, 5), DSM_ECONFIG);
+    cr_assert_eq(dsmd_space_init(&s, 64, 4, 0), DSM_ECONFIG);
     dsmd_space_fini(&s);
 }
