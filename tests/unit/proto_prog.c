@@ -289,3 +289,26 @@ void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int 
     }
     cr_assert_eq(total, (uint64_t)nnodes * (uint64_t)iters);
 }
+
+struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, int ahead_odd_only, int evict_pct)
+{
+    struct pp_scan_totals t = { 0, 0 };
+
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        int home[12], nn = 2 + (int)(seed % 3);
+        struct ph *h;
+
+        for (int p = 0; p < 12; p++)
+            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
+        pp_ahead = ahead_odd_only && seed % 2 == 0 ? 0 : ahead;
+        h = pp_make(ops, nn, 12, 4096, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
+        ph_set_evict_pct(h, evict_pct);
+        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
+        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
+            t.read_ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
+        t.evictions += ph_evictions(h);
+        ph_destroy(h);
+    }
+    return t;
+}

@@ -55,4 +55,14 @@ void pp_lock_counter(struct ph *h, int nnodes, uint64_t page, uint32_t lock, int
  * delivery and revocation order (seed). */
 void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int iters, uint64_t seed);
 
+/* Totals of pp_lock_scans. */
+struct pp_scan_totals {
+    uint64_t read_ahead, evictions;
+};
+
+/* 60 lock scans of `ops` over 12 pages homed in blocks of 4, on 2-4 nodes, alternating sync
+ * and deferred revocations: read-ahead hints up to `ahead` (0: none; `ahead_odd_only`: only on
+ * odd seeds), pages evicted at random with `evict_pct` (ph_config.evict_pct). */
+struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, int ahead_odd_only, int evict_pct);
+
 #endif

@@ -682,22 +682,8 @@ Test(release, read_ahead_malformed_is_eproto)
 /* Locked scans with read-ahead under random delivery: every scan sees every increment. */
 Test(release, lock_scan_read_ahead_random_schedules, .timeout = 120)
 {
-    uint64_t ahead = 0;
+    uint64_t ahead = pp_lock_scans(&dsmp_release_ops, 6, 0, 0).read_ahead;
 
-    for (uint64_t seed = 1; seed <= 60; seed++) {
-        int home[12], nn = 2 + (int)(seed % 3);
-        struct ph *h;
-
-        for (int p = 0; p < 12; p++)
-            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
-        pp_ahead = 6;
-        h = mk(nn, 12, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
-        pp_ahead = 0;
-        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
-        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
-            ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
-        ph_destroy(h);
-    }
     cr_assert_gt(ahead, 200, "only %llu pages were read ahead", (unsigned long long)ahead);
 }
 
@@ -995,22 +981,8 @@ Test(release, lock_counter_with_evictions, .timeout = 120)
 
 Test(release, lock_scan_with_evictions, .timeout = 120)
 {
-    uint64_t ev = 0;
+    uint64_t ev = pp_lock_scans(&dsmp_release_ops, 6, 1, 20).evictions;
 
-    for (uint64_t seed = 1; seed <= 60; seed++) {
-        int home[12], nn = 2 + (int)(seed % 3);
-        struct ph *h;
-
-        for (int p = 0; p < 12; p++)
-            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
-        pp_ahead = seed % 2 ? 6 : 0;
-        h = mk(nn, 12, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
-        pp_ahead = 0;
-        ph_set_evict_pct(h, 20);
-        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
-        ev += ph_evictions(h);
-        ph_destroy(h);
-    }
     cr_assert_gt(ev, 500, "only %llu evictions", (unsigned long long)ev);
 }
 

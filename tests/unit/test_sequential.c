@@ -947,22 +947,8 @@ Test(sequential, random_schedules_read_ahead, .timeout = 120)
  * delivery: every scan sees every increment. */
 Test(sequential, lock_scan_read_ahead_random_schedules, .timeout = 120)
 {
-    uint64_t ahead = 0;
+    uint64_t ahead = pp_lock_scans(&dsmp_sequential_ops, 6, 0, 0).read_ahead;
 
-    for (uint64_t seed = 1; seed <= 60; seed++) {
-        int home[12], nn = 2 + (int)(seed % 3);
-        struct ph *h;
-
-        for (int p = 0; p < 12; p++)
-            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
-        pp_ahead = 6;
-        h = pp_make(&dsmp_sequential_ops, nn, 12, PS, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
-        pp_ahead = 0;
-        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
-        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
-            ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
-        ph_destroy(h);
-    }
     cr_assert_gt(ahead, 200, "only %llu pages were read ahead", (unsigned long long)ahead);
 }
 
@@ -1206,6 +1192,20 @@ Test(sequential, reset_drops_queued_requests_and_ends_the_transaction)
 
 /* ---- eviction (bounded cache) -------------------------------------------------------------- */
 
+/* Node `node` takes WRITE on page, writes it, and starts evicting it (log cleared first):
+ * the value written. */
+static uint64_t owner_evicts(struct ph *h, int node, uint64_t page, int *done)
+{
+    uint64_t v;
+
+    FAULT(h, node, page, W);
+    RUN(h);
+    v = ph_write(h, node, page);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, node, page, done), 1);
+    return v;
+}
+
 /* A read copy goes back: EVICT, the home's INV and its ack, EVICTED; the home forgets the
  * copy (a later write there invalidates nobody) and a new read brings the data again. */
 BOTH_MODES(evict_read_copy)
@@ -1249,11 +1249,7 @@ BOTH_MODES(evict_dirty_page_writes_it_back)
     uint64_t v;
     int done = 0;
 
-    FAULT(h, 1, 0, W);
-    RUN(h);
-    v = ph_write(h, 1, 0);
-    ph_clear_log(h);
-    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    v = owner_evicts(h, 1, 0, &done);
     RUN(h);
     cr_assert_eq(done, 1);
     expect_sent(h, 0, EVICT, 1, 0, 0, 0);
@@ -1333,11 +1329,7 @@ BOTH_MODES(evict_then_fault_waits_and_refetches)
     uint64_t v;
     int done = 0;
 
-    FAULT(h, 1, 0, W);
-    RUN(h);
-    v = ph_write(h, 1, 0);
-    ph_clear_log(h);
-    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    v = owner_evicts(h, 1, 0, &done);
     cr_assert_eq(ph_deliver(h, 1, 0), 1);   /* EVICT: FETCH(NONE) to node 1 */
     cr_assert_eq(ph_deliver(h, 0, 1), 1);   /* node 1 gives the page up */
     if (mode == PH_REVOKE_DEFERRED)
@@ -1492,21 +1484,7 @@ Test(sequential, random_schedules_with_evictions, .timeout = 120)
 /* Locked scans with pages evicted at random: every scan sees every increment. */
 Test(sequential, lock_scan_with_evictions, .timeout = 120)
 {
-    uint64_t ev = 0;
+    uint64_t ev = pp_lock_scans(&dsmp_sequential_ops, 6, 1, 20).evictions;
 
-    for (uint64_t seed = 1; seed <= 60; seed++) {
-        int home[12], nn = 2 + (int)(seed % 3);
-        struct ph *h;
-
-        for (int p = 0; p < 12; p++)
-            home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
-        pp_ahead = seed % 2 ? 6 : 0;
-        h = pp_make(&dsmp_sequential_ops, nn, 12, PS, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
-        pp_ahead = 0;
-        ph_set_evict_pct(h, 20);
-        pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
-        ev += ph_evictions(h);
-        ph_destroy(h);
-    }
     cr_assert_gt(ev, 500, "only %llu evictions", (unsigned long long)ev);
 }
