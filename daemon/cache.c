@@ -39,11 +39,7 @@
  *   the protocol's done              -> evict_done (punch)
  *   region freed                     -> dsmd_cache_cleared
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "ahead.h"
 #include "dsm_log.h"
@@ -318,12 +314,9 @@ static void evict_done(dsmp_t *p, void *arg)
                    d->cfg.node, d->pops->name, (unsigned long long)page);
         return;
     }
-    if (!(d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES)) &&
-        fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(page * d->page_size),
-                  (off_t)d->page_size) < 0) {
-        /* the page stays resident, which only costs memory: the protocol refetches it whole */
-        DSM_WARN("evicting page %llu: fallocate: %s", (unsigned long long)page, strerror(errno));
-    }
+    /* not punched (pinned, failed): the page stays resident, which only costs memory; the
+     * protocol refetches it whole */
+    (void)dsmd_pages_punch(d, page, 1);
     c->evicting--;
     leave(d, page);
     dsmd_counters_for(d, d->cfg.first_rank)->pages_evicted++;

@@ -281,7 +281,11 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns);
  * done runs: if the daemon ends first, dsmd_pages_fini frees it. */
 void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
                             void (*done)(struct dsmd *d, void *arg), void *arg);
-/* Zero frames [first, first+n): punched, or zeroed in place where the transport pins them. */
+/* Give frames [first, first+n) back to the system (fallocate PUNCH_HOLE: they read as zeroes
+ * after): 0; 1 where the transport pins the frames (RDMA: punched pages would go on being
+ * written by the NIC), nothing done; -1 if the punch failed (logged). */
+int dsmd_pages_punch(struct dsmd *d, uint64_t first, uint64_t n);
+/* Zero frames [first, first+n): punched, or zeroed in place where that is not possible. */
 void dsmd_pages_zero(struct dsmd *d, uint64_t first, uint64_t n);
 /* Services table for the protocol. */
 void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc);

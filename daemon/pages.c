@@ -471,15 +471,22 @@ static void range_finish(struct dsmd *d, struct dsmd_range_op *o)
     free(o);
 }
 
+int dsmd_pages_punch(struct dsmd *d, uint64_t first, uint64_t n)
+{
+    if (d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES))
+        return 1;
+    if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * d->page_size),
+                  (off_t)(n * d->page_size)) < 0) {
+        DSM_WARN("giving frames back: fallocate: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 void dsmd_pages_zero(struct dsmd *d, uint64_t first, uint64_t n)
 {
-    if (d->tops != NULL && (d->tops->flags & DSMT_PINS_FRAMES)) {
+    if (dsmd_pages_punch(d, first, n) != 0) /* pinned, or the punch failed: zero in place */
         memset(d->frames + first * d->page_size, 0, n * d->page_size);
-    } else if (fallocate(d->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * d->page_size),
-                         (off_t)(n * d->page_size)) < 0) {
-        DSM_WARN("freeing frames: fallocate: %s; zeroing them instead", strerror(errno));
-        memset(d->frames + first * d->page_size, 0, n * d->page_size);
-    }
 }
 
 /* The protocol's exchanges on the range are over (dsmp.h settled): nothing can land in its
@@ -683,12 +690,11 @@ static void svc_set_access(void *ctx, uint64_t page, int access)
 {
     struct dsmd *d = ctx;
 
-    if (!d->pages[page].clearing && access != DSM_ACCESS_NONE) { /* see svc_grant */
-        d->pages[page].access = (uint8_t)access;
+    if (d->pages[page].clearing)
+        return; /* see svc_grant */
+    d->pages[page].access = (uint8_t)access;
+    if (access != DSM_ACCESS_NONE)
         dsmd_cache_opened(d, page);
-    } else if (!d->pages[page].clearing) {
-        d->pages[page].access = (uint8_t)access;
-    }
 }
 
 static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)

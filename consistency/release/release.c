@@ -47,11 +47,12 @@
  *                                              page_arrived (ahead_arrived)
  *   release (unlock, barrier arrival, fini) -> rel_release -> flush_run -> flushed_page
  *   DIFF at home / DIFF_ACK at writer       -> diff_arrived / diff_acked -> flush_check
- *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> dropped_page
+ *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> drop_start ->
+ *                                              drop_revoked
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
- *   the daemon evicts a page (its cache)    -> rel_evict -> evict_revoked (early diff)
+ *   the daemon evicts a page (its cache)    -> rel_evict -> drop_start -> drop_revoked
  *
  * Read-ahead. A read fault of a scanning thread (the daemon's `ahead` hint) asks in its
  * PAGE_GET for the pages after it with the same home that this node has no copy of and
@@ -485,26 +486,44 @@ static void rel_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
 
 /* ---- eviction ---- */
 
-struct rel_evict {
+/* A copy being dropped: by a notice at an acquire, or by the daemon's eviction. */
+struct rel_drop {
     dsmp_done_fn done;
     void *arg;
     uint64_t page;
+    int evict;      /* count its unsent writes as a write-back */
 };
 
-/* Every local rank is at NONE for an evicted page: its unsent writes go home (R5), then the
- * daemon may punch the frame (the diff is copied into the message). */
-static void evict_revoked(dsmp_t *p, void *arg)
+/* Every local rank is at NONE for a dropped page: its unsent writes go home (R5; the diff is
+ * copied into the message, so an evicted frame may be punched after done). */
+static void drop_revoked(dsmp_t *p, void *arg)
 {
-    struct rel_evict *e = arg;
-    struct rel_page *g = &p->pg[e->page];
+    struct rel_drop *d = arg;
+    struct rel_page *g = &p->pg[d->page];
 
     if (g->dropping > 0) /* a region reset may have cleared it */
         g->dropping--;
-    if (g->twin != NULL)
+    if (d->evict && g->twin != NULL)
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
-    send_diff(p, e->page, p->svc.any_rank);
-    e->done(p, e->arg);
-    free(e);
+    send_diff(p, d->page, p->svc.any_rank);
+    d->done(p, d->arg);
+    free(d);
+}
+
+/* Take this node's copy of page to NONE, then its early diff (drop_revoked), then done. A
+ * drop already in flight makes the page busy for eviction, and a second drop (another
+ * acquire's notice) queues behind it (R7). DSM_ENOMEM: nothing started. */
+static dsm_status_t drop_start(dsmp_t *p, uint64_t page, int evict, dsmp_done_fn done, void *arg)
+{
+    struct rel_drop *d = malloc(sizeof(*d));
+
+    if (d == NULL)
+        return DSM_ENOMEM;
+    *d = (struct rel_drop){ .done = done, .arg = arg, .page = page, .evict = evict };
+    p->pg[page].local = DSM_ACCESS_NONE;
+    p->pg[page].dropping++;
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, drop_revoked, d);
+    return DSM_OK;
 }
 
 /* No eviction's revocation, fetch or diff of this node's on [first, first+n) is in flight
@@ -521,7 +540,6 @@ static int rel_settled(dsmp_t *p, uint64_t first, uint64_t n)
 static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
 {
     struct rel_page *g = &p->pg[page];
-    struct rel_evict *e;
 
     if (is_home(p, page) || g->fetching || g->dropping)
         return 0;
@@ -529,14 +547,7 @@ static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
         done(p, arg);
         return 1;
     }
-    e = malloc(sizeof(*e));
-    if (e == NULL)
-        return 0; /* another page may do; the fault waits meanwhile */
-    *e = (struct rel_evict){ .done = done, .arg = arg, .page = page };
-    g->local = DSM_ACCESS_NONE;
-    g->dropping++; /* busy, and a notice's drop meanwhile queues behind (R7) */
-    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, evict_revoked, e);
-    return 1;
+    return drop_start(p, page, 1, done, arg) == DSM_OK; /* else another page may do */
 }
 
 /* ---- homes ---- */
@@ -688,22 +699,10 @@ static void acquire_done(dsmp_t *p, struct rel_acquire *a)
     free(a);
 }
 
-struct rel_drop {
-    struct rel_acquire *a;
-    uint64_t page;
-};
-
-/* Every local rank is at NONE for a dropped page: its unsent writes can go (R5). */
-static void dropped_page(dsmp_t *p, void *arg)
+/* A notice's drop of a page is done: one step of its acquire. */
+static void acquire_dropped(dsmp_t *p, void *arg)
 {
-    struct rel_drop *d = arg;
-    struct rel_acquire *a = d->a;
-
-    if (p->pg[d->page].dropping > 0) /* a region reset may have cleared it */
-        p->pg[d->page].dropping--;
-    send_diff(p, d->page, p->svc.any_rank);
-    free(d);
-    acquire_done(p, a);
+    acquire_done(p, arg);
 }
 
 struct drop_ctx {
@@ -717,7 +716,6 @@ static void drop_page(void *arg, uint64_t page)
     struct drop_ctx *c = arg;
     dsmp_t *p = c->p;
     struct rel_page *g = &p->pg[page];
-    struct rel_drop *d;
 
     if (is_home(p, page))
         return;
@@ -729,17 +727,11 @@ static void drop_page(void *arg, uint64_t page)
         return;
     /* a drop already in flight (another acquire of this node) has not taken every rank's
      * copy yet: this acquire must wait for it too (R7), so queue behind it */
-    d = malloc(sizeof(*d));
-    if (d == NULL) {
-        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory dropping page %llu", (unsigned long long)page);
-        return;
-    }
-    d->a = c->a;
-    d->page = page;
-    g->local = DSM_ACCESS_NONE;
-    g->dropping++;
     c->a->pending++;
-    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, dropped_page, d);
+    if (drop_start(p, page, 0, acquire_dropped, c->a) != DSM_OK) {
+        c->a->pending--;
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory dropping page %llu", (unsigned long long)page);
+    }
 }
 
 struct walk_ctx {

@@ -763,7 +763,6 @@ static dsm_status_t seq_grant(dsmp_t *p, const dsmw_msg_t *m, int framed)
 static int seq_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
 {
     struct seq_evict *e;
-    dsmw_msg_t m;
 
     if (is_home(p, page) || p->rq[page] != 0)
         return 0;
@@ -779,11 +778,8 @@ static int seq_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
     p->rq[page] = RQ_EVICT;
     if (p->local[page] == DSM_ACCESS_WRITE)
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
-    dsmw_init(&m, DSMW__TYPE__EVICT);
-    m.page = page;
-    m.origin = (uint32_t)p->svc.any_rank;
-    m.node = (uint32_t)p->svc.self;
-    p->svc.send(p->svc.ctx, p->svc.home(p->svc.ctx, page), &m, DSMP_NO_FRAME);
+    send_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__EVICT, page, DSM_ACCESS_NONE, p->svc.any_rank,
+             DSMP_NO_FRAME);
     return 1;
 }
 
