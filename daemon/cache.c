@@ -84,8 +84,7 @@ dsm_status_t dsmd_cache_init(struct dsmd *d)
     if (d->cfg.cache_size == 0)
         return DSM_OK;
     if (d->pops->evict == NULL) {
-        DSM_ERR("a bounded cache (DSM_CACHE_SIZE) needs a model that can evict pages: %s keeps a full replica "
-                "of every page on every node; use sequential or release", d->pops->name);
+        DSM_ERR("a bounded cache (DSM_CACHE_SIZE) needs a model that can evict pages; %s cannot", d->pops->name);
         return DSM_ECONFIG;
     }
     if (limit < dsmd_cache_min_pages(d->cfg.local_ranks)) {

@@ -86,8 +86,7 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
         return DSM_ECONFIG;
     }
     if (d->cfg.memory_nodes > 0 && d->pops->evict == NULL) {
-        DSM_ERR("memory nodes need a model whose nodes hold only the pages they use: %s keeps a full replica of "
-                "every page on every node; use sequential or release", d->pops->name);
+        DSM_ERR("memory nodes need a model whose nodes can hold only some pages; %s cannot", d->pops->name);
         return DSM_ECONFIG;
     }
     if ((st = frames_create(d)) != DSM_OK)

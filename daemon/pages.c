@@ -774,6 +774,7 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->nnodes = d->cfg.nnodes;
     svc->npages = d->npages;
     svc->page_size = d->page_size;
+    svc->partial = d->cfg.cache_size > 0 || d->cfg.memory_nodes > 0;
     svc->home = svc_home;
     svc->alloc_end = svc_alloc_end;
     svc->frame = svc_frame;

@@ -1,8 +1,9 @@
 /*
- * causal.c - causal consistency: every node keeps a full replica, writes are local, and
- * each node's writes travel to every other node as updates (diffs against twins) tagged
- * with vector clocks and applied in causal order. (Past 800 lines: one state machine, whose
- * transitions table below names the functions that follow.)
+ * causal.c - causal consistency: every node keeps a replica, writes are local, and each
+ * node's writes travel to every other node as updates (diffs against twins) tagged with
+ * vector clocks and applied in causal order; under a bounded cache a node's replica is
+ * partial and it fetches the other pages from their homes. (Past 800 lines: one state
+ * machine, whose transitions table below names the functions that follow.)
  *
  * A node's open interval collects the pages its ranks write (a twin at the first write of
  * each). The interval ends when a timer expires (DSM_CAUSAL_DELAY_US, default 2 ms: writes
@@ -21,13 +22,32 @@
  * ranks may fault back in. Locks and barriers carry clocks; an acquirer waits until it has
  * applied everything its releaser had.
  *
+ * Partial replicas (svc.partial: a bounded cache, or a job with memory nodes). A node holds
+ * its home pages and the pages it fetched; a page homed elsewhere starts absent. A fault on
+ * an absent page sends PAGE_GET with the node's clock V to the home, which answers once its
+ * own clock H covers V (everything the requester had seen is in the home's copy, the
+ * requester's own intervals included) with its frame, or its twin while it writes the page
+ * itself (its unsent writes must not travel ahead of their interval), and H. Updates
+ * keep flowing meanwhile (pausing them could deadlock two nodes fetching from each other):
+ * the diffs of a page being fetched are kept and, when the PAGE comes, those the home had
+ * not applied (u[src] > H[src]) are applied over it; until V covers H the page stays shut
+ * to the ranks (reading a write whose interval is not applied here would let this node's
+ * next writes overtake it) and updates that H holds skip it. An eviction drops a clean
+ * page (no message: its writes went out with its interval's update); a page written in
+ * the open interval is declined and the interval ends early, so the next try finds it
+ * clean.
+ *
  * Invariants:
- *   C1  Every node holds every page (zero at allocation); node access is never below READ
- *       except while an update is applied to the page.
+ *   C1  A held page's node access is never below READ except while an update is applied
+ *       to it or its cover is pending; without partial, every allocated page is held.
  *   C2  A page with a twin is in the open interval or in the flush under way; frame minus
  *       twin is exactly this node's unsent writes.
  *   C3  Updates from one node are applied in the order they were sent, and after every
  *       update they depend on (the vector clock rule above).
+ *   C4  (partial) A home page is always held; a page not held has node access NONE and
+ *       no twin, and no update writes its frame.
+ *   C5  (partial) A fetched page's frame is the home's copy at H plus exactly the updates
+ *       applied here that H lacks; the ranks get it once the node's clock covers H.
  *
  * Page states at a node:
  *
@@ -36,11 +56,20 @@
  *     |  remote UPDATE: revoke to NONE, patch frame (+twin), back to READ/WRITE      ^
  *     +-------------------------------------------------------------------------------+
  *
+ *   partial:  absent --fault: PAGE_GET--> fetching --PAGE--> cover --clock covers--> READ
+ *               ^                           (diffs kept)    (NONE)                    |
+ *               +---------------------- evict (clean): revoke to NONE ----------------+
+ *
  * Transitions and the functions that perform them:
- *   fault                        -> cau_fault (twin; flush first if the interval is full)
+ *   fault                        -> cau_fault (twin; flush first if the interval is full;
+ *                                   partial: fetch_start for an absent page)
  *   timer / release / full       -> flush_start -> flush_page_done -> flush_send
  *   UPDATE arrives               -> update_arrived (queue) -> deliver -> apply_start ->
- *                                   apply_page_revoked -> apply_finish
+ *                                   apply_page_revoked -> apply_finish (rec_add for a page
+ *                                   being fetched) -> gets_check, covers_check
+ *   PAGE_GET at the home         -> get_arrived -> (clock covers) serve_get
+ *   PAGE at the requester        -> page_arrived (kept diffs, cover) -> covers_check
+ *   evict                        -> cau_evict (clean: revoke to NONE; written: flush_start)
  *   acquire (grant, barrier)     -> cau_acquired -> acquire_check
  *   atomic at the home           -> cau_atomic_prepare (twin, open interval), the daemon's
  *                                   update of the frame, cau_atomic_applied (flush; the
@@ -66,13 +95,36 @@
 #define REC_HDR 12                          /* an update's page record: [u64 page][u32 diff bytes] */
 #define LOCK_BUCKETS 256
 
+struct cau_rec;
+
 struct cau_page {
     uint8_t  local;
     uint8_t  written;   /* in the open interval */
     uint8_t  updating;  /* an update is being applied to it */
     uint8_t  want;      /* a fault that waits for the update to finish */
+    uint8_t  held;      /* the frame holds the page (always, unless partial: C4) */
+    uint8_t  fetching;  /* partial: PAGE_GET out */
     int32_t  origin;
     uint8_t *twin;
+    uint32_t *cover;    /* partial: fetched at this home clock, not yet covered here (C5) */
+    struct cau_rec *rec; /* fetching: the diffs of updates applied meanwhile, oldest first */
+};
+
+/* An update's diff of a page being fetched, kept for the PAGE (C5). */
+struct cau_rec {
+    struct cau_rec *next;
+    int src;
+    uint32_t seq;      /* the update's clock entry of src */
+    size_t len;
+    uint8_t diff[];
+};
+
+/* Home: a PAGE_GET waiting until this node has applied everything the requester had. */
+struct cau_get {
+    struct cau_get *next;
+    uint64_t page;
+    int node, origin;
+    uint32_t vc[];
 };
 
 struct cau_update {
@@ -99,6 +151,7 @@ struct cau_lock {
 struct dsmp {
     struct dsmp_services svc;
     int nn;
+    int partial;                   /* svc.partial: pages homed elsewhere may be absent */
     struct cau_page *pg;
     uint64_t *written;
     size_t nwritten, capwritten;
@@ -120,6 +173,10 @@ struct dsmp {
     struct cau_update *applying;   /* being applied */
     int ap_pending;
     struct cau_waiter *acquires;   /* acquires waiting for the clock */
+    /* partial replicas */
+    struct cau_get *gets;          /* home: PAGE_GETs waiting for the clock */
+    uint64_t *covering;            /* pages with a cover (some entries stale: cover NULL) */
+    size_t ncovering, capcovering;
     /* synchronisation */
     struct cau_lock *mgr[LOCK_BUCKETS];
     uint32_t *bar_acc;
@@ -132,6 +189,8 @@ struct dsmp {
 
 static void flush_start(dsmp_t *p);
 static void deliver(dsmp_t *p);
+static void fetch_start(dsmp_t *p, uint64_t page);
+static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
 
@@ -200,6 +259,13 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
     g->origin = origin;
     if (g->updating)
         return; /* apply_finish grants it */
+    if (!g->held) {
+        if (!g->fetching)
+            fetch_start(p, page);
+        return; /* page_arrived, then covers_check, grant it */
+    }
+    if (g->cover != NULL)
+        return; /* covers_check grants it */
     if (access == DSM_ACCESS_WRITE && !g->written && (p->flushing || p->nwritten >= p->pages_per_update)) {
         /* a write to a page outside the open interval while it is being flushed, or when it
          * is full: it starts the next interval once the flush is out (flush_send) */
@@ -429,6 +495,253 @@ static void acquire_check(dsmp_t *p)
     }
 }
 
+/* ---- partial replicas (svc.partial) ---- */
+
+/* Update u writes page g's frame here: it is held, and its copy does not hold u already. */
+static int applies(const struct cau_page *g, const struct cau_update *u)
+{
+    return g->held && (g->cover == NULL || u->vc[u->src] > g->cover[u->src]);
+}
+
+/* Keep u's diff of a page being fetched: the PAGE may come from before u (C5). */
+static void rec_add(dsmp_t *p, struct cau_page *g, const struct cau_update *u, const uint8_t *diff, size_t len)
+{
+    struct cau_rec *r = malloc(sizeof(*r) + len), **tail;
+
+    if (r == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory keeping an update for a page being fetched");
+        return;
+    }
+    r->next = NULL;
+    r->src = u->src;
+    r->seq = u->vc[u->src];
+    r->len = len;
+    memcpy(r->diff, diff, len);
+    for (tail = &g->rec; *tail; tail = &(*tail)->next)
+        ;
+    *tail = r;
+}
+
+static void rec_free(struct cau_page *g)
+{
+    while (g->rec) {
+        struct cau_rec *next = g->rec->next;
+
+        free(g->rec);
+        g->rec = next;
+    }
+}
+
+/* Requester: ask the page's home for it, with everything this node has applied. */
+static void fetch_start(dsmp_t *p, uint64_t page)
+{
+    struct cau_page *g = &p->pg[page];
+    int home = p->svc.home(p->svc.ctx, page);
+    dsmw_msg_t m;
+
+    if (home < 0 || home == p->svc.self) { /* the daemon faults only on allocated pages, C4 */
+        dsmp_fail(&p->svc, DSM_EPROTO, "causal: fault on page %llu, which has no home to fetch it from",
+                  (unsigned long long)page);
+        return;
+    }
+    g->fetching = 1;
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = page;
+    m.node = (uint32_t)p->svc.self;
+    m.origin = (uint32_t)g->origin;
+    fill_vc(p, &m, p->vc);
+    p->svc.send(p->svc.ctx, home, &m, DSMP_NO_FRAME);
+}
+
+/* Home: send page with this node's clock: the frame, or the twin while the page has
+ * unsent writes here (C2); status DSM_EINVAL when it was freed meanwhile. */
+static void serve_get(dsmp_t *p, uint64_t page, int node, int origin)
+{
+    struct cau_page *g = &p->pg[page];
+    uint64_t attach = DSMP_NO_FRAME;
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__PAGE);
+    m.page = page;
+    m.origin = (uint32_t)origin;
+    if (p->svc.home(p->svc.ctx, page) != p->svc.self) {
+        m.status = DSM_EINVAL;
+    } else {
+        fill_vc(p, &m, p->vc);
+        if (g->twin != NULL) {
+            m.data.data = g->twin;
+            m.data.len = p->svc.page_size;
+        } else {
+            attach = page;
+        }
+    }
+    p->svc.send(p->svc.ctx, node, &m, attach);
+}
+
+/* Home: answer the PAGE_GETs whose requesters' clocks this node's now covers, in order. */
+static void gets_check(dsmp_t *p)
+{
+    for (struct cau_get **pp = &p->gets; *pp;) {
+        struct cau_get *q = *pp;
+
+        if (dsmp_vc_covered(q->vc, p->vc, p->nn)) {
+            *pp = q->next;
+            serve_get(p, q->page, q->node, q->origin);
+            free(q);
+        } else {
+            pp = &q->next;
+        }
+    }
+}
+
+static dsm_status_t get_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
+{
+    int home = p->svc.home(p->svc.ctx, m->page);
+    struct cau_get *q, **tail;
+
+    if (src == p->svc.self || (int)m->n_vclock != p->nn || (home != p->svc.self && home != DSMP_NO_HOME) ||
+        (int)m->node != src)
+        return DSM_EPROTO;
+    if ((q = malloc(sizeof(*q) + (size_t)p->nn * sizeof(uint32_t))) == NULL)
+        return DSM_ENOMEM;
+    q->next = NULL;
+    q->page = m->page;
+    q->node = src;
+    q->origin = (int)m->origin;
+    for (int k = 0; k < p->nn; k++) {
+        if (m->vclock[k] > UINT32_MAX) {
+            free(q);
+            return DSM_EPROTO;
+        }
+        q->vc[k] = (uint32_t)m->vclock[k];
+    }
+    for (tail = &p->gets; *tail; tail = &(*tail)->next)
+        ;
+    *tail = q;
+    gets_check(p);
+    return DSM_OK;
+}
+
+/* Requester: a fetched page may go to the ranks (C5): the fault that asked for it, or
+ * just READ for the node. */
+static void fetched_open(dsmp_t *p, uint64_t page)
+{
+    struct cau_page *g = &p->pg[page];
+    int want = g->want;
+
+    g->want = 0;
+    if (want) {
+        cau_fault(p, page, want, g->origin, 1);
+    } else {
+        g->local = DSM_ACCESS_READ;
+        p->svc.set_access(p->svc.ctx, page, DSM_ACCESS_READ);
+    }
+}
+
+/* Requester: open the fetched pages whose home clocks this node's now covers. */
+static void covers_check(dsmp_t *p)
+{
+    size_t keep = 0;
+
+    if (p->applying != NULL)
+        return; /* an update is half applied: apply_finish calls again */
+    for (size_t k = 0; k < p->ncovering; k++) {
+        uint64_t page = p->covering[k];
+        struct cau_page *g = &p->pg[page];
+
+        if (g->cover == NULL)
+            continue; /* reset meanwhile */
+        if (!dsmp_vc_covered(g->cover, p->vc, p->nn)) {
+            p->covering[keep++] = page;
+            continue;
+        }
+        free(g->cover);
+        g->cover = NULL;
+        fetched_open(p, page);
+    }
+    p->ncovering = keep;
+}
+
+static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
+{
+    struct cau_page *g = &p->pg[m->page];
+    uint8_t *frame = p->svc.frame(p->svc.ctx, m->page);
+    uint32_t *h;
+
+    if (src != p->svc.home(p->svc.ctx, m->page) || !g->fetching)
+        return DSM_EPROTO;
+    if (m->status != 0) { /* freed at the home: the free resets it here too */
+        g->fetching = 0;
+        rec_free(g);
+        return DSM_OK;
+    }
+    if ((int)m->n_vclock != p->nn || m->data.len != (framed ? 0 : p->svc.page_size))
+        return DSM_EPROTO;
+    if (p->ncovering == p->capcovering) {
+        size_t ncap = p->capcovering ? p->capcovering * 2 : 16;
+        uint64_t *v = realloc(p->covering, ncap * sizeof(*v));
+
+        if (v == NULL)
+            return DSM_ENOMEM;
+        p->covering = v;
+        p->capcovering = ncap;
+    }
+    if (m->vclock[p->svc.self] > p->vc[p->svc.self])
+        return DSM_EPROTO; /* the home cannot have applied intervals this node never sent */
+    for (int k = 0; k < p->nn; k++)
+        if (m->vclock[k] > UINT32_MAX)
+            return DSM_EPROTO;
+    if ((h = malloc((size_t)p->nn * sizeof(uint32_t))) == NULL)
+        return DSM_ENOMEM;
+    for (int k = 0; k < p->nn; k++)
+        h[k] = (uint32_t)m->vclock[k];
+    if (!framed)
+        memcpy(frame, m->data.data, p->svc.page_size);
+    for (struct cau_rec *r = g->rec; r; r = r->next)
+        if (r->seq > h[r->src] && dsmp_diff_apply(frame, NULL, p->svc.page_size, r->diff, r->len) != DSM_OK)
+            dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
+                      (unsigned long long)m->page, r->src);
+    rec_free(g);
+    g->fetching = 0;
+    g->held = 1;
+    g->local = DSM_ACCESS_NONE;
+    p->svc.count(p->svc.ctx, g->origin, DSMP_PAGES_FETCHED, 1);
+    g->cover = h;
+    p->covering[p->ncovering++] = m->page;
+    covers_check(p);
+    return DSM_OK;
+}
+
+/* Give up a clean copy (its writes left with its interval's update); a page written in
+ * the open interval ends the interval, so that a later try finds it clean. */
+static int cau_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
+{
+    struct cau_page *g = &p->pg[page];
+
+    if (g->written && !p->flushing) {
+        p->fl_origin = p->svc.any_rank;
+        flush_start(p);
+    }
+    if (g->updating || g->fetching || g->cover != NULL || g->twin != NULL || g->written)
+        return 0;
+    g->held = 0;
+    g->local = DSM_ACCESS_NONE;
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, done, arg);
+    return 1;
+}
+
+/* No fetch of this node's, nor a PAGE_GET waiting here, on [first, first+n). */
+static int cau_settled(dsmp_t *p, uint64_t first, uint64_t n)
+{
+    for (uint64_t pg = first; pg < first + n; pg++)
+        if (p->pg[pg].fetching)
+            return 0;
+    for (const struct cau_get *q = p->gets; q; q = q->next)
+        if (q->page >= first && q->page < first + n)
+            return 0;
+    return 1;
+}
+
 /* Every page of the update is at NONE for the local ranks: patch them all, reopen. */
 static void apply_finish(dsmp_t *p)
 {
@@ -439,6 +752,12 @@ static void apply_finish(dsmp_t *p)
         size_t dl = (size_t)dsm_get_le(u->data + o + 8, 4);
         struct cau_page *g = &p->pg[page];
 
+        if (g->fetching)
+            rec_add(p, g, u, u->data + o + REC_HDR, dl);
+        if (!applies(g, u)) {
+            o += REC_HDR + dl;
+            continue;
+        }
         if (p->svc.applying)
             p->svc.applying(p->svc.ctx, page, u->src, u->data + o + REC_HDR, dl);
         if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + REC_HDR, dl) !=
@@ -457,6 +776,8 @@ static void apply_finish(dsmp_t *p)
         if (!g->updating)
             continue;
         g->updating = 0;
+        if (g->cover != NULL)
+            continue; /* shut until covers_check */
         g->local = g->written ? DSM_ACCESS_WRITE : DSM_ACCESS_READ;
         p->svc.set_access(p->svc.ctx, page, g->local);
         if (g->want) {
@@ -473,6 +794,8 @@ static void apply_finish(dsmp_t *p)
     free(u->data);
     free(u);
     acquire_check(p);
+    gets_check(p);
+    covers_check(p);
     deliver(p);
 }
 
@@ -493,8 +816,8 @@ static void apply_start(dsmp_t *p, struct cau_update *u)
         struct cau_page *g = &p->pg[page];
 
         o += REC_HDR + dl;
-        if (g->updating)
-            continue; /* the same page twice in one update */
+        if (g->updating || !applies(g, u))
+            continue; /* the same page twice in one update; absent, fetching, or in its copy */
         g->updating = 1;
         g->local = DSM_ACCESS_NONE;
         p->ap_pending++;
@@ -608,9 +931,18 @@ static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 
 static dsm_status_t cau_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
+    dsm_status_t st = DSM_EPROTO;
+
     if (m->type == DSMW__TYPE__UPDATE && !framed)
         return update_arrived(p, src, m);
-    DSM_ERR("causal: unexpected %s from node %d", dsmw_type_name(m->type), src);
+    if (m->type == DSMW__TYPE__PAGE_GET && !framed)
+        st = get_arrived(p, src, m);
+    else if (m->type == DSMW__TYPE__PAGE && p->partial)
+        st = page_arrived(p, src, m, framed);
+    if (st != DSM_EPROTO)
+        return st;
+    DSM_ERR("causal: unexpected %s for page %llu from node %d", dsmw_type_name(m->type),
+            (unsigned long long)m->page, src);
     return DSM_EPROTO;
 }
 
@@ -701,10 +1033,15 @@ static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct cau_page *g = &p->pg[pg];
+        int home = p->svc.home(p->svc.ctx, pg);
 
         free(g->twin);
+        free(g->cover);
+        rec_free(g);
         memset(g, 0, sizeof(*g));
-        if (p->svc.home(p->svc.ctx, pg) != DSMP_NO_HOME) { /* allocated (first-touch ones too) */
+        /* allocated (first-touch ones too); partial: only the home pages (C4) */
+        if (home != DSMP_NO_HOME && (!p->partial || home == p->svc.self)) {
+            g->held = 1;
             g->local = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ); /* C1 */
         }
@@ -725,8 +1062,18 @@ static void cau_destroy(dsmp_t *p)
 {
     if (p == NULL)
         return;
-    for (uint64_t pg = 0; p->pg && pg < p->svc.npages; pg++)
+    for (uint64_t pg = 0; p->pg && pg < p->svc.npages; pg++) {
         free(p->pg[pg].twin);
+        free(p->pg[pg].cover);
+        rec_free(&p->pg[pg]);
+    }
+    while (p->gets) {
+        struct cau_get *q = p->gets;
+
+        p->gets = q->next;
+        free(q);
+    }
+    free(p->covering);
     while (p->queue) {
         struct cau_update *u = p->queue;
 
@@ -780,6 +1127,7 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
         return DSM_ECONFIG;
     }
     p->nn = svc->nnodes;
+    p->partial = svc->partial;
     p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
     if (p->delay_us == 0 || p->delay_us > 10000000)
         p->delay_us = DEFAULT_DELAY_US;
@@ -910,6 +1258,8 @@ const struct dsmp_ops dsmp_causal_ops = {
     .message = cau_message,
     .reset = cau_reset,
     .tick = cau_tick,
+    .evict = cau_evict,
+    .settled = cau_settled,
     .sync = &cau_sync,
     .atomic = &cau_atomic,
 };

@@ -55,6 +55,11 @@ struct dsmp_services {
     int      nnodes;
     uint64_t npages;
     size_t   page_size;
+    /* 1 when nodes may hold only some of the pages (a bounded cache, or a job with memory
+     * nodes, which hold their homes and add capacity only if the others do not replicate
+     * them): a module that otherwise replicates every page (causal) then starts pages homed
+     * elsewhere absent and fetches them on a fault. */
+    int      partial;
 
     /* Home node of a page: DSMP_NO_HOME if the page is not allocated, DSMP_HOME_UNDECIDED for
      * a first-touch page nobody has touched (the daemon calls fault() for a page only once

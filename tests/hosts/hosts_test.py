@@ -184,9 +184,9 @@ def case_jacobi(dsmrun, bindir):
 
 def case_memory(dsmrun, bindir):
     """--memory-nodes 1 with --hosts: the last host runs a dsmd that holds homes and no rank;
-    jacobi on the other two, verified, under sequential and release; the memory host's
-    daemon serves pages (it sends bytes)."""
-    for model in ("sequential", "release"):
+    jacobi on the other two, verified, under every model; the memory host's daemon serves
+    pages (it sends bytes)."""
+    for model in ("sequential", "release", "causal"):
         stats = os.path.join(DIR, "mem-stats.json")
         j = run(dsmrun, ["-n", "2", "--hosts", "dsmh1,dsmh2,dsmh3", "--memory-nodes", "1", "--consistency", model,
                          "--stats", stats, "--timeout", "60"], [os.path.join(bindir, "jacobi"), "-n", "256", "-i", "20"])

@@ -423,11 +423,11 @@ def case_deadlock(dsmrun, prog):
 
 def case_memory_nodes(dsmrun, prog):
     """--memory-nodes M: M more daemons, the job's last nodes, run no rank; the job runs and
-    ends cleanly under sequential and release (nothing left behind), --stats marks them,
+    ends cleanly under every model (nothing left behind), --stats marks them,
     a deadlock is still found with them (they wait for nothing), and bad values are refused."""
     d = tempfile.mkdtemp(prefix="dsmrun-mem-")
     try:
-        for model in ("sequential", "release"):
+        for model in ("sequential", "release", "causal"):
             path = os.path.join(d, "stats.json")
             j = run(dsmrun, prog, ["ok"], ["-n", "3", "--memory-nodes", "2", "--consistency", model,
                                            "--stats", path, "--report", "--timeout", "60"])

@@ -385,7 +385,7 @@ struct ph *ph_create(const struct ph_config *cfg)
         struct ph_node *n = &h->nodes[i];
         struct dsmp_services svc = {
             .ctx = n, .self = i, .any_rank = ph_rank(i), .nnodes = cfg->nnodes, .npages = cfg->npages,
-            .page_size = cfg->page_size, .home = svc_home, .alloc_end = svc_alloc_end, .frame = svc_frame, .send = svc_send,
+            .page_size = cfg->page_size, .partial = cfg->partial, .home = svc_home, .alloc_end = svc_alloc_end, .frame = svc_frame, .send = svc_send,
             .grant = svc_grant, .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
             .timer = svc_timer, .fail = svc_fail,
         };

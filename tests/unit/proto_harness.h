@@ -62,6 +62,8 @@ struct ph_config {
     /* Bounded cache: each ph_step_random first tries, with this chance in percent, to evict
      * a random page of a random node as the daemon would (ph_evict). 0: never. */
     int      evict_pct;
+    /* svc->partial: the node may hold only some pages (what a bounded cache tells a module). */
+    int      partial;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };

@@ -6,13 +6,14 @@
 #include <string.h>
 
 uint32_t pp_ahead;
+int pp_partial;
 
 struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size_t page_size, const int *home,
                    enum ph_revoke_mode mode)
 {
     struct ph_config cfg = {
         .ops = ops, .nnodes = nnodes, .npages = npages, .page_size = page_size, .home = home,
-        .revoke = mode, .daemon_revoke = 1, .ahead = pp_ahead,
+        .revoke = mode, .daemon_revoke = 1, .ahead = pp_ahead, .partial = pp_partial,
     };
     struct ph *h = ph_create(&cfg);
 
@@ -301,8 +302,10 @@ struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, 
         for (int p = 0; p < 12; p++)
             home[p] = (int)((uint64_t)(p / 4) + seed) % nn;
         pp_ahead = ahead_odd_only && seed % 2 == 0 ? 0 : ahead;
+        pp_partial = evict_pct > 0;
         h = pp_make(ops, nn, 12, 4096, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
         pp_ahead = 0;
+        pp_partial = 0;
         ph_set_evict_pct(h, evict_pct);
         pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
         for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)

@@ -16,6 +16,8 @@
 
 /* ph_config.ahead (read-ahead hints) of the harnesses pp_make creates from now on; 0 at start. */
 extern uint32_t pp_ahead;
+/* ph_config.partial of the harnesses pp_make creates from now on; 0 at start. */
+extern int pp_partial;
 
 /* A harness for `ops` with the daemon's revoke semantics and no per-step invariant checks
  * (they are those of a single-writer protocol). */
@@ -62,7 +64,8 @@ struct pp_scan_totals {
 
 /* 60 lock scans of `ops` over 12 pages homed in blocks of 4, on 2-4 nodes, alternating sync
  * and deferred revocations: read-ahead hints up to `ahead` (0: none; `ahead_odd_only`: only on
- * odd seeds), pages evicted at random with `evict_pct` (ph_config.evict_pct). */
+ * odd seeds), pages evicted at random with `evict_pct` (ph_config.evict_pct; the nodes are then
+ * partial replicas, ph_config.partial, as under a bounded cache). */
 struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, int ahead_odd_only, int evict_pct);
 
 #endif

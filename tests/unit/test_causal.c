@@ -709,3 +709,317 @@ Test(causal, lock_scan_random_schedules, .timeout = 120)
         ph_destroy(h);
     }
 }
+
+/* ---- partial replicas: a bounded cache, memory nodes (svc.partial) --------------------------- */
+
+enum { PAGE_GET = DSMW__TYPE__PAGE_GET, PAGE = DSMW__TYPE__PAGE };
+
+static struct ph *mkp(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode)
+{
+    struct ph *h;
+
+    pp_partial = 1;
+    h = pp_make(&dsmp_causal_ops, nnodes, npages, PS, home, mode);
+    pp_partial = 0;
+    return h;
+}
+
+/* The last message sent of `type` from src to dst, or NULL. */
+static const struct ph_sent *last_sent(struct ph *h, int type, int src, int dst)
+{
+    for (size_t i = ph_nsent(h); i-- > 0;) {
+        const struct ph_sent *s = ph_sent_at(h, i);
+
+        if (s->type == type && s->src == src && s->dst == dst)
+            return s;
+    }
+    return NULL;
+}
+
+BOTH_MODES(partial_pages_homed_elsewhere_start_absent_and_are_fetched)
+{
+    static const int home[4] = { 0, 1, 2, 0 };
+    struct ph *h = mkp(3, 4, home, mode);
+    const struct ph_sent *s;
+
+    for (uint64_t p = 0; p < 4; p++)
+        for (int n = 0; n < 3; n++)
+            cr_assert_eq(ph_access(h, n, p), home[p] == n ? R : NONE, "page %llu node %d", (unsigned long long)p, n);
+    pp_write(h, 0, 0, 0, 5);
+    tick(h, 0);
+    pp_run(h);
+    ph_clear_log(h);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 5);
+    cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 1);
+    s = last_sent(h, PAGE_GET, 1, 0);
+    cr_assert_eq(s->n_vclock, 3, "the request carries the requester's clock");
+    s = last_sent(h, PAGE, 0, 1);
+    cr_assert(s != NULL && s->framed && s->data_len == 0 && s->n_vclock == 3, "the home's frame and clock");
+    cr_assert_eq(s->vclock[0], 1);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 1);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 5);
+    cr_assert_eq(ph_count(h, PAGE_GET, PH_ANY, PH_ANY), 1, "a held page is read locally");
+    /* a held copy follows the updates; an absent one is never written (C4) */
+    pp_write(h, 0, 0, 0, 6);
+    tick(h, 0);
+    pp_run(h);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 6);
+    cr_assert_eq(pp_peek(h, 2, 0, 0), 0, "an update wrote a page node 2 does not hold");
+    cr_assert_eq(ph_access(h, 2, 0), NONE);
+    cr_assert_eq(ph_count(h, PAGE_GET, PH_ANY, PH_ANY), 1);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Node 1 has applied node 2's update; the home has not: it answers only once it has, so
+ * the copy node 1 gets holds node 2's write. */
+BOTH_MODES(a_fetch_waits_until_the_home_has_what_the_requester_has)
+{
+    static const int home[2] = { 0, 2 };
+    struct ph *h = mkp(3, 2, home, mode);
+
+    pp_write(h, 2, 0, 0, 7);
+    tick(h, 2);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);
+    settle(h);
+    ph_clear_log(h);
+    FAULT(h, 1, 0, R);
+    cr_assert(!dsmp_causal_ops.settled(ph_proto(h, 1), 0, 1), "a fetch is out");
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 0, "the home answered before it had node 2's update");
+    cr_assert(!dsmp_causal_ops.settled(ph_proto(h, 0), 0, 1), "a request waits at the home");
+    cr_assert(dsmp_causal_ops.settled(ph_proto(h, 0), 1, 1));
+    cr_assert_eq(ph_deliver(h, 2, 0), 1);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 1);
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 7);
+    cr_assert(dsmp_causal_ops.settled(ph_proto(h, 0), 0, 2) && dsmp_causal_ops.settled(ph_proto(h, 1), 0, 2));
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* The home's unsent writes do not travel ahead of their interval: it sends its twin. */
+BOTH_MODES(the_home_sends_its_twin_while_it_writes_the_page)
+{
+    static const int home[1] = { 0 };
+    struct ph *h = mkp(2, 1, home, mode);
+    const struct ph_sent *s;
+
+    pp_write(h, 0, 0, 0, 3);
+    tick(h, 0);
+    pp_run(h);
+    pp_write(h, 0, 0, 0, 4);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 3, "node 1 saw the home's unsent write");
+    s = last_sent(h, PAGE, 0, 1);
+    cr_assert(s != NULL && !s->framed && s->data_len == PS, "the twin travels in the message");
+    tick(h, 0);
+    pp_run(h);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 4);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* An update applied while the page is being fetched, which the home's copy lacks, is
+ * applied over that copy when it arrives. */
+BOTH_MODES(updates_applied_during_a_fetch_are_kept_for_its_page)
+{
+    static const int home[1] = { 0 };
+    struct ph *h = mkp(3, 1, home, mode);
+
+    pp_write(h, 2, 0, 0, 9);
+    tick(h, 2);
+    FAULT(h, 1, 0, R);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);          /* the home answers at once: 0 */
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 1);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);          /* node 1 applies node 2's update first */
+    settle(h);
+    cr_assert_eq(ph_access(h, 1, 0), NONE);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);          /* then the home's copy arrives */
+    settle(h);
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 9, "the update applied during the fetch was lost");
+    pp_run(h);
+    cr_assert_eq(pp_peek(h, 0, 0, 0), 9);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* The home's copy holds node 0's write x = 8, made after it read node 2's x = 7. Node 1 has
+ * applied neither: the page stays shut to its ranks until it has, and neither update
+ * (both in the copy) is applied to it again. */
+BOTH_MODES(a_fetched_page_stays_shut_until_the_clock_covers_the_homes)
+{
+    static const int home[1] = { 0 };
+    struct ph *h = mkp(3, 1, home, mode);
+    uint64_t diffs;
+
+    pp_write(h, 2, 0, 0, 7);
+    tick(h, 2);
+    cr_assert_eq(ph_deliver(h, 2, 0), 1);
+    settle(h);
+    cr_assert_eq(pp_read(h, 0, 0, 0), 7);
+    pp_write(h, 0, 0, 0, 8);
+    tick(h, 0);
+    FAULT(h, 1, 0, R);
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);          /* node 0's update: waits for node 2's */
+    cr_assert_eq(ph_deliver(h, 0, 1), 1);          /* the PAGE */
+    settle(h);
+    cr_assert_eq(ph_access(h, 1, 0), NONE, "node 1 may read x = 8 before it applied what x = 8 depends on");
+    cr_assert_neq(ph_fault_pending(h, 1, 0), 0);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 8);
+    diffs = ph_counter(h, ph_rank(1), DSMP_DIFFS);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);
+    settle(h);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 8);
+    pp_run(h);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS), diffs, "an update the copy holds was applied again");
+    cr_assert_eq(ph_access(h, 1, 0), R);
+    cr_assert_eq(pp_peek(h, 1, 0, 0), 8);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+BOTH_MODES(eviction_drops_a_clean_copy_and_ends_an_interval_that_wrote_it)
+{
+    static const int home[1] = { 0 };
+    struct ph *h = mkp(2, 1, home, mode);
+    uint8_t before[PS];
+    int done = 0, r;
+
+    cr_assert_eq(pp_read(h, 1, 0, 0), 0);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    settle(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_nsent(h), 0, "a clean page goes without a message");
+    cr_assert_eq(ph_access(h, 1, 0), NONE);
+    pp_write(h, 1, 0, 0, 5);
+    ph_clear_log(h);
+    /* the interval ends first; its revocations done at once, the page is clean at once */
+    r = ph_evict(h, 1, 0, &done);
+    cr_assert_eq(r, mode == PH_REVOKE_SYNC, "a page of the open interval was evicted (%d)", r);
+    settle(h);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1, "the eviction did not end the interval");
+    if (r == 0)
+        cr_assert_eq(ph_evict(h, 1, 0, &done), 1);
+    settle(h);
+    cr_assert_eq(done, 2);
+    pp_run(h);
+    cr_assert_eq(pp_read(h, 0, 0, 0), 5, "the evicted page's write was lost");
+    memcpy(before, ph_frame(h, 1, 0), PS);
+    pp_write(h, 0, 0, 0, 6);
+    tick(h, 0);
+    pp_run(h);
+    cr_assert(memcmp(before, ph_frame(h, 1, 0), PS) == 0, "an update wrote an evicted frame");
+    cr_assert_eq(pp_read(h, 1, 0, 0), 6);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+Test(causal, malformed_partial_messages_are_eproto)
+{
+    static const int home[3] = { 0, 1, DSMP_NO_HOME };
+    struct ph *h = mkp(3, 3, home, PH_REVOKE_SYNC);
+    uint64_t vc[3] = { 0, 0, 0 }, page[PS / 8];
+    dsmw_msg_t m;
+
+    memset(page, 0, sizeof(page));
+    dsmw_init(&m, DSMW__TYPE__PAGE);
+    m.page = 0;
+    m.origin = 0;
+    m.vclock = vc;
+    m.n_vclock = 3;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 0), DSM_EPROTO, "a PAGE nobody asked for");
+    FAULT(h, 1, 0, R);
+    cr_assert_eq(ph_inject(h, 2, 1, &m, 0), DSM_EPROTO, "a PAGE from a node that is not the home");
+    vc[1] = 5;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, 0), DSM_EPROTO, "a home clock ahead of the requester's own intervals");
+    vc[1] = 0;
+    m.data.data = (uint8_t *)page;
+    m.data.len = 10;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO, "a page of 10 bytes");
+    m.n_vclock = 2;
+    m.data.len = PS;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO, "a clock of the wrong length");
+    cr_assert_eq(ph_access(h, 1, 0), NONE);
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = 1;
+    m.node = 1;
+    m.origin = 2;
+    m.vclock = vc;
+    m.n_vclock = 3;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "a request for a page homed elsewhere");
+    m.page = 2;
+    ph_clear_log(h);
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_OK, "a request for a freed page");
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 1, "a request for a freed page goes unanswered");
+    cr_assert(!last_sent(h, PAGE, 0, 1)->framed);
+    ph_discard(h);
+    ph_destroy(h);
+}
+
+/* Locked scans with random evictions: every scan sees every increment. */
+Test(causal, lock_scans_with_evictions, .timeout = 120)
+{
+    struct pp_scan_totals t = pp_lock_scans(&dsmp_causal_ops, 0, 0, 20);
+
+    cr_assert_gt(t.evictions, 300, "only %llu evictions", (unsigned long long)t.evictions);
+}
+
+/* MP, WRC and CoRR (random_schedules_keep_mp_wrc_corr) over partial replicas, pages homed
+ * on different nodes, the readers fetching them and pages evicted at random. */
+Test(causal, partial_random_schedules_keep_mp_wrc_corr, .timeout = 120)
+{
+    static const int home[4] = { 1, 2, 3, 0 };
+    uint64_t evictions = 0;
+
+    for (uint64_t seed = 1; seed <= 300; seed++) {
+        struct ph *h = mkp(4, 4, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        struct rw_state st = { 0 };
+        uint64_t s = seed;
+        long steps = 0;
+
+        ph_set_evict_pct(h, 15);
+        while (st.pc0 < 4 || st.pc1 < 1 || !ph_idle(h) || ph_timer(h, 0) >= 0 || ph_timer(h, 1) >= 0) {
+            uint32_t what;
+
+            cr_assert_lt(steps++, 100000, "seed %llu: stuck", (unsigned long long)seed);
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            what = (uint32_t)(s >> 33) % 12;
+            if (what < 2 && st.pc0 < 4) {
+                static const uint64_t page[4] = { 0, 1, 3, 3 }, value[4] = { 1, 1, 1, 2 };
+
+                if (st.pc0 == 0 || st.wait0 || ph_timer(h, 0) < 0)
+                    writer_step(h, 0, page[st.pc0], value[st.pc0], &st.pc0, &st.wait0);
+            } else if (what < 3 && st.pc1 < 1) {
+                if (st.wait1 || (ph_access(h, 1, 0) >= R && pp_peek(h, 1, 0, 0) == 1))
+                    writer_step(h, 1, 2, 1, &st.pc1, &st.wait1);
+                else if (ph_access(h, 1, 0) < R)
+                    (void)ph_fault(h, 1, 0, R, ph_rank(1));
+            } else if (what < 5) {
+                ph_tick(h, (int)((s >> 20) % 2));
+            } else if (what < 6) {
+                int n = 2 + (int)((s >> 20) % 2);
+
+                for (uint64_t p = 0; p < 4; p++) /* a reader wants every page */
+                    if (ph_access(h, n, p) < R)
+                        (void)ph_fault(h, n, p, R, ph_rank(n));
+            } else if (!ph_step_random(h, &s)) {
+                ph_tick(h, (int)((s >> 20) % 2));
+            }
+            NO_ERRORS(h);
+            observe(h, &st, seed);
+        }
+        for (int n = 0; n < 4; n++) {
+            cr_assert_eq(pp_read(h, n, 0, 0), 1, "seed %llu node %d", (unsigned long long)seed, n);
+            cr_assert_eq(pp_read(h, n, 1, 0), 1);
+            cr_assert_eq(pp_read(h, n, 2, 0), 1);
+            cr_assert_eq(pp_read(h, n, 3, 0), 2);
+        }
+        evictions += ph_evictions(h);
+        ph_destroy(h);
+    }
+    cr_assert_gt(evictions, 1000, "only %llu evictions", (unsigned long long)evictions);
+}
