@@ -218,6 +218,7 @@ struct dsmd {
     int       nchans, capchans;
     int       ranks_gone;        /* local ranks that finalized and closed every channel */
     int       ranks_absent;      /* local ranks that exited without dsm_init */
+    int       job_heard;         /* a peer sent more than liveness: the job did something here */
     int       lost_early;        /* a peer lost before any local rank joined, or -1 */
 
     struct dsmd_page *pages;

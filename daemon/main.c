@@ -347,9 +347,12 @@ static void stdin_ready(void *arg, uint32_t events)
             return;
         dsmd_loop_del(d->loop, STDIN_FILENO);
         /* every local rank exited without dsm_init: no dsm job ran here, nothing is lost (a
-         * memory node: some rank of the job did, so no dsm job ran or it failed already) */
+         * memory node: some rank of the job did, so no dsm job ran or it failed already; or
+         * no peer ever asked it anything, so it holds nothing: a RANK_ABSENT may still be on
+         * its way when the launcher, done, closes stdin) */
         if (d->finishing || d->aborting ||
-            (d->cfg.local_ranks > 0 ? d->ranks_absent == d->cfg.local_ranks : dsmd_sync_absent_from(d, -1)))
+            (d->cfg.local_ranks > 0 ? d->ranks_absent == d->cfg.local_ranks
+                                    : dsmd_sync_absent_from(d, -1) || !d->job_heard))
             dsmd_loop_stop(d->loop, d->aborting ? DSM_EPEER : DSM_OK);
         else
             dsmd_abort(d, DSM_ESTATE, "the launcher went away (stdin closed) before the job finished");

@@ -1,6 +1,6 @@
 /*
  * test_causal.c - unit suite for the causal consistency module
- * (consistency/causal/causal.c: full replication, updates tagged with vector clocks and
+ * (consistency/causal/causal.c: replication, updates tagged with vector clocks and
  * applied in causal order) over the in-process harness (proto_harness.h), with the timer
  * fired explicitly and locks and barriers driven as daemon/sync.c drives the sync hooks.
  *
@@ -11,7 +11,10 @@
  * what happens to write faults during a flush. Randomized schedules check that MP, WRC and
  * CoRR never show a forbidden outcome; the litmus tests run one schedule under causal and
  * under sequential and check that causal produces outcomes that sequential forbids (SB,
- * IRIW).
+ * IRIW). Partial replicas (a bounded cache): absent pages fetched from their homes, a home
+ * answering only once its clock covers the requester's, its twin sent while it writes the
+ * page, updates kept during a fetch, a fetched page shut until the clock covers the home's,
+ * eviction, malformed messages, and the randomized schedules again with evictions.
  */
 #include <criterion/criterion.h>
 
