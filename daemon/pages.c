@@ -372,7 +372,9 @@ static void page_kick(struct dsmd *d, uint64_t page)
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
-        if (ahead > (uint32_t)d->cfg.read_ahead)
+        if (!d->pops->reads_ahead)
+            ahead = 1; /* no frames reserved for pages the module never fetches */
+        else if (ahead > (uint32_t)d->cfg.read_ahead)
             ahead = (uint32_t)d->cfg.read_ahead;
         if (!dsmd_cache_admit(d, page, &ahead))
             return; /* waits for a frame (cache.c) */

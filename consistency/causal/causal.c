@@ -253,7 +253,7 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
 {
     struct cau_page *g = &p->pg[page];
 
-    (void)ahead; /* every node holds every page (replicas): nothing to fetch ahead */
+    (void)ahead; /* reads_ahead 0: a fetch asks for one page */
     if (access > g->want)
         g->want = (uint8_t)access;
     g->origin = origin;
@@ -600,8 +600,8 @@ static dsm_status_t get_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     struct cau_get *q, **tail;
 
     if (src == p->svc.self || (int)m->n_vclock != p->nn || (home != p->svc.self && home != DSMP_NO_HOME) ||
-        (int)m->node != src)
-        return DSM_EPROTO;
+        (int)m->node != src || m->vclock[p->svc.self] > p->vc[p->svc.self])
+        return DSM_EPROTO; /* nobody can have applied intervals of this node's it never sent */
     if ((q = malloc(sizeof(*q) + (size_t)p->nn * sizeof(uint32_t))) == NULL)
         return DSM_ENOMEM;
     q->next = NULL;

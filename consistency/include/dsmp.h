@@ -174,6 +174,9 @@ struct dsmp_ops {
     enum dsm_model model;
     /* Most nodes a job may have under this model (0: no limit of its own). */
     int max_nodes;
+    /* 1 if fault() may fetch pages after the asked one (`ahead`): the daemon then budgets
+     * frames of a bounded cache for them; 0 and it hands every fault ahead = 1. */
+    int reads_ahead;
     /* Create the module's state for this node. */
     dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);
     void (*destroy)(dsmp_t *p);

@@ -1077,6 +1077,7 @@ static const struct dsmp_sync_ops rel_sync = {
 const struct dsmp_ops dsmp_release_ops = {
     .name = "release",
     .model = DSM_MODEL_RELEASE,
+    .reads_ahead = 1,
     .create = rel_create,
     .destroy = rel_destroy,
     .fault = rel_fault,

@@ -1044,6 +1044,7 @@ static const struct dsmp_atomic_ops seq_atomic = {
 const struct dsmp_ops dsmp_sequential_ops = {
     .name = "sequential",
     .model = DSM_MODEL_SEQUENTIAL,
+    .reads_ahead = 1,
 
     .create = seq_create,
     .destroy = seq_destroy,

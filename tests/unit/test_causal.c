@@ -954,6 +954,11 @@ Test(causal, malformed_partial_messages_are_eproto)
     m.vclock = vc;
     m.n_vclock = 3;
     cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "a request for a page homed elsewhere");
+    m.page = 0;
+    vc[0] = 7;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "a request claiming intervals the home never sent");
+    cr_assert(dsmp_causal_ops.settled(ph_proto(h, 0), 0, 1), "a request that can never be answered waits");
+    vc[0] = 0;
     m.page = 2;
     ph_clear_log(h);
     cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_OK, "a request for a freed page");
