@@ -1031,6 +1031,13 @@ static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
 
 static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
+    size_t keep = 0;
+
+    /* a freed page leaves the open interval with its twin (C2): its writes are void */
+    for (size_t k = 0; k < p->nwritten; k++)
+        if (p->written[k] < first || p->written[k] >= first + n)
+            p->written[keep++] = p->written[k];
+    p->nwritten = keep;
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct cau_page *g = &p->pg[pg];
         int home = p->svc.home(p->svc.ctx, pg);

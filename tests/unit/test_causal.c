@@ -1031,3 +1031,21 @@ Test(causal, partial_random_schedules_keep_mp_wrc_corr, .timeout = 120)
     }
     cr_assert_gt(evictions, 1000, "only %llu evictions", (unsigned long long)evictions);
 }
+
+/* A page written in the open interval and then freed (reset) leaves the interval: its
+ * writes are void, and the interval's end finds no page without its twin (C2). */
+BOTH_MODES(a_freed_page_leaves_the_open_interval)
+{
+    struct ph *h = mk(2, 2, mode);
+
+    pp_write(h, 1, 0, 0, 5);
+    pp_write(h, 1, 1, 0, 6);
+    ph_reset(h, 0, 1);
+    tick(h, 1);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1, "the interval's other page was not sent");
+    cr_assert_eq(pp_peek(h, 0, 0, 0), 0, "a freed page's write arrived");
+    cr_assert_eq(pp_peek(h, 0, 1, 0), 6);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
