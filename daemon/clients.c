@@ -398,6 +398,7 @@ static void listen_ready(void *arg, uint32_t events)
         c->id = d->nchans++;
         c->lrank = -1;
         c->unconfirmed = -1;
+        c->asked_page = UINT64_MAX;
         d->chans[c->id] = c;
         if (dsmd_loop_add(d->loop, fd, EPOLLIN, chan_ready, c) != DSM_OK)
             chan_close(d, c, "event loop");

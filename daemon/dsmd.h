@@ -19,6 +19,7 @@
  *   transport/  the transports behind dsmt.h
  */
 #ifndef DSMD_H
+#define DSMD_SCANS 4 /* interleaved scans one channel's faults are matched against */
 #define DSMD_H
 
 #include <stddef.h>
@@ -85,10 +86,16 @@ struct dsmd_chan {
      * mprotect); -1: none */
     int64_t  unconfirmed;
     uint32_t unconfirmed_n;
-    /* scan detection (pages.c), for grants and reads ahead: the page a sequential scan would
-     * fault on next, and the length its runs have reached (doubling, up to DSMC_GRANT_RUN_MAX) */
-    uint64_t ahead_next;
-    uint32_t ahead_len;
+    /* scan detection (pages.c), for grants and reads ahead: up to DSMD_SCANS interleaved
+     * scans (a stencil reads one array while it writes another), each the page it would
+     * fault on next, the length its runs have reached (doubling, up to DSMC_GRANT_RUN_MAX)
+     * and the pages its last fault asked the protocol for (0: granted from the node's
+     * pages); `last` orders them for replacement. The fault handed to the protocol last:
+     * its page and the pages it asked for, until its grant. */
+    struct dsmd_scan { uint64_t next; uint32_t len, fetched, last; } scans[DSMD_SCANS];
+    uint32_t scan_clock;
+    uint64_t asked_page;
+    uint32_t asked;
     /* messages the rank's socket had no room for, oldest first (clients.c) */
     struct dsmc_msg *outq;
     uint32_t oq_head, oq_len, oq_cap, oq_peak;

@@ -135,16 +135,59 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
 }
 
 /*
- * Scan detection, shared by grants ahead and reads ahead: a channel whose faults follow each
- * other page by page (it faults on the page right after the last run it was granted) is
+ * Scan detection, shared by grants ahead and reads ahead: a channel whose faults follow one
+ * of its last DSMD_SCANS runs page by page (it faults on the page right after that run) is
  * scanning, and the run it may get doubles with each such fault, up to DSMC_GRANT_RUN_MAX.
- * Any other fault starts over at 1.
+ * Several scans are told apart because loops interleave them (jacobi reads one grid and
+ * writes the other, row by row). Any other fault starts a new scan at 1, in place of the
+ * one least recently extended. Reads ahead double on their own: a scan of held pages
+ * that runs into pages homed elsewhere (a stencil reaching its neighbour's boundary row)
+ * fetches 1, 2, 4... pages, not the length its free local runs reached, which would fetch
+ * pages it never reads and that their writer then has to take back.
  */
-static uint32_t scan_want(const struct dsmd_chan *c, uint64_t page)
+static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
 {
-    if (c->ahead_len == 0 || page != c->ahead_next)
+    for (int i = 0; i < DSMD_SCANS; i++)
+        if (c->scans[i].len > 0 && c->scans[i].next == page)
+            return &c->scans[i];
+    return NULL;
+}
+
+static uint32_t scan_want(struct dsmd_chan *c, uint64_t page)
+{
+    const struct dsmd_scan *s = scan_of(c, page);
+
+    if (s == NULL)
         return 1;
-    return c->ahead_len * 2 < DSMC_GRANT_RUN_MAX ? c->ahead_len * 2 : DSMC_GRANT_RUN_MAX;
+    return s->len * 2 < DSMC_GRANT_RUN_MAX ? s->len * 2 : DSMC_GRANT_RUN_MAX;
+}
+
+/* The pages a fault on `page` that goes to the protocol may ask for (reads ahead). */
+static uint32_t fetch_want(struct dsmd_chan *c, uint64_t page)
+{
+    const struct dsmd_scan *s = scan_of(c, page);
+
+    if (s == NULL || s->fetched == 0)
+        return 1;
+    return s->fetched * 2 < DSMC_GRANT_RUN_MAX ? s->fetched * 2 : DSMC_GRANT_RUN_MAX;
+}
+
+/* The scan a run of n pages from `page`, of length `scan`, extends (or starts). */
+static void scan_note(struct dsmd_chan *c, uint64_t page, uint32_t n, uint32_t scan)
+{
+    struct dsmd_scan *s = scan_of(c, page);
+
+    if (s == NULL) {
+        s = &c->scans[0];
+        for (int i = 1; i < DSMD_SCANS; i++)
+            if (c->scans[i].last < s->last)
+                s = &c->scans[i];
+    }
+    s->next = page + n;
+    s->len = scan;
+    s->fetched = c->asked_page == page ? c->asked : 0;
+    s->last = ++c->scan_clock;
+    c->asked_page = UINT64_MAX;
 }
 
 /*
@@ -161,8 +204,7 @@ static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank
 
     while (n < want && page + n < d->npages && run_page_ok(d, rk, page + n, access))
         n++;
-    c->ahead_next = page + n;
-    c->ahead_len = scan;
+    scan_note(c, page, n, scan);
     return n;
 }
 
@@ -340,7 +382,7 @@ static void refuse_unallocated(struct dsmd *d, struct dsmd_chan *c, uint64_t pag
 static void page_kick(struct dsmd *d, uint64_t page)
 {
     struct dsmd_page *pg = &d->pages[page];
-    struct dsmd_chan *c, *next;
+    struct dsmd_chan *c, *next, *asker = NULL;
     int need = DSM_ACCESS_NONE, origin = -1, home;
     uint32_t ahead = 1;
 
@@ -368,7 +410,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
         } else if (c->wait_access > need) {
             need = c->wait_access;
             origin = d->ranks[c->lrank].rank;
-            ahead = scan_want(c, page);
+            ahead = fetch_want(c, page);
+            asker = c;
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
@@ -378,6 +421,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
             ahead = (uint32_t)d->cfg.read_ahead;
         if (!dsmd_cache_admit(d, page, &ahead))
             return; /* waits for a frame (cache.c) */
+        asker->asked_page = page;
+        asker->asked = need == DSM_ACCESS_READ ? ahead : 0; /* modules read ahead on reads only */
         pg->pending = 1;
         d->faults_inflight++;
         if (d->trace != NULL)

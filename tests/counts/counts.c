@@ -1,14 +1,16 @@
 /*
  * counts.c - a job whose page traffic is known exactly, for checking the statistics.
  *
- * usage: counts PAGES [scan]
+ * usage: counts PAGES [scan|scan2]
  * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
  * collectively allocated so that the first half are homed on node 0 and the second half
  * on the last node (block placement over 2 nodes, or the first and last block).
  *
  * Phase 0 (with `scan`): rank 0 reads one word of each of those pages, in order: they are
  *   homed on its node, so its daemon grants them in runs that double as the scan goes on
- *   (grants ahead, daemon/pages.c).
+ *   (grants ahead, daemon/pages.c). With `scan2` it reads them as two interleaved scans, page
+ *   i of the first half then page i of the second, as a stencil reads one array and writes
+ *   another: each scan's runs double on their own.
  * Phase 1 (read): every rank not on node 0 reads one word of each of the PAGES pages homed
  *   on node 0, all at once (ranks of one node race for the same pages: coalescing).
  * Phase 2 (write): rank 0 writes each of those pages (its node is their home), which
@@ -19,6 +21,7 @@
 #include <dsm/dsm.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
@@ -41,9 +44,12 @@ int main(int argc, char **argv)
     if (base == NULL)
         return 1;
     dsm_barrier();
-    if (argc > 2 && argv[2][0] == 's' && dsm_rank() == 0)
+    if (argc > 2 && strcmp(argv[2], "scan") == 0 && dsm_rank() == 0)
         for (long p = 0; p < pages; p++)
             sum += base[p * (long)ps];
+    if (argc > 2 && strcmp(argv[2], "scan2") == 0 && dsm_rank() == 0)
+        for (long p = 0; p < pages / 2; p++)
+            sum += base[p * (long)ps] + base[(pages / 2 + p) * (long)ps];
     dsm_barrier();
     if (getenv("DSM_NODE") == NULL || atoi(getenv("DSM_NODE")) != 0)
         for (long p = 0; p < pages; p++)

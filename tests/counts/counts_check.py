@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|readahead-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -25,7 +25,8 @@ These runs keep each fault to its page (DSM_GRANT_AHEAD=1, DSM_READ_AHEAD=1): th
 traffic is what is counted. With `ahead-MODEL` the job runs under MODEL with grants ahead of up to 16 pages
 and rank 0 first scans the P pages homed on its node (counts.c's phase 0): its read faults
 grow by exactly the number of runs of lengths 1, 2, 4, ... 16, 16, ... that cover P pages,
-and its pages granted ahead by at least P minus that.
+and its pages granted ahead by at least P minus that. With `ahead2-MODEL` it reads them as two
+interleaved scans of P/2 pages (page i of each half in turn): twice the runs covering P/2.
 
 With `readahead-MODEL` (2 nodes, one rank each) the job runs under MODEL twice with P pages,
 with reads ahead off (DSM_READ_AHEAD=1) and on (16), grants ahead on in both: rank 1's scan
@@ -44,10 +45,10 @@ import tempfile
 
 
 def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None):
-    scan = ahead > 1 if scan is None else scan
+    scan = ("scan" if ahead > 1 else None) if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
-               "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + (["scan"] if scan else [])
+               "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + ([scan] if scan else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
                            env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead)))
         if r.returncode != 0:
@@ -91,13 +92,15 @@ def runs_covering(pages, most):
     return n
 
 
-def check_ahead(dsmrun, prog, n, k, pages, model):
-    """Grants ahead: rank 0's scan of its node's pages (see the top); 0 if all hold."""
-    a, b = run(dsmrun, prog, n, k, 0, model, 16), run(dsmrun, prog, n, k, pages, model, 16)
+def check_ahead(dsmrun, prog, n, k, pages, model, scans=1):
+    """Grants ahead: rank 0's scan of its node's pages, or `scans` = 2 interleaved scans of
+    half of them each (see the top); 0 if all hold."""
+    scan = "scan" if scans == 1 else "scan2"
+    a, b = run(dsmrun, prog, n, k, 0, model, 16, scan=scan), run(dsmrun, prog, n, k, pages, model, 16, scan=scan)
     r0 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 0)
     faults = r0(b, "read_faults") - r0(a, "read_faults")
     ahead = r0(b, "pages_granted_ahead") - r0(a, "pages_granted_ahead")
-    want = runs_covering(pages, 16)
+    want = scans * runs_covering(pages // scans, 16)
     bad = (faults != want) + (ahead < pages - want)
     print(f"{'ok  ' if faults == want else 'FAIL'} {model}: rank 0 read faults scanning {pages} pages: +{faults} "
           f"(expected +{want})")
@@ -137,6 +140,8 @@ def main():
     outside = n - min(k, n)
     if model.startswith("ahead-"):
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[6:]))
+    if model.startswith("ahead2-"):
+        sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[7:], scans=2))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
