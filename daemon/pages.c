@@ -124,14 +124,14 @@ void dsmd_pages_fini(struct dsmd *d)
 
 /* Page q may join a run granted to rk at `access`: the node holds that much, nothing is
  * under way for it (no revocation, fault, waiter, or grant of rk's not yet applied), and rk
- * has no access to it (one mprotect sets the whole run). */
+ * has less (one mprotect sets the whole run: a write run also upgrades pages rk reads). */
 static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int access)
 {
     const struct dsmd_page *pg = &d->pages[q];
 
     return pg->access >= access && pg->revq == NULL && !pg->pending && pg->waiters == NULL &&
            !(pg->cache & DSMD_EVICTING) &&
-           rk->prot[q] == DSM_ACCESS_NONE && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
+           rk->prot[q] < access && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
 }
 
 /*
@@ -410,7 +410,9 @@ static void page_kick(struct dsmd *d, uint64_t page)
         } else if (c->wait_access > need) {
             need = c->wait_access;
             origin = d->ranks[c->lrank].rank;
-            ahead = fetch_want(c, page);
+            /* a read fetches ahead on its own ramp; a write (release writes ahead: pages
+             * made writable with it) follows the scan's */
+            ahead = c->wait_access == DSM_ACCESS_READ ? fetch_want(c, page) : scan_want(c, page);
             asker = c;
         }
     }

@@ -260,6 +260,27 @@ static void fetch(dsmp_t *p, uint64_t page, int origin, uint32_t ahead)
     p->svc.send(p->svc.ctx, home, &m, DSMP_NO_FRAME);
 }
 
+/*
+ * Writes ahead: a write fault of a scanning thread (the daemon's `ahead` hint) makes up to
+ * ahead - 1 pages after it writable too, so that the grant opens them all in one run: pages
+ * this node holds at READ with nothing under way, in the same allocation, as start_write
+ * would at their own faults. A guess, like a read ahead: a page so twinned and then not
+ * written costs an empty diff, and the interval's notice names it (its readers drop it).
+ */
+static void write_ahead(dsmp_t *p, uint64_t page, uint32_t ahead)
+{
+    uint64_t end = p->svc.alloc_end(p->svc.ctx, page);
+
+    for (uint64_t q = page + 1; q < page + ahead && q < end && q < p->svc.npages; q++) {
+        struct rel_page *g = &p->pg[q];
+
+        if (g->local != DSM_ACCESS_READ || g->fetching || g->dropping || g->twin != NULL || g->want ||
+            start_write(p, q) != DSM_OK)
+            break;
+        p->svc.set_access(p->svc.ctx, q, DSM_ACCESS_WRITE);
+    }
+}
+
 static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t ahead)
 {
     struct rel_page *g = &p->pg[page];
@@ -267,6 +288,8 @@ static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
     if (g->local == DSM_ACCESS_NONE && is_home(p, page))
         g->local = DSM_ACCESS_READ; /* R1: the master copy is always valid */
     if (g->local != DSM_ACCESS_NONE) {
+        if (access == DSM_ACCESS_WRITE)
+            write_ahead(p, page, ahead); /* before the grant: its run takes them */
         grant_local(p, page, access);
         return;
     }
@@ -274,7 +297,7 @@ static void rel_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
         g->want = (uint8_t)access;
     g->origin = origin;
     if (!g->fetching)
-        fetch(p, page, origin, access == DSM_ACCESS_READ ? ahead : 1);
+        fetch(p, page, origin, ahead);
 }
 
 /* Requester: a PAGE's read-ahead part makes sense: pages only among those asked with
@@ -340,6 +363,8 @@ static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
 {
     struct rel_page *g = &p->pg[m->page];
 
+    uint32_t extras = g->extras;
+
     if (!g->fetching || g->lead_off != 0 || !ahead_ok(p, m))
         return DSM_EPROTO;
     ahead_arrived(p, m->page, m);
@@ -349,6 +374,8 @@ static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
         fetch(p, m->page, g->origin, 1);
         return DSM_OK;
     }
+    if (g->want == DSM_ACCESS_WRITE)
+        write_ahead(p, m->page, extras + 1); /* the pages that came with it */
     fetched(p, m->page, (int)m->origin);
     return DSM_OK;
 }

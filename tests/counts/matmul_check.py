@@ -8,7 +8,9 @@ ahead off (DSM_READ_AHEAD=1) and on (DSM_READ_AHEAD=16). Both runs must verify (
 with a private product), and with reads ahead on:
   read faults (summed)     at least 4x fewer
   messages_sent (summed)   at least 4x fewer
-  write_faults (summed)    exactly the same (reads ahead never touch writes)
+  write_faults (summed)    exactly the same under sequential (reads ahead never touch
+                           writes), no more under release (writes ahead: a write fault of a
+                           scan makes the held pages after it writable too)
 The counts with reads ahead depend a little on timing (a page another node's batch is busy
 with is left out), so the test asserts the ratio, which is near 14 on this machine.
 """
@@ -45,9 +47,11 @@ def main():
         bad += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {model}: {key}: {off[key]} -> {on[key]} "
               f"({off[key] / max(on[key], 1):.1f}x fewer, want at least 4x)")
-    ok = on["write_faults"] == off["write_faults"]
+    same = model != "release"
+    ok = on["write_faults"] == off["write_faults"] if same else on["write_faults"] <= off["write_faults"]
     bad += not ok
-    print(f"{'ok  ' if ok else 'FAIL'} {model}: write_faults {off['write_faults']} -> {on['write_faults']} (the same)")
+    print(f"{'ok  ' if ok else 'FAIL'} {model}: write_faults {off['write_faults']} -> {on['write_faults']} "
+          f"({'the same' if same else 'no more'})")
     ok = off["pages_read_ahead"] == 0 and on["pages_read_ahead"] > 0
     bad += not ok
     print(f"{'ok  ' if ok else 'FAIL'} {model}: pages_read_ahead {off['pages_read_ahead']} -> {on['pages_read_ahead']}")
