@@ -42,7 +42,8 @@
  *     +--- notice at acquire (drop; early diff if twinned) ----- READ/WRITE
  *
  * Transitions and the functions that perform them:
- *   fault at a node                         -> rel_fault (PAGE_GET, or twin + grant)
+ *   fault at a node                         -> rel_fault (PAGE_GET, or twin + grant;
+ *                                              write_ahead)
  *   PAGE_GET at home / PAGE at requester    -> serve_get (batch_share, batch_send) /
  *                                              page_arrived (ahead_arrived)
  *   release (unlock, barrier arrival, fini) -> rel_release -> flush_run -> flushed_page
@@ -61,6 +62,12 @@
  * the page needs; they are FETCHING at the requester until it arrives, so a fault on one
  * waits for it and a notice that drops one meanwhile makes the copy stale (refetch), as for
  * any fetch. A page sent ahead that nobody faulted on becomes READ without a grant.
+ *
+ * Writes ahead (write_ahead). A write fault of a scanning thread makes the pages after it
+ * that this node holds at READ writable too, before its grant, so that the daemon's grant
+ * run opens them all (a write fault that fetches asks for the pages after it as a read does,
+ * and makes them writable on arrival). A guess: an unwritten page so twinned costs an empty
+ * diff and a name in the notice.
  *
  * Eviction (bounded cache) is a drop the node decides itself: the page goes to NONE and, if
  * it has unsent writes, they go to the home first as an early diff (R5); it stays in the

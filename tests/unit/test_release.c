@@ -1015,3 +1015,87 @@ Test(release, diff_after_free_is_acked_and_settled_waits)
     ph_discard(h);
     ph_destroy(h);
 }
+
+/* ---- writes ahead ---------------------------------------------------------------------------- */
+
+/* A scan's write fault on a held page makes the held pages after it writable too, before its
+ * grant (no message); a page not held, or one being fetched, ends them. At the release only
+ * the pages written send diffs; every page made writable is named by the notice. */
+BOTH_MODES(write_ahead_makes_held_pages_writable_with_the_fault)
+{
+    struct ph *h = mk(2, 8, home0, mode);
+    uint64_t faults;
+
+    for (uint64_t p = 0; p < 4; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), 0);
+    FAULT(h, 1, 5, R);                 /* page 5: fetching, left alone */
+    ph_clear_log(h);
+    FAULT_AHEAD(h, 1, 0, W, 8);
+    for (uint64_t p = 0; p < 4; p++)
+        cr_assert_eq(ph_access(h, 1, p), W, "page %llu", (unsigned long long)p);
+    cr_assert_eq(ph_access(h, 1, 4), NONE, "a page the node does not hold was made writable");
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_SET_ACCESS, 2, W), 1, "not opened before the grant");
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 2, W), 0);
+    cr_assert_eq(ph_count(h, PH_ANY, 1, PH_ANY), 0, "writes ahead sent a message");
+    pp_run(h);
+    faults = ph_faults_issued(h);
+    pp_write(h, 1, 0, 0, 10);
+    pp_write(h, 1, 2, 0, 12);
+    cr_assert_eq(ph_faults_issued(h), faults, "a page written ahead faulted");
+    ph_clear_log(h);
+    pp_barrier(h);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 2, "diffs of unwritten pages");
+    cr_assert_eq(pp_read(h, 0, 0, 0), 10);
+    cr_assert_eq(pp_read(h, 0, 2, 0), 12);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* A scan's write fault that fetches asks for the pages after it and makes them writable on
+ * arrival; none past the allocation. */
+BOTH_MODES(write_ahead_of_a_fetch_opens_the_pages_read_ahead)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_release_ops, .nnodes = 2, .npages = 16, .page_size = PS, .home = home0,
+        .revoke = mode, .daemon_revoke = 1, .alloc_pages = 8,
+    };
+    struct ph *h = ph_create(&cfg);
+
+    cr_assert_not_null(h);
+    seed_home(h, 0, 6, 66);
+    FAULT_AHEAD(h, 1, 4, W, 16);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 1);
+    for (uint64_t p = 0; p < 16; p++)
+        cr_assert_eq(ph_access(h, 1, p), p >= 4 && p < 8 ? W : NONE, "page %llu", (unsigned long long)p);
+    cr_assert_eq(pp_peek(h, 1, 6, 0), 66);
+    pp_write(h, 1, 6, 0, 67);
+    pp_barrier(h);
+    cr_assert_eq(pp_read(h, 0, 6, 0), 67);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* A page written ahead by two nodes (false sharing) merges both writers' bytes. */
+BOTH_MODES(write_ahead_under_false_sharing_loses_no_byte)
+{
+    static const int home[4] = { 2, 2, 2, 2 };
+    struct ph *h = mk(3, 4, home, mode);
+
+    for (int n = 0; n < 2; n++) {
+        for (uint64_t p = 0; p < 4; p++)
+            (void)pp_read(h, n, p, 0);
+        FAULT_AHEAD(h, n, 0, W, 4);
+        pp_run(h);
+        for (uint64_t p = 0; p < 4; p++)
+            pp_write_byte(h, n, p, (size_t)n, (uint8_t)(10 * n + p + 1));
+    }
+    pp_barrier(h);
+    for (int n = 0; n < 3; n++)
+        for (uint64_t p = 0; p < 4; p++) {
+            cr_assert_eq(pp_read_byte(h, n, p, 0), 1 + p, "node %d page %llu byte 0", n, (unsigned long long)p);
+            cr_assert_eq(pp_read_byte(h, n, p, 1), 11 + p, "node %d page %llu byte 1", n, (unsigned long long)p);
+        }
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
