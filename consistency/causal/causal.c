@@ -194,17 +194,25 @@ static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
 
+/* Room for one more page in the list *v of *n pages (capacity *cap). */
+static dsm_status_t pages_reserve(uint64_t **v, size_t n, size_t *cap)
+{
+    if (n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        uint64_t *nv = realloc(*v, ncap * sizeof(**v));
+
+        if (nv == NULL)
+            return DSM_ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    return DSM_OK;
+}
+
 static dsm_status_t written_add(dsmp_t *p, uint64_t page)
 {
-    if (p->nwritten == p->capwritten) {
-        size_t ncap = p->capwritten ? p->capwritten * 2 : 64;
-        uint64_t *v = realloc(p->written, ncap * sizeof(*v));
-
-        if (v == NULL)
-            return DSM_ENOMEM;
-        p->written = v;
-        p->capwritten = ncap;
-    }
+    if (pages_reserve(&p->written, p->nwritten, &p->capwritten) != DSM_OK)
+        return DSM_ENOMEM;
     p->written[p->nwritten++] = page;
     p->pg[page].written = 1;
     if (!p->timer_armed) {
@@ -236,15 +244,8 @@ static void grant_local(dsmp_t *p, uint64_t page, int access)
 
 static dsm_status_t defer(dsmp_t *p, uint64_t page)
 {
-    if (p->ndeferred == p->capdeferred) {
-        size_t ncap = p->capdeferred ? p->capdeferred * 2 : 32;
-        uint64_t *v = realloc(p->deferred, ncap * sizeof(*v));
-
-        if (v == NULL)
-            return DSM_ENOMEM;
-        p->deferred = v;
-        p->capdeferred = ncap;
-    }
+    if (pages_reserve(&p->deferred, p->ndeferred, &p->capdeferred) != DSM_OK)
+        return DSM_ENOMEM;
     p->deferred[p->ndeferred++] = page;
     return DSM_OK;
 }
@@ -677,15 +678,8 @@ static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int fr
     }
     if ((int)m->n_vclock != p->nn || m->data.len != (framed ? 0 : p->svc.page_size))
         return DSM_EPROTO;
-    if (p->ncovering == p->capcovering) {
-        size_t ncap = p->capcovering ? p->capcovering * 2 : 16;
-        uint64_t *v = realloc(p->covering, ncap * sizeof(*v));
-
-        if (v == NULL)
-            return DSM_ENOMEM;
-        p->covering = v;
-        p->capcovering = ncap;
-    }
+    if (pages_reserve(&p->covering, p->ncovering, &p->capcovering) != DSM_OK)
+        return DSM_ENOMEM;
     if (m->vclock[p->svc.self] > p->vc[p->svc.self])
         return DSM_EPROTO; /* the home cannot have applied intervals this node never sent */
     for (int k = 0; k < p->nn; k++)

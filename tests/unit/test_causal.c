@@ -41,6 +41,17 @@ static struct ph *mk(int nnodes, uint64_t npages, enum ph_revoke_mode mode)
     return pp_make(&dsmp_causal_ops, nnodes, npages, PS, home0, mode);
 }
 
+/* Partial replicas (svc.partial), as under a bounded cache. */
+static struct ph *mkp(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode)
+{
+    struct ph *h;
+
+    pp_partial = 1;
+    h = pp_make(&dsmp_causal_ops, nnodes, npages, PS, home, mode);
+    pp_partial = 0;
+    return h;
+}
+
 #define NO_ERRORS(h) cr_assert_eq(ph_errors(h), 0, "harness: %s", ph_first_error(h))
 #define FAULT(h, node, page, acc) \
     cr_assert_eq(ph_fault((h), (node), (page), (acc), ph_rank(node)), 0, "fault not allowed")
@@ -588,20 +599,28 @@ static void observe(struct ph *h, struct rw_state *st, uint64_t seed)
     }
 }
 
-Test(causal, random_schedules_keep_mp_wrc_corr, .timeout = 120)
+/* The schedules above, over full replicas (partial 0) or over partial ones (a bounded
+ * cache: pages homed on different nodes, the readers fetching them, pages evicted at
+ * random). Returns the evictions made. */
+static uint64_t mp_wrc_corr_schedules(int partial)
 {
+    static const int home[4] = { 1, 2, 3, 0 };
+    uint64_t evictions = 0;
+
     for (uint64_t seed = 1; seed <= 300; seed++) {
-        struct ph *h = mk(4, 4, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
+        struct ph *h = partial ? mkp(4, 4, home, mode) : mk(4, 4, mode);
         struct rw_state st = { 0 };
         uint64_t s = seed;
         long steps = 0;
 
+        ph_set_evict_pct(h, partial ? 15 : 0);
         while (st.pc0 < 4 || st.pc1 < 1 || !ph_idle(h) || ph_timer(h, 0) >= 0 || ph_timer(h, 1) >= 0) {
             uint32_t what;
 
             cr_assert_lt(steps++, 100000, "seed %llu: stuck", (unsigned long long)seed);
             s = s * 6364136223846793005ull + 1442695040888963407ull;
-            what = (uint32_t)(s >> 33) % 10;
+            what = (uint32_t)(s >> 33) % (partial ? 12 : 10);
             if (what < 2 && st.pc0 < 4) {
                 static const uint64_t page[4] = { 0, 1, 3, 3 }, value[4] = { 1, 1, 1, 2 };
 
@@ -611,8 +630,16 @@ Test(causal, random_schedules_keep_mp_wrc_corr, .timeout = 120)
             } else if (what < 3 && st.pc1 < 1) {
                 if (st.wait1 || (ph_access(h, 1, 0) >= R && pp_peek(h, 1, 0, 0) == 1))
                     writer_step(h, 1, 2, 1, &st.pc1, &st.wait1);
+                else if (ph_access(h, 1, 0) < R)
+                    (void)ph_fault(h, 1, 0, R, ph_rank(1)); /* partial: fetch d to look at it */
             } else if (what < 5) {
                 ph_tick(h, (int)((s >> 20) % 2));
+            } else if (partial && what < 6) {
+                int n = 2 + (int)((s >> 20) % 2);
+
+                for (uint64_t p = 0; p < 4; p++) /* a reader wants every page */
+                    if (ph_access(h, n, p) < R)
+                        (void)ph_fault(h, n, p, R, ph_rank(n));
             } else if (!ph_step_random(h, &s)) {
                 ph_tick(h, (int)((s >> 20) % 2));
             }
@@ -620,13 +647,20 @@ Test(causal, random_schedules_keep_mp_wrc_corr, .timeout = 120)
             observe(h, &st, seed);
         }
         for (int n = 0; n < 4; n++) {
-            cr_assert_eq(pp_peek(h, n, 0, 0), 1, "seed %llu node %d", (unsigned long long)seed, n);
-            cr_assert_eq(pp_peek(h, n, 1, 0), 1);
-            cr_assert_eq(pp_peek(h, n, 2, 0), 1);
-            cr_assert_eq(pp_peek(h, n, 3, 0), 2);
+            cr_assert_eq(pp_read(h, n, 0, 0), 1, "seed %llu node %d", (unsigned long long)seed, n);
+            cr_assert_eq(pp_read(h, n, 1, 0), 1);
+            cr_assert_eq(pp_read(h, n, 2, 0), 1);
+            cr_assert_eq(pp_read(h, n, 3, 0), 2);
         }
+        evictions += ph_evictions(h);
         ph_destroy(h);
     }
+    return evictions;
+}
+
+Test(causal, random_schedules_keep_mp_wrc_corr, .timeout = 120)
+{
+    mp_wrc_corr_schedules(0);
 }
 
 /* ---- litmus: causal relaxes what sequential forbids ----------------------------------------- */
@@ -716,16 +750,6 @@ Test(causal, lock_scan_random_schedules, .timeout = 120)
 /* ---- partial replicas: a bounded cache, memory nodes (svc.partial) --------------------------- */
 
 enum { PAGE_GET = DSMW__TYPE__PAGE_GET, PAGE = DSMW__TYPE__PAGE };
-
-static struct ph *mkp(int nnodes, uint64_t npages, const int *home, enum ph_revoke_mode mode)
-{
-    struct ph *h;
-
-    pp_partial = 1;
-    h = pp_make(&dsmp_causal_ops, nnodes, npages, PS, home, mode);
-    pp_partial = 0;
-    return h;
-}
 
 /* The last message sent of `type` from src to dst, or NULL. */
 static const struct ph_sent *last_sent(struct ph *h, int type, int src, int dst)
@@ -980,55 +1004,8 @@ Test(causal, lock_scans_with_evictions, .timeout = 120)
  * on different nodes, the readers fetching them and pages evicted at random. */
 Test(causal, partial_random_schedules_keep_mp_wrc_corr, .timeout = 120)
 {
-    static const int home[4] = { 1, 2, 3, 0 };
-    uint64_t evictions = 0;
+    uint64_t evictions = mp_wrc_corr_schedules(1);
 
-    for (uint64_t seed = 1; seed <= 300; seed++) {
-        struct ph *h = mkp(4, 4, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
-        struct rw_state st = { 0 };
-        uint64_t s = seed;
-        long steps = 0;
-
-        ph_set_evict_pct(h, 15);
-        while (st.pc0 < 4 || st.pc1 < 1 || !ph_idle(h) || ph_timer(h, 0) >= 0 || ph_timer(h, 1) >= 0) {
-            uint32_t what;
-
-            cr_assert_lt(steps++, 100000, "seed %llu: stuck", (unsigned long long)seed);
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            what = (uint32_t)(s >> 33) % 12;
-            if (what < 2 && st.pc0 < 4) {
-                static const uint64_t page[4] = { 0, 1, 3, 3 }, value[4] = { 1, 1, 1, 2 };
-
-                if (st.pc0 == 0 || st.wait0 || ph_timer(h, 0) < 0)
-                    writer_step(h, 0, page[st.pc0], value[st.pc0], &st.pc0, &st.wait0);
-            } else if (what < 3 && st.pc1 < 1) {
-                if (st.wait1 || (ph_access(h, 1, 0) >= R && pp_peek(h, 1, 0, 0) == 1))
-                    writer_step(h, 1, 2, 1, &st.pc1, &st.wait1);
-                else if (ph_access(h, 1, 0) < R)
-                    (void)ph_fault(h, 1, 0, R, ph_rank(1));
-            } else if (what < 5) {
-                ph_tick(h, (int)((s >> 20) % 2));
-            } else if (what < 6) {
-                int n = 2 + (int)((s >> 20) % 2);
-
-                for (uint64_t p = 0; p < 4; p++) /* a reader wants every page */
-                    if (ph_access(h, n, p) < R)
-                        (void)ph_fault(h, n, p, R, ph_rank(n));
-            } else if (!ph_step_random(h, &s)) {
-                ph_tick(h, (int)((s >> 20) % 2));
-            }
-            NO_ERRORS(h);
-            observe(h, &st, seed);
-        }
-        for (int n = 0; n < 4; n++) {
-            cr_assert_eq(pp_read(h, n, 0, 0), 1, "seed %llu node %d", (unsigned long long)seed, n);
-            cr_assert_eq(pp_read(h, n, 1, 0), 1);
-            cr_assert_eq(pp_read(h, n, 2, 0), 1);
-            cr_assert_eq(pp_read(h, n, 3, 0), 2);
-        }
-        evictions += ph_evictions(h);
-        ph_destroy(h);
-    }
     cr_assert_gt(evictions, 1000, "only %llu evictions", (unsigned long long)evictions);
 }
 
