@@ -92,8 +92,8 @@ struct dsmd_chan {
      * and the pages its last fault asked the protocol for (0: granted from the node's
      * pages); `last` orders them for replacement. The fault handed to the protocol last:
      * its page and the pages it asked for, until its grant. */
-    struct dsmd_scan { uint64_t next; uint32_t len, fetched, last; } scans[DSMD_SCANS];
-    uint32_t scan_clock;
+    struct dsmd_scan { uint64_t next, last; uint32_t len, fetched; } scans[DSMD_SCANS];
+    uint64_t scan_clock;
     uint64_t asked_page;
     uint32_t asked;
     /* messages the rank's socket had no room for, oldest first (clients.c) */

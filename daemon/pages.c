@@ -188,6 +188,9 @@ static void scan_note(struct dsmd_chan *c, uint64_t page, uint32_t n, uint32_t s
     s->fetched = c->asked_page == page ? c->asked : 0;
     s->last = ++c->scan_clock;
     c->asked_page = UINT64_MAX;
+    for (int i = 0; i < DSMD_SCANS; i++) /* one scan per next page */
+        if (&c->scans[i] != s && c->scans[i].next == s->next)
+            c->scans[i].len = 0;
 }
 
 /*
@@ -410,21 +413,29 @@ static void page_kick(struct dsmd *d, uint64_t page)
         } else if (c->wait_access > need) {
             need = c->wait_access;
             origin = d->ranks[c->lrank].rank;
-            /* a read fetches ahead on its own ramp; a write (release writes ahead: pages
-             * made writable with it) follows the scan's */
-            ahead = c->wait_access == DSM_ACCESS_READ ? fetch_want(c, page) : scan_want(c, page);
             asker = c;
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
-        if (!d->pops->reads_ahead)
-            ahead = 1; /* no frames reserved for pages the module never fetches */
-        else if (ahead > (uint32_t)d->cfg.read_ahead)
+        /* what comes ahead: a fault that fetches follows its scan's fetch ramp; a write to a
+         * held page (writes ahead: the held pages after it made writable too, for the grant's
+         * run) the scan's own length, within the runs a grant may open, and needs no frame */
+        int fetches = pg->access == DSM_ACCESS_NONE;
+        int ok = need == DSM_ACCESS_READ ? d->pops->reads_ahead : d->pops->writes_ahead;
+        uint32_t budget;
+
+        ahead = !ok ? 1 : fetches ? fetch_want(asker, page) : scan_want(asker, page);
+        if (ahead > (uint32_t)d->cfg.read_ahead)
             ahead = (uint32_t)d->cfg.read_ahead;
-        if (!dsmd_cache_admit(d, page, &ahead))
+        if (!fetches && ahead > (uint32_t)d->cfg.grant_ahead)
+            ahead = (uint32_t)d->cfg.grant_ahead;
+        budget = fetches ? ahead : 1;
+        if (!dsmd_cache_admit(d, page, &budget))
             return; /* waits for a frame (cache.c) */
+        if (fetches)
+            ahead = budget;
         asker->asked_page = page;
-        asker->asked = need == DSM_ACCESS_READ ? ahead : 0; /* modules read ahead on reads only */
+        asker->asked = fetches ? ahead : 0;
         pg->pending = 1;
         d->faults_inflight++;
         if (d->trace != NULL)

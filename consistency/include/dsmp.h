@@ -174,9 +174,13 @@ struct dsmp_ops {
     enum dsm_model model;
     /* Most nodes a job may have under this model (0: no limit of its own). */
     int max_nodes;
-    /* 1 if fault() may fetch pages after the asked one (`ahead`): the daemon then budgets
-     * frames of a bounded cache for them; 0 and it hands every fault ahead = 1. */
+    /* 1 if a read fault() may fetch pages after the asked one (`ahead`): the daemon then
+     * budgets frames of a bounded cache for them; 0 and it hands every read ahead = 1. */
     int reads_ahead;
+    /* 1 if a write fault() may make pages after the asked one writable too (`ahead`: the
+     * held pages from the scan's length, fetched ones from its fetch ramp); 0 and the daemon
+     * hands every write ahead = 1. */
+    int writes_ahead;
     /* Create the module's state for this node. */
     dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);
     void (*destroy)(dsmp_t *p);

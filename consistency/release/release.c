@@ -426,24 +426,25 @@ static void flush_check(dsmp_t *p)
 }
 
 /* Send the unsent writes of a twinned page to its home (R2, R3, R5). */
-static void send_diff(dsmp_t *p, uint64_t page, int origin)
+static int send_diff(dsmp_t *p, uint64_t page, int origin)
 {
     struct rel_page *g = &p->pg[page];
     size_t len;
 
     if (g->twin == NULL)
-        return;
+        return 0;
     DSMP_INVARIANT(!is_home(p, page), "R2"); /* (valid locally, except while a drop sends it: R5) */
     len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
     free(g->twin);
     g->twin = NULL;
     if (len == 0)
-        return;
+        return 0;
     p->diffs_out++;
     g->diffs++;
     p->svc.count(p->svc.ctx, origin, DSMP_DIFFS, 1);
     send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__DIFF, page, origin, p->diffbuf, len,
                   DSMP_NO_FRAME);
+    return 1;
 }
 
 /* A page of the flush is write-protected in every local rank: its diff can go. */
@@ -537,9 +538,8 @@ static void drop_revoked(dsmp_t *p, void *arg)
 
     if (g->dropping > 0) /* a region reset may have cleared it */
         g->dropping--;
-    if (d->evict && g->twin != NULL)
-        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
-    send_diff(p, d->page, p->svc.any_rank);
+    if (send_diff(p, d->page, p->svc.any_rank) && d->evict)
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1); /* not a page twinned ahead, unwritten */
     d->done(p, d->arg);
     free(d);
 }
@@ -975,6 +975,14 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
                 fetch(p, pg + i, g->origin, 1);
         }
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
+    {
+        size_t keep = 0; /* a freed page's writes are void: its notice would only drop copies */
+
+        for (size_t k = 0; k < p->nwritten; k++)
+            if (p->written[k] < first || p->written[k] >= first + n)
+                p->written[keep++] = p->written[k];
+        p->nwritten = keep;
+    }
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
         uint16_t diffs = g->diffs; /* their acks still come (rel_settled) */
@@ -1112,6 +1120,7 @@ const struct dsmp_ops dsmp_release_ops = {
     .name = "release",
     .model = DSM_MODEL_RELEASE,
     .reads_ahead = 1,
+    .writes_ahead = 1,
     .create = rel_create,
     .destroy = rel_destroy,
     .fault = rel_fault,

@@ -1099,3 +1099,25 @@ BOTH_MODES(write_ahead_under_false_sharing_loses_no_byte)
     NO_ERRORS(h);
     ph_destroy(h);
 }
+
+/* An evicted page that was made writable ahead and never written sends no diff and is not
+ * counted as a write-back. */
+BOTH_MODES(evicting_a_page_written_ahead_but_unwritten_is_no_writeback)
+{
+    struct ph *h = mk(2, 4, home0, mode);
+    int done = 0;
+
+    for (uint64_t p = 0; p < 4; p++)
+        (void)pp_read(h, 1, p, 0);
+    FAULT_AHEAD(h, 1, 0, W, 4);
+    pp_run(h);
+    cr_assert_eq(ph_access(h, 1, 2), W);
+    ph_clear_log(h);
+    cr_assert_eq(ph_evict(h, 1, 2, &done), 1);
+    pp_run(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 0, "an empty diff went home");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITEBACKS), 0, "an unwritten page counted as a write-back");
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
