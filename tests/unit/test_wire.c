@@ -482,7 +482,7 @@ Test(wire, truncation_inside_a_field_is_rejected)
     full = encode_exact(&m, &len);
     cr_assert_eq(len, fields_before + 3 + sizeof(payload));
     for (size_t cut = fields_before + 1; cut < len; cut++) {
-        char what[64];
+        char what[96];
 
         snprintf(what, sizeof(what), "GRANT cut at %zu of %zu (inside the data field)", cut, len);
         expect_reject(full, cut, what);
