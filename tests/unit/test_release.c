@@ -1121,3 +1121,20 @@ BOTH_MODES(evicting_a_page_written_ahead_but_unwritten_is_no_writeback)
     NO_ERRORS(h);
     ph_destroy(h);
 }
+
+/* A page written in the open interval and then freed (reset) leaves the interval: the
+ * interval's notice does not name it, so a node that holds the page again keeps it. */
+BOTH_MODES(a_freed_page_leaves_the_open_interval)
+{
+    struct ph *h = mk(3, 2, home0, mode);
+
+    pp_write(h, 1, 0, 0, 5);
+    pp_write(h, 1, 1, 0, 6);
+    ph_reset(h, 0, 1);
+    cr_assert_eq(pp_read(h, 2, 0, 0), 0);
+    pp_barrier(h);
+    cr_assert_eq(ph_access(h, 2, 0), R, "a freed page's stale notice dropped a copy");
+    cr_assert_eq(pp_read(h, 2, 1, 0), 6);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
