@@ -16,11 +16,11 @@
  * stores), an invalidation clears it, and the hand clears it as it passes; it evicts the
  * first page whose bit is clear and that nothing pins: a fault outstanding, a revocation
  * queued, waiters, a range being cleared, or the protocol busy with it (its evict hook
- * declines); pages with a grant a rank has not applied yet only when no other page will do. The protocol writes the page back as its model
- * requires and takes node access to NONE; then the frame is punched (fallocate PUNCH_HOLE;
- * left as it is where the transport pins the frames: the registration keeps them resident
- * anyway, and a fetch overwrites the whole page) and the frame queue is looked at again
- * before the loop sleeps (dsmd_cache_pump).
+ * declines); pages with a grant a rank has not applied yet only when no other page will do.
+ * The protocol writes the page back as its model requires and takes node access to NONE;
+ * then the frame is punched (fallocate PUNCH_HOLE; left as it is where the transport pins
+ * the frames: the registration keeps them resident anyway, and a fetch overwrites the whole
+ * page) and the frame queue is looked at again before the loop sleeps (dsmd_cache_pump).
  *
  * A page's states (flags in dsmd_page.cache):
  *

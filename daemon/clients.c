@@ -203,8 +203,8 @@ static dsm_status_t send_welcome(struct dsmd *d, struct dsmd_chan *c, struct dsm
     struct dsmc_msg m = {
         .magic = DSMC_MAGIC, .op = DSMC_REPLY, .rank = (uint32_t)rk->rank,
         .nranks = (uint32_t)d->cfg.nranks, .node = (uint32_t)d->cfg.node,
-        .nnodes = (uint32_t)d->cfg.nnodes, .pad = (uint32_t)d->cfg.memory_nodes, .a = d->cfg.base, .b = d->npages * d->page_size,
-        .c = d->page_size, .d = (uint64_t)d->pops->model,
+        .nnodes = (uint32_t)d->cfg.nnodes, .pad = (uint32_t)d->cfg.memory_nodes, .a = d->cfg.base,
+        .b = d->npages * d->page_size, .c = d->page_size, .d = (uint64_t)d->pops->model,
         .e = d->cfg.page_stats ? DSMC_WELCOME_ALLOC_SITES : 0,
     };
     char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };

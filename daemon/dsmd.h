@@ -19,7 +19,6 @@
  *   transport/  the transports behind dsmt.h
  */
 #ifndef DSMD_H
-#define DSMD_SCANS 4 /* interleaved scans one channel's faults are matched against */
 #define DSMD_H
 
 #include <stddef.h>
@@ -60,6 +59,8 @@ struct dsmd_config {
     uint64_t    cache_size;  /* DSM_CACHE_SIZE: bytes of frames for pages homed elsewhere (0: no bound) */
     int         memory_nodes; /* --memory-nodes: the job's last nodes hold homes and run no rank */
 };
+
+#define DSMD_SCANS 4 /* interleaved scans one channel's faults are matched against (pages.c) */
 
 enum dsmd_chan_kind { CHAN_NEW = 0, CHAN_MAIN, CHAN_THREAD, CHAN_SERVICE };
 

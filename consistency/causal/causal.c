@@ -595,27 +595,34 @@ static void gets_check(dsmp_t *p)
     }
 }
 
+/* A peer's clock in m makes sense here: one entry per node, each a 32-bit interval, and
+ * none of this node's intervals it never sent. 0, or -1 (the message is malformed). */
+static int peer_clock_ok(const dsmp_t *p, const dsmw_msg_t *m)
+{
+    if ((int)m->n_vclock != p->nn || m->vclock[p->svc.self] > p->vc[p->svc.self])
+        return -1;
+    for (int k = 0; k < p->nn; k++)
+        if (m->vclock[k] > UINT32_MAX)
+            return -1;
+    return 0;
+}
+
 static dsm_status_t get_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
     int home = p->svc.home(p->svc.ctx, m->page);
     struct cau_get *q, **tail;
 
-    if (src == p->svc.self || (int)m->n_vclock != p->nn || (home != p->svc.self && home != DSMP_NO_HOME) ||
-        (int)m->node != src || m->vclock[p->svc.self] > p->vc[p->svc.self])
-        return DSM_EPROTO; /* nobody can have applied intervals of this node's it never sent */
+    if (src == p->svc.self || (home != p->svc.self && home != DSMP_NO_HOME) || (int)m->node != src ||
+        peer_clock_ok(p, m) != 0)
+        return DSM_EPROTO;
     if ((q = malloc(sizeof(*q) + (size_t)p->nn * sizeof(uint32_t))) == NULL)
         return DSM_ENOMEM;
     q->next = NULL;
     q->page = m->page;
     q->node = src;
     q->origin = (int)m->origin;
-    for (int k = 0; k < p->nn; k++) {
-        if (m->vclock[k] > UINT32_MAX) {
-            free(q);
-            return DSM_EPROTO;
-        }
+    for (int k = 0; k < p->nn; k++)
         q->vc[k] = (uint32_t)m->vclock[k];
-    }
     for (tail = &p->gets; *tail; tail = &(*tail)->next)
         ;
     *tail = q;
@@ -676,15 +683,10 @@ static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int fr
         rec_free(g);
         return DSM_OK;
     }
-    if ((int)m->n_vclock != p->nn || m->data.len != (framed ? 0 : p->svc.page_size))
+    if (peer_clock_ok(p, m) != 0 || m->data.len != (framed ? 0 : p->svc.page_size))
         return DSM_EPROTO;
     if (pages_reserve(&p->covering, p->ncovering, &p->capcovering) != DSM_OK)
         return DSM_ENOMEM;
-    if (m->vclock[p->svc.self] > p->vc[p->svc.self])
-        return DSM_EPROTO; /* the home cannot have applied intervals this node never sent */
-    for (int k = 0; k < p->nn; k++)
-        if (m->vclock[k] > UINT32_MAX)
-            return DSM_EPROTO;
     if ((h = malloc((size_t)p->nn * sizeof(uint32_t))) == NULL)
         return DSM_ENOMEM;
     for (int k = 0; k < p->nn; k++)
@@ -1025,13 +1027,8 @@ static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
 
 static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
-    size_t keep = 0;
-
     /* a freed page leaves the open interval with its twin (C2): its writes are void */
-    for (size_t k = 0; k < p->nwritten; k++)
-        if (p->written[k] < first || p->written[k] >= first + n)
-            p->written[keep++] = p->written[k];
-    p->nwritten = keep;
+    p->nwritten = dsmp_pages_without(p->written, p->nwritten, first, n);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct cau_page *g = &p->pg[pg];
         int home = p->svc.home(p->svc.ctx, pg);

@@ -76,6 +76,17 @@ dsm_status_t dsmp_notices_walk(const uint8_t *buf, size_t len, int nnodes, dsmp_
 /* Build runs from a sorted page list; out must hold DSMP_RUN_BYTES * n bytes. Returns the
  * length. */
 uint32_t dsmp_runs_build(const uint64_t *pages, size_t n, uint8_t *out);
+/* Remove the pages of [first, first+n) from the list v of len pages, keeping the others'
+ * order; returns the new length (a freed range leaves an interval's written list). */
+static inline size_t dsmp_pages_without(uint64_t *v, size_t len, uint64_t first, uint64_t n)
+{
+    size_t keep = 0;
+
+    for (size_t k = 0; k < len; k++)
+        if (v[k] < first || v[k] - first >= n)
+            v[keep++] = v[k];
+    return keep;
+}
 /* Call fn(arg, page) for every page of some runs; DSM_EPROTO if malformed or past npages. */
 dsm_status_t dsmp_runs_each(const uint8_t *runs, uint32_t len, uint64_t npages,
                             void (*fn)(void *arg, uint64_t page), void *arg);

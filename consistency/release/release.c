@@ -369,7 +369,6 @@ static void ahead_arrived(dsmp_t *p, uint64_t lead, const dsmw_msg_t *m)
 static dsm_status_t page_arrived(dsmp_t *p, const dsmw_msg_t *m)
 {
     struct rel_page *g = &p->pg[m->page];
-
     uint32_t extras = g->extras;
 
     if (!g->fetching || g->lead_off != 0 || !ahead_ok(p, m))
@@ -538,8 +537,9 @@ static void drop_revoked(dsmp_t *p, void *arg)
 
     if (g->dropping > 0) /* a region reset may have cleared it */
         g->dropping--;
+    /* a write-back only if it carried writes (not a page made writable ahead, unwritten) */
     if (send_diff(p, d->page, p->svc.any_rank) && d->evict)
-        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1); /* not a page twinned ahead, unwritten */
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
     d->done(p, d->arg);
     free(d);
 }
@@ -975,14 +975,8 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
                 fetch(p, pg + i, g->origin, 1);
         }
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
-    {
-        size_t keep = 0; /* a freed page's writes are void: its notice would only drop copies */
-
-        for (size_t k = 0; k < p->nwritten; k++)
-            if (p->written[k] < first || p->written[k] >= first + n)
-                p->written[keep++] = p->written[k];
-        p->nwritten = keep;
-    }
+    /* a freed page's writes are void: a notice naming it would only drop copies */
+    p->nwritten = dsmp_pages_without(p->written, p->nwritten, first, n);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
         uint16_t diffs = g->diffs; /* their acks still come (rel_settled) */
