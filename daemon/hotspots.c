@@ -7,8 +7,8 @@
  * pages nobody touches cost no memory) only when the job asked for it. Counts are this
  * node's view: faults of its ranks, their invalidations (a rank's access taken to NONE),
  * the bytes of page-carrying messages it sent for the page (frames, diffs, requests;
- * causal's UPDATE, which carries many pages, counts in the totals only). dsmrun adds the
- * nodes up.
+ * release's DIFF and DIFF_ACK, which name many pages, shared evenly among them; causal's
+ * UPDATE counts in the totals only). dsmrun adds the nodes up.
  *
  * Output lines (after STATS):
  *   PAGE <page> <read_faults> <write_faults> <invalidations> <bytes> <ranks> <writers>
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diff.h"
 #include "dsm_log.h"
 #include "dsmd.h"
 
@@ -92,13 +93,51 @@ uint64_t dsmd_hot_writers(const struct dsmd *d, uint64_t page)
     return d->hot != NULL ? d->hot->pg[page].writers : 0;
 }
 
+/* The next page a release DIFF (records) or DIFF_ACK (u64 pages) names, at byte *o (moved
+ * past it); -1 after the last. */
+static int many_next(const struct dsmd *d, const dsmw_msg_t *m, size_t *o, uint64_t *page)
+{
+    const uint8_t *diff;
+    size_t dl;
+
+    if (m->type == DSMW__TYPE__DIFF)
+        return *o < m->data.len ? dsmp_rec_next(m->data.data, m->data.len, o, d->npages, page, &diff, &dl) : -1;
+    if (m->data.len - *o < 8)
+        return -1;
+    *page = dsm_get_le(m->data.data + *o, 8);
+    *o += 8;
+    return *page < d->npages ? 0 : -1;
+}
+
+/* Share a release DIFF's or DIFF_ACK's bytes among the pages it names (the first takes the
+ * remainder). */
+static void hot_sent_many(struct dsmd *d, const dsmw_msg_t *m, size_t bytes)
+{
+    uint64_t page;
+    size_t n = 0, o = 0;
+
+    while (many_next(d, m, &o, &page) == 0)
+        n++;
+    if (n == 0) {
+        if (m->page < d->npages)
+            d->hot->pg[m->page].bytes += bytes;
+        return;
+    }
+    o = 0;
+    for (size_t k = 0; many_next(d, m, &o, &page) == 0; k++)
+        d->hot->pg[page].bytes += bytes / n + (k == 0 ? bytes % n : 0);
+}
+
 void dsmd_hot_sent(struct dsmd *d, const dsmw_msg_t *m, size_t bytes)
 {
     switch (m->type) {
+    case DSMW__TYPE__DIFF: case DSMW__TYPE__DIFF_ACK:
+        hot_sent_many(d, m, bytes);
+        break;
     case DSMW__TYPE__READ_REQ: case DSMW__TYPE__WRITE_REQ: case DSMW__TYPE__GRANT:
     case DSMW__TYPE__INV: case DSMW__TYPE__INV_ACK: case DSMW__TYPE__FETCH:
     case DSMW__TYPE__FETCH_REPLY: case DSMW__TYPE__PAGE_GET: case DSMW__TYPE__PAGE:
-    case DSMW__TYPE__DIFF: case DSMW__TYPE__DIFF_ACK: case DSMW__TYPE__ATOMIC_REQ:
+    case DSMW__TYPE__ATOMIC_REQ:
     case DSMW__TYPE__ATOMIC_REPLY: case DSMW__TYPE__EVICT: case DSMW__TYPE__EVICTED:
         if (m->page < d->npages)
             d->hot->pg[m->page].bytes += bytes;

@@ -92,7 +92,7 @@
 #define DEFAULT_DELAY_US 2000
 #define PART_BYTES (DSMW_MAX_MSG - 1024)  /* an update travels in parts of this size */
 #define PAGES_PER_UPDATE 256                /* an interval ends when it holds this many */
-#define REC_HDR 12                          /* an update's page record: [u64 page][u32 diff bytes] */
+#define REC_HDR DSMP_REC_HDR                /* an update's page record (diff.h) */
 #define LOCK_BUCKETS 256
 
 struct cau_rec;
@@ -348,10 +348,7 @@ static void flush_send(dsmp_t *p)
             p->buf = b;
             p->bufcap = ncap;
         }
-        dsm_put_le(p->buf + o, page, 8);
-        dsm_put_le(p->buf + o + 8, len, 4);
-        memcpy(p->buf + o + REC_HDR, p->diffbuf, len);
-        o += REC_HDR + len;
+        o += dsmp_rec_put(p->buf + o, page, p->diffbuf, len);
         p->svc.count(p->svc.ctx, p->fl_origin, DSMP_DIFFS, 1);
     }
     if (o > 0) {
@@ -468,15 +465,11 @@ static int update_check(dsmp_t *p, const uint8_t *d, size_t len)
 {
     for (size_t o = 0; o < len;) {
         uint64_t page;
+        const uint8_t *diff;
         size_t dl;
 
-        if (len - o < REC_HDR)
+        if (dsmp_rec_next(d, len, &o, p->svc.npages, &page, &diff, &dl) != 0)
             return -1;
-        page = dsm_get_le(d + o, 8);
-        dl = (size_t)dsm_get_le(d + o + 8, 4);
-        if (page >= p->svc.npages || len - o - REC_HDR < dl)
-            return -1;
-        o += REC_HDR + dl;
     }
     return 0;
 }

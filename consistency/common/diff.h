@@ -11,7 +11,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "dsm_le.h"
 #include "dsm_status.h"
 
 /* The largest page the encoding can describe: run offsets and lengths are u16. */
@@ -44,5 +46,38 @@ static inline size_t dsmp_diff_run(const uint8_t *diff, size_t i, size_t *off, s
  * encoding is malformed or runs past the page; nothing is written then. */
 dsm_status_t dsmp_diff_apply(uint8_t *page, uint8_t *twin, size_t page_size, const uint8_t *diff,
                              size_t len);
+
+/*
+ * Page records: one message's pages and their diffs, each [u64 page][u32 diff bytes][diff]
+ * (release's DIFF, causal's UPDATE).
+ */
+#define DSMP_REC_HDR 12
+
+/* Write a record of page's len-byte diff at out (room for DSMP_REC_HDR + len); returns the
+ * bytes written. */
+static inline size_t dsmp_rec_put(uint8_t *out, uint64_t page, const uint8_t *diff, size_t len)
+{
+    dsm_put_le(out, page, 8);
+    dsm_put_le(out + 8, len, 4);
+    if (len > 0)
+        memcpy(out + DSMP_REC_HDR, diff, len);
+    return DSMP_REC_HDR + len;
+}
+
+/* The record at *o of a len-byte list: its page and diff; *o moves past it. -1 if it is cut
+ * short or names a page >= npages (the diff itself is not checked: dsmp_diff_check). */
+static inline int dsmp_rec_next(const uint8_t *d, size_t len, size_t *o, uint64_t npages, uint64_t *page,
+                                const uint8_t **diff, size_t *dl)
+{
+    if (len - *o < DSMP_REC_HDR)
+        return -1;
+    *page = dsm_get_le(d + *o, 8);
+    *dl = (size_t)dsm_get_le(d + *o + 8, 4);
+    if (*page >= npages || len - *o - DSMP_REC_HDR < *dl)
+        return -1;
+    *diff = d + *o + DSMP_REC_HDR;
+    *o += DSMP_REC_HDR + *dl;
+    return 0;
+}
 
 #endif

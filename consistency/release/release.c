@@ -95,6 +95,9 @@
 
 #define LOCK_BUCKETS 256
 #define SCRATCH_BYTES (60u * 1024u) /* notices per message: stays under DSMW_MAX_MSG */
+#define BATCH_BYTES (60u * 1024u)   /* a DIFF's records: stays under DSMW_MAX_MSG */
+/* a DIFF_ACK names each page of its DIFF in 8 bytes; a DIFF's records take >= DSMP_REC_HDR */
+#define ACK_BYTES (DSMW_MAX_MSG / DSMP_REC_HDR * 8u)
 
 struct rel_page {
     uint8_t  local;     /* enum dsm_access */
@@ -109,6 +112,14 @@ struct rel_page {
     uint16_t diffs;     /* diffs sent for it and not acknowledged yet (rel_settled) */
     int32_t  origin;
     uint8_t *twin;
+};
+
+/* Diffs queued for one home, sent together in one DIFF (diffs_send). */
+struct rel_outbox {
+    uint8_t *buf;       /* records (diff.h): [u64 page][u32 len][diff] */
+    size_t len;
+    uint64_t first;     /* the first record's page: the message's `page` */
+    uint32_t n;
 };
 
 struct rel_waiter {
@@ -143,6 +154,9 @@ struct dsmp {
     int fl_origin;            /* the rank whose release started it (statistics) */
     int fl_pending;           /* revocations not done yet */
     uint64_t diffs_out;       /* diffs not acknowledged yet (flush and early) */
+    struct rel_outbox *out;   /* per home: the flush's diffs, sent once it is write-protected */
+    size_t outcap;            /* bytes of each outbox's buffer */
+    uint8_t *ackbuf;          /* a DIFF_ACK's pages (ACK_BYTES) */
     struct rel_waiter *fl_waiters, *next_waiters;
     uint32_t *vc;             /* intervals applied, per node */
     uint32_t *bar_vc;         /* clock of the last barrier */
@@ -161,6 +175,7 @@ struct dsmp {
 };
 
 static void flush_run(dsmp_t *p);
+static void diffs_send(dsmp_t *p, int node, int origin);
 
 static int is_home(dsmp_t *p, uint64_t page)
 {
@@ -264,6 +279,7 @@ static void fetch(dsmp_t *p, uint64_t page, int origin, uint32_t ahead)
     m.node = (uint32_t)p->svc.self;
     m.origin = (uint32_t)origin;
     m.count = n;
+    diffs_send(p, home, origin); /* the copy must include this node's writes (R3) */
     p->svc.send(p->svc.ctx, home, &m, DSMP_NO_FRAME);
 }
 
@@ -402,11 +418,15 @@ static void add_waiter(dsmp_t *p, struct rel_waiter **list, dsmp_done_fn done, v
     *list = w;
 }
 
-/* The flush is complete when its revocations are done and every diff is acknowledged. */
+/* The flush is complete when its revocations are done and every diff is acknowledged; its
+ * diffs go home, one DIFF per home, once every revocation is done. */
 static void flush_check(dsmp_t *p)
 {
     struct rel_waiter *w, *next;
 
+    if (p->flushing && p->fl_pending == 0)
+        for (int n = 0; n < p->nn; n++)
+            diffs_send(p, n, p->fl_origin);
     if (!p->flushing || p->fl_pending > 0 || p->diffs_out > 0)
         return;
     p->flushing = 0;
@@ -424,35 +444,74 @@ static void flush_check(dsmp_t *p)
     }
 }
 
-/* Send the unsent writes of a twinned page to its home (R2, R3, R5). */
-static int send_diff(dsmp_t *p, uint64_t page, int origin)
+/* Send the diffs queued for node in one DIFF (none queued: nothing). Every message this
+ * module sends a home that depends on this node's writes (PAGE_GET, an early diff) calls
+ * this first: the link is FIFO, so the home applies them before it answers. */
+static void diffs_send(dsmp_t *p, int node, int origin)
+{
+    struct rel_outbox *o = &p->out[node];
+
+    if (o->n == 0)
+        return;
+    send_page_msg(p, node, DSMW__TYPE__DIFF, o->first, origin, o->buf, o->len, DSMP_NO_FRAME);
+    o->n = 0;
+    o->len = 0;
+}
+
+/* Queue the unsent writes of a twinned page for its home's next DIFF (R2, R3, R5); the
+ * twin goes. Returns the home, or -1 if there were none. */
+static int diff_queue(dsmp_t *p, uint64_t page, int origin)
 {
     struct rel_page *g = &p->pg[page];
+    struct rel_outbox *o;
     size_t len;
+    int home;
 
     if (g->twin == NULL)
-        return 0;
+        return -1;
     DSMP_INVARIANT(!is_home(p, page), "R2"); /* (valid locally, except while a drop sends it: R5) */
     len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
     free(g->twin);
     g->twin = NULL;
     if (len == 0)
-        return 0;
+        return -1;
+    home = p->svc.home(p->svc.ctx, page);
+    o = &p->out[home];
+    if (o->len + DSMP_REC_HDR + len > p->outcap)
+        diffs_send(p, home, origin);
+    if (o->buf == NULL && (o->buf = malloc(p->outcap)) == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory queueing the diff of page %llu",
+                  (unsigned long long)page);
+        return -1;
+    }
+    if (o->n++ == 0)
+        o->first = page;
+    o->len += dsmp_rec_put(o->buf + o->len, page, p->diffbuf, len);
     p->diffs_out++;
     g->diffs++;
     p->svc.count(p->svc.ctx, origin, DSMP_DIFFS, 1);
-    send_page_msg(p, p->svc.home(p->svc.ctx, page), DSMW__TYPE__DIFF, page, origin, p->diffbuf, len,
-                  DSMP_NO_FRAME);
+    return home;
+}
+
+/* Send the unsent writes of a twinned page to its home now (an early diff: R5), behind
+ * whatever is queued for it. Returns 1 if there were any. */
+static int send_diff(dsmp_t *p, uint64_t page, int origin)
+{
+    int home = diff_queue(p, page, origin);
+
+    if (home < 0)
+        return 0;
+    diffs_send(p, home, origin);
     return 1;
 }
 
-/* A page of the flush is write-protected in every local rank: its diff can go. */
+/* A page of the flush is write-protected in every local rank: its diff can be made. */
 static void flushed_page(dsmp_t *p, void *arg)
 {
     uint64_t page = (uint64_t)(uintptr_t)arg;
     struct rel_page *g = &p->pg[page];
 
-    send_diff(p, page, p->fl_origin);
+    diff_queue(p, page, p->fl_origin);
     if (g->local == DSM_ACCESS_WRITE)
         g->local = DSM_ACCESS_READ;
     p->fl_pending--;
@@ -586,39 +645,61 @@ static int rel_evict(dsmp_t *p, uint64_t page, dsmp_done_fn done, void *arg)
 
 /* ---- homes ---- */
 
+/* Home: a DIFF's records, each a page's diff, are checked, all of them, then applied to
+ * the master copies (R1), and one DIFF_ACK names every page. A record whose page is no
+ * longer allocated crossed the page's free (an eviction's, or writes freed unreleased):
+ * nothing to apply it to, the writer only needs its ack. */
 static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    if (!is_home(p, m->page) && p->svc.home(p->svc.ctx, m->page) == DSMP_NO_HOME) {
-        /* a diff that crossed its page's free (an eviction's, or writes freed unreleased):
-         * nothing to apply it to; the writer only needs its ack */
-        if (dsmp_diff_check(m->data.data, m->data.len, p->svc.page_size) != DSM_OK) {
-            DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
+    const uint8_t *d = m->data.data, *diff;
+    size_t len = m->data.len, o, dl, n = 0;
+    uint64_t page;
+
+    for (o = 0; o < len; n++)
+        if (dsmp_rec_next(d, len, &o, p->svc.npages, &page, &diff, &dl) != 0 ||
+            dsmp_diff_check(diff, dl, p->svc.page_size) != DSM_OK ||
+            (!is_home(p, page) && p->svc.home(p->svc.ctx, page) != DSMP_NO_HOME)) {
+            DSM_ERR("release: malformed DIFF from node %d (record %zu at byte %zu)", src, n, o);
             return DSM_EPROTO;
         }
-        send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
-        return DSM_OK;
-    }
-    if (!is_home(p, m->page))
-        return DSM_EPROTO;
-    if (p->svc.applying)
-        p->svc.applying(p->svc.ctx, m->page, src, m->data.data, m->data.len);
-    if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, m->page), NULL, p->svc.page_size, m->data.data, m->data.len) !=
-        DSM_OK) {
-        DSM_ERR("release: malformed diff for page %llu from node %d", (unsigned long long)m->page, src);
+    if (n == 0 || n * 8 > ACK_BYTES) {
+        DSM_ERR("release: a DIFF of %zu pages from node %d", n, src);
         return DSM_EPROTO;
     }
-    send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, m->page, (int)m->origin, NULL, 0, DSMP_NO_FRAME);
+    for (o = 0, n = 0; o < len; n++) {
+        dsmp_rec_next(d, len, &o, p->svc.npages, &page, &diff, &dl);
+        dsm_put_le(p->ackbuf + n * 8, page, 8);
+        if (!is_home(p, page))
+            continue;
+        if (p->svc.applying)
+            p->svc.applying(p->svc.ctx, page, src, diff, dl);
+        dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), NULL, p->svc.page_size, diff, dl); /* checked */
+    }
+    send_page_msg(p, src, DSMW__TYPE__DIFF_ACK, dsm_get_le(p->ackbuf, 8), (int)m->origin, p->ackbuf, n * 8,
+                  DSMP_NO_FRAME);
     return DSM_OK;
 }
 
-static dsm_status_t diff_acked(dsmp_t *p, uint64_t page)
+/* Writer: the home applied the diffs of the pages a DIFF_ACK names. A free waits for its
+ * node's diffs (rel_settled), so their home is still the sender. */
+static dsm_status_t diff_acked(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    if (p->diffs_out == 0 || p->pg[page].diffs == 0)
-        return DSM_EPROTO;
-    p->diffs_out--;
-    p->pg[page].diffs--;
+    if (m->data.len == 0 || m->data.len % 8 != 0)
+        goto bad;
+    for (size_t o = 0; o < m->data.len; o += 8) {
+        uint64_t page = dsm_get_le(m->data.data + o, 8);
+
+        if (page >= p->svc.npages || p->svc.home(p->svc.ctx, page) != src || p->diffs_out == 0 ||
+            p->pg[page].diffs == 0)
+            goto bad;
+        p->diffs_out--;
+        p->pg[page].diffs--;
+    }
     flush_check(p);
     return DSM_OK;
+bad:
+    DSM_ERR("release: a DIFF_ACK from node %d names a page with no diff out to it", src);
+    return DSM_EPROTO;
 }
 
 /* Home: every page of batch b may go: one PAGE carries them (the asked one as its frame). */
@@ -709,11 +790,7 @@ static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
     case DSMW__TYPE__DIFF:
         return diff_arrived(p, src, m);
     case DSMW__TYPE__DIFF_ACK:
-        /* from the page's home: a free waits for its node's diffs (rel_settled) before the
-         * page's home changes here */
-        if (p->svc.home(p->svc.ctx, m->page) != src)
-            break;
-        return diff_acked(p, m->page);
+        return diff_acked(p, src, m);
     default:
         break;
     }
@@ -1015,6 +1092,10 @@ static void rel_destroy(dsmp_t *p)
         free(w);
     }
     dsmp_batch_free_all(&p->batches);
+    for (int n = 0; p->out && n < p->nn; n++)
+        free(p->out[n].buf);
+    free(p->out);
+    free(p->ackbuf);
     free(p->pagebuf);
     dsmp_notices_fini(&p->store);
     free(p->pg);
@@ -1052,10 +1133,16 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     p->scratch = malloc(SCRATCH_BYTES);
     p->scratch_vc = calloc((size_t)p->nn, sizeof(uint64_t));
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
+    p->out = calloc((size_t)p->nn, sizeof(*p->out));
+    p->outcap = BATCH_BYTES;
+    if (p->outcap < DSMP_REC_HDR + dsmp_diff_max(svc->page_size))
+        p->outcap = DSMP_REC_HDR + dsmp_diff_max(svc->page_size); /* one diff, whatever its size */
+    p->ackbuf = malloc(ACK_BYTES);
     p->ahead_cap = dsmp_ahead_cap(svc->page_size);
     p->pagebuf = malloc(p->ahead_cap * svc->page_size + 1);
     if (p->pagebuf == NULL || p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
         p->zero_vc == NULL || p->scratch == NULL || p->scratch_vc == NULL || p->diffbuf == NULL ||
+        p->out == NULL || p->ackbuf == NULL ||
         dsmp_notices_init(&p->store, p->nn) != DSM_OK) {
         DSM_ERR("release: cannot set up for %llu pages", (unsigned long long)svc->npages);
         rel_destroy(p);

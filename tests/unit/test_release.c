@@ -5,7 +5,8 @@
  * module's sync hooks.
  *
  * Scenario tests check exact message counts (a fault is PAGE_GET + PAGE; a release sends
- * one DIFF per changed cached page and completes only after the DIFF_ACKs; an acquire drops
+ * one DIFF per home of its changed cached pages, each naming them all, once every page is
+ * write-protected, and completes only after the DIFF_ACKs; an acquire drops
  * exactly the pages named by notices it has not seen), multiple writers, transitivity, a
  * copy dropped while it is being fetched, and lock counters under random schedules. The
  * litmus tests run one schedule under release and under sequential and check that release
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "ahead.h"
+#include "diff.h"
 #include "proto_prog.h"
 
 #define R DSM_ACCESS_READ
@@ -186,34 +188,43 @@ BOTH_MODES(home_writes_in_place_without_messages_or_diffs)
 
 /* ---- release ---------------------------------------------------------------------------- */
 
-BOTH_MODES(release_sends_one_diff_per_changed_cached_page)
+BOTH_MODES(release_sends_one_diff_per_home)
 {
-    static const int home[5] = { 0, 0, 0, 1, 2 };
-    struct ph *h = mk(3, 5, home, mode);
+    static const int home[6] = { 0, 0, 0, 1, 2, 2 };
+    struct ph *h = mk(3, 6, home, mode);
 
     pp_lock(h, 1, 2);
     for (uint64_t p = 0; p < 3; p++)
         pp_write(h, 1, p, p, 100 + p);
     pp_write(h, 1, 3, 0, 103);                  /* its own home page: in place */
     pp_access(h, 1, 4, W);                      /* twinned, never changed */
+    pp_write(h, 1, 5, 1, 105);
     ph_clear_log(h);
     pp_unlock(h, 1, 2);
 
-    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 3, "%zu DIFFs", ph_count(h, DIFF, PH_ANY, PH_ANY));
-    cr_assert_eq(ph_count(h, DIFF, 1, 0), 3);
-    cr_assert_eq(ph_count(h, DIFF_ACK, 0, 1), 3);
-    cr_assert_eq(ph_count(h, DIFF_ACK, PH_ANY, PH_ANY), 3);
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 2, "%zu DIFFs", ph_count(h, DIFF, PH_ANY, PH_ANY));
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1, "pages 0-2 in one DIFF");
+    cr_assert_eq(ph_count(h, DIFF, 1, 2), 1, "page 5 alone (page 4 unchanged)");
+    cr_assert_eq(ph_count(h, DIFF_ACK, 0, 1), 1);
+    cr_assert_eq(ph_count(h, DIFF_ACK, 2, 1), 1);
     cr_assert_eq(ph_count(h, UNLOCK, 1, 2), 1);
     cr_assert_eq(ph_count(h, PAGE_GET, PH_ANY, PH_ANY) + ph_count(h, PAGE, PH_ANY, PH_ANY), 0);
-    cr_assert_eq(ph_nsent(h), 7);
-    cr_assert_eq(ph_sent_at(h, 6)->type, UNLOCK, "the UNLOCK goes after every DIFF_ACK");
-    for (uint64_t p = 0; p < 5; p++)
+    cr_assert_eq(ph_nsent(h), 5);
+    cr_assert_eq(ph_sent_at(h, 4)->type, UNLOCK, "the UNLOCK goes after every DIFF_ACK");
+    for (size_t i = 0; i < 4; i++) {
+        const struct ph_sent *s = ph_sent_at(h, i);
+
+        if (s->type == DIFF_ACK) /* names each page of its DIFF */
+            cr_assert_eq(s->data_len, s->src == 0 ? 3 * 8u : 8u, "ack from %d: %zu bytes", s->src, s->data_len);
+    }
+    for (uint64_t p = 0; p < 6; p++)
         if (p != 3) /* page 3 is node 1's own and unshared: it stays writable (R6) */
             cr_assert_eq(ph_access(h, 1, p), R, "page %llu not write-protected", (unsigned long long)p);
     cr_assert_eq(ph_access(h, 1, 3), W, "an unshared home page stays writable");
     for (uint64_t p = 0; p < 3; p++)
         cr_assert_eq(pp_peek(h, 0, p, p), 100 + p, "home lacks page %llu's write", (unsigned long long)p);
-    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS), 3);
+    cr_assert_eq(pp_peek(h, 2, 5, 1), 105, "home 2 lacks page 5's write");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS), 4, "a diff is counted per page");
     cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_WRITE_NOTICES), 1);
     /* a release with nothing written sends nothing but the UNLOCK */
     pp_lock(h, 1, 2);
@@ -226,32 +237,71 @@ BOTH_MODES(release_sends_one_diff_per_changed_cached_page)
 
 Test(release, release_completes_only_after_every_diff_ack)
 {
-    struct ph *h = mk(3, 2, home0, PH_REVOKE_DEFERRED);
+    static const int home[3] = { 0, 0, 2 };
+    struct ph *h = mk(3, 3, home, PH_REVOKE_DEFERRED);
     int done = 0;
 
     pp_lock(h, 1, 2);                           /* managed by node 2 */
     pp_write(h, 1, 0, 0, 1);
     pp_write(h, 1, 1, 0, 2);
+    pp_write(h, 1, 2, 0, 3);
     ph_clear_log(h);
     ph_unlock(h, 1, 2, &done);
-    cr_assert_eq(ph_revokes_pending(h), 2, "both pages are write-protected first");
-    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 0, "a diff went before its page was write-protected");
+    cr_assert_eq(ph_revokes_pending(h), 3, "every page is write-protected first");
     cr_assert_eq(ph_complete_revoke(h, 0), 1);
-    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
     cr_assert_eq(ph_complete_revoke(h, 0), 1);
-    cr_assert_eq(ph_count(h, DIFF, 1, 0), 2);
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 0, "diffs went before every page was write-protected");
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1, "pages 0 and 1: one DIFF");
+    cr_assert_eq(ph_count(h, DIFF, 1, 2), 1);
     cr_assert_eq(done, 0);
-    cr_assert_eq(ph_deliver(h, 1, 0), 1);       /* first DIFF at the home */
+    cr_assert_eq(ph_deliver(h, 1, 0), 1);       /* the DIFF at home 0 */
     cr_assert_eq(ph_deliver(h, 0, 1), 1);       /* its ack */
     cr_assert_eq(done, 0, "the release completed with a diff unacknowledged");
     cr_assert_eq(ph_count(h, UNLOCK, PH_ANY, PH_ANY), 0, "UNLOCK sent with a diff unacknowledged");
-    cr_assert_eq(ph_deliver(h, 1, 0), 1);
+    cr_assert_eq(ph_deliver(h, 1, 2), 1);
     cr_assert_eq(done, 0);
-    cr_assert_eq(ph_deliver(h, 0, 1), 1);
+    cr_assert_eq(ph_deliver(h, 2, 1), 1);
     cr_assert_eq(done, 1, "the release did not complete after the last DIFF_ACK");
     cr_assert_eq(ph_count(h, UNLOCK, 1, 2), 1);
     NO_ERRORS(h);
     pp_run(h);
+    ph_destroy(h);
+}
+
+/* A release's diffs wait in the home's outbox until every page is write-protected. A page
+ * of it evicted meanwhile (its writes already queued, no early diff) and fetched again must
+ * not overtake them: the PAGE_GET goes behind the DIFF, and the node reads its own write. */
+Test(release, a_fetch_goes_behind_the_diffs_queued_for_its_home)
+{
+    struct ph *h = mk(2, 2, home0, PH_REVOKE_DEFERRED);
+    int done = 0, evicted = 0;
+    size_t diff_at = 99, get_at = 99;
+
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 0, 0, 7);
+    pp_write(h, 1, 1, 0, 8);
+    ph_clear_log(h);
+    ph_unlock(h, 1, 0, &done);
+    cr_assert_eq(ph_revokes_pending(h), 2);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);  /* page 0 write-protected: its diff queued */
+    cr_assert_eq(ph_evict(h, 1, 0, &evicted), 1);
+    cr_assert_eq(ph_complete_revoke(h, 1), 1);  /* the eviction's: page 0 at NONE */
+    cr_assert_eq(evicted, 1);
+    cr_assert_eq(ph_count(h, DIFF, PH_ANY, PH_ANY), 0, "page 1 is not write-protected yet");
+    FAULT(h, 1, 0, R);
+    for (size_t i = 0; i < ph_nsent(h); i++) {
+        if (ph_sent_at(h, i)->type == DIFF && diff_at == 99)
+            diff_at = i;
+        if (ph_sent_at(h, i)->type == PAGE_GET)
+            get_at = i;
+    }
+    cr_assert(diff_at < get_at, "PAGE_GET (#%zu) went before the queued DIFF (#%zu)", get_at, diff_at);
+    pp_run(h);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(pp_read(h, 1, 0, 0), 7, "the node lost its own write");
+    cr_assert_eq(pp_read(h, 0, 1, 0), 8);
+    NO_ERRORS(h);
     ph_destroy(h);
 }
 
@@ -993,7 +1043,7 @@ Test(release, diff_after_free_is_acked_and_settled_waits)
     static const int home[2] = { 0, DSMP_NO_HOME };
     struct ph *h = mk(2, 2, home, PH_REVOKE_SYNC);
     int done = 0;
-    uint8_t diff[64];
+    uint8_t rec[DSMP_REC_HDR];
     dsmw_msg_t m;
 
     pp_lock(h, 1, 0);
@@ -1003,12 +1053,12 @@ Test(release, diff_after_free_is_acked_and_settled_waits)
     pp_run(h);
     cr_assert(dsmp_release_ops.settled(ph_proto(h, 1), 0, 2));
     pp_unlock(h, 1, 0);
-    memset(diff, 0, sizeof(diff));
+    cr_assert_eq(dsmp_rec_put(rec, 1, NULL, 0), DSMP_REC_HDR); /* page 1, nothing changed */
     dsmw_init(&m, DSMW__TYPE__DIFF);
     m.page = 1;
     m.origin = 2;
-    m.data.data = diff;
-    m.data.len = 0;
+    m.data.data = rec;
+    m.data.len = sizeof(rec);
     ph_clear_log(h);
     cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_OK, "a diff for a freed page was refused");
     expect_sent(h, 0, DIFF_ACK, 0, 1, 1, 0);
@@ -1024,7 +1074,7 @@ Test(release, diff_after_free_is_acked_and_settled_waits)
 BOTH_MODES(write_ahead_makes_held_pages_writable_with_the_fault)
 {
     struct ph *h = mk(2, 8, home0, mode);
-    uint64_t faults;
+    uint64_t faults, diffs;
 
     for (uint64_t p = 0; p < 4; p++)
         cr_assert_eq(pp_read(h, 1, p, 0), 0);
@@ -1043,8 +1093,10 @@ BOTH_MODES(write_ahead_makes_held_pages_writable_with_the_fault)
     pp_write(h, 1, 2, 0, 12);
     cr_assert_eq(ph_faults_issued(h), faults, "a page written ahead faulted");
     ph_clear_log(h);
+    diffs = ph_counter(h, ph_rank(1), DSMP_DIFFS);
     pp_barrier(h);
-    cr_assert_eq(ph_count(h, DIFF, 1, 0), 2, "diffs of unwritten pages");
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS) - diffs, 2, "diffs of unwritten pages");
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
     cr_assert_eq(pp_read(h, 0, 0, 0), 10);
     cr_assert_eq(pp_read(h, 0, 2, 0), 12);
     NO_ERRORS(h);
