@@ -208,6 +208,8 @@ void dsmd_atomic_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_
     req.node = (uint32_t)d->cfg.node;
     req.origin = (uint32_t)rk->rank;
     req.seq = (uint64_t)c->id;
+    if (hooks(d)->requesting)
+        hooks(d)->requesting(d->p, page, home);
     dsmd_send(d, home, &req, DSMT_NO_PAGE);
 }
 

@@ -150,10 +150,14 @@ struct dsmp_sync_ops {
  * Atomics (daemon/atomics.c). An atomic is performed by the home's daemon on the home's
  * frame, one at a time per node, and answered to the requester's node:
  *
+ *   requester's node:  requesting(), then ATOMIC_REQ goes
  *   home: ATOMIC_REQ   -> prepare(); ready() lets the daemon update the frame ->
  *                         applied(); done() sends ATOMIC_REPLY with *stamp
  *   requester's node: ATOMIC_REPLY -> done(); its done() answers the rank
  *
+ * requesting sends, ahead of the request, what of this node's the home must have applied
+ * before the operation (release: the diffs queued for that home, which would otherwise
+ * land after the atomic and overwrite its word there only); it is synchronous.
  * prepare makes the home's frame the copy the operation must use (sequential: current,
  * and for a `write` the only one); applied makes a change reach the other nodes as the
  * model requires and may set *stamp (valid until done is called); done, at the
@@ -163,6 +167,7 @@ struct dsmp_sync_ops {
  * daemon answers that operation itself).
  */
 struct dsmp_atomic_ops {
+    void (*requesting)(dsmp_t *p, uint64_t page, int home);
     void (*prepare)(dsmp_t *p, uint64_t page, int origin, int write, dsmp_done_fn ready, void *arg);
     void (*applied)(dsmp_t *p, uint64_t page, int origin, uint64_t *stamp, dsmp_done_fn done, void *arg);
     void (*done)(dsmp_t *p, uint64_t page, int origin, int home, uint64_t stamp, size_t off, size_t len,

@@ -22,8 +22,9 @@
  *       home, so whoever acts on the interval's notice fetches data that includes it.
  *   R4  The store holds every notice (n, i) with i <= vc[n] (vc = what this node has
  *       applied); a lock manager holds every notice covered by the lock's clock.
- *   R5  A dropped page that still has unsent writes sends its diff first ("early diff"):
- *       concurrent writers of one page (false sharing) never lose bytes.
+ *   R5  A dropped page that still has unsent writes sends its diff first ("early diff"),
+ *       or already has it queued in its home's outbox (a release's): concurrent writers
+ *       of one page (false sharing) never lose bytes.
  *   R6  A home page no other node has fetched is written without write notices and stays
  *       writable across releases (nobody holds a copy to invalidate). The first PAGE_GET
  *       for it write-protects it at the home and lists it in the open interval before the
@@ -32,6 +33,11 @@
  *       local rank. Several ranks of a node acquire at once and their notices overlap: a
  *       page another acquire is still dropping (its PROTECTs out) is dropped again, queued
  *       behind the first, so the second acquirer never reads the stale frame meanwhile.
+ *   R8  A release's diffs wait in a per-home outbox until every page of its interval is
+ *       write-protected, then go as one DIFF per home. Whatever this node sends a home
+ *       that must see those writes goes behind them on the FIFO link: a PAGE_GET
+ *       (fetch), an early diff (send_diff) and an ATOMIC_REQ (rel_atomic_requesting) send
+ *       the home's outbox first.
  *
  * Page states at a node that is not the home:
  *
@@ -70,7 +76,8 @@
  * diff and a name in the notice.
  *
  * Eviction (bounded cache) is a drop the node decides itself: the page goes to NONE and, if
- * it has unsent writes, they go to the home first as an early diff (R5); it stays in the
+ * it has unsent writes, they go to the home first as an early diff, or are queued already
+ * (R5, R8; counted as the release's diff, not as a write-back); it stays in the
  * open interval's written list, so the interval's notice still names it and the release
  * still waits for that diff's ack (R3). A page being fetched, dropped or flushed is busy.
  * The home keeps no copyset, so a clean page goes without a message. The daemon evicts on
@@ -96,6 +103,8 @@
 #define LOCK_BUCKETS 256
 #define SCRATCH_BYTES (60u * 1024u) /* notices per message: stays under DSMW_MAX_MSG */
 #define BATCH_BYTES (60u * 1024u)   /* a DIFF's records: stays under DSMW_MAX_MSG */
+/* the largest page whose worst diff (dsmp_diff_max) fits a DIFF alone: 16 KiB pages do */
+#define RELEASE_MAX_PAGE ((BATCH_BYTES - DSMP_REC_HDR - 4u) / 5u * 2u)
 /* a DIFF_ACK names each page of its DIFF in 8 bytes; a DIFF's records take >= DSMP_REC_HDR */
 #define ACK_BYTES (DSMW_MAX_MSG / DSMP_REC_HDR * 8u)
 
@@ -662,8 +671,8 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
             DSM_ERR("release: malformed DIFF from node %d (record %zu at byte %zu)", src, n, o);
             return DSM_EPROTO;
         }
-    if (n == 0 || n * 8 > ACK_BYTES) {
-        DSM_ERR("release: a DIFF of %zu pages from node %d", n, src);
+    if (n == 0) { /* (n <= len / DSMP_REC_HDR: the ack fits ACK_BYTES) */
+        DSM_ERR("release: an empty DIFF from node %d", src);
         return DSM_EPROTO;
     }
     for (o = 0, n = 0; o < len; n++) {
@@ -684,16 +693,23 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
  * node's diffs (rel_settled), so their home is still the sender. */
 static dsm_status_t diff_acked(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    if (m->data.len == 0 || m->data.len % 8 != 0)
+    size_t n = m->data.len / 8;
+
+    if (n == 0 || m->data.len % 8 != 0 || n > p->diffs_out)
         goto bad;
-    for (size_t o = 0; o < m->data.len; o += 8) {
+    for (size_t o = 0; o < m->data.len; o += 8) { /* check them all before counting any */
         uint64_t page = dsm_get_le(m->data.data + o, 8);
 
-        if (page >= p->svc.npages || p->svc.home(p->svc.ctx, page) != src || p->diffs_out == 0 ||
-            p->pg[page].diffs == 0)
+        if (page >= p->svc.npages || p->svc.home(p->svc.ctx, page) != src || p->pg[page].diffs == 0)
             goto bad;
+    }
+    for (size_t o = 0; o < m->data.len; o += 8) {
+        struct rel_page *g = &p->pg[dsm_get_le(m->data.data + o, 8)];
+
+        if (g->diffs == 0) /* named twice */
+            goto bad;
+        g->diffs--;
         p->diffs_out--;
-        p->pg[page].diffs--;
     }
     flush_check(p);
     return DSM_OK;
@@ -1118,9 +1134,11 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     if (p == NULL)
         return DSM_ENOMEM;
     p->svc = *svc;
-    if (svc->page_size > DSMP_DIFF_MAX_PAGE) { /* a limit of the diff encoding, not of memory */
-        DSM_ERR("release: pages of %zu bytes; diffs describe pages of at most %u bytes", svc->page_size,
-                DSMP_DIFF_MAX_PAGE);
+    /* a limit of the diff encoding and of one message, not of memory: the largest diff of a
+     * page (every other byte changed) must fit one DIFF */
+    if (svc->page_size > DSMP_DIFF_MAX_PAGE || DSMP_REC_HDR + dsmp_diff_max(svc->page_size) > BATCH_BYTES) {
+        DSM_ERR("release: pages of %zu bytes; its diffs describe pages of at most %zu bytes", svc->page_size,
+                (size_t)RELEASE_MAX_PAGE);
         free(p);
         return DSM_ECONFIG;
     }
@@ -1135,8 +1153,6 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
     p->out = calloc((size_t)p->nn, sizeof(*p->out));
     p->outcap = BATCH_BYTES;
-    if (p->outcap < DSMP_REC_HDR + dsmp_diff_max(svc->page_size))
-        p->outcap = DSMP_REC_HDR + dsmp_diff_max(svc->page_size); /* one diff, whatever its size */
     p->ackbuf = malloc(ACK_BYTES);
     p->ahead_cap = dsmp_ahead_cap(svc->page_size);
     p->pagebuf = malloc(p->ahead_cap * svc->page_size + 1);
@@ -1182,7 +1198,17 @@ static void rel_atomic_done(dsmp_t *p, uint64_t page, int origin, int home, uint
     done(p, arg);
 }
 
+/* Requester's node, before its ATOMIC_REQ: the diffs queued for the home go first, so the
+ * home applies this node's writes before the atomic, as it did when they left at once. */
+static void rel_atomic_requesting(dsmp_t *p, uint64_t page, int home)
+{
+    (void)page;
+    if (home >= 0 && home < p->nn)
+        diffs_send(p, home, p->svc.any_rank);
+}
+
 static const struct dsmp_atomic_ops rel_atomic = {
+    .requesting = rel_atomic_requesting,
     .done = rel_atomic_done,
 };
 

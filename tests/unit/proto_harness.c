@@ -1454,6 +1454,8 @@ void ph_atomic(struct ph *h, int node, uint64_t page, int aop, uint64_t a, uint6
     m.node = (uint32_t)node;
     m.origin = (uint32_t)ph_rank(node);
     m.seq = atomic_token(h, op);
+    if (atomic_hooks(h)->requesting)
+        atomic_hooks(h)->requesting(h->nodes[node].p, page, op->home);
     sync_send(h, node, op->home, &m);
 }
 

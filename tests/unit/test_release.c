@@ -305,6 +305,37 @@ Test(release, a_fetch_goes_behind_the_diffs_queued_for_its_home)
     ph_destroy(h);
 }
 
+/* An atomic requested while a release's diffs wait in the outbox goes behind them: the home
+ * applies the node's store before the atomic, and every copy ends with the atomic's word
+ * (before, the DIFF landed after it and the home's word lost the increment that the
+ * requester's copy kept, for good). */
+Test(release, an_atomic_goes_behind_the_diffs_queued_for_its_home)
+{
+    struct ph *h = mk(3, 2, home0, PH_REVOKE_DEFERRED);
+    int done = 0, adone = 0;
+    uint64_t old = 0;
+
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 0, 0, 100);
+    pp_write(h, 1, 1, 0, 8);
+    ph_clear_log(h);
+    ph_unlock(h, 1, 0, &done);
+    cr_assert_eq(ph_revokes_pending(h), 2);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);  /* page 0 write-protected: its diff queued */
+    ph_atomic(h, 1, 0, DSMW_AOP_FETCH_ADD, 1, 0, &old, &adone);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1, "the queued diff did not go ahead of the ATOMIC_REQ");
+    pp_run(h);
+    cr_assert_eq(adone, 1);
+    cr_assert_eq(done, 1);
+    cr_assert_eq(old, 100, "the atomic ran before the node's store reached the home");
+    pp_barrier(h);
+    for (int n = 0; n < 3; n++)
+        cr_assert_eq(pp_read(h, n, 0, 0), 101, "node %d", n);
+    cr_assert_eq(pp_read(h, 0, 1, 0), 8);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
 /* ---- acquire ---------------------------------------------------------------------------- */
 
 BOTH_MODES(acquire_drops_exactly_the_pages_named_and_not_its_home_pages)
@@ -727,6 +758,78 @@ Test(release, read_ahead_malformed_is_eproto)
     cr_assert_eq(ph_access(h, 1, 5), NONE, "a refused PAGE changes nothing");
     ph_discard(h);
     ph_destroy(h);
+}
+
+/* DIFFs and DIFF_ACKs that make no sense are refused, whole: no record of a refused DIFF is
+ * applied, and a refused DIFF_ACK counts no ack. */
+Test(release, diff_and_ack_malformed_are_eproto)
+{
+    static const int home[3] = { 0, 0, 1 };
+    struct ph *h = mk(2, 3, home, PH_REVOKE_DEFERRED);
+    uint8_t buf[3 * (DSMP_REC_HDR + 16)], run[12] = { 0, 0, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8 }, ack[16];
+    size_t o;
+    int done = 0;
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__DIFF);
+    m.page = 0;
+    m.origin = (uint32_t)ph_rank(1);
+    m.data.data = buf;
+    o = dsmp_rec_put(buf, 0, run, sizeof(run));
+    o += dsmp_rec_put(buf + o, 2, run, sizeof(run)); /* page 2 is homed at node 1, not 0 */
+    m.data.len = o;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    cr_assert_eq(pp_peek(h, 0, 0, 0), 0, "a record of a refused DIFF was applied");
+    o = dsmp_rec_put(buf, 0, run, sizeof(run));
+    o += dsmp_rec_put(buf + o, 1, run, sizeof(run));
+    m.data.len = o - 1;                                /* the second record cut short */
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    m.data.len = o;
+    buf[DSMP_REC_HDR + sizeof(run) + DSMP_REC_HDR + 2] = 9; /* its run says 9 bytes, 8 follow */
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    cr_assert_eq(pp_peek(h, 0, 0, 0), 0, "a record of a refused DIFF was applied");
+    dsm_put_le(buf, 7, 8);                             /* no such page */
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    m.data.len = 0;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    cr_assert_eq(ph_count(h, DIFF_ACK, PH_ANY, PH_ANY), 0);
+
+    /* node 1 has one diff out, for page 0 */
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 0, 0, 5);
+    ph_unlock(h, 1, 0, &done);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+    cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
+    dsmw_init(&m, DSMW__TYPE__DIFF_ACK);
+    m.page = 0;
+    m.data.data = ack;
+    dsm_put_le(ack, 0, 8);
+    dsm_put_le(ack + 8, 0, 8);
+    m.data.len = 16;                                   /* page 0 twice: one diff out */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    dsm_put_le(ack, 1, 8);
+    m.data.len = 8;                                    /* page 1: no diff out */
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    m.data.len = 7;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
+    cr_assert_eq(done, 0);
+    pp_run(h);                                         /* the real DIFF and its ack */
+    cr_assert_eq(done, 1, "a refused DIFF_ACK was counted");
+    cr_assert_eq(pp_peek(h, 0, 0, 0), 5);
+    ph_discard(h);
+    ph_destroy(h);
+}
+
+/* A page size whose worst diff cannot fit one DIFF is refused at start (not a hang later). */
+Test(release, pages_too_large_for_one_diff_are_refused)
+{
+    struct dsmp_services svc = { .page_size = 32768, .npages = 4, .nnodes = 2 };
+    dsmp_t *p = NULL;
+
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_ECONFIG);
+    svc.page_size = 16384;
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_OK);
+    dsmp_release_ops.destroy(p);
 }
 
 /* Locked scans with read-ahead under random delivery: every scan sees every increment. */
