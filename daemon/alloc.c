@@ -15,6 +15,11 @@
  *
  * dsm_malloc takes pages from this node's arena: no message at all. dsm_free goes to the
  * block's home, which clears it on every node the same way before reusing it.
+ *
+ * Under a model that fills them (dsmp.h fill_free: causal), a free's request leaves after
+ * the model's release and carries its clock; REGION_FREE carries their merge (node 0 merges
+ * a region's cofrees), and every node resets the range only once it has applied that much
+ * (freeing, settled): an update sent before the free never lands on the next allocation.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +54,8 @@ struct coll {
     uint64_t place_arg;
     int      origin;          /* the rank whose request came first (and set size, place) */
     int      frees;
+    uint64_t *vc;             /* merged clocks of the frees' requests (fill_free), or NULL */
+    size_t   nvc;
     struct coll_wait *waiting;
 };
 
@@ -147,6 +154,7 @@ void dsmd_alloc_fini(struct dsmd *d)
             wn = w->next;
             free(w);
         }
+        free(a->colls[k].vc);
     }
     while (a->ops) {
         struct region_op *o = a->ops;
@@ -184,7 +192,7 @@ static uint64_t page_of(struct dsmd *d, uint64_t addr)
 
 /* Announce a region to every node; node acks come back to this node. */
 static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_t n, uint64_t k, int origin,
-                            uint32_t place, uint64_t place_arg)
+                            uint32_t place, uint64_t place_arg, const uint64_t *vc, size_t nvc)
 {
     struct region_op *o = calloc(1, sizeof(*o));
     dsmw_msg_t m;
@@ -207,6 +215,8 @@ static void region_announce(struct dsmd *d, int is_free, uint64_t first, uint64_
     m.origin = (uint32_t)origin;
     m.place = place;
     m.place_arg = place_arg;
+    m.vclock = (uint64_t *)vc;
+    m.n_vclock = nvc;
     dsmd_broadcast(d, &m);
 }
 
@@ -297,7 +307,7 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
             c->state = COLL_READY;
         } else {
             c->state = COLL_ADDING;
-            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin, c->place, c->place_arg);
+            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin, c->place, c->place_arg, NULL, 0);
         }
     }
     if (c->state != COLL_ADDING) {
@@ -417,6 +427,8 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     f->first = m->addr;
     f->n = m->count;
     f->origin = (int)m->origin;
+    if (d->pops->sync != NULL && d->pops->sync->freeing != NULL)
+        d->pops->sync->freeing(d->p, m->addr, m->count, m); /* before the range can settle */
     dsmd_pages_clear_range(d, m->addr, m->count, region_cleared, f);
     return DSM_OK;
 }
@@ -431,9 +443,24 @@ static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
 
         if (c->state != COLL_READY || c->status != DSM_OK || c->first != m->addr)
             continue;
+        if (m->n_vclock > 0) { /* merge the request's clock (fill_free) */
+            if (c->vc == NULL) {
+                if ((c->vc = calloc(m->n_vclock, sizeof(*c->vc))) == NULL)
+                    return DSM_ENOMEM;
+                c->nvc = m->n_vclock;
+            }
+            if (m->n_vclock != c->nvc)
+                return DSM_EPROTO;
+            for (size_t i = 0; i < m->n_vclock; i++)
+                if (m->vclock[i] > c->vc[i])
+                    c->vc[i] = m->vclock[i];
+        }
         if (++c->frees == d->cfg.nranks) {
             c->state = COLL_FREEING;
-            region_announce(d, 1, c->first, c->n, k, (int)m->origin, DSMW_PLACE_BLOCK, 0);
+            region_announce(d, 1, c->first, c->n, k, (int)m->origin, DSMW_PLACE_BLOCK, 0, c->vc, c->nvc);
+            free(c->vc);
+            c->vc = NULL;
+            c->nvc = 0;
         }
         return DSM_OK;
     }
@@ -459,7 +486,7 @@ static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
                  (unsigned long long)addr_of(d, m->addr));
         return DSM_OK;
     }
-    region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin, DSMW_PLACE_BLOCK, 0);
+    region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin, DSMW_PLACE_BLOCK, 0, m->vclock, m->n_vclock);
     return DSM_OK;
 }
 
@@ -514,6 +541,51 @@ static void send_to(struct dsmd *d, int node, int type, uint64_t k, uint64_t siz
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
 }
 
+/* A free's request waiting for the model's release (free_request). */
+struct free_req {
+    struct dsmd *d;
+    int type, node, origin;
+    uint64_t page;
+};
+
+static void free_req_send(dsmp_t *p, void *arg)
+{
+    struct free_req *r = arg;
+    dsmw_msg_t m;
+
+    (void)p;
+    dsmw_init(&m, r->type);
+    m.addr = r->page;
+    m.origin = (uint32_t)r->origin;
+    m.node = (uint32_t)r->d->cfg.node;
+    r->d->pops->sync->fill_free(r->d->p, &m);
+    dsmd_send(r->d, r->node, &m, DSMT_NO_PAGE);
+    free(r);
+}
+
+/* Send a free's request (COFREE_REQ, FREE_REQ) to node; under a model that fills one, after
+ * its release (see the top). The rank already has its answer. */
+static void free_request(struct dsmd *d, int type, int node, uint64_t page, int origin)
+{
+    const struct dsmp_sync_ops *s = d->pops->sync;
+    struct free_req *r;
+
+    if (s == NULL || s->fill_free == NULL) {
+        send_to(d, node, type, 0, 0, page, origin);
+        return;
+    }
+    r = malloc(sizeof(*r));
+    if (r == NULL) {
+        dsmd_abort(d, DSM_ENOMEM, "out of memory freeing page %llu", (unsigned long long)page);
+        return;
+    }
+    *r = (struct free_req){ .d = d, .type = type, .node = node, .origin = origin, .page = page };
+    if (s->release != NULL)
+        s->release(d->p, origin, free_req_send, r);
+    else
+        free_req_send(d->p, r);
+}
+
 void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
@@ -552,7 +624,7 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
             dsmd_chan_reply(d, c, DSM_EINVAL, 0);
             return;
         }
-        send_to(d, 0, DSMW__TYPE__COFREE_REQ, 0, 0, page, rk->rank);
+        free_request(d, DSMW__TYPE__COFREE_REQ, 0, page, rk->rank);
         dsmd_chan_reply(d, c, DSM_OK, 0);
         return;
     case DSMC_MALLOC:
@@ -575,7 +647,7 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
             dsmd_chan_reply(d, c, DSM_EINVAL, 0);
             return;
         }
-        send_to(d, dsmd_space_arena_node(&d->space, page), DSMW__TYPE__FREE_REQ, 0, 0, page, rk->rank);
+        free_request(d, DSMW__TYPE__FREE_REQ, dsmd_space_arena_node(&d->space, page), page, rk->rank);
         dsmd_chan_reply(d, c, DSM_OK, 0);
         return;
     }

@@ -75,6 +75,16 @@
  *                                   update of the frame, cau_atomic_applied (flush; the
  *                                   stamp is the interval that carries it)
  *   atomic at the requester      -> cau_atomic_done (wait until that interval is applied)
+ *   free's request (after a release) -> cau_fill_free (this node's clock)
+ *   REGION_FREE                  -> cau_freeing (the merged clock) -> cau_settled waits until
+ *                                   this node has applied it -> cau_reset
+ *
+ * Frees. Every update goes to every node, so one sent before a free could otherwise be
+ * applied after the range was reset and allocated again, on the new allocation's pages.
+ * A free's request carries the requester's clock after its release, REGION_FREE their
+ * merge, and each node resets the range only once it has applied that much: every update
+ * with writes to the range is then in (a data-race-free program writes a range only
+ * before freeing it), and later ones cannot name it.
  *
  * An atomic is thus a write of the home node's, sent to every node in the home's update,
  * and the requester returns only once its node has applied that update: the requester
@@ -127,6 +137,13 @@ struct cau_get {
     uint32_t vc[];
 };
 
+/* A free whose reset waits until this node has applied the clock vc (cau_freeing). */
+struct cau_free {
+    struct cau_free *next;
+    uint64_t first, n;
+    uint32_t vc[];
+};
+
 struct cau_update {
     struct cau_update *next;
     int src;
@@ -175,6 +192,7 @@ struct dsmp {
     struct cau_waiter *acquires;   /* acquires waiting for the clock */
     /* partial replicas */
     struct cau_get *gets;          /* home: PAGE_GETs waiting for the clock */
+    struct cau_free *frees;        /* frees whose reset waits for the clock (cau_freeing) */
     uint64_t *covering;            /* pages with a cover (some entries stale: cover NULL) */
     size_t ncovering, capcovering;
     /* synchronisation */
@@ -728,7 +746,48 @@ static int cau_settled(dsmp_t *p, uint64_t first, uint64_t n)
     for (const struct cau_get *q = p->gets; q; q = q->next)
         if (q->page >= first && q->page < first + n)
             return 0;
+    for (const struct cau_free *f = p->frees; f; f = f->next)
+        if (f->first < first + n && first < f->first + f->n)
+            for (int k = 0; k < p->nn; k++)
+                if (p->vc[k] < f->vc[k])
+                    return 0; /* an update from before the free is still to come */
     return 1;
+}
+
+/* A free's request leaves after the node's release(): the clock it carries covers every
+ * update this node sent with writes to the range (dsmp.h fill_free). */
+static void cau_fill_free(dsmp_t *p, dsmw_msg_t *out)
+{
+    fill_vc(p, out, p->vc);
+}
+
+/* REGION_FREE of [first, first+n) with the merged clocks of the requests: the range resets
+ * only once this node has applied all of it (cau_settled), so no update from before the
+ * free lands on the pages of their next allocation. A clock that claims intervals of this
+ * node it never sent could never be covered: the job fails instead of waiting for ever. */
+static void cau_freeing(dsmp_t *p, uint64_t first, uint64_t n, const dsmw_msg_t *m)
+{
+    struct cau_free *f;
+
+    if (m->n_vclock == 0)
+        return; /* a free no rank asked for (none): nothing to wait for */
+    if (peer_clock_ok(p, m) != 0) {
+        dsmp_fail(&p->svc, DSM_EPROTO, "causal: the free of pages %llu+%llu carries a bad clock",
+                  (unsigned long long)first, (unsigned long long)n);
+        return;
+    }
+    f = malloc(sizeof(*f) + (size_t)p->nn * sizeof(uint32_t));
+    if (f == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory freeing pages %llu+%llu",
+                  (unsigned long long)first, (unsigned long long)n);
+        return;
+    }
+    f->first = first;
+    f->n = n;
+    for (int k = 0; k < p->nn; k++)
+        f->vc[k] = (uint32_t)m->vclock[k];
+    f->next = p->frees;
+    p->frees = f;
 }
 
 /* Every page of the update is at NONE for the local ranks: patch them all, reopen. */
@@ -1020,6 +1079,17 @@ static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
 
 static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
+    /* the frees of the range are done */
+    for (struct cau_free **pp = &p->frees; *pp;) {
+        struct cau_free *f = *pp;
+
+        if (f->first >= first && f->first + f->n <= first + n) {
+            *pp = f->next;
+            free(f);
+        } else {
+            pp = &f->next;
+        }
+    }
     /* a freed page leaves the open interval with its twin (C2): its writes are void */
     p->nwritten = dsmp_pages_without(p->written, p->nwritten, first, n);
     for (uint64_t pg = first; pg < first + n; pg++) {
@@ -1063,6 +1133,12 @@ static void cau_destroy(dsmp_t *p)
 
         p->gets = q->next;
         free(q);
+    }
+    while (p->frees) {
+        struct cau_free *f = p->frees;
+
+        p->frees = f->next;
+        free(f);
     }
     free(p->covering);
     while (p->queue) {
@@ -1238,6 +1314,8 @@ static const struct dsmp_sync_ops cau_sync = {
     .barrier_arrived = cau_barrier_arrived,
     .fill_barrier = cau_fill_barrier,
     .acquired = cau_acquired,
+    .fill_free = cau_fill_free,
+    .freeing = cau_freeing,
 };
 
 const struct dsmp_ops dsmp_causal_ops = {

@@ -132,6 +132,16 @@ void dsmp_fail(const struct dsmp_services *svc, dsm_status_t st, const char *fmt
  *   node 0: BARRIER_RELEASE / FINI_RELEASE out  -> fill_barrier()
  *   LOCK_GRANT / BARRIER_RELEASE / FINI_RELEASE at the acquirer -> acquired(); done()
  *                                                 lets the rank(s) go on
+ *   rank frees (dsm_cofree, dsm_free)           -> release(), then the outgoing COFREE_REQ /
+ *                                                 FREE_REQ -> fill_free() (only if set)
+ *   REGION_FREE at every node                   -> freeing(): settled() of the range waits
+ *                                                 for what it names
+ *
+ * fill_free and freeing exist for a model whose messages carry data to every node (causal's
+ * updates): one sent before a free must not land after the range was reset and allocated
+ * again. fill_free puts in the request what every node must have applied before it resets
+ * the range (causal: the node's clock); the free's REGION_FREE carries the merge of every
+ * request's (node 0 merges a cofree's), and freeing() hands it to the module.
  *
  * fill_* set pointers into buffers the module owns, valid until its next fill_* call.
  */
@@ -144,6 +154,8 @@ struct dsmp_sync_ops {
     void (*barrier_arrived)(dsmp_t *p, const dsmw_msg_t *arrive);
     void (*fill_barrier)(dsmp_t *p, dsmw_msg_t *release);
     void (*acquired)(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void *arg);
+    void (*fill_free)(dsmp_t *p, dsmw_msg_t *out);
+    void (*freeing)(dsmp_t *p, uint64_t first, uint64_t n, const dsmw_msg_t *m);
 };
 
 /*

@@ -18,6 +18,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <signal.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -1025,4 +1027,96 @@ BOTH_MODES(a_freed_page_leaves_the_open_interval)
     cr_assert_eq(pp_peek(h, 0, 1, 0), 6);
     NO_ERRORS(h);
     ph_destroy(h);
+}
+
+/* Free a range as the daemon does under causal (daemon/alloc.c): the freeing node's request
+ * carries its clock after its release (fill_free); every node's range settles only once it
+ * has applied that clock (freeing, settled); then it is reset. */
+static void free_release_done(dsmp_t *p, void *arg)
+{
+    (void)p;
+    ++*(int *)arg;
+}
+
+static void free_request(struct ph *h, int nnodes, int node, uint64_t *vc)
+{
+    dsmw_msg_t m;
+    int done = 0;
+
+    dsmp_causal_ops.sync->release(ph_proto(h, node), ph_rank(node), free_release_done, &done);
+    settle(h);
+    cr_assert_eq(done, 1, "the release before a free did not complete");
+    dsmw_init(&m, DSMW__TYPE__COFREE_REQ);
+    dsmp_causal_ops.sync->fill_free(ph_proto(h, node), &m);
+    cr_assert_eq(m.n_vclock, (size_t)nnodes);
+    memcpy(vc, m.vclock, m.n_vclock * sizeof(*vc));
+}
+
+static void freeing(struct ph *h, int nnodes, int node, uint64_t first, uint64_t n, uint64_t *vc)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__REGION_FREE);
+    m.vclock = vc;
+    m.n_vclock = (size_t)nnodes;
+    dsmp_causal_ops.sync->freeing(ph_proto(h, node), first, n, &m);
+}
+
+/* An update sent before a free must not land on the range's next allocation: the free's
+ * clock holds every node's reset back until that update is applied there (before, node 0
+ * and 2 applied it after the reset: the new allocation read the old write). */
+BOTH_MODES(a_free_waits_for_the_updates_sent_before_it)
+{
+    struct ph *h = mk(3, 2, mode);
+    uint64_t vc[3];
+
+    pp_write(h, 1, 0, 0, 5);
+    pp_write(h, 1, 1, 0, 6);
+    tick(h, 1);                                  /* the update is out, not delivered */
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1);
+    free_request(h, 3, 1, vc);
+    cr_assert_eq(vc[1], 1, "the free's clock lacks node 1's interval");
+    for (int n = 0; n < 3; n++) {
+        freeing(h, 3, n, 0, 1, vc);
+        cr_assert_eq(dsmp_causal_ops.settled(ph_proto(h, n), 0, 1), n == 1,
+                     "node %d: settled with an update from before the free still to come", n);
+        cr_assert(dsmp_causal_ops.settled(ph_proto(h, n), 1, 1), "node %d: a range outside the free waits", n);
+    }
+    pp_run(h);
+    for (int n = 0; n < 3; n++)
+        cr_assert(dsmp_causal_ops.settled(ph_proto(h, n), 0, 1), "node %d: the update is applied", n);
+    ph_reset(h, 0, 1);                           /* the free, then the next allocation */
+    for (int n = 0; n < 3; n++) {
+        cr_assert_eq(pp_peek(h, n, 0, 0), 0, "node %d: the new allocation holds an old write", n);
+        cr_assert_eq(pp_peek(h, n, 1, 0), 6, "node %d", n);
+    }
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* The release before a free's request flushes the node's open interval, so the free's
+ * clock covers the writes it held. */
+Test(causal, a_free_request_covers_the_open_interval)
+{
+    struct ph *h = mk(2, 1, PH_REVOKE_SYNC);
+    uint64_t vc[2];
+
+    pp_write(h, 1, 0, 0, 5);                     /* open interval, not flushed */
+    free_request(h, 2, 1, vc);
+    cr_assert_eq(vc[1], 1, "the open interval was not ended before the free's clock was taken");
+    freeing(h, 2, 0, 0, 1, vc);
+    cr_assert_not(dsmp_causal_ops.settled(ph_proto(h, 0), 0, 1));
+    pp_run(h);
+    cr_assert(dsmp_causal_ops.settled(ph_proto(h, 0), 0, 1));
+    ph_destroy(h);
+}
+
+/* A free whose clock claims intervals of this node it never sent fails the job (it could
+ * never settle). */
+Test(causal, a_free_with_a_clock_from_the_future_fails, .signal = SIGABRT)
+{
+    struct ph *h = mk(2, 1, PH_REVOKE_SYNC);
+    uint64_t vc[2] = { 7, 0 };
+
+    freeing(h, 2, 0, 0, 1, vc);
 }
