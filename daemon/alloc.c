@@ -20,6 +20,8 @@
  * the model's release and carries its clock; REGION_FREE carries their merge (node 0 merges
  * a region's cofrees), and every node resets the range only once it has applied that much
  * (freeing, settled): an update sent before the free never lands on the next allocation.
+ * The request leaves when the release is done; the model completes releases in order, so
+ * it still goes ahead of what the rank does next (its finalize's FINI_ARRIVE).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,14 @@ struct coll {
     struct coll_wait *waiting;
 };
 
+/* A free's request waiting for the model's release (free_request). */
+struct free_req {
+    struct free_req *next;
+    struct dsmd *d;
+    int type, node, origin;
+    uint64_t page;
+};
+
 /* A REGION_ADD / REGION_FREE this node sent, waiting for every node's acknowledgement. */
 struct region_op {
     struct region_op *next;
@@ -75,6 +85,7 @@ struct dsmd_alloc {
     struct dsmd_ralloc arena;      /* this node's dsm_malloc arena */
     struct region_op *ops;
     struct dsmd_chan *waiting;     /* local ranks waiting for ALLOC_REPLY */
+    struct free_req *freeing;      /* frees' requests waiting for the model's release */
     struct dsmd_run *regions;      /* the live collective regions (every node) */
     size_t nregions, capregions;
 };
@@ -161,6 +172,12 @@ void dsmd_alloc_fini(struct dsmd *d)
 
         a->ops = o->next;
         free(o);
+    }
+    while (a->freeing) { /* an abort left their releases unfinished */
+        struct free_req *r = a->freeing;
+
+        a->freeing = r->next;
+        free(r);
     }
     free(a->colls);
     free(a->regions);
@@ -443,6 +460,8 @@ static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
 
         if (c->state != COLL_READY || c->status != DSM_OK || c->first != m->addr)
             continue;
+        if (m->n_vclock != 0 && m->n_vclock != (size_t)d->cfg.nnodes)
+            return DSM_EPROTO;
         if (m->n_vclock > 0) { /* merge the request's clock (fill_free) */
             if (c->vc == NULL) {
                 if ((c->vc = calloc(m->n_vclock, sizeof(*c->vc))) == NULL)
@@ -481,6 +500,8 @@ static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
             return DSM_OK;
         }
     }
+    if (m->n_vclock != 0 && m->n_vclock != (size_t)d->cfg.nnodes)
+        return DSM_EPROTO;
     if (dsmd_ralloc_find(&d->alloc->arena, m->addr, &n) != DSM_OK) {
         DSM_WARN("dsm_free by rank %u of 0x%llx, which was not returned by dsm_malloc", m->origin,
                  (unsigned long long)addr_of(d, m->addr));
@@ -541,19 +562,17 @@ static void send_to(struct dsmd *d, int node, int type, uint64_t k, uint64_t siz
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
 }
 
-/* A free's request waiting for the model's release (free_request). */
-struct free_req {
-    struct dsmd *d;
-    int type, node, origin;
-    uint64_t page;
-};
-
 static void free_req_send(dsmp_t *p, void *arg)
 {
     struct free_req *r = arg;
     dsmw_msg_t m;
 
     (void)p;
+    for (struct free_req **pp = &r->d->alloc->freeing; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
     dsmw_init(&m, r->type);
     m.addr = r->page;
     m.origin = (uint32_t)r->origin;
@@ -579,7 +598,9 @@ static void free_request(struct dsmd *d, int type, int node, uint64_t page, int 
         dsmd_abort(d, DSM_ENOMEM, "out of memory freeing page %llu", (unsigned long long)page);
         return;
     }
-    *r = (struct free_req){ .d = d, .type = type, .node = node, .origin = origin, .page = page };
+    *r = (struct free_req){ .d = d, .type = type, .node = node, .origin = origin, .page = page,
+                            .next = d->alloc->freeing };
+    d->alloc->freeing = r;
     if (s->release != NULL)
         s->release(d->p, origin, free_req_send, r);
     else

@@ -312,7 +312,8 @@ static void add_waiter(dsmp_t *p, struct cau_waiter **list, dsmp_done_fn done, v
     }
     w->done = done;
     w->arg = arg;
-    w->next = *list;
+    while (*list) /* in order: a free's request leaves before a later FINI_ARRIVE */
+        list = &(*list)->next;
     *list = w;
 }
 
@@ -763,14 +764,13 @@ static void cau_fill_free(dsmp_t *p, dsmw_msg_t *out)
 
 /* REGION_FREE of [first, first+n) with the merged clocks of the requests: the range resets
  * only once this node has applied all of it (cau_settled), so no update from before the
- * free lands on the pages of their next allocation. A clock that claims intervals of this
- * node it never sent could never be covered: the job fails instead of waiting for ever. */
+ * free lands on the pages of their next allocation. A clock of the wrong length, or one
+ * that claims intervals of this node it never sent, fails the job (the latter could never
+ * be covered; other nodes' entries cannot be checked here). */
 static void cau_freeing(dsmp_t *p, uint64_t first, uint64_t n, const dsmw_msg_t *m)
 {
     struct cau_free *f;
 
-    if (m->n_vclock == 0)
-        return; /* a free no rank asked for (none): nothing to wait for */
     if (peer_clock_ok(p, m) != 0) {
         dsmp_fail(&p->svc, DSM_EPROTO, "causal: the free of pages %llu+%llu carries a bad clock",
                   (unsigned long long)first, (unsigned long long)n);
@@ -1079,11 +1079,11 @@ static void cau_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
 
 static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
 {
-    /* the frees of the range are done */
+    /* the free of exactly this range is done (a first-touch claim resets single pages) */
     for (struct cau_free **pp = &p->frees; *pp;) {
         struct cau_free *f = *pp;
 
-        if (f->first >= first && f->first + f->n <= first + n) {
+        if (f->first == first && f->n == n) {
             *pp = f->next;
             free(f);
         } else {
