@@ -269,6 +269,19 @@ Test(release, release_completes_only_after_every_diff_ack)
     ph_destroy(h);
 }
 
+/* Node 1 writes word 0 of pages 0 and 1 (home 0) under lock 0 and unlocks; of the release,
+ * only page 0 is write-protected so far: its diff waits in the outbox (deferred revokes). */
+static void half_released(struct ph *h, uint64_t v0, uint64_t v1, int *done)
+{
+    pp_lock(h, 1, 0);
+    pp_write(h, 1, 0, 0, v0);
+    pp_write(h, 1, 1, 0, v1);
+    ph_clear_log(h);
+    ph_unlock(h, 1, 0, done);
+    cr_assert_eq(ph_revokes_pending(h), 2);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
+}
+
 /* A release's diffs wait in the home's outbox until every page is write-protected. A page
  * of it evicted meanwhile (its writes already queued, no early diff) and fetched again must
  * not overtake them: the PAGE_GET goes behind the DIFF, and the node reads its own write. */
@@ -278,13 +291,7 @@ Test(release, a_fetch_goes_behind_the_diffs_queued_for_its_home)
     int done = 0, evicted = 0;
     size_t diff_at = 99, get_at = 99;
 
-    pp_lock(h, 1, 0);
-    pp_write(h, 1, 0, 0, 7);
-    pp_write(h, 1, 1, 0, 8);
-    ph_clear_log(h);
-    ph_unlock(h, 1, 0, &done);
-    cr_assert_eq(ph_revokes_pending(h), 2);
-    cr_assert_eq(ph_complete_revoke(h, 0), 1);  /* page 0 write-protected: its diff queued */
+    half_released(h, 7, 8, &done);
     cr_assert_eq(ph_evict(h, 1, 0, &evicted), 1);
     cr_assert_eq(ph_complete_revoke(h, 1), 1);  /* the eviction's: page 0 at NONE */
     cr_assert_eq(evicted, 1);
@@ -315,13 +322,7 @@ Test(release, an_atomic_goes_behind_the_diffs_queued_for_its_home)
     int done = 0, adone = 0;
     uint64_t old = 0;
 
-    pp_lock(h, 1, 0);
-    pp_write(h, 1, 0, 0, 100);
-    pp_write(h, 1, 1, 0, 8);
-    ph_clear_log(h);
-    ph_unlock(h, 1, 0, &done);
-    cr_assert_eq(ph_revokes_pending(h), 2);
-    cr_assert_eq(ph_complete_revoke(h, 0), 1);  /* page 0 write-protected: its diff queued */
+    half_released(h, 100, 8, &done);
     ph_atomic(h, 1, 0, DSMW_AOP_FETCH_ADD, 1, 0, &old, &adone);
     cr_assert_eq(ph_count(h, DIFF, 1, 0), 1, "the queued diff did not go ahead of the ATOMIC_REQ");
     pp_run(h);
