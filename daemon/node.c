@@ -186,9 +186,19 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
                rk->finalized ? "true" : "false", waits);
     }
-    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu,\"memory_node\":%s}\n",
+    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu,\"memory_node\":%s",
            (unsigned long long)d->heartbeats_sent, (unsigned long long)(d->cfg.cache_size / d->page_size),
            (unsigned long long)dsmd_cache_peak(d), d->cfg.local_ranks == 0 ? "true" : "false");
+    if (d->cfg.local_ranks == 0) { /* a memory node's own work, which no rank's counts hold */
+        const struct dsmd_counters *c = &d->node_c;
+
+        printf(",\"counts\":{\"pages_fetched\":%llu,\"invalidations\":%llu,\"diffs\":%llu,"
+               "\"write_notices\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu}",
+               (unsigned long long)c->pages_fetched, (unsigned long long)c->invalidations,
+               (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
+               (unsigned long long)c->pages_evicted, (unsigned long long)c->writebacks);
+    }
+    printf("}\n");
     fflush(stdout);
 }
 

@@ -441,6 +441,17 @@ def case_memory_nodes(dsmrun, prog):
             check([n.get("memory") for n in doc["nodes"]] == [False, False, False, True, True],
                   "%s: memory flags %r" % (model, [n.get("memory") for n in doc["nodes"]]), j)
             check("(2 of them memory nodes)" in j.err, "%s: --report does not mention the memory nodes" % model, j)
+            counts = [sorted(n.get("counts", {})) for n in doc["nodes"]]
+            check(counts == [[]] * 3 + [["diffs", "invalidations", "pages_evicted", "pages_fetched",
+                                         "write_notices", "writebacks"]] * 2,
+                  "%s: only memory nodes have their own counts: %r" % (model, counts), j)
+            for n in (3, 4):
+                check(re.search(r"^node %d \(memory node\): \d+ messages" % n, j.err, re.M),
+                      "%s: --report does not label memory node %d" % (model, n), j)
+            m = re.search(r"^all nodes: (\d+) messages, (\d+) bytes sent$", j.err, re.M)
+            check(m and int(m.group(1)) == sum(n["messages_sent"] for n in doc["nodes"]) and
+                  int(m.group(2)) == sum(n["bytes_sent"] for n in doc["nodes"]),
+                  "%s: --report's all-nodes line does not add up the nodes" % model, j)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     j = run(dsmrun, prog, ["deadlock"], ["-n", "4", "--ranks-per-node", "2", "--memory-nodes", "1",
