@@ -549,23 +549,25 @@ dsm_status_t dsmd_alloc_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     }
 }
 
-static void send_to(struct dsmd *d, int node, int type, uint64_t k, uint64_t size, uint64_t page, int origin)
+/* The request itself, with the model's clock where it fills one (fill_free). */
+static void free_req_out(struct dsmd *d, int type, int node, uint64_t page, int origin)
 {
+    const struct dsmp_sync_ops *s = d->pops->sync;
     dsmw_msg_t m;
 
     dsmw_init(&m, type);
-    m.seq = k;
-    m.size = size;
     m.addr = page;
     m.origin = (uint32_t)origin;
     m.node = (uint32_t)d->cfg.node;
+    if (s != NULL && s->fill_free != NULL)
+        s->fill_free(d->p, &m);
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
 }
 
+/* The model's release before a free's request is done. */
 static void free_req_send(dsmp_t *p, void *arg)
 {
     struct free_req *r = arg;
-    dsmw_msg_t m;
 
     (void)p;
     for (struct free_req **pp = &r->d->alloc->freeing; *pp; pp = &(*pp)->next)
@@ -573,12 +575,7 @@ static void free_req_send(dsmp_t *p, void *arg)
             *pp = r->next;
             break;
         }
-    dsmw_init(&m, r->type);
-    m.addr = r->page;
-    m.origin = (uint32_t)r->origin;
-    m.node = (uint32_t)r->d->cfg.node;
-    r->d->pops->sync->fill_free(r->d->p, &m);
-    dsmd_send(r->d, r->node, &m, DSMT_NO_PAGE);
+    free_req_out(r->d, r->type, r->node, r->page, r->origin);
     free(r);
 }
 
@@ -590,7 +587,7 @@ static void free_request(struct dsmd *d, int type, int node, uint64_t page, int 
     struct free_req *r;
 
     if (s == NULL || s->fill_free == NULL) {
-        send_to(d, node, type, 0, 0, page, origin);
+        free_req_out(d, type, node, page, origin);
         return;
     }
     r = malloc(sizeof(*r));

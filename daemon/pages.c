@@ -153,13 +153,17 @@ static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
     return NULL;
 }
 
+/* The next length of a ramp that reached n (0: none yet): doubled, up to a grant's run. */
+static uint32_t ramp_next(uint32_t n)
+{
+    return n == 0 ? 1 : n * 2 < DSMC_GRANT_RUN_MAX ? n * 2 : DSMC_GRANT_RUN_MAX;
+}
+
 static uint32_t scan_want(struct dsmd_chan *c, uint64_t page)
 {
     const struct dsmd_scan *s = scan_of(c, page);
 
-    if (s == NULL)
-        return 1;
-    return s->len * 2 < DSMC_GRANT_RUN_MAX ? s->len * 2 : DSMC_GRANT_RUN_MAX;
+    return ramp_next(s != NULL ? s->len : 0);
 }
 
 /* The pages a fault on `page` that goes to the protocol may ask for (reads ahead). */
@@ -167,9 +171,7 @@ static uint32_t fetch_want(struct dsmd_chan *c, uint64_t page)
 {
     const struct dsmd_scan *s = scan_of(c, page);
 
-    if (s == NULL || s->fetched == 0)
-        return 1;
-    return s->fetched * 2 < DSMC_GRANT_RUN_MAX ? s->fetched * 2 : DSMC_GRANT_RUN_MAX;
+    return ramp_next(s != NULL ? s->fetched : 0);
 }
 
 /* The scan a run of n pages from `page`, of length `scan`, extends (or starts). */

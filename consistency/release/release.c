@@ -165,6 +165,7 @@ struct dsmp {
     uint64_t diffs_out;       /* diffs not acknowledged yet (flush and early) */
     struct rel_outbox *out;   /* per home: the flush's diffs, sent once it is write-protected */
     size_t outcap;            /* bytes of each outbox's buffer */
+    int outboxes;             /* outboxes holding records */
     uint8_t *ackbuf;          /* a DIFF_ACK's pages (ACK_BYTES) */
     struct rel_waiter *fl_waiters, *next_waiters;
     uint32_t *vc;             /* intervals applied, per node */
@@ -433,9 +434,8 @@ static void flush_check(dsmp_t *p)
 {
     struct rel_waiter *w, *next;
 
-    if (p->flushing && p->fl_pending == 0)
-        for (int n = 0; n < p->nn; n++)
-            diffs_send(p, n, p->fl_origin);
+    for (int n = 0; n < p->nn && p->outboxes > 0 && p->flushing && p->fl_pending == 0; n++)
+        diffs_send(p, n, p->fl_origin);
     if (!p->flushing || p->fl_pending > 0 || p->diffs_out > 0)
         return;
     p->flushing = 0;
@@ -465,6 +465,7 @@ static void diffs_send(dsmp_t *p, int node, int origin)
     send_page_msg(p, node, DSMW__TYPE__DIFF, o->first, origin, o->buf, o->len, DSMP_NO_FRAME);
     o->n = 0;
     o->len = 0;
+    p->outboxes--;
 }
 
 /* Queue the unsent writes of a twinned page for its home's next DIFF (R2, R3, R5); the
@@ -493,8 +494,10 @@ static int diff_queue(dsmp_t *p, uint64_t page, int origin)
                   (unsigned long long)page);
         return -1;
     }
-    if (o->n++ == 0)
+    if (o->n++ == 0) {
         o->first = page;
+        p->outboxes++;
+    }
     o->len += dsmp_rec_put(o->buf + o->len, page, p->diffbuf, len);
     p->diffs_out++;
     g->diffs++;
