@@ -696,23 +696,24 @@ static dsm_status_t diff_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
  * node's diffs (rel_settled), so their home is still the sender. */
 static dsm_status_t diff_acked(dsmp_t *p, int src, const dsmw_msg_t *m)
 {
-    size_t n = m->data.len / 8;
+    size_t n = m->data.len / 8, k;
 
     if (n == 0 || m->data.len % 8 != 0 || n > p->diffs_out)
         goto bad;
-    for (size_t o = 0; o < m->data.len; o += 8) { /* check them all before counting any */
-        uint64_t page = dsm_get_le(m->data.data + o, 8);
+    for (k = 0; k < n; k++) {
+        uint64_t page = dsm_get_le(m->data.data + k * 8, 8);
 
         if (page >= p->svc.npages || p->svc.home(p->svc.ctx, page) != src || p->pg[page].diffs == 0)
-            goto bad;
-    }
-    for (size_t o = 0; o < m->data.len; o += 8) {
-        struct rel_page *g = &p->pg[dsm_get_le(m->data.data + o, 8)];
-
-        if (g->diffs == 0) /* named twice */
-            goto bad;
-        g->diffs--;
+            break; /* (a page named twice finds its count spent) */
+        p->pg[page].diffs--;
         p->diffs_out--;
+    }
+    if (k < n) { /* refused whole: give back what the entries before counted */
+        while (k-- > 0) {
+            p->pg[dsm_get_le(m->data.data + k * 8, 8)].diffs++;
+            p->diffs_out++;
+        }
+        goto bad;
     }
     flush_check(p);
     return DSM_OK;

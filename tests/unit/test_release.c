@@ -795,10 +795,12 @@ Test(release, diff_and_ack_malformed_are_eproto)
     cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO);
     cr_assert_eq(ph_count(h, DIFF_ACK, PH_ANY, PH_ANY), 0);
 
-    /* node 1 has one diff out, for page 0 */
+    /* node 1 has two diffs out to node 0, for pages 0 and 1, in one DIFF */
     pp_lock(h, 1, 0);
     pp_write(h, 1, 0, 0, 5);
+    pp_write(h, 1, 1, 0, 6);
     ph_unlock(h, 1, 0, &done);
+    cr_assert_eq(ph_complete_revoke(h, 0), 1);
     cr_assert_eq(ph_complete_revoke(h, 0), 1);
     cr_assert_eq(ph_count(h, DIFF, 1, 0), 1);
     dsmw_init(&m, DSMW__TYPE__DIFF_ACK);
@@ -806,10 +808,12 @@ Test(release, diff_and_ack_malformed_are_eproto)
     m.data.data = ack;
     dsm_put_le(ack, 0, 8);
     dsm_put_le(ack + 8, 0, 8);
-    m.data.len = 16;                                   /* page 0 twice: one diff out */
+    m.data.len = 16;                                   /* page 0 twice: one diff out for it */
     cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
-    dsm_put_le(ack, 1, 8);
-    m.data.len = 8;                                    /* page 1: no diff out */
+    dsm_put_le(ack + 8, 2, 8);
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO); /* page 2: homed at node 1 */
+    dsm_put_le(ack, 2, 8);
+    m.data.len = 8;                                    /* page 2 alone */
     cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
     m.data.len = 7;
     cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO);
@@ -817,6 +821,7 @@ Test(release, diff_and_ack_malformed_are_eproto)
     pp_run(h);                                         /* the real DIFF and its ack */
     cr_assert_eq(done, 1, "a refused DIFF_ACK was counted");
     cr_assert_eq(pp_peek(h, 0, 0, 0), 5);
+    cr_assert_eq(pp_peek(h, 0, 1, 0), 6);
     ph_discard(h);
     ph_destroy(h);
 }
