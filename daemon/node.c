@@ -168,7 +168,8 @@ void dsmd_node_print_stats(struct dsmd *d)
         printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"pages_granted_ahead\":%llu,"
-               "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"wall_seconds\":%.6f,"
+               "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu,"
+               "\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
                "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
                "\"joined\":%s,\"finalized\":%s%s}",
@@ -179,7 +180,7 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
                (unsigned long long)c->pages_ahead,
                (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_evicted,
-               (unsigned long long)c->writebacks, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (unsigned long long)c->writebacks, (unsigned long long)c->notice_bytes, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
@@ -193,10 +194,11 @@ void dsmd_node_print_stats(struct dsmd *d)
         const struct dsmd_counters *c = &d->node_c;
 
         printf(",\"counts\":{\"pages_fetched\":%llu,\"invalidations\":%llu,\"diffs\":%llu,"
-               "\"write_notices\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu}",
+               "\"write_notices\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu}",
                (unsigned long long)c->pages_fetched, (unsigned long long)c->invalidations,
                (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
-               (unsigned long long)c->pages_evicted, (unsigned long long)c->writebacks);
+               (unsigned long long)c->pages_evicted, (unsigned long long)c->writebacks,
+               (unsigned long long)c->notice_bytes);
     }
     printf("}\n");
     fflush(stdout);

@@ -54,8 +54,8 @@
  *                                              page_arrived (ahead_arrived)
  *   release (unlock, barrier arrival, fini) -> rel_release -> flush_run -> flushed_page
  *   DIFF at home / DIFF_ACK at writer       -> diff_arrived / diff_acked -> flush_check
- *   grant or barrier release at acquirer    -> rel_acquired -> drop_page -> drop_start ->
- *                                              drop_revoked
+ *   grant or barrier release at acquirer    -> rel_acquired -> drop_page (self_invalidate)
+ *                                              -> drop_start -> drop_revoked
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
@@ -84,6 +84,17 @@
  * its own, so an early diff may cross the page's free: a free waits at every node until its
  * diffs there are acknowledged (rel_settled), and a home that no longer has the page acks a
  * diff without applying it.
+ *
+ * Self-invalidation, measured against notices (DSM_RELEASE_INVALIDATE=self; the default is
+ * `notices`). An acquire then drops every copy it holds of a page it knows another node
+ * has written (the page's class, shared-written: `sw`), whether or not the acquire's
+ * notices name it; pages only this node writes (private or single-writer) and pages nobody
+ * writes (read-only) stay. The class is learnt from the notices themselves, an oracle a
+ * real self-invalidating protocol would pay a directory for, and the notices still travel:
+ * the mode measures the extra fetches, and `notice_bytes` in the statistics what the
+ * notices cost. docs/BENCHMARKS.md "Self-invalidation or write notices" has the numbers
+ * and why notices stay the default. Dropping more pages than the notices name is always
+ * safe (R7 and the refetch of a page being fetched apply to every drop alike).
  *
  * Atomics change the home's master copy directly (R1). The requester's node then counts
  * the change as its own write: the page joins its open interval (so the notice of its
@@ -182,7 +193,15 @@ struct dsmp {
     struct dsmp_batch *batches; /* home: PAGE_GETs waiting for R6 revocations */
     uint32_t ahead_cap;
     uint8_t *pagebuf;          /* a PAGE's pages read ahead: ahead_cap pages */
+    /* DSM_RELEASE_INVALIDATE=self (see the top): per page SW_* bits, and the pages ever
+     * listed, each once; NULL under notices */
+    uint8_t *sw;
+    uint64_t *swlist;
+    size_t nsw, capsw;
 };
+
+#define SW_LISTED  1u /* in swlist (kept across a free, so a page is listed once) */
+#define SW_WRITTEN 2u /* another node wrote it (a notice named it) since its allocation */
 
 static void flush_run(dsmp_t *p);
 static void diffs_send(dsmp_t *p, int node, int origin);
@@ -870,6 +889,31 @@ struct walk_ctx {
     struct rel_acquire *a;
 };
 
+/* Self-invalidation: another node wrote page, which is shared-written from now on. */
+static void sw_mark(void *arg, uint64_t page)
+{
+    dsmp_t *p = arg;
+
+    if (is_home(p, page) || (p->sw[page] & SW_WRITTEN))
+        return;
+    if (!(p->sw[page] & SW_LISTED)) {
+        if (p->nsw == p->capsw) {
+            size_t ncap = p->capsw ? p->capsw * 2 : 256;
+            uint64_t *v = realloc(p->swlist, ncap * sizeof(*v));
+
+            if (v == NULL) {
+                dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory classing page %llu",
+                          (unsigned long long)page);
+                return;
+            }
+            p->swlist = v;
+            p->capsw = ncap;
+        }
+        p->swlist[p->nsw++] = page;
+    }
+    p->sw[page] = SW_LISTED | SW_WRITTEN;
+}
+
 static dsm_status_t apply_notice(void *arg, int node, uint32_t first, uint32_t last, const uint8_t *runs,
                                  uint32_t rlen)
 {
@@ -885,7 +929,19 @@ static dsm_status_t apply_notice(void *arg, int node, uint32_t first, uint32_t l
     /* intervals new to this node: max(first, vc + 1)..last, all with these runs */
     p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITE_NOTICES,
                  last - (first > p->vc[node] ? first - 1 : p->vc[node]));
+    if (p->sw != NULL) /* self-invalidation: the notice only classes its pages */
+        return dsmp_runs_each(runs, rlen, p->svc.npages, sw_mark, p);
     return dsmp_runs_each(runs, rlen, p->svc.npages, drop_page, &dc);
+}
+
+/* Self-invalidation at an acquire: drop every copy of a page another node has written. */
+static void self_invalidate(dsmp_t *p, struct rel_acquire *a)
+{
+    struct drop_ctx dc = { p, a };
+
+    for (size_t i = 0; i < p->nsw; i++)
+        if (p->sw[p->swlist[i]] & SW_WRITTEN)
+            drop_page(&dc, p->swlist[i]);
 }
 
 /* Copy a message's vclock into vc (zeroes past its end). */
@@ -940,6 +996,8 @@ static void rel_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
     }
     if (dsmp_notices_walk(m->data.data, m->data.len, p->nn, apply_notice, &w) != DSM_OK)
         dsmp_fail(&p->svc, DSM_EPROTO, "release: malformed write notices with a %s", dsmw_type_name(m->type));
+    else if (p->sw != NULL)
+        self_invalidate(p, a);
     acquire_done(p, a);
 }
 
@@ -965,6 +1023,7 @@ static void fill(dsmp_t *p, dsmw_msg_t *out, const uint32_t *from, const uint32_
     out->n_vclock = (size_t)p->nn;
     out->data.data = p->scratch;
     out->data.len = st == DSM_OK ? len : 0;
+    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_NOTICE_BYTES, out->data.len);
 }
 
 /* A release sends what its receiver may lack: for an unlock, what is newer than the
@@ -1081,6 +1140,8 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
         free(g->twin);
         memset(g, 0, sizeof(*g));
         g->diffs = diffs;
+        if (p->sw != NULL)
+            p->sw[pg] &= (uint8_t)~SW_WRITTEN;
         if (is_home(p, pg)) {
             g->local = DSM_ACCESS_READ;
             p->svc.set_access(p->svc.ctx, pg, DSM_ACCESS_READ);
@@ -1128,12 +1189,16 @@ static void rel_destroy(dsmp_t *p)
     free(p->scratch_vc);
     free(p->diffbuf);
     free(p->runsbuf);
+    free(p->sw);
+    free(p->swlist);
     free(p);
 }
 
 static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
 {
     dsmp_t *p = calloc(1, sizeof(*p));
+    const char *inval = getenv("DSM_RELEASE_INVALIDATE");
+    int self_inval;
 
     if (p == NULL)
         return DSM_ENOMEM;
@@ -1146,8 +1211,17 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
         free(p);
         return DSM_ECONFIG;
     }
+    if (inval != NULL && strcmp(inval, "notices") != 0 && strcmp(inval, "self") != 0) {
+        DSM_ERR("release: DSM_RELEASE_INVALIDATE=%s; use notices (the default) or self", inval);
+        free(p);
+        return DSM_ECONFIG;
+    }
     p->nn = svc->nnodes;
     p->pg = calloc(svc->npages, sizeof(*p->pg));
+    self_inval = inval != NULL && strcmp(inval, "self") == 0;
+    p->sw = self_inval ? calloc(svc->npages, 1) : NULL;
+    if (self_inval)
+        DSM_INFO("release: acquires self-invalidate (DSM_RELEASE_INVALIDATE=self), a measurement mode");
     p->vc = calloc((size_t)p->nn, sizeof(uint32_t));
     p->bar_vc = calloc((size_t)p->nn, sizeof(uint32_t));
     p->bar_acc = calloc((size_t)p->nn, sizeof(uint32_t));
@@ -1162,7 +1236,7 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
     p->pagebuf = malloc(p->ahead_cap * svc->page_size + 1);
     if (p->pagebuf == NULL || p->pg == NULL || p->vc == NULL || p->bar_vc == NULL || p->bar_acc == NULL ||
         p->zero_vc == NULL || p->scratch == NULL || p->scratch_vc == NULL || p->diffbuf == NULL ||
-        p->out == NULL || p->ackbuf == NULL ||
+        p->out == NULL || p->ackbuf == NULL || (self_inval && p->sw == NULL) ||
         dsmp_notices_init(&p->store, p->nn) != DSM_OK) {
         DSM_ERR("release: cannot set up for %llu pages", (unsigned long long)svc->npages);
         rel_destroy(p);

@@ -442,8 +442,8 @@ def case_memory_nodes(dsmrun, prog):
                   "%s: memory flags %r" % (model, [n.get("memory") for n in doc["nodes"]]), j)
             check("(2 of them memory nodes)" in j.err, "%s: --report does not mention the memory nodes" % model, j)
             counts = [sorted(n.get("counts", {})) for n in doc["nodes"]]
-            check(counts == [[]] * 3 + [["diffs", "invalidations", "pages_evicted", "pages_fetched",
-                                         "write_notices", "writebacks"]] * 2,
+            check(counts == [[]] * 3 + [["diffs", "invalidations", "notice_bytes", "pages_evicted",
+                                         "pages_fetched", "write_notices", "writebacks"]] * 2,
                   "%s: only memory nodes have their own counts: %r" % (model, counts), j)
             for n in (3, 4):
                 check(re.search(r"^node %d \(memory node\): \d+ messages" % n, j.err, re.M),
@@ -950,7 +950,7 @@ def case_mpirun_options(dsmrun, prog):
         check("rank %d (node %d) bound to CPU %d" % (rank, rank, cpus[rank % len(cpus)]) in r.stderr,
               "--report-bindings did not report rank %d: %r" % (rank, r.stderr))
     here = os.path.dirname(os.path.abspath(dsmrun))
-    for tool in ("dsmrun", "dsmd", "dsm-compare", "bench-models", "bench-cache"):
+    for tool in ("dsmrun", "dsmd", "dsm-compare", "bench-models", "bench-cache", "bench-invalidate"):
         r = subprocess.run([os.path.join(here, tool), "--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=20)
         check(r.returncode == 0 and re.fullmatch(r"%s \(dsm\) \d+\.\d+\.\d+\n" % tool, r.stdout),

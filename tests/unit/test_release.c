@@ -14,6 +14,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "ahead.h"
@@ -1298,4 +1299,105 @@ BOTH_MODES(a_freed_page_leaves_the_open_interval)
     cr_assert_eq(pp_read(h, 2, 1, 0), 6);
     NO_ERRORS(h);
     ph_destroy(h);
+}
+
+/* ---- self-invalidation against write notices (DSM_RELEASE_INVALIDATE) ---------------------- */
+
+static struct ph *mk_inval(const char *how, int nnodes, uint64_t npages, enum ph_revoke_mode mode)
+{
+    struct ph *h;
+
+    cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", how, 1), 0);
+    h = mk(nnodes, npages, home0, mode);
+    cr_assert_eq(unsetenv("DSM_RELEASE_INVALIDATE"), 0);
+    return h;
+}
+
+/* Nodes 1 and 2 hold pages 0-5; node 2 writes page 2, then (next barrier) page 4, and node
+ * 1 page 5. At the second barrier notices drop only what it names (node 1: page 4); self-
+ * invalidation drops at node 1 page 2 too (node 2 wrote it before), never a page only this
+ * node writes (node 2 keeps 2 and 4), nor one nobody wrote. Both carry the same notices. */
+BOTH_MODES(self_invalidation_drops_every_page_another_node_wrote)
+{
+    uint64_t bytes[2];
+
+    for (int self = 0; self < 2; self++) {
+        struct ph *h = mk_inval(self ? "self" : "notices", 3, 6, mode);
+
+        for (uint64_t p = 0; p < 6; p++) {
+            pp_read(h, 1, p, 0);
+            pp_read(h, 2, p, 0);
+        }
+        pp_write(h, 2, 2, 0, 12);
+        pp_barrier(h);
+        cr_assert_eq(pp_read(h, 1, 2, 0), 12);
+        pp_write(h, 2, 4, 0, 24);
+        pp_write(h, 1, 5, 0, 15);
+        pp_barrier(h);
+        for (uint64_t p = 0; p < 6; p++) {
+            int n1 = p == 4 || (self && p == 2) ? NONE : R;
+
+            cr_assert_eq(ph_access(h, 1, p), n1, "%s: node 1 page %llu", self ? "self" : "notices",
+                         (unsigned long long)p);
+            cr_assert_eq(ph_access(h, 2, p), p == 5 ? NONE : R, "%s: node 2 page %llu", self ? "self" : "notices",
+                         (unsigned long long)p);
+        }
+        cr_assert_eq(pp_read(h, 1, 2, 0), 12);
+        cr_assert_eq(pp_read(h, 1, 4, 0), 24);
+        cr_assert_eq(pp_read(h, 2, 5, 0), 15);
+        bytes[self] = 0;
+        for (int n = 0; n < 3; n++)
+            bytes[self] += ph_counter(h, ph_rank(n), DSMP_NOTICE_BYTES);
+        NO_ERRORS(h);
+        ph_destroy(h);
+    }
+    cr_assert_gt(bytes[0], 0, "no notice bytes counted");
+    cr_assert_eq(bytes[0], bytes[1], "notices %llu bytes, self %llu", (unsigned long long)bytes[0],
+                 (unsigned long long)bytes[1]);
+}
+
+/* A freed page loses its class: its next allocation is not shared-written until written. */
+Test(release, self_invalidation_forgets_a_freed_page)
+{
+    struct ph *h = mk_inval("self", 3, 6, PH_REVOKE_SYNC);
+
+    pp_read(h, 1, 2, 0);
+    pp_write(h, 2, 2, 0, 12);
+    pp_barrier(h);
+    ph_reset(h, 2, 1);
+    cr_assert_eq(pp_read(h, 1, 2, 0), 0);
+    pp_write(h, 2, 4, 0, 24);
+    pp_barrier(h);
+    cr_assert_eq(ph_access(h, 1, 2), R, "a freed page kept its class");
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Every lock counter and locked scan stays right when acquires drop more than notices name. */
+Test(release, self_invalidation_random_schedules, .timeout = 120)
+{
+    static const int home[2] = { 0, 1 };
+
+    cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", "self", 1), 0);
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        int nn = 2 + (int)(seed % 3);
+        struct ph *h = mk(nn, 2, home, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+
+        ph_set_evict_pct(h, seed % 4 ? 0 : 20);
+        pp_lock_counter(h, nn, seed % 2, (uint32_t)(seed % 5), 25, seed);
+        ph_destroy(h);
+    }
+    cr_assert_gt(pp_lock_scans(&dsmp_release_ops, 6, 0, 20).evictions, 500);
+}
+
+Test(release, an_unknown_invalidation_is_refused)
+{
+    struct dsmp_services svc = { .page_size = PS, .npages = 4, .nnodes = 2 };
+    dsmp_t *p = NULL;
+
+    cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", "sometimes", 1), 0);
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_ECONFIG);
+    cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", "self", 1), 0);
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_OK);
+    dsmp_release_ops.destroy(p);
 }
