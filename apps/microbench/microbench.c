@@ -29,9 +29,15 @@
  *                 forked echo process: the kind of hop a fault makes twice more than a raw
  *                 TCP round trip does (rank -> its daemon, and back). Not a baseline for the
  *                 ratios: it shows how much of a fault the local hops cost on this machine.
+ *   raw SIGSEGV   (rank 0, at the start) a load of a PROT_NONE page whose SIGSEGV handler
+ *                 mprotects it readable, in a forked child without DSM: the signal part of
+ *                 every fault, on this machine.
  * Coalloc places pages in blocks: a region of M*B pages over M nodes has node i as home of
  * pages [i*B, (i+1)*B), which is how pages with a chosen home are picked. Each page is used
- * once, so every sample is a cold fault. The values read and written are checked too: a
+ * once, in a strided order (visit_stride) that never goes from a page to the next one, so
+ * the daemon sees no scan to read or grant ahead of; each timed load is checked to fault
+ * (probe_readable, untimed: a page found readable fails the run), so every sample is a cold
+ * fault. The values read and written are checked too: a
  * benchmark run that saw a stale or wrong value fails (exit 1).
  *
  * Output: a table (median, mean, min in microseconds, ratio of the median to the raw
@@ -48,11 +54,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,6 +97,7 @@ struct bench {
     struct figure figs[MAX_FIGS];
     int           nfigs;
     long          errors;       /* wrong values seen by this rank */
+    int           probe[2];     /* rank 0: a pipe for probe_readable */
 };
 
 /* Slots of the shared control block (one page per slot). */
@@ -107,6 +116,45 @@ static int64_t now_ns(void)
 static int *ctl(struct bench *b, int slot)
 {
     return (int *)((char *)b->shared + (size_t)slot * b->page);
+}
+
+/* The step s of a visit of blk pages in the order 0, s, 2s, ... (mod blk): coprime with blk,
+ * so every page comes once, and with page x + 1 coming more than 8 visits after page x, so
+ * no visit extends a scan (the daemon tracks the last 4 per channel: daemon/pages.c
+ * scan_of) and nothing is read or granted ahead. 1 only when blk < 3 (no such step). */
+static size_t visit_stride(size_t blk)
+{
+    for (size_t s = blk > 64 ? 37 : 2; s < blk; s++) {
+        size_t k = 1;
+
+        while (k <= 8 && s * k % blk != 1)
+            k++;
+        if (k > 8) { /* s^-1 mod blk > 8, or none: check s is coprime with blk */
+            size_t a = blk, c = s;
+
+            while (c != 0) {
+                size_t t = a % c;
+
+                a = c;
+                c = t;
+            }
+            if (a == 1)
+                return s;
+        }
+    }
+    return 1;
+}
+
+/* 1 when `p` can be read without a fault, 0 when not: the kernel reads it for a write() to
+ * a pipe and answers EFAULT instead of raising SIGSEGV; -1 on another error. */
+static int probe_readable(struct bench *b, const volatile void *p)
+{
+    char    buf[8];
+    ssize_t n = write(b->probe[1], (const void *)p, sizeof(buf));
+
+    if (n < 0)
+        return errno == EFAULT ? 0 : -1;
+    return read(b->probe[0], buf, sizeof(buf)) == n ? 1 : -1;
 }
 
 /* Pointer to the i-th page of node `node`'s block in a region of nnodes blocks of `blk`. */
@@ -522,6 +570,89 @@ static int bench_unix_hop(struct bench *b)
     return 0;
 }
 
+/* The child of bench_signal: the page its handler opens. */
+static volatile char *sig_page;
+static size_t sig_len;
+
+static void sig_open(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    (void)uc;
+    if (mprotect((void *)sig_page, sig_len, PROT_READ | PROT_WRITE) != 0)
+        _exit(3); /* async-signal-safe; the parent reports the failure */
+}
+
+/*
+ * The signal part of a fault, without DSM: a forked child (its own handler, its own private
+ * page) times a load of a PROT_NONE page whose SIGSEGV handler mprotects it readable, and
+ * sends the samples back through a pipe. What every fault pays on this machine before any
+ * message: on some VMs it is a large part of a fault.
+ */
+static int bench_signal(struct bench *b)
+{
+    int n = b->warm + b->o.reps, fd[2], res = 0, status;
+    struct figure *f;
+    pid_t pid;
+
+    if (b->rank != 0)
+        return 0;
+    if (pipe(fd) != 0) {
+        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        struct sigaction sa;
+
+        close(fd[0]);
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = sig_open;
+        sa.sa_flags = SA_SIGINFO;
+        sig_len = b->page;
+        sig_page = mmap(NULL, sig_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (sig_page == MAP_FAILED || sigaction(SIGSEGV, &sa, NULL) != 0)
+            _exit(2);
+        for (int i = 0; i < n; i++) {
+            int64_t t0, dt;
+
+            if (mprotect((void *)sig_page, sig_len, PROT_NONE) != 0)
+                _exit(2);
+            t0 = now_ns();
+            (void)sig_page[0];
+            dt = now_ns() - t0;
+            if (write(fd[1], &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+                _exit(2);
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    if (pid < 0) {
+        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
+        close(fd[0]);
+        return -1;
+    }
+    f = fig_begin(b, "raw SIGSEGV, handler mprotects (no DSM)", n);
+    for (int i = 0; i < n && res == 0; i++) {
+        int64_t dt;
+
+        struct pollfd p = {.fd = fd[0], .events = POLLIN};
+
+        /* one sample per write, under PIPE_BUF: each read gets one whole, or the child died */
+        if (poll(&p, 1, IO_TIMEOUT_MS) != 1 || read(fd[0], &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+            res = -1;
+        else
+            fig_add(b, f, i, dt);
+    }
+    fig_end(f);
+    close(fd[0]);
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
+        fprintf(stderr, "microbench: the signal figure's child failed\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- DSM figures */
 
 /* Allocate a region of nnodes blocks of blk pages; NULL if refused (reported). */
@@ -547,6 +678,7 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
     void          *base = region(b, blk);
     struct figure *f, *raw;
     int            res = 0;
+    size_t         warm = 0; /* samples whose page was readable already */
 
     if (base == NULL)
         return -1;
@@ -559,22 +691,30 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
     raw = fig_begin(b, "  raw tcp 64->4096, alternating with the above", (int)blk);
     if (f != NULL && raw != NULL)
         f->paired = (int)(raw - b->figs);
-    for (size_t i = 0; b->rank == 0 && res == 0 && i < blk; i++) {
-        volatile uint64_t *p = page_at(b, base, blk, home, i);
+    for (size_t i = 0, stride = visit_stride(blk); b->rank == 0 && res == 0 && i < blk; i++) {
+        size_t             k = i * stride % blk;
+        volatile uint64_t *p = page_at(b, base, blk, home, k);
         int64_t            t0;
         uint64_t           v;
 
         res = raw_exchange(b, raw, 64, 4096, (int)i);
+        if (probe_readable(b, p) != 0)
+            warm++;
         t0 = now_ns();
         v = *p;
         fig_add(b, f, (int)i, now_ns() - t0);
-        if (v != (writer < 0 ? 0 : i + 1))
+        if (v != (writer < 0 ? 0 : k + 1))
             b->errors++;
     }
     for (size_t i = 0; b->rank == 1 && res == 0 && i < blk; i++)
         res = raw_exchange(b, NULL, 64, 4096, (int)i);
     fig_end(f);
     fig_end(raw);
+    if (warm > 0) {
+        fprintf(stderr, "microbench: %s: %zu of %zu pages were readable (or not probeable) before their timed "
+                "load: not cold faults\n", name, warm, blk);
+        res = -1;
+    }
     if (barrier(b) != 0 || res != 0)
         return -1;
     dsm_cofree(base);
@@ -599,8 +739,8 @@ static int bench_write(struct bench *b, int ncopies)
     snprintf(name, sizeof(name), "write fault, remote home, invalidating %d cop%s", ncopies,
              ncopies == 1 ? "y" : "ies");
     f = fig_begin(b, name, (int)blk);
-    for (size_t i = 0; i < blk; i++) {
-        volatile uint64_t *p = page_at(b, base, blk, b->node1, i);
+    for (size_t i = 0, stride = visit_stride(blk); i < blk; i++) {
+        volatile uint64_t *p = page_at(b, base, blk, b->node1, i * stride % blk);
 
         if (reader && *p != 0)
             b->errors++;
@@ -609,7 +749,7 @@ static int bench_write(struct bench *b, int ncopies)
         if (b->rank == 0) {
             int64_t t0 = now_ns();
 
-            *p = i + 1;
+            *p = i * stride % blk + 1;
             fig_add(b, f, (int)i, now_ns() - t0);
         }
         if (barrier(b) != 0)
@@ -769,7 +909,8 @@ static int run_all(struct bench *b)
 {
     int h3 = third_node(b);
 
-    if (raw_setup(b) != 0 || bench_raw(b, "start") != 0 || bench_unix_hop(b) != 0)
+    if (raw_setup(b) != 0 || bench_raw(b, "start") != 0 || bench_unix_hop(b) != 0 ||
+        bench_signal(b) != 0)
         return -1;
     if (bench_read(b, "read fault, remote home, home-clean", b->node1, -1) != 0 ||
         bench_read(b, "read fault, remote home, owner-dirty", b->node1, 1) != 0)
@@ -898,6 +1039,10 @@ static int bench_main(struct bench *b)
         return 2;
     }
     b->rawfd = -1;
+    if (b->rank == 0 && pipe(b->probe) != 0) {
+        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
+        return 1;
+    }
     b->shared = dsm_coalloc(CTL_NSLOTS * b->page);
     if (b->shared == NULL || (size_t)b->nranks * sizeof(int) > b->page)
         return 1;
@@ -906,6 +1051,10 @@ static int bench_main(struct bench *b)
     res = run_all(b);
     if (b->rawfd >= 0)
         close(b->rawfd);
+    if (b->rank == 0) {
+        close(b->probe[0]);
+        close(b->probe[1]);
+    }
     errors = gather_errors(b);
     if (res != 0 || errors != 0) {
         if (b->rank == 0)
