@@ -34,10 +34,9 @@
  *                 every fault, on this machine.
  * Coalloc places pages in blocks: a region of M*B pages over M nodes has node i as home of
  * pages [i*B, (i+1)*B), which is how pages with a chosen home are picked. Each page is used
- * once, in a strided order (visit_stride) that never goes from a page to the next one, so
- * the daemon sees no scan to read or grant ahead of; each timed load is checked to fault
- * (probe_readable, untimed: a page found readable fails the run), so every sample is a cold
- * fault. The values read and written are checked too: a
+ * once, in a strided order that extends no scan, so the daemon reads and grants nothing
+ * ahead; each timed load is checked, untimed, to fault (apps/common/coldpage.h: a page found
+ * readable fails the run), so every sample is a cold fault. The values read and written are checked too: a
  * benchmark run that saw a stale or wrong value fails (exit 1).
  *
  * Output: a table (median, mean, min in microseconds, ratio of the median to the raw
@@ -47,6 +46,8 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <dsm/dsm.h>
+
+#include "coldpage.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,7 +98,7 @@ struct bench {
     struct figure figs[MAX_FIGS];
     int           nfigs;
     long          errors;       /* wrong values seen by this rank */
-    int           probe[2];     /* rank 0: a pipe for probe_readable */
+    int           probe[2];     /* rank 0: a pipe for coldpage_readable */
 };
 
 /* Slots of the shared control block (one page per slot). */
@@ -116,45 +117,6 @@ static int64_t now_ns(void)
 static int *ctl(struct bench *b, int slot)
 {
     return (int *)((char *)b->shared + (size_t)slot * b->page);
-}
-
-/* The step s of a visit of blk pages in the order 0, s, 2s, ... (mod blk): coprime with blk,
- * so every page comes once, and with page x + 1 coming more than 8 visits after page x, so
- * no visit extends a scan (the daemon tracks the last 4 per channel: daemon/pages.c
- * scan_of) and nothing is read or granted ahead. 1 only when blk < 3 (no such step). */
-static size_t visit_stride(size_t blk)
-{
-    for (size_t s = blk > 64 ? 37 : 2; s < blk; s++) {
-        size_t k = 1;
-
-        while (k <= 8 && s * k % blk != 1)
-            k++;
-        if (k > 8) { /* s^-1 mod blk > 8, or none: check s is coprime with blk */
-            size_t a = blk, c = s;
-
-            while (c != 0) {
-                size_t t = a % c;
-
-                a = c;
-                c = t;
-            }
-            if (a == 1)
-                return s;
-        }
-    }
-    return 1;
-}
-
-/* 1 when `p` can be read without a fault, 0 when not: the kernel reads it for a write() to
- * a pipe and answers EFAULT instead of raising SIGSEGV; -1 on another error. */
-static int probe_readable(struct bench *b, const volatile void *p)
-{
-    char    buf[8];
-    ssize_t n = write(b->probe[1], (const void *)p, sizeof(buf));
-
-    if (n < 0)
-        return errno == EFAULT ? 0 : -1;
-    return read(b->probe[0], buf, sizeof(buf)) == n ? 1 : -1;
 }
 
 /* Pointer to the i-th page of node `node`'s block in a region of nnodes blocks of `blk`. */
@@ -691,14 +653,14 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
     raw = fig_begin(b, "  raw tcp 64->4096, alternating with the above", (int)blk);
     if (f != NULL && raw != NULL)
         f->paired = (int)(raw - b->figs);
-    for (size_t i = 0, stride = visit_stride(blk); b->rank == 0 && res == 0 && i < blk; i++) {
+    for (size_t i = 0, stride = coldpage_stride(blk); b->rank == 0 && res == 0 && i < blk; i++) {
         size_t             k = i * stride % blk;
         volatile uint64_t *p = page_at(b, base, blk, home, k);
         int64_t            t0;
         uint64_t           v;
 
         res = raw_exchange(b, raw, 64, 4096, (int)i);
-        if (probe_readable(b, p) != 0)
+        if (coldpage_readable(b->probe, p) != 0)
             warm++;
         t0 = now_ns();
         v = *p;
@@ -739,7 +701,7 @@ static int bench_write(struct bench *b, int ncopies)
     snprintf(name, sizeof(name), "write fault, remote home, invalidating %d cop%s", ncopies,
              ncopies == 1 ? "y" : "ies");
     f = fig_begin(b, name, (int)blk);
-    for (size_t i = 0, stride = visit_stride(blk); i < blk; i++) {
+    for (size_t i = 0, stride = coldpage_stride(blk); i < blk; i++) {
         volatile uint64_t *p = page_at(b, base, blk, b->node1, i * stride % blk);
 
         if (reader && *p != 0)

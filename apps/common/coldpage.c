@@ -1,0 +1,43 @@
+/*
+ * coldpage.c - fresh pages for the fault benchmarks (see coldpage.h).
+ */
+#include "coldpage.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+/* Greatest common divisor. */
+static size_t gcd(size_t a, size_t b)
+{
+    while (b != 0) {
+        size_t t = a % b;
+
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+size_t coldpage_stride(size_t n)
+{
+    /* large strides for large n keep neighbouring visits far apart in memory too */
+    for (size_t s = n > 64 ? 37 : 2; s < n; s++) {
+        size_t k = 1;
+
+        while (k <= 8 && s * k % n != 1) /* x + 1 comes k visits after x when s*k = 1 mod n */
+            k++;
+        if (k > 8 && gcd(n, s) == 1)
+            return s;
+    }
+    return 1;
+}
+
+int coldpage_readable(const int fds[2], const volatile void *p)
+{
+    char    buf[8];
+    ssize_t n = write(fds[1], (const void *)p, sizeof(buf));
+
+    if (n < 0)
+        return errno == EFAULT ? 0 : -1;
+    return read(fds[0], buf, sizeof(buf)) == n ? 1 : -1;
+}
