@@ -150,7 +150,7 @@ struct dsmd_counters {
     uint64_t pages_read_ahead; /* pages the protocol fetched along with a faulting one */
     uint64_t pages_evicted;  /* bounded cache: frames given back (node-level: the first rank's) */
     uint64_t writebacks;     /* evicted pages whose writes went to their home */
-    uint64_t notice_bytes;   /* write notices in this node's synchronisation messages (release) */
+    uint64_t notice_bytes;   /* data of synchronisation messages sent to peers: release's notices */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 

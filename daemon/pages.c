@@ -814,7 +814,6 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
     case DSMP_WRITE_NOTICES:  k->write_notices += n; break;
     case DSMP_PAGES_READ_AHEAD: k->pages_read_ahead += n; break;
     case DSMP_WRITEBACKS:     k->writebacks += n; break;
-    case DSMP_NOTICE_BYTES:   k->notice_bytes += n; break;
     }
 }
 

@@ -202,6 +202,23 @@ static int selfq_run(void *arg)
     return d->selfq_head != NULL;
 }
 
+/* Whether a message's data is the write notices of a synchronisation (the model's fill
+ * hooks: release fills them, the other models send none). */
+static int carries_notices(int type)
+{
+    switch (type) {
+    case DSMW__TYPE__UNLOCK:
+    case DSMW__TYPE__LOCK_GRANT:
+    case DSMW__TYPE__BARRIER_ARRIVE:
+    case DSMW__TYPE__BARRIER_RELEASE:
+    case DSMW__TYPE__FINI_ARRIVE:
+    case DSMW__TYPE__FINI_RELEASE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
 {
     uint8_t buf[DSMW_MAX_MSG];
@@ -239,6 +256,8 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
     k = dsmd_counters_for(d, (int)m->origin);
     k->messages_sent++;
     k->bytes_sent += bytes;
+    if (carries_notices(m->type))
+        k->notice_bytes += m->data.len;
     d->node_messages++;
     d->node_bytes += bytes;
     if (d->trace != NULL)

@@ -29,7 +29,9 @@ size_t coldpage_stride(size_t n)
         if (k > 8 && gcd(n, s) == 1)
             return s;
     }
-    return 1;
+    /* n < 10 has no such step: a falling order then (x + 1 always comes before x), which
+     * the daemon never takes for a scan; it follows rising ones only */
+    return n > 2 ? n - 1 : 1;
 }
 
 int coldpage_readable(const int fds[2], const volatile void *p)

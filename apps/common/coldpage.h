@@ -13,7 +13,8 @@
 #include <stddef.h>
 
 /* A step s for visiting n pages in the order 0, s, 2s, ... (mod n): every page once, and
- * page x + 1 more than 8 visits after page x. 1 when n < 3 (there is none). */
+ * page x + 1 more than 8 visits after page x; n - 1 (a falling order) when n < 10 has no
+ * such step; 1 when n < 3. */
 size_t coldpage_stride(size_t n);
 
 /* Whether `p` can be read without a fault: 1 yes, 0 no (the kernel's read of it for a

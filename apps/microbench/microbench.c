@@ -608,6 +608,8 @@ static int bench_signal(struct bench *b)
     }
     fig_end(f);
     close(fd[0]);
+    if (res != 0)
+        kill(pid, SIGKILL); /* stuck or short: never wait for it */
     if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
         fprintf(stderr, "microbench: the signal figure's child failed\n");
         return -1;
@@ -695,6 +697,7 @@ static int bench_write(struct bench *b, int ncopies)
     int            reader = b->rank >= 1 && b->rank <= ncopies;
     struct figure *f;
     char           name[80];
+    size_t         warm = 0; /* samples whose page was readable already */
 
     if (base == NULL)
         return -1;
@@ -709,8 +712,11 @@ static int bench_write(struct bench *b, int ncopies)
         if (barrier(b) != 0)
             return -1;
         if (b->rank == 0) {
-            int64_t t0 = now_ns();
+            int64_t t0;
 
+            if (coldpage_readable(b->probe, p) != 0) /* untimed: a write fault, not a hit */
+                warm++;
+            t0 = now_ns();
             *p = i * stride % blk + 1;
             fig_add(b, f, (int)i, now_ns() - t0);
         }
@@ -723,6 +729,11 @@ static int bench_write(struct bench *b, int ncopies)
             b->errors++;
     if (barrier(b) != 0)
         return -1;
+    if (warm > 0) {
+        fprintf(stderr, "microbench: %s: %zu of %zu pages were readable (or not probeable) before their timed "
+                "store: not cold faults\n", name, warm, blk);
+        return -1;
+    }
     dsm_cofree(base);
     return 0;
 }

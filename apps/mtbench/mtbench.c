@@ -336,6 +336,7 @@ static void fault_case(long pages, int nt, enum sibling sib, struct figure *fig)
     if ((rc = dsm_barrier()) != 0)
         failed("dsm_barrier", rc);
     if (dsm_rank() == 0 && pipe(f.probe) != 0) {
+        perror("mtbench: pipe");
         failed("pipe", DSM_ESYS);
     } else if (dsm_rank() == 0) {
         if ((rc = dsm_parallel(sib == SIB_NONE ? 1 : nt, fault_body, &f)) != 0)
@@ -343,7 +344,8 @@ static void fault_case(long pages, int nt, enum sibling sib, struct figure *fig)
         close(f.probe[0]);
         close(f.probe[1]);
         if (atomic_load(&f.warm) != 0) { /* the figure would time loads, not faults */
-            fprintf(stderr, "mtbench: %ld of %ld pages were readable before their timed load: not cold faults\n",
+            fprintf(stderr, "mtbench: %ld of %ld pages were readable (or not probeable) before their timed load: "
+                    "not cold faults\n",
                     atomic_load(&f.warm), pages);
             atomic_fetch_add(&g_errors, 1);
         }

@@ -44,7 +44,6 @@ enum dsmp_counter {
     DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
     DSMP_PAGES_READ_AHEAD, /* a page arrived along with another page's fetch (read-ahead) */
     DSMP_WRITEBACKS,     /* an evicted page's writes went to its home (bounded cache) */
-    DSMP_NOTICE_BYTES,   /* bytes of write notices a synchronisation message carried (release) */
 };
 
 typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);

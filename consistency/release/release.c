@@ -1023,7 +1023,6 @@ static void fill(dsmp_t *p, dsmw_msg_t *out, const uint32_t *from, const uint32_
     out->n_vclock = (size_t)p->nn;
     out->data.data = p->scratch;
     out->data.len = st == DSM_OK ? len : 0;
-    p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_NOTICE_BYTES, out->data.len);
 }
 
 /* A release sends what its receiver may lack: for an unlock, what is newer than the

@@ -19,7 +19,10 @@ changes travel in bulk (docs/PROTOCOL.md): the P pages are contiguous, so
   rank 0                    protects += 1, protect_pages += P  (write-protected at its release)
   ranks outside node 0      protects += 1, protect_pages += P  (invalidated at the barrier)
   other ranks of node 0     protects += 0, protect_pages += 0  (they never touched the pages)
-and every rank outside node 0 still read-faults on every page and loses every copy.
+and every rank outside node 0 still read-faults on every page and loses every copy; the
+write notices on the wire (notice_bytes, summed) grow by exactly (M-1) * 22: node 0's one
+notice (a 10-byte header, one 12-byte run) in the barrier release to each other node (its
+own ranks' arrivals and release go through the node itself, not the wire).
 
 These runs keep each fault to its page (DSM_GRANT_AHEAD=1, DSM_READ_AHEAD=1): the per-page
 traffic is what is counted. With `ahead-MODEL` the job runs under MODEL with grants ahead of up to 16 pages
@@ -60,7 +63,7 @@ def total(stats, key, pred=lambda r: True):
     return sum(r[key] for r in stats["ranks"] if pred(r))
 
 
-def check_bulk(a, b, pages, outside):
+def check_bulk(a, b, pages, outside, m):
     """The release run's checks (see the top): 0 if all hold."""
     bad = 0
 
@@ -78,6 +81,7 @@ def check_bulk(a, b, pages, outside):
         one(f"rank {rb['rank']} protects", rb["protects"] - ra["protects"], 1 if touched else 0)
         one(f"rank {rb['rank']} protect_pages", rb["protect_pages"] - ra["protect_pages"],
             pages if touched else 0)
+    one("notice_bytes", total(b, "notice_bytes") - total(a, "notice_bytes"), (m - 1) * (10 + 12))
     print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
     return 1 if bad else 0
 
@@ -147,7 +151,7 @@ def main():
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
     off0 = lambda r: r["node"] != 0
     if model == "release":
-        sys.exit(check_bulk(a, b, pages, outside))
+        sys.exit(check_bulk(a, b, pages, outside, m))
     expect = {
         "read_faults outside node 0": (lambda s: total(s, "read_faults", off0), outside * pages),
         "pages_fetched": (lambda s: total(s, "pages_fetched"), (m - 1) * pages),

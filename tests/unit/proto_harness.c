@@ -93,7 +93,7 @@ struct ph {
     uint8_t *atomic_page;
 };
 
-#define NCOUNTERS (DSMP_NOTICE_BYTES + 1)
+#define NCOUNTERS (DSMP_WRITEBACKS + 1)
 
 static void ph_error(struct ph *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
