@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,20 @@ static void harness_failed(const char *what)
     abort();
 }
 
+/* A blocking connect() that a signal interrupted (libFuzzer's timer) goes on by itself: wait
+ * for it, bounded (5 s), and say whether it connected. */
+static int connect_finished(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int err = 0, n = 0;
+    socklen_t len = sizeof(err);
+
+    for (int tries = 0; tries < 50; tries++)
+        if ((n = poll(&p, 1, 100)) != 0 && !(n < 0 && errno == EINTR))
+            break;
+    return n > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+}
+
 /*
  * A connected socket to sa, or -1. Closed with a reset, so that most runs leave no
  * TIME_WAIT behind; but a run that half-closes (shutdown, below) and sees the transport
@@ -138,7 +153,7 @@ static int connect_to(const struct sockaddr_in *sa)
     const struct timespec nap = { 0, 50 * 1000 * 1000 };
 
     for (int tries = 0; tries < 90 * 20; tries++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
 
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) != 0) {
             if (fd >= 0)
@@ -147,8 +162,11 @@ static int connect_to(const struct sockaddr_in *sa)
         }
         if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
             return fd;
+        err = errno;
+        if (err == EINTR && connect_finished(fd))
+            return fd;
         close(fd);
-        if (errno != EADDRNOTAVAIL && errno != EAGAIN)
+        if (err != EADDRNOTAVAIL && err != EAGAIN && err != EINTR)
             return -1;
         nanosleep(&nap, NULL);
     }
