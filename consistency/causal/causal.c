@@ -212,24 +212,9 @@ static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
 
-/* Room for one more page in the list *v of *n pages (capacity *cap). */
-static dsm_status_t pages_reserve(uint64_t **v, size_t n, size_t *cap)
-{
-    if (n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        uint64_t *nv = realloc(*v, ncap * sizeof(**v));
-
-        if (nv == NULL)
-            return DSM_ENOMEM;
-        *v = nv;
-        *cap = ncap;
-    }
-    return DSM_OK;
-}
-
 static dsm_status_t written_add(dsmp_t *p, uint64_t page)
 {
-    if (pages_reserve(&p->written, p->nwritten, &p->capwritten) != DSM_OK)
+    if (dsmp_pages_reserve(&p->written, p->nwritten, &p->capwritten) != DSM_OK)
         return DSM_ENOMEM;
     p->written[p->nwritten++] = page;
     p->pg[page].written = 1;
@@ -262,7 +247,7 @@ static void grant_local(dsmp_t *p, uint64_t page, int access)
 
 static dsm_status_t defer(dsmp_t *p, uint64_t page)
 {
-    if (pages_reserve(&p->deferred, p->ndeferred, &p->capdeferred) != DSM_OK)
+    if (dsmp_pages_reserve(&p->deferred, p->ndeferred, &p->capdeferred) != DSM_OK)
         return DSM_ENOMEM;
     p->deferred[p->ndeferred++] = page;
     return DSM_OK;
@@ -697,7 +682,7 @@ static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int fr
     }
     if (peer_clock_ok(p, m) != 0 || m->data.len != (framed ? 0 : p->svc.page_size))
         return DSM_EPROTO;
-    if (pages_reserve(&p->covering, p->ncovering, &p->capcovering) != DSM_OK)
+    if (dsmp_pages_reserve(&p->covering, p->ncovering, &p->capcovering) != DSM_OK)
         return DSM_ENOMEM;
     if ((h = malloc((size_t)p->nn * sizeof(uint32_t))) == NULL)
         return DSM_ENOMEM;

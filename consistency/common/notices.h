@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "dsm_status.h"
 
@@ -86,6 +87,21 @@ static inline size_t dsmp_pages_without(uint64_t *v, size_t len, uint64_t first,
         if (v[k] < first || v[k] - first >= n)
             v[keep++] = v[k];
     return keep;
+}
+/* Room for one more page in the list *v of n pages (capacity *cap): DSM_OK, or DSM_ENOMEM
+ * with the list as it was. */
+static inline dsm_status_t dsmp_pages_reserve(uint64_t **v, size_t n, size_t *cap)
+{
+    if (n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        uint64_t *nv = realloc(*v, ncap * sizeof(**v));
+
+        if (nv == NULL)
+            return DSM_ENOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    return DSM_OK;
 }
 /* Call fn(arg, page) for every page of some runs; DSM_EPROTO if malformed or past npages. */
 dsm_status_t dsmp_runs_each(const uint8_t *runs, uint32_t len, uint64_t npages,

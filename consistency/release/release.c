@@ -233,15 +233,8 @@ static dsm_status_t written_add(dsmp_t *p, uint64_t page)
     struct rel_page *g = &p->pg[page];
 
     if (!g->written) {
-        if (p->nwritten == p->capwritten) {
-            size_t ncap = p->capwritten ? p->capwritten * 2 : 256;
-            uint64_t *v = realloc(p->written, ncap * sizeof(*v));
-
-            if (v == NULL)
-                return DSM_ENOMEM;
-            p->written = v;
-            p->capwritten = ncap;
-        }
+        if (dsmp_pages_reserve(&p->written, p->nwritten, &p->capwritten) != DSM_OK)
+            return DSM_ENOMEM;
         p->written[p->nwritten++] = page;
         g->written = 1;
     }
@@ -897,17 +890,9 @@ static void sw_mark(void *arg, uint64_t page)
     if (is_home(p, page) || (p->sw[page] & SW_WRITTEN))
         return;
     if (!(p->sw[page] & SW_LISTED)) {
-        if (p->nsw == p->capsw) {
-            size_t ncap = p->capsw ? p->capsw * 2 : 256;
-            uint64_t *v = realloc(p->swlist, ncap * sizeof(*v));
-
-            if (v == NULL) {
-                dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory classing page %llu",
-                          (unsigned long long)page);
-                return;
-            }
-            p->swlist = v;
-            p->capsw = ncap;
+        if (dsmp_pages_reserve(&p->swlist, p->nsw, &p->capsw) != DSM_OK) {
+            dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory classing page %llu", (unsigned long long)page);
+            return;
         }
         p->swlist[p->nsw++] = page;
     }
