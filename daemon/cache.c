@@ -287,7 +287,7 @@ void dsmd_cache_cleared(struct dsmd *d, uint64_t first, uint64_t n)
 static int ranks_out(struct dsmd *d, uint64_t page)
 {
     for (int i = 0; i < d->cfg.local_ranks; i++)
-        if (d->ranks[i].prot[page] != DSM_ACCESS_NONE)
+        if (dsmd_prot_mapped(&d->ranks[i], page))
             return 0;
     return 1;
 }
@@ -319,6 +319,7 @@ static void evict_done(dsmp_t *p, void *arg)
     c->evicting--;
     leave(d, page);
     dsmd_counters_for(d, d->cfg.first_rank)->pages_evicted++;
+    dsmd_hits_sync(d, page); /* NONE now; kept in step all the same */
     if (d->pages[page].waiters != NULL)
         dsmd_pages_kick(d, page);
 }
@@ -339,10 +340,12 @@ static int evict_start(struct dsmd *d, uint64_t page)
     c->inflight = e;
     c->evicting++;
     d->pages[page].cache |= DSMD_EVICTING;
+    dsmd_hits_close(d, page);
     if (d->pops->evict(d->p, page, evict_done, e))
         return 1;
     c->evicting--;
     d->pages[page].cache &= (uint8_t)~DSMD_EVICTING;
+    dsmd_hits_sync(d, page);
     c->inflight = e->next; /* not started: still at the head */
     free(e);
     return 0;

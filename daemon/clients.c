@@ -204,6 +204,7 @@ static dsm_status_t send_welcome(struct dsmd *d, struct dsmd_chan *c, struct dsm
         .magic = DSMC_MAGIC, .op = DSMC_REPLY, .rank = (uint32_t)rk->rank,
         .nranks = (uint32_t)d->cfg.nranks, .node = (uint32_t)d->cfg.node,
         .nnodes = (uint32_t)d->cfg.nnodes, .pad = (uint32_t)d->cfg.memory_nodes, .a = d->cfg.base,
+        .seq = (uint64_t)(rk->rank - d->cfg.first_rank),
         .b = d->npages * d->page_size, .c = d->page_size, .d = (uint64_t)d->pops->model,
         .e = d->cfg.page_stats ? DSMC_WELCOME_ALLOC_SITES : 0,
     };

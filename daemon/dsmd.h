@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "dsm_chan.h"
+#include "dsm_hits.h"
 #include "dsm_status.h"
 #include "dsmp.h"
 #include "dsmt.h"
@@ -58,6 +59,7 @@ struct dsmd_config {
     int         read_ahead;  /* DSM_READ_AHEAD: most pages one protocol fetch may bring (1: one) */
     uint64_t    cache_size;  /* DSM_CACHE_SIZE: bytes of frames for pages homed elsewhere (0: no bound) */
     int         memory_nodes; /* --memory-nodes: the job's last nodes hold homes and run no rank */
+    int         local_hits;  /* DSM_LOCAL_HITS: ranks take held pages without a message (hits.c) */
 };
 
 #define DSMD_SCANS 4 /* interleaved scans one channel's faults are matched against (pages.c) */
@@ -151,6 +153,7 @@ struct dsmd_counters {
     uint64_t pages_evicted;  /* bounded cache: frames given back (node-level: the first rank's) */
     uint64_t writebacks;     /* evicted pages whose writes went to their home */
     uint64_t notice_bytes;   /* data of synchronisation messages sent to peers: release's notices */
+    uint64_t local_hits;     /* faults the rank resolved itself from the node's frames (hits.c) */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 
@@ -173,7 +176,8 @@ struct dsmd_rank {
     uint64_t coalloc_seq;     /* collective allocations this rank has started */
     struct dsmd_lock_held held;
     struct dsmd_counters c;
-    uint8_t *prot;            /* access granted to this rank, per page */
+    uint8_t *prot;            /* access granted to this rank, per page: its row of the shared
+                               * table (dsm_hits.h); read and written through dsmd_prot_* */
     uint32_t *grants;         /* GRANTs sent to this rank, per page (dsm_chan.h) */
     uint8_t *unconfirmed;     /* per page: GRANTs not yet proven applied (dsmd_chan) */
     /* protection changes (pages.c): the run being gathered, and those awaiting an ACK */
@@ -201,6 +205,8 @@ struct dsmd {
     size_t   page_size;
     int      memfd;
     uint8_t *frames;             /* daemon's view of the node's frames */
+    struct dsm_hits_head *hits;  /* the table shared with the ranks, after the frames (hits.c) */
+    uint8_t *hits_open;          /* its open[] */
     struct dsmd_loop *loop;
     struct dsmd_space space;
     struct dsmw_limits limits;
@@ -266,6 +272,29 @@ struct dsmd {
     int      stall_told;         /* dsmrun was told STALLED */
     int      aborting;
 };
+
+/* ---- hits.c ---- */
+/* Size the memfd for the table after the frames, map it, fill its head (frames_create). */
+dsm_status_t dsmd_hits_create(struct dsmd *d);
+void dsmd_hits_destroy(struct dsmd *d);
+/* Local rank lrank's prot row in the table. */
+uint8_t *dsmd_hits_prot_row(struct dsmd *d, int lrank);
+/* Set open[page] to what the page's state allows now (dsm_hits.h). */
+void dsmd_hits_sync(struct dsmd *d, uint64_t page);
+/* open[page] := NONE, ordered before the prot reads that follow. */
+void dsmd_hits_close(struct dsmd *d, uint64_t page);
+/* The level of rk's access to page as the daemon knows it (a claim counts). */
+int dsmd_prot_level(const struct dsmd_rank *rk, uint64_t page);
+/* A grant: rk's level becomes at least access, written plain (replacing a claim). */
+void dsmd_prot_raise(struct dsmd_rank *rk, uint64_t page, int access);
+/* A revocation: rk's level becomes access if above it; 1 if it was (rk needs a PROTECT). */
+int dsmd_prot_lower(struct dsmd_rank *rk, uint64_t page, int access);
+/* A range cleared: NONE for every page of it (the range's PROTECT goes to every rank). */
+void dsmd_prot_reset(struct dsmd_rank *rk, uint64_t first, uint64_t n);
+/* rk may have page mapped: a level above NONE that is not a claim left by a hit that backed off. */
+int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page);
+/* Add the ranks' hits to their counters (before they are reported). */
+void dsmd_hits_fold(struct dsmd *d);
 
 /* ---- pages.c ---- */
 dsm_status_t dsmd_pages_init(struct dsmd *d);

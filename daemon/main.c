@@ -180,6 +180,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *ahead_env = getenv("DSM_GRANT_AHEAD");
     const char *read_env = getenv("DSM_READ_AHEAD");
     const char *cache_env = getenv("DSM_CACHE_SIZE");
+    const char *hits_env = getenv("DSM_LOCAL_HITS");
 
     for (int i = 1; i < argc; i++) /* asked what it is: answer whatever the environment holds */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "--version") == 0)
@@ -225,6 +226,13 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (read_env)
         cfg->read_ahead = (int)v;
+    cfg->local_hits = 1;
+    if (hits_env && strcmp(hits_env, "0") != 0 && strcmp(hits_env, "1") != 0) {
+        fprintf(stderr, "dsmd: DSM_LOCAL_HITS=%s is not 0 or 1 (0: every fault asks the daemon)\n", hits_env);
+        return DSM_ECONFIG;
+    }
+    if (hits_env)
+        cfg->local_hits = strcmp(hits_env, "1") == 0;
     if (cache_env && *cache_env && parse_size(cache_env, &cfg->cache_size) != 0) {
         fprintf(stderr, "dsmd: DSM_CACHE_SIZE=%s is not a size in bytes (a number, optionally with K, M or G)\n",
                 cache_env);

@@ -53,7 +53,7 @@ static dsm_status_t frames_create(struct dsmd *d)
         DSM_ERR("mapping the frames: %s", strerror(errno));
         return DSM_ESYS;
     }
-    return DSM_OK;
+    return dsmd_hits_create(d);
 }
 
 /* Node 0 leaves last: a peer that saw it go before its FINI_RELEASE arrived (a write to it
@@ -133,6 +133,7 @@ void dsmd_node_teardown(struct dsmd *d)
         free(d->ranks[i].held.ids);
     free(d->ranks);
     dsmd_space_fini(&d->space);
+    dsmd_hits_destroy(d);
     if (d->frames)
         munmap(d->frames, d->cfg.space_size);
     if (d->memfd >= 0)
@@ -145,6 +146,7 @@ void dsmd_node_teardown(struct dsmd *d)
 
 void dsmd_node_print_stats(struct dsmd *d)
 {
+    dsmd_hits_fold(d);
     printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"base\":%llu,\"page_size\":%zu,"
            "\"ranks\":[", d->cfg.node, (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes,
            (unsigned long long)d->cfg.base, d->page_size);
@@ -169,6 +171,7 @@ void dsmd_node_print_stats(struct dsmd *d)
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"pages_granted_ahead\":%llu,"
                "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu,"
+               "\"local_hits\":%llu,"
                "\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
                "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
@@ -180,7 +183,8 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
                (unsigned long long)c->pages_ahead,
                (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_evicted,
-               (unsigned long long)c->writebacks, (unsigned long long)c->notice_bytes, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (unsigned long long)c->writebacks, (unsigned long long)c->notice_bytes,
+               (unsigned long long)c->local_hits, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,

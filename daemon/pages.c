@@ -25,9 +25,13 @@
  *     (dsmd_pages_flush). A release or barrier that changes K pages costs messages in the
  *     number of runs, not of pages. A rank acknowledges in order, so the runs awaiting an
  *     ACK are a FIFO per rank.
+ *   - A rank takes what open[p] offers without asking (node-local hits, dsm_hits.h, hits.c):
+ *     prot[r][p] is shared with the ranks, and every change here that ends an immediate
+ *     grant closes open[p] first.
  *
  * Invariant: for every rank r and page p, prot[r][p] <= the node's access to p, except
- * between a revocation's start and its done(), while the PROTECTs are out.
+ * between a revocation's start and its done(), while the PROTECTs are out, and for a claim
+ * a hit left behind when it backed off (dsm_hits.h: never mapped).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -72,7 +76,7 @@ dsm_status_t dsmd_pages_init(struct dsmd *d)
         return DSM_ESYS;
     }
     for (int r = 0; r < d->cfg.local_ranks; r++) {
-        d->ranks[r].prot = calloc(d->npages, 1);
+        d->ranks[r].prot = dsmd_hits_prot_row(d, r);
         d->ranks[r].grants = calloc(d->npages, sizeof(uint32_t));
         d->ranks[r].unconfirmed = calloc(d->npages, 1);
         if (d->ranks[r].prot == NULL || d->ranks[r].grants == NULL || d->ranks[r].unconfirmed == NULL)
@@ -103,7 +107,6 @@ void dsmd_pages_fini(struct dsmd *d)
         close(d->timerfd);
     d->timerfd = -1;
     for (int r = 0; d->ranks && r < d->cfg.local_ranks; r++) {
-        free(d->ranks[r].prot);
         free(d->ranks[r].grants);
         free(d->ranks[r].unconfirmed);
         free(d->ranks[r].acks);
@@ -131,7 +134,7 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
 
     return pg->access >= access && pg->revq == NULL && !pg->pending && pg->waiters == NULL &&
            !(pg->cache & DSMD_EVICTING) &&
-           rk->prot[q] < access && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
+           dsmd_prot_level(rk, q) < access && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
 }
 
 /*
@@ -226,8 +229,7 @@ static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int a
     c->unconfirmed_n = n;
     rk->c.pages_ahead += n - 1;
     for (uint64_t q = page; q < page + n; q++) {
-        if (rk->prot[q] < access)
-            rk->prot[q] = (uint8_t)access;
+        dsmd_prot_raise(rk, q, access);
         rk->grants[q]++;
         rk->unconfirmed[q]++;
         if (d->fs != NULL && access == DSM_ACCESS_WRITE)
@@ -391,6 +393,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
     int need = DSM_ACCESS_NONE, origin = -1, home;
     uint32_t ahead = 1;
 
+    dsmd_hits_sync(d, page);
     if (pg->revq != NULL || pg->clearing || (pg->cache & DSMD_EVICTING))
         return; /* looked at again when the revocations are done, the range is cleared, or the
                  * eviction is done */
@@ -491,14 +494,13 @@ static void revoke_run(struct dsmd *d, uint64_t page)
             for (int i = 0; i < d->cfg.local_ranks; i++) {
                 struct dsmd_rank *rk = &d->ranks[i];
 
-                if (rk->prot[page] <= r->access)
-                    continue;
+                if (!dsmd_prot_lower(rk, page, r->access))
+                    continue; /* open[page] is closed (svc_revoke): no hit can raise it unseen */
                 if (r->access == DSM_ACCESS_NONE) {
                     rk->c.invalidations++;
                     if (d->hot != NULL)
                         dsmd_hot_inval(d, page);
                 }
-                rk->prot[page] = (uint8_t)r->access;
                 pg->protect_acks += (uint16_t)protect_add(d, rk, page, r->access);
             }
         }
@@ -526,6 +528,8 @@ static void range_finish(struct dsmd *d, struct dsmd_range_op *o)
     for (uint64_t p = o->first; p < o->first + o->n; p++)
         d->pages[p].clearing = 0;
     o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
+    for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
+        dsmd_hits_sync(d, p); /* open again, or freed (NO_HOME): closed for good */
     for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
         if (d->pages[p].waiters != NULL)
             page_kick(d, p);
@@ -640,6 +644,7 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
     for (uint64_t p = o->first; p < o->first + o->n; p++) {
         d->pages[p].access = DSM_ACCESS_NONE;
         d->pages[p].clearing = 1;
+        dsmd_hits_close(d, p);
         if (d->pages[p].pending) {
             d->pages[p].pending = 0;
             d->faults_inflight--;
@@ -682,7 +687,7 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
         for (uint64_t p = first; rk->service != NULL && p < first + n; p++)
             if (rk->unconfirmed[p] > 0)
                 (void)protect_add(d, rk, p, DSM_ACCESS_NONE);
-        memset(rk->prot + first, 0, n);
+        dsmd_prot_reset(rk, first, n);
         if (rk->service == NULL)
             continue;
         protect_send(d, rk); /* in order behind what was gathered before */
@@ -757,6 +762,7 @@ static void svc_set_access(void *ctx, uint64_t page, int access)
     d->pages[page].access = (uint8_t)access;
     if (access != DSM_ACCESS_NONE)
         dsmd_cache_opened(d, page);
+    dsmd_hits_sync(d, page);
 }
 
 static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, void *arg)
@@ -771,6 +777,7 @@ static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, 
     }
     if (pg->access > access)
         pg->access = (uint8_t)access;
+    dsmd_hits_close(d, page); /* before revoke_run reads the ranks' prot (dsm_hits.h) */
     if (access == DSM_ACCESS_NONE)
         dsmd_cache_invalidated(d, page);
     r->access = access;

@@ -13,7 +13,8 @@
  *            (PROTECT, answered by PROTECT_ACK with the same seq) and ABORT.
  *
  * On main/thread channels every request gets exactly one reply, in order. A fault is
- * FAULT -> GRANT, then the handler's mprotect.
+ * FAULT -> GRANT, then the handler's mprotect, unless the node already holds the page and the
+ * handler takes it itself (dsm_hits.h): no message at all.
  *
  * Grant ordering without acknowledgements: a PROTECT of a single page carries in `d` the
  * number of GRANTs of that page the daemon has sent the rank so far (modulo 2^32). The
@@ -26,7 +27,8 @@
  *   HELLO_MAIN    rank->d  rank, a=pid
  *     reply       d->rank  REPLY status, rank, nranks, node, nnodes, a=base address,
  *                          b=space size, c=page size, d=consistency id, text=consistency,
- *                          e=flags (DSMC_WELCOME_*)
+ *                          e=flags (DSMC_WELCOME_*), seq=the rank's index among its node's
+ *                          (its row of the node-local hits table after the frames, dsm_hits.h)
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
  *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access,

@@ -42,6 +42,8 @@ dsm_status_t dsm_env_read(struct dsm_env *env)
         st = env_int("DSM_FAULT_SPIN_US", 0, 1000000,
                      sysconf(_SC_NPROCESSORS_ONLN) > DSM_FAULT_SPIN_MIN_CPUS ? DSM_FAULT_SPIN_DEFAULT : 0,
                      &env->fault_spin_us);
+    if (st == 0)
+        st = env_int("DSM_HITS_DELAY_US", 0, 100000, 0, &env->hits_delay_us);
     if (st != 0)
         return st;
     if (env->socket == NULL) {

@@ -24,6 +24,7 @@ struct dsm_env {
     int         rank, nranks, node;
     int         fault_timeout_s;
     int         fault_spin_us;
+    int         hits_delay_us; /* DSM_HITS_DELAY_US: tests widen a hit's race windows */
 };
 
 /* Read and check the variables. Returns 0 or DSM_ECONFIG (logged, naming the variable). */

@@ -13,6 +13,7 @@
 #include "channel.h"
 #include "crash.h"
 #include "dsm_log.h"
+#include "hits.h"
 #include "runtime.h"
 #include "service.h"
 #include "sigsafe.h"
@@ -188,7 +189,8 @@ static void on_segv(int sig, siginfo_t *si, void *uc_)
     page = dsm_vm_page_of(&dsm_rt.vm, addr);
     uint64_t t0 = dsm_stats_clock();
 
-    resolve(addr, page, write);
+    if (!dsm_hits_try(page, write)) /* a page the node holds: no message (dsm_hits.h) */
+        resolve(addr, page, write);
     dsm_stats_waited(DSM_WAIT_FAULT, t0);
     errno = saved_errno;
 }

@@ -14,6 +14,7 @@
 #include "dsm_log.h"
 #include "env.h"
 #include "fault.h"
+#include "hits.h"
 #include "runtime.h"
 #include "service.h"
 #include "stats.h"
@@ -48,6 +49,7 @@ static dsm_status_t take_job(const struct dsmc_msg *rep, const struct dsm_env *e
     }
     dsm_rt.node = (int)rep->node;
     dsm_rt.nnodes = (int)rep->nnodes;
+    dsm_rt.lrank = (int)rep->seq;
     dsm_rt.memory_nodes = rep->pad < rep->nnodes ? (int)rep->pad : 0;
     dsm_rt.model = (enum dsm_model)rep->d;
     dsm_rt.alloc_sites = (rep->e & DSMC_WELCOME_ALLOC_SITES) != 0;
@@ -116,7 +118,12 @@ static dsm_status_t attach(const struct dsm_env *env)
     if (st != 0)
         goto fail;
     st = dsm_vm_map(&dsm_rt.vm, memfd);
-    close(memfd); /* the mapping keeps the frames */
+    if (st == 0) {
+        st = dsm_hits_attach(memfd, dsm_rt.vm.size, (uint32_t)dsm_rt.lrank);
+        if (st != 0)
+            dsm_vm_unmap(&dsm_rt.vm);
+    }
+    close(memfd); /* the mappings keep the frames and the table */
     if (st != 0)
         goto fail;
     dsm_rt.applied = mmap(NULL, applied_bytes(), PROT_READ | PROT_WRITE,
@@ -130,6 +137,7 @@ static dsm_status_t attach(const struct dsm_env *env)
     dsm_rt.main_fd = fd;
     return 0;
 fail_vm:
+    dsm_hits_detach();
     dsm_vm_unmap(&dsm_rt.vm);
 fail:
     close(fd);
@@ -142,6 +150,7 @@ static void detach(void)
     if (munmap((void *)dsm_rt.applied, applied_bytes()) != 0)
         DSM_WARN("munmap of the grant counters failed: %s", strerror(errno));
     dsm_rt.applied = NULL;
+    dsm_hits_detach();
     dsm_vm_unmap(&dsm_rt.vm);
     close(dsm_rt.main_fd);
     dsm_rt.main_fd = -1;
@@ -161,6 +170,7 @@ static dsm_status_t configure(const struct dsm_env *env)
     dsm_rt.node = env->node;
     dsm_rt.fault_timeout_s = env->fault_timeout_s;
     dsm_rt.fault_spin_us = env->fault_spin_us;
+    dsm_rt.hits_delay_us = env->hits_delay_us;
     if (sock == NULL) {
         st = dsm_daemon_spawn(&g_daemon);
         if (st != 0)

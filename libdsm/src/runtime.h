@@ -26,6 +26,7 @@ enum dsm_rt_state {
 
 struct dsm_runtime {
     int           rank, nranks, node, nnodes;
+    int           lrank;         /* this rank's index among its node's (its row of dsm_hits.h) */
     int           memory_nodes;  /* the last nodes, which run no rank and have no dsm_malloc arena */
     struct dsm_vm vm;
     char          consistency[16];  /* the model's name, as the daemon gave it */
@@ -34,6 +35,7 @@ struct dsm_runtime {
     char          socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int           fault_timeout_s;  /* receive timeout of fault waits; 0 = none */
     int           fault_spin_us;    /* polling before a fault wait sleeps */
+    int           hits_delay_us;    /* a pause inside each hit's race windows (tests only) */
     int           main_fd;          /* main channel (the dsm_init thread's) */
     int           service_fd;       /* service channel */
     _Atomic uint32_t *applied;      /* per page: grants applied by fault handlers (dsm_chan.h) */

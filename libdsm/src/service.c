@@ -13,6 +13,7 @@
 
 #include "channel.h"
 #include "dsm_log.h"
+#include "hits.h"
 #include "runtime.h"
 #include "sigsafe.h"
 
@@ -76,6 +77,29 @@ static void await_grants(uint64_t page, uint32_t grants)
     }
 }
 
+/*
+ * Wait until no hit of this rank is under way on [first, first+n) (dsm_hits.h): a hit whose
+ * claim the daemon saw before sending this PROTECT may not have made its mprotect yet, and
+ * that must not land after ours. A hit holds a page for a few instructions and one mprotect.
+ */
+static void await_hits(uint64_t first, uint64_t n)
+{
+    struct timespec nap = { .tv_sec = 0, .tv_nsec = 20000 };
+    long naps = (long)GRANT_WAIT_LIMIT_S * 1000000000L / nap.tv_nsec;
+
+    if (first >= dsm_vm_npages(&dsm_rt.vm) || n > dsm_vm_npages(&dsm_rt.vm) - first)
+        return; /* dsm_vm_protect refuses it below */
+    for (uint64_t q = first; q < first + n; q++) {
+        for (int spins = 0; dsm_hits_busy(q); spins++) {
+            if (spins < 100)
+                continue;
+            if (--naps < 0)
+                die("a fault handler never finished a node-local hit; revocation stuck", "");
+            nanosleep(&nap, NULL);
+        }
+    }
+}
+
 /* Apply one PROTECT and acknowledge it; a malformed one is fatal (the daemon is confused). */
 static void apply_protect(int fd, const struct dsmc_msg *m)
 {
@@ -84,6 +108,7 @@ static void apply_protect(int fd, const struct dsmc_msg *m)
 
     if (m->b == 1)
         await_grants(m->a, (uint32_t)m->d);
+    await_hits(m->a, m->b);
     st = dsm_vm_protect(&dsm_rt.vm, m->a, m->b, m->c);
 
     if (st == DSM_EINVAL)

@@ -15,6 +15,9 @@
  *   on node 0, all at once (ranks of one node race for the same pages: coalescing).
  * Phase 2 (write): rank 0 writes each of those pages (its node is their home), which
  *   invalidates the copies every other node holds.
+ * With `local` instead, only this runs: rank 0 writes one word of each of the PAGES pages,
+ *   then (after a barrier) rank 1 reads one word of each: both on node 0, their home, so
+ *   every fault finds the page in the node's frames (node-local hits, dsm_hits.h).
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -44,6 +47,18 @@ int main(int argc, char **argv)
     if (base == NULL)
         return 1;
     dsm_barrier();
+    if (argc > 2 && strcmp(argv[2], "local") == 0) {
+        if (dsm_rank() == 0)
+            for (long p = 0; p < pages; p++)
+                base[p * (long)ps] = 0;
+        dsm_barrier();
+        if (dsm_rank() == 1)
+            for (long p = 0; p < pages; p++)
+                sum += base[p * (long)ps];
+        dsm_barrier();
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != 0;
+    }
     if (argc > 2 && strcmp(argv[2], "scan") == 0 && dsm_rank() == 0)
         for (long p = 0; p < pages; p++)
             sum += base[p * (long)ps];

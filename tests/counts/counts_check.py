@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -39,6 +39,15 @@ PAGE_GET/READ_REQ and one reply each. So with reads ahead on, exactly:
   rank 1 pages_read_ahead     = P - runs
   pages_fetched (summed)      = the same as with reads ahead off (P)
   messages_sent (summed)      = with reads ahead off, minus 2 * (P - runs)
+With `local-MODEL` (ranks 0 and 1 on node 0) counts.c's `local` phase runs: rank 0 writes the
+P pages homed on node 0, then rank 1 reads them. The node holds every page rank 1 reads, so
+each of its faults is a node-local hit (dsm_hits.h), resolved in the rank without a message:
+  rank 1 read_faults = local_hits = P     one page per fault (DSM_GRANT_AHEAD=1)
+  rank 1 read_faults = local_hits = runs  with grants ahead of up to 16: the hits' own runs,
+                                           and pages_granted_ahead >= P - runs (the last run
+                                           may reach past P), as many as the daemon's runs
+  with DSM_LOCAL_HITS=0                   the same read_faults (and runs), local_hits = 0
+  messages_sent (summed)                  the same with hits on and off
 """
 import json
 import os
@@ -47,13 +56,14 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None):
+def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1):
     scan = ("scan" if ahead > 1 else None) if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
                "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + ([scan] if scan else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
-                           env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead)))
+                           env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead),
+                                    DSM_LOCAL_HITS=str(hits)))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -136,6 +146,35 @@ def check_readahead(dsmrun, prog, n, k, pages, model):
     return 1 if bad else 0
 
 
+def check_local(dsmrun, prog, n, k, pages, model):
+    """Node-local hits: rank 1 reads what rank 0 of its node wrote (see the top); 0 if all hold."""
+    if k < 2:
+        sys.exit("local checks need ranks 0 and 1 on node 0 (--ranks-per-node 2 or more)")
+    r1 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 1)
+    expect = {}
+    for ahead in (1, 16):
+        on, off = (run(dsmrun, prog, n, k, pages, model, ahead, scan="local", hits=h) for h in (1, 0))
+        faults = pages if ahead == 1 else runs_covering(pages, 16)
+        expect.update({
+            f"ahead {ahead}: rank 1 read_faults": (r1(on, "read_faults"), faults),
+            f"ahead {ahead}: rank 1 local_hits": (r1(on, "local_hits"), faults),
+            f"ahead {ahead}: rank 1 pages_granted_ahead, hits on and off": (r1(on, "pages_granted_ahead"),
+                                                                            r1(off, "pages_granted_ahead")),
+            f"ahead {ahead}: rank 1 pages_granted_ahead at least P - runs": (
+                min(r1(on, "pages_granted_ahead"), pages - faults), pages - faults),
+            f"ahead {ahead}: hits off: rank 1 read_faults": (r1(off, "read_faults"), faults),
+            f"ahead {ahead}: hits off: local_hits (summed)": (total(off, "local_hits"), 0),
+            f"ahead {ahead}: messages_sent, hits on and off": (total(on, "messages_sent"),
+                                                               total(off, "messages_sent")),
+        })
+    bad = 0
+    for name, (got, want) in expect.items():
+        bad += got != want
+        print(f"{'ok  ' if got == want else 'FAIL'} {model}: {name}: {got} (expected {want})")
+    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
+    return 1 if bad else 0
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -146,6 +185,8 @@ def main():
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[6:]))
     if model.startswith("ahead2-"):
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[7:], scans=2))
+    if model.startswith("local-"):
+        sys.exit(check_local(dsmrun, prog, n, k, pages, model[6:]))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)

@@ -1,0 +1,224 @@
+/* hits.c - node-local hits in the rank; see hits.h and dsm_hits.h. */
+#include "hits.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "dsm_chan.h"
+#include "dsm_hits.h"
+#include "dsm_log.h"
+#include "runtime.h"
+#include "sigsafe.h"
+
+#define SCANS 4 /* interleaved scans told apart, as the daemon's (pages.c) */
+
+static struct {
+    struct dsm_hits_head *head;  /* NULL: not attached */
+    uint8_t *open;               /* the daemon's open[] */
+    uint8_t *prot;               /* this rank's prot row */
+    struct dsm_hits_count *count;
+    _Atomic uint8_t *busy;       /* per page: hits under way in this rank (private memory) */
+    uint64_t npages;
+    uint32_t run_max;
+} g;
+
+/* A scan of this thread's hits: its next page and the run it was last given (for grants
+ * ahead, as the daemon's scan detection does for the faults it sees). */
+struct hit_scan {
+    uint64_t next;
+    uint32_t len, last;
+};
+static __thread struct hit_scan tls_scans[SCANS] __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tls_clock __attribute__((tls_model("initial-exec")));
+
+dsm_status_t dsm_hits_attach(int memfd, uint64_t space_bytes, uint32_t lrank)
+{
+    struct dsm_hits_head *h;
+    uint64_t size;
+    long ps = 1L << dsm_rt.vm.page_shift;
+
+    h = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, memfd, (off_t)space_bytes);
+    if (h == MAP_FAILED) {
+        DSM_ERR("cannot map the node's page table: %s", strerror(errno));
+        return DSM_ESYS;
+    }
+    if (h->magic != DSM_HITS_MAGIC || h->npages != dsm_vm_npages(&dsm_rt.vm) || lrank >= h->local_ranks) {
+        DSM_ERR("the daemon's page table does not fit this job (magic %#x, %llu pages for %llu, row %u of %u)",
+                h->magic, (unsigned long long)h->npages, (unsigned long long)dsm_vm_npages(&dsm_rt.vm), lrank,
+                h->local_ranks);
+        munmap(h, (size_t)ps);
+        return DSM_EPROTO;
+    }
+    size = h->size;
+    munmap(h, (size_t)ps);
+    h = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, (off_t)space_bytes);
+    if (h == MAP_FAILED) {
+        DSM_ERR("cannot map the node's page table (%llu bytes): %s", (unsigned long long)size, strerror(errno));
+        return DSM_ESYS;
+    }
+    g.busy = mmap(NULL, (size_t)h->npages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                  -1, 0);
+    if (g.busy == MAP_FAILED) {
+        DSM_ERR("cannot map the hit counters (%llu bytes): %s", (unsigned long long)h->npages, strerror(errno));
+        munmap(h, (size_t)size);
+        g.busy = NULL;
+        return DSM_ENOMEM;
+    }
+    g.npages = h->npages;
+    g.run_max = h->run_max < 1 ? 1 : h->run_max > DSMC_GRANT_RUN_MAX ? DSMC_GRANT_RUN_MAX : h->run_max;
+    g.open = (uint8_t *)h + h->open_off;
+    g.prot = (uint8_t *)h + h->prot_off + h->prot_stride * lrank;
+    g.count = &h->count[lrank];
+    g.head = h;
+    return 0;
+}
+
+void dsm_hits_detach(void)
+{
+    if (g.head == NULL)
+        return;
+    if (munmap(g.head, (size_t)g.head->size) != 0 || munmap((void *)g.busy, (size_t)g.npages) != 0)
+        DSM_WARN("unmapping the node's page table: %s", strerror(errno));
+    memset(&g, 0, sizeof(g));
+}
+
+bool dsm_hits_busy(uint64_t page)
+{
+    return g.busy != NULL && page < g.npages && atomic_load(&g.busy[page]) != 0;
+}
+
+static struct hit_scan *scan_of(uint64_t page)
+{
+    for (int i = 0; i < SCANS; i++)
+        if (tls_scans[i].len > 0 && tls_scans[i].next == page)
+            return &tls_scans[i];
+    return NULL;
+}
+
+/* A run of n pages from page, given at scan length `scan`, extends (or starts) a scan. */
+static void scan_note(uint64_t page, uint32_t n, uint32_t scan)
+{
+    struct hit_scan *s = scan_of(page);
+
+    if (s == NULL) {
+        s = &tls_scans[0];
+        for (int i = 1; i < SCANS; i++)
+            if (tls_scans[i].last < s->last)
+                s = &tls_scans[i];
+    }
+    s->next = page + n;
+    s->len = scan;
+    s->last = ++tls_clock;
+}
+
+/* DSM_HITS_DELAY_US: hold a hit inside its race window, where the daemon's revocations
+ * meet it, long enough for them to land there (the tests' way to reach the interleavings
+ * a hit must survive; dsm_hits.h). A busy wait: clock_gettime is async-signal-safe. */
+static void test_delay(void)
+{
+    struct timespec t0, t;
+
+    if (dsm_rt.hits_delay_us <= 0 || clock_gettime(CLOCK_MONOTONIC, &t0) != 0)
+        return;
+    do {
+        if (clock_gettime(CLOCK_MONOTONIC, &t) != 0)
+            return;
+    } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < dsm_rt.hits_delay_us);
+}
+
+static uint8_t level_of(uint64_t q)
+{
+    return (uint8_t)DSM_HITS_LEVEL(__atomic_load_n(&g.prot[q], __ATOMIC_SEQ_CST));
+}
+
+/* Step 1-2 of a hit on q (dsm_hits.h): hold q and claim `want` unless the daemon already
+ * records it. Returns false if another hit of this rank holds q; *claimed and *old say what
+ * to undo. */
+static bool take(uint64_t q, uint8_t want, bool *claimed, uint8_t *old)
+{
+    uint8_t v;
+
+    if (atomic_fetch_add(&g.busy[q], 1) != 0) {
+        atomic_fetch_sub(&g.busy[q], 1);
+        return false;
+    }
+    *claimed = false;
+    v = __atomic_load_n(&g.prot[q], __ATOMIC_SEQ_CST);
+    while (DSM_HITS_LEVEL(v) < want) {
+        if (__atomic_compare_exchange_n(&g.prot[q], &v, (uint8_t)(want | DSM_HITS_CLAIM), 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+            *claimed = true;
+            *old = v;
+            break;
+        }
+    }
+    return true;
+}
+
+/* End a claim on q: back to `to` if it is still ours (the daemon's writes replace it). */
+static void unclaim(uint64_t q, uint8_t want, uint8_t to)
+{
+    uint8_t v = (uint8_t)(want | DSM_HITS_CLAIM);
+
+    __atomic_compare_exchange_n(&g.prot[q], &v, to, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+bool dsm_hits_try(uint64_t page, bool write)
+{
+    uint8_t want = write ? DSM_ACCESS_WRITE : DSM_ACCESS_READ;
+    uint8_t old[DSMC_GRANT_RUN_MAX];
+    bool claimed[DSMC_GRANT_RUN_MAX];
+    const struct hit_scan *s;
+    uint32_t scan, lim, n = 0, m = 0;
+
+    if (g.head == NULL || !g.head->enabled || page >= g.npages ||
+        __atomic_load_n(&g.open[page], __ATOMIC_SEQ_CST) < want)
+        return false;
+    test_delay(); /* between the first look and the claim */
+    s = scan_of(page);
+    scan = s == NULL ? 1 : s->len * 2 < DSMC_GRANT_RUN_MAX ? s->len * 2 : DSMC_GRANT_RUN_MAX;
+    lim = scan < g.run_max ? scan : g.run_max;
+    while (n < lim && page + n < g.npages) {
+        uint64_t q = page + n;
+
+        /* beyond the faulting page, only pages the node offers and the rank lacks */
+        if (n > 0 && (__atomic_load_n(&g.open[q], __ATOMIC_SEQ_CST) < want || level_of(q) >= want))
+            break;
+        if (!take(q, want, &claimed[n], &old[n]))
+            break;
+        n++;
+    }
+    /* step 3: the re-read that the daemon's close-then-read pairs with */
+    while (m < n && __atomic_load_n(&g.open[page + m], __ATOMIC_SEQ_CST) >= want)
+        m++;
+    for (uint32_t i = m; i < n; i++)
+        if (claimed[i])
+            unclaim(page + i, want, old[i]);
+    if (m > 0)
+        test_delay(); /* between the re-read and the mprotect */
+    if (m > 0 && dsm_vm_protect(&dsm_rt.vm, page, m, want) != 0) {
+        struct dsm_sline l;
+
+        dsm_sline_begin(&l, dsm_rt.rank);
+        dsm_sline_str(&l, "mprotect failed on a node-local hit at page ");
+        dsm_sline_u64(&l, page);
+        dsm_sline_str(&l, " (errno ");
+        dsm_sline_i64(&l, errno);
+        dsm_sline_str(&l, ")");
+        dsm_rt_die(&l);
+    }
+    for (uint32_t i = 0; i < m; i++)
+        if (claimed[i])
+            unclaim(page + i, want, want);
+    for (uint32_t i = 0; i < n; i++)
+        atomic_fetch_sub(&g.busy[page + i], 1);
+    if (m == 0)
+        return false;
+    __atomic_fetch_add(write ? &g.count->writes : &g.count->reads, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&g.count->pages_ahead, m - 1, __ATOMIC_RELAXED);
+    scan_note(page, m, scan);
+    return true;
+}

@@ -1,0 +1,27 @@
+/*
+ * hits.h - node-local hits in the rank: a fault on a page its node already holds is resolved
+ * by the faulting thread itself (claim, check, mprotect), without a message to the daemon.
+ * The protocol and its invariants: dsm_hits.h.
+ */
+#ifndef DSM_SRC_HITS_H
+#define DSM_SRC_HITS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dsm_status.h"
+
+/* Map the node's table from the frame memfd (it follows the space_bytes of frames); lrank is
+ * this rank's row. Returns 0 or a status (logged). */
+dsm_status_t dsm_hits_attach(int memfd, uint64_t space_bytes, uint32_t lrank);
+void dsm_hits_detach(void);
+
+/* Resolve a fault on page (a write if write) from the node's frames: true if the page is now
+ * mapped with that access (and perhaps a run after it), false if the daemon must be asked.
+ * Async-signal-safe: atomics, thread-local state and one mprotect. */
+bool dsm_hits_try(uint64_t page, bool write);
+
+/* A hit on page is under way in this rank (its mprotect may not have landed yet). */
+bool dsm_hits_busy(uint64_t page);
+
+#endif
