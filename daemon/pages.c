@@ -30,8 +30,8 @@
  *     grant closes open[p] first.
  *
  * Invariant: for every rank r and page p, prot[r][p] <= the node's access to p, except
- * between a revocation's start and its done(), while the PROTECTs are out, and for a claim
- * a hit left behind when it backed off (dsm_hits.h: never mapped).
+ * between a revocation's start and its done(), while the PROTECTs are out, and where a hit
+ * backed off from a level it had claimed (dsm_hits.h: over-stated, never mapped).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -16,11 +16,12 @@
  *   count[r]      rank r's hits, folded into its fault counts when the daemon reports.
  *
  * A hit (libdsm hits.c), for access L to page p by rank r:
- *   1. busy[p]++ in the rank (its own memory; one hit per page per rank at a time);
+ *   1. busy[p] := 1 in the rank (its own memory; one hit per page per rank at a time: a
+ *      page another thread's hit holds goes to the daemon);
  *   2. prot[r][p] := L|CLAIM (CAS from a level below L; a level >= L needs no claim);
  *   3. re-read open[p]: below L -> undo the claim (CAS back, fails harmlessly if the daemon
- *      wrote meanwhile), busy[p]--, ask the daemon instead;
- *   4. mprotect(p, L); clear the claim bit (CAS, fails harmlessly); busy[p]--.
+ *      wrote meanwhile), busy[p] := 0, ask the daemon instead;
+ *   4. mprotect(p, L); clear the claim bit (CAS, fails harmlessly); busy[p] := 0.
  * A revocation of p (daemon pages.c): open[p] := NONE, then read every prot[r][p] and send
  * PROTECT where the level is above the new one. Steps 2-3 against these two are Dekker's
  * handshake (all sequentially consistent): either the rank's re-read sees the revocation's
@@ -29,9 +30,13 @@
  * once busy[q] is 0 for each of its pages (libdsm service.c), as it waits for applied grants.
  *
  * Invariants: prot[r][p] (its level) >= what rank r has mapped, outside a hit's steps 2-4 of
- * which the daemon knows through the claim; a CLAIM bit that outlives its hit is only ever
- * that of a hit that backed off and whose undo the daemon's own write beat: its level was
- * never mapped. A value the daemon writes never has CLAIM set.
+ * which the daemon knows through the claim. A value the daemon writes never has CLAIM set,
+ * so a claim ends with its hit (undone or cleared) unless the daemon replaced it first; a
+ * grant replaces it with the higher of the two levels, which may then over-state what the
+ * rank mapped (the hit backed off): that costs a needless PROTECT at the next revocation,
+ * never a stale page. A CLAIM seen after a revocation lowered the byte is a hit about to back
+ * off (open[p] was closed before): the eviction's check that every rank is out of the page
+ * (dsmd_prot_mapped) does not count it.
  */
 #ifndef DSM_HITS_H
 #define DSM_HITS_H
@@ -66,7 +71,8 @@ static inline uint64_t dsm_hits_round(uint64_t n, uint64_t page_size)
     return (n + page_size - 1) / page_size * page_size;
 }
 
-/* Lay the table out for npages pages and local_ranks ranks (fills the offsets and size). */
+/* Lay the table out for npages pages and local_ranks ranks (fills the offsets and size). Every
+ * part is page-aligned: a rank maps the head, open[] (read-only) and its own row apart. */
 static inline void dsm_hits_layout(struct dsm_hits_head *h, uint64_t npages, uint32_t local_ranks,
                                    uint64_t page_size)
 {

@@ -137,6 +137,7 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     /* the service thread holds back revocations of this page until it sees this */
     for (uint64_t i = 0; i < n; i++)
         atomic_fetch_add_explicit(&dsm_rt.applied[page + i], 1, memory_order_release);
+    dsm_hits_note(page, (uint32_t)n);
     dsm_channel_release(&ch);
 }
 

@@ -5,7 +5,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dsm_chan.h"
 #include "dsm_hits.h"
@@ -15,12 +17,17 @@
 
 #define SCANS 4 /* interleaved scans told apart, as the daemon's (pages.c) */
 
+/* Three mappings of the table, so that a stray store of the rank cannot rewrite what the
+ * daemon or the node's other ranks rely on: the head and counts, open[] read-only, and this
+ * rank's own prot row. */
 static struct {
     struct dsm_hits_head *head;  /* NULL: not attached */
-    uint8_t *open;               /* the daemon's open[] */
+    size_t   head_len;
+    uint8_t *open;               /* the daemon's open[] (read-only here) */
     uint8_t *prot;               /* this rank's prot row */
+    uint64_t row_len;
     struct dsm_hits_count *count;
-    _Atomic uint8_t *busy;       /* per page: hits under way in this rank (private memory) */
+    _Atomic uint8_t *busy;       /* per page: 1 while a hit of this rank holds it (private) */
     uint64_t npages;
     uint32_t run_max;
 } g;
@@ -34,53 +41,74 @@ struct hit_scan {
 static __thread struct hit_scan tls_scans[SCANS] __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_clock __attribute__((tls_model("initial-exec")));
 
+/* Map len bytes of the memfd at off; NULL (logged) on failure. */
+static void *map_part(int memfd, uint64_t off, uint64_t len, int prot, const char *what)
+{
+    void *p = mmap(NULL, (size_t)len, prot, MAP_SHARED | MAP_NORESERVE, memfd, (off_t)off);
+
+    if (p == MAP_FAILED) {
+        DSM_ERR("cannot map the node's page table (%s, %llu bytes): %s", what, (unsigned long long)len,
+                strerror(errno));
+        return NULL;
+    }
+    return p;
+}
+
 dsm_status_t dsm_hits_attach(int memfd, uint64_t space_bytes, uint32_t lrank)
 {
-    struct dsm_hits_head *h;
-    uint64_t size;
-    long ps = 1L << dsm_rt.vm.page_shift;
+    struct dsm_hits_head h;
+    struct stat sb;
+    uint64_t ps = 1ull << dsm_rt.vm.page_shift;
+    void *p;
 
-    h = mmap(NULL, (size_t)ps, PROT_READ, MAP_SHARED, memfd, (off_t)space_bytes);
-    if (h == MAP_FAILED) {
-        DSM_ERR("cannot map the node's page table: %s", strerror(errno));
-        return DSM_ESYS;
-    }
-    if (h->magic != DSM_HITS_MAGIC || h->npages != dsm_vm_npages(&dsm_rt.vm) || lrank >= h->local_ranks) {
-        DSM_ERR("the daemon's page table does not fit this job (magic %#x, %llu pages for %llu, row %u of %u)",
-                h->magic, (unsigned long long)h->npages, (unsigned long long)dsm_vm_npages(&dsm_rt.vm), lrank,
-                h->local_ranks);
-        munmap(h, (size_t)ps);
+    /* read the head with pread: a memfd without a table (another dsmd build) has nothing
+     * after the frames, and a mapping of it would fault (SIGBUS) before any check */
+    if (fstat(memfd, &sb) != 0 || (uint64_t)sb.st_size < space_bytes + ps ||
+        pread(memfd, &h, sizeof(h), (off_t)space_bytes) != (ssize_t)sizeof(h) || h.magic != DSM_HITS_MAGIC ||
+        h.npages != dsm_vm_npages(&dsm_rt.vm) || lrank >= h.local_ranks ||
+        (uint64_t)sb.st_size < space_bytes + h.size) {
+        DSM_ERR("the daemon's frame memory has no page table for this job after its %llu bytes of frames "
+                "(a dsmd of another build?)", (unsigned long long)space_bytes);
         return DSM_EPROTO;
     }
-    size = h->size;
-    munmap(h, (size_t)ps);
-    h = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, (off_t)space_bytes);
-    if (h == MAP_FAILED) {
-        DSM_ERR("cannot map the node's page table (%llu bytes): %s", (unsigned long long)size, strerror(errno));
-        return DSM_ESYS;
-    }
-    g.busy = mmap(NULL, (size_t)h->npages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+    g.head_len = (size_t)h.open_off;
+    g.row_len = h.prot_stride;
+    if ((p = map_part(memfd, space_bytes, h.open_off, PROT_READ | PROT_WRITE, "head")) == NULL)
+        goto fail;
+    g.head = p;
+    if ((p = map_part(memfd, space_bytes + h.open_off, h.prot_stride, PROT_READ, "open")) == NULL)
+        goto fail;
+    g.open = p;
+    if ((p = map_part(memfd, space_bytes + h.prot_off + h.prot_stride * lrank, h.prot_stride,
+                      PROT_READ | PROT_WRITE, "prot")) == NULL)
+        goto fail;
+    g.prot = p;
+    g.busy = mmap(NULL, (size_t)h.npages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                   -1, 0);
     if (g.busy == MAP_FAILED) {
-        DSM_ERR("cannot map the hit counters (%llu bytes): %s", (unsigned long long)h->npages, strerror(errno));
-        munmap(h, (size_t)size);
+        DSM_ERR("cannot map the hit flags (%llu bytes): %s", (unsigned long long)h.npages, strerror(errno));
         g.busy = NULL;
-        return DSM_ENOMEM;
+        goto fail;
     }
-    g.npages = h->npages;
-    g.run_max = h->run_max < 1 ? 1 : h->run_max > DSMC_GRANT_RUN_MAX ? DSMC_GRANT_RUN_MAX : h->run_max;
-    g.open = (uint8_t *)h + h->open_off;
-    g.prot = (uint8_t *)h + h->prot_off + h->prot_stride * lrank;
-    g.count = &h->count[lrank];
-    g.head = h;
+    g.npages = h.npages;
+    g.run_max = h.run_max < 1 ? 1 : h.run_max > DSMC_GRANT_RUN_MAX ? DSMC_GRANT_RUN_MAX : h.run_max;
+    g.count = &g.head->count[lrank];
     return 0;
+fail:
+    g.npages = h.npages;
+    dsm_hits_detach();
+    return DSM_ESYS;
 }
 
 void dsm_hits_detach(void)
 {
-    if (g.head == NULL)
-        return;
-    if (munmap(g.head, (size_t)g.head->size) != 0 || munmap((void *)g.busy, (size_t)g.npages) != 0)
+    int bad = 0;
+
+    bad |= g.busy != NULL && munmap((void *)g.busy, (size_t)g.npages) != 0;
+    bad |= g.prot != NULL && munmap(g.prot, (size_t)g.row_len) != 0;
+    bad |= g.open != NULL && munmap(g.open, (size_t)g.row_len) != 0;
+    bad |= g.head != NULL && munmap(g.head, g.head_len) != 0;
+    if (bad)
         DSM_WARN("unmapping the node's page table: %s", strerror(errno));
     memset(&g, 0, sizeof(g));
 }
@@ -129,6 +157,12 @@ static void test_delay(void)
     } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < dsm_rt.hits_delay_us);
 }
 
+void dsm_hits_note(uint64_t page, uint32_t n)
+{
+    if (g.head != NULL)
+        scan_note(page, n, n);
+}
+
 static uint8_t level_of(uint64_t q)
 {
     return (uint8_t)DSM_HITS_LEVEL(__atomic_load_n(&g.prot[q], __ATOMIC_SEQ_CST));
@@ -139,12 +173,10 @@ static uint8_t level_of(uint64_t q)
  * to undo. */
 static bool take(uint64_t q, uint8_t want, bool *claimed, uint8_t *old)
 {
-    uint8_t v;
+    uint8_t v, idle = 0;
 
-    if (atomic_fetch_add(&g.busy[q], 1) != 0) {
-        atomic_fetch_sub(&g.busy[q], 1);
+    if (!atomic_compare_exchange_strong(&g.busy[q], &idle, 1))
         return false;
-    }
     *claimed = false;
     v = __atomic_load_n(&g.prot[q], __ATOMIC_SEQ_CST);
     while (DSM_HITS_LEVEL(v) < want) {
@@ -214,7 +246,7 @@ bool dsm_hits_try(uint64_t page, bool write)
         if (claimed[i])
             unclaim(page + i, want, want);
     for (uint32_t i = 0; i < n; i++)
-        atomic_fetch_sub(&g.busy[page + i], 1);
+        atomic_store(&g.busy[page + i], 0);
     if (m == 0)
         return false;
     __atomic_fetch_add(write ? &g.count->writes : &g.count->reads, 1, __ATOMIC_RELAXED);

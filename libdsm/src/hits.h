@@ -21,6 +21,10 @@ void dsm_hits_detach(void);
  * Async-signal-safe: atomics, thread-local state and one mprotect. */
 bool dsm_hits_try(uint64_t page, bool write);
 
+/* The daemon granted this thread a run of n pages from page: a scan the thread's next hits
+ * continue (their runs double on from n, as the daemon's would). */
+void dsm_hits_note(uint64_t page, uint32_t n);
+
 /* A hit on page is under way in this rank (its mprotect may not have landed yet). */
 bool dsm_hits_busy(uint64_t page);
 
