@@ -288,7 +288,7 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
     }
     switch (m->op) {
     case DSMC_FAULT:
-        dsmd_pages_fault(d, c, m->a, m->b != 0);
+        dsmd_pages_fault(d, c, m->a, m->b != 0, m->c);
         return 0;
     case DSMC_PROTECT_ACK:
         dsmd_pages_protect_ack(d, c, m->seq);

@@ -78,6 +78,8 @@ struct dsmd_chan {
     uint64_t wait_page;
     int      wait_access;
     struct dsmd_chan *wnext;
+    uint64_t hint_page;   /* the last FAULT's page and the run its thread's hits' scan gives it */
+    uint32_t hint;
     /* a request waiting for its answer: its op (DSMC_*, 0: none) and what it waits on
      * (the lock or cond, the collective's number, the atomic's page) */
     uint32_t pending_op;
@@ -300,7 +302,7 @@ void dsmd_hits_fold(struct dsmd *d);
 dsm_status_t dsmd_pages_init(struct dsmd *d);
 void dsmd_pages_fini(struct dsmd *d);
 /* A rank faulted (FAULT on channel c). */
-void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write);
+void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write, uint64_t hint);
 /* The rank applied a PROTECT (PROTECT_ACK with seq). */
 void dsmd_pages_protect_ack(struct dsmd *d, struct dsmd_chan *c, uint64_t seq);
 /* A channel closes: forget its waits (a service channel: its PROTECTs count as applied). */

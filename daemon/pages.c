@@ -162,11 +162,14 @@ static uint32_t ramp_next(uint32_t n)
     return n == 0 ? 1 : n * 2 < DSMC_GRANT_RUN_MAX ? n * 2 : DSMC_GRANT_RUN_MAX;
 }
 
+/* A thread's hits extend its scans without the daemon seeing them: its FAULT says what run
+ * its own scan state would give the page (hint), and the longer of the two counts. */
 static uint32_t scan_want(struct dsmd_chan *c, uint64_t page)
 {
     const struct dsmd_scan *s = scan_of(c, page);
+    uint32_t n = ramp_next(s != NULL ? s->len : 0);
 
-    return ramp_next(s != NULL ? s->len : 0);
+    return c->hint_page == page && c->hint > n ? c->hint : n;
 }
 
 /* The pages a fault on `page` that goes to the protocol may ask for (reads ahead). */
@@ -455,10 +458,13 @@ void dsmd_pages_kick(struct dsmd *d, uint64_t page)
         page_kick(d, page);
 }
 
-void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write)
+void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write, uint64_t hint)
 {
     struct dsmd_page *pg;
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
+
+    c->hint_page = page;
+    c->hint = hint < DSMC_GRANT_RUN_MAX ? (uint32_t)hint : DSMC_GRANT_RUN_MAX;
 
     if (page >= d->npages || dsmd_space_home(&d->space, page) == DSMD_NO_HOME) {
         DSM_WARN("rank %d touched page %llu, which is not allocated", rk->rank, (unsigned long long)page);

@@ -31,7 +31,9 @@
  *                          (its row of the node-local hits table after the frames, dsm_hits.h)
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
- *   FAULT         rank->d  a=page index, b=1 for a write  reply GRANT status, a=page, b=access,
+ *   FAULT         rank->d  a=page index, b=1 for a write, c=the run the thread's own scan
+ *                          (its node-local hits, dsm_hits.h) gives the page, 0: none
+ *                                                           reply GRANT status, a=page, b=access,
  *                          c=pages from a on that the grant opens (0 or 1: a alone; at most
  *                          DSMC_GRANT_RUN_MAX): one mprotect, each page's grant counted
  *   COALLOC       rank->d  a=bytes, b=placement, c=its argument, d=the caller's offset in

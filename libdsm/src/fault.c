@@ -113,6 +113,7 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     dsm_channel_msg(&req, DSMC_FAULT);
     req.a = page;
     req.b = write ? 1 : 0;
+    req.c = dsm_hits_scan_hint(page);
     st = dsm_channel_send(ch.fd, &req);
     if (st == 0) {
         await_reply(ch.fd);

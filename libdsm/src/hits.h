@@ -25,6 +25,10 @@ bool dsm_hits_try(uint64_t page, bool write);
  * continue (their runs double on from n, as the daemon's would). */
 void dsm_hits_note(uint64_t page, uint32_t n);
 
+/* The run this thread's scans would give a fault on page (0: none extends to it), for the
+ * daemon's grants and writes ahead (FAULT's c). */
+uint32_t dsm_hits_scan_hint(uint64_t page);
+
 /* A hit on page is under way in this rank (its mprotect may not have landed yet). */
 bool dsm_hits_busy(uint64_t page);
 
