@@ -86,11 +86,13 @@ void dsmd_hits_sync(struct dsmd *d, uint64_t page)
         __atomic_store_n(&d->hits_open[page], a, __ATOMIC_SEQ_CST);
 }
 
+/* The prot reads that follow are sequentially consistent too, so they come after this store
+ * (or the earlier one that already closed the page: only the daemon writes open[]) in the
+ * single order the hits' claims and re-reads take part in (dsm_hits.h). */
 void dsmd_hits_close(struct dsmd *d, uint64_t page)
 {
     if (__atomic_load_n(&d->hits_open[page], __ATOMIC_RELAXED) != DSM_ACCESS_NONE)
         __atomic_store_n(&d->hits_open[page], DSM_ACCESS_NONE, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* before the prot reads that follow */
 }
 
 int dsmd_prot_level(const struct dsmd_rank *rk, uint64_t page)
