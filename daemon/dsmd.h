@@ -295,6 +295,9 @@ int dsmd_prot_lower(struct dsmd_rank *rk, uint64_t page, int access);
 void dsmd_prot_reset(struct dsmd_rank *rk, uint64_t first, uint64_t n);
 /* rk may have page mapped: a level above NONE that is not a claim left by a hit that backed off. */
 int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page);
+/* The first page whose open[] promises more than its state allows now, or -1 (the
+ * invariant of hits.c; checked between events by the node fuzzer). */
+int64_t dsmd_hits_check(const struct dsmd *d);
 /* Add the ranks' hits to their counters (before they are reported). */
 void dsmd_hits_fold(struct dsmd *d);
 

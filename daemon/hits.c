@@ -138,6 +138,14 @@ int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page)
     return DSM_HITS_LEVEL(v) != DSM_ACCESS_NONE && !(v & DSM_HITS_CLAIM);
 }
 
+int64_t dsmd_hits_check(const struct dsmd *d)
+{
+    for (uint64_t p = 0; d->hits != NULL && p < d->npages; p++)
+        if (__atomic_load_n(&d->hits_open[p], __ATOMIC_RELAXED) > open_level(d, p))
+            return (int64_t)p;
+    return -1;
+}
+
 void dsmd_hits_fold(struct dsmd *d)
 {
     for (int i = 0; d->hits != NULL && i < d->cfg.local_ranks; i++) {

@@ -113,10 +113,18 @@ static uint8_t byte(struct in *in)
     return b;
 }
 
+/* Run the node's loop while it has work; between two events, no page's open[] may promise
+ * the ranks more than the daemon would grant at once (daemon/hits.c). */
 static void pump(struct dsmd *d)
 {
-    for (int i = 0; i < 200 && dsmd_loop_running(d->loop) && dsmd_loop_poll(d->loop) > 0; i++)
-        ;
+    for (int i = 0; i < 200 && dsmd_loop_running(d->loop) && dsmd_loop_poll(d->loop) > 0; i++) {
+        int64_t p = dsmd_hits_check(d);
+
+        if (p >= 0) {
+            fprintf(stderr, "fuzz_node: page %lld is open beyond what its state allows\n", (long long)p);
+            abort();
+        }
+    }
 }
 
 /* Read what the node sent on a channel, closing any fd it passed; a service channel
@@ -303,13 +311,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(sock, sizeof(sock), "/tmp/dsm-fuzz-node-%d.sock", (int)getpid());
     first = byte(&in);
     /* the first byte: the model, whether --trace, --page-stats, --false-sharing are on, grants
-     * ahead and reads ahead */
+     * ahead, reads ahead and node-local hits */
     d.cfg = (struct dsmd_config){ .node = 1, .nnodes = 3, .nranks = 4, .first_rank = 2, .local_ranks = 2,
                                   .consistency = models[first % 3], .transport = "fuzz", .listen = "fuzz",
                                   .socket = sock, .space_size = NPAGES * 4096ull, .base = 0x500000000000ull,
                                   .peer_timeout_ms = 8000, .job_id = 1, .trace = first / 3 & 1,
                                   .page_stats = first / 6 & 1, .false_sharing = first / 12 & 1,
-                                  .grant_ahead = first / 24 & 1 ? 16 : 1, .read_ahead = first / 48 & 1 ? 16 : 1 };
+                                  .grant_ahead = first / 24 & 1 ? 16 : 1, .read_ahead = first / 48 & 1 ? 16 : 1,
+                                  .local_hits = first / 96 & 1 };
     d.tops = &fz_ops;
     if (dsmd_loop_create(&d.loop) != DSM_OK)
         abort();
