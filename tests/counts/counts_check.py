@@ -138,6 +138,11 @@ def check_readahead(dsmrun, prog, n, k, pages, model):
         "messages_sent": (total(on, "messages_sent"), total(off, "messages_sent") - 2 * (pages - runs)),
         "rank 1 read_faults with reads ahead off": (r1(off, "read_faults"), pages),
     }
+    return verdict(model, expect)
+
+
+def verdict(model, expect):
+    """Print each {name: (got, want)} check and the summary; 0 if all hold, else 1."""
     bad = 0
     for name, (got, want) in expect.items():
         bad += got != want
@@ -167,12 +172,7 @@ def check_local(dsmrun, prog, n, k, pages, model):
             f"ahead {ahead}: messages_sent, hits on and off": (total(on, "messages_sent"),
                                                                total(off, "messages_sent")),
         })
-    bad = 0
-    for name, (got, want) in expect.items():
-        bad += got != want
-        print(f"{'ok  ' if got == want else 'FAIL'} {model}: {name}: {got} (expected {want})")
-    print(f"{'FAILED' if bad else 'PASSED'}: {bad} check(s) failed")
-    return 1 if bad else 0
+    return verdict(model, expect)
 
 
 def main():
