@@ -156,18 +156,12 @@ static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
     return NULL;
 }
 
-/* The next length of a ramp that reached n (0: none yet): doubled, up to a grant's run. */
-static uint32_t ramp_next(uint32_t n)
-{
-    return n == 0 ? 1 : n * 2 < DSMC_GRANT_RUN_MAX ? n * 2 : DSMC_GRANT_RUN_MAX;
-}
-
 /* A thread's hits extend its scans without the daemon seeing them: its FAULT says what run
  * its own scan state would give the page (hint), and the longer of the two counts. */
 static uint32_t scan_want(struct dsmd_chan *c, uint64_t page)
 {
     const struct dsmd_scan *s = scan_of(c, page);
-    uint32_t n = ramp_next(s != NULL ? s->len : 0);
+    uint32_t n = dsmc_ramp_next(s != NULL ? s->len : 0);
 
     return c->hint_page == page && c->hint > n ? c->hint : n;
 }
@@ -177,7 +171,7 @@ static uint32_t fetch_want(struct dsmd_chan *c, uint64_t page)
 {
     const struct dsmd_scan *s = scan_of(c, page);
 
-    return ramp_next(s != NULL ? s->fetched : 0);
+    return dsmc_ramp_next(s != NULL ? s->fetched : 0);
 }
 
 /* The scan a run of n pages from `page`, of length `scan`, extends (or starts). */
@@ -534,11 +528,12 @@ static void range_finish(struct dsmd *d, struct dsmd_range_op *o)
     for (uint64_t p = o->first; p < o->first + o->n; p++)
         d->pages[p].clearing = 0;
     o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
-    for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
-        dsmd_hits_sync(d, p); /* open again, or freed (NO_HOME): closed for good */
-    for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++)
+    for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++) {
         if (d->pages[p].waiters != NULL)
-            page_kick(d, p);
+            page_kick(d, p); /* which syncs open[p] too */
+        else
+            dsmd_hits_sync(d, p); /* open again, or freed (NO_HOME): closed for good */
+    }
     free(o->awaiting);
     free(o);
 }

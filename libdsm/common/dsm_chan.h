@@ -68,6 +68,13 @@ enum dsm_access { DSM_ACCESS_NONE = 0, DSM_ACCESS_READ = 1, DSM_ACCESS_WRITE = 2
 /* Most pages one GRANT opens (the daemon's grants ahead of a sequential scan). */
 #define DSMC_GRANT_RUN_MAX 64u
 
+/* The next run of a page-by-page scan that reached n pages (0: none yet): doubled, up to a
+ * grant's run. The daemon's grants ahead and the ranks' node-local hits ramp alike. */
+static inline uint32_t dsmc_ramp_next(uint32_t n)
+{
+    return n == 0 ? 1 : n * 2 < DSMC_GRANT_RUN_MAX ? n * 2 : DSMC_GRANT_RUN_MAX;
+}
+
 /* Flags of the HELLO_MAIN reply's e field. */
 #define DSMC_WELCOME_ALLOC_SITES 1u /* send allocations' call sites (d, text): --hotspots */
 

@@ -157,17 +157,11 @@ static void test_delay(void)
     } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < dsm_rt.hits_delay_us);
 }
 
-/* The next run of a scan that reached n pages: doubled, up to a grant's run (pages.c's). */
-static uint32_t ramp_next(uint32_t n)
-{
-    return n == 0 ? 1 : n * 2 < DSMC_GRANT_RUN_MAX ? n * 2 : DSMC_GRANT_RUN_MAX;
-}
-
 uint32_t dsm_hits_scan_hint(uint64_t page)
 {
     const struct hit_scan *s = g.head != NULL ? scan_of(page) : NULL;
 
-    return s != NULL ? ramp_next(s->len) : 0;
+    return s != NULL ? dsmc_ramp_next(s->len) : 0;
 }
 
 void dsm_hits_note(uint64_t page, uint32_t n)
@@ -224,7 +218,7 @@ bool dsm_hits_try(uint64_t page, bool write)
         return false;
     test_delay(); /* between the first look and the claim */
     s = scan_of(page);
-    scan = ramp_next(s != NULL ? s->len : 0);
+    scan = dsmc_ramp_next(s != NULL ? s->len : 0);
     lim = scan < g.run_max ? scan : g.run_max;
     while (n < lim && page + n < g.npages) {
         uint64_t q = page + n;
