@@ -32,6 +32,12 @@
  *   raw SIGSEGV   (rank 0, at the start) a load of a PROT_NONE page whose SIGSEGV handler
  *                 mprotects it readable, in a forked child without DSM: the signal part of
  *                 every fault, on this machine.
+ *   direct fault  (ranks 0 and 1, no DSM) a prototype of the fastest fault a path from the
+ *   floor         faulting rank straight to the home could give: a forked child of rank 0
+ *                 loads a PROT_NONE page whose SIGSEGV handler asks rank 1 for it over the
+ *                 raw connection and receives it into a writable alias of the page; two
+ *                 processes wake per fault against a DSM fault's four. Sampled alternately
+ *                 with raw exchanges, like the read faults.
  * Coalloc places pages in blocks: a region of M*B pages over M nodes has node i as home of
  * pages [i*B, (i+1)*B), which is how pages with a chosen home are picked. Each page is used
  * once, in a strided order that extends no scan, so the daemon reads and grants nothing
@@ -617,6 +623,144 @@ static int bench_signal(struct bench *b)
     return 0;
 }
 
+/* The child of bench_direct: its connection to rank 1, the page's two views (the one that
+ * faults, and a writable alias of the same memory the reply lands in) and the sample's tag. */
+static int           direct_fd;
+static volatile char *direct_view;
+static char          *direct_alias;
+static size_t        direct_len;
+static volatile int  direct_tag;
+
+/* Move len bytes over fd in the signal handler (poll, send, recv: async-signal-safe); a
+ * failure or a 10 s silence ends the child (its parent reports it). */
+static void direct_io(char *buf, size_t len, int sending)
+{
+    for (size_t done = 0; done < len;) {
+        struct pollfd p = {.fd = direct_fd, .events = sending ? POLLOUT : POLLIN};
+        ssize_t       n = sending ? send(direct_fd, buf + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                  : recv(direct_fd, buf + done, len - done, MSG_DONTWAIT);
+
+        if (n > 0)
+            done += (size_t)n;
+        else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+                 (poll(&p, 1, IO_TIMEOUT_MS) == 0))
+            _exit(3);
+    }
+}
+
+static void direct_open(int sig, siginfo_t *si, void *uc)
+{
+    char req[64] = { (char)direct_tag };
+
+    (void)sig;
+    (void)si;
+    (void)uc;
+    direct_io(req, sizeof(req), 1);
+    direct_io(direct_alias, 4096, 0);
+    if (mprotect((void *)direct_view, direct_len, PROT_READ) != 0)
+        _exit(3);
+}
+
+/* The child of bench_direct: n pairs of samples into fd (exits 0, or non-zero on failure). */
+static void direct_child(struct bench *b, int fd, int n)
+{
+    static char      out[64], in[4096];
+    struct sigaction sa;
+    int              mfd = memfd_create("microbench-direct", MFD_CLOEXEC);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = direct_open;
+    sa.sa_flags = SA_SIGINFO;
+    direct_fd = b->rawfd;
+    direct_len = b->page;
+    if (mfd < 0 || ftruncate(mfd, (off_t)direct_len) != 0 || sigaction(SIGSEGV, &sa, NULL) != 0)
+        _exit(2);
+    direct_view = mmap(NULL, direct_len, PROT_NONE, MAP_SHARED, mfd, 0);
+    direct_alias = mmap(NULL, direct_len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (direct_view == MAP_FAILED || direct_alias == MAP_FAILED)
+        _exit(2);
+    for (int i = 0; i < n; i++) {
+        int64_t t0 = now_ns(), dt[2];
+
+        out[0] = (char)(2 * i);
+        if (send_full(b->rawfd, out, sizeof(out)) != 0 || recv_full(b->rawfd, in, sizeof(in)) != 0)
+            _exit(2);
+        dt[1] = now_ns() - t0;
+        if (in[0] != (char)(2 * i) || mprotect((void *)direct_view, direct_len, PROT_NONE) != 0)
+            _exit(4);
+        direct_tag = 2 * i + 1;
+        t0 = now_ns();
+        if (direct_view[0] != (char)(2 * i + 1)) /* faults; the handler fetches the page */
+            _exit(4);
+        dt[0] = now_ns() - t0;
+        if (write(fd, dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+            _exit(2);
+    }
+    _exit(0);
+}
+
+/*
+ * A prototype of the fastest fault a direct path could give (rank 0 and rank 1; no DSM): a
+ * forked child of rank 0 loads a PROT_NONE page whose SIGSEGV handler asks rank 1 for it
+ * over the raw connection (64 bytes), receives its 4096 bytes into a writable alias of the
+ * page's memory and mprotects the page readable. Two processes wake per fault, as in a raw
+ * round trip, against four in a DSM remote fault (rank, its daemon, the home's daemon, its
+ * daemon again). Each sample alternates with a raw exchange, as the read faults do. 0 or -1.
+ */
+static int bench_direct(struct bench *b)
+{
+    int n = b->warm + b->o.reps, fd[2], res = 0, status = 0;
+    struct figure *f, *raw;
+    pid_t pid;
+
+    if (b->rank == 1)
+        return raw_series(b, NULL, 64, 4096, 2 * n);
+    if (b->rank != 0)
+        return 0;
+    if (pipe(fd) != 0) {
+        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        direct_child(b, fd[1], n);
+    }
+    close(fd[1]);
+    if (pid < 0) {
+        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
+        close(fd[0]);
+        return -1;
+    }
+    f = fig_begin(b, "direct fault floor (prototype: signal+raw tcp)", n);
+    raw = fig_begin(b, "  raw tcp 64->4096, alternating with the above", n);
+    if (f != NULL && raw != NULL)
+        f->paired = (int)(raw - b->figs);
+    for (int i = 0; i < n && res == 0; i++) {
+        int64_t dt[2];
+
+        struct pollfd p = {.fd = fd[0], .events = POLLIN};
+
+        if (poll(&p, 1, IO_TIMEOUT_MS) != 1 || read(fd[0], dt, sizeof(dt)) != (ssize_t)sizeof(dt)) {
+            res = -1;
+        } else {
+            fig_add(b, f, i, dt[0]);
+            fig_add(b, raw, i, dt[1]);
+        }
+    }
+    fig_end(f);
+    fig_end(raw);
+    close(fd[0]);
+    if (res != 0)
+        kill(pid, SIGKILL);
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
+        fprintf(stderr, "microbench: the direct-fault prototype's child failed (status %d)\n",
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- DSM figures */
 
 /* Allocate a region of nnodes blocks of blk pages; NULL if refused (reported). */
@@ -883,7 +1027,7 @@ static int run_all(struct bench *b)
     int h3 = third_node(b);
 
     if (raw_setup(b) != 0 || bench_raw(b, "start") != 0 || bench_unix_hop(b) != 0 ||
-        bench_signal(b) != 0)
+        bench_signal(b) != 0 || bench_direct(b) != 0 || barrier(b) != 0)
         return -1;
     if (bench_read(b, "read fault, remote home, home-clean", b->node1, -1) != 0 ||
         bench_read(b, "read fault, remote home, owner-dirty", b->node1, 1) != 0)
