@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""seeds_node.py - hand-built seed inputs for fuzz_node (tests/fuzz/fuzz_node.c).
+
+A random input rarely gets a rank to hold a page: it takes a region, a rank's hello and a
+fault answered by the page's home, in that order. These seeds do exactly that, then take
+the page away again while the rank still holds it (an INV from the home, a free of the
+region), so the fuzzer starts from the states where a revocation is under way and the
+harness's check (no page open to node-local hits beyond what its state allows) bites; the
+suite replays them (ctest fuzz_replay_fuzz_node).
+
+The bytes follow the harness's reader one for one (run(), peer_structured(),
+chan_message()); change them together.
+
+  tests/fuzz/seeds_node.py DIR     write the seeds into DIR (tests/fuzz/corpus/fuzz_node)
+"""
+import os
+import sys
+
+# peer_structured()'s types[], in order
+TYPES = ['READ_REQ', 'WRITE_REQ', 'GRANT', 'INV', 'INV_ACK', 'FETCH', 'FETCH_REPLY', 'EVICT',
+         'EVICTED', 'LOCK_REQ', 'LOCK_GRANT', 'UNLOCK', 'BARRIER_ARRIVE', 'BARRIER_RELEASE',
+         'FINI_ARRIVE', 'FINI_RELEASE', 'ALLOC_REQ', 'ALLOC_REPLY', 'REGION_ADD', 'REGION_FREE',
+         'REGION_ACK', 'COFREE_REQ', 'FREE_REQ', 'PAGE_GET', 'PAGE']
+# enum dsmc_op (libdsm/common/dsm_chan.h)
+OPS = {'HELLO_MAIN': 1, 'HELLO_SERVICE': 3, 'FAULT': 5}
+MODELS = ['sequential', 'release', 'causal']
+READ, WRITE = 1, 2
+
+
+def first(model, hits=1, grants_ahead=0, reads_ahead=0):
+    """The first byte: the model, no trace, page stats or false sharing, the rest as asked."""
+    v = MODELS.index(model) + 24 * grants_ahead + 48 * reads_ahead + 96 * hits
+    assert v < 256 and (v // 3) % 2 == 0 and (v // 6) % 2 == 0 and (v // 12) % 2 == 0
+    return bytes([v])
+
+
+def peer(kind, src=0, page=0, origin=0, access=0, addr=0, count=0, framed=0):
+    """A well-formed message from node src (0 or 2): op 1, slot, then its fields in the
+    order peer_structured() reads them."""
+    op = 1 | (0x80 if src == 2 else 0)
+    fields = [TYPES.index(kind), page, origin, access, 0, 0, addr, count, 0, 0, 0,  # .. status
+              0, 0, 0, 0, 0]                                                       # aop .. stamp
+    return bytes([op, 0] + fields + [0] + [0, 0, 0] + [0, framed])  # no data, no clock
+
+
+def chan_open(slot):
+    return bytes([3, slot])
+
+
+def chan(slot, op, a=0, b=0):
+    """A channel message from rank 2: magic ok, op, rank, seq (two bytes), a, b, c, d."""
+    return bytes([4, slot, 1, OPS[op], 0, 0, 0, a, b, 0, 0])
+
+
+def ranks_read():
+    """The ranks take their messages; service channels acknowledge every PROTECT."""
+    return bytes([7, 0])
+
+
+def holding(model, page=1, write=0, **kw):
+    """Region [0, 15) (block homes: page 1 on node 0), rank 2's main and service channels,
+    and rank 2 holding `page` (read, or written), its home's answer included."""
+    s = first(model, **kw) + peer('REGION_ADD', src=0, addr=0, count=15)
+    s += chan_open(0) + chan(0, 'HELLO_MAIN') + chan_open(1) + chan(1, 'HELLO_SERVICE') + ranks_read()
+    s += chan(0, 'FAULT', a=page, b=write)
+    if model == 'sequential':
+        s += peer('GRANT', src=0, page=page, access=WRITE if write else READ, origin=2, framed=1)
+    elif model == 'release':
+        s += peer('PAGE', src=0, page=page, origin=2, framed=1)
+    return s + ranks_read()
+
+
+def seeds():
+    out = {}
+    for ahead in (0, 1):
+        tag = '-ahead' if ahead else ''
+        out['seq-read-inv' + tag] = holding('sequential', grants_ahead=ahead, reads_ahead=ahead) + \
+            peer('INV', src=0, page=1, origin=2) + ranks_read()
+        out['seq-write-inv' + tag] = holding('sequential', write=1, grants_ahead=ahead) + \
+            peer('INV', src=0, page=1, origin=2) + ranks_read()
+        for model in MODELS:
+            out['%s-free' % model[:3] + tag] = holding(model, grants_ahead=ahead) + \
+                peer('REGION_FREE', src=0, addr=0, count=15) + ranks_read()
+    return out
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    for name, data in seeds().items():
+        with open(os.path.join(sys.argv[1], 'seed-' + name), 'wb') as f:
+            f.write(data)
+
+
+if __name__ == '__main__':
+    main()
