@@ -110,6 +110,7 @@
 #include "dsm_log.h"
 #include "dsmp.h"
 #include "notices.h"
+#include "pending.h"
 
 #define LOCK_BUCKETS 256
 #define SCRATCH_BYTES (60u * 1024u) /* notices per message: stays under DSMW_MAX_MSG */
@@ -157,6 +158,7 @@ struct rel_lock {
 
 /* An acquire being applied. */
 struct rel_acquire {
+    struct dsmp_pending link; /* first: on p->acquires until acquire_done frees it */
     dsmp_done_fn done;
     void *arg;
     int pending;
@@ -165,6 +167,8 @@ struct rel_acquire {
 
 struct dsmp {
     struct dsmp_services svc;
+    struct dsmp_pending *drops;    /* copies being dropped: rel_drop until drop_revoked */
+    struct dsmp_pending *acquires; /* acquires waiting for their drops (pending.h) */
     int nn;
     struct rel_page *pg;
     uint64_t *written;        /* the open interval's written pages */
@@ -605,6 +609,7 @@ static void rel_release(dsmp_t *p, int origin, dsmp_done_fn done, void *arg)
 
 /* A copy being dropped: by a notice at an acquire, or by the daemon's eviction. */
 struct rel_drop {
+    struct dsmp_pending link; /* first: on p->drops until drop_revoked */
     dsmp_done_fn done;
     void *arg;
     uint64_t page;
@@ -618,6 +623,7 @@ static void drop_revoked(dsmp_t *p, void *arg)
     struct rel_drop *d = arg;
     struct rel_page *g = &p->pg[d->page];
 
+    dsmp_pending_del(&p->drops, &d->link);
     if (g->dropping > 0) /* a region reset may have cleared it */
         g->dropping--;
     /* a write-back only if it carried writes (not a page made writable ahead, unwritten) */
@@ -639,6 +645,7 @@ static dsm_status_t drop_start(dsmp_t *p, uint64_t page, int evict, dsmp_done_fn
     *d = (struct rel_drop){ .done = done, .arg = arg, .page = page, .evict = evict };
     p->pg[page].local = DSM_ACCESS_NONE;
     p->pg[page].dropping++;
+    dsmp_pending_add(&p->drops, &d->link);
     p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_NONE, drop_revoked, d);
     return DSM_OK;
 }
@@ -838,6 +845,7 @@ static void acquire_done(dsmp_t *p, struct rel_acquire *a)
     if (--a->pending > 0)
         return;
     dsmp_vc_max(p->vc, a->vc, p->nn);
+    dsmp_pending_del(&p->acquires, &a->link);
     a->done(p, a->arg);
     free(a);
 }
@@ -971,6 +979,7 @@ static void rel_acquired(dsmp_t *p, const dsmw_msg_t *m, dsmp_done_fn done, void
     a->done = done;
     a->arg = arg;
     a->pending = 1;
+    dsmp_pending_add(&p->acquires, &a->link);
     vc_from(p, m, a->vc);
     if (m->type == DSMW__TYPE__LOCK_GRANT) {
         l = lock_get(p, p->held, m->lock);
@@ -1157,6 +1166,8 @@ static void rel_destroy(dsmp_t *p)
         free(w);
     }
     dsmp_batch_free_all(&p->batches);
+    dsmp_pending_free_all(&p->drops);
+    dsmp_pending_free_all(&p->acquires);
     for (int n = 0; p->out && n < p->nn; n++)
         free(p->out[n].buf);
     free(p->out);

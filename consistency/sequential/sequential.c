@@ -93,6 +93,7 @@
 #include "ahead.h"
 #include "dsm_log.h"
 #include "dsmp.h"
+#include "pending.h"
 
 #define NO_NODE (-1)
 
@@ -120,8 +121,10 @@ enum {
     RQ_EVICT = 16,      /* an EVICT for this page is out */
 };
 
-/* Evicter side: an eviction waiting for its EVICTED (few: the daemon's frame queue). */
+/* Evicter side: an eviction waiting for its EVICTED (few: the daemon's frame queue), then
+ * for the revocation of a stale copy (on `revoking`, pending.h). */
 struct seq_evict {
+    struct dsmp_pending link; /* first: on `revoking` once its EVICTED came */
     struct seq_evict *next;
     uint64_t page;
     dsmp_done_fn done;
@@ -160,6 +163,8 @@ struct dsmp {
     size_t          words;
     struct seq_atomic *atomics; /* running atomic transactions (few) */
     struct seq_evict *evicts;   /* EVICTs out */
+    struct dsmp_pending *revoking; /* revocations out whose done() answers a peer or ends an
+                                    * eviction: seq_reply, seq_evict (pending.h) */
     /* read-ahead: requester's state per page (RQ_*), pages asked with a lead page (at the
      * lead), distance of an asked page from its lead (at the asked page); home's batches */
     uint8_t        *rq;
@@ -650,6 +655,7 @@ static void seq_atomic_prepare(dsmp_t *p, uint64_t page, int origin, int write, 
 
 /* A revocation asked for by the home has finished: answer it. */
 struct seq_reply {
+    struct dsmp_pending link; /* first: on `revoking` until reply_revoked */
     int      type;   /* INV_ACK or FETCH_REPLY */
     int      home;
     int      origin;
@@ -660,6 +666,7 @@ static void reply_revoked(dsmp_t *p, void *arg)
 {
     struct seq_reply *r = arg;
 
+    dsmp_pending_del(&p->revoking, &r->link);
     send_msg(p, r->home, r->type, r->page, DSM_ACCESS_NONE, r->origin,
              r->type == DSMW__TYPE__FETCH_REPLY ? r->page : DSMP_NO_FRAME);
     free(r);
@@ -679,6 +686,7 @@ static dsm_status_t seq_give_up(dsmp_t *p, int src, const dsmw_msg_t *m, int rep
     r->origin = (int)m->origin;
     r->page = m->page;
     p->local[m->page] = (uint8_t)access;
+    dsmp_pending_add(&p->revoking, &r->link);
     p->svc.revoke(p->svc.ctx, m->page, access, reply_revoked, r);
     return DSM_OK;
 }
@@ -798,6 +806,7 @@ static void evicted_revoked(dsmp_t *p, void *arg)
 {
     struct seq_evict *e = arg;
 
+    dsmp_pending_del(&p->revoking, &e->link);
     e->done(p, e->arg);
     free(e);
 }
@@ -820,6 +829,7 @@ static dsm_status_t seq_evicted(dsmp_t *p, const dsmw_msg_t *m)
         }
         *pp = e->next;
         p->rq[m->page] = 0;
+        dsmp_pending_add(&p->revoking, &e->link);
         if (p->local[m->page] == DSM_ACCESS_NONE) {
             evicted_revoked(p, e);
         } else {
@@ -1029,6 +1039,7 @@ static void seq_destroy(dsmp_t *p)
         p->evicts = e->next;
         free(e);
     }
+    dsmp_pending_free_all(&p->revoking);
     free(p->scratch);
     free(p->rq);
     free(p->sets);
