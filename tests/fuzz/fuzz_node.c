@@ -316,14 +316,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(sock, sizeof(sock), "/tmp/dsm-fuzz-node-%d.sock", (int)getpid());
     first = byte(&in);
     /* the first byte: the model, whether --trace, --page-stats, --false-sharing are on, grants
-     * ahead, reads ahead and node-local hits */
+     * ahead, reads ahead and node-local hits; from 192 on (hits off), a page cache of 8 pages,
+     * the least two ranks may have */
     d.cfg = (struct dsmd_config){ .node = 1, .nnodes = 3, .nranks = 4, .first_rank = 2, .local_ranks = 2,
                                   .consistency = models[first % 3], .transport = "fuzz", .listen = "fuzz",
                                   .socket = sock, .space_size = NPAGES * 4096ull, .base = 0x500000000000ull,
                                   .peer_timeout_ms = 8000, .job_id = 1, .trace = first / 3 & 1,
                                   .page_stats = first / 6 & 1, .false_sharing = first / 12 & 1,
                                   .grant_ahead = first / 24 & 1 ? 16 : 1, .read_ahead = first / 48 & 1 ? 16 : 1,
-                                  .local_hits = first / 96 & 1 };
+                                  .local_hits = first / 96 & 1,
+                                  .cache_size = first / 192 ? 8 * 4096u : 0 };
     d.tops = &fz_ops;
     if (dsmd_loop_create(&d.loop) != DSM_OK)
         abort();

@@ -27,10 +27,12 @@ MODELS = ['sequential', 'release', 'causal']
 READ, WRITE = 1, 2
 
 
-def first(model, hits=1, grants_ahead=0, reads_ahead=0):
-    """The first byte: the model, no trace, page stats or false sharing, the rest as asked."""
-    v = MODELS.index(model) + 24 * grants_ahead + 48 * reads_ahead + 96 * hits
+def first(model, hits=1, grants_ahead=0, reads_ahead=0, cache=0):
+    """The first byte: the model, no trace, page stats or false sharing, the rest as asked
+    (a page cache of 8 pages, only with hits off: 192 + ...)."""
+    v = MODELS.index(model) + 24 * grants_ahead + 48 * reads_ahead + (192 if cache else 96 * hits)
     assert v < 256 and (v // 3) % 2 == 0 and (v // 6) % 2 == 0 and (v // 12) % 2 == 0
+    assert (v // 192 == 1) == bool(cache)
     return bytes([v])
 
 
@@ -57,17 +59,39 @@ def ranks_read():
     return bytes([7, 0])
 
 
+def home(page):
+    """Block homes of the region [0, 15) over 3 nodes: 5 pages each."""
+    return page // 5
+
+
+def fault(model, page, write=0):
+    """Rank 2 faults on `page` (homed on node 0 or 2) and its home answers."""
+    s = chan(0, 'FAULT', a=page, b=write)
+    if model == 'sequential':
+        s += peer('GRANT', src=home(page), page=page, access=WRITE if write else READ, origin=2, framed=1)
+    elif model == 'release':
+        s += peer('PAGE', src=home(page), page=page, origin=2, framed=1)
+    return s + ranks_read()
+
+
 def holding(model, page=1, write=0, **kw):
-    """Region [0, 15) (block homes: page 1 on node 0), rank 2's main and service channels,
-    and rank 2 holding `page` (read, or written), its home's answer included."""
+    """Region [0, 15) (page 1 on node 0), rank 2's main and service channels, and rank 2
+    holding `page` (read, or written), its home's answer included."""
     s = first(model, **kw) + peer('REGION_ADD', src=0, addr=0, count=15)
     s += chan_open(0) + chan(0, 'HELLO_MAIN') + chan_open(1) + chan(1, 'HELLO_SERVICE') + ranks_read()
-    s += chan(0, 'FAULT', a=page, b=write)
+    return s + fault(model, page, write)
+
+
+def evicting(model, write=0):
+    """A page cache of 8 pages and rank 2 touching the 10 pages of the region homed on nodes
+    0 and 2, so the node evicts; the homes answer the first evictions (sequential)."""
+    s = holding(model, page=0, write=write, cache=1)
+    for page in (1, 2, 3, 4, 10, 11, 12, 13, 14):
+        s += fault(model, page, write)
     if model == 'sequential':
-        s += peer('GRANT', src=0, page=page, access=WRITE if write else READ, origin=2, framed=1)
-    elif model == 'release':
-        s += peer('PAGE', src=0, page=page, origin=2, framed=1)
-    return s + ranks_read()
+        for page in (0, 1, 2):
+            s += peer('EVICTED', src=0, page=page, origin=2) + ranks_read()
+    return s
 
 
 def seeds():
@@ -81,6 +105,12 @@ def seeds():
         for model in MODELS:
             out['%s-free' % model[:3] + tag] = holding(model, grants_ahead=ahead) + \
                 peer('REGION_FREE', src=0, addr=0, count=15) + ranks_read()
+    for model in ('sequential', 'release'):
+        for write in (0, 1):
+            name = '%s-cache-%s' % (model[:3], 'write' if write else 'read')
+            out[name] = evicting(model, write)
+            out[name + '-free'] = evicting(model, write) + peer('REGION_FREE', src=0, addr=0, count=15) + \
+                ranks_read()
     return out
 
 
