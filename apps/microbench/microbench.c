@@ -551,6 +551,78 @@ static void sig_open(int sig, siginfo_t *si, void *uc)
         _exit(3); /* async-signal-safe; the parent reports the failure */
 }
 
+/* The child of bench_signal: n samples into fd (exits 0, or non-zero on failure). */
+static void signal_child(struct bench *b, int fd, int n)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = sig_open;
+    sa.sa_flags = SA_SIGINFO;
+    sig_len = b->page;
+    sig_page = mmap(NULL, sig_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sig_page == MAP_FAILED || sigaction(SIGSEGV, &sa, NULL) != 0)
+        _exit(2);
+    for (int i = 0; i < n; i++) {
+        int64_t t0, dt;
+
+        if (mprotect((void *)sig_page, sig_len, PROT_NONE) != 0)
+            _exit(2);
+        t0 = now_ns();
+        (void)sig_page[0];
+        dt = now_ns() - t0;
+        if (write(fd, &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+            _exit(2);
+    }
+    _exit(0);
+}
+
+/*
+ * Rank 0: run child(b, fd, n) in a forked child, which writes n records of k samples
+ * (int64 ns, k <= 2: one write each, under PIPE_BUF) into fd, and add record i's samples
+ * to figs[0..k-1]. A child that is silent for IO_TIMEOUT_MS, writes short or exits non-zero
+ * fails the figures (it is killed: never waited for while stuck); `who` names it. 0 or -1.
+ */
+static int child_figures(struct bench *b, int n, void (*child)(struct bench *, int, int), struct figure **figs,
+                         int k, const char *who)
+{
+    int fd[2], res = 0, status = 0;
+    pid_t pid;
+
+    if (pipe(fd) != 0) {
+        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        child(b, fd[1], n); /* exits */
+    }
+    close(fd[1]);
+    if (pid < 0) {
+        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
+        close(fd[0]);
+        return -1;
+    }
+    for (int i = 0; i < n && res == 0; i++) {
+        int64_t       dt[2];
+        struct pollfd p = {.fd = fd[0], .events = POLLIN};
+
+        if (poll(&p, 1, IO_TIMEOUT_MS) != 1 || read(fd[0], dt, (size_t)k * sizeof(dt[0])) != (ssize_t)(k * sizeof(dt[0])))
+            res = -1;
+        for (int j = 0; j < k && res == 0; j++)
+            fig_add(b, figs[j], i, dt[j]);
+    }
+    close(fd[0]);
+    if (res != 0)
+        kill(pid, SIGKILL);
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
+        fprintf(stderr, "microbench: %s failed (exit status %d)\n", who, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * The signal part of a fault, without DSM: a forked child (its own handler, its own private
  * page) times a load of a PROT_NONE page whose SIGSEGV handler mprotects it readable, and
@@ -559,68 +631,15 @@ static void sig_open(int sig, siginfo_t *si, void *uc)
  */
 static int bench_signal(struct bench *b)
 {
-    int n = b->warm + b->o.reps, fd[2], res = 0, status;
     struct figure *f;
-    pid_t pid;
+    int res;
 
     if (b->rank != 0)
         return 0;
-    if (pipe(fd) != 0) {
-        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
-        return -1;
-    }
-    pid = fork();
-    if (pid == 0) {
-        struct sigaction sa;
-
-        close(fd[0]);
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_sigaction = sig_open;
-        sa.sa_flags = SA_SIGINFO;
-        sig_len = b->page;
-        sig_page = mmap(NULL, sig_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (sig_page == MAP_FAILED || sigaction(SIGSEGV, &sa, NULL) != 0)
-            _exit(2);
-        for (int i = 0; i < n; i++) {
-            int64_t t0, dt;
-
-            if (mprotect((void *)sig_page, sig_len, PROT_NONE) != 0)
-                _exit(2);
-            t0 = now_ns();
-            (void)sig_page[0];
-            dt = now_ns() - t0;
-            if (write(fd[1], &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
-                _exit(2);
-        }
-        _exit(0);
-    }
-    close(fd[1]);
-    if (pid < 0) {
-        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
-        close(fd[0]);
-        return -1;
-    }
-    f = fig_begin(b, "raw SIGSEGV, handler mprotects (no DSM)", n);
-    for (int i = 0; i < n && res == 0; i++) {
-        int64_t dt;
-
-        struct pollfd p = {.fd = fd[0], .events = POLLIN};
-
-        /* one sample per write, under PIPE_BUF: each read gets one whole, or the child died */
-        if (poll(&p, 1, IO_TIMEOUT_MS) != 1 || read(fd[0], &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
-            res = -1;
-        else
-            fig_add(b, f, i, dt);
-    }
+    f = fig_begin(b, "raw SIGSEGV, handler mprotects (no DSM)", b->warm + b->o.reps);
+    res = child_figures(b, b->warm + b->o.reps, signal_child, &f, 1, "the signal figure's child");
     fig_end(f);
-    close(fd[0]);
-    if (res != 0)
-        kill(pid, SIGKILL); /* stuck or short: never wait for it */
-    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
-        fprintf(stderr, "microbench: the signal figure's child failed\n");
-        return -1;
-    }
-    return 0;
+    return res;
 }
 
 /* The child of bench_direct: its connection to rank 1, the page's two views (the one that
@@ -709,56 +728,21 @@ static void direct_child(struct bench *b, int fd, int n)
  */
 static int bench_direct(struct bench *b)
 {
-    int n = b->warm + b->o.reps, fd[2], res = 0, status = 0;
-    struct figure *f, *raw;
-    pid_t pid;
+    int n = b->warm + b->o.reps, res;
+    struct figure *figs[2];
 
     if (b->rank == 1)
         return raw_series(b, NULL, 64, 4096, 2 * n);
     if (b->rank != 0)
         return 0;
-    if (pipe(fd) != 0) {
-        fprintf(stderr, "microbench: pipe: %s\n", strerror(errno));
-        return -1;
-    }
-    pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        direct_child(b, fd[1], n);
-    }
-    close(fd[1]);
-    if (pid < 0) {
-        fprintf(stderr, "microbench: fork: %s\n", strerror(errno));
-        close(fd[0]);
-        return -1;
-    }
-    f = fig_begin(b, "direct fault floor (prototype: signal+raw tcp)", n);
-    raw = fig_begin(b, "  raw tcp 64->4096, alternating with the above", n);
-    if (f != NULL && raw != NULL)
-        f->paired = (int)(raw - b->figs);
-    for (int i = 0; i < n && res == 0; i++) {
-        int64_t dt[2];
-
-        struct pollfd p = {.fd = fd[0], .events = POLLIN};
-
-        if (poll(&p, 1, IO_TIMEOUT_MS) != 1 || read(fd[0], dt, sizeof(dt)) != (ssize_t)sizeof(dt)) {
-            res = -1;
-        } else {
-            fig_add(b, f, i, dt[0]);
-            fig_add(b, raw, i, dt[1]);
-        }
-    }
-    fig_end(f);
-    fig_end(raw);
-    close(fd[0]);
-    if (res != 0)
-        kill(pid, SIGKILL);
-    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res != 0) {
-        fprintf(stderr, "microbench: the direct-fault prototype's child failed (status %d)\n",
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        return -1;
-    }
-    return 0;
+    figs[0] = fig_begin(b, "direct fault floor (prototype: signal+raw tcp)", n);
+    figs[1] = fig_begin(b, "  raw tcp 64->4096, alternating with the above", n);
+    if (figs[0] != NULL && figs[1] != NULL)
+        figs[0]->paired = (int)(figs[1] - b->figs);
+    res = child_figures(b, n, direct_child, figs, 2, "the direct-fault prototype's child");
+    fig_end(figs[0]);
+    fig_end(figs[1]);
+    return res;
 }
 
 /* ---------------------------------------------------------------- DSM figures */
