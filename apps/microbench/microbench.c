@@ -683,7 +683,6 @@ static void direct_open(int sig, siginfo_t *si, void *uc)
 /* The child of bench_direct: n pairs of samples into fd (exits 0, or non-zero on failure). */
 static void direct_child(struct bench *b, int fd, int n)
 {
-    static char      out[64], in[4096];
     struct sigaction sa;
     int              mfd = memfd_create("microbench-direct", MFD_CLOEXEC);
 
@@ -700,12 +699,12 @@ static void direct_child(struct bench *b, int fd, int n)
         _exit(2);
     for (int i = 0; i < n; i++) {
         int64_t t0 = now_ns(), dt[2];
+        long    errors = b->errors;
 
-        out[0] = (char)(2 * i);
-        if (send_full(b->rawfd, out, sizeof(out)) != 0 || recv_full(b->rawfd, in, sizeof(in)) != 0)
+        if (raw_exchange(b, NULL, 64, 4096, 2 * i) != 0) /* the alternating baseline */
             _exit(2);
         dt[1] = now_ns() - t0;
-        if (in[0] != (char)(2 * i) || mprotect((void *)direct_view, direct_len, PROT_NONE) != 0)
+        if (b->errors != errors || mprotect((void *)direct_view, direct_len, PROT_NONE) != 0)
             _exit(4);
         direct_tag = 2 * i + 1;
         t0 = now_ns();
