@@ -433,6 +433,8 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
             return DSM_ENOMEM;
         dsmd_space_region_add(&d->space, m->addr, m->count, (int)m->place, m->place_arg);
         d->pops->reset(d->p, m->addr, m->count);
+        for (uint64_t p = m->addr; d->hits_door != NULL && p < m->addr + m->count; p++)
+            dsmd_hits_sync(d, p); /* the direct path's doors open on pages homed elsewhere */
         send_region_ack(d, src, m->addr, 0, (int)m->origin);
         return DSM_OK;
     }

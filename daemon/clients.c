@@ -311,6 +311,12 @@ static int chan_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
     case DSMC_ATOMIC:
         dsmd_atomic_request(d, c, m);
         return 0;
+    case DSMC_DIRECT_INFO:
+    case DSMC_DIRECT_PROOF:
+        dsmd_direct_request(d, c, m);
+        return 0;
+    case DSMC_DIRECT_DONE:
+        return dsmd_direct_done(d, c, m->a);
     case DSMC_ABORT_JOB:
         /* answered first, so the rank knows it was heard before it exits */
         dsmd_chan_reply(d, c, DSM_OK, 0);

@@ -60,6 +60,7 @@ struct dsmd_config {
     uint64_t    cache_size;  /* DSM_CACHE_SIZE: bytes of frames for pages homed elsewhere (0: no bound) */
     int         memory_nodes; /* --memory-nodes: the job's last nodes hold homes and run no rank */
     int         local_hits;  /* DSM_LOCAL_HITS: ranks take held pages without a message (hits.c) */
+    int         direct;      /* DSM_DIRECT: ranks read pages straight from their homes (direct.c) */
 };
 
 #define DSMD_SCANS 4 /* interleaved scans one channel's faults are matched against (pages.c) */
@@ -133,6 +134,10 @@ struct dsmd_revoke {
 #define DSMD_EVICTING   0x4  /* the protocol is giving it up: faults wait */
 #define DSMD_FRAMEWAIT  0x8  /* a fault on it waits for a free frame */
 
+/* dsmd_page.direct (direct.c): the daemon's side of a rank's claim of door[p] */
+#define DSMD_DIRECT_COUNTED 0x1 /* its grant counted ahead (a free: dsmd_direct_count_ahead) */
+#define DSMD_DIRECT_SETTLE  0x2 /* found DONE: ends at the next flush */
+
 /* Node-level state of one page. */
 struct dsmd_page {
     uint8_t  access;   /* what this node may give its ranks */
@@ -141,6 +146,7 @@ struct dsmd_page {
     uint8_t  cache;    /* DSMD_CACHED... (bounded cache only) */
     uint16_t protect_acks;  /* PROTECT acknowledgements awaited by the head revocation */
     uint8_t  reserve;  /* frames reserved for the pending fault's pages read ahead (cache.c) */
+    uint8_t  direct;   /* a rank's direct read of it: DSMD_DIRECT_* (direct.c) */
     struct dsmd_chan   *waiters;
     struct dsmd_revoke *revq;
 };
@@ -156,6 +162,7 @@ struct dsmd_counters {
     uint64_t writebacks;     /* evicted pages whose writes went to their home */
     uint64_t notice_bytes;   /* data of synchronisation messages sent to peers: release's notices */
     uint64_t local_hits;     /* faults the rank resolved itself from the node's frames (hits.c) */
+    uint64_t direct_faults;  /* read faults the rank resolved from the home directly (direct.c) */
     uint64_t wait_ns[4];  /* the rank's own clocks at dsm_finalize: fault, lock, barrier, other */
 };
 
@@ -209,6 +216,7 @@ struct dsmd {
     uint8_t *frames;             /* daemon's view of the node's frames */
     struct dsm_hits_head *hits;  /* the table shared with the ranks, after the frames (hits.c) */
     uint8_t *hits_open;          /* its open[] */
+    uint16_t *hits_door;         /* its door[] (direct.c); NULL when direct reads are off */
     struct dsmd_loop *loop;
     struct dsmd_space space;
     struct dsmw_limits limits;
@@ -252,6 +260,7 @@ struct dsmd {
     struct dsmd_hot   *hot;      /* NULL unless --page-stats */
     struct dsmd_fs    *fs;       /* NULL unless --false-sharing */
     struct dsmd_cache *cache;    /* NULL unless DSM_CACHE_SIZE */
+    struct dsmd_direct *direct;  /* NULL unless DSM_DIRECT (direct.c) */
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -283,7 +292,9 @@ void dsmd_hits_destroy(struct dsmd *d);
 uint8_t *dsmd_hits_prot_row(struct dsmd *d, int lrank);
 /* Set open[page] to what the page's state allows now (dsm_hits.h). */
 void dsmd_hits_sync(struct dsmd *d, uint64_t page);
-/* open[page] := NONE, ordered before the prot reads that follow. */
+/* Close door[page] (dsm_direct.h): 0, or 1 if a rank's claim holds it (it stays). */
+int dsmd_hits_close_door(struct dsmd *d, uint64_t page);
+/* open[page] := NONE, ordered before the prot reads that follow; door[page] closed. */
 void dsmd_hits_close(struct dsmd *d, uint64_t page);
 /* The level of rk's access to page as the daemon knows it (a claim counts). */
 int dsmd_prot_level(const struct dsmd_rank *rk, uint64_t page);
@@ -300,6 +311,46 @@ int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page);
 int64_t dsmd_hits_check(const struct dsmd *d);
 /* Add the ranks' hits to their counters (before they are reported). */
 void dsmd_hits_fold(struct dsmd *d);
+
+/* ---- direct.c ---- */
+/* Listen for other nodes' ranks (cfg.direct); nothing otherwise. */
+dsm_status_t dsmd_direct_init(struct dsmd *d);
+void dsmd_direct_fini(struct dsmd *d);
+/* As home: m, a GRANT to node, answers a rank's direct READ: its page went to the rank
+ * (1), and m goes on without the frame; 0: not a direct read's. */
+int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m);
+/* door[page] holds a rank's claim (dsm_direct.h); any page of a range does. */
+int dsmd_direct_claimed(const struct dsmd *d, uint64_t page);
+int dsmd_direct_range_claimed(const struct dsmd *d, uint64_t first, uint64_t n);
+/* The claimant's local rank index, or -1. */
+int dsmd_direct_claimant(const struct dsmd *d, uint64_t page);
+/* Something of the node waits on page (a fault): 1 if a claim holds it (the claimant is
+ * asked to say when it is done, or the claim ends at the next flush), 0 if none does. */
+int dsmd_direct_park(struct dsmd *d, uint64_t page);
+/* End page's claim now if its rank is done (a fault is about to look at the page). */
+void dsmd_direct_settle(struct dsmd *d, uint64_t page);
+/* A free clears page while a claim holds it: count the claim's grant now, so the free's
+ * PROTECT (sent alone) waits for the rank's mprotect. */
+void dsmd_direct_count_ahead(struct dsmd *d, uint64_t page);
+/* A message of the home about a claimed page: 1 if held back until the claim ends (or the
+ * job failed); 0 to deliver it now (the claim ended first if its rank was done). */
+int dsmd_direct_hold(struct dsmd *d, int src, const dsmw_msg_t *m, const uint8_t *buf, size_t len, int framed);
+/* End the claims found done meanwhile (before the loop sleeps). */
+void dsmd_direct_flush(struct dsmd *d);
+/* DIRECT_DONE on c: 0, or non-zero if the channel must close (a page past the space). */
+int dsmd_direct_done(struct dsmd *d, struct dsmd_chan *c, uint64_t page);
+/* Count the direct reads done but not yet ended (before the counters are reported). */
+void dsmd_direct_fold(struct dsmd *d);
+/* DIRECT_INFO and DIRECT_PROOF on c. */
+void dsmd_direct_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_msg *m);
+/* A peer's DIRECT_PORT. */
+dsm_status_t dsmd_direct_message(struct dsmd *d, int src, const dsmw_msg_t *m);
+/* A peer is up: tell it this node's direct port. */
+void dsmd_direct_peer_up(struct dsmd *d, int node);
+/* Watchdog: drop connections that never said HELLO. */
+void dsmd_direct_check(struct dsmd *d, int64_t now_ns);
+/* As home: READs answered with a page, and refused. */
+void dsmd_direct_stats(const struct dsmd *d, uint64_t *reads, uint64_t *refused);
 
 /* ---- pages.c ---- */
 dsm_status_t dsmd_pages_init(struct dsmd *d);
@@ -385,6 +436,8 @@ dsm_status_t dsmd_peers_connect(struct dsmd *d);
 void dsmd_peers_fini(struct dsmd *d);
 /* Send m to node (self included). m->origin attributes it for statistics. */
 dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach);
+/* Deliver an encoded message of node src again (one held back: direct.c). */
+void dsmd_peers_redeliver(struct dsmd *d, int src, const uint8_t *buf, size_t len);
 /* Send m to every node (self included). */
 void dsmd_broadcast(struct dsmd *d, dsmw_msg_t *m);
 /* The job cannot go on: tell everyone (peers and local ranks), then stop. */

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "dsm_direct.h"
 #include "dsm_log.h"
 #include "dsmd.h"
 
@@ -46,6 +47,11 @@ dsm_status_t dsmd_hits_create(struct dsmd *d)
     d->hits->run_max = (uint32_t)d->cfg.grant_ahead;
     d->hits->enabled = d->cfg.local_hits && !d->cfg.trace && !d->cfg.page_stats;
     d->hits_open = (uint8_t *)m + h.open_off;
+    /* direct reads ride on hits (a direct read is a hit whose frame comes from the home),
+     * and only where every fault need not pass the daemon (cache LRU, --false-sharing) */
+    d->hits->direct = d->cfg.direct && d->hits->enabled && d->cfg.cache_size == 0 && !d->cfg.false_sharing &&
+                      d->cfg.nnodes > 1 && d->pops->direct_idle != NULL && strcmp(d->cfg.transport, "tcp") == 0;
+    d->hits_door = d->hits->direct ? (uint16_t *)((uint8_t *)m + h.door_off) : NULL;
     return DSM_OK;
 }
 
@@ -55,6 +61,7 @@ void dsmd_hits_destroy(struct dsmd *d)
         DSM_WARN("unmapping the node's page table: %s", strerror(errno));
     d->hits = NULL;
     d->hits_open = NULL;
+    d->hits_door = NULL;
 }
 
 uint8_t *dsmd_hits_prot_row(struct dsmd *d, int lrank)
@@ -69,7 +76,8 @@ static uint8_t open_level(const struct dsmd *d, uint64_t page)
     int home = dsmd_space_home(&d->space, page);
     uint8_t a = pg->access;
 
-    if (!d->hits->enabled || pg->revq != NULL || pg->clearing || (pg->cache & DSMD_EVICTING) || home < 0)
+    if (!d->hits->enabled || pg->revq != NULL || pg->clearing || (pg->cache & DSMD_EVICTING) || home < 0 ||
+        dsmd_direct_claimed(d, page))
         return DSM_ACCESS_NONE;
     if (d->cfg.cache_size > 0 && home != d->cfg.node)
         return DSM_ACCESS_NONE;
@@ -78,12 +86,52 @@ static uint8_t open_level(const struct dsmd *d, uint64_t page)
     return a;
 }
 
+/* What door[page] offers now (dsm_direct.h): the home + 1 while nothing of this node's is
+ * under way for the page, else 0. */
+static uint16_t door_level(const struct dsmd *d, uint64_t page)
+{
+    const struct dsmd_page *pg = &d->pages[page];
+    int home = dsmd_space_home(&d->space, page);
+
+    if (d->p == NULL || home < 0 || home == d->cfg.node || pg->access != DSM_ACCESS_NONE || pg->pending || pg->waiters != NULL ||
+        pg->revq != NULL || pg->clearing || pg->cache != 0 || pg->direct != 0 || !d->pops->direct_idle(d->p, page))
+        return 0;
+    return (uint16_t)(home + 1);
+}
+
+/* door[page] := door_level, unless a rank claimed it (only the claim's end clears that). */
+static void door_sync(struct dsmd *d, uint64_t page)
+{
+    uint16_t v = __atomic_load_n(&d->hits_door[page], __ATOMIC_SEQ_CST), want;
+
+    if (v & DSM_DOOR_CLAIM)
+        return;
+    want = door_level(d, page);
+    if (v != want)
+        (void)__atomic_compare_exchange_n(&d->hits_door[page], &v, want, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+int dsmd_hits_close_door(struct dsmd *d, uint64_t page)
+{
+    uint16_t v;
+
+    if (d->hits_door == NULL)
+        return 0;
+    v = __atomic_load_n(&d->hits_door[page], __ATOMIC_SEQ_CST);
+    while (v != 0 && !(v & DSM_DOOR_CLAIM))
+        if (__atomic_compare_exchange_n(&d->hits_door[page], &v, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return 0;
+    return (v & DSM_DOOR_CLAIM) != 0;
+}
+
 void dsmd_hits_sync(struct dsmd *d, uint64_t page)
 {
     uint8_t a = open_level(d, page);
 
     if (__atomic_load_n(&d->hits_open[page], __ATOMIC_RELAXED) != a)
         __atomic_store_n(&d->hits_open[page], a, __ATOMIC_SEQ_CST);
+    if (d->hits_door != NULL)
+        door_sync(d, page);
 }
 
 /* The prot reads that follow are sequentially consistent too, so they come after this store
@@ -93,6 +141,7 @@ void dsmd_hits_close(struct dsmd *d, uint64_t page)
 {
     if (__atomic_load_n(&d->hits_open[page], __ATOMIC_RELAXED) != DSM_ACCESS_NONE)
         __atomic_store_n(&d->hits_open[page], DSM_ACCESS_NONE, __ATOMIC_SEQ_CST);
+    (void)dsmd_hits_close_door(d, page);
 }
 
 int dsmd_prot_level(const struct dsmd_rank *rk, uint64_t page)
@@ -140,9 +189,14 @@ int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page)
 
 int64_t dsmd_hits_check(const struct dsmd *d)
 {
-    for (uint64_t p = 0; d->hits != NULL && p < d->npages; p++)
+    for (uint64_t p = 0; d->hits != NULL && p < d->npages; p++) {
+        uint16_t door = d->hits_door != NULL ? __atomic_load_n(&d->hits_door[p], __ATOMIC_RELAXED) : 0;
+
         if (__atomic_load_n(&d->hits_open[p], __ATOMIC_RELAXED) > open_level(d, p))
             return (int64_t)p;
+        if (door != 0 && !(door & DSM_DOOR_CLAIM) && door != door_level(d, p))
+            return (int64_t)p;
+    }
     return -1;
 }
 

@@ -181,6 +181,7 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     const char *read_env = getenv("DSM_READ_AHEAD");
     const char *cache_env = getenv("DSM_CACHE_SIZE");
     const char *hits_env = getenv("DSM_LOCAL_HITS");
+    const char *direct_env = getenv("DSM_DIRECT");
 
     for (int i = 1; i < argc; i++) /* asked what it is: answer whatever the environment holds */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "--version") == 0)
@@ -233,6 +234,12 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     }
     if (hits_env)
         cfg->local_hits = strcmp(hits_env, "1") == 0;
+    if (direct_env && *direct_env && strcmp(direct_env, "0") != 0 && strcmp(direct_env, "1") != 0) {
+        fprintf(stderr, "dsmd: DSM_DIRECT=%s is not 0 or 1 (1: ranks read pages straight from their homes)\n",
+                direct_env);
+        return DSM_ECONFIG;
+    }
+    cfg->direct = direct_env != NULL && strcmp(direct_env, "1") == 0;
     if (cache_env && *cache_env && parse_size(cache_env, &cfg->cache_size) != 0) {
         fprintf(stderr, "dsmd: DSM_CACHE_SIZE=%s is not a size in bytes (a number, optionally with K, M or G)\n",
                 cache_env);
@@ -474,7 +481,8 @@ int main(int argc, char **argv)
         (st = dsmd_placement_start(&d.cfg)) != DSM_OK || /* bound before anything allocates */
         (st = dsmd_loop_create(&d.loop)) != DSM_OK || (st = dsmd_node_setup(&d)) != DSM_OK ||
         (st = inputs_setup(&d)) != DSM_OK || (st = dsmd_clients_init(&d)) != DSM_OK ||
-        (st = dsmd_peers_init(&d)) != DSM_OK || (st = dsmd_watchdog_init(&d)) != DSM_OK) {
+        (st = dsmd_peers_init(&d)) != DSM_OK || (st = dsmd_direct_init(&d)) != DSM_OK ||
+        (st = dsmd_watchdog_init(&d)) != DSM_OK) {
         dsmd_announce(&d, "ERROR node %d failed to start: %s", d.cfg.node, dsm_status_str(st));
         dsmd_node_teardown(&d);
         dsmd_placement_fini();

@@ -116,6 +116,7 @@ dsm_status_t dsmd_node_setup(struct dsmd *d)
 void dsmd_node_teardown(struct dsmd *d)
 {
     dsmd_watchdog_fini(d);
+    dsmd_direct_fini(d);
     dsmd_peers_fini(d);
     dsmd_clients_fini(d);
     dsmd_cache_fini(d);
@@ -147,6 +148,7 @@ void dsmd_node_teardown(struct dsmd *d)
 void dsmd_node_print_stats(struct dsmd *d)
 {
     dsmd_hits_fold(d);
+    dsmd_direct_fold(d);
     printf("STATS {\"node\":%d,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"base\":%llu,\"page_size\":%zu,"
            "\"ranks\":[", d->cfg.node, (unsigned long long)d->node_messages, (unsigned long long)d->node_bytes,
            (unsigned long long)d->cfg.base, d->page_size);
@@ -171,7 +173,7 @@ void dsmd_node_print_stats(struct dsmd *d)
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"pages_granted_ahead\":%llu,"
                "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu,"
-               "\"local_hits\":%llu,"
+               "\"local_hits\":%llu,\"direct_faults\":%llu,"
                "\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
                "\"channel_out\":%llu,\"channel_in\":%llu,\"channel_undelivered\":%llu,\"channel_queue_peak\":%llu,"
@@ -184,14 +186,21 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)c->pages_ahead,
                (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_evicted,
                (unsigned long long)c->writebacks, (unsigned long long)c->notice_bytes,
-               (unsigned long long)c->local_hits, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
+               (unsigned long long)c->local_hits, (unsigned long long)c->direct_faults, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,
                (unsigned long long)d->ranks[i].protects_abandoned, (unsigned long long)d->ranks[i].chan_out,
                (unsigned long long)d->ranks[i].chan_in, (unsigned long long)d->ranks[i].chan_undelivered,
                (unsigned long long)d->ranks[i].chan_queue_peak, rk->connected ? "true" : "false",
                rk->finalized ? "true" : "false", waits);
     }
-    printf("],\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu,\"memory_node\":%s",
+    {
+        uint64_t reads, refused;
+
+        dsmd_direct_stats(d, &reads, &refused);
+        printf("],\"direct_reads_served\":%llu,\"direct_reads_refused\":%llu", (unsigned long long)reads,
+               (unsigned long long)refused);
+    }
+    printf(",\"heartbeats_sent\":%llu,\"cache_pages\":%llu,\"cache_peak_pages\":%llu,\"memory_node\":%s",
            (unsigned long long)d->heartbeats_sent, (unsigned long long)(d->cfg.cache_size / d->page_size),
            (unsigned long long)dsmd_cache_peak(d), d->cfg.local_ranks == 0 ? "true" : "false");
     if (d->cfg.local_ranks == 0) { /* a memory node's own work, which no rank's counts hold */

@@ -134,7 +134,8 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
 
     return pg->access >= access && pg->revq == NULL && !pg->pending && pg->waiters == NULL &&
            !(pg->cache & DSMD_EVICTING) &&
-           dsmd_prot_level(rk, q) < access && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0;
+           dsmd_prot_level(rk, q) < access && rk->unconfirmed[q] == 0 && dsmd_space_home(&d->space, q) >= 0 &&
+           !dsmd_direct_claimed(d, q);
 }
 
 /*
@@ -283,11 +284,11 @@ static void protect_send(struct dsmd *d, struct dsmd_rank *rk)
     dsmd_chan_send(d, rk->service, &m);
 }
 
-/* Take the rank's access to page down to `access`. Returns 1 if an ACK is now awaited. */
-static int protect_add(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int access)
+/* Take the rank's access to page down to `access`; `alone` sends it as a PROTECT of its
+ * own that waits for the page's grants (a grant not yet applied). 1 if an ACK is awaited. */
+static int protect_change(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int access, int alone)
 {
     struct dsmd_protect_run *o = &rk->open;
-    int alone = rk->unconfirmed[page] > 0;
 
     if (rk->service == NULL)
         return 0;
@@ -303,6 +304,16 @@ static int protect_add(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int 
     if (alone)
         protect_send(d, rk);
     return 1;
+}
+
+static int protect_add(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int access)
+{
+    return protect_change(d, rk, page, access, rk->unconfirmed[page] > 0);
+}
+
+static int protect_alone(struct dsmd *d, struct dsmd_rank *rk, uint64_t page, int access)
+{
+    return protect_change(d, rk, page, access, 1);
 }
 
 /* A rank applies a PROTECT as soon as the grants before it are applied, which its own fault
@@ -328,6 +339,7 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
 
 void dsmd_pages_flush(struct dsmd *d)
 {
+    dsmd_direct_flush(d); /* before the ranges: a claim that ends lets one finish */
     if (d->ranges != NULL)
         ranges_drain(d);
     dsmd_cache_pump(d); /* evictions' revocations join this iteration's runs */
@@ -394,6 +406,8 @@ static void page_kick(struct dsmd *d, uint64_t page)
     if (pg->revq != NULL || pg->clearing || (pg->cache & DSMD_EVICTING))
         return; /* looked at again when the revocations are done, the range is cleared, or the
                  * eviction is done */
+    if (dsmd_direct_park(d, page))
+        return; /* a rank reads it from its home (direct.c): kicked again when that ends */
     home = dsmd_space_home(&d->space, page);
     if (home == DSMD_HOME_UNDECIDED) {
         if (pg->waiters != NULL)
@@ -472,6 +486,7 @@ void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int wr
     if (d->hot != NULL)
         dsmd_hot_fault(d, rk->rank, page, write);
     dsmd_cache_touched(d, page);
+    dsmd_direct_settle(d, page); /* a direct read of it that is over ends first */
     pg = &d->pages[page];
     c->waiting = 1;
     c->wait_page = page;
@@ -560,7 +575,9 @@ void dsmd_pages_zero(struct dsmd *d, uint64_t first, uint64_t n)
  * frames any more. Without the hook, at once. */
 static int range_settled(struct dsmd *d, const struct dsmd_range_op *o)
 {
-    return d->pops->settled == NULL || d->pops->settled(d->p, o->first, o->n);
+    /* a rank's direct read still writing its frame counts as an exchange in flight */
+    return (d->pops->settled == NULL || d->pops->settled(d->p, o->first, o->n)) &&
+           !dsmd_direct_range_claimed(d, o->first, o->n);
 }
 
 /* One ACK of range op `seq`: from local rank lrank, or (-1) the op's own hold. */
@@ -643,6 +660,8 @@ void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c)
 static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
 {
     for (uint64_t p = o->first; p < o->first + o->n; p++) {
+        if (dsmd_direct_claimed(d, p))
+            dsmd_direct_count_ahead(d, p); /* the range's PROTECT then waits for its mprotect */
         d->pages[p].access = DSM_ACCESS_NONE;
         d->pages[p].clearing = 1;
         dsmd_hits_close(d, p);
@@ -686,8 +705,8 @@ void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,
          * it) would land after the range's mprotect: each such page first goes alone, held
          * back by the rank until that grant is applied (dsm_chan.h) */
         for (uint64_t p = first; rk->service != NULL && p < first + n; p++)
-            if (rk->unconfirmed[p] > 0)
-                (void)protect_add(d, rk, p, DSM_ACCESS_NONE);
+            if (rk->unconfirmed[p] > 0 || dsmd_direct_claimant(d, p) == i)
+                (void)protect_alone(d, rk, p, DSM_ACCESS_NONE);
         dsmd_prot_reset(rk, first, n);
         if (rk->service == NULL)
             continue;
@@ -791,6 +810,12 @@ static void svc_revoke(void *ctx, uint64_t page, int access, dsmp_done_fn done, 
         revoke_run(d, page);
 }
 
+/* The model asks for page on its own (a page read ahead): close the door first. */
+static int svc_take(void *ctx, uint64_t page)
+{
+    return !dsmd_hits_close_door(ctx, page);
+}
+
 static void timer_ready(void *arg, uint32_t events)
 {
     struct dsmd *d = arg;
@@ -856,4 +881,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->timer = svc_timer;
     svc->fail = svc_fail;
     svc->applying = d->cfg.false_sharing ? svc_applying : NULL;
+    svc->take = svc_take;
 }

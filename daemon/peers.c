@@ -36,6 +36,13 @@ struct dsmd_counters *dsmd_counters_for(struct dsmd *d, int origin)
     return &d->ranks[l >= 0 && l < d->cfg.local_ranks ? l : 0].c;
 }
 
+/* The consistency model's own messages. */
+static int to_protocol(int type)
+{
+    return (type >= DSMW__TYPE__READ_REQ && type <= DSMW__TYPE__EVICTED) ||
+           (type >= DSMW__TYPE__PAGE_GET && type <= DSMW__TYPE__UPDATE);
+}
+
 /* Route a checked message to the module that owns its type. */
 static void abort_text(struct dsmd *d, int status, int from_node, const char *text);
 
@@ -46,8 +53,7 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         DSM_ERR("node %d sent a page with a %s", src, dsmw_type_name(m->type));
         return DSM_EPROTO;
     }
-    if ((m->type >= DSMW__TYPE__READ_REQ && m->type <= DSMW__TYPE__EVICTED) ||
-        (m->type >= DSMW__TYPE__PAGE_GET && m->type <= DSMW__TYPE__UPDATE))
+    if (to_protocol(m->type))
         return d->pops->message(d->p, src, m, framed);
     if ((m->type >= DSMW__TYPE__LOCK_REQ && m->type <= DSMW__TYPE__RANK_ABSENT) ||
         (m->type >= DSMW__TYPE__COND_WAIT && m->type <= DSMW__TYPE__COND_WAKE))
@@ -62,6 +68,8 @@ static dsm_status_t dispatch(struct dsmd *d, int src, const dsmw_msg_t *m, int f
         return dsmd_trace_clock_message(d, src, m);
     if (m->type == DSMW__TYPE__FS_WROTE)
         return dsmd_fs_message(d, src, m);
+    if (m->type == DSMW__TYPE__DIRECT_PORT)
+        return (int)m->node == src ? dsmd_direct_message(d, src, m) : DSM_EPROTO;
     if (m->type == DSMW__TYPE__HEARTBEAT)
         return DSM_OK; /* its arrival was all it had to say (dsmd_watchdog_heard) */
     if (m->type == DSMW__TYPE__ABORT) {
@@ -95,6 +103,8 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
         d->job_heard = 1;
     if (framed && page != m->page)
         why = "frame does not match the message's page";
+    else if (to_protocol(m->type) && dsmd_direct_hold(d, node, m, msg, len, framed))
+        why = NULL; /* delivered when the rank's direct read of the page ends (direct.c) */
     else if (dispatch(d, node, m, framed) != DSM_OK)
         why = "message out of place";
     else
@@ -104,6 +114,11 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
         d->tops->drop(d->t, node, why);
     }
     dsmw_free(m);
+}
+
+void dsmd_peers_redeliver(struct dsmd *d, int src, const uint8_t *buf, size_t len)
+{
+    on_message(d, src, buf, len, DSMT_NO_PAGE);
 }
 
 static void on_peer_up(void *ctx, int node)
@@ -116,6 +131,7 @@ static void on_peer_up(void *ctx, int node)
     d->npeers_up++;
     dsmd_watchdog_heard(d, node);
     DSM_DEBUG("peer node %d up", node);
+    dsmd_direct_peer_up(d, node);
     if (d->npeers_up == d->cfg.nnodes - 1 && !d->mesh_done) {
         d->mesh_done = 1;
         dsmd_announce(d, "MESH %d", d->cfg.node);
@@ -230,6 +246,8 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
         DSM_ERR("%s does not fit in a message", dsmw_type_name(m->type));
         return DSM_EINVAL;
     }
+    if (d->direct != NULL && m->type == DSMW__TYPE__GRANT && node != d->cfg.node && dsmd_direct_answer(d, node, m))
+        return DSM_OK; /* the page went to the rank that asked: its node takes the GRANT as said */
     if (node == d->cfg.node) {
         /* the frame is already where the receiver wants it: it is the same memory */
         struct dsmd_selfmsg *s = malloc(sizeof(*s) + len);

@@ -88,6 +88,7 @@ static void watch_ready(void *arg, uint32_t events)
     }
     dsmd_clients_check_stalls(d, now);
     dsmd_pages_check_stalls(d, now);
+    dsmd_direct_check(d, now);
     if (!d->aborting && !d->cfg.standalone)
         dsmd_waits_tick(d, now);
 }

@@ -97,6 +97,10 @@ struct dsmp_services {
      * this node's frame of page (release: at the home; causal: an update's page). For the
      * daemon's false-sharing diagnosis, which must see the frame before; may be NULL. */
     void (*applying)(void *ctx, uint64_t page, int src, const uint8_t *diff, size_t len);
+    /* The module is about to ask page's home for page on its own (a page read ahead): 1 if
+     * it may, 0 if a rank of this node is fetching it from the home directly (the daemon's
+     * direct path, direct.c; the module then leaves the page out). NULL: always 1. */
+    int (*take)(void *ctx, uint64_t page);
 };
 
 /*
@@ -233,6 +237,12 @@ struct dsmp_ops {
      * frame after it was zeroed, and every node acknowledges the free only once its own
      * exchanges are over. The daemon asks again before its loop sleeps. NULL: always. */
     int (*settled)(dsmp_t *p, uint64_t first, uint64_t n);
+    /* 1 when a rank of this node may read page straight from its home (the direct path,
+     * daemon direct.c): the home is another node, this node holds no copy and has no
+     * request of its own out for it. The home then runs the rank's read as a read request
+     * of this node, and its GRANT (without the frame, which went to the rank) reaches
+     * message() as usual. NULL: the model has no direct path. */
+    int (*direct_idle)(dsmp_t *p, uint64_t page);
     /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
     const struct dsmp_sync_ops *sync;
     /* Atomics hooks; NULL when every step is immediate. */

@@ -254,7 +254,13 @@ static void send_evicted(dsmp_t *p, int node, uint64_t page, int origin, int unt
 /* Requester: page q may be asked for ahead: no copy here, no request out (dsmp_ahead_count). */
 static int ahead_absent(dsmp_t *p, uint64_t q)
 {
-    return p->local[q] == DSM_ACCESS_NONE && p->rq[q] == 0;
+    return p->local[q] == DSM_ACCESS_NONE && p->rq[q] == 0 && (p->svc.take == NULL || p->svc.take(p->svc.ctx, q));
+}
+
+/* Requester: a rank may read page from its home directly (dsmp.h direct_idle). */
+static int seq_direct_idle(dsmp_t *p, uint64_t page)
+{
+    return !is_home(p, page) && p->local[page] == DSM_ACCESS_NONE && p->rq[page] == 0;
 }
 
 /* Requester side: ask the home for `access` (and, for a scan's read, the pages after it). */
@@ -1064,5 +1070,6 @@ const struct dsmp_ops dsmp_sequential_ops = {
     .reset = seq_reset,
     .evict = seq_evict,
     .settled = seq_settled,
+    .direct_idle = seq_direct_idle,
     .atomic = &seq_atomic,
 };

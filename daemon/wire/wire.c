@@ -75,6 +75,7 @@ static unsigned needs(int type)
     case DSMW__TYPE__CLOCK_REQ:
     case DSMW__TYPE__CLOCK_REPLY: return 0;
     case DSMW__TYPE__FS_WROTE:    return F_PAGE | F_ORIGIN;
+    case DSMW__TYPE__DIRECT_PORT: return F_NODE | F_ORIGIN;
     default:                      return ~0u;
     }
 }
@@ -116,6 +117,8 @@ const char *dsmw_check(const dsmw_msg_t *m, const struct dsmw_limits *lim)
     if ((m->type == DSMW__TYPE__REGION_ADD || m->type == DSMW__TYPE__REGION_FREE) &&
         (m->addr >= lim->npages || m->count == 0 || m->count > lim->npages - m->addr))
         return "region out of range";
+    if (m->type == DSMW__TYPE__DIRECT_PORT && m->addr > 65535)
+        return "port out of range";
     return NULL;
 }
 

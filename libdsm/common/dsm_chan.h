@@ -108,6 +108,10 @@ enum dsmc_op {
     DSMC_COND_SIGNAL,/* a: cond, b: 1 to wake every waiter; reply at once */
     DSMC_ATOMIC,     /* a: address, b: operand, c: operand 2 (CAS's desired), d: enum dsmc_aop,
                       * e: width in bytes (4, 8); reply REPLY status, a: the word before */
+    DSMC_DIRECT_INFO, /* a: a node; reply REPLY status (DSM_ENOTSUP: it takes no direct reads),
+                       * a: its direct port, text: its host (dsm_direct.h) */
+    DSMC_DIRECT_PROOF,/* a: a node, b..e: the nonce its daemon sent; reply REPLY, b..e: the HELLO's mac */
+    DSMC_DIRECT_DONE, /* a: page: the rank's direct read of it is in its frame and mapped (no reply) */
     DSMC_OP_MAX
 };
 

@@ -14,6 +14,8 @@
  *                 raises it when it grants and lowers it when it revokes, by compare-and-swap;
  *                 rank r raises it, with DSM_HITS_CLAIM set, when it takes a hit.
  *   count[r]      rank r's hits, folded into its fault counts when the daemon reports.
+ *   door[p]       (uint16) the direct path's offer and claim of page p (dsm_direct.h): 0
+ *                 when direct reads are off.
  *
  * A hit (libdsm hits.c), for access L to page p by rank r:
  *   1. busy[p] := 1 in the rank (its own memory; one hit per page per rank at a time: a
@@ -62,6 +64,10 @@ struct dsm_hits_head {
     uint64_t open_off;    /* offsets from the table's start: open[], then prot rows */
     uint64_t prot_off;
     uint64_t prot_stride; /* bytes between two ranks' prot rows */
+    uint64_t door_off;    /* door[] (uint16 per page), after the prot rows */
+    uint64_t door_len;
+    uint32_t direct;      /* 1: the daemon offers direct reads (door[] may open) */
+    uint32_t pad;
     uint64_t size;        /* the whole table */
     struct dsm_hits_count count[]; /* one per local rank */
 };
@@ -81,7 +87,9 @@ static inline void dsm_hits_layout(struct dsm_hits_head *h, uint64_t npages, uin
     h->open_off = dsm_hits_round(sizeof(*h) + (uint64_t)local_ranks * sizeof(struct dsm_hits_count), page_size);
     h->prot_stride = dsm_hits_round(npages, page_size);
     h->prot_off = h->open_off + h->prot_stride;
-    h->size = h->prot_off + h->prot_stride * local_ranks;
+    h->door_off = h->prot_off + h->prot_stride * local_ranks;
+    h->door_len = dsm_hits_round(npages * sizeof(uint16_t), page_size);
+    h->size = h->door_off + h->door_len;
 }
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "channel.h"
 #include "crash.h"
+#include "direct.h"
 #include "dsm_log.h"
 #include "hits.h"
 #include "runtime.h"
@@ -142,6 +143,35 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     dsm_channel_release(&ch);
 }
 
+/* A direct read of page from its home (direct.h); DIRECT_DONE when the node's daemon waits
+ * for it to end. Returns false if the path was not taken (the daemon is asked instead). */
+static bool direct(uintptr_t addr, uint64_t page)
+{
+    const char *why = "";
+    struct dsmc_msg m;
+    struct dsm_chan ch;
+    dsm_status_t st;
+    int r = dsm_direct_read(page, &why);
+
+    if (r < 0)
+        fault_die(addr, page, false, "a direct read from the page's home failed", why, errno);
+    if (r == 0)
+        return false;
+    if (r == 1)
+        return true; /* the daemon finds DONE when it needs the page */
+    st = dsm_channel_acquire(&ch);
+    if (st == 0) {
+        dsm_channel_msg(&m, DSMC_DIRECT_DONE);
+        m.a = page;
+        st = dsm_channel_send(ch.fd, &m);
+        if (st == 0)
+            dsm_channel_release(&ch);
+    }
+    if (st != 0)
+        channel_failed(addr, page, false, st);
+    return true;
+}
+
 /* Hand a signal that is not ours to the previous action, as the kernel would have. */
 static void chain(int sig, siginfo_t *si, void *uc)
 {
@@ -191,7 +221,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc_)
     page = dsm_vm_page_of(&dsm_rt.vm, addr);
     uint64_t t0 = dsm_stats_clock();
 
-    if (!dsm_hits_try(page, write)) /* a page the node holds: no message (dsm_hits.h) */
+    /* a page the node holds: no message (dsm_hits.h); a page to read that nothing of the
+     * node's is fetching: from its home (dsm_direct.h); else the daemon */
+    if (!dsm_hits_try(page, write) && (write || !direct(addr, page)))
         resolve(addr, page, write);
     dsm_stats_waited(DSM_WAIT_FAULT, t0);
     errno = saved_errno;

@@ -28,6 +28,8 @@ static struct {
     uint64_t row_len;
     struct dsm_hits_count *count;
     _Atomic uint8_t *busy;       /* per page: 1 while a hit of this rank holds it (private) */
+    uint16_t *door;              /* the direct path's door[] (dsm_direct.h); NULL: off */
+    uint64_t door_len;
     uint64_t npages;
     uint32_t run_max;
 } g;
@@ -83,6 +85,12 @@ dsm_status_t dsm_hits_attach(int memfd, uint64_t space_bytes, uint32_t lrank)
                       PROT_READ | PROT_WRITE, "prot")) == NULL)
         goto fail;
     g.prot = p;
+    if (h.direct) {
+        if ((p = map_part(memfd, space_bytes + h.door_off, h.door_len, PROT_READ | PROT_WRITE, "door")) == NULL)
+            goto fail;
+        g.door = p;
+        g.door_len = h.door_len;
+    }
     g.busy = mmap(NULL, (size_t)h.npages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                   -1, 0);
     if (g.busy == MAP_FAILED) {
@@ -106,6 +114,7 @@ void dsm_hits_detach(void)
 
     bad |= g.busy != NULL && munmap((void *)g.busy, (size_t)g.npages) != 0;
     bad |= g.prot != NULL && munmap(g.prot, (size_t)g.row_len) != 0;
+    bad |= g.door != NULL && munmap(g.door, (size_t)g.door_len) != 0;
     bad |= g.open != NULL && munmap(g.open, (size_t)g.row_len) != 0;
     bad |= g.head != NULL && munmap(g.head, g.head_len) != 0;
     if (bad)
@@ -145,7 +154,7 @@ static void scan_note(uint64_t page, uint32_t n, uint32_t scan)
 /* DSM_HITS_DELAY_US: hold a hit inside its race window, where the daemon's revocations
  * meet it, long enough for them to land there (the tests' way to reach the interleavings
  * a hit must survive; dsm_hits.h). A busy wait: clock_gettime is async-signal-safe. */
-static void test_delay(void)
+void dsm_hits_test_delay(void)
 {
     struct timespec t0, t;
 
@@ -155,6 +164,11 @@ static void test_delay(void)
         if (clock_gettime(CLOCK_MONOTONIC, &t) != 0)
             return;
     } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < dsm_rt.hits_delay_us);
+}
+
+uint16_t *dsm_hits_door(void)
+{
+    return g.door;
 }
 
 uint32_t dsm_hits_scan_hint(uint64_t page)
@@ -216,7 +230,7 @@ bool dsm_hits_try(uint64_t page, bool write)
     if (g.head == NULL || !g.head->enabled || page >= g.npages ||
         __atomic_load_n(&g.open[page], __ATOMIC_SEQ_CST) < want)
         return false;
-    test_delay(); /* between the first look and the claim */
+    dsm_hits_test_delay(); /* between the first look and the claim */
     s = scan_of(page);
     scan = dsmc_ramp_next(s != NULL ? s->len : 0);
     lim = scan < g.run_max ? scan : g.run_max;
@@ -237,7 +251,7 @@ bool dsm_hits_try(uint64_t page, bool write)
         if (claimed[i])
             unclaim(page + i, want, old[i]);
     if (m > 0)
-        test_delay(); /* between the re-read and the mprotect */
+        dsm_hits_test_delay(); /* between the re-read and the mprotect */
     if (m > 0 && dsm_vm_protect(&dsm_rt.vm, page, m, want) != 0) {
         struct dsm_sline l;
 

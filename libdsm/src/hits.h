@@ -29,6 +29,10 @@ void dsm_hits_note(uint64_t page, uint32_t n);
  * daemon's grants and writes ahead (FAULT's c). */
 uint32_t dsm_hits_scan_hint(uint64_t page);
 
+/* The node's door[] (dsm_direct.h), read-write; NULL when the daemon offers no direct reads. */
+uint16_t *dsm_hits_door(void);
+/* DSM_HITS_DELAY_US: a busy pause inside a race window (tests only; async-signal-safe). */
+void dsm_hits_test_delay(void);
 /* A hit on page is under way in this rank (its mprotect may not have landed yet). */
 bool dsm_hits_busy(uint64_t page);
 

@@ -14,6 +14,7 @@
 #include "dsm_log.h"
 #include "env.h"
 #include "fault.h"
+#include "direct.h"
 #include "hits.h"
 #include "runtime.h"
 #include "service.h"
@@ -120,6 +121,8 @@ static dsm_status_t attach(const struct dsm_env *env)
     st = dsm_vm_map(&dsm_rt.vm, memfd);
     if (st == 0) {
         st = dsm_hits_attach(memfd, dsm_rt.vm.size, (uint32_t)dsm_rt.lrank);
+        if (st == 0 && (st = dsm_direct_start(fd, memfd, dsm_rt.vm.size)) != 0)
+            dsm_hits_detach();
         if (st != 0)
             dsm_vm_unmap(&dsm_rt.vm);
     }
@@ -137,6 +140,7 @@ static dsm_status_t attach(const struct dsm_env *env)
     dsm_rt.main_fd = fd;
     return 0;
 fail_vm:
+    dsm_direct_stop();
     dsm_hits_detach();
     dsm_vm_unmap(&dsm_rt.vm);
 fail:
@@ -150,6 +154,7 @@ static void detach(void)
     if (munmap((void *)dsm_rt.applied, applied_bytes()) != 0)
         DSM_WARN("munmap of the grant counters failed: %s", strerror(errno));
     dsm_rt.applied = NULL;
+    dsm_direct_stop();
     dsm_hits_detach();
     dsm_vm_unmap(&dsm_rt.vm);
     close(dsm_rt.main_fd);
