@@ -18,6 +18,10 @@
  * With `local` instead, only this runs: rank 0 writes one word of each of the PAGES pages,
  *   then (after a barrier) rank 1 reads one word of each: both on node 0, their home, so
  *   every fault finds the page in the node's frames (node-local hits, dsm_hits.h).
+ * With `direct` instead: the last rank (on the last node) reads one word of each of the
+ *   PAGES pages homed on node 0, in an order no scan follows (stride 7); rank 0 then writes
+ *   each (invalidating the reader's copies); the reader reads them all again, the same way,
+ *   and must see the new values (DSM_DIRECT=1: each read straight from the home, dsm_direct.h).
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -58,6 +62,25 @@ int main(int argc, char **argv)
         dsm_barrier();
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
         return dsm_finalize() != 0 || sum != 0;
+    }
+    if (argc > 2 && strcmp(argv[2], "direct") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = 0;
+
+        for (int round = 0; round < 2; round++) {
+            if (dsm_rank() == reader)
+                for (long i = 0; i < pages; i++)
+                    sum += base[(i * 7 % pages) * (long)ps];
+            dsm_barrier();
+            if (round == 0 && dsm_rank() == 0)
+                for (long p = 0; p < pages; p++)
+                    base[p * (long)ps] = 1;
+            dsm_barrier();
+        }
+        if (dsm_rank() == reader)
+            want = pages; /* 0 each the first time, 1 each the second */
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
     }
     if (argc > 2 && strcmp(argv[2], "scan") == 0 && dsm_rank() == 0)
         for (long p = 0; p < pages; p++)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -48,6 +48,14 @@ each of its faults is a node-local hit (dsm_hits.h), resolved in the rank withou
                                            may reach past P), as many as the daemon's runs
   with DSM_LOCAL_HITS=0                   the same read_faults (and runs), local_hits = 0
   messages_sent (summed)                  the same with hits on and off
+With `direct` (sequential) counts.c's `direct` phase runs with DSM_DIRECT=1 and =0: the last
+rank reads the P pages homed on node 0 (in no scan's order), rank 0 writes them, the reader
+reads them again. Differences of the P run from the 0 run:
+  reader read_faults = direct_faults = pages_fetched = 2P   every read straight from the home
+  reader invalidations = P      the home's INV found each copy (the node took the home's grant)
+  with DSM_DIRECT=0             the same read_faults and pages_fetched, direct_faults = 0
+  messages_sent (summed)        2P fewer with it: a direct read is the home's reply alone,
+                                where the daemon's path sends a READ_REQ and a GRANT
 """
 import json
 import os
@@ -56,14 +64,14 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1):
+def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1, direct=0):
     scan = ("scan" if ahead > 1 else None) if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
                "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + ([scan] if scan else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
                            env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead),
-                                    DSM_LOCAL_HITS=str(hits)))
+                                    DSM_LOCAL_HITS=str(hits), DSM_DIRECT=str(direct)))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -175,6 +183,26 @@ def check_local(dsmrun, prog, n, k, pages, model):
     return verdict(model, expect)
 
 
+def check_direct(dsmrun, prog, n, k, pages):
+    """The direct path (see the top): 0 if all hold."""
+    reader = n - 1
+    rd = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == reader)
+    diff = lambda a, b, key: rd(b, key) - rd(a, key)
+    on = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=1) for p in (0, pages)]
+    off = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=0) for p in (0, pages)]
+    msgs = lambda pair: total(pair[1], "messages_sent") - total(pair[0], "messages_sent")
+    return verdict("sequential", {
+        "reader read_faults": (diff(*on, "read_faults"), 2 * pages),
+        "reader direct_faults": (diff(*on, "direct_faults"), 2 * pages),
+        "reader pages_fetched": (diff(*on, "pages_fetched"), 2 * pages),
+        "reader invalidations": (diff(*on, "invalidations"), pages),
+        "off: reader read_faults": (diff(*off, "read_faults"), 2 * pages),
+        "off: reader pages_fetched": (diff(*off, "pages_fetched"), 2 * pages),
+        "off: direct_faults (summed)": (total(off[1], "direct_faults"), 0),
+        "messages_sent, off minus on": (msgs(off) - msgs(on), 2 * pages),
+    })
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -187,6 +215,8 @@ def main():
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[7:], scans=2))
     if model.startswith("local-"):
         sys.exit(check_local(dsmrun, prog, n, k, pages, model[6:]))
+    if model == "direct":
+        sys.exit(check_direct(dsmrun, prog, n, k, pages))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
