@@ -47,6 +47,9 @@
 
 #define DCONN_HELLO_MS 10000 /* a connection must say HELLO within this */
 #define DSMD_DIRECT_HELD_MAX 4096 /* messages held back for claimed pages, at most */
+/* connections at most: one per rank of the job for each node's daemon, and slack for ranks
+ * reconnecting; more are not the job's */
+#define DSMD_DIRECT_CONNS_MAX(d) (2 * (d)->cfg.nranks + 16)
 
 enum { DC_HELLO = 0, DC_READY };
 
@@ -71,14 +74,9 @@ struct dsmd_direct {
     uint16_t *port_of;         /* by node: its direct port (0: it has none) */
     uint8_t  *heard;           /* by node: its DIRECT_PORT came */
     struct dsmd_dconn **conns;
-    int       nconns, cap;
+    int       nconns, cap, nopen;
+    int       paused;          /* out of descriptors: not accepting until the watchdog's tick */
     uint64_t  reads, refused;  /* as home: READs answered with the page, refused */
-    /* as the rank's node: messages held back for claimed pages (in arrival order), and the
-     * claims found DONE where they could not end at once (ended at the flush) */
-    struct dsmd_held *held, **held_tail;
-    size_t    nheld;
-    uint64_t *settle;
-    size_t    nsettle, capsettle;
 };
 
 /* ---- as home: the listener and its connections ---- */
@@ -92,6 +90,7 @@ static void dconn_close(struct dsmd *d, struct dsmd_dconn *c, const char *why)
     dsmd_loop_del(d->loop, c->fd);
     close(c->fd);
     d->direct->conns[c->id] = NULL;
+    d->direct->nopen--;
     free(c->out);
     free(c);
 }
@@ -242,9 +241,19 @@ static void listen_ready(void *arg, uint32_t events)
         struct dsmd_dconn *c;
 
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the socket stays readable: stop watching it until the next watchdog tick */
+                DSM_WARN("accept (direct path): %s; not accepting until the next watchdog tick", strerror(errno));
+                dsmd_loop_del(d->loop, x->listen_fd);
+                x->paused = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
                 DSM_WARN("accept (direct path): %s", strerror(errno));
+            }
             return;
+        }
+        if (x->nopen >= DSMD_DIRECT_CONNS_MAX(d)) {
+            close(fd); /* more than the job's ranks can open: not theirs */
+            continue;
         }
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         for (id = 0; id < x->nconns && x->conns[id] != NULL; id++)
@@ -277,6 +286,7 @@ static void listen_ready(void *arg, uint32_t events)
             continue;
         }
         x->conns[id] = c;
+        x->nopen++;
         if (id == x->nconns)
             x->nconns++;
         memcpy(m.bytes, c->nonce, sizeof(m.bytes));
@@ -324,14 +334,6 @@ int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m)
 
 /* ---- as the rank's node ---- */
 
-/* A message of the home about a claimed page, held back until the claim ends. */
-struct dsmd_held {
-    struct dsmd_held *next;
-    uint64_t page;
-    int      src;
-    size_t   len;
-    uint8_t  buf[];
-};
 
 static uint16_t door_load(const struct dsmd *d, uint64_t page)
 {
@@ -373,7 +375,7 @@ static int claim_wait(struct dsmd *d, uint64_t page)
 /* Deliver the messages held back for page, in the order they came. */
 static void held_replay(struct dsmd *d, uint64_t page)
 {
-    struct dsmd_held **pp = &d->direct->held;
+    struct dsmd_held **pp = &d->land.held;
 
     while (*pp != NULL && !d->aborting) {
         struct dsmd_held *h = *pp;
@@ -383,12 +385,12 @@ static void held_replay(struct dsmd *d, uint64_t page)
             continue;
         }
         *pp = h->next;
-        if (d->direct->held_tail == &h->next)
-            d->direct->held_tail = pp;
-        d->direct->nheld--;
+        if (d->land.held_tail == &h->next)
+            d->land.held_tail = pp;
+        d->land.nheld--;
         dsmd_peers_redeliver(d, h->src, h->buf, h->len);
         free(h);
-        pp = &d->direct->held; /* redelivery may have held or replayed others */
+        pp = &d->land.held; /* redelivery may have held or replayed others */
     }
 }
 
@@ -439,20 +441,20 @@ int dsmd_direct_park(struct dsmd *d, uint64_t page)
         return 0;
     r = claim_wait(d, page);
     if (r == DIRECT_IS_DONE && !(d->pages[page].direct & DSMD_DIRECT_SETTLE)) {
-        uint64_t *v = d->direct->settle;
+        uint64_t *v = d->land.settle;
 
-        if (d->direct->nsettle == d->direct->capsettle) {
-            size_t ncap = d->direct->capsettle ? d->direct->capsettle * 2 : 16;
+        if (d->land.nsettle == d->land.capsettle) {
+            size_t ncap = d->land.capsettle ? d->land.capsettle * 2 : 16;
 
             v = realloc(v, ncap * sizeof(*v));
             if (v == NULL) {
                 dsmd_abort(d, DSM_ENOMEM, "out of memory ending a direct read");
                 return 1;
             }
-            d->direct->settle = v;
-            d->direct->capsettle = ncap;
+            d->land.settle = v;
+            d->land.capsettle = ncap;
         }
-        v[d->direct->nsettle++] = page;
+        v[d->land.nsettle++] = page;
         d->pages[page].direct |= DSMD_DIRECT_SETTLE;
     }
     return r != DIRECT_GONE;
@@ -460,8 +462,8 @@ int dsmd_direct_park(struct dsmd *d, uint64_t page)
 
 void dsmd_direct_flush(struct dsmd *d)
 {
-    while (d->direct != NULL && d->direct->nsettle > 0 && !d->aborting) {
-        uint64_t page = d->direct->settle[--d->direct->nsettle];
+    while (d->land.nsettle > 0 && !d->aborting) {
+        uint64_t page = d->land.settle[--d->land.nsettle];
 
         d->pages[page].direct &= (uint8_t)~DSMD_DIRECT_SETTLE;
         landing_end(d, page);
@@ -514,7 +516,7 @@ int dsmd_direct_hold(struct dsmd *d, int src, const dsmw_msg_t *m, const uint8_t
         landing_end(d, m->page);
     if (r != DIRECT_WAITING)
         return 0;
-    if (framed || d->direct->nheld >= DSMD_DIRECT_HELD_MAX) {
+    if (framed || d->land.nheld >= DSMD_DIRECT_HELD_MAX) {
         dsmd_abort(d, DSM_EPROTO, "node %d sent %s for page %llu while a rank of node %d reads it directly%s", src,
                    dsmw_type_name(m->type), (unsigned long long)m->page, d->cfg.node,
                    framed ? " (with a page)" : " (too many held back)");
@@ -530,9 +532,9 @@ int dsmd_direct_hold(struct dsmd *d, int src, const dsmw_msg_t *m, const uint8_t
     h->src = src;
     h->len = len;
     memcpy(h->buf, buf, len);
-    *d->direct->held_tail = h;
-    d->direct->held_tail = &h->next;
-    d->direct->nheld++;
+    *d->land.held_tail = h;
+    d->land.held_tail = &h->next;
+    d->land.nheld++;
     return 1;
 }
 
@@ -641,6 +643,9 @@ void dsmd_direct_peer_up(struct dsmd *d, int node)
 
 void dsmd_direct_check(struct dsmd *d, int64_t now_ns)
 {
+    if (d->direct != NULL && d->direct->paused &&
+        dsmd_loop_add(d->loop, d->direct->listen_fd, EPOLLIN, listen_ready, d) == DSM_OK)
+        d->direct->paused = 0;
     for (int i = 0; d->direct != NULL && i < d->direct->nconns; i++) {
         struct dsmd_dconn *c = d->direct->conns[i];
 
@@ -712,7 +717,6 @@ dsm_status_t dsmd_direct_init(struct dsmd *d)
         return DSM_ENOMEM;
     }
     x->listen_fd = -1;
-    x->held_tail = &x->held;
     d->direct = x;
     st = listen_on(d, x);
     if (st != DSM_OK) {
@@ -726,22 +730,27 @@ void dsmd_direct_fini(struct dsmd *d)
 {
     struct dsmd_direct *x = d->direct;
 
+    while (d->land.held != NULL) { /* the daemon ends with claims standing */
+        struct dsmd_held *h = d->land.held;
+
+        d->land.held = h->next;
+        free(h);
+    }
+    d->land.held_tail = &d->land.held;
+    d->land.nheld = 0;
+    free(d->land.settle);
+    d->land.settle = NULL;
+    d->land.nsettle = d->land.capsettle = 0;
     if (x == NULL)
         return;
     for (int i = 0; i < x->nconns; i++)
         if (x->conns[i] != NULL)
             dconn_close(d, x->conns[i], NULL);
     if (x->listen_fd >= 0) {
-        dsmd_loop_del(d->loop, x->listen_fd);
+        if (!x->paused)
+            dsmd_loop_del(d->loop, x->listen_fd);
         close(x->listen_fd);
     }
-    while (x->held != NULL) {
-        struct dsmd_held *h = x->held;
-
-        x->held = h->next;
-        free(h);
-    }
-    free(x->settle);
     free(x->conns);
     free(x->port_of);
     free(x->heard);

@@ -134,6 +134,15 @@ struct dsmd_revoke {
 #define DSMD_EVICTING   0x4  /* the protocol is giving it up: faults wait */
 #define DSMD_FRAMEWAIT  0x8  /* a fault on it waits for a free frame */
 
+/* A message of a home about a claimed page, held back until the claim ends (direct.c). */
+struct dsmd_held {
+    struct dsmd_held *next;
+    uint64_t page;
+    int      src;
+    size_t   len;
+    uint8_t  buf[];
+};
+
 /* dsmd_page.direct (direct.c): the daemon's side of a rank's claim of door[p] */
 #define DSMD_DIRECT_COUNTED 0x1 /* its grant counted ahead (a free: dsmd_direct_count_ahead) */
 #define DSMD_DIRECT_SETTLE  0x2 /* found DONE: ends at the next flush */
@@ -260,7 +269,15 @@ struct dsmd {
     struct dsmd_hot   *hot;      /* NULL unless --page-stats */
     struct dsmd_fs    *fs;       /* NULL unless --false-sharing */
     struct dsmd_cache *cache;    /* NULL unless DSM_CACHE_SIZE */
-    struct dsmd_direct *direct;  /* NULL unless DSM_DIRECT (direct.c) */
+    struct dsmd_direct *direct;  /* the listener for other nodes' ranks: NULL unless DSM_DIRECT */
+    /* direct reads of this node's ranks (direct.c): messages of the homes held back for
+     * claimed pages (in arrival order), and claims found done that end at the next flush */
+    struct dsmd_land {
+        struct dsmd_held *held, **held_tail;
+        size_t    nheld;
+        uint64_t *settle;
+        size_t    nsettle, capsettle;
+    } land;
 
     struct dsmd_range_op *ranges; /* range revocations in progress (pages.c) */
     uint64_t protect_seq;
@@ -306,8 +323,10 @@ int dsmd_prot_lower(struct dsmd_rank *rk, uint64_t page, int access);
 void dsmd_prot_reset(struct dsmd_rank *rk, uint64_t first, uint64_t n);
 /* rk may have page mapped: a level above NONE that is not a claim left by a hit that backed off. */
 int dsmd_prot_mapped(const struct dsmd_rank *rk, uint64_t page);
-/* The first page whose open[] promises more than its state allows now, or -1 (the
- * invariant of hits.c; checked between events by the node fuzzer). */
+/* The first page whose open[] promises more than its state allows now, whose door[] offers
+ * a page its state does not, or whose direct read stands while the node holds or asks for
+ * it; or -1 (the invariants of hits.c and direct.c; checked between events by the node
+ * fuzzer). */
 int64_t dsmd_hits_check(const struct dsmd *d);
 /* Add the ranks' hits to their counters (before they are reported). */
 void dsmd_hits_fold(struct dsmd *d);

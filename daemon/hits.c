@@ -48,10 +48,12 @@ dsm_status_t dsmd_hits_create(struct dsmd *d)
     d->hits->enabled = d->cfg.local_hits && !d->cfg.trace && !d->cfg.page_stats;
     d->hits_open = (uint8_t *)m + h.open_off;
     /* direct reads ride on hits (a direct read is a hit whose frame comes from the home),
-     * and only where every fault need not pass the daemon (cache LRU, --false-sharing) */
+     * and only where every fault need not pass the daemon (cache LRU, --false-sharing); not
+     * on an RDMA mesh, where they are untested (the ranks' connections are TCP anyway) */
     d->hits->direct = d->cfg.direct && d->hits->enabled && d->cfg.cache_size == 0 && !d->cfg.false_sharing &&
-                      d->cfg.nnodes > 1 && d->pops->direct_idle != NULL && strcmp(d->cfg.transport, "tcp") == 0;
+                      d->cfg.nnodes > 1 && d->pops->direct_idle != NULL && strcmp(d->cfg.transport, "rdma") != 0;
     d->hits_door = d->hits->direct ? (uint16_t *)((uint8_t *)m + h.door_off) : NULL;
+    d->land.held_tail = &d->land.held;
     return DSM_OK;
 }
 
@@ -195,6 +197,11 @@ int64_t dsmd_hits_check(const struct dsmd *d)
         if (__atomic_load_n(&d->hits_open[p], __ATOMIC_RELAXED) > open_level(d, p))
             return (int64_t)p;
         if (door != 0 && !(door & DSM_DOOR_CLAIM) && door != door_level(d, p))
+            return (int64_t)p;
+        /* while a rank's direct read stands, the node holds nothing of the page and has asked
+         * for nothing (its model would not know what to do with the home's GRANT) */
+        if ((door & DSM_DOOR_CLAIM) && (d->pages[p].pending || d->pages[p].access != DSM_ACCESS_NONE ||
+                                        !d->pops->direct_idle(d->p, p)))
             return (int64_t)p;
     }
     return -1;

@@ -9,7 +9,9 @@
  * list of operations:
  *   peer message (raw bytes, or a well-formed message of a chosen type and fields), a
  *   channel opened, a channel message (any op and fields), a channel closed, the ranks
- *   taking their messages (service channels acknowledge every PROTECT), a peer lost.
+ *   taking their messages (service channels acknowledge every PROTECT), a peer lost, and
+ *   a rank's direct read (dsm_direct.h) claiming a page's door, finishing (DONE, and
+ *   DIRECT_DONE when the daemon waits) or refused (the claim dropped).
  * After each operation the node's event loop runs until nothing is ready. The input ends
  * early once the node aborts the job (as a daemon would exit). Then everything is torn
  * down: ASan/LSan see every use after free and every leak.
@@ -25,6 +27,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dsm_direct.h"
 #include "dsmd.h"
 
 #define SLOTS   6
@@ -125,7 +128,8 @@ static void pump(struct dsmd *d)
         int64_t p = dsmd_hits_check(d);
 
         if (p >= 0) {
-            fprintf(stderr, "fuzz_node: page %lld is open beyond what its state allows\n", (long long)p);
+            fprintf(stderr, "fuzz_node: page %lld: open[] or door[] beyond what its state allows, or a direct "
+                    "read standing while the node holds or asks for the page\n", (long long)p);
             abort();
         }
         more = dsmd_loop_running(d->loop) && dsmd_loop_poll(d->loop) > 0;
@@ -158,6 +162,33 @@ static void rank_reads(int fd)
 
             (void)send(fd, &ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL);
         }
+    }
+}
+
+/* A rank's side of a direct read of a page (dsm_direct.h), on door[] as libdsm's direct.c
+ * does it: claim an offered door, finish (DONE; DIRECT_DONE on the rank's channel fd when
+ * the daemon asked with WAIT), or let a refused claim go. */
+static void rank_direct(struct dsmd *d, struct in *in, int lrank, int fd)
+{
+    uint64_t page = byte(in) % NPAGES;
+    uint16_t v, claim = (uint16_t)(DSM_DOOR_CLAIM | (unsigned)lrank);
+    uint8_t what = byte(in) % 3;
+
+    if (d->hits_door == NULL)
+        return;
+    v = __atomic_load_n(&d->hits_door[page], __ATOMIC_SEQ_CST);
+    if (what == 0 && v != 0 && !(v & DSM_DOOR_CLAIM)) {
+        (void)__atomic_compare_exchange_n(&d->hits_door[page], &v, claim, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    } else if (what == 1 && (v & (DSM_DOOR_CLAIM | DSM_DOOR_DONE | DSM_DOOR_LOW)) == claim) {
+        v = __atomic_fetch_or(&d->hits_door[page], DSM_DOOR_DONE, __ATOMIC_SEQ_CST);
+        if ((v & DSM_DOOR_WAIT) && fd >= 0) {
+            struct dsmc_msg m = { .magic = DSMC_MAGIC, .op = DSMC_DIRECT_DONE, .rank = 2u + (unsigned)lrank,
+                                  .a = page };
+
+            (void)send(fd, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+    } else if (what == 2 && (v & (DSM_DOOR_CLAIM | DSM_DOOR_DONE | DSM_DOOR_LOW)) == claim) {
+        (void)__atomic_compare_exchange_n(&d->hits_door[page], &v, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     }
 }
 
@@ -290,6 +321,8 @@ static void run(struct dsmd *d, struct in *in, const char *sock)
         default:
             if ((op & 0x70) == 0x70)
                 g_t->h.on_peer_lost(g_t->h.ctx, src, "fuzz: peer lost");
+            if ((op & 0x70) == 0x60)
+                rank_direct(d, in, k & 1, fds[k]);
             for (int i = 0; i < SLOTS; i++)
                 if (fds[i] >= 0)
                     rank_reads(fds[i]);
@@ -316,15 +349,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(sock, sizeof(sock), "/tmp/dsm-fuzz-node-%d.sock", (int)getpid());
     first = byte(&in);
     /* the first byte: the model, whether --trace, --page-stats, --false-sharing are on, grants
-     * ahead, reads ahead and node-local hits; from 192 on (hits off), a page cache of 8 pages,
-     * the least two ranks may have */
+     * ahead, reads ahead and node-local hits (with them, under sequential, direct reads too);
+     * from 192 on (hits off), a page cache of 8 pages, the least two ranks may have */
     d.cfg = (struct dsmd_config){ .node = 1, .nnodes = 3, .nranks = 4, .first_rank = 2, .local_ranks = 2,
                                   .consistency = models[first % 3], .transport = "fuzz", .listen = "fuzz",
                                   .socket = sock, .space_size = NPAGES * 4096ull, .base = 0x500000000000ull,
                                   .peer_timeout_ms = 8000, .job_id = 1, .trace = first / 3 & 1,
                                   .page_stats = first / 6 & 1, .false_sharing = first / 12 & 1,
                                   .grant_ahead = first / 24 & 1 ? 16 : 1, .read_ahead = first / 48 & 1 ? 16 : 1,
-                                  .local_hits = first / 96 & 1,
+                                  .local_hits = first / 96 & 1, .direct = 1,
                                   .cache_size = first / 192 ? 8 * 4096u : 0 };
     d.tops = &fz_ops;
     if (dsmd_loop_create(&d.loop) != DSM_OK)

@@ -22,7 +22,7 @@ TYPES = ['READ_REQ', 'WRITE_REQ', 'GRANT', 'INV', 'INV_ACK', 'FETCH', 'FETCH_REP
          'FINI_ARRIVE', 'FINI_RELEASE', 'ALLOC_REQ', 'ALLOC_REPLY', 'REGION_ADD', 'REGION_FREE',
          'REGION_ACK', 'COFREE_REQ', 'FREE_REQ', 'PAGE_GET', 'PAGE']
 # enum dsmc_op (libdsm/common/dsm_chan.h)
-OPS = {'HELLO_MAIN': 1, 'HELLO_SERVICE': 3, 'FAULT': 5}
+OPS = {'HELLO_MAIN': 1, 'HELLO_THREAD': 2, 'HELLO_SERVICE': 3, 'FAULT': 5}
 MODELS = ['sequential', 'release', 'causal']
 READ, WRITE = 1, 2
 
@@ -82,6 +82,44 @@ def holding(model, page=1, write=0, **kw):
     return s + fault(model, page, write)
 
 
+def direct(slot, page, what):
+    """Rank 2's direct read of `page` (dsm_direct.h), as rank_direct() plays it: 0 claims the
+    door, 1 finishes (DSMC_DIRECT_DONE on the channel in `slot` if the daemon waits), 2 lets
+    a refused claim go. Slot 0 (even): local rank 0, rank 2."""
+    return bytes([0x67, slot, page, what])
+
+
+def direct_ready(page=1, **kw):
+    """Sequential with hits (and so direct reads), region [0, 15), rank 2's main, service
+    and a thread channel, and rank 2 claiming `page` (homed on node 0)."""
+    s = first('sequential', **kw) + peer('REGION_ADD', src=0, addr=0, count=15)
+    s += chan_open(0) + chan(0, 'HELLO_MAIN') + chan_open(1) + chan(1, 'HELLO_SERVICE')
+    s += chan_open(2) + chan(2, 'HELLO_THREAD') + ranks_read()
+    return s + direct(0, page, 0)
+
+
+def direct_seeds():
+    """A direct read ending every way the daemon can meet it."""
+    inv = peer('INV', src=0, page=1, origin=2) + ranks_read()
+    free = peer('REGION_FREE', src=0, addr=0, count=15) + ranks_read()
+    return {
+        'seq-direct-done-inv': direct_ready() + direct(0, 1, 1) + inv,
+        'seq-direct-inv-held': direct_ready() + inv + direct(0, 1, 1) + ranks_read(),
+        'seq-direct-fault-parked': direct_ready() + chan(2, 'FAULT', a=1) + direct(0, 1, 1) + ranks_read() +
+                                   inv,
+        'seq-direct-write-parked': direct_ready() + chan(2, 'FAULT', a=1, b=1) + direct(0, 1, 1) +
+                                   ranks_read() + peer('GRANT', src=0, page=1, access=WRITE, origin=2) +
+                                   ranks_read(),
+        'seq-direct-free': direct_ready() + free + direct(0, 1, 1) + ranks_read(),
+        'seq-direct-done-free': direct_ready() + direct(0, 1, 1) + free,
+        'seq-direct-refused': direct_ready() + free + direct(0, 1, 2) + chan(0, 'FAULT', a=1) + ranks_read(),
+        # a scan of pages 0, 1 on the thread channel reads ahead to page 2, which rank 2's
+        # main thread is reading directly: the model must leave it out (take)
+        'seq-direct-read-ahead': direct_ready(page=2, grants_ahead=1, reads_ahead=1) + fault('sequential', 0) +
+                                 chan(0, 'FAULT', a=1) + ranks_read() + direct(0, 2, 1) + ranks_read(),
+    }
+
+
 def evicting(model, write=0):
     """A page cache of 8 pages and rank 2 touching the 10 pages of the region homed on nodes
     0 and 2, so the node evicts; the homes answer the first evictions (sequential)."""
@@ -111,6 +149,7 @@ def seeds():
             out[name] = evicting(model, write)
             out[name + '-free'] = evicting(model, write) + peer('REGION_FREE', src=0, addr=0, count=15) + \
                 ranks_read()
+    out.update(direct_seeds())
     return out
 
 
