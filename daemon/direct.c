@@ -654,6 +654,11 @@ void dsmd_direct_check(struct dsmd *d, int64_t now_ns)
     }
 }
 
+uint16_t dsmd_direct_port(const struct dsmd *d)
+{
+    return d->direct != NULL ? d->direct->port : 0;
+}
+
 void dsmd_direct_stats(const struct dsmd *d, uint64_t *reads, uint64_t *refused)
 {
     *reads = d->direct != NULL ? d->direct->reads : 0;
@@ -706,8 +711,8 @@ dsm_status_t dsmd_direct_init(struct dsmd *d)
     struct dsmd_direct *x;
     dsm_status_t st;
 
-    if (!d->cfg.direct || d->cfg.nnodes < 2)
-        return DSM_OK;
+    if (!d->cfg.direct || d->cfg.nnodes < 2 || d->pops->direct_idle == NULL)
+        return DSM_OK; /* the model has no direct reads (dsmp.h direct_idle) */
     x = calloc(1, sizeof(*x));
     if (x == NULL || (x->port_of = calloc((size_t)d->cfg.nnodes, sizeof(*x->port_of))) == NULL ||
         (x->heard = calloc((size_t)d->cfg.nnodes, 1)) == NULL) {

@@ -368,6 +368,8 @@ dsm_status_t dsmd_direct_message(struct dsmd *d, int src, const dsmw_msg_t *m);
 void dsmd_direct_peer_up(struct dsmd *d, int node);
 /* Watchdog: drop connections that never said HELLO. */
 void dsmd_direct_check(struct dsmd *d, int64_t now_ns);
+/* The listener's port (0: none). */
+uint16_t dsmd_direct_port(const struct dsmd *d);
 /* As home: READs answered with a page, and refused. */
 void dsmd_direct_stats(const struct dsmd *d, uint64_t *reads, uint64_t *refused);
 

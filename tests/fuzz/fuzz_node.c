@@ -11,7 +11,9 @@
  *   channel opened, a channel message (any op and fields), a channel closed, the ranks
  *   taking their messages (service channels acknowledge every PROTECT), a peer lost, and
  *   a rank's direct read (dsm_direct.h) claiming a page's door, finishing (DONE, and
- *   DIRECT_DONE when the daemon waits) or refused (the claim dropped).
+ *   DIRECT_DONE when the daemon waits) or refused (the claim dropped); and another node's
+ *   rank on the node's direct listener (a real TCP socket): connecting, saying a HELLO
+ *   with the right proof, asking READs, sending garbage, hanging up.
  * After each operation the node's event loop runs until nothing is ready. The input ends
  * early once the node aborts the job (as a daemon would exit). Then everything is torn
  * down: ASan/LSan see every use after free and every leak.
@@ -25,10 +27,13 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "dsm_direct.h"
 #include "dsmd.h"
+#include "transport/hmac.h"
 
 #define SLOTS   6
 #define NPAGES  64u
@@ -192,6 +197,79 @@ static void rank_direct(struct dsmd *d, struct in *in, int lrank, int fd)
     }
 }
 
+/* Another node's rank on the node's direct listener (d->direct). Each slot is one TCP
+ * connection; what the daemon answers is read and dropped (a NONCE is kept for a HELLO). */
+struct dconn_slot {
+    int fd;
+    uint8_t nonce[DSM_DIRECT_NONCE];
+};
+
+static void dconn_drain(struct dconn_slot *c)
+{
+    struct dsm_direct_msg m;
+
+    for (int i = 0; i < 64 && c->fd >= 0; i++) {
+        ssize_t n = recv(c->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_PEEK);
+
+        if (n < (ssize_t)sizeof(m))
+            return;
+        (void)recv(c->fd, &m, sizeof(m), MSG_DONTWAIT);
+        if (m.magic == DSM_DIRECT_MAGIC && m.op == DSM_DIRECT_NONCE_OP)
+            memcpy(c->nonce, m.bytes, sizeof(c->nonce));
+        if (m.magic == DSM_DIRECT_MAGIC && m.op == DSM_DIRECT_GRANT) {
+            uint8_t page[4096];
+
+            (void)recv(c->fd, page, sizeof(page), MSG_DONTWAIT); /* the daemon sent it whole */
+        }
+    }
+}
+
+static void remote_rank(struct dsmd *d, struct in *in, struct dconn_slot *c)
+{
+    uint8_t what = byte(in) % 5;
+    struct dsm_direct_msg m = { .magic = DSM_DIRECT_MAGIC };
+
+    if (d->direct == NULL)
+        return;
+    if (what == 0 && c->fd < 0) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(dsmd_direct_port(d)) };
+
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(c->fd);
+            c->fd = -1;
+        }
+        return;
+    }
+    if (c->fd < 0)
+        return;
+    if (what == 1) { /* a HELLO, its proof right unless the input says otherwise */
+        char text[256];
+        uint8_t mac[DSMT_SHA256_LEN];
+        uint8_t node = byte(in) % 4, rank = byte(in) % 5;
+
+        dsm_direct_proof_text(text, sizeof(text), d->cfg.job_id, d->cfg.node, node == 3 ? 0 : node, rank,
+                              c->nonce);
+        dsmt_hmac_sha256(d->cfg.secret, sizeof(d->cfg.secret), text, strlen(text), mac);
+        m.op = DSM_DIRECT_HELLO;
+        m.node = node == 3 ? 2 : node; /* 3: node 2, with node 0's proof */
+        m.rank = rank;
+        memcpy(m.bytes, mac, sizeof(m.bytes));
+    } else if (what == 2) {
+        m.op = DSM_DIRECT_READ;
+        m.page = byte(in) % (NPAGES + 2);
+    } else if (what == 3) {
+        for (size_t i = 0; i < sizeof(m); i++)
+            ((uint8_t *)&m)[i] = byte(in);
+    } else {
+        close(c->fd);
+        c->fd = -1;
+        return;
+    }
+    (void)send(c->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 static const int types[] = {
     DSMW__TYPE__READ_REQ, DSMW__TYPE__WRITE_REQ, DSMW__TYPE__GRANT, DSMW__TYPE__INV, DSMW__TYPE__INV_ACK,
     DSMW__TYPE__FETCH, DSMW__TYPE__FETCH_REPLY, DSMW__TYPE__EVICT, DSMW__TYPE__EVICTED, DSMW__TYPE__LOCK_REQ, DSMW__TYPE__LOCK_GRANT, DSMW__TYPE__UNLOCK,
@@ -301,9 +379,13 @@ static void chan_message(struct in *in, int fd)
 static void run(struct dsmd *d, struct in *in, const char *sock)
 {
     int fds[SLOTS];
+    struct dconn_slot dc[SLOTS];
 
-    for (int i = 0; i < SLOTS; i++)
+    for (int i = 0; i < SLOTS; i++) {
         fds[i] = -1;
+        dc[i].fd = -1;
+        memset(dc[i].nonce, 0, sizeof(dc[i].nonce));
+    }
     g_t->h.on_peer_up(g_t->h.ctx, 0);
     g_t->h.on_peer_up(g_t->h.ctx, 2);
     while (in->n > 0 && dsmd_loop_running(d->loop) && !d->aborting) {
@@ -323,16 +405,23 @@ static void run(struct dsmd *d, struct in *in, const char *sock)
                 g_t->h.on_peer_lost(g_t->h.ctx, src, "fuzz: peer lost");
             if ((op & 0x70) == 0x60)
                 rank_direct(d, in, k & 1, fds[k]);
+            if ((op & 0x70) == 0x50)
+                remote_rank(d, in, &dc[k]);
             for (int i = 0; i < SLOTS; i++)
                 if (fds[i] >= 0)
                     rank_reads(fds[i]);
             break;
         }
         pump(d);
+        for (int i = 0; i < SLOTS; i++)
+            dconn_drain(&dc[i]);
     }
-    for (int i = 0; i < SLOTS; i++)
+    for (int i = 0; i < SLOTS; i++) {
         if (fds[i] >= 0)
             close(fds[i]);
+        if (dc[i].fd >= 0)
+            close(dc[i].fd);
+    }
     pump(d);
 }
 
@@ -362,8 +451,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     d.tops = &fz_ops;
     if (dsmd_loop_create(&d.loop) != DSM_OK)
         abort();
-    if (dsmd_node_setup(&d) == DSM_OK && dsmd_clients_init(&d) == DSM_OK && dsmd_peers_init(&d) == DSM_OK)
+    if (dsmd_node_setup(&d) == DSM_OK && dsmd_clients_init(&d) == DSM_OK && dsmd_peers_init(&d) == DSM_OK) {
+        /* the direct listener on loopback (the fuzz transport's address is no host) */
+        snprintf(d.listen_addr, sizeof(d.listen_addr), "127.0.0.1:0");
+        if (dsmd_direct_init(&d) != DSM_OK)
+            abort();
         run(&d, &in, sock);
+    }
     dsmd_node_teardown(&d);
     unlink(sock);
     return 0;

@@ -98,11 +98,26 @@ def direct_ready(page=1, **kw):
     return s + direct(0, page, 0)
 
 
+def remote(slot, what, *args):
+    """Another node's rank on the node's direct listener, as remote_rank() plays it: 0
+    connects, 1 says HELLO (node, rank; node 3 a wrong proof), 2 READ (page), 3 64 bytes of
+    garbage, 4 hangs up."""
+    return bytes([0x57, slot, what] + list(args))
+
+
 def direct_seeds():
     """A direct read ending every way the daemon can meet it."""
     inv = peer('INV', src=0, page=1, origin=2) + ranks_read()
     free = peer('REGION_FREE', src=0, addr=0, count=15) + ranks_read()
+    listener = first('sequential') + peer('REGION_ADD', src=0, addr=0, count=15) + remote(0, 0) + \
+        remote(0, 1, 0, 0)
     return {
+        # node 0's rank 0 reads pages 6 and 7 (homed here) and the home's own page 5 after a
+        # write of node 2's took it; then garbage
+        'seq-listener-read': listener + remote(0, 2, 6) + remote(0, 2, 7) +
+                             peer('WRITE_REQ', src=2, page=5, origin=3) + peer('INV_ACK', src=0, page=5) +
+                             remote(0, 2, 5) + remote(0, 3, *([0x44] * 64)) + remote(0, 4),
+        'seq-listener-bad-proof': first('sequential') + remote(1, 0) + remote(1, 1, 3, 0) + remote(1, 2, 6),
         'seq-direct-done-inv': direct_ready() + direct(0, 1, 1) + inv,
         'seq-direct-inv-held': direct_ready() + inv + direct(0, 1, 1) + ranks_read(),
         'seq-direct-fault-parked': direct_ready() + chan(2, 'FAULT', a=1) + direct(0, 1, 1) + ranks_read() +
