@@ -643,7 +643,7 @@ void dsmd_direct_peer_up(struct dsmd *d, int node)
 
 void dsmd_direct_check(struct dsmd *d, int64_t now_ns)
 {
-    if (d->direct != NULL && d->direct->paused &&
+    if (d->direct != NULL && d->direct->paused && d->direct->listen_fd >= 0 &&
         dsmd_loop_add(d->loop, d->direct->listen_fd, EPOLLIN, listen_ready, d) == DSM_OK)
         d->direct->paused = 0;
     for (int i = 0; d->direct != NULL && i < d->direct->nconns; i++) {
@@ -667,19 +667,19 @@ void dsmd_direct_stats(const struct dsmd *d, uint64_t *reads, uint64_t *refused)
 
 /* ---- set-up ---- */
 
-/* Listen on the host of the node's mesh address, any port. */
+/* Listen on the host of the node's mesh address, any port. A status (logged) if not. */
 static dsm_status_t listen_on(struct dsmd *d, struct dsmd_direct *x)
 {
     char host[128];
     const char *colon = strrchr(d->listen_addr, ':');
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE },
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE },
                     *ai = NULL;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int one = 1, rc;
 
     if (colon == NULL || (size_t)(colon - d->listen_addr) >= sizeof(host)) {
-        DSM_ERR("direct path: cannot tell the host of %s", d->listen_addr);
+        DSM_WARN("no direct reads from this node: cannot tell the host of %s", d->listen_addr);
         return DSM_ECONFIG;
     }
     memcpy(host, d->listen_addr, (size_t)(colon - d->listen_addr));
@@ -689,14 +689,14 @@ static dsm_status_t listen_on(struct dsmd *d, struct dsmd_direct *x)
         host[strlen(host) - 1] = '\0';
     }
     if ((rc = getaddrinfo(host, "0", &hints, &ai)) != 0) {
-        DSM_ERR("direct path: address %s: %s", host, gai_strerror(rc));
+        DSM_WARN("no direct reads from this node: address %s: %s", host, gai_strerror(rc));
         return DSM_ECONFIG;
     }
     x->listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (x->listen_fd < 0 || setsockopt(x->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(x->listen_fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(x->listen_fd, 128) != 0 ||
         getsockname(x->listen_fd, (struct sockaddr *)&ss, &sl) != 0) {
-        DSM_ERR("direct path: listening on %s: %s", host, strerror(errno));
+        DSM_WARN("no direct reads from this node: listening on %s: %s", host, strerror(errno));
         freeaddrinfo(ai);
         return DSM_ESYS;
     }
@@ -725,8 +725,12 @@ dsm_status_t dsmd_direct_init(struct dsmd *d)
     d->direct = x;
     st = listen_on(d, x);
     if (st != DSM_OK) {
-        dsmd_direct_fini(d);
-        return st;
+        /* logged; the ranks of other nodes then read through their daemons (port 0: none) */
+        if (x->listen_fd >= 0)
+            close(x->listen_fd);
+        x->listen_fd = -1;
+        x->port = 0;
+        x->paused = 1; /* nothing to watch */
     }
     return DSM_OK;
 }

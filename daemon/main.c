@@ -235,11 +235,11 @@ static dsm_status_t parse_args(int argc, char **argv, struct dsmd_config *cfg)
     if (hits_env)
         cfg->local_hits = strcmp(hits_env, "1") == 0;
     if (direct_env && *direct_env && strcmp(direct_env, "0") != 0 && strcmp(direct_env, "1") != 0) {
-        fprintf(stderr, "dsmd: DSM_DIRECT=%s is not 0 or 1 (1: ranks read pages straight from their homes)\n",
-                direct_env);
+        fprintf(stderr, "dsmd: DSM_DIRECT=%s is not 0 or 1 (1, the default: ranks read pages straight from their "
+                "homes where the model allows it; 0: through their daemons)\n", direct_env);
         return DSM_ECONFIG;
     }
-    cfg->direct = direct_env != NULL && strcmp(direct_env, "1") == 0;
+    cfg->direct = direct_env == NULL || *direct_env == '\0' || strcmp(direct_env, "1") == 0;
     if (cache_env && *cache_env && parse_size(cache_env, &cfg->cache_size) != 0) {
         fprintf(stderr, "dsmd: DSM_CACHE_SIZE=%s is not a size in bytes (a number, optionally with K, M or G)\n",
                 cache_env);

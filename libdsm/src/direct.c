@@ -76,7 +76,7 @@ static dsm_status_t send_exact(int fd, const void *buf, size_t len)
 static int dial(const char *host, uint64_t port)
 {
     char service[16];
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST }, *ai;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
     int fd, one = 1;
 
     snprintf(service, sizeof(service), "%llu", (unsigned long long)port);

@@ -48,6 +48,8 @@ each of its faults is a node-local hit (dsm_hits.h), resolved in the rank withou
                                            may reach past P), as many as the daemon's runs
   with DSM_LOCAL_HITS=0                   the same read_faults (and runs), local_hits = 0
   messages_sent (summed)                  the same with hits on and off
+Every other check counts the daemons' own path and runs with DSM_DIRECT=0 (a direct read,
+dsm_direct.h, bypasses the scans, runs and reads ahead they count).
 With `direct` (sequential) counts.c's `direct` phase runs with DSM_DIRECT=1 and =0: the last
 rank reads the P pages homed on node 0 (in no scan's order), rank 0 writes them, the reader
 reads them again. Differences of the P run from the 0 run:
