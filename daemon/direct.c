@@ -711,8 +711,10 @@ dsm_status_t dsmd_direct_init(struct dsmd *d)
     struct dsmd_direct *x;
     dsm_status_t st;
 
-    if (!d->cfg.direct || d->cfg.nnodes < 2 || d->pops->direct_idle == NULL)
-        return DSM_OK; /* the model has no direct reads (dsmp.h direct_idle) */
+    /* the same conditions as the door's (hits.c), but for the node's own cache and hits:
+     * a node serves other nodes' ranks whatever it does with its own */
+    if (!d->cfg.direct || d->cfg.nnodes < 2 || d->pops->direct_idle == NULL || strcmp(d->cfg.transport, "rdma") == 0)
+        return DSM_OK;
     x = calloc(1, sizeof(*x));
     if (x == NULL || (x->port_of = calloc((size_t)d->cfg.nnodes, sizeof(*x->port_of))) == NULL ||
         (x->heard = calloc((size_t)d->cfg.nnodes, 1)) == NULL) {

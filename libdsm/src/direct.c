@@ -58,7 +58,8 @@ static dsm_status_t recv_exact(int fd, void *buf, size_t len, int timeout_ms)
     return 0;
 }
 
-static dsm_status_t send_exact(int fd, const void *buf, size_t len)
+/* Write all of buf (async-signal-safe: also the fault's). 0, or -1 (errno). */
+static int send_all(int fd, const void *buf, size_t len)
 {
     for (size_t sent = 0; sent < len;) {
         ssize_t n = send(fd, (const uint8_t *)buf + sent, len - sent, MSG_NOSIGNAL);
@@ -66,7 +67,7 @@ static dsm_status_t send_exact(int fd, const void *buf, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return DSM_ESYS;
+            return -1;
         sent += (size_t)n;
     }
     return 0;
@@ -138,7 +139,7 @@ static int connect_node(int main_fd, int node, int timeout_ms)
         m.node = (uint32_t)dsm_rt.node;
         m.rank = (uint32_t)dsm_rt.rank;
         memcpy(m.bytes, &rep.b, sizeof(m.bytes));
-        st = send_exact(fd, &m, sizeof(m));
+        st = send_all(fd, &m, sizeof(m)) == 0 ? 0 : DSM_ESYS;
     }
     if (st == 0)
         st = recv_exact(fd, &m, sizeof(m), timeout_ms);
@@ -246,20 +247,6 @@ static int await_exact(int fd, void *buf, size_t len, const char **why)
     return 0;
 }
 
-static int send_all_sigsafe(int fd, const void *buf, size_t len)
-{
-    for (size_t sent = 0; sent < len;) {
-        ssize_t n = send(fd, (const uint8_t *)buf + sent, len - sent, MSG_NOSIGNAL);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        sent += (size_t)n;
-    }
-    return 0;
-}
-
 /* The node's frame of page was never written, or was given back (lseek is
  * async-signal-safe); if in doubt, no. */
 static bool hole(uint64_t page, size_t ps)
@@ -269,7 +256,7 @@ static bool hole(uint64_t page, size_t ps)
     return (next < 0 && errno == ENXIO) || (next >= 0 && (uint64_t)next >= (uint64_t)off + ps);
 }
 
-int dsm_direct_read(uint64_t page, const char **why)
+int dsm_direct_read(uint64_t page, int *home_out, const char **why)
 {
     uint16_t v, claim = g.claim;
     int home, idle = 0, rc = -1;
@@ -286,6 +273,7 @@ int dsm_direct_read(uint64_t page, const char **why)
         return 0; /* a scan: the daemon's reads ahead bring more pages per exchange */
     if (!atomic_compare_exchange_strong(&g.busy[home], &idle, 1))
         return 0; /* another thread's direct read holds the connection */
+    *home_out = home;
     if (!__atomic_compare_exchange_n(&g.door[page], &v, claim, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
         atomic_store(&g.busy[home], 0);
         return 0; /* closed or claimed meanwhile */
@@ -295,7 +283,7 @@ int dsm_direct_read(uint64_t page, const char **why)
     m.magic = DSM_DIRECT_MAGIC;
     m.op = DSM_DIRECT_READ;
     m.page = page;
-    if (send_all_sigsafe(g.fd[home], &m, sizeof(m)) != 0) {
+    if (send_all(g.fd[home], &m, sizeof(m)) != 0) {
         *why = "sending to the home's daemon";
         goto out;
     }

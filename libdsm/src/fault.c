@@ -143,6 +143,31 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     dsm_channel_release(&ch);
 }
 
+/* A direct read from node `home`'s daemon failed: say so, naming the node, and end the rank. */
+static _Noreturn void direct_failed(uintptr_t addr, uint64_t page, int home, const char *why, int err)
+{
+    struct dsm_sline l;
+
+    /* a home that died is the job's failure, which the rank's own daemon reports (it lost
+     * the peer) and ends the rank with: give its word the time to come first */
+    dsm_service_grace();
+    dsm_sline_begin(&l, dsm_rt.rank);
+    dsm_sline_str(&l, "lost the direct read of page ");
+    dsm_sline_u64(&l, page);
+    dsm_sline_str(&l, " at ");
+    dsm_sline_hex(&l, addr);
+    dsm_sline_str(&l, " from its home, node ");
+    dsm_sline_i64(&l, home);
+    dsm_sline_str(&l, " (dsmd): ");
+    dsm_sline_str(&l, why);
+    if (err != 0) {
+        dsm_sline_str(&l, " (errno ");
+        dsm_sline_i64(&l, err);
+        dsm_sline_str(&l, ")");
+    }
+    dsm_rt_die(&l);
+}
+
 /* A direct read of page from its home (direct.h); DIRECT_DONE when the node's daemon waits
  * for it to end. Returns false if the path was not taken (the daemon is asked instead). */
 static bool direct(uintptr_t addr, uint64_t page)
@@ -151,10 +176,10 @@ static bool direct(uintptr_t addr, uint64_t page)
     struct dsmc_msg m;
     struct dsm_chan ch;
     dsm_status_t st;
-    int r = dsm_direct_read(page, &why);
+    int home = -1, r = dsm_direct_read(page, &home, &why);
 
     if (r < 0)
-        fault_die(addr, page, false, "a direct read from the page's home failed", why, errno);
+        direct_failed(addr, page, home, why, errno);
     if (r == 0)
         return false;
     if (r == 1)

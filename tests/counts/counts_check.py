@@ -55,6 +55,7 @@ rank reads the P pages homed on node 0 (in no scan's order), rank 0 writes them,
 reads them again. Differences of the P run from the 0 run:
   reader read_faults = direct_faults = pages_fetched = 2P   every read straight from the home
   reader invalidations = P      the home's INV found each copy (the node took the home's grant)
+  node 0 direct_reads_served = 2P
   with DSM_DIRECT=0             the same read_faults and pages_fetched, direct_faults = 0
   messages_sent (summed)        2P fewer with it: a direct read is the home's reply alone,
                                 where the daemon's path sends a READ_REQ and a GRANT
@@ -193,11 +194,14 @@ def check_direct(dsmrun, prog, n, k, pages):
     on = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=1) for p in (0, pages)]
     off = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=0) for p in (0, pages)]
     msgs = lambda pair: total(pair[1], "messages_sent") - total(pair[0], "messages_sent")
+    node0 = lambda s, key: next(nd[key] for nd in s["nodes"] if nd["node"] == 0)
     return verdict("sequential", {
         "reader read_faults": (diff(*on, "read_faults"), 2 * pages),
         "reader direct_faults": (diff(*on, "direct_faults"), 2 * pages),
         "reader pages_fetched": (diff(*on, "pages_fetched"), 2 * pages),
         "reader invalidations": (diff(*on, "invalidations"), pages),
+        "node 0 direct_reads_served": (node0(on[1], "direct_reads_served") - node0(on[0], "direct_reads_served"),
+                                       2 * pages),
         "off: reader read_faults": (diff(*off, "read_faults"), 2 * pages),
         "off: reader pages_fetched": (diff(*off, "pages_fetched"), 2 * pages),
         "off: direct_faults (summed)": (total(off[1], "direct_faults"), 0),
