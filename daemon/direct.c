@@ -107,7 +107,10 @@ static int dconn_flush(struct dsmd *d, struct dsmd_dconn *c)
             if (c->want_out)
                 return 0;
             c->want_out = 1;
-            return dsmd_loop_mod(d->loop, c->fd, EPOLLIN | EPOLLOUT, dconn_ready, c) == DSM_OK ? 0 : -1;
+            if (dsmd_loop_mod(d->loop, c->fd, EPOLLIN | EPOLLOUT, dconn_ready, c) == DSM_OK)
+                return 0;
+            dconn_close(d, c, "cannot watch it for room");
+            return -1;
         }
         if (n <= 0) {
             dconn_close(d, c, strerror(errno));
@@ -119,7 +122,10 @@ static int dconn_flush(struct dsmd *d, struct dsmd_dconn *c)
     if (!c->want_out)
         return 0;
     c->want_out = 0;
-    return dsmd_loop_mod(d->loop, c->fd, EPOLLIN, dconn_ready, c) == DSM_OK ? 0 : -1;
+    if (dsmd_loop_mod(d->loop, c->fd, EPOLLIN, dconn_ready, c) == DSM_OK)
+        return 0;
+    dconn_close(d, c, "cannot watch it");
+    return -1;
 }
 
 /* Queue a reply (header and, for a GRANT, the page from the frame) and write it. */
@@ -481,7 +487,7 @@ void dsmd_direct_count_ahead(struct dsmd *d, uint64_t page)
     struct dsmd_page *pg = &d->pages[page];
     uint16_t v = door_load(d, page);
 
-    if (!(v & DSM_DOOR_CLAIM) || (pg->direct & DSMD_DIRECT_COUNTED))
+    if (!(v & DSM_DOOR_CLAIM) || (pg->direct & DSMD_DIRECT_COUNTED) || (int)(v & DSM_DOOR_LOW) >= d->cfg.local_ranks)
         return;
     for (;;) {
         if (!(v & DSM_DOOR_CLAIM))
@@ -576,11 +582,15 @@ static void info_reply(struct dsmd *d, struct dsmd_chan *c, int node)
     const char *colon = addr != NULL ? strrchr(addr, ':') : NULL;
 
     c->pending_op = 0;
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof(m.text) || m.a == 0) {
+    if (addr != NULL && addr[0] == '[' && colon != NULL && colon > addr && colon[-1] == ']')
+        addr++; /* [v6]:port: the host without its brackets */
+    if (colon == NULL || colon <= addr || (size_t)(colon - addr) >= sizeof(m.text) || m.a == 0) {
         m.status = DSM_ENOTSUP;
     } else {
-        memcpy(m.text, addr, (size_t)(colon - addr));
-        m.text[colon - addr] = '\0';
+        size_t n = (size_t)(colon - addr) - (colon[-1] == ']');
+
+        memcpy(m.text, addr, n);
+        m.text[n] = '\0';
     }
     dsmd_chan_send(d, c, &m);
 }

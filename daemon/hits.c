@@ -108,6 +108,7 @@ static void door_sync(struct dsmd *d, uint64_t page)
 
     if (v & DSM_DOOR_CLAIM)
         return;
+    d->pages[page].direct = 0; /* what a claim refused and let go left (COUNTED) */
     want = door_level(d, page);
     if (v != want)
         (void)__atomic_compare_exchange_n(&d->hits_door[page], &v, want, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);

@@ -340,8 +340,13 @@ void dsmd_pages_check_stalls(struct dsmd *d, int64_t now_ns)
 void dsmd_pages_flush(struct dsmd *d)
 {
     dsmd_direct_flush(d); /* before the ranges: a claim that ends lets one finish */
-    if (d->ranges != NULL)
+    if (d->ranges != NULL) {
         ranges_drain(d);
+        if (d->land.nsettle > 0) { /* claims the drain found done */
+            dsmd_direct_flush(d);
+            ranges_drain(d);
+        }
+    }
     dsmd_cache_pump(d); /* evictions' revocations join this iteration's runs */
     for (int i = 0; d->ranks && i < d->cfg.local_ranks; i++)
         if (d->ranks[i].service != NULL)
@@ -615,6 +620,10 @@ static void ranges_drain(struct dsmd *d)
             range_finish(d, o);
             pp = &d->ranges; /* range_finish may have changed the list */
         } else {
+            /* a direct read still standing in the range: ask its rank to say when it is
+             * done (or end it at the next flush if it is) */
+            for (uint64_t p = o->first; o->acks == 0 && p < o->first + o->n; p++)
+                (void)dsmd_direct_park(d, p);
             pp = &o->next;
         }
     }
@@ -660,8 +669,10 @@ void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c)
 static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
 {
     for (uint64_t p = o->first; p < o->first + o->n; p++) {
-        if (dsmd_direct_claimed(d, p))
-            dsmd_direct_count_ahead(d, p); /* the range's PROTECT then waits for its mprotect */
+        /* close the door first: after that no claim can start; one that stands has its
+         * grant counted now, so the range's PROTECT waits for its mprotect */
+        if (dsmd_hits_close_door(d, p))
+            dsmd_direct_count_ahead(d, p);
         d->pages[p].access = DSM_ACCESS_NONE;
         d->pages[p].clearing = 1;
         dsmd_hits_close(d, p);

@@ -45,7 +45,7 @@
 
 #include <stdint.h>
 
-#define DSM_HITS_MAGIC 0x44534d48u /* "DSMH" */
+#define DSM_HITS_MAGIC 0x44534d49u /* "DSMI": the layout with door[] (another build's is refused) */
 #define DSM_HITS_CLAIM 0x80u       /* prot[r][p]: a rank's own raise, still being checked */
 #define DSM_HITS_LEVEL(v) ((v) & 0x3u)
 

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +24,8 @@
 #include "dsm_log.h"
 #include "hits.h"
 #include "runtime.h"
+
+#define DIRECT_HANDSHAKE_MS 10000 /* connecting and proving who we are, per node */
 
 static struct {
     int         *fd;       /* by node: the connection to its daemon's listener, -1: none */
@@ -73,26 +77,37 @@ static int send_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Connect to node's listener at host:port, blocking. The socket, or -1 (errno). */
-static int dial(const char *host, uint64_t port)
+/* Connect to node's listener at host:port within timeout_ms, and make the socket blocking
+ * again. The socket, or -1 (errno). */
+static int dial(const char *host, uint64_t port, int timeout_ms)
 {
     char service[16];
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
-    int fd, one = 1;
+    int fd, one = 1, err = 0;
+    socklen_t el = sizeof(err);
 
     snprintf(service, sizeof(service), "%llu", (unsigned long long)port);
     if (getaddrinfo(host, service, &hints, &ai) != 0) {
         errno = EINVAL;
         return -1;
     }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)) {
-        int e = errno;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int r = errno == EINPROGRESS ? poll(&p, 1, timeout_ms) : -1;
 
+        if (r == 0)
+            err = ETIMEDOUT;
+        else if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            err = errno;
+    }
+    if (fd >= 0 && err == 0 && (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+                                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0))
+        err = errno;
+    if (fd >= 0 && err != 0) {
         close(fd);
         fd = -1;
-        errno = e;
+        errno = err;
     }
     freeaddrinfo(ai);
     return fd;
@@ -115,7 +130,7 @@ static int connect_node(int main_fd, int node, int timeout_ms)
         return -1;
     }
     rep.text[sizeof(rep.text) - 1] = '\0';
-    fd = dial(rep.text, rep.a);
+    fd = dial(rep.text, rep.a, timeout_ms);
     if (fd < 0) {
         DSM_WARN("no direct reads from node %d: connecting to %s port %llu: %s", node, rep.text,
                  (unsigned long long)rep.a, strerror(errno));
@@ -155,7 +170,7 @@ static int connect_node(int main_fd, int node, int timeout_ms)
 
 dsm_status_t dsm_direct_start(int main_fd, int memfd, uint64_t space_bytes)
 {
-    int timeout_ms = dsm_rt.fault_timeout_s > 0 ? dsm_rt.fault_timeout_s * 1000 : -1;
+    int timeout_ms = DIRECT_HANDSHAKE_MS;
 
     g.door = dsm_hits_door();
     if (g.door == NULL || dsm_rt.nnodes < 2)
@@ -167,20 +182,19 @@ dsm_status_t dsm_direct_start(int main_fd, int memfd, uint64_t space_bytes)
         dsm_direct_stop();
         return DSM_ENOMEM;
     }
+    g.memfd = -1;
     g.alias = mmap(NULL, (size_t)space_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
-    if (g.alias == MAP_FAILED) {
-        DSM_ERR("cannot map the node's frames for direct reads: %s", strerror(errno));
-        g.alias = NULL;
+    if (g.alias == MAP_FAILED || (g.memfd = fcntl(memfd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        /* the daemons' path needs neither: read through them */
+        DSM_WARN("no direct reads: cannot map or keep the node's frames: %s", strerror(errno));
+        if (g.alias == MAP_FAILED)
+            g.alias = NULL;
+        else
+            g.alias_len = (size_t)space_bytes;
         dsm_direct_stop();
-        return DSM_ESYS;
+        return 0;
     }
     g.alias_len = (size_t)space_bytes;
-    g.memfd = fcntl(memfd, F_DUPFD_CLOEXEC, 0);
-    if (g.memfd < 0) {
-        DSM_ERR("cannot keep the node's frames for direct reads: %s", strerror(errno));
-        dsm_direct_stop();
-        return DSM_ESYS;
-    }
     g.nnodes = dsm_rt.nnodes;
     g.claim = (uint16_t)(DSM_DOOR_CLAIM | (unsigned)dsm_rt.lrank);
     for (int n = 0; n < g.nnodes; n++)
@@ -194,7 +208,7 @@ void dsm_direct_stop(void)
         if (g.fd[n] >= 0)
             close(g.fd[n]);
     if (g.memfd > 0)
-        close(g.memfd);
+        close(g.memfd); /* 0 is never ours: g is zeroed before start */
     if (g.alias != NULL && munmap(g.alias, g.alias_len) != 0)
         DSM_WARN("unmapping the frames' direct view: %s", strerror(errno));
     free(g.fd);
@@ -262,6 +276,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
     int home, idle = 0, rc = -1;
     struct dsm_direct_msg m;
     size_t ps = (size_t)1 << dsm_rt.vm.page_shift;
+    sigset_t all, saved;
 
     if (g.door == NULL || page >= dsm_vm_npages(&dsm_rt.vm))
         return 0;
@@ -271,11 +286,19 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
         return 0;
     if (dsm_hits_scan_hint(page) > 1)
         return 0; /* a scan: the daemon's reads ahead bring more pages per exchange */
-    if (!atomic_compare_exchange_strong(&g.busy[home], &idle, 1))
+    /* no signal handler may run between the claim and DONE: one that touched the page
+     * would wait for a DONE only this interrupted handler can set */
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_BLOCK, &all, &saved) != 0)
+        return 0;
+    if (!atomic_compare_exchange_strong(&g.busy[home], &idle, 1)) {
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         return 0; /* another thread's direct read holds the connection */
+    }
     *home_out = home;
     if (!__atomic_compare_exchange_n(&g.door[page], &v, claim, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
         atomic_store(&g.busy[home], 0);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         return 0; /* closed or claimed meanwhile */
     }
     dsm_hits_test_delay(); /* claimed, not yet asked: the daemon's faults on it park */
@@ -322,5 +345,6 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
     rc = (v & DSM_DOOR_WAIT) ? 2 : 1; /* 2: it waits for us: tell it */
 out:
     atomic_store(&g.busy[home], 0);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     return rc;
 }
