@@ -218,9 +218,32 @@ void dsm_direct_stop(void)
 
 /* ---- the fault (async-signal-safe) ---- */
 
+/* Sleep until fd is readable: true, or false with *why (the fault timeout, an error). */
+static bool poll_ready(int fd, int timeout_ms, const char **why)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, timeout_ms);
+
+        if (r > 0)
+            return true;
+        if (r == 0) {
+            *why = "no answer from the home's daemon within DSM_FAULT_TIMEOUT";
+            errno = 0;
+            return false;
+        }
+        if (errno != EINTR) {
+            *why = "waiting for the home's daemon";
+            return false;
+        }
+    }
+}
+
 /* Read exactly len bytes: spin up to fault_spin_us first (the home answers in tens of
- * microseconds), then sleep in poll up to the fault timeout. 0, or -1 with *why. */
-static int await_exact(int fd, void *buf, size_t len, const char **why)
+ * microseconds), then sleep in poll up to the fault timeout. `asleep`: nothing is expected
+ * yet (without spinning, sleep before the first recv: one system call fewer than a recv
+ * that finds nothing); 0 for bytes that follow what just came. 0, or -1 with *why. */
+static int await_exact(int fd, void *buf, size_t len, bool asleep, const char **why)
 {
     struct timespec t0, t;
     long spin_ns = (long)dsm_rt.fault_spin_us * 1000;
@@ -229,34 +252,28 @@ static int await_exact(int fd, void *buf, size_t len, const char **why)
 
     if (spin_ns > 0 && clock_gettime(CLOCK_MONOTONIC, &t0) != 0)
         spin_ns = 0;
+    asleep = asleep && spin_ns == 0;
     while (got < len) {
-        ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
+        ssize_t n;
 
+        if (asleep && !poll_ready(fd, timeout_ms, why))
+            return -1;
+        n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
         if (n > 0) {
             got += (size_t)n;
+            asleep = false;
             continue;
         }
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             *why = n == 0 ? "the home's daemon closed the connection" : "receiving from the home's daemon";
             return -1;
         }
+        asleep = true; /* nothing there: spin on while the spin lasts, then sleep */
         if (spin_ns > 0 && clock_gettime(CLOCK_MONOTONIC, &t) == 0 &&
             (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) <= spin_ns)
-            continue;
-        {
-            struct pollfd p = { .fd = fd, .events = POLLIN };
-            int r = poll(&p, 1, timeout_ms);
-
-            if (r == 0) {
-                *why = "no answer from the home's daemon within DSM_FAULT_TIMEOUT";
-                errno = 0;
-                return -1;
-            }
-            if (r < 0 && errno != EINTR) {
-                *why = "waiting for the home's daemon";
-                return -1;
-            }
-        }
+            asleep = false;
+        else
+            spin_ns = 0;
     }
     return 0;
 }
@@ -310,7 +327,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
         *why = "sending to the home's daemon";
         goto out;
     }
-    if (await_exact(g.fd[home], &m, sizeof(m), why) != 0)
+    if (await_exact(g.fd[home], &m, sizeof(m), true, why) != 0)
         goto out;
     if (m.magic != DSM_DIRECT_MAGIC || m.page != page ||
         (m.op != DSM_DIRECT_GRANT && m.op != DSM_DIRECT_ZEROES && m.op != DSM_DIRECT_REFUSED) ||
@@ -329,7 +346,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
         goto out;
     }
     /* the claim keeps every other writer of this frame away (dsm_direct.h) */
-    if (m.op == DSM_DIRECT_GRANT && await_exact(g.fd[home], g.alias + page * ps, ps, why) != 0)
+    if (m.op == DSM_DIRECT_GRANT && await_exact(g.fd[home], g.alias + page * ps, ps, false, why) != 0)
         goto out;
     if (m.op == DSM_DIRECT_ZEROES && !hole(page, ps))
         memset(g.alias + page * ps, 0, ps); /* a stale copy's bytes; a hole reads as zeroes */
