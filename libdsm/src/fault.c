@@ -26,6 +26,18 @@
 
 static struct sigaction g_old;  /* the action before ours */
 
+/* End the line with "<why>[ (errno E)]" and the rank with it. */
+static _Noreturn void die_why(struct dsm_sline *l, const char *why, int err)
+{
+    dsm_sline_str(l, why);
+    if (err != 0) {
+        dsm_sline_str(l, " (errno ");
+        dsm_sline_i64(l, err);
+        dsm_sline_str(l, ")");
+    }
+    dsm_rt_die(l);
+}
+
 /* Print "dsm: rank R: <what> at ADDR (page P, read|write): <why>[ (errno E)]" and end the rank. */
 static _Noreturn void fault_die(uintptr_t addr, uint64_t page, bool write, const char *what,
                                 const char *why, int err)
@@ -39,13 +51,7 @@ static _Noreturn void fault_die(uintptr_t addr, uint64_t page, bool write, const
     dsm_sline_str(&l, " (page ");
     dsm_sline_u64(&l, page);
     dsm_sline_str(&l, write ? ", write): " : ", read): ");
-    dsm_sline_str(&l, why);
-    if (err != 0) {
-        dsm_sline_str(&l, " (errno ");
-        dsm_sline_i64(&l, err);
-        dsm_sline_str(&l, ")");
-    }
-    dsm_rt_die(&l);
+    die_why(&l, why, err);
 }
 
 /* The channel failed with st during a fault: say how, naming the daemon, and end the rank. */
@@ -159,13 +165,7 @@ static _Noreturn void direct_failed(uintptr_t addr, uint64_t page, int home, con
     dsm_sline_str(&l, " from its home, node ");
     dsm_sline_i64(&l, home);
     dsm_sline_str(&l, " (dsmd): ");
-    dsm_sline_str(&l, why);
-    if (err != 0) {
-        dsm_sline_str(&l, " (errno ");
-        dsm_sline_i64(&l, err);
-        dsm_sline_str(&l, ")");
-    }
-    dsm_rt_die(&l);
+    die_why(&l, why, err);
 }
 
 /* A direct read of page from its home (direct.h); DIRECT_DONE when the node's daemon waits
