@@ -15,6 +15,8 @@
  *   trace.c     --trace: the timeline of ranks' requests, transactions and messages
  *   hotspots.c  --hotspots: per-page faults, invalidations, bytes; allocations' call sites
  *   falseshare.c  --false-sharing: pages written at disjoint bytes by several nodes
+ *   hits.c      node-local hits: the table shared with the ranks (open[], prot rows, door[])
+ *   direct.c    direct reads: the listener for other nodes' ranks, and this node's doors
  *   space/      address-space layout, homes, page-range allocator
  *   transport/  the transports behind dsmt.h
  */
