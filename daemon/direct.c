@@ -75,6 +75,7 @@ struct dsmd_direct {
     uint8_t  *heard;           /* by node: its DIRECT_PORT came */
     struct dsmd_dconn **conns;
     int       nconns, cap, nopen;
+    int       nasked;          /* connections whose READ awaits its GRANT */
     int       paused;          /* out of descriptors: not accepting until the watchdog's tick */
     uint64_t  reads, refused;  /* as home: READs answered with the page, refused */
 };
@@ -91,6 +92,7 @@ static void dconn_close(struct dsmd *d, struct dsmd_dconn *c, const char *why)
     close(c->fd);
     d->direct->conns[c->id] = NULL;
     d->direct->nopen--;
+    d->direct->nasked -= c->asked;
     free(c->out);
     free(c);
 }
@@ -184,6 +186,7 @@ static void dconn_read(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_di
         }
     }
     c->asked = 1;
+    d->direct->nasked++;
     c->page = m->page;
     dsmw_init(&req, DSMW__TYPE__READ_REQ);
     req.page = m->page;
@@ -300,31 +303,23 @@ static void listen_ready(void *arg, uint32_t events)
     }
 }
 
-/* The page's frame was never written: a hole of the memfd (reading it through the mapping
- * would allocate and zero a page only to send its zeroes). */
-static int frame_is_hole(struct dsmd *d, uint64_t page)
-{
-    off_t off = (off_t)(page * d->page_size), next = lseek(d->memfd, off, SEEK_DATA);
-
-    /* ENXIO: no data from off to the end */
-    return (next < 0 && errno == ENXIO) || (next >= 0 && (uint64_t)next >= (uint64_t)off + d->page_size);
-}
-
 int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m)
 {
     struct dsmd_direct *x = d->direct;
 
-    for (int i = 0; x != NULL && i < x->nconns; i++) {
+    /* every GRANT the home sends passes here: look only while a direct read is out */
+    for (int i = 0; x != NULL && x->nasked > 0 && i < x->nconns; i++) {
         struct dsmd_dconn *c = x->conns[i];
         struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .page = m->page };
 
         if (c == NULL || !c->asked || c->node != node || c->page != m->page)
             continue;
-        int hole = frame_is_hole(d, m->page);
+        int hole = dsm_direct_hole(d->memfd, (off_t)(m->page * d->page_size), d->page_size);
         struct dsmd_counters *k = dsmd_counters_for(d, c->rank);
         size_t bytes = sizeof(r) + (hole ? 0 : d->page_size);
 
         c->asked = 0;
+        x->nasked--;
         r.access = m->access;
         r.op = hole ? DSM_DIRECT_ZEROES : DSM_DIRECT_GRANT;
         x->reads++;

@@ -37,8 +37,10 @@
 #ifndef DSM_DIRECT_H
 #define DSM_DIRECT_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #define DSM_DIRECT_MAGIC 0x44534d44u /* "DSMD" */
 #define DSM_DOOR_CLAIM   0x8000u    /* door[p]: a rank's claim, its local index in the low bits */
@@ -82,6 +84,16 @@ static inline int dsm_direct_proof_text(char *buf, size_t len, uint64_t job, int
     for (unsigned i = 0; i < DSM_DIRECT_NONCE && n >= 0 && (size_t)n + 2 < len; i++)
         n += snprintf(buf + n, len - (size_t)n, "%02x", nonce[i]);
     return n;
+}
+
+/* A frame [off, off+len) of the memfd fd was never written (or given back): a hole, which
+ * reads as zeroes. lseek is async-signal-safe; the fd's offset is nobody's (no read/write
+ * uses it). If in doubt, no. */
+static inline int dsm_direct_hole(int fd, off_t off, size_t len)
+{
+    off_t next = lseek(fd, off, SEEK_DATA); /* ENXIO: no data from off to the end */
+
+    return (next < 0 && errno == ENXIO) || (next >= 0 && (uint64_t)next >= (uint64_t)off + len);
 }
 
 #endif

@@ -278,15 +278,6 @@ static int await_exact(int fd, void *buf, size_t len, bool asleep, const char **
     return 0;
 }
 
-/* The node's frame of page was never written, or was given back (lseek is
- * async-signal-safe); if in doubt, no. */
-static bool hole(uint64_t page, size_t ps)
-{
-    off_t off = (off_t)(page * ps), next = lseek(g.memfd, off, SEEK_DATA);
-
-    return (next < 0 && errno == ENXIO) || (next >= 0 && (uint64_t)next >= (uint64_t)off + ps);
-}
-
 int dsm_direct_read(uint64_t page, int *home_out, const char **why)
 {
     uint16_t v, claim = g.claim;
@@ -348,7 +339,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
     /* the claim keeps every other writer of this frame away (dsm_direct.h) */
     if (m.op == DSM_DIRECT_GRANT && await_exact(g.fd[home], g.alias + page * ps, ps, false, why) != 0)
         goto out;
-    if (m.op == DSM_DIRECT_ZEROES && !hole(page, ps))
+    if (m.op == DSM_DIRECT_ZEROES && !dsm_direct_hole(g.memfd, (off_t)(page * ps), ps))
         memset(g.alias + page * ps, 0, ps); /* a stale copy's bytes; a hole reads as zeroes */
     dsm_hits_test_delay(); /* in the frame, not yet mapped: the home's next orders wait */
     if (dsm_vm_protect(&dsm_rt.vm, page, 1, DSM_ACCESS_READ) != 0) {
