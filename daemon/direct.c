@@ -169,7 +169,6 @@ static void dconn_hello(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_d
 static void dconn_read(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_direct_msg *m)
 {
     struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .op = DSM_DIRECT_REFUSED, .page = m->page };
-    dsmw_msg_t req;
 
     if (m->page >= d->npages || dsmd_space_home(&d->space, m->page) != d->cfg.node || d->aborting) {
         d->direct->refused++;
@@ -188,13 +187,8 @@ static void dconn_read(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_di
     c->asked = 1;
     d->direct->nasked++;
     c->page = m->page;
-    dsmw_init(&req, DSMW__TYPE__READ_REQ);
-    req.page = m->page;
-    req.access = DSM_ACCESS_READ;
-    req.origin = (uint32_t)c->rank;
-    req.node = (uint32_t)c->node;
     d->job_heard = 1;
-    if (d->pops->message(d->p, c->node, &req, 0) != DSM_OK)
+    if (d->pops->direct_read(d->p, c->node, m->page, c->rank) != DSM_OK)
         dsmd_abort(d, DSM_EPROTO, "node %d's rank %d read page %llu directly, which the model refused", c->node,
                    c->rank, (unsigned long long)m->page);
 }
@@ -307,7 +301,7 @@ int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m)
 {
     struct dsmd_direct *x = d->direct;
 
-    /* every GRANT the home sends passes here: look only while a direct read is out */
+    /* every GRANT and PAGE the home sends passes here: look only while a direct read is out */
     for (int i = 0; x != NULL && x->nasked > 0 && i < x->nconns; i++) {
         struct dsmd_dconn *c = x->conns[i];
         struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .page = m->page };
@@ -320,7 +314,7 @@ int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m)
 
         c->asked = 0;
         x->nasked--;
-        r.access = m->access;
+        r.access = m->type == DSMW__TYPE__GRANT ? m->access : DSM_ACCESS_READ;
         r.op = hole ? DSM_DIRECT_ZEROES : DSM_DIRECT_GRANT;
         x->reads++;
         k->messages_sent++;
@@ -331,6 +325,25 @@ int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m)
         return 1;
     }
     return 0;
+}
+
+void dsmd_direct_reset(struct dsmd *d, uint64_t first, uint64_t n)
+{
+    struct dsmd_direct *x = d->direct;
+
+    /* the model answers nobody for a page it reset: the rank's fault takes its daemon's path */
+    for (int i = 0; x != NULL && x->nasked > 0 && i < x->nconns; i++) {
+        struct dsmd_dconn *c = x->conns[i];
+        struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .op = DSM_DIRECT_REFUSED, .status = DSM_EINVAL };
+
+        if (c == NULL || !c->asked || c->page < first || c->page >= first + n)
+            continue;
+        c->asked = 0;
+        x->nasked--;
+        x->refused++;
+        r.page = c->page;
+        (void)dconn_reply(d, c, &r, NULL);
+    }
 }
 
 /* ---- as the rank's node ---- */
@@ -395,15 +408,15 @@ static void held_replay(struct dsmd *d, uint64_t page)
     }
 }
 
-/* The claimant is done (DONE): the node takes the page as its home granted it. Its model
- * gets the home's GRANT now, ahead of what the home said after it (held back). */
+/* The claimant is done (DONE): the node takes the page as its home answered it. Its model
+ * learns now (direct_landed), ahead of what the home said after it (held back) and of the
+ * revocations that waited (an acquire's drop: release). */
 static void landing_end(struct dsmd *d, uint64_t page)
 {
     struct dsmd_page *pg = &d->pages[page];
     uint16_t v = door_load(d, page);
     int l = v & DSM_DOOR_LOW, home = dsmd_space_home(&d->space, page);
     struct dsmd_rank *rk;
-    dsmw_msg_t m;
 
     if ((v & (DSM_DOOR_CLAIM | DSM_DOOR_DONE)) != (DSM_DOOR_CLAIM | DSM_DOOR_DONE) || l >= d->cfg.local_ranks)
         return;
@@ -417,20 +430,12 @@ static void landing_end(struct dsmd *d, uint64_t page)
     if (!pg->clearing)
         dsmd_prot_raise(rk, page, DSM_ACCESS_READ);
     __atomic_store_n(&d->hits_door[page], 0, __ATOMIC_SEQ_CST);
-    if (home >= 0 && home != d->cfg.node) {
-        dsmw_init(&m, DSMW__TYPE__GRANT);
-        m.page = page;
-        m.access = DSM_ACCESS_READ;
-        m.origin = (uint32_t)rk->rank;
-        m.node = (uint32_t)home;
-        if (d->pops->message(d->p, home, &m, 0) != DSM_OK) {
-            dsmd_abort(d, DSM_EPROTO, "node %d's model refused rank %d's direct read of page %llu", d->cfg.node,
-                       rk->rank, (unsigned long long)page);
-            return;
-        }
-    } else {
-        dsmd_pages_kick(d, page);
+    if (home >= 0 && home != d->cfg.node && d->pops->direct_landed(d->p, page, rk->rank) != DSM_OK) {
+        dsmd_abort(d, DSM_EPROTO, "node %d's model refused rank %d's direct read of page %llu", d->cfg.node,
+                   rk->rank, (unsigned long long)page);
+        return;
     }
+    dsmd_pages_landed(d, page);
     held_replay(d, page);
 }
 

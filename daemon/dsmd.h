@@ -340,6 +340,9 @@ void dsmd_direct_fini(struct dsmd *d);
 /* As home: m, a GRANT to node, answers a rank's direct READ: its page went to the rank
  * (1), and m goes on without the frame; 0: not a direct read's. */
 int dsmd_direct_answer(struct dsmd *d, int node, const dsmw_msg_t *m);
+/* As home: pages [first, first+n) were reset (freed): refuse the direct reads of them that
+ * wait for the model's answer, which will not come. */
+void dsmd_direct_reset(struct dsmd *d, uint64_t first, uint64_t n);
 /* door[page] holds a rank's claim (dsm_direct.h); any page of a range does. */
 int dsmd_direct_claimed(const struct dsmd *d, uint64_t page);
 int dsmd_direct_range_claimed(const struct dsmd *d, uint64_t first, uint64_t n);
@@ -388,6 +391,9 @@ void dsmd_pages_chan_gone(struct dsmd *d, struct dsmd_chan *c);
 void dsmd_pages_chan_heard(struct dsmd *d, struct dsmd_chan *c);
 /* Grant a page's waiting faults what the node has, ask the protocol for the rest. */
 void dsmd_pages_kick(struct dsmd *d, uint64_t page);
+/* A rank's direct read of page has landed: run the revocations that waited for it, then
+ * kick the page's faults. */
+void dsmd_pages_landed(struct dsmd *d, uint64_t page);
 /* Send every gathered run of protection changes (before the loop sleeps). */
 void dsmd_pages_flush(struct dsmd *d);
 /* Fail the job if a rank has left a protection change unapplied longer than the peer

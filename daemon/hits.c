@@ -200,9 +200,10 @@ int64_t dsmd_hits_check(const struct dsmd *d)
         if (door != 0 && !(door & DSM_DOOR_CLAIM) && door != door_level(d, p))
             return (int64_t)p;
         /* while a rank's direct read stands, the node holds nothing of the page and has asked
-         * for nothing (its model would not know what to do with the home's GRANT) */
+         * for nothing (its model would not know what to do with the home's answer); only a
+         * drop may wait for it (its revocation parked: release's acquire) */
         if ((door & DSM_DOOR_CLAIM) && (d->pages[p].pending || d->pages[p].access != DSM_ACCESS_NONE ||
-                                        !d->pops->direct_idle(d->p, p)))
+                                        (!d->pops->direct_idle(d->p, p) && d->pages[p].revq == NULL)))
             return (int64_t)p;
     }
     return -1;

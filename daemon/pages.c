@@ -471,6 +471,14 @@ void dsmd_pages_kick(struct dsmd *d, uint64_t page)
         page_kick(d, page);
 }
 
+void dsmd_pages_landed(struct dsmd *d, uint64_t page)
+{
+    if (d->pages[page].revq != NULL)
+        revoke_run(d, page); /* which kicks the page when they are done */
+    else
+        page_kick(d, page);
+}
+
 void dsmd_pages_fault(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int write, uint64_t hint)
 {
     struct dsmd_page *pg;
@@ -509,6 +517,10 @@ static void revoke_run(struct dsmd *d, uint64_t page)
 
     while ((r = pg->revq) != NULL) {
         if (!r->started) {
+            /* a rank's direct read of the page lands first: the revocation then takes it
+             * back too (dsmd_pages_landed comes back here) */
+            if (dsmd_direct_park(d, page))
+                return;
             r->started = 1;
             r->t0 = d->trace != NULL ? dsmd_now_ns() : 0;
             for (int i = 0; i < d->cfg.local_ranks; i++) {
@@ -548,6 +560,7 @@ static void range_finish(struct dsmd *d, struct dsmd_range_op *o)
     for (uint64_t p = o->first; p < o->first + o->n; p++)
         d->pages[p].clearing = 0;
     o->done(d, o->arg); /* the protocol's reset() may raise the home's access now */
+    dsmd_direct_reset(d, o->first, o->n);
     for (uint64_t p = o->first; p < o->first + o->n && !d->aborting; p++) {
         if (d->pages[p].waiters != NULL)
             page_kick(d, p); /* which syncs open[p] too */
@@ -827,6 +840,11 @@ static int svc_take(void *ctx, uint64_t page)
     return !dsmd_hits_close_door(ctx, page);
 }
 
+static int svc_claimed(void *ctx, uint64_t page)
+{
+    return dsmd_direct_claimed(ctx, page);
+}
+
 static void timer_ready(void *arg, uint32_t events)
 {
     struct dsmd *d = arg;
@@ -893,4 +911,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->fail = svc_fail;
     svc->applying = d->cfg.false_sharing ? svc_applying : NULL;
     svc->take = svc_take;
+    svc->claimed = svc_claimed;
 }

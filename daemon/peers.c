@@ -103,7 +103,8 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
         d->job_heard = 1;
     if (framed && page != m->page)
         why = "frame does not match the message's page";
-    else if (to_protocol(m->type) && dsmd_direct_hold(d, node, m, msg, len, framed))
+    else if ((to_protocol(m->type) || m->type == DSMW__TYPE__ATOMIC_REPLY) &&
+             dsmd_direct_hold(d, node, m, msg, len, framed))
         why = NULL; /* delivered when the rank's direct read of the page ends (direct.c) */
     else if (dispatch(d, node, m, framed) != DSM_OK)
         why = "message out of place";
@@ -246,8 +247,9 @@ dsm_status_t dsmd_send(struct dsmd *d, int node, dsmw_msg_t *m, uint64_t attach)
         DSM_ERR("%s does not fit in a message", dsmw_type_name(m->type));
         return DSM_EINVAL;
     }
-    if (d->direct != NULL && m->type == DSMW__TYPE__GRANT && node != d->cfg.node && dsmd_direct_answer(d, node, m))
-        return DSM_OK; /* the page went to the rank that asked: its node takes the GRANT as said */
+    if (d->direct != NULL && (m->type == DSMW__TYPE__GRANT || m->type == DSMW__TYPE__PAGE) && node != d->cfg.node &&
+        dsmd_direct_answer(d, node, m))
+        return DSM_OK; /* the page went to the rank that asked: its node lands it (direct.c) */
     if (node == d->cfg.node) {
         /* the frame is already where the receiver wants it: it is the same memory */
         struct dsmd_selfmsg *s = malloc(sizeof(*s) + len);

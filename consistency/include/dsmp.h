@@ -101,6 +101,10 @@ struct dsmp_services {
      * it may, 0 if a rank of this node is fetching it from the home directly (the daemon's
      * direct path, direct.c; the module then leaves the page out). NULL: always 1. */
     int (*take)(void *ctx, uint64_t page);
+    /* 1 while a rank of this node reads page from its home directly (the copy it lands may
+     * predate what an acquire names: the module drops it, and the daemon runs that
+     * revocation once the copy is in). Does not stop a new read. NULL: never. */
+    int (*claimed)(void *ctx, uint64_t page);
 };
 
 /*
@@ -239,10 +243,15 @@ struct dsmp_ops {
     int (*settled)(dsmp_t *p, uint64_t first, uint64_t n);
     /* 1 when a rank of this node may read page straight from its home (the direct path,
      * daemon direct.c): the home is another node, this node holds no copy and has no
-     * request of its own out for it. The home then runs the rank's read as a read request
-     * of this node, and its GRANT (without the frame, which went to the rank) reaches
-     * message() as usual. NULL: the model has no direct path. */
+     * request of its own out for it. NULL: the model has no direct path (and the two
+     * hooks below are NULL too). */
     int (*direct_idle)(dsmp_t *p, uint64_t page);
+    /* Home: node's rank `origin` reads page directly: run it as a read request of node's
+     * (its answer, the GRANT or PAGE the module sends node, goes to the rank). */
+    dsm_status_t (*direct_read)(dsmp_t *p, int node, uint64_t page, int origin);
+    /* Requester: rank `origin`'s direct read of page is in its frame and mapped READ in that
+     * rank: the page is this node's as the home's answer would have made it. */
+    dsm_status_t (*direct_landed)(dsmp_t *p, uint64_t page, int origin);
     /* Synchronisation hooks; NULL when locks and barriers carry nothing. */
     const struct dsmp_sync_ops *sync;
     /* Atomics hooks; NULL when every step is immediate. */

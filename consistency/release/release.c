@@ -278,12 +278,13 @@ static void grant_local(dsmp_t *p, uint64_t page, int access)
 }
 
 /* Requester: page q may be asked for ahead: no copy here, nothing under way (fetch, drop,
- * twin) (dsmp_ahead_count). */
+ * twin, a rank's direct read) (dsmp_ahead_count). */
 static int ahead_absent(dsmp_t *p, uint64_t q)
 {
     const struct rel_page *g = &p->pg[q];
 
-    return g->local == DSM_ACCESS_NONE && !g->fetching && !g->dropping && g->twin == NULL;
+    return g->local == DSM_ACCESS_NONE && !g->fetching && !g->dropping && g->twin == NULL &&
+           (p->svc.take == NULL || p->svc.take(p->svc.ctx, q));
 }
 
 /* Requester: ask the home for page (and, for a scan's read, the pages after it). */
@@ -815,6 +816,50 @@ static dsm_status_t serve_get(dsmp_t *p, int src, const dsmw_msg_t *m)
     return DSM_OK;
 }
 
+/* ---- direct reads (dsmp.h direct_idle; the daemon's direct.c) ---- */
+
+/* Requester: a rank may read page straight from its home: no copy here, nothing under way,
+ * and none of this node's writes to it unacknowledged (the rank's read does not queue
+ * behind this node's DIFFs on the link as a PAGE_GET does: R8). */
+static int rel_direct_idle(dsmp_t *p, uint64_t page)
+{
+    const struct rel_page *g = &p->pg[page];
+
+    return !is_home(p, page) && g->local == DSM_ACCESS_NONE && !g->fetching && !g->dropping && g->twin == NULL &&
+           g->diffs == 0;
+}
+
+/* Home: a rank of node reads page directly: node's PAGE_GET of page alone. */
+static dsm_status_t rel_direct_read(dsmp_t *p, int node, uint64_t page, int origin)
+{
+    dsmw_msg_t m;
+
+    if (!is_home(p, page))
+        return DSM_EPROTO;
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = page;
+    m.node = (uint32_t)node;
+    m.origin = (uint32_t)origin;
+    return serve_get(p, node, &m);
+}
+
+/* Requester: a rank's direct read of page is in its frame (dsmp.h direct_landed). An
+ * acquire that named the page meanwhile (drop_page) queued its drop behind the read: the
+ * copy may predate the notice, so it stays NONE here and that drop takes the rank's back. */
+static dsm_status_t rel_direct_landed(dsmp_t *p, uint64_t page, int origin)
+{
+    struct rel_page *g = &p->pg[page];
+
+    (void)origin;
+    if (is_home(p, page) || g->local != DSM_ACCESS_NONE || g->fetching || g->twin != NULL)
+        return DSM_EPROTO;
+    if (g->dropping)
+        return DSM_OK;
+    g->local = DSM_ACCESS_READ;
+    p->svc.set_access(p->svc.ctx, page, DSM_ACCESS_READ);
+    return DSM_OK;
+}
+
 static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
     switch (m->type) {
@@ -874,7 +919,8 @@ static void drop_page(void *arg, uint64_t page)
         g->refetch = 1;
         return;
     }
-    if (g->local == DSM_ACCESS_NONE && g->dropping == 0)
+    /* a rank's direct read may land a copy older than the notice: drop it too, once in */
+    if (g->local == DSM_ACCESS_NONE && g->dropping == 0 && (p->svc.claimed == NULL || !p->svc.claimed(p->svc.ctx, page)))
         return;
     /* a drop already in flight (another acquire of this node) has not taken every rank's
      * copy yet: this acquire must wait for it too (R7), so queue behind it */
@@ -1308,6 +1354,9 @@ const struct dsmp_ops dsmp_release_ops = {
     .reset = rel_reset,
     .evict = rel_evict,
     .settled = rel_settled,
+    .direct_idle = rel_direct_idle,
+    .direct_read = rel_direct_read,
+    .direct_landed = rel_direct_landed,
     .sync = &rel_sync,
     .atomic = &rel_atomic,
 };

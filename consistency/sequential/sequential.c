@@ -847,6 +847,33 @@ static dsm_status_t seq_evicted(dsmp_t *p, const dsmw_msg_t *m)
     return DSM_OK;
 }
 
+/* Home: a rank of node reads page directly (dsmp.h direct_read): node's read request. */
+static dsm_status_t seq_direct_read(dsmp_t *p, int node, uint64_t page, int origin)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__READ_REQ);
+    m.page = page;
+    m.access = DSM_ACCESS_READ;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)node;
+    return seq_request(p, &m);
+}
+
+/* Requester: a rank's direct read is in (dsmp.h direct_landed): the home's GRANT, whose
+ * frame the rank took. */
+static dsm_status_t seq_direct_landed(dsmp_t *p, uint64_t page, int origin)
+{
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__GRANT);
+    m.page = page;
+    m.access = DSM_ACCESS_READ;
+    m.origin = (uint32_t)origin;
+    m.node = (uint32_t)p->svc.home(p->svc.ctx, page);
+    return seq_grant(p, &m, 0);
+}
+
 static dsm_status_t seq_message(dsmp_t *p, int src, const dsmw_msg_t *m, int framed)
 {
     struct seq_dir *d = &p->dir[m->page];
@@ -1071,5 +1098,7 @@ const struct dsmp_ops dsmp_sequential_ops = {
     .evict = seq_evict,
     .settled = seq_settled,
     .direct_idle = seq_direct_idle,
+    .direct_read = seq_direct_read,
+    .direct_landed = seq_direct_landed,
     .atomic = &seq_atomic,
 };

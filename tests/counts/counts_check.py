@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -50,11 +50,12 @@ each of its faults is a node-local hit (dsm_hits.h), resolved in the rank withou
   messages_sent (summed)                  the same with hits on and off
 Every other check counts the daemons' own path and runs with DSM_DIRECT=0 (a direct read,
 dsm_direct.h, bypasses the scans, runs and reads ahead they count).
-With `direct` (sequential) counts.c's `direct` phase runs with DSM_DIRECT=1 and =0: the last
-rank reads the P pages homed on node 0 (in no scan's order), rank 0 writes them, the reader
-reads them again. Differences of the P run from the 0 run:
+With `direct` or `direct-MODEL` (sequential, release) counts.c's `direct` phase runs with
+DSM_DIRECT=1 and =0: the last rank reads the P pages homed on node 0 (in no scan's order),
+rank 0 writes them, the reader reads them again. Differences of the P run from the 0 run:
   reader read_faults = direct_faults = pages_fetched = 2P   every read straight from the home
-  reader invalidations = P      the home's INV found each copy (the node took the home's grant)
+  reader invalidations = P      the home's INV (sequential) or the barrier's write notice
+                                (release) found each copy: the node took the home's answer
   node 0 direct_reads_served = 2P
   with DSM_DIRECT=0             the same read_faults and pages_fetched, direct_faults = 0
   messages_sent (summed)        2P fewer with it: a direct read is the home's reply alone,
@@ -186,16 +187,16 @@ def check_local(dsmrun, prog, n, k, pages, model):
     return verdict(model, expect)
 
 
-def check_direct(dsmrun, prog, n, k, pages):
+def check_direct(dsmrun, prog, n, k, pages, model):
     """The direct path (see the top): 0 if all hold."""
     reader = n - 1
     rd = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == reader)
     diff = lambda a, b, key: rd(b, key) - rd(a, key)
-    on = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=1) for p in (0, pages)]
-    off = [run(dsmrun, prog, n, k, p, "sequential", scan="direct", direct=0) for p in (0, pages)]
+    on = [run(dsmrun, prog, n, k, p, model, scan="direct", direct=1) for p in (0, pages)]
+    off = [run(dsmrun, prog, n, k, p, model, scan="direct", direct=0) for p in (0, pages)]
     msgs = lambda pair: total(pair[1], "messages_sent") - total(pair[0], "messages_sent")
     node0 = lambda s, key: next(nd[key] for nd in s["nodes"] if nd["node"] == 0)
-    return verdict("sequential", {
+    return verdict(model, {
         "reader read_faults": (diff(*on, "read_faults"), 2 * pages),
         "reader direct_faults": (diff(*on, "direct_faults"), 2 * pages),
         "reader pages_fetched": (diff(*on, "pages_fetched"), 2 * pages),
@@ -221,8 +222,8 @@ def main():
         sys.exit(check_ahead(dsmrun, prog, n, k, pages, model[7:], scans=2))
     if model.startswith("local-"):
         sys.exit(check_local(dsmrun, prog, n, k, pages, model[6:]))
-    if model == "direct":
-        sys.exit(check_direct(dsmrun, prog, n, k, pages))
+    if model == "direct" or model.startswith("direct-"):
+        sys.exit(check_direct(dsmrun, prog, n, k, pages, model[7:] or "sequential"))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
