@@ -386,14 +386,13 @@ static int claim_wait(struct dsmd *d, uint64_t page)
     }
 }
 
-/* Deliver the messages held back for page, in the order they came. */
+/* Deliver the messages held back for page, in the order they came. They leave the list
+ * first: one that a newer claim holds again waits for that claim, with those behind it. */
 static void held_replay(struct dsmd *d, uint64_t page)
 {
-    struct dsmd_held **pp = &d->land.held;
+    struct dsmd_held *mine = NULL, **tail = &mine, *h;
 
-    while (*pp != NULL && !d->aborting) {
-        struct dsmd_held *h = *pp;
-
+    for (struct dsmd_held **pp = &d->land.held; (h = *pp) != NULL;) {
         if (h->page != page) {
             pp = &h->next;
             continue;
@@ -402,9 +401,15 @@ static void held_replay(struct dsmd *d, uint64_t page)
         if (d->land.held_tail == &h->next)
             d->land.held_tail = pp;
         d->land.nheld--;
-        dsmd_peers_redeliver(d, h->src, h->buf, h->len);
+        h->next = NULL;
+        *tail = h;
+        tail = &h->next;
+    }
+    while ((h = mine) != NULL) {
+        mine = h->next;
+        if (!d->aborting)
+            dsmd_peers_redeliver(d, h->src, h->buf, h->len);
         free(h);
-        pp = &d->land.held; /* redelivery may have held or replayed others */
     }
 }
 
