@@ -1,31 +1,36 @@
 /*
- * direct.c - the direct path (dsm_direct.h): ranks of other nodes read pages homed here
- * straight from this daemon, and this node's ranks read pages homed elsewhere straight from
- * their homes. Two process wake-ups per remote read fault instead of four.
+ * direct.c - the direct path (dsm_direct.h, docs/PROTOCOL.md "Direct reads"): ranks of
+ * other nodes read pages homed here straight from this daemon, and this node's ranks read
+ * pages homed elsewhere straight from their homes. Two process wake-ups per remote read
+ * fault instead of four.
  *
  * As home (the listener):
  *   - A rank connects; it gets a nonce, answers with a HELLO whose mac its own daemon made
  *     from the job secret (the rank never holds the secret), and is welcomed or dropped.
- *   - Its READ enters the model as a read request of the rank's node (one per connection
- *     at a time). The GRANT the model sends that node for the page is split in
- *     dsmd_direct_answer: the frame goes to the rank, the GRANT without it to the node's
- *     daemon on the mesh, in order with whatever the home sends about the page next.
+ *   - Its READ enters the model as a read request of the rank's node (direct_read; one per
+ *     connection at a time). The answer the model sends that node for the page (GRANT,
+ *     PAGE) is caught in dsmd_send (dsmd_direct_answer): the frame goes to the rank, and
+ *     the answer itself is kept: the rank's node tells its model when the page lands.
+ *   - A reset of the page (a free) refuses a READ still waiting (dsmd_direct_reset).
  *
  * As the rank's node (the door, dsm_hits.h door[]):
  *   - door[p] offers p while nothing of the node's is under way for it (hits.c door_level);
- *     a rank claims it; the claim ends when both the rank's DIRECT_DONE (its frame is
- *     written and mapped) and the home's GRANT (the model's state) are in: landing_end.
- *   - The home's GRANT raises the claimant's prot and counts a grant of the page to it, so
- *     a revocation that follows (an INV right behind the GRANT) reaches the rank as a
- *     PROTECT that waits for the rank's mprotect (dsm_chan.h grant ordering).
- *   - While a claim stands: the node's faults on p park (pages.c page_kick), no run or hit
- *     opens p, the model asks nothing about p (svc take), and a range holding p is not
- *     zeroed (range_settled).
+ *     a rank claims it, writes the page into the frame, mprotects, counts the grant
+ *     applied and sets DONE, all without a message.
+ *   - While a claim stands: the node's faults on p park (pages.c page_kick), as does a
+ *     revocation of p (revoke_run: release's acquire drops), no run or hit opens p, the
+ *     model asks nothing about p (svc take), the home's messages about p are held back
+ *     (dsmd_direct_hold), and a range holding p is not zeroed (range_settled).
+ *   - Whatever needs p looks at the door: DONE ends the claim now (landing_end: prot
+ *     raised, grant counted, direct_landed, parked revocations and faults run, held
+ *     messages replayed in order); not DONE sets WAIT, and the rank that then sets DONE
+ *     sends DSMC_DIRECT_DONE. Faults park on a DONE claim until the loop's next flush.
  *
- * Per page state at the rank's node (dsmd_page.direct):
- *   claimed --GRANT from home--> HOME --DIRECT_DONE--> ended (door[p] := 0, page kicked)
- *   claimed --DIRECT_DONE-----> RANK --GRANT from home--> ended
- *   claimed --rank's own undo (the home refused)--> door[p] := 0 by the rank; its FAULT follows
+ * The door word at the rank's node (dsm_direct.h DSM_DOOR_*):
+ *   0 / home+1 --rank's CAS--> CLAIM|l --daemon needs p--> CLAIM|l|WAIT
+ *   CLAIM|l[|WAIT] --rank: page mapped--> +DONE (DIRECT_DONE sent if WAIT) --landing_end--> 0
+ *   CLAIM|l --home refused--> 0 by the rank; its FAULT follows on the channel
+ *   a free meanwhile: +COUNTED (dsmd_direct_count_ahead), so its PROTECT waits for the rank
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -60,6 +60,8 @@
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
  *   the daemon evicts a page (its cache)    -> rel_evict -> drop_start -> drop_revoked
+ *   a rank's direct read at home / landed   -> rel_direct_read (serve_get) /
+ *                                              rel_direct_landed
  *
  * Read-ahead. A read fault of a scanning thread (the daemon's `ahead` hint) asks in its
  * PAGE_GET for the pages after it with the same home that this node has no copy of and
@@ -95,6 +97,15 @@
  * notices cost. docs/BENCHMARKS.md "Self-invalidation or write notices" has the numbers
  * and why notices stay the default. Dropping more pages than the notices name is always
  * safe (R7 and the refetch of a page being fetched apply to every drop alike).
+ *
+ * Direct reads (the daemon's direct.c, docs/PROTOCOL.md "Direct reads"). A rank may read a
+ * page straight from its home while this node has no copy, nothing under way and no diff
+ * of it unacknowledged (rel_direct_idle: the rank's READ does not queue behind this node's
+ * DIFFs as a PAGE_GET does, R8). The home serves it as this node's PAGE_GET of the page
+ * alone. The daemon tells this module when the copy has landed (READ, as a fetch would
+ * leave it). A notice naming a page a rank is reading so (the daemon's `claimed`) drops it
+ * like a copy: its revocation waits for the landing, and the landed copy stays NONE here
+ * (R7 holds: the rank's mapping is taken back before the acquire completes).
  *
  * Atomics change the home's master copy directly (R1). The requester's node then counts
  * the change as its own write: the page joins its open interval (so the notice of its
