@@ -20,9 +20,11 @@ import sys
 TYPES = ['READ_REQ', 'WRITE_REQ', 'GRANT', 'INV', 'INV_ACK', 'FETCH', 'FETCH_REPLY', 'EVICT',
          'EVICTED', 'LOCK_REQ', 'LOCK_GRANT', 'UNLOCK', 'BARRIER_ARRIVE', 'BARRIER_RELEASE',
          'FINI_ARRIVE', 'FINI_RELEASE', 'ALLOC_REQ', 'ALLOC_REPLY', 'REGION_ADD', 'REGION_FREE',
-         'REGION_ACK', 'COFREE_REQ', 'FREE_REQ', 'PAGE_GET', 'PAGE']
+         'REGION_ACK', 'COFREE_REQ', 'FREE_REQ', 'PAGE_GET', 'PAGE', 'DIFF', 'DIFF_ACK', 'UPDATE',
+         'HEARTBEAT', 'RANK_ABSENT', 'COND_WAIT', 'COND_QUEUED', 'COND_SIGNAL', 'COND_WAKE',
+         'ATOMIC_REQ', 'ATOMIC_REPLY']
 # enum dsmc_op (libdsm/common/dsm_chan.h)
-OPS = {'HELLO_MAIN': 1, 'HELLO_THREAD': 2, 'HELLO_SERVICE': 3, 'FAULT': 5}
+OPS = {'HELLO_MAIN': 1, 'HELLO_THREAD': 2, 'HELLO_SERVICE': 3, 'FAULT': 5, 'ATOMIC': 22}
 MODELS = ['sequential', 'release', 'causal']
 READ, WRITE = 1, 2
 
@@ -89,10 +91,10 @@ def direct(slot, page, what):
     return bytes([0x67, slot, page, what])
 
 
-def direct_ready(page=1, **kw):
-    """Sequential with hits (and so direct reads), region [0, 15), rank 2's main, service
-    and a thread channel, and rank 2 claiming `page` (homed on node 0)."""
-    s = first('sequential', **kw) + peer('REGION_ADD', src=0, addr=0, count=15)
+def direct_ready(page=1, model='sequential', **kw):
+    """A model with hits (and so direct reads: sequential, release), region [0, 15), rank
+    2's main, service and a thread channel, and rank 2 claiming `page` (homed on node 0)."""
+    s = first(model, **kw) + peer('REGION_ADD', src=0, addr=0, count=15)
     s += chan_open(0) + chan(0, 'HELLO_MAIN') + chan_open(1) + chan(1, 'HELLO_SERVICE')
     s += chan_open(2) + chan(2, 'HELLO_THREAD') + ranks_read()
     return s + direct(0, page, 0)
@@ -135,6 +137,28 @@ def direct_seeds():
     }
 
 
+def release_direct_seeds():
+    """The same under release, where nothing from the home names a page a claim reads, but
+    the node's own atomics and acquires may (docs/PROTOCOL.md "Direct reads")."""
+    rel = lambda **kw: direct_ready(model='release', **kw)
+    free = peer('REGION_FREE', src=0, addr=0, count=15) + ranks_read()
+    # rank 2's thread adds to a word of page 1 (homed on node 0); the home's ATOMIC_REPLY
+    # (its token is the fuzzer's to find) waits for the claim
+    atomic = chan(2, 'ATOMIC', a=0, b=1)[:-1] + bytes([2, 1, 2, 1]) + \
+        peer('ATOMIC_REPLY', src=0, page=1, origin=2)[:-6] + bytes([1, 2, 0, 0, 0, 0, 0, 0])
+    return {
+        'rel-direct-done-fault': rel() + direct(0, 1, 1) + chan(2, 'FAULT', a=1) + ranks_read(),
+        'rel-direct-fault-parked': rel() + chan(2, 'FAULT', a=1) + direct(0, 1, 1) + ranks_read(),
+        'rel-direct-write-parked': rel() + chan(2, 'FAULT', a=1, b=1) + direct(0, 1, 1) + ranks_read(),
+        'rel-direct-free': rel() + free + direct(0, 1, 1) + ranks_read(),
+        'rel-direct-done-free': rel() + direct(0, 1, 1) + free,
+        'rel-direct-refused': rel() + free + direct(0, 1, 2) + chan(0, 'FAULT', a=1) + ranks_read(),
+        'rel-direct-atomic-held': rel() + atomic + direct(0, 1, 1) + ranks_read(),
+        'rel-direct-read-ahead': rel(page=2, grants_ahead=1, reads_ahead=1) + fault('release', 0) +
+                                 chan(0, 'FAULT', a=1) + ranks_read() + direct(0, 2, 1) + ranks_read(),
+    }
+
+
 def evicting(model, write=0):
     """A page cache of 8 pages and rank 2 touching the 10 pages of the region homed on nodes
     0 and 2, so the node evicts; the homes answer the first evictions (sequential)."""
@@ -165,6 +189,7 @@ def seeds():
             out[name + '-free'] = evicting(model, write) + peer('REGION_FREE', src=0, addr=0, count=15) + \
                 ranks_read()
     out.update(direct_seeds())
+    out.update(release_direct_seeds())
     return out
 
 
