@@ -429,6 +429,11 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     if (m->type == DSMW__TYPE__REGION_ADD) {
         if (m->addr + m->count > d->space.coll_pages)
             return DSM_EPROTO;
+        /* node 0 reuses freed pages only once every node acknowledged their clearing: one
+         * still clearing here (a direct read of it standing, say) is no page to hand out */
+        for (uint64_t p = m->addr; p < m->addr + m->count; p++)
+            if (d->pages[p].clearing)
+                return DSM_EPROTO;
         if (region_remember(d, m->addr, m->count) != DSM_OK)
             return DSM_ENOMEM;
         dsmd_space_region_add(&d->space, m->addr, m->count, (int)m->place, m->place_arg);
