@@ -429,10 +429,11 @@ static dsm_status_t region_message(struct dsmd *d, int src, const dsmw_msg_t *m)
     if (m->type == DSMW__TYPE__REGION_ADD) {
         if (m->addr + m->count > d->space.coll_pages)
             return DSM_EPROTO;
-        /* node 0 reuses freed pages only once every node acknowledged their clearing: one
-         * still clearing here (a direct read of it standing, say) is no page to hand out */
+        /* node 0 hands out pages no region holds, and freed pages only once every node has
+         * acknowledged their clearing: a page this node still knows in a region (live, or
+         * its free not over) is no page to add (a direct read of it may stand) */
         for (uint64_t p = m->addr; p < m->addr + m->count; p++)
-            if (d->pages[p].clearing)
+            if (dsmd_space_home(&d->space, p) != DSMD_NO_HOME || d->pages[p].clearing)
                 return DSM_EPROTO;
         if (region_remember(d, m->addr, m->count) != DSM_OK)
             return DSM_ENOMEM;
