@@ -170,15 +170,21 @@ static void dconn_hello(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_d
     (void)dconn_reply(d, c, &w, NULL);
 }
 
+/* Refuse c's READ of page: the rank's fault takes its daemon's path. */
+static void dconn_refuse(struct dsmd *d, struct dsmd_dconn *c, uint64_t page)
+{
+    struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .op = DSM_DIRECT_REFUSED, .page = page,
+                                .status = DSM_EINVAL };
+
+    d->direct->refused++;
+    (void)dconn_reply(d, c, &r, NULL);
+}
+
 /* A READ: run it as the rank's node's read request, or refuse a page not homed here. */
 static void dconn_read(struct dsmd *d, struct dsmd_dconn *c, const struct dsm_direct_msg *m)
 {
-    struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .op = DSM_DIRECT_REFUSED, .page = m->page };
-
     if (m->page >= d->npages || dsmd_space_home(&d->space, m->page) != d->cfg.node || d->aborting) {
-        d->direct->refused++;
-        r.status = DSM_EINVAL;
-        (void)dconn_reply(d, c, &r, NULL);
+        dconn_refuse(d, c, m->page);
         return;
     }
     for (int i = 0; i < d->direct->nconns; i++) {
@@ -339,15 +345,12 @@ void dsmd_direct_reset(struct dsmd *d, uint64_t first, uint64_t n)
     /* the model answers nobody for a page it reset: the rank's fault takes its daemon's path */
     for (int i = 0; x != NULL && x->nasked > 0 && i < x->nconns; i++) {
         struct dsmd_dconn *c = x->conns[i];
-        struct dsm_direct_msg r = { .magic = DSM_DIRECT_MAGIC, .op = DSM_DIRECT_REFUSED, .status = DSM_EINVAL };
 
         if (c == NULL || !c->asked || c->page < first || c->page >= first + n)
             continue;
         c->asked = 0;
         x->nasked--;
-        x->refused++;
-        r.page = c->page;
-        (void)dconn_reply(d, c, &r, NULL);
+        dconn_refuse(d, c, c->page);
     }
 }
 
