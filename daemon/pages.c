@@ -845,6 +845,11 @@ static int svc_claimed(void *ctx, uint64_t page)
     return dsmd_direct_claimed(ctx, page);
 }
 
+static void svc_sync(void *ctx, uint64_t page)
+{
+    dsmd_hits_sync(ctx, page);
+}
+
 static void timer_ready(void *arg, uint32_t events)
 {
     struct dsmd *d = arg;
@@ -912,4 +917,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->applying = d->cfg.false_sharing ? svc_applying : NULL;
     svc->take = svc_take;
     svc->claimed = svc_claimed;
+    svc->sync = svc_sync;
 }

@@ -105,6 +105,12 @@ struct dsmp_services {
      * predate what an acquire names: the module drops it, and the daemon runs that
      * revocation once the copy is in). Does not stop a new read. NULL: never. */
     int (*claimed)(void *ctx, uint64_t page);
+    /* The module's state of page changed in a way no other service told the daemon (a drop,
+     * a diff acknowledged, a page read ahead that was not sent): the daemon looks again at
+     * what it offers for page (its door, the daemon's hits.c). Called before the module
+     * answers anyone for the change, so a rank woken by that answer finds the door as the
+     * new state allows. NULL: nothing to do. */
+    void (*sync)(void *ctx, uint64_t page);
 };
 
 /*
@@ -120,6 +126,13 @@ struct dsmp_services {
 #endif
 void dsmp_invariant_failed(const char *name, const char *cond, const char *file, int line)
     __attribute__((noreturn));
+
+/* svc->sync, where the daemon gives one. */
+static inline void dsmp_sync(const struct dsmp_services *svc, uint64_t page)
+{
+    if (svc->sync != NULL)
+        svc->sync(svc->ctx, page);
+}
 
 /* Fail the job through svc->fail with a formatted reason (logged here if there is no fail
  * service, as in a harness that sets none). */

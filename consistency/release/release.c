@@ -417,6 +417,8 @@ static void ahead_arrived(dsmp_t *p, uint64_t lead, const dsmw_msg_t *m)
         g->fetching = 0;
         if (g->want)
             fetch(p, q, g->origin, 1);
+        else
+            dsmp_sync(&p->svc, q); /* not sent: its door may open again */
     }
 }
 
@@ -641,6 +643,8 @@ static void drop_revoked(dsmp_t *p, void *arg)
     /* a write-back only if it carried writes (not a page made writable ahead, unwritten) */
     if (send_diff(p, d->page, p->svc.any_rank) && d->evict)
         p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_WRITEBACKS, 1);
+    /* the door may open now: before the acquire this completes answers its rank */
+    dsmp_sync(&p->svc, d->page);
     d->done(p, d->arg);
     free(d);
 }
@@ -745,6 +749,12 @@ static dsm_status_t diff_acked(dsmp_t *p, int src, const dsmw_msg_t *m)
             p->diffs_out++;
         }
         goto bad;
+    }
+    for (k = 0; k < n; k++) { /* a dropped page's last diff home: its door may open again */
+        uint64_t page = dsm_get_le(m->data.data + k * 8, 8);
+
+        if (p->pg[page].diffs == 0 && p->pg[page].local == DSM_ACCESS_NONE)
+            dsmp_sync(&p->svc, page);
     }
     flush_check(p);
     return DSM_OK;

@@ -744,6 +744,8 @@ static void ahead_arrived(dsmp_t *p, uint64_t lead, const dsmw_msg_t *m)
                 p->svc.set_access(p->svc.ctx, q, DSM_ACCESS_READ);
         } else if (f & (RQ_WANT_READ | RQ_WANT_WRITE)) {
             seq_fault(p, q, (f & RQ_WANT_WRITE) ? DSM_ACCESS_WRITE : DSM_ACCESS_READ, (int)m->origin, 1);
+        } else {
+            dsmp_sync(&p->svc, q); /* not sent: its door may open again */
         }
     }
     if (fetched) {

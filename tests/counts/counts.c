@@ -68,11 +68,6 @@ int main(int argc, char **argv)
         long want = 0;
 
         for (int round = 0; round < 2; round++) {
-            /* the daemon reopens a page's door just after the drop that completes an acquire
-             * (release) has answered the barrier: a read at once may still find it shut and
-             * take the daemons' path. A second barrier lets that handler finish first. */
-            if (round > 0)
-                dsm_barrier();
             if (dsm_rank() == reader)
                 for (long i = 0; i < pages; i++)
                     sum += base[(i * 7 % pages) * (long)ps];
