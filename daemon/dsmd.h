@@ -169,6 +169,7 @@ struct dsmd_counters {
     uint64_t diffs, write_notices;
     uint64_t pages_ahead;  /* pages opened by a GRANT beyond the page that faulted */
     uint64_t pages_read_ahead; /* pages the protocol fetched along with a faulting one */
+    uint64_t pages_fetched_again; /* pages an acquire fetched again on its own (release) */
     uint64_t pages_evicted;  /* bounded cache: frames given back (node-level: the first rank's) */
     uint64_t writebacks;     /* evicted pages whose writes went to their home */
     uint64_t notice_bytes;   /* data of synchronisation messages sent to peers: release's notices */

@@ -172,7 +172,7 @@ void dsmd_node_print_stats(struct dsmd *d)
         printf("%s{\"rank\":%d,\"node\":%d,\"read_faults\":%llu,\"write_faults\":%llu,\"pages_fetched\":%llu,"
                "\"invalidations\":%llu,\"messages_sent\":%llu,\"bytes_sent\":%llu,\"lock_acquires\":%llu,"
                "\"barriers\":%llu,\"diffs\":%llu,\"write_notices\":%llu,\"pages_granted_ahead\":%llu,"
-               "\"pages_read_ahead\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu,"
+               "\"pages_read_ahead\":%llu,\"pages_fetched_again\":%llu,\"pages_evicted\":%llu,\"writebacks\":%llu,\"notice_bytes\":%llu,"
                "\"local_hits\":%llu,\"direct_faults\":%llu,"
                "\"wall_seconds\":%.6f,"
                "\"protects\":%llu,\"protect_pages\":%llu,\"protects_acked\":%llu,\"protects_abandoned\":%llu,"
@@ -184,7 +184,8 @@ void dsmd_node_print_stats(struct dsmd *d)
                (unsigned long long)c->bytes_sent, (unsigned long long)c->lock_acquires,
                (unsigned long long)c->barriers, (unsigned long long)c->diffs, (unsigned long long)c->write_notices,
                (unsigned long long)c->pages_ahead,
-               (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_evicted,
+               (unsigned long long)c->pages_read_ahead, (unsigned long long)c->pages_fetched_again,
+               (unsigned long long)c->pages_evicted,
                (unsigned long long)c->writebacks, (unsigned long long)c->notice_bytes,
                (unsigned long long)c->local_hits, (unsigned long long)c->direct_faults, (double)wall / 1e9, (unsigned long long)d->ranks[i].protects_sent,
                (unsigned long long)d->ranks[i].protect_pages, (unsigned long long)d->ranks[i].protects_acked,

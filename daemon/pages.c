@@ -850,6 +850,16 @@ static void svc_sync(void *ctx, uint64_t page)
     dsmd_hits_sync(ctx, page);
 }
 
+static int svc_mapped(void *ctx, uint64_t page)
+{
+    struct dsmd *d = ctx;
+
+    for (int i = 0; i < d->cfg.local_ranks; i++)
+        if (dsmd_prot_level(&d->ranks[i], page) != DSM_ACCESS_NONE)
+            return 1;
+    return 0;
+}
+
 static void timer_ready(void *arg, uint32_t events)
 {
     struct dsmd *d = arg;
@@ -881,6 +891,7 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t n)
     case DSMP_WRITE_NOTICES:  k->write_notices += n; break;
     case DSMP_PAGES_READ_AHEAD: k->pages_read_ahead += n; break;
     case DSMP_WRITEBACKS:     k->writebacks += n; break;
+    case DSMP_PAGES_FETCHED_AGAIN: k->pages_fetched_again += n; break;
     }
 }
 
@@ -918,4 +929,5 @@ void dsmd_pages_services(struct dsmd *d, struct dsmp_services *svc)
     svc->take = svc_take;
     svc->claimed = svc_claimed;
     svc->sync = svc_sync;
+    svc->mapped = svc_mapped;
 }

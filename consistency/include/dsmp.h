@@ -44,6 +44,7 @@ enum dsmp_counter {
     DSMP_WRITE_NOTICES,  /* a write notice was sent or applied (later modules) */
     DSMP_PAGES_READ_AHEAD, /* a page arrived along with another page's fetch (read-ahead) */
     DSMP_WRITEBACKS,     /* an evicted page's writes went to its home (bounded cache) */
+    DSMP_PAGES_FETCHED_AGAIN, /* an acquire asked again for a page it dropped (release) */
 };
 
 typedef void (*dsmp_done_fn)(dsmp_t *p, void *arg);
@@ -111,6 +112,9 @@ struct dsmp_services {
      * answers anyone for the change, so a rank woken by that answer finds the door as the
      * new state allows. NULL: nothing to do. */
     void (*sync)(void *ctx, uint64_t page);
+    /* 1 if a rank of this node has page mapped (readable or writable): the module learns
+     * whether a copy it holds was used. A hint, read without a lock. NULL: never asked. */
+    int (*mapped)(void *ctx, uint64_t page);
 };
 
 /*

@@ -46,6 +46,8 @@
  *     ^                           ^  flush: revoke to READ,         |
  *     |                           +--- diff to home, free twin ------+
  *     +--- notice at acquire (drop; early diff if twinned) ----- READ/WRITE
+ *       (a copy a rank had mapped and wanted back after its last drop: FETCHING again at
+ *        the acquire's end, fetch_again)
  *
  * Transitions and the functions that perform them:
  *   fault at a node                         -> rel_fault (PAGE_GET, or twin + grant;
@@ -56,6 +58,7 @@
  *   DIFF at home / DIFF_ACK at writer       -> diff_arrived / diff_acked -> flush_check
  *   grant or barrier release at acquirer    -> rel_acquired -> drop_page (self_invalidate)
  *                                              -> drop_start -> drop_revoked
+ *                                              -> acquire_done -> fetch_again
  *   lock manager / barrier manager          -> rel_lock_released, rel_fill_grant,
  *                                              rel_barrier_arrived, rel_fill_barrier
  *   atomic done at the requester's node     -> rel_atomic_done
@@ -70,6 +73,19 @@
  * the page needs; they are FETCHING at the requester until it arrives, so a fault on one
  * waits for it and a notice that drops one meanwhile makes the copy stale (refetch), as for
  * any fetch. A page sent ahead that nobody faulted on becomes READ without a grant.
+ *
+ * Fetching again at an acquire (fetch_again; DSM_RELEASE_FETCH_AGAIN=0 turns it off). A
+ * page that a notice drops, whose copy here came after an earlier acquire's drop (a rank
+ * wanted it back: `again` WANTED) and that a rank still has mapped (the daemon's
+ * `mapped`), is asked for again as soon as the acquire's drops are done, before the rank
+ * goes on: a page that every phase rewrites elsewhere and reads here (false sharing, a
+ * stencil's boundary) is then on its way before the rank's first fault on it. Runs of
+ * consecutive such pages with one home go in one PAGE_GET each (read-ahead's bound). A
+ * guess, like a read ahead: a page fetched so and then not mapped when the next notice
+ * drops it is not fetched again until a rank wants it back. Never where nodes hold only
+ * some pages (svc->partial: the daemon admits every frame a page cache fills, page_kick;
+ * memory nodes). The fetch is an ordinary one, asked after the notice (R3: its writes are
+ * at the home), so nothing else changes.
  *
  * Writes ahead (write_ahead). A write fault of a scanning thread makes the pages after it
  * that this node holds at READ writable too, before its grant, so that the daemon's grant
@@ -131,6 +147,12 @@
 /* a DIFF_ACK names each page of its DIFF in 8 bytes; a DIFF's records take >= DSMP_REC_HDR */
 #define ACK_BYTES (DSMW_MAX_MSG / DSMP_REC_HDR * 8u)
 
+/* rel_page.again: an acquire dropped the page's copy and none has come since (DROPPED); the
+ * copy here came after such a drop (WANTED: a rank faulted on it again, or an acquire
+ * fetched it again). */
+#define AGAIN_DROPPED 1u
+#define AGAIN_WANTED  2u
+
 struct rel_page {
     uint8_t  local;     /* enum dsm_access */
     uint8_t  written;   /* in the open interval's written list */
@@ -140,6 +162,7 @@ struct rel_page {
     uint8_t  shared;    /* at the home: another node has fetched the page */
     uint8_t  extras;    /* fetching: pages after it asked in the same PAGE_GET (read-ahead) */
     uint8_t  lead_off;  /* fetching as an extra: its distance from the page it was asked with */
+    uint8_t  again;     /* AGAIN_*: fetching again at an acquire (fetch_again) */
     uint16_t dropping;  /* drops whose revocation has not completed (R7) */
     uint16_t diffs;     /* diffs sent for it and not acknowledged yet (rel_settled) */
     int32_t  origin;
@@ -207,6 +230,9 @@ struct dsmp {
     size_t runscap;
     struct dsmp_batch *batches; /* home: PAGE_GETs waiting for R6 revocations */
     uint32_t ahead_cap;
+    int fetch_again;           /* DSM_RELEASE_FETCH_AGAIN (on unless 0; never when svc->partial) */
+    uint64_t *again;           /* pages acquires dropped that are to be fetched again */
+    size_t nagain, capagain;
     uint8_t *pagebuf;          /* a PAGE's pages read ahead: ahead_cap pages */
     /* DSM_RELEASE_INVALIDATE=self (see the top): per page SW_* bits, and the pages ever
      * listed, each once; NULL under notices */
@@ -381,6 +407,7 @@ static void fetched(dsmp_t *p, uint64_t page, int origin)
     g->fetching = 0;
     g->want = 0;
     g->local = DSM_ACCESS_READ;
+    g->again = (g->again & AGAIN_DROPPED) ? AGAIN_WANTED : 0;
     p->svc.count(p->svc.ctx, origin, DSMP_PAGES_FETCHED, 1);
     if (want)
         grant_local(p, page, want);
@@ -877,6 +904,7 @@ static dsm_status_t rel_direct_landed(dsmp_t *p, uint64_t page, int origin)
     if (g->dropping)
         return DSM_OK;
     g->local = DSM_ACCESS_READ;
+    g->again = (g->again & AGAIN_DROPPED) ? AGAIN_WANTED : 0;
     p->svc.set_access(p->svc.ctx, page, DSM_ACCESS_READ);
     return DSM_OK;
 }
@@ -906,12 +934,55 @@ static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
 
 /* ---- acquire ---- */
 
+static int page_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Fetch again the listed pages whose drops are done and that nothing has brought back
+ * since (see the top): each run of consecutive listed pages with one home in as few
+ * PAGE_GETs as read-ahead allows. Pages still being dropped (another acquire's) stay
+ * listed for that acquire's end. */
+static void fetch_again(dsmp_t *p)
+{
+    size_t i = 0, keep = 0;
+
+    if (p->nagain == 0)
+        return;
+    qsort(p->again, p->nagain, sizeof(*p->again), page_cmp);
+    while (i < p->nagain) {
+        uint64_t page = p->again[i];
+        struct rel_page *g = &p->pg[page];
+        int home = p->svc.home(p->svc.ctx, page);
+        size_t run = 1;
+
+        if (g->dropping) {
+            p->again[keep++] = page;
+            i++;
+            continue;
+        }
+        while (i + run < p->nagain && p->again[i + run] == page + run)
+            run++;
+        if (g->again != AGAIN_DROPPED || home < 0 || home == p->svc.self || !ahead_absent(p, page)) {
+            i++;
+            continue;
+        }
+        fetch(p, page, p->svc.any_rank, run > UINT32_MAX ? UINT32_MAX : (uint32_t)run);
+        p->svc.count(p->svc.ctx, p->svc.any_rank, DSMP_PAGES_FETCHED_AGAIN, 1u + g->extras);
+        i += 1u + g->extras;
+    }
+    p->nagain = keep;
+}
+
 static void acquire_done(dsmp_t *p, struct rel_acquire *a)
 {
     if (--a->pending > 0)
         return;
     dsmp_vc_max(p->vc, a->vc, p->nn);
     dsmp_pending_del(&p->acquires, &a->link);
+    fetch_again(p); /* asked before the rank goes on: its first faults find them coming */
     a->done(p, a->arg);
     free(a);
 }
@@ -945,6 +1016,15 @@ static void drop_page(void *arg, uint64_t page)
         return;
     /* a drop already in flight (another acquire of this node) has not taken every rank's
      * copy yet: this acquire must wait for it too (R7), so queue behind it */
+    if (p->fetch_again && g->again == AGAIN_WANTED && g->local != DSM_ACCESS_NONE &&
+        p->svc.mapped(p->svc.ctx, page)) {
+        if (dsmp_pages_reserve(&p->again, p->nagain, &p->capagain) != DSM_OK) {
+            dsmp_fail(&p->svc, DSM_ENOMEM, "release: out of memory listing page %llu", (unsigned long long)page);
+            return;
+        }
+        p->again[p->nagain++] = page;
+    }
+    g->again = AGAIN_DROPPED;
     c->a->pending++;
     if (drop_start(p, page, 0, acquire_dropped, c->a) != DSM_OK) {
         c->a->pending--;
@@ -1193,6 +1273,7 @@ static void rel_reset(dsmp_t *p, uint64_t first, uint64_t n)
     dsmp_batch_reset(p->batches, first, n, p->ahead_cap);
     /* a freed page's writes are void: a notice naming it would only drop copies */
     p->nwritten = dsmp_pages_without(p->written, p->nwritten, first, n);
+    p->nagain = dsmp_pages_without(p->again, p->nagain, first, n);
     for (uint64_t pg = first; pg < first + n; pg++) {
         struct rel_page *g = &p->pg[pg];
         uint16_t diffs = g->diffs; /* their acks still come (rel_settled) */
@@ -1253,6 +1334,7 @@ static void rel_destroy(dsmp_t *p)
     free(p->runsbuf);
     free(p->sw);
     free(p->swlist);
+    free(p->again);
     free(p);
 }
 
@@ -1260,6 +1342,7 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
 {
     dsmp_t *p = calloc(1, sizeof(*p));
     const char *inval = getenv("DSM_RELEASE_INVALIDATE");
+    const char *again = getenv("DSM_RELEASE_FETCH_AGAIN");
     int self_inval;
 
     if (p == NULL)
@@ -1278,7 +1361,13 @@ static dsm_status_t rel_create(const struct dsmp_services *svc, dsmp_t **out)
         free(p);
         return DSM_ECONFIG;
     }
+    if (again != NULL && strcmp(again, "0") != 0 && strcmp(again, "1") != 0) {
+        DSM_ERR("release: DSM_RELEASE_FETCH_AGAIN=%s; use 1 (the default) or 0", again);
+        free(p);
+        return DSM_ECONFIG;
+    }
     p->nn = svc->nnodes;
+    p->fetch_again = (again == NULL || again[0] == '1') && !svc->partial && svc->mapped != NULL;
     p->pg = calloc(svc->npages, sizeof(*p->pg));
     self_inval = inval != NULL && strcmp(inval, "self") == 0;
     p->sw = self_inval ? calloc(svc->npages, 1) : NULL;

@@ -22,6 +22,10 @@
  *   PAGES pages homed on node 0, in an order no scan follows (stride 7); rank 0 then writes
  *   each (invalidating the reader's copies); the reader reads them all again, the same way,
  *   and must see the new values (DSM_DIRECT=1: each read straight from the home, dsm_direct.h).
+ * With `again` instead (release: fetching again at an acquire): five rounds; in each the
+ *   last rank reads one word of each of the PAGES pages homed on node 0, in order, except
+ *   in round 3, then rank 0 writes round + 1 into each, and a barrier drops the reader's
+ *   copies. It must read round r's value in round r.
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -79,6 +83,25 @@ int main(int argc, char **argv)
         }
         if (dsm_rank() == reader)
             want = pages; /* 0 each the first time, 1 each the second */
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "again") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = 0;
+
+        for (int round = 0; round < 5; round++) {
+            if (dsm_rank() == reader && round != 3) {
+                for (long p = 0; p < pages; p++)
+                    sum += base[p * (long)ps];
+                want += round * pages;
+            }
+            dsm_barrier();
+            if (round < 4 && dsm_rank() == 0)
+                for (long p = 0; p < pages; p++)
+                    base[p * (long)ps] = (char)(round + 1);
+            dsm_barrier();
+        }
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
         return dsm_finalize() != 0 || sum != want;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -60,6 +60,15 @@ rank 0 writes them, the reader reads them again. Differences of the P run from t
   with DSM_DIRECT=0             the same read_faults and pages_fetched, direct_faults = 0
   messages_sent (summed)        2P fewer with it: a direct read is the home's reply alone,
                                 where the daemon's path sends a READ_REQ and a GRANT
+With `again` (release) counts.c's `again` phase runs with DSM_RELEASE_FETCH_AGAIN=1 and =0:
+five rounds of the last rank reading the P pages (not in round 3) and rank 0 rewriting them,
+a barrier between. The barrier of round 0 drops copies nobody wanted back yet; those of
+rounds 1 and 2 drop copies read again after a drop and mapped: each fetches them again
+(P); round 3's drops a copy fetched again that nobody mapped: not again. So, summed:
+  pages_fetched_again = 2P        0 with it off
+  pages_fetched       = 5P        rounds 0, 1, 4 on demand, rounds 1 and 2 again (round 2
+                                  reads what came); 4P with it off (rounds 0, 1, 2, 4)
+and the reader reads each round's value (counts.c checks the sum).
 """
 import json
 import os
@@ -68,14 +77,15 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1, direct=0):
+def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1, direct=0, again=1):
     scan = ("scan" if ahead > 1 else None) if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
                "--consistency", model, "--stats", f.name, "--", prog, str(pages)] + ([scan] if scan else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
                            env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead),
-                                    DSM_LOCAL_HITS=str(hits), DSM_DIRECT=str(direct)))
+                                    DSM_LOCAL_HITS=str(hits), DSM_DIRECT=str(direct),
+                                    DSM_RELEASE_FETCH_AGAIN=str(again)))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -210,6 +220,19 @@ def check_direct(dsmrun, prog, n, k, pages, model):
     })
 
 
+def check_again(dsmrun, prog, n, k, pages):
+    """Fetching again at an acquire (see the top): 0 if all hold."""
+    on = [run(dsmrun, prog, n, k, p, "release", scan="again") for p in (0, pages)]
+    off = [run(dsmrun, prog, n, k, p, "release", scan="again", again=0) for p in (0, pages)]
+    grew = lambda pair, key: total(pair[1], key) - total(pair[0], key)
+    return verdict("release", {
+        "pages_fetched_again": (grew(on, "pages_fetched_again"), 2 * pages),
+        "pages_fetched": (grew(on, "pages_fetched"), 5 * pages),
+        "off: pages_fetched_again": (total(off[1], "pages_fetched_again"), 0),
+        "off: pages_fetched": (grew(off, "pages_fetched"), 4 * pages),
+    })
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -224,6 +247,8 @@ def main():
         sys.exit(check_local(dsmrun, prog, n, k, pages, model[6:]))
     if model == "direct" or model.startswith("direct-"):
         sys.exit(check_direct(dsmrun, prog, n, k, pages, model[7:] or "sequential"))
+    if model == "again":
+        sys.exit(check_again(dsmrun, prog, n, k, pages))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)

@@ -93,7 +93,7 @@ struct ph {
     uint8_t *atomic_page;
 };
 
-#define NCOUNTERS (DSMP_WRITEBACKS + 1)
+#define NCOUNTERS (DSMP_PAGES_FETCHED_AGAIN + 1)
 
 static void ph_error(struct ph *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -321,6 +321,13 @@ static void svc_count(void *ctx, int origin, enum dsmp_counter c, uint64_t k)
     h->counters[origin * NCOUNTERS + c] += k;
 }
 
+static int svc_mapped(void *ctx, uint64_t page)
+{
+    struct ph_node *n = ctx;
+
+    return page < n->h->cfg.npages && n->access[page] != DSM_ACCESS_NONE;
+}
+
 static void svc_timer(void *ctx, uint64_t us)
 {
     struct ph_node *n = ctx;
@@ -387,7 +394,7 @@ struct ph *ph_create(const struct ph_config *cfg)
             .ctx = n, .self = i, .any_rank = ph_rank(i), .nnodes = cfg->nnodes, .npages = cfg->npages,
             .page_size = cfg->page_size, .partial = cfg->partial, .home = svc_home, .alloc_end = svc_alloc_end, .frame = svc_frame, .send = svc_send,
             .grant = svc_grant, .set_access = svc_set_access, .revoke = svc_revoke, .count = svc_count,
-            .timer = svc_timer, .fail = svc_fail,
+            .timer = svc_timer, .fail = svc_fail, .mapped = cfg->mapped ? svc_mapped : NULL,
         };
 
         if (cfg->ops->create(&svc, &n->p) != DSM_OK) {

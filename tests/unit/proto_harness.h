@@ -64,6 +64,10 @@ struct ph_config {
     int      evict_pct;
     /* svc->partial: the node may hold only some pages (what a bounded cache tells a module). */
     int      partial;
+    /* svc->mapped given: a node's copy counts as its rank's mapping while the node may
+     * access the page (release then fetches pages again at acquires, fetch_again). 0: no
+     * svc->mapped. */
+    int      mapped;
 };
 
 enum ph_event_kind { PH_EV_GRANT, PH_EV_SET_ACCESS, PH_EV_REVOKE };

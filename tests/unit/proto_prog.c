@@ -7,6 +7,7 @@
 
 uint32_t pp_ahead;
 int pp_partial;
+int pp_mapped;
 
 struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size_t page_size, const int *home,
                    enum ph_revoke_mode mode)
@@ -14,6 +15,7 @@ struct ph *pp_make(const struct dsmp_ops *ops, int nnodes, uint64_t npages, size
     struct ph_config cfg = {
         .ops = ops, .nnodes = nnodes, .npages = npages, .page_size = page_size, .home = home,
         .revoke = mode, .daemon_revoke = 1, .ahead = pp_ahead, .partial = pp_partial,
+        .mapped = pp_mapped,
     };
     struct ph *h = ph_create(&cfg);
 
@@ -293,7 +295,7 @@ void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int 
 
 struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, int ahead_odd_only, int evict_pct)
 {
-    struct pp_scan_totals t = { 0, 0 };
+    struct pp_scan_totals t = { 0, 0, 0 };
 
     for (uint64_t seed = 1; seed <= 60; seed++) {
         int home[12], nn = 2 + (int)(seed % 3);
@@ -308,8 +310,10 @@ struct pp_scan_totals pp_lock_scans(const struct dsmp_ops *ops, uint32_t ahead, 
         pp_partial = 0;
         ph_set_evict_pct(h, evict_pct);
         pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
-        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++)
+        for (int r = 0; r < nn * PH_RANKS_PER_NODE; r++) {
             t.read_ahead += ph_counter(h, r, DSMP_PAGES_READ_AHEAD);
+            t.fetched_again += ph_counter(h, r, DSMP_PAGES_FETCHED_AGAIN);
+        }
         t.evictions += ph_evictions(h);
         ph_destroy(h);
     }

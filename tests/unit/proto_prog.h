@@ -18,6 +18,8 @@
 extern uint32_t pp_ahead;
 /* ph_config.partial of the harnesses pp_make creates from now on; 0 at start. */
 extern int pp_partial;
+/* ph_config.mapped of the harnesses pp_make creates from now on; 0 at start. */
+extern int pp_mapped;
 
 /* A harness for `ops` with the daemon's revoke semantics and no per-step invariant checks
  * (they are those of a single-writer protocol). */
@@ -59,7 +61,7 @@ void pp_lock_scan(struct ph *h, int nnodes, uint64_t npages, uint32_t lock, int 
 
 /* Totals of pp_lock_scans. */
 struct pp_scan_totals {
-    uint64_t read_ahead, evictions;
+    uint64_t read_ahead, evictions, fetched_again;
 };
 
 /* 60 lock scans of `ops` over 12 pages homed in blocks of 4, on 2-4 nodes, alternating sync

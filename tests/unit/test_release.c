@@ -847,6 +847,85 @@ Test(release, lock_scan_read_ahead_random_schedules, .timeout = 120)
     cr_assert_gt(ahead, 200, "only %llu pages were read ahead", (unsigned long long)ahead);
 }
 
+/* ---- fetching again at an acquire (fetch_again) ---------------------------------------------- */
+
+/* The home rewrites pages 0-3 before each barrier and node 1 reads them after it. Round 1's
+ * barrier drops copies nobody wanted back yet; node 1 reads them again, so round 2's
+ * barrier fetches them again at its end, in one PAGE_GET (one run, one home), and node 1
+ * reads the new values without a fault; round 3's does it again (the harness counts a copy
+ * the node may access as mapped). */
+BOTH_MODES(an_acquire_fetches_again_pages_read_after_a_drop)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_release_ops, .nnodes = 2, .npages = 8, .page_size = PS, .home = home0,
+        .revoke = mode, .daemon_revoke = 1, .mapped = 1,
+    };
+    struct ph *h = ph_create(&cfg);
+
+    cr_assert_not_null(h);
+    for (uint64_t round = 0; round < 4; round++) {
+        uint64_t faults;
+
+        for (uint64_t p = 0; p < 4; p++)
+            pp_write(h, 0, p, 0, 10 * round + p);
+        ph_clear_log(h);
+        pp_barrier(h);
+        cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), round >= 2 ? 1 : 0, "round %llu", (unsigned long long)round);
+        cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED_AGAIN), round >= 2 ? 4 * (round - 1) : 0);
+        faults = ph_faults_issued(h);
+        for (uint64_t p = 0; p < 4; p++)
+            cr_assert_eq(pp_read(h, 1, p, 0), 10 * round + p, "round %llu page %llu", (unsigned long long)round,
+                         (unsigned long long)p);
+        cr_assert_eq(ph_faults_issued(h) - faults, round >= 2 ? 0 : 4, "round %llu", (unsigned long long)round);
+    }
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 4 + 4 + 4 + 4);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Off (DSM_RELEASE_FETCH_AGAIN=0): the same rounds fault on every page every time. */
+Test(release, fetching_again_off)
+{
+    struct ph_config cfg = {
+        .ops = &dsmp_release_ops, .nnodes = 2, .npages = 8, .page_size = PS, .home = home0,
+        .revoke = PH_REVOKE_DEFERRED, .daemon_revoke = 1, .mapped = 1,
+    };
+    struct ph *h;
+
+    cr_assert_eq(setenv("DSM_RELEASE_FETCH_AGAIN", "0", 1), 0);
+    h = ph_create(&cfg);
+    cr_assert_not_null(h);
+    for (uint64_t round = 0; round < 4; round++) {
+        uint64_t faults;
+
+        for (uint64_t p = 0; p < 4; p++)
+            pp_write(h, 0, p, 0, 10 * round + p);
+        ph_clear_log(h);
+        pp_barrier(h);
+        cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 0);
+        faults = ph_faults_issued(h);
+        for (uint64_t p = 0; p < 4; p++)
+            cr_assert_eq(pp_read(h, 1, p, 0), 10 * round + p);
+        cr_assert_eq(ph_faults_issued(h) - faults, 4);
+    }
+    cr_assert_eq(unsetenv("DSM_RELEASE_FETCH_AGAIN"), 0);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED_AGAIN), 0);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Lock scans with pages fetched again at every lock grant that drops them, random
+ * schedules: every scan's sum still holds (pp_lock_scan checks it). */
+Test(release, lock_scan_fetch_again_random_schedules, .timeout = 120)
+{
+    struct pp_scan_totals t;
+
+    pp_mapped = 1;
+    t = pp_lock_scans(&dsmp_release_ops, 6, 1, 0);
+    pp_mapped = 0;
+    cr_assert_gt(t.fetched_again, 100, "only %llu pages were fetched again", (unsigned long long)t.fetched_again);
+}
+
 /* ---- lock counters --------------------------------------------------------------------------- */
 
 Test(release, lock_counter_random_schedules, .timeout = 120)
@@ -1387,6 +1466,9 @@ Test(release, an_unknown_invalidation_is_refused)
     struct dsmp_services svc = { .page_size = PS, .npages = 4, .nnodes = 2 };
     dsmp_t *p = NULL;
 
+    cr_assert_eq(setenv("DSM_RELEASE_FETCH_AGAIN", "sometimes", 1), 0);
+    cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_ECONFIG);
+    cr_assert_eq(unsetenv("DSM_RELEASE_FETCH_AGAIN"), 0);
     cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", "sometimes", 1), 0);
     cr_assert_eq(dsmp_release_ops.create(&svc, &p), DSM_ECONFIG);
     cr_assert_eq(setenv("DSM_RELEASE_INVALIDATE", "self", 1), 0);
