@@ -849,69 +849,53 @@ Test(release, lock_scan_read_ahead_random_schedules, .timeout = 120)
 
 /* ---- fetching again at an acquire (fetch_again) ---------------------------------------------- */
 
-/* The home rewrites pages 0-3 before each barrier and node 1 reads them after it. Round 1's
- * barrier drops copies nobody wanted back yet; node 1 reads them again, so round 2's
- * barrier fetches them again at its end, in one PAGE_GET (one run, one home), and node 1
- * reads the new values without a fault; round 3's does it again (the harness counts a copy
- * the node may access as mapped). */
-BOTH_MODES(an_acquire_fetches_again_pages_read_after_a_drop)
+/* The home rewrites pages 0-3 before each of 4 barriers and node 1 reads them after it.
+ * With fetching again on: round 1's barrier drops copies nobody wanted back yet; node 1
+ * reads them again, so round 2's barrier fetches them again at its end, in one PAGE_GET
+ * (one run, one home), and node 1 reads the new values without a fault; round 3's does it
+ * again (the harness counts a copy the node may access as mapped). Off
+ * (DSM_RELEASE_FETCH_AGAIN=0): node 1 faults on every page every round. */
+static void again_rounds(enum ph_revoke_mode mode, int on)
 {
     struct ph_config cfg = {
         .ops = &dsmp_release_ops, .nnodes = 2, .npages = 8, .page_size = PS, .home = home0,
         .revoke = mode, .daemon_revoke = 1, .mapped = 1,
     };
-    struct ph *h = ph_create(&cfg);
+    struct ph *h;
 
+    cr_assert_eq(on ? unsetenv("DSM_RELEASE_FETCH_AGAIN") : setenv("DSM_RELEASE_FETCH_AGAIN", "0", 1), 0);
+    h = ph_create(&cfg);
     cr_assert_not_null(h);
     for (uint64_t round = 0; round < 4; round++) {
+        int again = on && round >= 2;
         uint64_t faults;
 
         for (uint64_t p = 0; p < 4; p++)
             pp_write(h, 0, p, 0, 10 * round + p);
         ph_clear_log(h);
         pp_barrier(h);
-        cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), round >= 2 ? 1 : 0, "round %llu", (unsigned long long)round);
-        cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED_AGAIN), round >= 2 ? 4 * (round - 1) : 0);
+        cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), again ? 1 : 0, "round %llu", (unsigned long long)round);
+        cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED_AGAIN), again ? 4 * (round - 1) : 0);
         faults = ph_faults_issued(h);
         for (uint64_t p = 0; p < 4; p++)
             cr_assert_eq(pp_read(h, 1, p, 0), 10 * round + p, "round %llu page %llu", (unsigned long long)round,
                          (unsigned long long)p);
-        cr_assert_eq(ph_faults_issued(h) - faults, round >= 2 ? 0 : 4, "round %llu", (unsigned long long)round);
+        cr_assert_eq(ph_faults_issued(h) - faults, again ? 0 : 4, "round %llu", (unsigned long long)round);
     }
-    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 4 + 4 + 4 + 4);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED), 4 * 4);
     NO_ERRORS(h);
     ph_destroy(h);
+    cr_assert_eq(unsetenv("DSM_RELEASE_FETCH_AGAIN"), 0);
 }
 
-/* Off (DSM_RELEASE_FETCH_AGAIN=0): the same rounds fault on every page every time. */
+BOTH_MODES(an_acquire_fetches_again_pages_read_after_a_drop)
+{
+    again_rounds(mode, 1);
+}
+
 Test(release, fetching_again_off)
 {
-    struct ph_config cfg = {
-        .ops = &dsmp_release_ops, .nnodes = 2, .npages = 8, .page_size = PS, .home = home0,
-        .revoke = PH_REVOKE_DEFERRED, .daemon_revoke = 1, .mapped = 1,
-    };
-    struct ph *h;
-
-    cr_assert_eq(setenv("DSM_RELEASE_FETCH_AGAIN", "0", 1), 0);
-    h = ph_create(&cfg);
-    cr_assert_not_null(h);
-    for (uint64_t round = 0; round < 4; round++) {
-        uint64_t faults;
-
-        for (uint64_t p = 0; p < 4; p++)
-            pp_write(h, 0, p, 0, 10 * round + p);
-        ph_clear_log(h);
-        pp_barrier(h);
-        cr_assert_eq(ph_count(h, PAGE_GET, 1, 0), 0);
-        faults = ph_faults_issued(h);
-        for (uint64_t p = 0; p < 4; p++)
-            cr_assert_eq(pp_read(h, 1, p, 0), 10 * round + p);
-        cr_assert_eq(ph_faults_issued(h) - faults, 4);
-    }
-    cr_assert_eq(unsetenv("DSM_RELEASE_FETCH_AGAIN"), 0);
-    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_PAGES_FETCHED_AGAIN), 0);
-    NO_ERRORS(h);
-    ph_destroy(h);
+    again_rounds(PH_REVOKE_DEFERRED, 0);
 }
 
 /* Lock scans with pages fetched again at every lock grant that drops them, random
