@@ -1014,8 +1014,7 @@ static void drop_page(void *arg, uint64_t page)
     /* a rank's direct read may land a copy older than the notice: drop it too, once in */
     if (g->local == DSM_ACCESS_NONE && g->dropping == 0 && (p->svc.claimed == NULL || !p->svc.claimed(p->svc.ctx, page)))
         return;
-    /* a drop already in flight (another acquire of this node) has not taken every rank's
-     * copy yet: this acquire must wait for it too (R7), so queue behind it */
+    /* wanted back after its last drop and still mapped: fetched again at the acquire's end */
     if (p->fetch_again && g->again == AGAIN_WANTED && g->local != DSM_ACCESS_NONE &&
         p->svc.mapped(p->svc.ctx, page)) {
         if (dsmp_pages_reserve(&p->again, p->nagain, &p->capagain) != DSM_OK) {
@@ -1025,6 +1024,8 @@ static void drop_page(void *arg, uint64_t page)
         p->again[p->nagain++] = page;
     }
     g->again = AGAIN_DROPPED;
+    /* a drop already in flight (another acquire of this node) has not taken every rank's
+     * copy yet: this acquire must wait for it too (R7), so queue behind it */
     c->a->pending++;
     if (drop_start(p, page, 0, acquire_dropped, c->a) != DSM_OK) {
         c->a->pending--;
