@@ -123,7 +123,8 @@ int         dsm_cond_broadcast(uint32_t cond);
  *               sequentially consistent together.
  *   release     an atomic orders nothing by itself (relaxed); it is part of the calling
  *               rank's interval, so a plain load sees it after any acquire that follows
- *               the caller's next release (lock, barrier, dsm_release). Use
+ *               the caller's next release (lock, barrier, dsm_release). The caller's own
+ *               plain loads after it returns see the word as it left it, or newer. Use
  *               dsm_release() before an atomic that publishes data and dsm_acquire()
  *               after the one that observes it.
  *   causal      an atomic is a write by the home node, which the caller has read: it
