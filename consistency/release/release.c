@@ -397,6 +397,13 @@ static int ahead_ok(dsmp_t *p, const dsmw_msg_t *m)
     return (m->count >> asked) == 0 && m->data.len == (size_t)__builtin_popcountll(m->count) * p->svc.page_size;
 }
 
+/* A copy of the page came (a fetch, a rank's direct read): one that follows an acquire's
+ * drop was wanted back (fetch_again). */
+static void copy_came(struct rel_page *g)
+{
+    g->again = (g->again & AGAIN_DROPPED) ? AGAIN_WANTED : 0;
+}
+
 /* Requester: a fetched page is here (in its frame): hand it to the ranks that wait, or
  * just open it to the node if none does. */
 static void fetched(dsmp_t *p, uint64_t page, int origin)
@@ -407,7 +414,7 @@ static void fetched(dsmp_t *p, uint64_t page, int origin)
     g->fetching = 0;
     g->want = 0;
     g->local = DSM_ACCESS_READ;
-    g->again = (g->again & AGAIN_DROPPED) ? AGAIN_WANTED : 0;
+    copy_came(g);
     p->svc.count(p->svc.ctx, origin, DSMP_PAGES_FETCHED, 1);
     if (want)
         grant_local(p, page, want);
@@ -904,7 +911,7 @@ static dsm_status_t rel_direct_landed(dsmp_t *p, uint64_t page, int origin)
     if (g->dropping)
         return DSM_OK;
     g->local = DSM_ACCESS_READ;
-    g->again = (g->again & AGAIN_DROPPED) ? AGAIN_WANTED : 0;
+    copy_came(g);
     p->svc.set_access(p->svc.ctx, page, DSM_ACCESS_READ);
     return DSM_OK;
 }
@@ -934,13 +941,6 @@ static dsm_status_t rel_message(dsmp_t *p, int src, const dsmw_msg_t *m, int fra
 
 /* ---- acquire ---- */
 
-static int page_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return (x > y) - (x < y);
-}
-
 /* Fetch again the listed pages whose drops are done and that nothing has brought back
  * since (see the top): each run of consecutive listed pages with one home in as few
  * PAGE_GETs as read-ahead allows. Pages still being dropped (another acquire's) stay
@@ -951,7 +951,7 @@ static void fetch_again(dsmp_t *p)
 
     if (p->nagain == 0)
         return;
-    qsort(p->again, p->nagain, sizeof(*p->again), page_cmp);
+    qsort(p->again, p->nagain, sizeof(*p->again), cmp_u64);
     while (i < p->nagain) {
         uint64_t page = p->again[i];
         struct rel_page *g = &p->pg[page];
