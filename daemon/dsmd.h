@@ -98,9 +98,11 @@ struct dsmd_chan {
      * scans (a stencil reads one array while it writes another), each the page it would
      * fault on next, the length its runs have reached (doubling, up to DSMC_GRANT_RUN_MAX)
      * and the pages its last fault asked the protocol for (0: granted from the node's
-     * pages); `last` orders them for replacement. The fault handed to the protocol last:
-     * its page and the pages it asked for, until its grant. */
-    struct dsmd_scan { uint64_t next, last; uint32_t len, fetched; } scans[DSMD_SCANS];
+     * pages); `start` is the page it began at, where a sweep that repeats it (the next
+     * phase's pass over the same array) takes up its length; `last` orders them for
+     * replacement. The fault handed to the protocol last: its page and the pages it asked
+     * for, until its grant. */
+    struct dsmd_scan { uint64_t next, start, last; uint32_t len, fetched; } scans[DSMD_SCANS];
     uint64_t scan_clock;
     uint64_t asked_page;
     uint32_t asked;

@@ -44,7 +44,7 @@
  * daemons do not share their cores with the ranks (see docs/BENCHMARKS.md). */
 #define DSMD_DEFAULT_POLL_US   50
 #define DSMD_DEFAULT_PEER_TIMEOUT_MS 8000  /* a peer silent this long is dead */
-#define DSMD_DEFAULT_GRANT_AHEAD 16      /* most pages one GRANT opens for a scanning rank */
+#define DSMD_DEFAULT_GRANT_AHEAD 64      /* most pages one GRANT opens for a scanning rank */
 #define DSMD_DEFAULT_READ_AHEAD 16       /* most pages one fetch brings for a scanning rank */
 #define DSMD_POLL_MIN_CPUS     4
 

@@ -143,16 +143,21 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
  * of its last DSMD_SCANS runs page by page (it faults on the page right after that run) is
  * scanning, and the run it may get doubles with each such fault, up to DSMC_GRANT_RUN_MAX.
  * Several scans are told apart because loops interleave them (jacobi reads one grid and
- * writes the other, row by row). Any other fault starts a new scan at 1, in place of the
- * one least recently extended. Reads ahead double on their own: a scan of held pages
- * that runs into pages homed elsewhere (a stencil reaching its neighbour's boundary row)
- * fetches 1, 2, 4... pages, not the length its free local runs reached, which would fetch
- * pages it never reads and that their writer then has to take back.
+ * writes the other, row by row). A fault on the page a scan started at repeats that sweep
+ * (an iteration's pass over the same array, after the synchronisation that took the pages
+ * back) and takes up the length it reached. Any other fault starts a new scan at 1, in
+ * place of the one least recently extended. Reads ahead double on their own: a scan of
+ * held pages that runs into pages homed elsewhere (a stencil reaching its neighbour's
+ * boundary row) fetches 1, 2, 4... pages, not the length its free local runs reached,
+ * which would fetch pages it never reads and that their writer then has to take back.
  */
 static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
 {
     for (int i = 0; i < DSMD_SCANS; i++)
         if (c->scans[i].len > 0 && c->scans[i].next == page)
+            return &c->scans[i];
+    for (int i = 0; i < DSMD_SCANS; i++) /* a sweep that repeats one from its first page */
+        if (c->scans[i].len > 0 && c->scans[i].start == page)
             return &c->scans[i];
     return NULL;
 }
@@ -186,6 +191,8 @@ static void scan_note(struct dsmd_chan *c, uint64_t page, uint32_t n, uint32_t s
             if (c->scans[i].last < s->last)
                 s = &c->scans[i];
     }
+    if (s->next != page)
+        s->start = page; /* a new scan, or one taken up again from its start */
     s->next = page + n;
     s->len = scan;
     s->fetched = c->asked_page == page ? c->asked : 0;
@@ -438,15 +445,16 @@ static void page_kick(struct dsmd *d, uint64_t page)
         }
     }
     if (need != DSM_ACCESS_NONE && !pg->pending) {
-        /* what comes ahead: a fault that fetches follows its scan's fetch ramp; a write to a
-         * held page (writes ahead: the held pages after it made writable too, for the grant's
-         * run) the scan's own length, within the runs a grant may open, and needs no frame */
+        /* what comes ahead: a fault that fetches follows its scan's fetch ramp, within what
+         * one PAGE carries (DSM_READ_AHEAD); a write to a held page (writes ahead: the held
+         * pages after it made writable too, for the grant's run) the scan's own length,
+         * within the runs a grant may open (DSM_GRANT_AHEAD), and needs no frame or message */
         int fetches = pg->access == DSM_ACCESS_NONE;
         int ok = need == DSM_ACCESS_READ ? d->pops->reads_ahead : d->pops->writes_ahead;
         uint32_t budget;
 
         ahead = !ok ? 1 : fetches ? fetch_want(asker, page) : scan_want(asker, page);
-        if (ahead > (uint32_t)d->cfg.read_ahead)
+        if (fetches && ahead > (uint32_t)d->cfg.read_ahead)
             ahead = (uint32_t)d->cfg.read_ahead;
         if (!fetches && ahead > (uint32_t)d->cfg.grant_ahead)
             ahead = (uint32_t)d->cfg.grant_ahead;

@@ -34,10 +34,11 @@ static struct {
     uint32_t run_max;
 } g;
 
-/* A scan of this thread's hits: its next page and the run it was last given (for grants
- * ahead, as the daemon's scan detection does for the faults it sees). */
+/* A scan of this thread's hits: its next page, the page it started at and the run it was
+ * last given (for grants ahead, as the daemon's scan detection does for the faults it sees,
+ * a sweep that repeats one from its start included). */
 struct hit_scan {
-    uint64_t next;
+    uint64_t next, start;
     uint32_t len, last;
 };
 static __thread struct hit_scan tls_scans[SCANS] __attribute__((tls_model("initial-exec")));
@@ -132,6 +133,9 @@ static struct hit_scan *scan_of(uint64_t page)
     for (int i = 0; i < SCANS; i++)
         if (tls_scans[i].len > 0 && tls_scans[i].next == page)
             return &tls_scans[i];
+    for (int i = 0; i < SCANS; i++)
+        if (tls_scans[i].len > 0 && tls_scans[i].start == page)
+            return &tls_scans[i];
     return NULL;
 }
 
@@ -146,6 +150,8 @@ static void scan_note(uint64_t page, uint32_t n, uint32_t scan)
             if (tls_scans[i].last < s->last)
                 s = &tls_scans[i];
     }
+    if (s->next != page)
+        s->start = page;
     s->next = page + n;
     s->len = scan;
     s->last = ++tls_clock;

@@ -26,6 +26,11 @@
  *   last rank reads one word of each of the PAGES pages homed on node 0, in order, except
  *   in round 3, then rank 0 writes round + 1 into each, and a barrier drops the reader's
  *   copies. It must read round r's value in round r.
+ * With `sweep` instead (release: a scan taken up again): three rounds; in each rank 0 writes
+ *   round + 1 into each of the PAGES pages homed on its node, in order from the first, and
+ *   after a barrier the last rank reads them all (so that they are shared and each release
+ *   write-protects them again) and must see that value. Rounds 1 and 2 start where round
+ *   0's scan started: the daemon takes up the run that scan reached.
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -100,6 +105,25 @@ int main(int argc, char **argv)
             if (round < 4 && dsm_rank() == 0)
                 for (long p = 0; p < pages; p++)
                     base[p * (long)ps] = (char)(round + 1);
+            dsm_barrier();
+        }
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "sweep") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = 0;
+
+        for (int round = 0; round < 3; round++) {
+            if (dsm_rank() == 0)
+                for (long p = 0; p < pages; p++)
+                    base[p * (long)ps] = (char)(round + 1);
+            dsm_barrier();
+            if (dsm_rank() == reader) {
+                for (long p = 0; p < pages; p++)
+                    sum += base[p * (long)ps];
+                want += (round + 1) * pages;
+            }
             dsm_barrier();
         }
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);

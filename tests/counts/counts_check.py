@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -68,6 +68,14 @@ rounds 1 and 2 drop copies read again after a drop and mapped: each fetches them
   pages_fetched_again = 2P        0 with it off
   pages_fetched       = 5P        rounds 0, 1, 4 on demand, rounds 1 and 2 again (round 2
                                   reads what came); 4P with it off (rounds 0, 1, 2, 4)
+and the reader reads each round's value (counts.c checks the sum).
+With `sweep` (release, grants ahead of up to 16) counts.c's `sweep` phase runs: three
+rounds of rank 0 writing the P pages homed on its node in order from the first, each
+followed by a barrier (a reader elsewhere reads them, so each release write-protects them
+again). Round 0's scan takes runs of 1, 2, 4, ... 16; rounds 1 and 2 start at the page it
+started at and take up its run, 16 pages a fault from the first. So, rank 0:
+  write_faults = runs + 2 * ceil(P / 16)    (runs: those that cover P, as above)
+  pages_granted_ahead >= 3P - write_faults
 and the reader reads each round's value (counts.c checks the sum).
 """
 import json
@@ -233,6 +241,19 @@ def check_again(dsmrun, prog, n, k, pages):
     })
 
 
+def check_sweep(dsmrun, prog, n, k, pages):
+    """A sweep that repeats a scan takes up its run (see the top): 0 if all hold."""
+    a, b = (run(dsmrun, prog, n, k, p, "release", 16, scan="sweep") for p in (0, pages))
+    grew = lambda key: (next(r[key] for r in b["ranks"] if r["rank"] == 0) -
+                        next(r[key] for r in a["ranks"] if r["rank"] == 0))
+    faults = runs_covering(pages, 16) + 2 * -(-pages // 16)
+    return verdict("release", {
+        "rank 0 write_faults": (grew("write_faults"), faults),
+        "rank 0 pages_granted_ahead at least 3P - faults": (min(grew("pages_granted_ahead"), 3 * pages - faults),
+                                                           3 * pages - faults),
+    })
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -249,6 +270,8 @@ def main():
         sys.exit(check_direct(dsmrun, prog, n, k, pages, model[7:] or "sequential"))
     if model == "again":
         sys.exit(check_again(dsmrun, prog, n, k, pages))
+    if model == "sweep":
+        sys.exit(check_sweep(dsmrun, prog, n, k, pages))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
