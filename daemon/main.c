@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -459,6 +460,23 @@ static dsm_status_t files_enough(const struct dsmd_config *cfg)
     return DSM_OK;
 }
 
+/*
+ * Twins, diffs and page buffers come and go with every interval. A heap that gave their
+ * pages back to the kernel at each release (glibc trims a free top above 128 KiB) faults
+ * them in again, zeroed, at the next interval's first write run: on a 2-vCPU VM that took
+ * a 64-page write fault from 20-40 us to 600-1,000 us (docs/BENCHMARKS.md). Keep up to
+ * HEAP_KEEP bytes free at the top, and serve buffers up to HEAP_MMAP_MIN from the heap
+ * too, as glibc's own threshold adjustment would once the first such buffer is freed.
+ */
+#define HEAP_KEEP (64u << 20)
+#define HEAP_MMAP_MIN (1u << 20)
+
+static void heap_keep(void)
+{
+    if (mallopt(M_TRIM_THRESHOLD, HEAP_KEEP) != 1 || mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_MIN) != 1)
+        DSM_WARN("mallopt failed: the heap gives freed pages back at once");
+}
+
 int main(int argc, char **argv)
 {
     struct dsmd d = { .memfd = -1, .listen_fd = -1, .sigfd = -1, .timerfd = -1, .watchfd = -1 };
@@ -472,6 +490,7 @@ int main(int argc, char **argv)
     }
     snprintf(who, sizeof(who), "dsmd[node %d]", d.cfg.node);
     dsm_log_init(who);
+    heap_keep();
     /* A launcher that dies takes its daemons along, even if stdin's EOF is missed. Not for
      * a standalone daemon: the death signal follows the parent *thread*, and the rank's
      * thread that started us may end long before the rank (its stdin pipe covers it). */
