@@ -88,8 +88,8 @@
  * at the home), so nothing else changes.
  *
  * Writes ahead (write_ahead). A write fault of a scanning thread makes the pages after it
- * that this node holds at READ writable too, before its grant, so that the daemon's grant
- * run opens them all (a write fault that fetches asks for the pages after it as a read does,
+ * that this node holds at READ writable too (the daemon's `ahead`: up to the grant run,
+ * DSM_GRANT_AHEAD), before its grant, so that the daemon's grant run opens them all (a write fault that fetches asks for the pages after it as a read does,
  * and makes them writable on arrival). A guess: an unwritten page so twinned costs an empty
  * diff and a name in the notice.
  *
