@@ -8,13 +8,14 @@ ahead off (DSM_READ_AHEAD=1) and on (DSM_READ_AHEAD=16). Both runs must verify (
 with a private product), and with reads ahead on:
   read faults (summed)     at least 4x fewer
   messages_sent (summed)   at least 4x fewer
-  write_faults (summed)    under sequential the same, give or take one per rank: which page
-                           a read ahead brings depends on timing, and taking one from the node
-                           writing it between two of its writes costs one more write fault
-                           (6148 -> 6149 in about 1 run of 3 on a slow VM, 2026-12-06); no
-                           more under release
-                           (writes ahead: a write fault of a scan makes the held pages after it
-                           writable too)
+  write_faults (summed)    the same, give or take one per rank: which page a read ahead
+                           brings depends on timing. Under sequential, taking one from the
+                           node writing it between two of its writes costs one more write
+                           fault (6148 -> 6149 in about 1 run of 3 on a slow VM, 2026-12-06).
+                           Under release, writes ahead (a write fault of a scan makes the held
+                           pages after it writable too) are on in both runs, bounded by
+                           DSM_GRANT_AHEAD, and a page read ahead or not yet there ends a
+                           write run one fault earlier or later (172 -> 173, 2026-12-07)
 The counts with reads ahead depend a little on timing (a page another node's batch is busy
 with is left out), so the test asserts the ratio, which is near 14 on this machine.
 """
@@ -51,13 +52,11 @@ def main():
         bad += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {model}: {key}: {off[key]} -> {on[key]} "
               f"({off[key] / max(on[key], 1):.1f}x fewer, want at least 4x)")
-    same = model != "release"
-    slack = 4 if same else 0  # one per rank (4 ranks): see the top
-    ok = (abs(on["write_faults"] - off["write_faults"]) <= slack if same
-          else on["write_faults"] <= off["write_faults"])
+    slack = 4  # one per rank (4 ranks): see the top
+    ok = abs(on["write_faults"] - off["write_faults"]) <= slack
     bad += not ok
     print(f"{'ok  ' if ok else 'FAIL'} {model}: write_faults {off['write_faults']} -> {on['write_faults']} "
-          f"({'the same, give or take one per rank' if same else 'no more'})")
+          f"(the same, give or take one per rank)")
     ok = off["pages_read_ahead"] == 0 and on["pages_read_ahead"] > 0
     bad += not ok
     print(f"{'ok  ' if ok else 'FAIL'} {model}: pages_read_ahead {off['pages_read_ahead']} -> {on['pages_read_ahead']}")
