@@ -89,9 +89,10 @@
  *
  * Writes ahead (write_ahead). A write fault of a scanning thread makes the pages after it
  * that this node holds at READ writable too (the daemon's `ahead`: up to the grant run,
- * DSM_GRANT_AHEAD), before its grant, so that the daemon's grant run opens them all (a write fault that fetches asks for the pages after it as a read does,
- * and makes them writable on arrival). A guess: an unwritten page so twinned costs an empty
- * diff and a name in the notice.
+ * DSM_GRANT_AHEAD), before its grant, so that the daemon's grant run opens them all (a
+ * write fault that fetches asks for the pages after it as a read does, and makes them
+ * writable on arrival). A guess: an unwritten page so twinned costs an empty diff and a
+ * name in the notice.
  *
  * Eviction (bounded cache) is a drop the node decides itself: the page goes to NONE and, if
  * it has unsent writes, they go to the home first as an early diff, or are queued already

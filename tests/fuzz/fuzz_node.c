@@ -445,7 +445,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   .socket = sock, .space_size = NPAGES * 4096ull, .base = 0x500000000000ull,
                                   .peer_timeout_ms = 8000, .job_id = 1, .trace = first / 3 & 1,
                                   .page_stats = first / 6 & 1, .false_sharing = first / 12 & 1,
-                                  .grant_ahead = first / 24 & 1 ? 16 : 1, .read_ahead = first / 48 & 1 ? 16 : 1,
+                                  .grant_ahead = first / 24 & 1 ? 64 : 1, .read_ahead = first / 48 & 1 ? 16 : 1,
                                   .local_hits = first / 96 & 1, .direct = 1,
                                   .cache_size = first / 192 ? 8 * 4096u : 0 };
     d.tops = &fz_ops;
