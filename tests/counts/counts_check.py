@@ -103,6 +103,11 @@ def total(stats, key, pred=lambda r: True):
     return sum(r[key] for r in stats["ranks"] if pred(r))
 
 
+def of_rank(stats, rank, key):
+    """Counter `key` of one rank."""
+    return next(r[key] for r in stats["ranks"] if r["rank"] == rank)
+
+
 def check_bulk(a, b, pages, outside, m):
     """The release run's checks (see the top): 0 if all hold."""
     bad = 0
@@ -141,7 +146,7 @@ def check_ahead(dsmrun, prog, n, k, pages, model, scans=1):
     half of them each (see the top); 0 if all hold."""
     scan = "scan" if scans == 1 else "scan2"
     a, b = run(dsmrun, prog, n, k, 0, model, 16, scan=scan), run(dsmrun, prog, n, k, pages, model, 16, scan=scan)
-    r0 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 0)
+    r0 = lambda s, key: of_rank(s, 0, key)
     faults = r0(b, "read_faults") - r0(a, "read_faults")
     ahead = r0(b, "pages_granted_ahead") - r0(a, "pages_granted_ahead")
     want = scans * runs_covering(pages // scans, 16)
@@ -159,7 +164,7 @@ def check_readahead(dsmrun, prog, n, k, pages, model):
     if n != 2 or k != 1:
         sys.exit("readahead checks run on 2 nodes with one rank each")
     off, on = (run(dsmrun, prog, n, k, pages, model, 16, ra, scan=False) for ra in (1, 16))
-    r1 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 1)
+    r1 = lambda s, key: of_rank(s, 1, key)
     runs = runs_covering(pages, 16)
     expect = {
         "rank 1 read_faults": (r1(on, "read_faults"), runs),
@@ -185,7 +190,7 @@ def check_local(dsmrun, prog, n, k, pages, model):
     """Node-local hits: rank 1 reads what rank 0 of its node wrote (see the top); 0 if all hold."""
     if k < 2:
         sys.exit("local checks need ranks 0 and 1 on node 0 (--ranks-per-node 2 or more)")
-    r1 = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == 1)
+    r1 = lambda s, key: of_rank(s, 1, key)
     expect = {}
     for ahead in (1, 16):
         on, off = (run(dsmrun, prog, n, k, pages, model, ahead, scan="local", hits=h) for h in (1, 0))
@@ -208,7 +213,7 @@ def check_local(dsmrun, prog, n, k, pages, model):
 def check_direct(dsmrun, prog, n, k, pages, model):
     """The direct path (see the top): 0 if all hold."""
     reader = n - 1
-    rd = lambda s, key: next(r[key] for r in s["ranks"] if r["rank"] == reader)
+    rd = lambda s, key: of_rank(s, reader, key)
     diff = lambda a, b, key: rd(b, key) - rd(a, key)
     on = [run(dsmrun, prog, n, k, p, model, scan="direct", direct=1) for p in (0, pages)]
     off = [run(dsmrun, prog, n, k, p, model, scan="direct", direct=0) for p in (0, pages)]
@@ -244,8 +249,7 @@ def check_again(dsmrun, prog, n, k, pages):
 def check_sweep(dsmrun, prog, n, k, pages):
     """A sweep that repeats a scan takes up its run (see the top): 0 if all hold."""
     a, b = (run(dsmrun, prog, n, k, p, "release", 16, scan="sweep") for p in (0, pages))
-    grew = lambda key: (next(r[key] for r in b["ranks"] if r["rank"] == 0) -
-                        next(r[key] for r in a["ranks"] if r["rank"] == 0))
+    grew = lambda key: of_rank(b, 0, key) - of_rank(a, 0, key)
     faults = runs_covering(pages, 16) + 2 * -(-pages // 16)
     return verdict("release", {
         "rank 0 write_faults": (grew("write_faults"), faults),
