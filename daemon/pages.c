@@ -145,8 +145,9 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
  * Several scans are told apart because loops interleave them (jacobi reads one grid and
  * writes the other, row by row). A fault on the page a scan started at repeats that sweep
  * (an iteration's pass over the same array, after the synchronisation that took the pages
- * back) and takes up the length it reached. Any other fault starts a new scan at 1, in
- * place of the one least recently extended. Reads ahead double on their own: a scan of
+ * back) and takes up the length it reached, if it got past that page; a freed range's
+ * scans end with it. Any other fault starts a new scan at 1, in place of the one least
+ * recently extended. Reads ahead double on their own: a scan of
  * held pages that runs into pages homed elsewhere (a stencil reaching its neighbour's
  * boundary row) fetches 1, 2, 4... pages, not the length its free local runs reached,
  * which would fetch pages it never reads and that their writer then has to take back.
@@ -156,10 +157,28 @@ static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
     for (int i = 0; i < DSMD_SCANS; i++)
         if (c->scans[i].len > 0 && c->scans[i].next == page)
             return &c->scans[i];
-    for (int i = 0; i < DSMD_SCANS; i++) /* a sweep that repeats one from its first page */
-        if (c->scans[i].len > 0 && c->scans[i].start == page)
+    /* a sweep that repeats one from its first page; a lone fault (len 1) was no sweep, and
+     * repeating it (a page read again after its invalidation) extends nothing */
+    for (int i = 0; i < DSMD_SCANS; i++)
+        if (c->scans[i].len > 1 && c->scans[i].start == page)
             return &c->scans[i];
     return NULL;
+}
+
+/* A freed range (dsmd_pages_clear_range) has no access pattern left: the scans whose last
+ * page or first page lay in it end, so that the next allocation there starts none. */
+static void scans_forget(struct dsmd *d, uint64_t first, uint64_t n)
+{
+    for (int i = 0; i < d->nchans; i++) {
+        struct dsmd_chan *c = d->chans[i];
+
+        for (int j = 0; c != NULL && j < DSMD_SCANS; j++) {
+            struct dsmd_scan *s = &c->scans[j];
+
+            if ((s->next > first && s->next <= first + n) || (s->start >= first && s->start < first + n))
+                s->len = 0;
+        }
+    }
 }
 
 /* A thread's hits extend its scans without the daemon seeing them: its FAULT says what run
@@ -704,6 +723,7 @@ static void range_reset(struct dsmd *d, struct dsmd_range_op *o)
     }
     dsmd_cache_cleared(d, o->first, o->n);
     dsmd_fs_reset(d, o->first, o->n);
+    scans_forget(d, o->first, o->n);
 }
 
 void dsmd_pages_clear_range(struct dsmd *d, uint64_t first, uint64_t n,

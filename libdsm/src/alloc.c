@@ -16,6 +16,7 @@
 
 #include "channel.h"
 #include "dsm_log.h"
+#include "hits.h"
 #include "runtime.h"
 
 /* Name the caller's call site (its return address `ret`) for dsmrun --hotspots: req->d
@@ -155,6 +156,8 @@ static void release(const char *fn, enum dsmc_op op, void *ptr)
     if (rep.status != 0)
         DSM_ERR("%s(%p): %s%s%s", fn, ptr, dsm_status_str(rep.status),
                 rep.text[0] != '\0' ? ": " : "", rep.text);
+    else
+        dsm_hits_forget_scans(); /* the block's access pattern ends with it */
 }
 
 DSM_API void *dsm_coalloc(size_t size)

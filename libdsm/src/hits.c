@@ -43,6 +43,9 @@ struct hit_scan {
 };
 static __thread struct hit_scan tls_scans[SCANS] __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_clock __attribute__((tls_model("initial-exec")));
+/* dsm_hits_forget_scans' count; a thread whose scans predate the last one drops them */
+static _Atomic uint32_t scan_epoch;
+static __thread uint32_t tls_epoch __attribute__((tls_model("initial-exec")));
 
 /* Map len bytes of the memfd at off; NULL (logged) on failure. */
 static void *map_part(int memfd, uint64_t off, uint64_t len, int prot, const char *what)
@@ -128,13 +131,25 @@ bool dsm_hits_busy(uint64_t page)
     return g.busy != NULL && page < g.npages && atomic_load(&g.busy[page]) != 0;
 }
 
+void dsm_hits_forget_scans(void)
+{
+    atomic_fetch_add(&scan_epoch, 1);
+}
+
 static struct hit_scan *scan_of(uint64_t page)
 {
+    uint32_t epoch = atomic_load(&scan_epoch);
+
+    if (tls_epoch != epoch) { /* in a signal handler too: plain stores */
+        for (int i = 0; i < SCANS; i++)
+            tls_scans[i].len = 0;
+        tls_epoch = epoch;
+    }
     for (int i = 0; i < SCANS; i++)
         if (tls_scans[i].len > 0 && tls_scans[i].next == page)
             return &tls_scans[i];
-    for (int i = 0; i < SCANS; i++)
-        if (tls_scans[i].len > 0 && tls_scans[i].start == page)
+    for (int i = 0; i < SCANS; i++) /* a sweep repeated, as the daemon's: not a lone fault */
+        if (tls_scans[i].len > 1 && tls_scans[i].start == page)
             return &tls_scans[i];
     return NULL;
 }

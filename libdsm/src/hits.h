@@ -25,6 +25,10 @@ bool dsm_hits_try(uint64_t page, bool write);
  * continue (their runs double on from n, as the daemon's would). */
 void dsm_hits_note(uint64_t page, uint32_t n);
 
+/* A block was freed: every thread's scans end (the next allocation on its pages starts
+ * none). Async-signal-safe. */
+void dsm_hits_forget_scans(void);
+
 /* The run this thread's scans would give a fault on page (0: none extends to it), for the
  * daemon's grants and writes ahead (FAULT's c). */
 uint32_t dsm_hits_scan_hint(uint64_t page);

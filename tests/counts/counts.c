@@ -1,7 +1,7 @@
 /*
  * counts.c - a job whose page traffic is known exactly, for checking the statistics.
  *
- * usage: counts PAGES [scan|scan2]
+ * usage: counts PAGES [scan|scan2|local|direct|again|sweep|refault|realloc]
  * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
  * collectively allocated so that the first half are homed on node 0 and the second half
  * on the last node (block placement over 2 nodes, or the first and last block).
@@ -31,6 +31,16 @@
  *   after a barrier the last rank reads them all (so that they are shared and each release
  *   write-protects them again) and must see that value. Rounds 1 and 2 start where round
  *   0's scan started: the daemon takes up the run that scan reached.
+ * With `refault` instead (a lone fault repeated is no scan): the last rank reads the PAGES
+ *   pages homed on node 0 in an order no scan follows (stride 7: page x + 1 comes 55 or more
+ *   visits after x), four at a time; rank 0 writes each group (invalidating the reader's
+ *   copies) and the reader reads it again, in the same order, before the next group. Each
+ *   second fault on a page is one its scan state saw start a scan of one page.
+ * With `realloc` instead (a freed block's scans end with it): PAGES / 8 times, the last rank
+ *   reads pages 0, 2, 4 and 6 of the block homed on node 0, every rank frees the block and
+ *   allocates until it gets the same block back, and the reader reads pages 1,
+ *   3, 5 and 7 of the new block, which would extend the old block's scans; freed and
+ *   allocated once more before the next time.
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -128,6 +138,55 @@ int main(int argc, char **argv)
         }
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
         return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "refault") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = dsm_rank() == reader ? pages : 0; /* 0 each the first time, 1 each the second */
+
+        for (long g = 0; g < pages; g += 4) {
+            long end = g + 4 < pages ? g + 4 : pages;
+
+            for (int round = 0; round < 2; round++) {
+                if (dsm_rank() == reader)
+                    for (long j = g; j < end; j++)
+                        sum += base[(j * 7 % pages) * (long)ps];
+                dsm_barrier();
+                if (round == 0 && dsm_rank() == 0)
+                    for (long j = g; j < end; j++)
+                        base[(j * 7 % pages) * (long)ps] = 1;
+                dsm_barrier();
+            }
+        }
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "realloc") == 0) {
+        int reader = dsm_nranks() - 1;
+
+        for (long g = 0; g + 8 <= pages; g += 8)
+            for (int half = 0; half < 2; half++) {
+                volatile char *again;
+
+                if (dsm_rank() == reader)
+                    for (long j = half; j < 8; j += 2)
+                        sum += base[j * (long)ps];
+                dsm_barrier();
+                dsm_cofree((void *)base);
+                /* the block is the allocator's again once every node has cleared it: until
+                 * then an allocation lands elsewhere (freed at once, untouched) */
+                for (int tries = 0; (again = dsm_coalloc((size_t)nodes_pages * ps)) != base; tries++) {
+                    if (again == NULL || tries == 1000) {
+                        fprintf(stderr, "counts: the freed block (%p) did not come back (%p)\n", (void *)base,
+                                (void *)again);
+                        return 1;
+                    }
+                    dsm_cofree((void *)again);
+                    dsm_barrier();
+                }
+                dsm_barrier();
+            }
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != 0;
     }
     if (argc > 2 && strcmp(argv[2], "scan") == 0 && dsm_rank() == 0)
         for (long p = 0; p < pages; p++)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|refault-MODEL|realloc-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -77,6 +77,19 @@ started at and take up its run, 16 pages a fault from the first. So, rank 0:
   write_faults = runs + 2 * ceil(P / 16)    (runs: those that cover P, as above)
   pages_granted_ahead >= 3P - write_faults
 and the reader reads each round's value (counts.c checks the sum).
+With `refault-MODEL` (sequential, release; grants ahead of up to 64, reads ahead of up to 16,
+direct path on and off) counts.c's `refault` phase runs: the last rank reads the P pages
+homed on node 0 in no scan's order, four at a time, each group again after rank 0 rewrote
+it. Every fault is a lone one; the second on a page repeats a lone fault, which starts no
+scan (only a sweep that ran past its first page is taken up again). So, for the reader:
+  read_faults = pages_fetched = 2P
+  pages_read_ahead = pages_granted_ahead = 0
+  direct_faults = 2P with the direct path on (no fault its scans took for a sweep's), else 0
+With `realloc-MODEL` (the same settings) counts.c's `realloc` phase runs: the reader's lone
+faults on pages 0, 2, 4, 6 of a block, then, once every rank has freed the block and got it
+back, on pages 1, 3, 5, 7, P / 8 times. A freed block's scans end with it (the daemon's and
+the rank's threads'), so the second four extend none: the same as `refault` with P in place
+of 2P.
 """
 import json
 import os
@@ -258,6 +271,24 @@ def check_sweep(dsmrun, prog, n, k, pages):
     })
 
 
+def check_lone(dsmrun, prog, n, k, pages, model, phase):
+    """Lone faults take nothing ahead, `phase` refault or realloc (see the top): 0 if all hold."""
+    reader = n - 1
+    faults = 2 * pages if phase == "refault" else pages
+    expect = {}
+    for direct in (0, 1):
+        a, b = (run(dsmrun, prog, n, k, p, model, 64, 16, scan=phase, direct=direct) for p in (0, pages))
+        grew = lambda key: of_rank(b, reader, key) - of_rank(a, reader, key)
+        expect.update({
+            f"direct {direct}: reader read_faults": (grew("read_faults"), faults),
+            f"direct {direct}: reader pages_fetched": (grew("pages_fetched"), faults),
+            f"direct {direct}: reader pages_read_ahead": (grew("pages_read_ahead"), 0),
+            f"direct {direct}: reader pages_granted_ahead": (grew("pages_granted_ahead"), 0),
+            f"direct {direct}: reader direct_faults": (grew("direct_faults"), faults * direct),
+        })
+    return verdict(f"{phase} {model}", expect)
+
+
 def main():
     dsmrun, prog = sys.argv[1], sys.argv[2]
     n, k, pages = int(sys.argv[4]), int(sys.argv[6]), int(sys.argv[7])
@@ -276,6 +307,8 @@ def main():
         sys.exit(check_again(dsmrun, prog, n, k, pages))
     if model == "sweep":
         sys.exit(check_sweep(dsmrun, prog, n, k, pages))
+    if model.startswith("refault-") or model.startswith("realloc-"):
+        sys.exit(check_lone(dsmrun, prog, n, k, pages, model[8:], model[:7]))
     if model.startswith("readahead-"):
         sys.exit(check_readahead(dsmrun, prog, n, k, pages, model[10:]))
     a, b = run(dsmrun, prog, n, k, 0, model), run(dsmrun, prog, n, k, pages, model)
