@@ -469,7 +469,7 @@ static void page_kick(struct dsmd *d, uint64_t page)
          * pages after it made writable too, for the grant's run) the scan's own length,
          * within the runs a grant may open (DSM_GRANT_AHEAD), and needs no frame or message */
         int fetches = pg->access == DSM_ACCESS_NONE;
-        int ok = need == DSM_ACCESS_READ ? d->pops->reads_ahead : d->pops->writes_ahead;
+        int ok = need == DSM_ACCESS_READ || fetches ? d->pops->reads_ahead : d->pops->writes_ahead;
         uint32_t budget;
 
         ahead = !ok ? 1 : fetches ? fetch_want(asker, page) : scan_want(asker, page);

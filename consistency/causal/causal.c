@@ -61,8 +61,9 @@
  *               +---------------------- evict (clean): revoke to NONE ----------------+
  *
  * Transitions and the functions that perform them:
- *   fault                        -> cau_fault (twin; flush first if the interval is full;
- *                                   partial: fetch_start for an absent page)
+ *   fault                        -> cau_fault (twin, write_ahead; flush first if the
+ *                                   interval is full; partial: fetch_start for an absent
+ *                                   page)
  *   timer / release / full       -> flush_start -> flush_page_done -> flush_send
  *   UPDATE arrives               -> update_arrived (queue) -> deliver -> apply_start ->
  *                                   apply_page_revoked -> apply_finish (rec_add for a page
@@ -89,6 +90,12 @@
  * An atomic is thus a write of the home node's, sent to every node in the home's update,
  * and the requester returns only once its node has applied that update: the requester
  * has "read" the home's write, and everything it does next causally follows it.
+ *
+ * Writes ahead (write_ahead), as release's: a write fault of a scanning thread (the daemon's
+ * `ahead`, up to DSM_GRANT_AHEAD) twins the held READ pages after it and opens them to the
+ * node before its grant, so the grant's run makes them writable with it: one fault per run
+ * instead of one per page, each interval's flush having write-protected them. Only as many
+ * as the open interval has room for; an unwritten one makes an empty diff, never sent.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -225,24 +232,55 @@ static dsm_status_t written_add(dsmp_t *p, uint64_t page)
     return DSM_OK;
 }
 
+/* The page joins the open interval: its twin (kept from a flush still under way, or taken
+ * now) and its place in the written list. DSM_ENOMEM: neither. */
+static dsm_status_t start_write(dsmp_t *p, uint64_t page)
+{
+    struct cau_page *g = &p->pg[page];
+
+    if (g->twin == NULL) {
+        g->twin = malloc(p->svc.page_size);
+        if (g->twin == NULL)
+            return DSM_ENOMEM;
+        memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
+    }
+    return written_add(p, page);
+}
+
 /* Grant `access`; a write joins the open interval (twin at its first write). */
 static void grant_local(dsmp_t *p, uint64_t page, int access)
 {
     struct cau_page *g = &p->pg[page];
 
-    if (access == DSM_ACCESS_WRITE && !g->written) {
-        if (g->twin == NULL) {
-            g->twin = malloc(p->svc.page_size);
-            if (g->twin != NULL)
-                memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
-        }
-        if (g->twin == NULL || written_add(p, page) != DSM_OK) {
-            DSM_ERR("causal: out of memory for a twin of page %llu", (unsigned long long)page);
-            access = DSM_ACCESS_READ;
-        }
+    if (access == DSM_ACCESS_WRITE && !g->written && start_write(p, page) != DSM_OK) {
+        DSM_ERR("causal: out of memory for a twin of page %llu", (unsigned long long)page);
+        access = DSM_ACCESS_READ;
     }
     g->local = (uint8_t)access;
     p->svc.grant(p->svc.ctx, page, access);
+}
+
+/*
+ * Writes ahead, as release's: a write fault of a scanning thread (the daemon's `ahead`
+ * hint) makes up to ahead - 1 pages after it writable too, before its grant, so that the
+ * daemon's grant run opens them all: held pages at READ with nothing under way, in the same
+ * allocation, no more than the open interval has room for beside the faulting page. A
+ * guess: a page so twinned and not written makes an empty diff, which no update carries.
+ */
+static void write_ahead(dsmp_t *p, uint64_t page, uint32_t ahead)
+{
+    uint64_t end = p->svc.alloc_end(p->svc.ctx, page);
+    size_t room = p->pages_per_update - (p->pg[page].written ? 0 : 1);
+
+    for (uint64_t q = page + 1; q < page + ahead && q < end && q < p->svc.npages && p->nwritten < room; q++) {
+        struct cau_page *g = &p->pg[q];
+
+        if (!g->held || g->local != DSM_ACCESS_READ || g->written || g->updating || g->want || g->fetching ||
+            g->cover != NULL || start_write(p, q) != DSM_OK)
+            break;
+        g->local = DSM_ACCESS_WRITE;
+        p->svc.set_access(p->svc.ctx, q, DSM_ACCESS_WRITE);
+    }
 }
 
 static dsm_status_t defer(dsmp_t *p, uint64_t page)
@@ -257,7 +295,6 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
 {
     struct cau_page *g = &p->pg[page];
 
-    (void)ahead; /* reads_ahead 0: a fetch asks for one page */
     if (access > g->want)
         g->want = (uint8_t)access;
     g->origin = origin;
@@ -281,6 +318,8 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
         return;
     }
     g->want = 0;
+    if (access == DSM_ACCESS_WRITE)
+        write_ahead(p, page, ahead); /* before the grant: its run takes them */
     grant_local(p, page, access);
 }
 
@@ -1306,6 +1345,7 @@ static const struct dsmp_sync_ops cau_sync = {
 const struct dsmp_ops dsmp_causal_ops = {
     .name = "causal",
     .model = DSM_MODEL_CAUSAL,
+    .writes_ahead = 1,
     .create = cau_create,
     .destroy = cau_destroy,
     .fault = cau_fault,

@@ -219,9 +219,9 @@ struct dsmp_ops {
     /* 1 if a read fault() may fetch pages after the asked one (`ahead`): the daemon then
      * budgets frames of a bounded cache for them; 0 and it hands every read ahead = 1. */
     int reads_ahead;
-    /* 1 if a write fault() may make pages after the asked one writable too (`ahead`: the
-     * held pages from the scan's length, fetched ones from its fetch ramp); 0 and the daemon
-     * hands every write ahead = 1. */
+    /* 1 if a write fault() on a held page may make pages after it writable too (`ahead`:
+     * the scan's length); 0 and the daemon hands such a write ahead = 1. A write that
+     * fetches is handed what a read would be (reads_ahead: its fetch ramp, or 1). */
     int writes_ahead;
     /* Create the module's state for this node. */
     dsm_status_t (*create)(const struct dsmp_services *svc, dsmp_t **out);

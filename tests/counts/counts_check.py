@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|refault-MODEL|realloc-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|sweep-causal|refault-MODEL|realloc-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -76,7 +76,9 @@ again). Round 0's scan takes runs of 1, 2, 4, ... 16; rounds 1 and 2 start at th
 started at and take up its run, 16 pages a fault from the first. So, rank 0:
   write_faults = runs + 2 * ceil(P / 16)    (runs: those that cover P, as above)
   pages_granted_ahead >= 3P - write_faults
-and the reader reads each round's value (counts.c checks the sum).
+and the reader reads each round's value (counts.c checks the sum). With `sweep-causal` the
+same, under causal (its writes ahead twin the pages of the run; its intervals end only at
+the barriers here, DSM_CAUSAL_DELAY_US=10000000, and P <= 256 fits one interval).
 With `refault-MODEL` (sequential, release; grants ahead of up to 64, reads ahead of up to 16,
 direct path on and off) counts.c's `refault` phase runs: the last rank reads the P pages
 homed on node 0 in no scan's order, four at a time, each group again after rank 0 rewrote
@@ -98,7 +100,7 @@ import sys
 import tempfile
 
 
-def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1, direct=0, again=1):
+def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits=1, direct=0, again=1, env=None):
     scan = ("scan" if ahead > 1 else None) if scan is None else scan
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [dsmrun, "-n", str(n), "--ranks-per-node", str(k), "--timeout", "60",
@@ -106,7 +108,7 @@ def run(dsmrun, prog, n, k, pages, model, ahead=1, read_ahead=1, scan=None, hits
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90,
                            env=dict(os.environ, DSM_GRANT_AHEAD=str(ahead), DSM_READ_AHEAD=str(read_ahead),
                                     DSM_LOCAL_HITS=str(hits), DSM_DIRECT=str(direct),
-                                    DSM_RELEASE_FETCH_AGAIN=str(again)))
+                                    DSM_RELEASE_FETCH_AGAIN=str(again), **(env or {})))
         if r.returncode != 0:
             sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout}{r.stderr}")
         return json.load(open(f.name))
@@ -259,12 +261,13 @@ def check_again(dsmrun, prog, n, k, pages):
     })
 
 
-def check_sweep(dsmrun, prog, n, k, pages):
+def check_sweep(dsmrun, prog, n, k, pages, model):
     """A sweep that repeats a scan takes up its run (see the top): 0 if all hold."""
-    a, b = (run(dsmrun, prog, n, k, p, "release", 16, scan="sweep") for p in (0, pages))
+    env = {"DSM_CAUSAL_DELAY_US": "10000000"} if model == "causal" else None
+    a, b = (run(dsmrun, prog, n, k, p, model, 16, scan="sweep", env=env) for p in (0, pages))
     grew = lambda key: of_rank(b, 0, key) - of_rank(a, 0, key)
     faults = runs_covering(pages, 16) + 2 * -(-pages // 16)
-    return verdict("release", {
+    return verdict(model, {
         "rank 0 write_faults": (grew("write_faults"), faults),
         "rank 0 pages_granted_ahead at least 3P - faults": (min(grew("pages_granted_ahead"), 3 * pages - faults),
                                                            3 * pages - faults),
@@ -305,8 +308,8 @@ def main():
         sys.exit(check_direct(dsmrun, prog, n, k, pages, model[7:] or "sequential"))
     if model == "again":
         sys.exit(check_again(dsmrun, prog, n, k, pages))
-    if model == "sweep":
-        sys.exit(check_sweep(dsmrun, prog, n, k, pages))
+    if model == "sweep" or model.startswith("sweep-"):
+        sys.exit(check_sweep(dsmrun, prog, n, k, pages, model[6:] or "release"))
     if model.startswith("refault-") or model.startswith("realloc-"):
         sys.exit(check_lone(dsmrun, prog, n, k, pages, model[8:], model[:7]))
     if model.startswith("readahead-"):

@@ -391,11 +391,78 @@ Test(causal, lock_counter_random_schedules, .timeout = 120)
 {
     for (uint64_t seed = 1; seed <= 60; seed++) {
         int nn = 2 + (int)(seed % 3);
-        struct ph *h = mk(nn, 2, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        struct ph *h;
 
+        pp_ahead = seed % 4 < 2 ? 2 : 0; /* half the seeds with writes ahead */
+        h = mk(nn, 2, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
+        pp_ahead = 0;
         pp_lock_counter(h, nn, seed % 2, (uint32_t)(seed % 5), 25, seed);
         ph_destroy(h);
     }
+}
+
+/* ---- writes ahead ----------------------------------------------------------------------------- */
+
+#define FAULT_AHEAD(h, node, page, acc, ahead) \
+    cr_assert_eq(ph_fault_ahead((h), (node), (page), (acc), ph_rank(node), (ahead)), 0, "fault not allowed")
+
+/* A scan's write fault makes the held pages after it writable too, before its grant and
+ * without a message; they join the open interval, but only the pages written travel in its
+ * update. */
+BOTH_MODES(write_ahead_makes_held_pages_writable_with_the_fault)
+{
+    struct ph *h = mk(2, 8, mode);
+    uint64_t faults, diffs;
+
+    FAULT_AHEAD(h, 1, 2, W, 4);
+    for (uint64_t p = 0; p < 8; p++)
+        cr_assert_eq(ph_access(h, 1, p), p >= 2 && p < 6 ? W : R, "page %llu", (unsigned long long)p);
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_SET_ACCESS, 4, W), 1, "not opened before the grant");
+    cr_assert_eq(ph_count_events(h, 1, PH_EV_GRANT, 4, W), 0);
+    cr_assert_eq(ph_count(h, PH_ANY, 1, PH_ANY), 0, "writes ahead sent a message");
+    pp_run(h);
+    faults = ph_faults_issued(h);
+    pp_write(h, 1, 2, 0, 12);
+    pp_write(h, 1, 4, 0, 14);
+    cr_assert_eq(ph_faults_issued(h), faults, "a page written ahead faulted");
+    diffs = ph_counter(h, ph_rank(1), DSMP_DIFFS);
+    ph_clear_log(h);
+    tick(h, 1);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, UPDATE, 1, 0), 1);
+    cr_assert_eq(ph_counter(h, ph_rank(1), DSMP_DIFFS) - diffs, 2, "diffs of pages not written");
+    for (uint64_t p = 2; p < 6; p++) {
+        cr_assert_eq(ph_access(h, 1, p), R, "page %llu still writable after the flush", (unsigned long long)p);
+        cr_assert_eq(pp_read(h, 0, p, 0), p == 2 ? 12 : p == 4 ? 14 : 0, "page %llu", (unsigned long long)p);
+    }
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Writes ahead stop where the open interval is full: the faulting page keeps its place in it,
+ * and no interval holds more than its bound. */
+Test(causal, write_ahead_stops_at_the_intervals_bound)
+{
+    enum { NPG = 300 };
+    struct ph *h = mk(2, NPG, PH_REVOKE_SYNC);
+
+    for (uint64_t p = 0; p < 250; p++)
+        pp_write(h, 0, p, 0, 1000 + p);
+    cr_assert_eq(ph_count(h, UPDATE, 0, 1), 0, "an update before the bound");
+    FAULT_AHEAD(h, 0, 250, W, 16);
+    for (uint64_t p = 250; p < 270; p++)
+        cr_assert_eq(ph_access(h, 0, p), p < 256 ? W : R, "page %llu", (unsigned long long)p);
+    pp_run(h);
+    for (uint64_t p = 250; p < 256; p++)
+        pp_write(h, 0, p, 0, 1000 + p);
+    pp_write(h, 0, 256, 0, 1256); /* the interval is full: this one starts the next */
+    cr_assert_eq(ph_count(h, UPDATE, 0, 1), 1, "the full interval was not sent");
+    tick(h, 0);
+    pp_run(h);
+    for (uint64_t p = 0; p < 257; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), 1000 + p, "page %llu", (unsigned long long)p);
+    NO_ERRORS(h);
+    ph_destroy(h);
 }
 
 /* ---- write faults during a flush, full intervals ------------------------------------------ */
@@ -610,11 +677,14 @@ static uint64_t mp_wrc_corr_schedules(int partial)
 
     for (uint64_t seed = 1; seed <= 300; seed++) {
         enum ph_revoke_mode mode = seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC;
-        struct ph *h = partial ? mkp(4, 4, home, mode) : mk(4, 4, mode);
+        struct ph *h;
         struct rw_state st = { 0 };
         uint64_t s = seed;
         long steps = 0;
 
+        pp_ahead = seed % 3 == 0 ? 4 : 0; /* a third of the seeds with writes ahead */
+        h = partial ? mkp(4, 4, home, mode) : mk(4, 4, mode);
+        pp_ahead = 0;
         ph_set_evict_pct(h, partial ? 15 : 0);
         while (st.pc0 < 4 || st.pc1 < 1 || !ph_idle(h) || ph_timer(h, 0) >= 0 || ph_timer(h, 1) >= 0) {
             uint32_t what;
@@ -740,7 +810,7 @@ Test(causal, lock_scan_random_schedules, .timeout = 120)
         int nn = 2 + (int)(seed % 3);
         struct ph *h;
 
-        pp_ahead = 6; /* causal never fetches on a read: the hint must change nothing */
+        pp_ahead = 6; /* reads: nothing (causal never fetches on one); writes: writes ahead */
         h = mk(nn, 12, seed % 2 ? PH_REVOKE_DEFERRED : PH_REVOKE_SYNC);
         pp_ahead = 0;
         pp_lock_scan(h, nn, 12, (uint32_t)(seed % 5), 6, seed);
