@@ -730,11 +730,13 @@ def case_insight(dsmrun, prog):
                 n, k = int(opts[1]), 1 if len(opts) == 2 else 2
                 tpath, spath = os.path.join(d, "t.json"), os.path.join(d, "s.json")
                 # causal's interval timer (2 ms) could end an interval between a rank's grant and
-                # its write under load, and count a write fault more: only barriers end them here
+                # its write under load, and count a write fault more: only barriers end them here;
+                # and one page per fault (no grant runs, no writes ahead, whose runs a remote
+                # update under way may cut short): each window's two write faults under causal
                 j = run(dsmrun, prog, ["insight", str(windows)],
                         opts + ["--consistency", model, "--trace", tpath, "--stats", spath, "--hotspots", "2",
                                 "--false-sharing", "--timeout", "60"],
-                        env_extra={"DSM_CAUSAL_DELAY_US": "10000000"})
+                        env_extra={"DSM_CAUSAL_DELAY_US": "10000000", "DSM_GRANT_AHEAD": "1"})
                 what = "%s %s" % (model, " ".join(opts))
                 check(j.rc == 0 and all("rank %d insight ok" % r in j.out for r in range(n)),
                       "%s: exit status %s" % (what, j.rc), j)
