@@ -49,6 +49,22 @@ uint64_t pp_peek(struct ph *h, int node, uint64_t page, size_t word)
     return v;
 }
 
+void pp_opened_ahead(struct ph *h, int node, uint64_t page)
+{
+    cr_assert_eq(ph_count_events(h, node, PH_EV_SET_ACCESS, page, DSM_ACCESS_WRITE), 1,
+                 "page %llu not opened before the grant", (unsigned long long)page);
+    cr_assert_eq(ph_count_events(h, node, PH_EV_GRANT, page, DSM_ACCESS_WRITE), 0);
+    cr_assert_eq(ph_count(h, PH_ANY, node, PH_ANY), 0, "writes ahead sent a message");
+}
+
+void pp_write_held(struct ph *h, int node, uint64_t page, size_t word, uint64_t value)
+{
+    uint64_t faults = ph_faults_issued(h);
+
+    pp_write(h, node, page, word, value);
+    cr_assert_eq(ph_faults_issued(h), faults, "node %d: page %llu faulted", node, (unsigned long long)page);
+}
+
 uint64_t pp_read(struct ph *h, int node, uint64_t page, size_t word)
 {
     pp_access(h, node, page, DSM_ACCESS_READ);

@@ -40,6 +40,12 @@ void pp_write_byte(struct ph *h, int node, uint64_t page, size_t off, uint8_t va
 /* What the node's frame holds, whatever its access (no fault). */
 uint64_t pp_peek(struct ph *h, int node, uint64_t page, size_t word);
 
+/* Writes ahead: the node's write fault just issued opened `page` (one it made writable ahead)
+ * to the node before its grant, with no message sent since the log was cleared. */
+void pp_opened_ahead(struct ph *h, int node, uint64_t page);
+/* pp_write of a page that must be writable already: the test fails if it faults. */
+void pp_write_held(struct ph *h, int node, uint64_t page, size_t word, uint64_t value);
+
 /* Synchronisation of the node's rank, run to completion (the test fails if it does not
  * complete). */
 void pp_lock(struct ph *h, int node, uint32_t lock);
