@@ -4,6 +4,7 @@
 #include "coldpage.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <unistd.h>
 
 /* Greatest common divisor. */
@@ -42,4 +43,20 @@ int coldpage_readable(const int fds[2], const volatile void *p)
     if (n < 0)
         return errno == EFAULT ? 0 : -1;
     return read(fds[0], buf, sizeof(buf)) == n ? 1 : -1;
+}
+
+void coldpage_warm_add(struct coldpage_warm *w, size_t page)
+{
+    if (w->n < COLDPAGE_WARM_KEPT)
+        w->page[w->n] = page;
+    w->n++;
+}
+
+void coldpage_warm_report(const struct coldpage_warm *w, const char *who, size_t total, const char *access)
+{
+    fprintf(stderr, "%s: %zu of %zu pages were readable (or not probeable) before their timed %s: not cold "
+            "faults (page%s", who, w->n, total, access, w->n > 1 ? "s" : "");
+    for (size_t i = 0; i < w->n && i < COLDPAGE_WARM_KEPT; i++)
+        fprintf(stderr, "%s %zu", i ? "," : "", w->page[i]);
+    fprintf(stderr, "%s of the block)\n", w->n > COLDPAGE_WARM_KEPT ? ", ..." : "");
 }

@@ -22,4 +22,18 @@ size_t coldpage_stride(size_t n);
  * is the caller's (pipe(2)), drained here. */
 int coldpage_readable(const int fds[2], const volatile void *p);
 
+/* The pages a benchmark found readable before their timed access: how many, and the first
+ * COLDPAGE_WARM_KEPT of them (their index in the block), for the failure's message. */
+#define COLDPAGE_WARM_KEPT 8
+struct coldpage_warm {
+    size_t n;
+    size_t page[COLDPAGE_WARM_KEPT];
+};
+
+void coldpage_warm_add(struct coldpage_warm *w, size_t page);
+
+/* Print "benchmark: what: N of TOTAL pages were readable (or not probeable) before their
+ * timed ACCESS: not cold faults (pages a, b, ...)" to stderr. */
+void coldpage_warm_report(const struct coldpage_warm *w, const char *who, size_t total, const char *access);
+
 #endif

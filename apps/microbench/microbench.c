@@ -769,7 +769,7 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
     void          *base = region(b, blk);
     struct figure *f, *raw;
     int            res = 0;
-    size_t         warm = 0; /* samples whose page was readable already */
+    struct coldpage_warm warm = { 0 }; /* samples whose page was readable already */
 
     if (base == NULL)
         return -1;
@@ -790,7 +790,7 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
 
         res = raw_exchange(b, raw, 64, 4096, (int)i);
         if (coldpage_readable(b->probe, p) != 0)
-            warm++;
+            coldpage_warm_add(&warm, k);
         t0 = now_ns();
         v = *p;
         fig_add(b, f, (int)i, now_ns() - t0);
@@ -801,9 +801,11 @@ static int bench_read(struct bench *b, const char *name, int home, int writer)
         res = raw_exchange(b, NULL, 64, 4096, (int)i);
     fig_end(f);
     fig_end(raw);
-    if (warm > 0) {
-        fprintf(stderr, "microbench: %s: %zu of %zu pages were readable (or not probeable) before their timed "
-                "load: not cold faults\n", name, warm, blk);
+    if (warm.n > 0) {
+        char who[120];
+
+        snprintf(who, sizeof(who), "microbench: %s", name);
+        coldpage_warm_report(&warm, who, blk, "load");
         res = -1;
     }
     if (barrier(b) != 0 || res != 0)
@@ -824,7 +826,7 @@ static int bench_write(struct bench *b, int ncopies)
     int            reader = b->rank >= 1 && b->rank <= ncopies;
     struct figure *f;
     char           name[80];
-    size_t         warm = 0; /* samples whose page was readable already */
+    struct coldpage_warm warm = { 0 }; /* samples whose page was readable already */
 
     if (base == NULL)
         return -1;
@@ -842,7 +844,7 @@ static int bench_write(struct bench *b, int ncopies)
             int64_t t0;
 
             if (coldpage_readable(b->probe, p) != 0) /* untimed: a write fault, not a hit */
-                warm++;
+                coldpage_warm_add(&warm, i * stride % blk);
             t0 = now_ns();
             *p = i * stride % blk + 1;
             fig_add(b, f, (int)i, now_ns() - t0);
@@ -856,9 +858,11 @@ static int bench_write(struct bench *b, int ncopies)
             b->errors++;
     if (barrier(b) != 0)
         return -1;
-    if (warm > 0) {
-        fprintf(stderr, "microbench: %s: %zu of %zu pages were readable (or not probeable) before their timed "
-                "store: not cold faults\n", name, warm, blk);
+    if (warm.n > 0) {
+        char who[120];
+
+        snprintf(who, sizeof(who), "microbench: %s", name);
+        coldpage_warm_report(&warm, who, blk, "store");
         return -1;
     }
     dsm_cofree(base);

@@ -63,7 +63,7 @@ struct fault_run {
     size_t        page;
     enum sibling  sib;
     _Atomic int   done;   /* thread 0 finished: siblings stop */
-    _Atomic long  warm;   /* thread 0's pages found readable before their timed load */
+    struct coldpage_warm warm; /* thread 0's pages found readable before their timed load */
     int           probe[2]; /* thread 0: a pipe for coldpage_readable */
     struct figure *fig;
 };
@@ -304,7 +304,7 @@ static void fault_body(int tid, int nt, void *arg)
             double t0;
 
             if (coldpage_readable(f->probe, p) != 0) /* untimed: it must fault */
-                atomic_fetch_add(&f->warm, 1);
+                coldpage_warm_add(&f->warm, (size_t)i * stride % (size_t)f->pages);
             t0 = now_us();
             sum += *p;
             add(f->fig, now_us() - t0);
@@ -343,10 +343,8 @@ static void fault_case(long pages, int nt, enum sibling sib, struct figure *fig)
             failed("dsm_parallel", rc);
         close(f.probe[0]);
         close(f.probe[1]);
-        if (atomic_load(&f.warm) != 0) { /* the figure would time loads, not faults */
-            fprintf(stderr, "mtbench: %ld of %ld pages were readable (or not probeable) before their timed load: "
-                    "not cold faults\n",
-                    atomic_load(&f.warm), pages);
+        if (f.warm.n != 0) { /* the figure would time loads, not faults (dsm_parallel joined) */
+            coldpage_warm_report(&f.warm, "mtbench", (size_t)pages, "load");
             atomic_fetch_add(&g_errors, 1);
         }
     }
