@@ -147,10 +147,10 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
  * (an iteration's pass over the same array, after the synchronisation that took the pages
  * back) and takes up the length it reached, if it got past that page; a freed range's
  * scans end with it. Any other fault starts a new scan at 1, in place of the one least
- * recently extended. Reads ahead double on their own: a scan of
- * held pages that runs into pages homed elsewhere (a stencil reaching its neighbour's
- * boundary row) fetches 1, 2, 4... pages, not the length its free local runs reached,
- * which would fetch pages it never reads and that their writer then has to take back.
+ * recently extended. Reads ahead double on their own: a scan of held pages that runs into
+ * pages homed elsewhere (a stencil reaching its neighbour's boundary row) fetches 1, 2,
+ * 4... pages, not the length its free local runs reached, which would fetch pages it
+ * never reads and that their writer then has to take back.
  */
 static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
 {
