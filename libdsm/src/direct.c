@@ -344,6 +344,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
     dsm_hits_test_delay(); /* in the frame, not yet mapped: the home's next orders wait */
     if (dsm_vm_protect(&dsm_rt.vm, page, 1, DSM_ACCESS_READ) != 0) {
         *why = "mprotect failed";
+        rc = -2;
         goto out;
     }
     /* our daemon counts this grant when it ends the claim (dsm_chan.h) */

@@ -19,8 +19,9 @@ void dsm_direct_stop(void);
 /* Read page from its home directly if its door is open. 1 when the page is in the frame,
  * mapped READ, its grant counted applied and DONE set; 2 the same, and the daemon waits for
  * it (the caller sends DSMC_DIRECT_DONE); 0 when not taken (ask the daemon); -1 when the
- * exchange with node *home failed after the claim (*why, errno): the rank must end, its
- * node's daemon waits on the claim. Async-signal-safe. */
+ * exchange with node *home failed after the claim (*why, errno), -2 when the page came but
+ * could not be mapped (errno; dsm_vm_protect_why): in both the rank must end, its node's
+ * daemon waits on the claim. Async-signal-safe. */
 int dsm_direct_read(uint64_t page, int *home, const char **why);
 
 #endif

@@ -141,7 +141,7 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     if (st == DSM_EINVAL)
         fault_die(addr, page, write, "bad grant", "unknown access level", 0);
     if (st != 0)
-        fault_die(addr, page, write, "granted page", "mprotect failed", errno);
+        fault_die(addr, page, write, "granted page", dsm_vm_protect_why(errno), errno);
     /* the service thread holds back revocations of this page until it sees this */
     for (uint64_t i = 0; i < n; i++)
         atomic_fetch_add_explicit(&dsm_rt.applied[page + i], 1, memory_order_release);
@@ -178,6 +178,8 @@ static bool direct(uintptr_t addr, uint64_t page)
     dsm_status_t st;
     int home = -1, r = dsm_direct_read(page, &home, &why);
 
+    if (r == -2)
+        fault_die(addr, page, false, "granted page", dsm_vm_protect_why(errno), errno);
     if (r < 0)
         direct_failed(addr, page, home, why, errno);
     if (r == 0)

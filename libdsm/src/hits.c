@@ -275,12 +275,15 @@ bool dsm_hits_try(uint64_t page, bool write)
         dsm_hits_test_delay(); /* between the re-read and the mprotect */
     if (m > 0 && dsm_vm_protect(&dsm_rt.vm, page, m, want) != 0) {
         struct dsm_sline l;
+        int err = errno;
 
         dsm_sline_begin(&l, dsm_rt.rank);
-        dsm_sline_str(&l, "mprotect failed on a node-local hit at page ");
+        dsm_sline_str(&l, "node-local hit at page ");
         dsm_sline_u64(&l, page);
+        dsm_sline_str(&l, ": ");
+        dsm_sline_str(&l, dsm_vm_protect_why(err));
         dsm_sline_str(&l, " (errno ");
-        dsm_sline_i64(&l, errno);
+        dsm_sline_i64(&l, err);
         dsm_sline_str(&l, ")");
         dsm_rt_die(&l);
     }

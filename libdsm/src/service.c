@@ -114,7 +114,8 @@ static void apply_protect(int fd, const struct dsmc_msg *m)
     if (st == DSM_EINVAL)
         die("malformed PROTECT from its daemon: ", "page range or access level out of bounds");
     if (st != 0)
-        die("mprotect failed while applying its daemon's protection change: ", strerror(errno));
+        die("applying its daemon's protection change: ",
+            errno == ENOMEM ? dsm_vm_protect_why(errno) : strerror(errno));
     dsm_channel_msg(&ack, DSMC_PROTECT_ACK);
     ack.seq = m->seq;
     st = dsm_channel_send(fd, &ack);

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 struct dsm_sline {
-    char   buf[256];
+    char   buf[512];
     size_t len; /* bytes used; appends past the end are cut */
 };
 

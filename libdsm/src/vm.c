@@ -2,11 +2,52 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "dsm_chan.h"
 #include "dsm_log.h"
+
+/* What a failed mprotect with ENOMEM says, written once at map time so that a signal
+ * handler only has to copy it (dsm_vm_protect_why). */
+static char maps_why[320] = "out of memory maps (mprotect: ENOMEM)";
+
+/* The kernel's vm.max_map_count, or -1 when it cannot be read. */
+static long max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    long v = -1;
+
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+/* Every page of the space whose access differs from both neighbours' is a region (a VMA)
+ * of its own, and the kernel caps a process's regions at vm.max_map_count: the worst case
+ * needs about one per page of the space on top of what the process maps anyway. */
+static void maps_why_prepare(const struct dsm_vm *vm)
+{
+    long limit = max_map_count();
+
+    if (limit <= 0)
+        return;
+    snprintf(maps_why, sizeof(maps_why),
+             "out of memory maps: page protections split the global space into more regions "
+             "than vm.max_map_count (%ld) allows; raise it as root with sysctl -w "
+             "vm.max_map_count=%llu (enough for every page of this space)", limit,
+             (unsigned long long)((uint64_t)limit + dsm_vm_npages(vm)));
+}
+
+const char *dsm_vm_protect_why(int err)
+{
+    return err == ENOMEM ? maps_why : "mprotect failed";
+}
 
 dsm_status_t dsm_vm_map(const struct dsm_vm *vm, int memfd)
 {
@@ -32,6 +73,7 @@ dsm_status_t dsm_vm_map(const struct dsm_vm *vm, int memfd)
                 (void *)(vm->base + vm->size), got);
         return DSM_EBUSY;
     }
+    maps_why_prepare(vm);
     return 0;
 }
 

@@ -119,4 +119,12 @@ int dsm_vm_prot(uint64_t access);
  */
 dsm_status_t dsm_vm_protect(const struct dsm_vm *vm, uint64_t first, uint64_t count, uint64_t access);
 
+/*
+ * Why a dsm_vm_protect that returned DSM_ESYS failed, for its errno `err`: for ENOMEM the
+ * process ran out of memory maps, and the text names vm.max_map_count, its value and the
+ * one that would cover the whole space (read at dsm_vm_map); otherwise "mprotect failed".
+ * Async-signal-safe; the string is static.
+ */
+const char *dsm_vm_protect_why(int err);
+
 #endif

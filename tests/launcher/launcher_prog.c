@@ -33,6 +33,10 @@
  *   launcher_prog flag               rank 0 writes 4 pages of data, dsm_release, sets a flag,
  *                                    dsm_release; the others poll the flag with dsm_acquire
  *                                    in the loop and check the data; exit 0
+ *   launcher_prog maps PAGES         a block of PAGES pages; rank r writes the pages p with
+ *                                    p % nranks == r, barrier, then every rank reads and checks
+ *                                    all of them: protections that alternate page by page (one
+ *                                    memory map per page); exit 0
  *   launcher_prog atomics K          bad atomics are DSM_EINVAL; every rank does K fetch-adds
  *                                    (64-bit on node 0, 32-bit on the last node: the old values
  *                                    are a permutation), K CAS increments, K swaps (values
@@ -756,6 +760,31 @@ static int run_freescan(long iters)
     return 0;
 }
 
+/* maps: see the header. */
+static int run_maps(long pages)
+{
+    size_t ps = dsm_page_size(), w = ps / sizeof(uint64_t);
+    int r = dsm_rank(), n = dsm_nranks();
+    volatile uint64_t *a = pages > 0 ? dsm_coalloc((size_t)pages * ps) : NULL;
+
+    if (a == NULL)
+        return bad("dsm_coalloc failed");
+    for (long pg = r; pg < pages; pg += n)
+        a[(size_t)pg * w] = (uint64_t)pg + 1;
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    for (long pg = 0; pg < pages; pg++)
+        if (a[(size_t)pg * w] != (uint64_t)pg + 1) {
+            fprintf(stderr, "launcher_prog rank %d: page %ld reads %llu, want %ld\n", r, pg,
+                    (unsigned long long)a[(size_t)pg * w], pg + 1);
+            return BAD;
+        }
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    printf("rank %d maps ok\n", r);
+    return 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -869,6 +898,8 @@ int main(int argc, char **argv)
         rc = run_flag();
     else if (!strcmp(argv[1], "freescan") && argc > 2)
         rc = run_freescan(atol(argv[2]));
+    else if (!strcmp(argv[1], "maps") && argc > 2)
+        rc = run_maps(atol(argv[2]));
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
     else if (!strcmp(argv[1], "insight") && argc > 2)

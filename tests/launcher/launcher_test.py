@@ -344,6 +344,34 @@ def case_early_finalize(dsmrun, prog):
         first_is(j, where + r" in dsm_barrier \(barrier 1\): that barrier can never complete$")
 
 
+def case_map_count(dsmrun, prog):
+    """Protections that alternate page by page take one memory map per page. Past the
+    kernel's vm.max_map_count the job fails at once, naming the limit, its value and the
+    sysctl that lifts it, under sequential and release; below it the same program verifies."""
+    with open("/proc/sys/vm/max_map_count") as f:
+        limit = int(f.read())
+    pages = limit + limit // 4  # every rank's maps alternate over all of them
+    if pages > 200000:
+        print("SKIP map_count: vm.max_map_count is %d here; going past it would take a space of "
+              "more than %d pages" % (limit, pages))
+        sys.exit(77)
+    space = str(2 * pages * os.sysconf("SC_PAGE_SIZE"))
+    j = run(dsmrun, prog, ["maps", str(limit // 4)], ["-n", "2", "--space-size", space])
+    check(j.rc == 0 and j.out.count("maps ok") == 2, "%d pages: exit status %s, expected 0"
+          % (limit // 4, j.rc), j)
+    for model in ("sequential", "release"):
+        j = run(dsmrun, prog, ["maps", str(pages)],
+                ["-n", "2", "--consistency", model, "--space-size", space, "--timeout", "100"])
+        check(j.rc == 1, "%s: exit status %s, expected 1" % (model, j.rc), j)
+        first_is(j, r"rank [01] \(node [01]\) exited with status 1 without calling dsm_finalize: "
+                    r".*: out of memory maps: page protections split the global space into more "
+                    r"regions than vm\.max_map_count \(%d\) allows; raise it as root with sysctl -w "
+                    r"vm\.max_map_count=%d \(enough for every page of this space\) \(errno 12\)$"
+                    % (limit, limit + 2 * pages))
+        cause = int(re.search(r"^dsmrun: rank (\d)", j.err, re.M).group(1))
+        folded(j, [1 - cause])
+
+
 def case_no_init(dsmrun, prog):
     """A rank that exits without dsm_init while the others joined the job is named at once."""
     for rpn, node in (("1", 2), ("2", 1)):
