@@ -372,6 +372,17 @@ def case_map_count(dsmrun, prog):
         folded(j, [1 - cause])
 
 
+def case_space_full(dsmrun, prog):
+    """A program that exits when dsm_coalloc finds no room has its cause line carry what
+    libdsm told it (the space's halves and dsmrun --space-size), not only its exit status."""
+    pages = (1 << 30) // os.sysconf("SC_PAGE_SIZE")  # the default space is 1 GiB
+    j = run(dsmrun, prog, ["maps", str(pages)], ["-n", "4", "--ranks-per-node", "2"])
+    check(j.rc == 3, "exit status %s, expected the program's 3" % j.rc, j)
+    first_is(j, r"rank \d \(node \d\) exited with status 3 without calling dsm_finalize, after "
+                r"libdsm's error: dsm_coalloc\(%d\): no room: .*dsmrun --space-size, default 1G\)$"
+                % (pages * os.sysconf("SC_PAGE_SIZE")))
+
+
 def case_no_init(dsmrun, prog):
     """A rank that exits without dsm_init while the others joined the job is named at once."""
     for rpn, node in (("1", 2), ("2", 1)):
