@@ -471,10 +471,12 @@ static dsm_status_t files_enough(const struct dsmd_config *cfg)
 #define HEAP_KEEP (64u << 20)
 #define HEAP_MMAP_MIN (1u << 20)
 
+/* Only speed depends on it, and a sanitizer's allocator refuses every mallopt: say so at
+ * DSM_LOG=info, not as a warning on every daemon of every such job. */
 static void heap_keep(void)
 {
     if (mallopt(M_TRIM_THRESHOLD, HEAP_KEEP) != 1 || mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_MIN) != 1)
-        DSM_WARN("mallopt failed: the heap gives freed pages back at once");
+        DSM_INFO("mallopt failed: the heap gives freed pages back at once");
 }
 
 int main(int argc, char **argv)
