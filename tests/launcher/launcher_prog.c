@@ -198,7 +198,7 @@ static int run_loop(void)
 
 /* segv: a real NULL dereference, outside the global space (volatile: the store stays;
  * no UBSan check: the crash is the point). */
-__attribute__((no_sanitize_undefined)) static int run_segv(int victim)
+__attribute__((no_sanitize("undefined"))) static int run_segv(int victim)
 {
     volatile int *volatile null = NULL;
 
