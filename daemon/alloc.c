@@ -16,6 +16,17 @@
  * dsm_malloc takes pages from this node's arena: no message at all. dsm_free goes to the
  * block's home, which clears it on every node the same way before reusing it.
  *
+ * Memory a program freed is there for its next allocation, although frees end later than
+ * they are answered: an allocation that does not fit waits while a free under way may
+ * make room (COLL_ROOM; a dsm_malloc in `room_wait`), and fails only when none can. For a
+ * collective #k that is while a region is being cleared, or while some rank has freed a
+ * region and not every rank has asked for #k yet: a rank's COFREE_REQ always reaches node
+ * 0 before its next ALLOC_REQ (the same link; under a model that sends frees after its
+ * release, the ALLOC_REQ waits in `held` behind them), so once every rank has asked, no
+ * free that precedes #k is still to come. For an arena, while a free of this node's own
+ * ranks is on its way here or a block of the arena is being cleared. A free by a rank of
+ * another node races with an allocation here, as frees in one process's threads do.
+ *
  * Under a model that fills them (dsmp.h fill_free: causal), a free's request leaves after
  * the model's release and carries its clock; REGION_FREE carries their merge (node 0 merges
  * a region's cofrees), and every node resets the range only once it has applied that much
@@ -23,6 +34,7 @@
  * The request leaves when the release is done; the model completes releases in order, so
  * it still goes ahead of what the rank does next (its finalize's FINI_ARRIVE).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +49,7 @@ _Static_assert((int)DSM_PLACE_BLOCK == (int)DSMW_PLACE_BLOCK && (int)DSM_PLACE_C
                    (int)DSM_PLACE_FIRST_TOUCH == (int)DSMW_PLACE_FIRST_TOUCH,
                "dsm.h and the wire number placements alike");
 
-enum { COLL_NONE = 0, COLL_ADDING, COLL_READY, COLL_FREEING, COLL_FREED };
+enum { COLL_NONE = 0, COLL_ROOM, COLL_ADDING, COLL_READY, COLL_FREEING, COLL_FREED };
 
 struct coll_wait {
     struct coll_wait *next;
@@ -55,6 +67,7 @@ struct coll {
     uint32_t place;           /* home placement (enum dsmw_place) and its parameter */
     uint64_t place_arg;
     int      origin;          /* the rank whose request came first (and set size, place) */
+    int      requests;        /* ALLOC_REQs for it so far */
     int      frees;
     uint64_t *vc;             /* merged clocks of the frees' requests (fill_free), or NULL */
     size_t   nvc;
@@ -67,6 +80,14 @@ struct free_req {
     struct dsmd *d;
     int type, node, origin;
     uint64_t page;
+};
+
+/* An ALLOC_REQ held behind free requests still waiting for the model's release. */
+struct held_req {
+    struct held_req *next;
+    uint64_t seq, size, place_arg;
+    uint32_t place;
+    int      origin;
 };
 
 /* A REGION_ADD / REGION_FREE this node sent, waiting for every node's acknowledgement. */
@@ -86,6 +107,9 @@ struct dsmd_alloc {
     struct region_op *ops;
     struct dsmd_chan *waiting;     /* local ranks waiting for ALLOC_REPLY */
     struct free_req *freeing;      /* frees' requests waiting for the model's release */
+    struct held_req *held;         /* and the ALLOC_REQs behind them, oldest first */
+    struct dsmd_chan *room_wait;   /* local ranks' dsm_malloc waiting for a free to end */
+    uint64_t self_frees;           /* FREE_REQs of local ranks to this node not yet here */
     struct dsmd_run *regions;      /* the live collective regions (every node) */
     size_t nregions, capregions;
 };
@@ -178,6 +202,12 @@ void dsmd_alloc_fini(struct dsmd *d)
 
         a->freeing = r->next;
         free(r);
+    }
+    while (a->held) {
+        struct held_req *h = a->held;
+
+        a->held = h->next;
+        free(h);
     }
     free(a->colls);
     free(a->regions);
@@ -299,6 +329,66 @@ static void coll_answer(struct dsmd *d, struct coll *c, uint64_t k, int node, in
     reply_alloc(d, node, origin, k, c->status, c->first);
 }
 
+/* Node 0: answer every request of #k that waits, now that its state is settled. */
+static void coll_settle(struct dsmd *d, struct coll *c, uint64_t k)
+{
+    while (c->waiting) {
+        struct coll_wait *w = c->waiting;
+
+        c->waiting = w->next;
+        coll_answer(d, c, k, w->node, w->origin, w->size, w->place, w->place_arg);
+        free(w);
+    }
+}
+
+/* Node 0: whether a free under way may still make room for collective c (see the top). */
+static bool coll_room_coming(struct dsmd *d, const struct coll *c)
+{
+    struct dsmd_alloc *a = d->alloc;
+
+    for (size_t k = 0; k < a->ncolls; k++) {
+        const struct coll *x = &a->colls[k];
+
+        if (x->state == COLL_FREEING)
+            return true;
+        if (x->state == COLL_READY && x->status == DSM_OK && x->frees > 0 && c->requests < d->cfg.nranks)
+            return true;
+    }
+    return false;
+}
+
+/* Node 0: find pages for collective #k (COLL_ROOM): announce it, wait on for room, or fail
+ * it and answer its requests. */
+static void coll_place(struct dsmd *d, uint64_t k)
+{
+    struct coll *c = &d->alloc->colls[k];
+
+    c->status = c->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
+                : dsmd_ralloc_alloc(&d->alloc->coll_area, c->n, &c->first);
+    if (c->status == DSM_OK) {
+        c->state = COLL_ADDING;
+        region_announce(d, 0, c->first, c->n, k, c->origin, c->place, c->place_arg, NULL, 0);
+        return;
+    }
+    if (c->status == DSM_ENOSPACE && c->size != 0 && c->n <= d->space.coll_pages && coll_room_coming(d, c))
+        return; /* a region's free under way may make room: asked again when it ends */
+    DSM_WARN("collective allocation #%llu of %llu bytes does not fit: the largest free run of the "
+             "collective area is %llu bytes (of %llu)", (unsigned long long)k, (unsigned long long)c->size,
+             (unsigned long long)(dsmd_ralloc_largest(&d->alloc->coll_area) * d->page_size),
+             (unsigned long long)(d->space.coll_pages * d->page_size));
+    c->state = COLL_READY;
+    coll_settle(d, c, k);
+}
+
+/* Node 0: a collective region's pages are free again; allocations waiting for room retry,
+ * oldest first. */
+static void coll_room_made(struct dsmd *d)
+{
+    for (uint64_t k = 0; k < d->alloc->ncolls; k++)
+        if (d->alloc->colls[k].state == COLL_ROOM)
+            coll_place(d, k);
+}
+
 /* Node 0: ALLOC_REQ #k from `node` on behalf of rank `origin`. */
 static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
 {
@@ -313,21 +403,10 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
         c->place_arg = m->place_arg;
         c->origin = (int)m->origin;
         c->n = pages_for(d, m->size);
-        c->status = m->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
-                    : dsmd_ralloc_alloc(&d->alloc->coll_area, c->n, &c->first);
-        if (c->status != DSM_OK) {
-            DSM_WARN("collective allocation #%llu of %llu bytes does not fit: the largest free run of the "
-                     "collective area is %llu bytes (of %llu)", (unsigned long long)m->seq,
-                     (unsigned long long)m->size,
-                     (unsigned long long)(dsmd_ralloc_largest(&d->alloc->coll_area) * d->page_size),
-                     (unsigned long long)(d->space.coll_pages * d->page_size));
-            c->state = COLL_READY;
-        } else {
-            c->state = COLL_ADDING;
-            region_announce(d, 0, c->first, c->n, m->seq, (int)m->origin, c->place, c->place_arg, NULL, 0);
-        }
+        c->state = COLL_ROOM;
     }
-    if (c->state != COLL_ADDING) {
+    c->requests++;
+    if (c->state != COLL_ROOM && c->state != COLL_ADDING) {
         coll_answer(d, c, m->seq, node, (int)m->origin, m->size, m->place, m->place_arg);
         return DSM_OK;
     }
@@ -341,7 +420,59 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
     w->place_arg = m->place_arg;
     w->next = c->waiting;
     c->waiting = w;
+    if (c->state == COLL_ROOM)
+        coll_place(d, m->seq); /* first try, or one request more may settle that none comes */
     return DSM_OK;
+}
+
+/* Whether a free under way may still make room in this node's arena (see the top). */
+static bool arena_room_coming(struct dsmd *d)
+{
+    if (d->alloc->self_frees > 0)
+        return true;
+    for (const struct region_op *o = d->alloc->ops; o; o = o->next)
+        if (o->is_free && o->k == UINT64_MAX)
+            return true;
+    return false;
+}
+
+/* dsm_malloc of n pages for the rank on channel c: 0 with *first, DSM_ENOSPACE (said) when
+ * it does not fit and no free under way can make room, or 1 when one may: wait for it. */
+static int arena_alloc(struct dsmd *d, struct dsmd_chan *c, uint64_t n, uint64_t *first)
+{
+    dsm_status_t st = n == 0 ? DSM_EINVAL : n > d->space.arena_pages ? DSM_ENOSPACE
+                      : dsmd_ralloc_alloc(&d->alloc->arena, n, first);
+
+    if (st == DSM_ENOSPACE && n <= d->space.arena_pages && arena_room_coming(d))
+        return 1;
+    if (st == DSM_ENOSPACE)
+        DSM_WARN("dsm_malloc(%llu) by rank %d: this node's arena has %llu bytes free, at most %llu in one piece",
+                 (unsigned long long)(n * d->page_size), dsmd_rank_of(d, c)->rank,
+                 (unsigned long long)(d->alloc->arena.total_free * d->page_size),
+                 (unsigned long long)(dsmd_ralloc_largest(&d->alloc->arena) * d->page_size));
+    return st;
+}
+
+/* A free of this node's arena ended, or one on its way turned out to free nothing: the
+ * dsm_mallocs waiting for room try again, oldest first. */
+static void arena_room_made(struct dsmd *d)
+{
+    struct dsmd_chan **pp = &d->alloc->room_wait;
+
+    while (*pp) {
+        struct dsmd_chan *c = *pp;
+        uint64_t first = 0;
+        int st = arena_alloc(d, c, c->pending_seq, &first);
+
+        if (st == 1) {
+            pp = &c->pnext;
+            continue;
+        }
+        *pp = c->pnext;
+        c->pnext = NULL;
+        c->pending_op = 0;
+        dsmd_chan_reply(d, c, st, st == DSM_OK ? addr_of(d, first) : 0);
+    }
 }
 
 /* The sender of a region announcement: every node has acknowledged. */
@@ -356,6 +487,7 @@ static void region_done(struct dsmd *d, struct region_op *o)
         dsmd_pages_zero(d, o->first, o->n);
         if (dsmd_ralloc_free(&d->alloc->arena, o->first, &n) != DSM_OK)
             DSM_ERR("freed arena block at page %llu was not allocated", (unsigned long long)o->first);
+        arena_room_made(d);
         return;
     }
     c = &d->alloc->colls[o->k];
@@ -363,16 +495,11 @@ static void region_done(struct dsmd *d, struct region_op *o)
         c->state = COLL_FREED;
         if (dsmd_ralloc_free(&d->alloc->coll_area, o->first, &n) != DSM_OK)
             DSM_ERR("freed region at page %llu was not allocated", (unsigned long long)o->first);
+        coll_room_made(d);
         return;
     }
     c->state = COLL_READY;
-    while (c->waiting) {
-        struct coll_wait *w = c->waiting;
-
-        c->waiting = w->next;
-        coll_answer(d, c, o->k, w->node, w->origin, w->size, w->place, w->place_arg);
-        free(w);
-    }
+    coll_settle(d, c, o->k);
 }
 
 static dsm_status_t region_ack(struct dsmd *d, const dsmw_msg_t *m)
@@ -497,7 +624,7 @@ static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
 }
 
 /* Home of an arena block: free it everywhere, then reuse it. */
-static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
+static dsm_status_t arena_free_block(struct dsmd *d, const dsmw_msg_t *m)
 {
     uint64_t n;
 
@@ -517,6 +644,19 @@ static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
     }
     region_announce(d, 1, m->addr, n, UINT64_MAX, (int)m->origin, DSMW_PLACE_BLOCK, 0, m->vclock, m->n_vclock);
     return DSM_OK;
+}
+
+/* Home of an arena block: FREE_REQ from a rank of node m->node. */
+static dsm_status_t arena_free(struct dsmd *d, const dsmw_msg_t *m)
+{
+    dsm_status_t st;
+
+    if (m->node == (uint32_t)d->cfg.node && d->alloc->self_frees > 0)
+        d->alloc->self_frees--;
+    st = arena_free_block(d, m);
+    if (d->alloc->room_wait != NULL)
+        arena_room_made(d); /* this free's own clearing now counts, or it freed nothing */
+    return st;
 }
 
 static void alloc_reply_arrived(struct dsmd *d, const dsmw_msg_t *m)
@@ -572,6 +712,26 @@ static void free_req_out(struct dsmd *d, int type, int node, uint64_t page, int 
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
 }
 
+/* Send the ALLOC_REQs held behind free requests once none of those waits any more. */
+static void alloc_held_send(struct dsmd *d)
+{
+    while (d->alloc->freeing == NULL && d->alloc->held != NULL) {
+        struct held_req *h = d->alloc->held;
+        dsmw_msg_t req;
+
+        d->alloc->held = h->next;
+        dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
+        req.seq = h->seq;
+        req.size = h->size;
+        req.origin = (uint32_t)h->origin;
+        req.node = (uint32_t)d->cfg.node;
+        req.place = h->place;
+        req.place_arg = h->place_arg;
+        dsmd_send(d, 0, &req, DSMT_NO_PAGE);
+        free(h);
+    }
+}
+
 /* The model's release before a free's request is done. */
 static void free_req_send(dsmp_t *p, void *arg)
 {
@@ -584,6 +744,7 @@ static void free_req_send(dsmp_t *p, void *arg)
             break;
         }
     free_req_out(r->d, r->type, r->node, r->page, r->origin);
+    alloc_held_send(r->d);
     free(r);
 }
 
@@ -616,7 +777,6 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
     uint64_t page, first, n;
-    dsm_status_t st;
 
     switch (m->op) {
     case DSMC_COALLOC: {
@@ -633,6 +793,20 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         c->pending_seq = rk->coalloc_seq++;
         c->pnext = d->alloc->waiting;
         d->alloc->waiting = c;
+        if (d->alloc->freeing != NULL) { /* behind the frees (see the top): free_req_send */
+            struct held_req *h = calloc(1, sizeof(*h)), **pp = &d->alloc->held;
+
+            if (h == NULL) {
+                dsmd_abort(d, DSM_ENOMEM, "out of memory holding an allocation request");
+                return;
+            }
+            *h = (struct held_req){ .seq = c->pending_seq, .size = m->a, .place = (uint32_t)m->b,
+                                    .place_arg = m->c, .origin = rk->rank };
+            while (*pp)
+                pp = &(*pp)->next;
+            *pp = h;
+            return;
+        }
         dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
         req.seq = c->pending_seq;
         req.size = m->a;
@@ -653,16 +827,25 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         free_request(d, DSMW__TYPE__COFREE_REQ, 0, page, rk->rank);
         dsmd_chan_reply(d, c, DSM_OK, 0);
         return;
-    case DSMC_MALLOC:
+    case DSMC_MALLOC: {
+        int r;
+
         n = pages_for(d, m->a);
-        st = n == 0 ? DSM_EINVAL : n > d->space.arena_pages ? DSM_ENOSPACE : dsmd_ralloc_alloc(&d->alloc->arena, n, &first);
-        if (st == DSM_ENOSPACE)
-            DSM_WARN("dsm_malloc(%llu) by rank %d: this node's arena has %llu bytes free, at most %llu in one piece",
-                     (unsigned long long)m->a, rk->rank,
-                     (unsigned long long)(d->alloc->arena.total_free * d->page_size),
-                     (unsigned long long)(dsmd_ralloc_largest(&d->alloc->arena) * d->page_size));
-        dsmd_chan_reply(d, c, st, st == DSM_OK ? addr_of(d, first) : 0);
+        r = arena_alloc(d, c, n, &first);
+        if (r == 1) { /* a free under way may make room: arena_room_made answers */
+            struct dsmd_chan **pp = &d->alloc->room_wait;
+
+            while (*pp)
+                pp = &(*pp)->pnext;
+            c->pending_op = DSMC_MALLOC;
+            c->pending_seq = n;
+            c->pnext = NULL;
+            *pp = c;
+            return;
+        }
+        dsmd_chan_reply(d, c, r, r == DSM_OK ? addr_of(d, first) : 0);
         return;
+    }
     case DSMC_FREE:
         page = page_of(d, m->a);
         if (page == UINT64_MAX || dsmd_space_arena_node(&d->space, page) == DSMD_NO_HOME ||
@@ -673,6 +856,8 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
             dsmd_chan_reply(d, c, DSM_EINVAL, 0);
             return;
         }
+        if (dsmd_space_arena_node(&d->space, page) == d->cfg.node)
+            d->alloc->self_frees++; /* its room counts from now (arena_room_coming) */
         free_request(d, DSMW__TYPE__FREE_REQ, dsmd_space_arena_node(&d->space, page), page, rk->rank);
         dsmd_chan_reply(d, c, DSM_OK, 0);
         return;
@@ -682,6 +867,11 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
 void dsmd_alloc_chan_gone(struct dsmd *d, struct dsmd_chan *c)
 {
     for (struct dsmd_chan **pp = &d->alloc->waiting; *pp; pp = &(*pp)->pnext)
+        if (*pp == c) {
+            *pp = c->pnext;
+            return;
+        }
+    for (struct dsmd_chan **pp = &d->alloc->room_wait; *pp; pp = &(*pp)->pnext)
         if (*pp == c) {
             *pp = c->pnext;
             return;

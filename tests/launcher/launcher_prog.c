@@ -37,6 +37,12 @@
  *                                    p % nranks == r, barrier, then every rank reads and checks
  *                                    all of them: protections that alternate page by page (one
  *                                    memory map per page); exit 0
+ *   launcher_prog refree MIB K       K times: every rank writes its pages of a fresh MIB MiB
+ *                                    dsm_coalloc (checking it reads zero first), barrier,
+ *                                    dsm_cofree, and at once the next dsm_coalloc; then K
+ *                                    times rank 0 the same with a MIB/2 MiB dsm_malloc and
+ *                                    dsm_free of its own; then a dsm_coalloc that cannot
+ *                                    fit beside a live one must fail (NULL) at once; exit 0
  *   launcher_prog atomics K          bad atomics are DSM_EINVAL; every rank does K fetch-adds
  *                                    (64-bit on node 0, 32-bit on the last node: the old values
  *                                    are a permutation), K CAS increments, K swaps (values
@@ -785,6 +791,61 @@ static int run_maps(long pages)
     return 0;
 }
 
+/* Every page of a fresh block of n pages reads zero; then this rank writes its pages
+ * (every `stride`-th from `from`) with v. 0, or BAD (said). */
+static int fresh_block(volatile uint64_t *a, size_t n, size_t from, size_t stride, uint64_t v, const char *what)
+{
+    size_t w = dsm_page_size() / sizeof(uint64_t);
+
+    for (size_t pg = from; pg < n; pg += stride) {
+        if (a[pg * w] != 0 || a[pg * w + w - 1] != 0) {
+            fprintf(stderr, "launcher_prog rank %d: %s: page %zu of a fresh block is not zero\n", dsm_rank(),
+                    what, pg);
+            return BAD;
+        }
+        a[pg * w] = v;
+    }
+    return 0;
+}
+
+/* refree: see the header. */
+static int run_refree(long mib, long k)
+{
+    size_t bytes = (size_t)mib << 20, n = bytes / dsm_page_size();
+    int r = dsm_rank(), nr = dsm_nranks();
+    volatile uint64_t *a, *b;
+
+    for (long i = 0; i < k; i++) {
+        if ((a = dsm_coalloc(bytes)) == NULL)
+            return bad("dsm_coalloc right after a dsm_cofree of as much failed");
+        if (fresh_block(a, n, (size_t)r, (size_t)nr, (uint64_t)i + 1, "dsm_coalloc") != 0)
+            return BAD;
+        if (dsm_barrier() != 0)
+            return bad("dsm_barrier failed");
+        dsm_cofree((void *)a);
+    }
+    for (long i = 0; i < k && r == 0; i++) { /* alone in its node's arena */
+        if ((a = dsm_malloc(bytes / 2)) == NULL)
+            return bad("dsm_malloc right after a dsm_free of as much failed");
+        if (fresh_block(a, n / 2, 0, 1, (uint64_t)i + 1, "dsm_malloc") != 0)
+            return BAD;
+        dsm_free((void *)a);
+    }
+    if ((a = dsm_coalloc(bytes)) == NULL)
+        return bad("dsm_coalloc failed");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    if ((b = dsm_coalloc(bytes)) != NULL)
+        return bad("a dsm_coalloc that cannot fit beside a live one succeeded");
+    dsm_cofree((void *)a);
+    if ((b = dsm_coalloc(bytes)) == NULL)
+        return bad("dsm_coalloc after the live one's dsm_cofree failed");
+    if (dsm_barrier() != 0)
+        return bad("dsm_barrier failed");
+    printf("rank %d refree ok\n", r);
+    return 0;
+}
+
 /* placement: see the header. Every rank makes the same calls (they are collective). */
 static int run_placement(void)
 {
@@ -900,6 +961,8 @@ int main(int argc, char **argv)
         rc = run_freescan(atol(argv[2]));
     else if (!strcmp(argv[1], "maps") && argc > 2)
         rc = run_maps(atol(argv[2]));
+    else if (!strcmp(argv[1], "refree") && argc > 3)
+        rc = run_refree(atol(argv[2]), atol(argv[3]));
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
     else if (!strcmp(argv[1], "insight") && argc > 2)

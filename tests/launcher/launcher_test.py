@@ -387,6 +387,20 @@ def case_space_full(dsmrun, prog):
                 % (pages * os.sysconf("SC_PAGE_SIZE")))
 
 
+def case_refree(dsmrun, prog):
+    """Frees end after they are answered, and the next allocation waits for them instead of
+    failing: 4 times a dsm_coalloc of 40 of the collective area's 64 MiB right after the
+    last one's dsm_cofree, then 4 dsm_malloc/dsm_free of 20 of an arena's 32 MiB; a
+    dsm_coalloc that cannot fit beside a live one still fails at once. Every model, 2 ranks
+    per node."""
+    for model in ("sequential", "release", "causal"):
+        j = run(dsmrun, prog, ["refree", "40", "4"], ["-n", "4", "--ranks-per-node", "2", "--consistency", model,
+                                                     "--space-size", "128M", "--timeout", "100"])
+        check(j.rc == 0 and j.out.count("refree ok") == 4, "%s: exit status %s, expected 0" % (model, j.rc), j)
+        check(re.search(r"collective allocation #5 of 41943040 bytes does not fit", j.err),
+              "%s: the allocation that cannot fit was not refused" % model, j)
+
+
 def case_no_init(dsmrun, prog):
     """A rank that exits without dsm_init while the others joined the job is named at once."""
     for rpn, node in (("1", 2), ("2", 1)):
