@@ -110,6 +110,9 @@ struct dsmd_alloc {
     struct held_req *held;         /* and the ALLOC_REQs behind them, oldest first */
     struct dsmd_chan *room_wait;   /* local ranks' dsm_malloc waiting for a free to end */
     uint64_t self_frees;           /* FREE_REQs of local ranks to this node not yet here */
+    uint64_t colls_room;           /* node 0: collectives in COLL_ROOM */
+    uint64_t colls_freeing;        /* node 0: collectives in COLL_FREEING */
+    uint64_t colls_part_freed;     /* node 0: live collectives some ranks, not all, freed */
     struct dsmd_run *regions;      /* the live collective regions (every node) */
     size_t nregions, capregions;
 };
@@ -344,17 +347,7 @@ static void coll_settle(struct dsmd *d, struct coll *c, uint64_t k)
 /* Node 0: whether a free under way may still make room for collective c (see the top). */
 static bool coll_room_coming(struct dsmd *d, const struct coll *c)
 {
-    struct dsmd_alloc *a = d->alloc;
-
-    for (size_t k = 0; k < a->ncolls; k++) {
-        const struct coll *x = &a->colls[k];
-
-        if (x->state == COLL_FREEING)
-            return true;
-        if (x->state == COLL_READY && x->status == DSM_OK && x->frees > 0 && c->requests < d->cfg.nranks)
-            return true;
-    }
-    return false;
+    return d->alloc->colls_freeing > 0 || (d->alloc->colls_part_freed > 0 && c->requests < d->cfg.nranks);
 }
 
 /* Node 0: find pages for collective #k (COLL_ROOM): announce it, wait on for room, or fail
@@ -366,6 +359,7 @@ static void coll_place(struct dsmd *d, uint64_t k)
     c->status = c->size == 0 || c->n > d->space.coll_pages ? DSM_ENOSPACE
                 : dsmd_ralloc_alloc(&d->alloc->coll_area, c->n, &c->first);
     if (c->status == DSM_OK) {
+        d->alloc->colls_room--;
         c->state = COLL_ADDING;
         region_announce(d, 0, c->first, c->n, k, c->origin, c->place, c->place_arg, NULL, 0);
         return;
@@ -376,6 +370,7 @@ static void coll_place(struct dsmd *d, uint64_t k)
              "collective area is %llu bytes (of %llu)", (unsigned long long)k, (unsigned long long)c->size,
              (unsigned long long)(dsmd_ralloc_largest(&d->alloc->coll_area) * d->page_size),
              (unsigned long long)(d->space.coll_pages * d->page_size));
+    d->alloc->colls_room--;
     c->state = COLL_READY;
     coll_settle(d, c, k);
 }
@@ -384,7 +379,7 @@ static void coll_place(struct dsmd *d, uint64_t k)
  * oldest first. */
 static void coll_room_made(struct dsmd *d)
 {
-    for (uint64_t k = 0; k < d->alloc->ncolls; k++)
+    for (uint64_t k = 0; d->alloc->colls_room > 0 && k < d->alloc->ncolls; k++)
         if (d->alloc->colls[k].state == COLL_ROOM)
             coll_place(d, k);
 }
@@ -404,6 +399,7 @@ static dsm_status_t coll_request(struct dsmd *d, int node, const dsmw_msg_t *m)
         c->origin = (int)m->origin;
         c->n = pages_for(d, m->size);
         c->state = COLL_ROOM;
+        d->alloc->colls_room++;
     }
     c->requests++;
     if (c->state != COLL_ROOM && c->state != COLL_ADDING) {
@@ -493,6 +489,7 @@ static void region_done(struct dsmd *d, struct region_op *o)
     c = &d->alloc->colls[o->k];
     if (o->is_free) {
         c->state = COLL_FREED;
+        d->alloc->colls_freeing--;
         if (dsmd_ralloc_free(&d->alloc->coll_area, o->first, &n) != DSM_OK)
             DSM_ERR("freed region at page %llu was not allocated", (unsigned long long)o->first);
         coll_room_made(d);
@@ -609,7 +606,12 @@ static dsm_status_t coll_free(struct dsmd *d, const dsmw_msg_t *m)
                 if (m->vclock[i] > c->vc[i])
                     c->vc[i] = m->vclock[i];
         }
-        if (++c->frees == d->cfg.nranks) {
+        if (++c->frees == 1 && d->cfg.nranks > 1)
+            a->colls_part_freed++;
+        if (c->frees == d->cfg.nranks) {
+            if (d->cfg.nranks > 1)
+                a->colls_part_freed--;
+            a->colls_freeing++;
             c->state = COLL_FREEING;
             region_announce(d, 1, c->first, c->n, k, (int)m->origin, DSMW_PLACE_BLOCK, 0, c->vc, c->nvc);
             free(c->vc);
