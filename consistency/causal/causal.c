@@ -91,6 +91,19 @@
  * and the requester returns only once its node has applied that update: the requester
  * has "read" the home's write, and everything it does next causally follows it.
  *
+ * Backoff (delay_adapt). An interval's end write-protects its pages, so a write set that
+ * intervals keep cutting costs a fault per page per cut, and a node whose faults are slow
+ * then makes little headway between cuts: radix's scatter (256 streams per rank) took one
+ * fault per key. Each flush therefore looks back at the interval it ends. If other nodes'
+ * updates wrote its pages too (false sharing: applying them took the pages from its
+ * writers), or half its pages or more were written again after a recent flush that no
+ * release asked for (AGAIN_FLUSHES, no release since), the next delay doubles, up to
+ * DELAY_BACKOFF_MAX times DSM_CAUSAL_DELAY_US; in the second case the interval's bound
+ * doubles as well, up to PAGES_PER_UPDATE_MAX. Any other interval halves both back. Writes
+ * again after a release are an iteration's, not churn: a stencil keeps 2 ms and 256 pages,
+ * whose updates overlap with its sweep. Visibility without synchronisation stays bounded:
+ * 64 times the delay at most.
+ *
  * Writes ahead (write_ahead), as release's: a write fault of a scanning thread (the daemon's
  * `ahead`, up to DSM_GRANT_AHEAD) twins the held READ pages after it and opens them to the
  * node before its grant, so the grant's run makes them writable with it: one fault per run
@@ -107,8 +120,11 @@
 #include "notices.h"
 
 #define DEFAULT_DELAY_US 2000
+#define DELAY_BACKOFF_MAX 64                /* the delay grows to at most this many times */
+#define AGAIN_FLUSHES 8                     /* "written again": within this many flushes */
 #define PART_BYTES (DSMW_MAX_MSG - 1024)  /* an update travels in parts of this size */
-#define PAGES_PER_UPDATE 256                /* an interval ends when it holds this many */
+#define PAGES_PER_UPDATE DSMP_CAUSAL_INTERVAL_PAGES /* an interval ends when it holds this many */
+#define PAGES_PER_UPDATE_MAX DSMP_CAUSAL_INTERVAL_PAGES_MAX /* ... grown to at most this many */
 #define REC_HDR DSMP_REC_HDR                /* an update's page record (diff.h) */
 #define LOCK_BUCKETS 256
 
@@ -121,6 +137,7 @@ struct cau_page {
     uint8_t  want;      /* a fault that waits for the update to finish */
     uint8_t  held;      /* the frame holds the page (always, unless partial: C4) */
     uint8_t  fetching;  /* partial: PAGE_GET out */
+    uint16_t flushed;   /* the flush (its number, modulo 2^16) that last took it */
     int32_t  origin;
     uint8_t *twin;
     uint32_t *cover;    /* partial: fetched at this home clock, not yet covered here (C5) */
@@ -179,8 +196,13 @@ struct dsmp {
     struct cau_page *pg;
     uint64_t *written;
     size_t nwritten, capwritten;
-    size_t pages_per_update;
-    uint64_t delay_us;
+    size_t pages_per_update;       /* the open interval's bound: PAGES_PER_UPDATE or more */
+    uint64_t delay_us;             /* DSM_CAUSAL_DELAY_US */
+    uint64_t delay_now;            /* the open interval's: delay_us, or more (backoff) */
+    size_t crossed;                /* open interval's pages other nodes' updates wrote too */
+    size_t again;                  /* its pages a recent flush took since the last release */
+    uint16_t flushes;              /* flushes started, modulo 2^16 */
+    uint16_t last_release;         /* the number of the last flush a release asked for */
     int timer_armed;
     /* flush */
     int flushing;
@@ -225,9 +247,15 @@ static dsm_status_t written_add(dsmp_t *p, uint64_t page)
         return DSM_ENOMEM;
     p->written[p->nwritten++] = page;
     p->pg[page].written = 1;
+    {
+        uint16_t age = (uint16_t)(p->flushes - p->pg[page].flushed);
+
+        if (age < AGAIN_FLUSHES && age < (uint16_t)(p->flushes - p->last_release))
+            p->again++; /* a flush no release asked for write-protected it for nothing */
+    }
     if (!p->timer_armed) {
         p->timer_armed = 1;
-        p->svc.timer(p->svc.ctx, p->delay_us);
+        p->svc.timer(p->svc.ctx, p->delay_now);
     }
     return DSM_OK;
 }
@@ -452,11 +480,40 @@ static void flush_page_done(dsmp_t *p, void *arg)
         flush_send(p);
 }
 
+/* The next interval's delay and bound (see the top). Churn, where an interval's end only
+ * costs its writers faults, doubles them up to DELAY_BACKOFF_MAX times the configured delay
+ * and PAGES_PER_UPDATE_MAX pages; an interval without halves them back:
+ *   - other nodes' updates wrote pages of the interval too (crossed: the delay);
+ *   - half its pages or more are written again after a flush that no release asked for,
+ *     within AGAIN_FLUSHES flushes and with no release since (again: both). */
+static void delay_adapt(dsmp_t *p)
+{
+    int again = p->nwritten > 0 && p->again * 2 >= p->nwritten;
+
+    if (p->crossed > 0 || again)
+        p->delay_now = p->delay_now >= p->delay_us * (DELAY_BACKOFF_MAX / 2) ? p->delay_us * DELAY_BACKOFF_MAX
+                                                                             : p->delay_now * 2;
+    else
+        p->delay_now = p->delay_now / 2 > p->delay_us ? p->delay_now / 2 : p->delay_us;
+    if (again)
+        p->pages_per_update = p->pages_per_update * 2 < PAGES_PER_UPDATE_MAX ? p->pages_per_update * 2
+                                                                             : PAGES_PER_UPDATE_MAX;
+    else
+        p->pages_per_update = p->pages_per_update / 2 > PAGES_PER_UPDATE ? p->pages_per_update / 2
+                                                                         : PAGES_PER_UPDATE;
+    p->crossed = 0;
+    p->again = 0;
+}
+
 static void flush_start(dsmp_t *p)
 {
     if (p->flushing)
         return;
+    delay_adapt(p);
     p->flushing = 1;
+    p->flushes++;
+    if (p->fl_waiters != NULL)
+        p->last_release = p->flushes; /* a release's: what it protects is no churn */
     p->fl_pages = p->written;
     p->nfl = p->nwritten;
     for (size_t k = 0; k < p->nfl; k++)
@@ -466,6 +523,7 @@ static void flush_start(dsmp_t *p)
     p->fl_pending = 1;
     for (size_t k = 0; k < p->nfl; k++) {
         p->pg[p->fl_pages[k]].written = 0;
+        p->pg[p->fl_pages[k]].flushed = p->flushes;
         p->fl_pending++;
         p->svc.revoke(p->svc.ctx, p->fl_pages[k], DSM_ACCESS_READ, flush_page_done, NULL);
     }
@@ -832,6 +890,8 @@ static void apply_finish(dsmp_t *p)
         }
         if (p->svc.applying)
             p->svc.applying(p->svc.ctx, page, u->src, u->data + o + REC_HDR, dl);
+        if (g->written)
+            p->crossed++; /* taken from its writers here for a patch: delay_adapt */
         if (dsmp_diff_apply(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, u->data + o + REC_HDR, dl) !=
             DSM_OK)
             dsmp_fail(&p->svc, DSM_EPROTO, "causal: malformed diff of page %llu from node %d",
@@ -921,7 +981,7 @@ static int assemble(dsmp_t *p, int src, const dsmw_msg_t *m)
     struct cau_asm *a = &p->asm_[src];
 
     if (m->count == 0 || m->seq != a->parts || (m->seq > 0 && m->count != a->count) ||
-        m->count > (uint64_t)PAGES_PER_UPDATE * 4)
+        m->count > (uint64_t)PAGES_PER_UPDATE_MAX * 4)
         return -1;
     a->count = m->count;
     if (a->len + m->data.len > a->cap) {
@@ -969,17 +1029,20 @@ static dsm_status_t update_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
         return DSM_ENOMEM;
     u->src = src;
     u->vc = malloc((size_t)p->nn * sizeof(uint32_t));
-    u->data = malloc(a->len ? a->len : 1);
+    u->data = a->len > 0 ? a->data : malloc(1); /* an update of no pages has no buffer */
     if (u->vc == NULL || u->data == NULL) {
         free(u->vc);
-        free(u->data);
+        if (a->len == 0)
+            free(u->data);
         free(u);
         return DSM_ENOMEM;
     }
     for (int k = 0; k < p->nn; k++)
         u->vc[k] = (uint32_t)m->vclock[k];
-    if (a->len > 0) /* an update of no pages has no buffer */
-        memcpy(u->data, a->data, a->len);
+    if (a->len > 0) { /* the buffer goes with the update: no copy, none kept at an interval's peak */
+        a->data = NULL;
+        a->cap = 0;
+    }
     u->len = a->len;
     a->len = 0;
     if (u->vc[src] <= p->vc[src]) {
@@ -1222,6 +1285,8 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
     if (p->delay_us == 0 || p->delay_us > 10000000)
         p->delay_us = DEFAULT_DELAY_US;
+    p->delay_now = p->delay_us;
+    p->flushes = AGAIN_FLUSHES; /* a page never flushed (`flushed` 0) is not written again */
     p->pages_per_update = PAGES_PER_UPDATE;
     p->asm_ = calloc((size_t)p->nn, sizeof(*p->asm_));
     p->pg = calloc(svc->npages, sizeof(*p->pg));

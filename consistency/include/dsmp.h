@@ -37,6 +37,14 @@ typedef struct dsmp dsmp_t;
 /* `attach` value of send() for a message that carries no frame. */
 #define DSMP_NO_FRAME UINT64_MAX
 
+/* Causal: the pages one interval (one update) holds before a write past them ends it, and
+ * the most it grows to while its ends only cost faults (a write set larger than the bound,
+ * write-protected by every interval's end: radix's scatter writes 256 streams per rank).
+ * The bound keeps a stream's intervals, and so its updates, small enough to overlap with
+ * the writing; the most bounds a node's twins and an update (16 MiB of 4 KiB pages). */
+#define DSMP_CAUSAL_INTERVAL_PAGES 256
+#define DSMP_CAUSAL_INTERVAL_PAGES_MAX 4096
+
 /* Counters a module reports; the daemon attributes them to a rank. */
 enum dsmp_counter {
     DSMP_PAGES_FETCHED,  /* a page's contents arrived at this node */

@@ -35,10 +35,14 @@ enum {
     UNLOCK = DSMW__TYPE__UNLOCK,
 };
 
-static const int home0[1024] = { 0 }; /* every page homed at node 0 (causal only asks whether one is allocated) */
+/* every page homed at node 0 (causal only asks whether one is allocated); room for an
+ * interval's bound and more */
+static const int home0[DSMP_CAUSAL_INTERVAL_PAGES + 1024] = { 0 };
 
 static struct ph *mk(int nnodes, uint64_t npages, enum ph_revoke_mode mode)
 {
+    cr_assert_leq(npages, sizeof(home0) / sizeof(home0[0]), "mk: %llu pages, home0 has fewer",
+                  (unsigned long long)npages);
     return pp_make(&dsmp_causal_ops, nnodes, npages, PS, home0, mode);
 }
 
@@ -439,24 +443,126 @@ BOTH_MODES(write_ahead_makes_held_pages_writable_with_the_fault)
  * and no interval holds more than its bound. */
 Test(causal, write_ahead_stops_at_the_intervals_bound)
 {
-    enum { NPG = 300 };
+    enum { B = DSMP_CAUSAL_INTERVAL_PAGES, NPG = B + 44 };
     struct ph *h = mk(2, NPG, PH_REVOKE_SYNC);
 
-    for (uint64_t p = 0; p < 250; p++)
+    for (uint64_t p = 0; p < B - 6; p++)
         pp_write(h, 0, p, 0, 1000 + p);
     cr_assert_eq(ph_count(h, UPDATE, 0, 1), 0, "an update before the bound");
-    FAULT_AHEAD(h, 0, 250, W, 16);
-    for (uint64_t p = 250; p < 270; p++)
-        cr_assert_eq(ph_access(h, 0, p), p < 256 ? W : R, "page %llu", (unsigned long long)p);
+    FAULT_AHEAD(h, 0, B - 6, W, 16);
+    for (uint64_t p = B - 6; p < B + 14; p++)
+        cr_assert_eq(ph_access(h, 0, p), p < B ? W : R, "page %llu", (unsigned long long)p);
     pp_run(h);
-    for (uint64_t p = 250; p < 256; p++)
+    for (uint64_t p = B - 6; p < B; p++)
         pp_write(h, 0, p, 0, 1000 + p);
-    pp_write(h, 0, 256, 0, 1256); /* the interval is full: this one starts the next */
-    cr_assert_eq(ph_count(h, UPDATE, 0, 1), 1, "the full interval was not sent");
+    pp_write(h, 0, B, 0, 1000 + B); /* the interval is full: this one starts the next */
+    cr_assert_gt(ph_count(h, UPDATE, 0, 1), 0, "the full interval was not sent (in parts)");
     tick(h, 0);
     pp_run(h);
-    for (uint64_t p = 0; p < 257; p++)
+    for (uint64_t p = 0; p <= B; p++)
         cr_assert_eq(pp_read(h, 1, p, 0), 1000 + p, "page %llu", (unsigned long long)p);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* ---- the interval's delay backs off under churn ------------------------------------------ */
+
+/* One interval of node 0 that writes pages [first, first + n) and ends by its timer: the
+ * timer's delay as armed at the interval's first write. */
+static int64_t interval(struct ph *h, uint64_t first, uint64_t n, uint64_t v)
+{
+    int64_t us;
+
+    pp_write(h, 0, first, 0, v);
+    us = ph_timer(h, 0);
+    for (uint64_t p = first + 1; p < first + n; p++)
+        pp_write(h, 0, p, 0, v);
+    tick(h, 0);
+    pp_run(h);
+    return us;
+}
+
+/* Intervals that mostly write again what the flushes just before them write-protected (a
+ * write set that the delay cuts, each cut only a fault per page) double the delay, up to 64
+ * times; intervals of other pages halve it back. Every value still arrives. */
+Test(causal, the_delay_backs_off_while_intervals_write_their_pages_again)
+{
+    static const int64_t up[] = { 2000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 128000, 128000 };
+    static const int64_t down[] = { 128000, 64000, 32000, 16000, 8000, 4000, 2000, 2000 };
+    struct ph *h = mk(2, 64, PH_REVOKE_SYNC);
+    uint64_t v = 1;
+
+    for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++, v++)
+    {
+        int64_t us = interval(h, 0, 4, v);
+
+        cr_assert_eq(us, up[i], "interval %zu writing pages 0-3 again: delay %lld, want %lld", i, (long long)us,
+                     (long long)up[i]);
+    }
+    /* fresh pages each time: written 8 or more flushes ago, or never */
+    for (size_t i = 0; i < sizeof(down) / sizeof(down[0]); i++, v++) {
+        int64_t us = interval(h, 8 + 6 * i, 4, v);
+
+        cr_assert_eq(us, down[i], "interval %zu of other pages: delay %lld, want %lld", i, (long long)us,
+                     (long long)down[i]);
+    }
+    for (uint64_t p = 0; p < 4; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), sizeof(up) / sizeof(up[0]), "page %llu", (unsigned long long)p);
+    cr_assert_eq(pp_read(h, 1, 8 + 6 * 7, 0), v - 1);
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* Churn grows the interval's bound too: a write set larger than it, cut by every interval's
+ * end, gets intervals that hold it whole; intervals without churn shrink it back. */
+Test(causal, the_intervals_bound_grows_while_its_ends_cut_a_write_set)
+{
+    enum { B = DSMP_CAUSAL_INTERVAL_PAGES, SET = B + B / 2 };
+    struct ph *h = mk(2, 3 * B, PH_REVOKE_SYNC);
+    size_t sent;
+
+    for (uint64_t v = 1; v <= 2; v++) /* the second interval writes the first's pages again */
+        cr_assert_eq(interval(h, 0, B / 2, v), 2000);
+    sent = ph_count(h, UPDATE, 0, 1);
+    for (uint64_t p = 0; p < SET; p++)
+        pp_write(h, 0, p, 0, 100 + p);
+    cr_assert_eq(ph_count(h, UPDATE, 0, 1), sent, "%d pages did not fit the grown bound", SET);
+    tick(h, 0);
+    pp_run(h);
+    for (uint64_t p = 0; p < SET; p++)
+        cr_assert_eq(pp_read(h, 1, p, 0), 100 + p, "page %llu", (unsigned long long)p);
+    /* an interval of fresh pages halves it back: SET pages no longer fit */
+    sent = ph_count(h, UPDATE, 0, 1);
+    for (uint64_t p = SET; p < 2 * SET && p < 3 * B; p++)
+        pp_write(h, 0, p, 0, 7);
+    cr_assert_gt(ph_count(h, UPDATE, 0, 1), sent, "the bound did not shrink back");
+    NO_ERRORS(h);
+    ph_destroy(h);
+}
+
+/* An interval some of whose pages another node's update wrote too (write-write false
+ * sharing: applying it took them from this node's writers) doubles the delay as well. */
+Test(causal, the_delay_backs_off_when_updates_cross_the_pages_written)
+{
+    struct ph *h = mk(2, 4, PH_REVOKE_SYNC);
+
+    pp_write(h, 0, 0, 0, 7);
+    cr_assert_eq(ph_timer(h, 0), 2000);
+    pp_write(h, 1, 0, 1, 8); /* another word of the same page */
+    tick(h, 1);
+    pp_run(h);
+    cr_assert_eq(pp_peek(h, 0, 0, 1), 8, "node 1's update applied at node 0");
+    tick(h, 0);
+    pp_run(h);
+    pp_write(h, 0, 2, 0, 9);
+    cr_assert_eq(ph_timer(h, 0), 4000, "the interval an update crossed did not double the delay");
+    tick(h, 0);
+    pp_run(h);
+    pp_write(h, 0, 3, 0, 10);
+    cr_assert_eq(ph_timer(h, 0), 2000, "an interval nothing crossed did not halve it back: %lld",
+                 (long long)ph_timer(h, 0));
+    for (int n = 0; n < 2; n++)
+        cr_assert(pp_peek(h, n, 0, 0) == 7 && pp_peek(h, n, 0, 1) == 8, "node %d: both words", n);
     NO_ERRORS(h);
     ph_destroy(h);
 }
@@ -541,7 +647,7 @@ BOTH_MODES(large_update_travels_in_parts_and_is_applied_whole)
  * still sends updates, and every page arrives intact. */
 Test(causal, an_interval_holds_a_bounded_number_of_pages)
 {
-    enum { NPG = 600 };
+    enum { NPG = DSMP_CAUSAL_INTERVAL_PAGES + 344 };
     struct ph *h = mk(2, NPG, PH_REVOKE_SYNC);
 
     for (uint64_t p = 0; p < NPG; p++)
