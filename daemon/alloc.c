@@ -714,22 +714,29 @@ static void free_req_out(struct dsmd *d, int type, int node, uint64_t page, int 
     dsmd_send(d, node, &m, DSMT_NO_PAGE);
 }
 
+/* Send a rank's ALLOC_REQ to node 0. */
+static void alloc_req_send(struct dsmd *d, const struct held_req *h)
+{
+    dsmw_msg_t req;
+
+    dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
+    req.seq = h->seq;
+    req.size = h->size;
+    req.origin = (uint32_t)h->origin;
+    req.node = (uint32_t)d->cfg.node;
+    req.place = h->place;
+    req.place_arg = h->place_arg;
+    dsmd_send(d, 0, &req, DSMT_NO_PAGE);
+}
+
 /* Send the ALLOC_REQs held behind free requests once none of those waits any more. */
 static void alloc_held_send(struct dsmd *d)
 {
     while (d->alloc->freeing == NULL && d->alloc->held != NULL) {
         struct held_req *h = d->alloc->held;
-        dsmw_msg_t req;
 
         d->alloc->held = h->next;
-        dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
-        req.seq = h->seq;
-        req.size = h->size;
-        req.origin = (uint32_t)h->origin;
-        req.node = (uint32_t)d->cfg.node;
-        req.place = h->place;
-        req.place_arg = h->place_arg;
-        dsmd_send(d, 0, &req, DSMT_NO_PAGE);
+        alloc_req_send(d, h);
         free(h);
     }
 }
@@ -782,7 +789,7 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
 
     switch (m->op) {
     case DSMC_COALLOC: {
-        dsmw_msg_t req;
+        struct held_req req = { .size = m->a, .place = (uint32_t)m->b, .place_arg = m->c, .origin = rk->rank };
 
         /* libdsm checked the placement (b, c); a rank that did not is refused here */
         if (!dsmw_place_ok((uint32_t)m->b, m->c, (uint32_t)d->cfg.nnodes)) {
@@ -795,28 +802,21 @@ void dsmd_alloc_request(struct dsmd *d, struct dsmd_chan *c, const struct dsmc_m
         c->pending_seq = rk->coalloc_seq++;
         c->pnext = d->alloc->waiting;
         d->alloc->waiting = c;
+        req.seq = c->pending_seq;
         if (d->alloc->freeing != NULL) { /* behind the frees (see the top): free_req_send */
-            struct held_req *h = calloc(1, sizeof(*h)), **pp = &d->alloc->held;
+            struct held_req *h = malloc(sizeof(*h)), **pp = &d->alloc->held;
 
             if (h == NULL) {
                 dsmd_abort(d, DSM_ENOMEM, "out of memory holding an allocation request");
                 return;
             }
-            *h = (struct held_req){ .seq = c->pending_seq, .size = m->a, .place = (uint32_t)m->b,
-                                    .place_arg = m->c, .origin = rk->rank };
+            *h = req;
             while (*pp)
                 pp = &(*pp)->next;
             *pp = h;
             return;
         }
-        dsmw_init(&req, DSMW__TYPE__ALLOC_REQ);
-        req.seq = c->pending_seq;
-        req.size = m->a;
-        req.origin = (uint32_t)rk->rank;
-        req.node = (uint32_t)d->cfg.node;
-        req.place = (uint32_t)m->b;
-        req.place_arg = m->c;
-        dsmd_send(d, 0, &req, DSMT_NO_PAGE);
+        alloc_req_send(d, &req);
         return;
     }
     case DSMC_COFREE:

@@ -486,21 +486,19 @@ static void flush_page_done(dsmp_t *p, void *arg)
  *   - other nodes' updates wrote pages of the interval too (crossed: the delay);
  *   - half its pages or more are written again after a flush that no release asked for,
  *     within AGAIN_FLUSHES flushes and with no release since (again: both). */
+/* v doubled (up) or halved, kept within [lo, hi]. */
+static uint64_t backoff(uint64_t v, int up, uint64_t lo, uint64_t hi)
+{
+    v = up ? v * 2 : v / 2;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 static void delay_adapt(dsmp_t *p)
 {
     int again = p->nwritten > 0 && p->again * 2 >= p->nwritten;
 
-    if (p->crossed > 0 || again)
-        p->delay_now = p->delay_now >= p->delay_us * (DELAY_BACKOFF_MAX / 2) ? p->delay_us * DELAY_BACKOFF_MAX
-                                                                             : p->delay_now * 2;
-    else
-        p->delay_now = p->delay_now / 2 > p->delay_us ? p->delay_now / 2 : p->delay_us;
-    if (again)
-        p->pages_per_update = p->pages_per_update * 2 < PAGES_PER_UPDATE_MAX ? p->pages_per_update * 2
-                                                                             : PAGES_PER_UPDATE_MAX;
-    else
-        p->pages_per_update = p->pages_per_update / 2 > PAGES_PER_UPDATE ? p->pages_per_update / 2
-                                                                         : PAGES_PER_UPDATE;
+    p->delay_now = backoff(p->delay_now, p->crossed > 0 || again, p->delay_us, p->delay_us * DELAY_BACKOFF_MAX);
+    p->pages_per_update = (size_t)backoff(p->pages_per_update, again, PAGES_PER_UPDATE, PAGES_PER_UPDATE_MAX);
     p->crossed = 0;
     p->again = 0;
 }
