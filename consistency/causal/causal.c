@@ -37,6 +37,17 @@
  * the open interval is declined and the interval ends early, so the next try finds it
  * clean.
  *
+ * Home pages nobody else holds (partial, up to 64 nodes). A home records which nodes it
+ * served each of its pages (holders; they may have evicted it since). Its writes to a page
+ * no other node was served need no diff: an update carries them only to the holders, and
+ * the other nodes get the interval's clock alone (update_for). Such a page is private: a
+ * write fault opens it for writing with no twin and outside the intervals, and it stays
+ * writable, so a stencil's own rows cost no fault per interval. A node that asks for it
+ * waits while the home takes it back to READ and ends its open interval (open_start): the
+ * frame it then gets goes with a clock that counts every write the home made before, as a
+ * tracked page's would. Pages homed elsewhere go to every node in every update: only their
+ * home knows who holds them.
+ *
  * Invariants:
  *   C1  A held page's node access is never below READ except while an update is applied
  *       to it or its cover is pending; without partial, every allocated page is held.
@@ -48,6 +59,8 @@
  *       no twin, and no update writes its frame.
  *   C5  (partial) A fetched page's frame is the home's copy at H plus exactly the updates
  *       applied here that H lacks; the ranks get it once the node's clock covers H.
+ *   C6  (partial) A private page is a home page no other node was served, with no twin,
+ *       outside the open interval; it is never served while private, nor while opening.
  *
  * Page states at a node:
  *
@@ -60,6 +73,9 @@
  *               ^                           (diffs kept)    (NONE)                    |
  *               +---------------------- evict (clean): revoke to NONE ----------------+
  *
+ *   home, unheld:  READ --W fault--> private (WRITE, no twin) --PAGE_GET--> opening --revoked,
+ *                  interval ended--> READ, served: the requester holds it, writes are tracked
+ *
  * Transitions and the functions that perform them:
  *   fault                        -> cau_fault (twin, write_ahead; flush first if the
  *                                   interval is full; partial: fetch_start for an absent
@@ -68,7 +84,10 @@
  *   UPDATE arrives               -> update_arrived (queue) -> deliver -> apply_start ->
  *                                   apply_page_revoked -> apply_finish (rec_add for a page
  *                                   being fetched) -> gets_check, covers_check
- *   PAGE_GET at the home         -> get_arrived -> (clock covers) serve_get
+ *   PAGE_GET at the home         -> get_arrived -> (clock covers) serve_get; a private
+ *                                   page: open_start -> open_revoked -> open_flushed first
+ *   W fault, unheld home page    -> cau_fault (private_ahead)
+ *   an update's records per node -> update_for, update_send
  *   PAGE at the requester        -> page_arrived (kept diffs, cover) -> covers_check
  *   evict                        -> cau_evict (clean: revoke to NONE; written: flush_start)
  *   acquire (grant, barrier)     -> cau_acquired -> acquire_check
@@ -137,6 +156,8 @@ struct cau_page {
     uint8_t  want;      /* a fault that waits for the update to finish */
     uint8_t  held;      /* the frame holds the page (always, unless partial: C4) */
     uint8_t  fetching;  /* partial: PAGE_GET out */
+    uint8_t  priv;      /* a private home page: writable to the ranks, untracked (C6) */
+    uint8_t  opening;   /* a private page asked for: its writes join an interval first */
     uint16_t flushed;   /* the flush (its number, modulo 2^16) that last took it */
     int32_t  origin;
     uint8_t *twin;
@@ -230,6 +251,9 @@ struct dsmp {
     uint64_t *scratch_vc;
     uint8_t *buf;                  /* an update being built */
     size_t bufcap;
+    uint64_t *holders;             /* partial, nn <= 64: per home page, the nodes served it */
+    uint8_t *cut;                  /* one node's share of an update (update_for) */
+    size_t cutcap;
     struct cau_asm { uint8_t *data; size_t len, cap; uint64_t parts, count; } *asm_; /* per source */
     uint8_t *diffbuf;
 };
@@ -240,6 +264,38 @@ static void fetch_start(dsmp_t *p, uint64_t page);
 static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
+
+/* A home page no other node was served: no node needs its diff (update_for). */
+static int unheld(const dsmp_t *p, uint64_t page)
+{
+    return p->holders != NULL && p->holders[page] == 0 && p->svc.home(p->svc.ctx, page) == p->svc.self;
+}
+
+/* A write may make page private (C6): unheld, held here, nothing under way on it. */
+static int private_ok(const dsmp_t *p, uint64_t page)
+{
+    const struct cau_page *g = &p->pg[page];
+
+    return unheld(p, page) && g->held && g->twin == NULL && !g->written && !g->opening && !g->updating &&
+           !g->fetching && g->cover == NULL;
+}
+
+/* A private write fault of a scanning thread opens the private pages after it too, as
+ * write_ahead does, without twins and without the interval's bound. */
+static void private_ahead(dsmp_t *p, uint64_t page, uint32_t ahead)
+{
+    uint64_t end = p->svc.alloc_end(p->svc.ctx, page);
+
+    for (uint64_t q = page + 1; q < page + ahead && q < end && q < p->svc.npages; q++) {
+        struct cau_page *g = &p->pg[q];
+
+        if (g->local != DSM_ACCESS_READ || g->want || !private_ok(p, q))
+            break;
+        g->priv = 1;
+        g->local = DSM_ACCESS_WRITE;
+        p->svc.set_access(p->svc.ctx, q, DSM_ACCESS_WRITE);
+    }
+}
 
 static dsm_status_t written_add(dsmp_t *p, uint64_t page)
 {
@@ -272,6 +328,7 @@ static dsm_status_t start_write(dsmp_t *p, uint64_t page)
             return DSM_ENOMEM;
         memcpy(g->twin, p->svc.frame(p->svc.ctx, page), p->svc.page_size);
     }
+    g->priv = 0; /* an atomic at the home: tracked from here on */
     return written_add(p, page);
 }
 
@@ -335,6 +392,14 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
     }
     if (g->cover != NULL)
         return; /* covers_check grants it */
+    if (access == DSM_ACCESS_WRITE && private_ok(p, page)) {
+        g->want = 0;
+        private_ahead(p, page, ahead);
+        g->priv = 1;
+        g->local = DSM_ACCESS_WRITE;
+        p->svc.grant(p->svc.ctx, page, DSM_ACCESS_WRITE);
+        return;
+    }
     if (access == DSM_ACCESS_WRITE && !g->written && (p->flushing || p->nwritten >= p->pages_per_update)) {
         /* a write to a page outside the open interval while it is being flushed, or when it
          * is full: it starts the next interval once the flush is out (flush_send) */
@@ -385,6 +450,57 @@ static void regrant_waiting(dsmp_t *p, const uint64_t *pages, size_t n)
 }
 
 /* Every page of the flush is write-protected: build the UPDATE and send it to everyone. */
+/* The records of the update in p->buf (o bytes) that node n needs (*d, the length
+ * returned): all of them, except this node's home pages that n was never served (holders)
+ * and so cannot hold. A home's own writes are in the frame it serves, with a clock that
+ * counts them, so a later fetch of such a page misses nothing; pages homed elsewhere go
+ * to every node, whose holders only their home knows. */
+static size_t update_for(dsmp_t *p, int n, size_t o, const uint8_t **d)
+{
+    size_t at = 0, kept = 0, len = 0;
+    uint64_t page, bit = 1ull << n;
+    const uint8_t *diff;
+    size_t dl;
+
+    *d = p->buf;
+    if (p->holders == NULL)
+        return o;
+    while (at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0)
+        kept += p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & bit);
+    at = 0;
+    if (kept == 0)
+        return 0;
+    if (o > p->cutcap) {
+        uint8_t *b = realloc(p->cut, o);
+
+        if (b == NULL)
+            return o; /* all of it: more than n needs, nothing lost */
+        p->cut = b;
+        p->cutcap = o;
+    }
+    while (at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0)
+        if (p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & bit))
+            len += dsmp_rec_put(p->cut + len, page, diff, dl);
+    if (len == o)
+        return o;
+    *d = p->cut;
+    return len;
+}
+
+/* Send node n an update of len bytes at d, in parts of PART_BYTES; one empty part when it
+ * carries no page (n still counts the interval, C3). */
+static void update_send(dsmp_t *p, int n, dsmw_msg_t *m, const uint8_t *d, size_t len)
+{
+    m->count = len > 0 ? (len + PART_BYTES - 1) / PART_BYTES : 1;
+    for (m->seq = 0; m->seq < m->count; m->seq++) {
+        size_t at = (size_t)m->seq * PART_BYTES;
+
+        m->data.data = len > 0 ? (uint8_t *)d + at : NULL;
+        m->data.len = len - at < PART_BYTES ? len - at : PART_BYTES;
+        p->svc.send(p->svc.ctx, n, m, DSMP_NO_FRAME);
+    }
+}
+
 static void flush_send(dsmp_t *p)
 {
     size_t o = 0;
@@ -398,7 +514,7 @@ static void flush_send(dsmp_t *p)
 
         if (g->twin == NULL)
             continue;
-        len = dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
+        len = unheld(p, page) ? 0 : dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
         free(g->twin);
         g->twin = NULL;
         if (len == 0)
@@ -430,15 +546,14 @@ static void flush_send(dsmp_t *p)
         m.origin = (uint32_t)p->fl_origin;
         m.vclock = p->scratch_vc;
         m.n_vclock = (size_t)p->nn;
-        m.count = (o + PART_BYTES - 1) / PART_BYTES;
-        for (m.seq = 0; m.seq < m.count; m.seq++) {
-            size_t at = (size_t)m.seq * PART_BYTES;
+        for (int n = 0; n < p->nn; n++) {
+            const uint8_t *d;
+            size_t len;
 
-            m.data.data = p->buf + at;
-            m.data.len = o - at < PART_BYTES ? o - at : PART_BYTES;
-            for (int n = 0; n < p->nn; n++)
-                if (n != p->svc.self)
-                    p->svc.send(p->svc.ctx, n, &m, DSMP_NO_FRAME);
+            if (n == p->svc.self)
+                continue;
+            len = update_for(p, n, o, &d);
+            update_send(p, n, &m, d, len);
         }
         p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
     }
@@ -446,17 +561,17 @@ static void flush_send(dsmp_t *p)
     for (size_t k = 0; k < p->nfl; k++)
         if (p->pg[p->fl_pages[k]].local == DSM_ACCESS_WRITE)
             p->pg[p->fl_pages[k]].local = DSM_ACCESS_READ;
+    free(p->fl_pages);
+    p->fl_pages = NULL;
+    p->nfl = 0;
     w = p->fl_waiters;
     p->fl_waiters = NULL;
-    for (; w; w = next) {
+    for (; w; w = next) { /* one may start the next flush itself (open_flushed) */
         next = w->next;
         w->done(p, w->arg);
         free(w);
     }
-    free(p->fl_pages);
-    p->fl_pages = NULL;
-    p->nfl = 0;
-    if (p->next_waiters) {
+    if (p->next_waiters && !p->flushing) {
         p->fl_waiters = p->next_waiters;
         p->next_waiters = NULL;
         flush_start(p);
@@ -661,6 +776,8 @@ static void serve_get(dsmp_t *p, uint64_t page, int node, int origin)
         m.status = DSM_EINVAL;
     } else {
         fill_vc(p, &m, p->vc);
+        if (p->holders != NULL)
+            p->holders[page] |= 1ull << node;
         if (g->twin != NULL) {
             m.data.data = g->twin;
             m.data.len = p->svc.page_size;
@@ -671,13 +788,55 @@ static void serve_get(dsmp_t *p, uint64_t page, int node, int origin)
     p->svc.send(p->svc.ctx, node, &m, attach);
 }
 
+static void gets_check(dsmp_t *p);
+
+static void open_flushed(dsmp_t *p, void *arg)
+{
+    uint64_t page = *(uint64_t *)arg;
+
+    free(arg);
+    p->pg[page].opening = 0;
+    gets_check(p);
+}
+
+static void open_revoked(dsmp_t *p, void *arg)
+{
+    cau_release(p, p->svc.any_rank, open_flushed, arg);
+}
+
+/* Home: a node asks for a private page (C6). Its writes so far are untracked: take it back
+ * to READ (a later write twins it), then end the open interval, and serve it only after
+ * (gets_check): the frame then goes with a clock that counts every write this node made
+ * before, and the requester cannot see one write of this node without those before it. */
+static void open_start(dsmp_t *p, uint64_t page)
+{
+    struct cau_page *g = &p->pg[page];
+    uint64_t *arg = malloc(sizeof(*arg));
+
+    g->priv = 0;
+    g->opening = 1;
+    if (arg == NULL) {
+        dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory serving page %llu", (unsigned long long)page);
+        return;
+    }
+    *arg = page;
+    g->local = DSM_ACCESS_READ;
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, open_revoked, arg);
+}
+
 /* Home: answer the PAGE_GETs whose requesters' clocks this node's now covers, in order. */
 static void gets_check(dsmp_t *p)
 {
     for (struct cau_get **pp = &p->gets; *pp;) {
         struct cau_get *q = *pp;
+        struct cau_page *g = &p->pg[q->page];
 
-        if (dsmp_vc_covered(q->vc, p->vc, p->nn)) {
+        if (g->priv && dsmp_vc_covered(q->vc, p->vc, p->nn)) {
+            open_start(p, q->page); /* may serve it and others before it returns: */
+            pp = &p->gets;          /* look again from the start */
+        } else if (g->opening) {
+            pp = &q->next;
+        } else if (dsmp_vc_covered(q->vc, p->vc, p->nn)) {
             *pp = q->next;
             serve_get(p, q->page, q->node, q->origin);
             free(q);
@@ -1185,6 +1344,8 @@ static void cau_reset(dsmp_t *p, uint64_t first, uint64_t n)
         free(g->cover);
         rec_free(g);
         memset(g, 0, sizeof(*g));
+        if (p->holders != NULL)
+            p->holders[pg] = 0; /* every node drops the range (after this, C4) */
         /* allocated (first-touch ones too); partial: only the home pages (C4) */
         if (home != DSMP_NO_HOME && (!p->partial || home == p->svc.self)) {
             g->held = 1;
@@ -1257,6 +1418,8 @@ static void cau_destroy(dsmp_t *p)
     free(p->bar_acc);
     free(p->scratch_vc);
     free(p->buf);
+    free(p->cut);
+    free(p->holders);
     free(p->diffbuf);
     for (int n = 0; p->asm_ && n < p->nn; n++)
         free(p->asm_[n].data);
@@ -1294,7 +1457,9 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     p->bufcap = PART_BYTES;
     p->buf = malloc(p->bufcap);
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
-    if (p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
+    if (p->partial && p->nn <= 64)
+        p->holders = calloc(svc->npages, sizeof(uint64_t));
+    if ((p->partial && p->nn <= 64 && p->holders == NULL) || p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
         p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL ||
         p->asm_ == NULL) {
         DSM_ERR("causal: cannot set up for %llu pages", (unsigned long long)svc->npages);
