@@ -132,6 +132,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "diff.h"
 #include "dsm_le.h"
 #include "dsm_log.h"
@@ -146,6 +147,7 @@
 #define PAGES_PER_UPDATE_MAX DSMP_CAUSAL_INTERVAL_PAGES_MAX /* ... grown to at most this many */
 #define REC_HDR DSMP_REC_HDR                /* an update's page record (diff.h) */
 #define LOCK_BUCKETS 256
+#define NOT_AHEAD DSM_EBUSY                 /* a PAGE's status: asked ahead, not sent */
 
 struct cau_rec;
 
@@ -158,6 +160,7 @@ struct cau_page {
     uint8_t  fetching;  /* partial: PAGE_GET out */
     uint8_t  priv;      /* a private home page: writable to the ranks, untracked (C6) */
     uint8_t  opening;   /* a private page asked for: its writes join an interval first */
+    uint8_t  extra;     /* partial: being fetched ahead of another page */
     uint16_t flushed;   /* the flush (its number, modulo 2^16) that last took it */
     int32_t  origin;
     uint8_t *twin;
@@ -178,6 +181,7 @@ struct cau_rec {
 struct cau_get {
     struct cau_get *next;
     uint64_t page;
+    uint32_t count;    /* pages after it asked for too (read ahead) */
     int node, origin;
     uint32_t vc[];
 };
@@ -260,7 +264,7 @@ struct dsmp {
 
 static void flush_start(dsmp_t *p);
 static void deliver(dsmp_t *p);
-static void fetch_start(dsmp_t *p, uint64_t page);
+static void fetch_start(dsmp_t *p, uint64_t page, uint32_t ahead);
 static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
@@ -387,7 +391,7 @@ static void cau_fault(dsmp_t *p, uint64_t page, int access, int origin, uint32_t
         return; /* apply_finish grants it */
     if (!g->held) {
         if (!g->fetching)
-            fetch_start(p, page);
+            fetch_start(p, page, ahead);
         return; /* page_arrived, then covers_check, grant it */
     }
     if (g->cover != NULL)
@@ -741,10 +745,22 @@ static void rec_free(struct cau_page *g)
 }
 
 /* Requester: ask the page's home for it, with everything this node has applied. */
-static void fetch_start(dsmp_t *p, uint64_t page)
+/* Requester: page q may be asked for ahead: absent, nothing under way (dsmp_ahead_count). */
+static int ahead_absent(dsmp_t *p, uint64_t q)
+{
+    const struct cau_page *g = &p->pg[q];
+
+    return !g->held && !g->fetching && g->cover == NULL && !g->want &&
+           (p->svc.take == NULL || p->svc.take(p->svc.ctx, q));
+}
+
+/* Requester: ask the page's home for it, and for a scan's read the absent pages after it
+ * that the home holds too (`ahead`), with everything this node has applied. */
+static void fetch_start(dsmp_t *p, uint64_t page, uint32_t ahead)
 {
     struct cau_page *g = &p->pg[page];
     int home = p->svc.home(p->svc.ctx, page);
+    uint32_t n;
     dsmw_msg_t m;
 
     if (home < 0 || home == p->svc.self) { /* the daemon faults only on allocated pages, C4 */
@@ -752,9 +768,16 @@ static void fetch_start(dsmp_t *p, uint64_t page)
                   (unsigned long long)page);
         return;
     }
+    n = dsmp_ahead_count(p, &p->svc, page, home, ahead, DSMP_AHEAD_MAX, ahead_absent);
     g->fetching = 1;
+    for (uint32_t i = 1; i <= n; i++) {
+        p->pg[page + i].fetching = 1;
+        p->pg[page + i].extra = 1;
+        p->pg[page + i].origin = g->origin;
+    }
     dsmw_init(&m, DSMW__TYPE__PAGE_GET);
     m.page = page;
+    m.count = n;
     m.node = (uint32_t)p->svc.self;
     m.origin = (uint32_t)g->origin;
     fill_vc(p, &m, p->vc);
@@ -762,8 +785,9 @@ static void fetch_start(dsmp_t *p, uint64_t page)
 }
 
 /* Home: send page with this node's clock: the frame, or the twin while the page has
- * unsent writes here (C2); status DSM_EINVAL when it was freed meanwhile. */
-static void serve_get(dsmp_t *p, uint64_t page, int node, int origin)
+ * unsent writes here (C2); status DSM_EINVAL when it was freed meanwhile, NOT_AHEAD if
+ * `refuse`. */
+static void serve_get(dsmp_t *p, uint64_t page, int node, int origin, int refuse)
 {
     struct cau_page *g = &p->pg[page];
     uint64_t attach = DSMP_NO_FRAME;
@@ -774,6 +798,8 @@ static void serve_get(dsmp_t *p, uint64_t page, int node, int origin)
     m.origin = (uint32_t)origin;
     if (p->svc.home(p->svc.ctx, page) != p->svc.self) {
         m.status = DSM_EINVAL;
+    } else if (refuse) {
+        m.status = NOT_AHEAD;
     } else {
         fill_vc(p, &m, p->vc);
         if (p->holders != NULL)
@@ -824,24 +850,55 @@ static void open_start(dsmp_t *p, uint64_t page)
     p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, open_revoked, arg);
 }
 
+/* Home: the pages q is answered with: its page, and those asked ahead that this node
+ * homes in the same allocation (the others are refused: not this home's, or a neighbouring
+ * block that may be freed at its own time). */
+static int get_serves(dsmp_t *p, const struct cau_get *q, uint32_t i)
+{
+    uint64_t page = q->page + i;
+
+    return i == 0 || (page < p->svc.alloc_end(p->svc.ctx, q->page) && p->svc.home(p->svc.ctx, page) == p->svc.self);
+}
+
+enum { GET_READY, GET_WAIT, GET_OPENED };
+
+/* Home: may q be answered (its clock covered)? Not while a page it serves is private
+ * (open_start starts on it: GET_OPENED, which may have answered q already) or opening. */
+static int get_ready(dsmp_t *p, const struct cau_get *q)
+{
+    int wait = 0;
+
+    for (uint32_t i = 0; i <= q->count; i++) {
+        const struct cau_page *g = &p->pg[q->page + i];
+
+        if (!get_serves(p, q, i))
+            continue;
+        if (g->priv) {
+            open_start(p, q->page + i);
+            return GET_OPENED;
+        }
+        wait |= g->opening;
+    }
+    return wait ? GET_WAIT : GET_READY;
+}
+
 /* Home: answer the PAGE_GETs whose requesters' clocks this node's now covers, in order. */
 static void gets_check(dsmp_t *p)
 {
     for (struct cau_get **pp = &p->gets; *pp;) {
         struct cau_get *q = *pp;
-        struct cau_page *g = &p->pg[q->page];
+        int st = dsmp_vc_covered(q->vc, p->vc, p->nn) ? get_ready(p, q) : GET_WAIT;
 
-        if (g->priv && dsmp_vc_covered(q->vc, p->vc, p->nn)) {
-            open_start(p, q->page); /* may serve it and others before it returns: */
-            pp = &p->gets;          /* look again from the start */
-        } else if (g->opening) {
+        if (st == GET_OPENED) {
+            pp = &p->gets; /* q may be gone: look again from the start */
+        } else if (st == GET_WAIT) {
             pp = &q->next;
-        } else if (dsmp_vc_covered(q->vc, p->vc, p->nn)) {
-            *pp = q->next;
-            serve_get(p, q->page, q->node, q->origin);
-            free(q);
         } else {
-            pp = &q->next;
+            *pp = q->next;
+            for (uint32_t i = 1; i <= q->count; i++) /* ahead first: open when the lead's grant runs */
+                serve_get(p, q->page + i, q->node, q->origin, !get_serves(p, q, i));
+            serve_get(p, q->page, q->node, q->origin, 0);
+            free(q);
         }
     }
 }
@@ -864,12 +921,13 @@ static dsm_status_t get_arrived(dsmp_t *p, int src, const dsmw_msg_t *m)
     struct cau_get *q, **tail;
 
     if (src == p->svc.self || (home != p->svc.self && home != DSMP_NO_HOME) || (int)m->node != src ||
-        peer_clock_ok(p, m) != 0)
+        peer_clock_ok(p, m) != 0 || m->count > DSMP_AHEAD_MAX || m->count >= p->svc.npages - m->page)
         return DSM_EPROTO;
     if ((q = malloc(sizeof(*q) + (size_t)p->nn * sizeof(uint32_t))) == NULL)
         return DSM_ENOMEM;
     q->next = NULL;
     q->page = m->page;
+    q->count = (uint32_t)m->count;
     q->node = src;
     q->origin = (int)m->origin;
     for (int k = 0; k < p->nn; k++)
@@ -927,11 +985,14 @@ static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int fr
     uint8_t *frame = p->svc.frame(p->svc.ctx, m->page);
     uint32_t *h;
 
-    if (src != p->svc.home(p->svc.ctx, m->page) || !g->fetching)
+    if (src != p->svc.home(p->svc.ctx, m->page) || !g->fetching || (m->status == NOT_AHEAD && !g->extra))
         return DSM_EPROTO;
-    if (m->status != 0) { /* freed at the home: the free resets it here too */
+    if (m->status != 0) { /* freed at the home (the free resets it here too), or not sent ahead */
         g->fetching = 0;
+        g->extra = 0;
         rec_free(g);
+        if (m->status == NOT_AHEAD && g->want)
+            fetch_start(p, m->page, 1); /* a rank faulted on it meanwhile */
         return DSM_OK;
     }
     if (peer_clock_ok(p, m) != 0 || m->data.len != (framed ? 0 : p->svc.page_size))
@@ -953,6 +1014,9 @@ static dsm_status_t page_arrived(dsmp_t *p, int src, const dsmw_msg_t *m, int fr
     g->held = 1;
     g->local = DSM_ACCESS_NONE;
     p->svc.count(p->svc.ctx, g->origin, DSMP_PAGES_FETCHED, 1);
+    if (g->extra)
+        p->svc.count(p->svc.ctx, g->origin, DSMP_PAGES_READ_AHEAD, 1);
+    g->extra = 0;
     g->cover = h;
     p->covering[p->ncovering++] = m->page;
     covers_check(p);
@@ -984,7 +1048,7 @@ static int cau_settled(dsmp_t *p, uint64_t first, uint64_t n)
         if (p->pg[pg].fetching)
             return 0;
     for (const struct cau_get *q = p->gets; q; q = q->next)
-        if (q->page >= first && q->page < first + n)
+        if (q->page < first + n && first <= q->page + q->count)
             return 0;
     for (const struct cau_free *f = p->frees; f; f = f->next)
         if (f->first < first + n && first < f->first + f->n)
@@ -1573,6 +1637,7 @@ static const struct dsmp_sync_ops cau_sync = {
 const struct dsmp_ops dsmp_causal_ops = {
     .name = "causal",
     .model = DSM_MODEL_CAUSAL,
+    .reads_ahead = 1,
     .writes_ahead = 1,
     .create = cau_create,
     .destroy = cau_destroy,
