@@ -1491,6 +1491,29 @@ static void cau_destroy(dsmp_t *p)
     free(p);
 }
 
+/* DSM_CAUSAL_REPLICAS: `partial` (the default: a node holds its home pages and those it
+ * fetched) or `full` (every node every page, all updates everywhere: no fetch, no holders),
+ * which a bounded cache or memory nodes rule out. */
+static dsm_status_t replicas_partial(const struct dsmp_services *svc, int *partial)
+{
+    const char *env = getenv("DSM_CAUSAL_REPLICAS");
+
+    *partial = 1;
+    if (env == NULL || strcmp(env, "partial") == 0)
+        return DSM_OK;
+    if (strcmp(env, "full") != 0) {
+        DSM_ERR("causal: DSM_CAUSAL_REPLICAS=%s: expected partial or full", env);
+        return DSM_ECONFIG;
+    }
+    if (svc->partial) {
+        DSM_ERR("causal: DSM_CAUSAL_REPLICAS=full needs every node to hold every page; a bounded cache "
+                "(--cache-size) or memory nodes keep replicas partial");
+        return DSM_ECONFIG;
+    }
+    *partial = 0;
+    return DSM_OK;
+}
+
 static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
 {
     dsmp_t *p = calloc(1, sizeof(*p));
@@ -1506,7 +1529,10 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
         return DSM_ECONFIG;
     }
     p->nn = svc->nnodes;
-    p->partial = svc->partial;
+    if (replicas_partial(svc, &p->partial) != DSM_OK) {
+        free(p);
+        return DSM_ECONFIG;
+    }
     p->delay_us = env ? strtoull(env, NULL, 10) : DEFAULT_DELAY_US;
     if (p->delay_us == 0 || p->delay_us > 10000000)
         p->delay_us = DEFAULT_DELAY_US;

@@ -1,7 +1,7 @@
 /*
  * counts.c - a job whose page traffic is known exactly, for checking the statistics.
  *
- * usage: counts PAGES [scan|scan2|local|direct|again|sweep|refault|realloc]
+ * usage: counts PAGES [scan|scan2|local|direct|again|sweep|private|refault|realloc]
  * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
  * collectively allocated so that the first half are homed on node 0 and the second half
  * on the last node (block placement over 2 nodes, or the first and last block).
@@ -31,6 +31,8 @@
  *   after a barrier the last rank reads them all (so that they are shared and each release
  *   write-protects them again) and must see that value. Rounds 1 and 2 start where round
  *   0's scan started: the daemon takes up the run that scan reached.
+ * With `private` instead (causal: home pages nobody else holds): as `sweep`, but the reader
+ *   reads the pages only after the third round, and must see 3 in each.
  * With `refault` instead (a lone fault repeated is no scan): the last rank reads the PAGES
  *   pages homed on node 0 in an order no scan follows (stride 7: page x + 1 comes 55 or more
  *   visits after x), four at a time; rank 0 writes each group (invalidating the reader's
@@ -136,6 +138,22 @@ int main(int argc, char **argv)
             }
             dsm_barrier();
         }
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "private") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = dsm_rank() == reader ? 3 * pages : 0;
+
+        for (int round = 0; round < 3; round++) {
+            if (dsm_rank() == 0)
+                for (long p = 0; p < pages; p++)
+                    base[p * (long)ps] = (char)(round + 1);
+            dsm_barrier();
+        }
+        if (dsm_rank() == reader)
+            for (long p = 0; p < pages; p++)
+                sum += base[p * (long)ps];
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
         return dsm_finalize() != 0 || sum != want;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|sweep-causal|refault-MODEL|realloc-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|sweep-causal|private|refault-MODEL|realloc-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -34,11 +34,12 @@ interleaved scans of P/2 pages (page i of each half in turn): twice the runs cov
 With `readahead-MODEL` (2 nodes, one rank each) the job runs under MODEL twice with P pages,
 with reads ahead off (DSM_READ_AHEAD=1) and on (16), grants ahead on in both: rank 1's scan
 of the P pages homed on node 0 (phase 1) fetches runs of 1, 2, 4, 8, 16, 16, ... pages, one
-PAGE_GET/READ_REQ and one reply each. So with reads ahead on, exactly:
+PAGE_GET/READ_REQ and one reply each (causal: one PAGE per page, the request saved). So with
+reads ahead on, exactly:
   rank 1 read_faults          = runs (the number of such runs that cover P)
   rank 1 pages_read_ahead     = P - runs
   pages_fetched (summed)      = the same as with reads ahead off (P)
-  messages_sent (summed)      = with reads ahead off, minus 2 * (P - runs)
+  messages_sent (summed)      = with reads ahead off, minus 2 * (P - runs) (causal: 1 *)
 With `local-MODEL` (ranks 0 and 1 on node 0) counts.c's `local` phase runs: rank 0 writes the
 P pages homed on node 0, then rank 1 reads them. The node holds every page rank 1 reads, so
 each of its faults is a node-local hit (dsm_hits.h), resolved in the rank without a message:
@@ -79,6 +80,15 @@ started at and take up its run, 16 pages a fault from the first. So, rank 0:
 and the reader reads each round's value (counts.c checks the sum). With `sweep-causal` the
 same, under causal (its writes ahead twin the pages of the run; its intervals end only at
 the barriers here, DSM_CAUSAL_DELAY_US=10000000, and P <= 256 fits one interval).
+With `private` (causal, grants ahead of up to 16) counts.c's `private` phase runs: the same
+three rounds of rank 0 writing the P pages homed on its node, but nobody else reads them
+until all three are done. They are private to their home, written with no twin and left
+writable across intervals, so only round 0 faults, and no diff is made or sent; the reader
+then fetches each, which the home serves once the page is back to READ and its interval
+ended, and must see round 2's value. With DSM_CAUSAL_REPLICAS=full every round faults and
+every page is diffed. So (partial / full):
+  rank 0 write_faults = runs / runs + 2 * ceil(P / 16)
+  node 0 diffs        = 0    / 3P   (every node's replica gets every page)
 With `refault-MODEL` (sequential, release; grants ahead of up to 64, reads ahead of up to 16,
 direct path on and off) counts.c's `refault` phase runs: the last rank reads the P pages
 homed on node 0 in no scan's order, four at a time, each group again after rank 0 rewrote
@@ -181,11 +191,12 @@ def check_readahead(dsmrun, prog, n, k, pages, model):
     off, on = (run(dsmrun, prog, n, k, pages, model, 16, ra, scan=False) for ra in (1, 16))
     r1 = lambda s, key: of_rank(s, 1, key)
     runs = runs_covering(pages, 16)
+    saved = 1 if model == "causal" else 2  # causal's home answers each page in its own PAGE
     expect = {
         "rank 1 read_faults": (r1(on, "read_faults"), runs),
         "rank 1 pages_read_ahead": (r1(on, "pages_read_ahead"), pages - runs),
         "pages_fetched": (total(on, "pages_fetched"), total(off, "pages_fetched")),
-        "messages_sent": (total(on, "messages_sent"), total(off, "messages_sent") - 2 * (pages - runs)),
+        "messages_sent": (total(on, "messages_sent"), total(off, "messages_sent") - saved * (pages - runs)),
         "rank 1 read_faults with reads ahead off": (r1(off, "read_faults"), pages),
     }
     return verdict(model, expect)
@@ -274,6 +285,23 @@ def check_sweep(dsmrun, prog, n, k, pages, model):
     })
 
 
+def check_private(dsmrun, prog, n, k, pages):
+    """Private home pages under causal (see the top): 0 if all hold."""
+    expect = {}
+    for replicas in ("partial", "full"):
+        env = {"DSM_CAUSAL_DELAY_US": "10000000", "DSM_CAUSAL_REPLICAS": replicas}
+        a, b = (run(dsmrun, prog, n, k, p, "causal", 16, scan="private", env=env) for p in (0, pages))
+        grew = lambda key: of_rank(b, 0, key) - of_rank(a, 0, key)
+        node0 = lambda s, key: total(s, key, lambda r: r["node"] == 0)  # a flush counts to the rank whose release began it
+        runs = runs_covering(pages, 16)
+        full = replicas == "full"
+        expect.update({
+            f"{replicas}: rank 0 write_faults": (grew("write_faults"), runs + 2 * -(-pages // 16) * full),
+            f"{replicas}: node 0 diffs": (node0(b, "diffs") - node0(a, "diffs"), 3 * pages * full),
+        })
+    return verdict("private causal", expect)
+
+
 def check_lone(dsmrun, prog, n, k, pages, model, phase):
     """Lone faults take nothing ahead, `phase` refault or realloc (see the top): 0 if all hold."""
     reader = n - 1
@@ -310,6 +338,8 @@ def main():
         sys.exit(check_again(dsmrun, prog, n, k, pages))
     if model == "sweep" or model.startswith("sweep-"):
         sys.exit(check_sweep(dsmrun, prog, n, k, pages, model[6:] or "release"))
+    if model == "private":
+        sys.exit(check_private(dsmrun, prog, n, k, pages))
     if model.startswith("refault-") or model.startswith("realloc-"):
         sys.exit(check_lone(dsmrun, prog, n, k, pages, model[8:], model[:7]))
     if model.startswith("readahead-"):

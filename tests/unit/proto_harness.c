@@ -397,6 +397,8 @@ struct ph *ph_create(const struct ph_config *cfg)
             .timer = svc_timer, .fail = svc_fail, .mapped = cfg->mapped ? svc_mapped : NULL,
         };
 
+        /* causal: partial replicas are its default; a harness without `partial` runs full ones */
+        setenv("DSM_CAUSAL_REPLICAS", cfg->partial ? "partial" : "full", 1);
         if (cfg->ops->create(&svc, &n->p) != DSM_OK) {
             n->p = NULL;
             goto fail;

@@ -62,7 +62,8 @@ struct ph_config {
     /* Bounded cache: each ph_step_random first tries, with this chance in percent, to evict
      * a random page of a random node as the daemon would (ph_evict). 0: never. */
     int      evict_pct;
-    /* svc->partial: the node may hold only some pages (what a bounded cache tells a module). */
+    /* svc->partial: the node may hold only some pages (what a bounded cache tells a module);
+     * 0 also runs causal with full replicas (DSM_CAUSAL_REPLICAS=full). */
     int      partial;
     /* svc->mapped given: a node's copy counts as its rank's mapping while the node may
      * access the page (release then fetches pages again at acquires, fetch_again). 0: no
