@@ -1,9 +1,10 @@
 /*
  * causal.c - causal consistency: every node keeps a replica, writes are local, and each
  * node's writes travel to every other node as updates (diffs against twins) tagged with
- * vector clocks and applied in causal order; under a bounded cache a node's replica is
- * partial and it fetches the other pages from their homes. (Past 800 lines: one state
- * machine, whose transitions table below names the functions that follow.)
+ * vector clocks and applied in causal order. A replica is partial by default: a node holds
+ * its home pages and fetches the others from their homes on a fault; DSM_CAUSAL_REPLICAS=
+ * full gives every node every page instead. (Past 800 lines: one state machine, whose
+ * transitions table below names the functions that follow.)
  *
  * A node's open interval collects the pages its ranks write (a twin at the first write of
  * each). The interval ends when a timer expires (DSM_CAUSAL_DELAY_US, default 2 ms: writes
@@ -22,8 +23,8 @@
  * ranks may fault back in. Locks and barriers carry clocks; an acquirer waits until it has
  * applied everything its releaser had.
  *
- * Partial replicas (svc.partial: a bounded cache, or a job with memory nodes). A node holds
- * its home pages and the pages it fetched; a page homed elsewhere starts absent. A fault on
+ * Partial replicas (the default; always with a bounded cache or memory nodes, svc.partial).
+ * A node holds its home pages and the pages it fetched; a page homed elsewhere starts absent. A fault on
  * an absent page sends PAGE_GET with the node's clock V to the home, which answers once its
  * own clock H covers V (everything the requester had seen is in the home's copy, the
  * requester's own intervals included) with its frame, or its twin while it writes the page
@@ -35,7 +36,10 @@
  * next writes overtake it) and updates that H holds skip it. An eviction drops a clean
  * page (no message: its writes went out with its interval's update); a page written in
  * the open interval is declined and the interval ends early, so the next try finds it
- * clean.
+ * clean. A scan's fetch asks for the absent pages after it with the same home too (the
+ * daemon's `ahead`); the home sends those of the asked page's allocation first, each in its
+ * own PAGE with its clock, refuses the others (NOT_AHEAD: fetched again if a rank waits),
+ * and then the asked page, whose grant then opens the run.
  *
  * Home pages nobody else holds (partial, up to 64 nodes). A home records which nodes it
  * served each of its pages (holders; they may have evicted it since). Its writes to a page
