@@ -34,8 +34,9 @@ interleaved scans of P/2 pages (page i of each half in turn): twice the runs cov
 With `readahead-MODEL` (2 nodes, one rank each) the job runs under MODEL twice with P pages,
 with reads ahead off (DSM_READ_AHEAD=1) and on (16), grants ahead on in both: rank 1's scan
 of the P pages homed on node 0 (phase 1) fetches runs of 1, 2, 4, 8, 16, 16, ... pages, one
-PAGE_GET/READ_REQ and one reply each (causal: one PAGE per page, the request saved). So with
-reads ahead on, exactly:
+PAGE_GET/READ_REQ and one reply each (causal: one PAGE per page, the request saved; its
+intervals end only at releases here, DSM_CAUSAL_DELAY_US=10000000). So with reads ahead on,
+exactly:
   rank 1 read_faults          = runs (the number of such runs that cover P)
   rank 1 pages_read_ahead     = P - runs
   pages_fetched (summed)      = the same as with reads ahead off (P)
@@ -188,7 +189,8 @@ def check_readahead(dsmrun, prog, n, k, pages, model):
     """Reads ahead: rank 1's scan of node 0's pages (see the top); 0 if all hold."""
     if n != 2 or k != 1:
         sys.exit("readahead checks run on 2 nodes with one rank each")
-    off, on = (run(dsmrun, prog, n, k, pages, model, 16, ra, scan=False) for ra in (1, 16))
+    env = {"DSM_CAUSAL_DELAY_US": "10000000"} if model == "causal" else None  # intervals end at releases only
+    off, on = (run(dsmrun, prog, n, k, pages, model, 16, ra, scan=False, env=env) for ra in (1, 16))
     r1 = lambda s, key: of_rank(s, 1, key)
     runs = runs_covering(pages, 16)
     saved = 1 if model == "causal" else 2  # causal's home answers each page in its own PAGE
