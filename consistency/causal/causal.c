@@ -1173,6 +1173,12 @@ static void apply_start(dsmp_t *p, struct cau_update *u)
         struct cau_page *g = &p->pg[page];
 
         o += REC_HDR + dl;
+        if (g->priv) { /* C6: no other node holds it, so none writes it */
+            dsmp_fail(&p->svc, DSM_EPROTO, "causal: node %d sent writes to page %llu, which its home (this node) "
+                      "never served it (DSM_CAUSAL_REPLICAS differs between the nodes?)", u->src,
+                      (unsigned long long)page);
+            continue;
+        }
         if (g->updating || !applies(g, u))
             continue; /* the same page twice in one update; absent, fetching, or in its copy */
         g->updating = 1;

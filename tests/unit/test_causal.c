@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ahead.h"
 #include "diff.h"
 #include "proto_prog.h"
 
@@ -1204,6 +1205,62 @@ Test(causal, lock_scans_with_evictions, .timeout = 120)
     struct pp_scan_totals t = pp_lock_scans(&dsmp_causal_ops, 0, 0, 20);
 
     cr_assert_gt(t.evictions, 300, "only %llu evictions", (unsigned long long)t.evictions);
+}
+
+/* Requests for more pages ahead than a home sends, and a refusal of a page nobody asked
+ * for ahead, are malformed. */
+Test(causal, malformed_read_ahead_messages_are_eproto)
+{
+    static const int home[2] = { 0, 0 };
+    struct ph *h = mkp(2, 2, home, PH_REVOKE_SYNC);
+    uint64_t vc[2] = { 0, 0 };
+    dsmw_msg_t m;
+
+    dsmw_init(&m, DSMW__TYPE__PAGE_GET);
+    m.page = 0;
+    m.node = 1;
+    m.origin = (uint32_t)ph_rank(1);
+    m.vclock = vc;
+    m.n_vclock = 2;
+    m.count = DSMP_AHEAD_MAX + 1;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "more pages ahead than a home sends");
+    m.count = 2;
+    cr_assert_eq(ph_inject(h, 1, 0, &m, DSMP_NO_FRAME), DSM_EPROTO, "pages ahead past the space");
+    FAULT(h, 1, 0, R);
+    dsmw_init(&m, DSMW__TYPE__PAGE);
+    m.page = 0;
+    m.status = DSM_EBUSY;
+    cr_assert_eq(ph_inject(h, 0, 1, &m, DSMP_NO_FRAME), DSM_EPROTO, "a refusal of the asked page");
+    ph_discard(h);
+    ph_destroy(h);
+}
+
+/* An update writing a page its home holds privately (C6) cannot come from a node of the
+ * same job (both run partial replicas): the home fails the job rather than let copies part. */
+Test(causal, a_write_to_a_private_page_fails_the_job, .signal = SIGABRT)
+{
+    static const int home[1] = { 0 };
+    struct ph *h = mkp(2, 1, home, PH_REVOKE_SYNC);
+    uint8_t cur[PS], twin[PS], diff[3 * PS], rec[3 * PS];
+    uint64_t vc[2] = { 0, 1 };
+    dsmw_msg_t m;
+    size_t len;
+
+    pp_write(h, 0, 0, 0, 5); /* private to node 0 */
+    memset(twin, 0, PS);
+    memset(cur, 0, PS);
+    cur[0] = 9;
+    len = dsmp_diff_make(cur, twin, PS, diff);
+    len = dsmp_rec_put(rec, 0, diff, len);
+    dsmw_init(&m, DSMW__TYPE__UPDATE);
+    m.origin = (uint32_t)ph_rank(1);
+    m.vclock = vc;
+    m.n_vclock = 2;
+    m.count = 1;
+    m.data.data = rec;
+    m.data.len = len;
+    (void)ph_inject(h, 1, 0, &m, DSMP_NO_FRAME);
+    pp_run(h);
 }
 
 /* MP, WRC and CoRR (random_schedules_keep_mp_wrc_corr) over partial replicas, pages homed
