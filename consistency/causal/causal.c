@@ -47,9 +47,10 @@
  * the other nodes get the interval's clock alone (update_for). Such a page is private: a
  * write fault opens it for writing with no twin and outside the intervals, and it stays
  * writable, so a stencil's own rows cost no fault per interval. A node that asks for it
- * waits while the home takes it back to READ and ends its open interval (open_start): the
- * frame it then gets goes with a clock that counts every write the home made before, as a
- * tracked page's would. Pages homed elsewhere go to every node in every update: only their
+ * waits while the home takes it back to READ and until the home's open interval has gone
+ * out in an update (open_start; the interval's own timer or release ends it, none is
+ * forced): the frame it then gets goes with a clock that counts every write the home made
+ * before, as a tracked page's would. Pages homed elsewhere go to every node in every update: only their
  * home knows who holds them.
  *
  * Invariants:
@@ -89,7 +90,8 @@
  *                                   apply_page_revoked -> apply_finish (rec_add for a page
  *                                   being fetched) -> gets_check, covers_check
  *   PAGE_GET at the home         -> get_arrived -> (clock covers) serve_get; a private
- *                                   page: open_start -> open_revoked -> open_flushed first
+ *                                   page: open_start -> open_revoked -> (its flush sent)
+ *                                   opens_check -> gets_check first
  *   W fault, unheld home page    -> cau_fault (private_ahead)
  *   an update's records per node -> update_for, update_send
  *   PAGE at the requester        -> page_arrived (kept diffs, cover) -> covers_check
@@ -232,6 +234,8 @@ struct dsmp {
     size_t again;                  /* its pages a recent flush took since the last release */
     uint16_t flushes;              /* flushes started, modulo 2^16 */
     uint16_t last_release;         /* the number of the last flush a release asked for */
+    uint64_t flush_no, flush_done; /* flushes started and sent (opens_check) */
+    struct cau_open *opens;        /* home: private pages asked for, waiting for a flush */
     int timer_armed;
     /* flush */
     int flushing;
@@ -269,6 +273,7 @@ struct dsmp {
 static void flush_start(dsmp_t *p);
 static void deliver(dsmp_t *p);
 static void fetch_start(dsmp_t *p, uint64_t page, uint32_t ahead);
+static void opens_check(dsmp_t *p);
 static void fill_vc(dsmp_t *p, dsmw_msg_t *out, const uint32_t *vc);
 
 /* ---- local writes ---- */
@@ -566,6 +571,7 @@ static void flush_send(dsmp_t *p)
         p->svc.count(p->svc.ctx, p->fl_origin, DSMP_WRITE_NOTICES, 1);
     }
     p->flushing = 0;
+    p->flush_done = p->flush_no;
     for (size_t k = 0; k < p->nfl; k++)
         if (p->pg[p->fl_pages[k]].local == DSM_ACCESS_WRITE)
             p->pg[p->fl_pages[k]].local = DSM_ACCESS_READ;
@@ -574,7 +580,7 @@ static void flush_send(dsmp_t *p)
     p->nfl = 0;
     w = p->fl_waiters;
     p->fl_waiters = NULL;
-    for (; w; w = next) { /* one may start the next flush itself (open_flushed) */
+    for (; w; w = next) { /* one may start the next flush itself */
         next = w->next;
         w->done(p, w->arg);
         free(w);
@@ -594,6 +600,11 @@ static void flush_send(dsmp_t *p)
         regrant_waiting(p, d, n);
         free(d);
     }
+    if (p->nwritten > 0 && !p->timer_armed) { /* writes that came during the flush: bounded */
+        p->timer_armed = 1;
+        p->svc.timer(p->svc.ctx, p->delay_now);
+    }
+    opens_check(p);
 }
 
 static void flush_page_done(dsmp_t *p, void *arg)
@@ -633,6 +644,7 @@ static void flush_start(dsmp_t *p)
     delay_adapt(p);
     p->flushing = 1;
     p->flushes++;
+    p->flush_no++;
     if (p->fl_waiters != NULL)
         p->last_release = p->flushes; /* a release's: what it protects is no churn */
     p->fl_pages = p->written;
@@ -820,38 +832,88 @@ static void serve_get(dsmp_t *p, uint64_t page, int node, int origin, int refuse
 
 static void gets_check(dsmp_t *p);
 
-static void open_flushed(dsmp_t *p, void *arg)
-{
-    uint64_t page = *(uint64_t *)arg;
+/* Home: a private page asked for (C6) is served once every write this node made before it
+ * was taken back has left in an update: that flush's number is o->need. */
+struct cau_open {
+    struct cau_open *next;
+    uint64_t page, need;
+};
 
-    free(arg);
-    p->pg[page].opening = 0;
+static void open_done(dsmp_t *p, struct cau_open *o)
+{
+    p->pg[o->page].opening = 0;
+    free(o);
+}
+
+/* Home: the openings whose flush is out may be served (gets_check). */
+static void opens_check(dsmp_t *p)
+{
+    struct cau_open *ready = NULL;
+
+    for (struct cau_open **pp = &p->opens; *pp;) {
+        struct cau_open *o = *pp;
+
+        if (o->need <= p->flush_done) {
+            *pp = o->next;
+            o->next = ready;
+            ready = o;
+        } else {
+            pp = &o->next;
+        }
+    }
+    if (ready == NULL)
+        return;
+    while (ready) {
+        struct cau_open *next = ready->next;
+
+        open_done(p, ready);
+        ready = next;
+    }
     gets_check(p);
 }
 
+/* The page is READ to the ranks: what they wrote before is in the open interval or in a
+ * flush under way. Wait for the flush that takes the open interval (its timer's at the
+ * latest, within DSM_CAUSAL_DELAY_US even while backed off), or for the one under way when
+ * the interval is empty. No flush is forced: the openings of a burst of fetches share one,
+ * and the home's intervals are not cut at each (which cost radix twice the write faults). */
 static void open_revoked(dsmp_t *p, void *arg)
 {
-    cau_release(p, p->svc.any_rank, open_flushed, arg);
+    struct cau_open *o = arg;
+
+    o->need = p->flush_no + (p->nwritten > 0);
+    if (o->need <= p->flush_done) {
+        open_done(p, o);
+        gets_check(p);
+        return;
+    }
+    o->next = p->opens;
+    p->opens = o;
+    if (p->nwritten > 0 && (!p->timer_armed || p->delay_now > p->delay_us)) {
+        p->timer_armed = 1; /* a backed-off interval ends within the configured delay now */
+        p->svc.timer(p->svc.ctx, p->delay_us);
+    }
 }
 
 /* Home: a node asks for a private page (C6). Its writes so far are untracked: take it back
- * to READ (a later write twins it), then end the open interval, and serve it only after
- * (gets_check): the frame then goes with a clock that counts every write this node made
- * before, and the requester cannot see one write of this node without those before it. */
+ * to READ (a later write twins it), and serve it only once the writes this node made before
+ * are out in an update (open_revoked, opens_check, then gets_check): the frame then goes
+ * with a clock that counts them all, and the requester cannot see one write of this node
+ * without those before it. */
 static void open_start(dsmp_t *p, uint64_t page)
 {
     struct cau_page *g = &p->pg[page];
-    uint64_t *arg = malloc(sizeof(*arg));
+    struct cau_open *o = calloc(1, sizeof(*o));
 
     g->priv = 0;
     g->opening = 1;
-    if (arg == NULL) {
+    if (o == NULL) {
         dsmp_fail(&p->svc, DSM_ENOMEM, "causal: out of memory serving page %llu", (unsigned long long)page);
         return;
     }
-    *arg = page;
+    o->page = page;
     g->local = DSM_ACCESS_READ;
-    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, open_revoked, arg);
+    p->svc.revoke(p->svc.ctx, page, DSM_ACCESS_READ, open_revoked, o);
 }
 
 /* Home: the pages q is answered with: its page, and those asked ahead that this node
@@ -1459,6 +1521,12 @@ static void cau_destroy(dsmp_t *p)
 
         p->frees = f->next;
         free(f);
+    }
+    while (p->opens) {
+        struct cau_open *o = p->opens;
+
+        p->opens = o->next;
+        free(o);
     }
     free(p->covering);
     while (p->queue) {

@@ -1043,6 +1043,14 @@ BOTH_MODES(a_private_page_is_served_after_the_writes_before_it)
     pp_write_held(h, 0, 1, 0, 9);                  /* the flag, after it */
     cr_assert_eq(ph_count(h, DSMW__TYPE__UPDATE, 0, 1), 1, "the flag page never went out");
     cr_assert_eq(pp_peek(h, 1, 0, 0), 1, "the interval is still open");
+    ph_clear_log(h);
+    FAULT(h, 1, 1, R);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 0, "served before the interval went out");
+    cr_assert_eq(ph_count(h, DSMW__TYPE__UPDATE, 0, 1), 0, "no flush is forced: the interval's timer ends it");
+    tick(h, 0);
+    pp_run(h);
+    cr_assert_eq(ph_count(h, PAGE, 0, 1), 1);
     cr_assert_eq(pp_read(h, 1, 1, 0), 9);
     cr_assert_eq(pp_read(h, 1, 0, 0), 2, "node 1 saw the flag without the data written before it");
     /* tracked from now on: the home's next write reaches node 1 in an update */
