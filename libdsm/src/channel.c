@@ -15,13 +15,25 @@
 #include "runtime.h"
 #include "service.h"
 
-/* A thread channel: val is 0 (free), -1 (being opened or closed) or fd + 1 (open). */
-struct chan_slot {
-    _Atomic int   val;
-    _Atomic pid_t tid; /* the thread that opened it */
-};
+/* A thread channel's slot: 0 (free), SLOT_BUSY (being opened or closed), or the thread
+ * that opened it and its fd, in one word (slot_of): a sweep's compare-and-swap then closes
+ * only the channel it checked. With the two apart, a sweeper that found a dead thread's fd
+ * N could close the live channel another thread had opened on the reused N in between,
+ * and two threads then shared one channel (its daemon closes a channel that gets a second
+ * request while one waits). */
+#define SLOT_BUSY UINT64_MAX
 
-static struct chan_slot g_slots[DSM_MAX_THREAD_CHANNELS];
+static _Atomic uint64_t g_slots[DSM_MAX_THREAD_CHANNELS];
+
+static uint64_t slot_of(pid_t tid, int fd)
+{
+    return (uint64_t)(uint32_t)tid << 32 | (uint32_t)(fd + 1);
+}
+
+static int slot_fd(uint64_t v)
+{
+    return (int)(uint32_t)v - 1;
+}
 
 /* initial-exec: TLS access from the signal handler must not allocate (no __tls_get_addr). */
 static __thread int tls_fd __attribute__((tls_model("initial-exec"))) = -1;
@@ -192,26 +204,26 @@ static void sweep_exited_threads(void)
     size_t i;
 
     for (i = 0; i < DSM_MAX_THREAD_CHANNELS; i++) {
-        int v = atomic_load(&g_slots[i].val);
-        if (v <= 0)
+        uint64_t v = atomic_load(&g_slots[i]);
+        if (v == 0 || v == SLOT_BUSY)
             continue;
-        if (syscall(SYS_tgkill, pid, atomic_load(&g_slots[i].tid), 0) == 0 || errno != ESRCH)
+        if (syscall(SYS_tgkill, pid, (pid_t)(v >> 32), 0) == 0 || errno != ESRCH)
             continue;
-        if (atomic_compare_exchange_strong(&g_slots[i].val, &v, -1)) {
-            close(v - 1);
-            atomic_store(&g_slots[i].val, 0);
+        if (atomic_compare_exchange_strong(&g_slots[i], &v, SLOT_BUSY)) { /* still that thread's */
+            close(slot_fd(v));
+            atomic_store(&g_slots[i], 0);
         }
     }
 }
 
-/* Claim a free slot (val 0 -> -1). Returns its index or -1 when the table is full. */
+/* Claim a free slot (0 -> SLOT_BUSY). Returns its index or -1 when the table is full. */
 static int claim_slot(void)
 {
     size_t i;
 
     for (i = 0; i < DSM_MAX_THREAD_CHANNELS; i++) {
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&g_slots[i].val, &expected, -1))
+        uint64_t expected = 0;
+        if (atomic_compare_exchange_strong(&g_slots[i], &expected, SLOT_BUSY))
             return (int)i;
     }
     return -1;
@@ -228,11 +240,10 @@ static int open_own_channel(void)
         return DSM_ENOMEM;
     fd = open_thread_channel();
     if (fd < 0) {
-        atomic_store(&g_slots[slot].val, 0);
+        atomic_store(&g_slots[slot], 0);
         return fd;
     }
-    atomic_store(&g_slots[slot].tid, (pid_t)syscall(SYS_gettid));
-    atomic_store(&g_slots[slot].val, fd + 1);
+    atomic_store(&g_slots[slot], slot_of((pid_t)syscall(SYS_gettid), fd));
     return fd;
 }
 
@@ -278,10 +289,10 @@ void dsm_channel_close_threads(void)
     size_t i;
 
     for (i = 0; i < DSM_MAX_THREAD_CHANNELS; i++) {
-        int v = atomic_exchange(&g_slots[i].val, -1);
-        if (v > 0 && close(v - 1) != 0)
+        uint64_t v = atomic_exchange(&g_slots[i], SLOT_BUSY);
+        if (v != 0 && v != SLOT_BUSY && close(slot_fd(v)) != 0)
             DSM_WARN("closing a thread channel: %s", strerror(errno));
-        atomic_store(&g_slots[i].val, 0);
+        atomic_store(&g_slots[i], 0);
     }
 }
 
