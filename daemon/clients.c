@@ -358,6 +358,20 @@ static void chan_ready(void *arg, uint32_t events)
         c->msgs_in++;
         dsmd_pages_chan_heard(d, c);
         if (c->kind == CHAN_NEW ? chan_hello(d, c, &m) : chan_request(d, c, &m)) {
+            c = dsmd_chan_by_id(d, id);
+            if (c != NULL && c->kind != CHAN_NEW && c->lrank >= 0 && !d->aborting) {
+                /* a rank's own channel out of turn: what it waited for (a lock, a fault) would
+                 * be answered to nobody and stay taken, so the job cannot go on */
+                dsmd_abort_rank(d, rank_of_chan(d, c), "protocol", DSM_EPROTO,
+                                "rank %d sent request %u on its %s channel out of turn (%s): libdsm and "
+                                "dsmd disagree; the job cannot go on", rank_of_chan(d, c), m.op,
+                                c->kind == CHAN_SERVICE ? "service" : c->kind == CHAN_MAIN ? "main" : "thread",
+                                c->pending_op != 0 || c->waiting ? "a second request while one waits"
+                                                                 : "not a request it may send there");
+                return;
+            }
+            if (c == NULL)
+                return;
             DSM_WARN("closing a channel after op %u", m.op);
             chan_close(d, c, "protocol error on its channel");
             return;

@@ -81,10 +81,21 @@
  *                                    dsm_barrier; prints the addresses (rank 0) and checks
  *                                    every slot, page and the count after the last barrier
  *
+ *   launcher_prog outofturn          the last rank opens a thread channel of its own to its
+ *                                    daemon (DSM_SOCKET) and sends a PROTECT_ACK on it, which
+ *                                    only a service channel may send; then every rank waits
+ *                                    in a barrier: the daemon must fail the job, naming it
+ *
  * Any further argument is ignored: tests append a unique marker so that pgrep can find the
  * job's processes. Exit status 3 means this program found something wrong itself.
  */
 #include <dsm/dsm.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dsm_chan.h" /* the rank-daemon channel's messages, for outofturn */
 
 #include <signal.h>
 #include <stdint.h>
@@ -809,6 +820,31 @@ static int fresh_block(volatile uint64_t *a, size_t n, size_t from, size_t strid
 }
 
 /* refree: see the header. */
+/* outofturn (see the top). Returns BAD if the channel could not be set up. */
+static int run_outofturn(void)
+{
+    if (dsm_rank() == dsm_nranks() - 1) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *path = getenv("DSM_SOCKET");
+        struct dsmc_msg m = { .magic = DSMC_MAGIC, .op = DSMC_HELLO_THREAD, .rank = (uint32_t)dsm_rank() };
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+
+        if (path == NULL || strlen(path) >= sizeof(sa.sun_path) || fd < 0)
+            return bad("no daemon socket");
+        strcpy(sa.sun_path, path);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || send(fd, &m, sizeof(m), 0) != sizeof(m) ||
+            recv(fd, &m, sizeof(m), 0) != sizeof(m) || m.op != DSMC_REPLY || m.status != 0)
+            return bad("the daemon refused a thread channel");
+        m = (struct dsmc_msg){ .magic = DSMC_MAGIC, .op = DSMC_PROTECT_ACK, .rank = (uint32_t)dsm_rank() };
+        if (send(fd, &m, sizeof(m), 0) != sizeof(m))
+            return bad("send");
+        printf("rank %d sent a PROTECT_ACK on a thread channel\n", dsm_rank());
+        fflush(stdout);
+    }
+    dsm_barrier(); /* the job ends here, failed by the daemon */
+    return bad("the job went on after a request out of turn");
+}
+
 static int run_refree(long mib, long k)
 {
     size_t bytes = (size_t)mib << 20, n = bytes / dsm_page_size();
@@ -965,6 +1001,8 @@ int main(int argc, char **argv)
         rc = run_refree(atol(argv[2]), atol(argv[3]));
     else if (!strcmp(argv[1], "placement"))
         rc = run_placement();
+    else if (!strcmp(argv[1], "outofturn"))
+        rc = run_outofturn();
     else if (!strcmp(argv[1], "insight") && argc > 2)
         rc = run_insight(atol(argv[2]));
     else if (!strcmp(argv[1], "breakdown"))

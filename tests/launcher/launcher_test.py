@@ -401,6 +401,19 @@ def case_refree(dsmrun, prog):
               "%s: the allocation that cannot fit was not refused" % model, j)
 
 
+def case_out_of_turn(dsmrun, prog):
+    """A rank whose channel breaks the channel protocol (here a PROTECT_ACK on a thread
+    channel) fails the job at once, named, instead of leaving what it waited for taken and
+    the others waiting until --timeout."""
+    for rpn in ("1", "2"):
+        j = run(dsmrun, prog, ["outofturn"], ["-n", "4", "--ranks-per-node", rpn, "--timeout", "60"])
+        check(j.rc != 0 and "rank 3 sent a PROTECT_ACK on a thread channel" in j.out,
+              "rpn %s: exit status %s, expected a failure" % (rpn, j.rc), j)
+        check(j.seconds < 15, "rpn %s: took %.1f s" % (rpn, j.seconds), j)
+        first_is(j, r"rank 3 sent request %d on its thread channel out of turn \(not a request it may send "
+                    r"there\): libdsm and dsmd disagree; the job cannot go on$" % 16)
+
+
 def case_no_init(dsmrun, prog):
     """A rank that exits without dsm_init while the others joined the job is named at once."""
     for rpn, node in (("1", 2), ("2", 1)):
