@@ -359,7 +359,9 @@ static void chan_ready(void *arg, uint32_t events)
         dsmd_pages_chan_heard(d, c);
         if (c->kind == CHAN_NEW ? chan_hello(d, c, &m) : chan_request(d, c, &m)) {
             c = dsmd_chan_by_id(d, id);
-            if (c != NULL && c->kind != CHAN_NEW && c->lrank >= 0 && !d->aborting) {
+            if (c == NULL)
+                return;
+            if (c->kind != CHAN_NEW && c->lrank >= 0 && !d->aborting) {
                 /* a rank's own channel out of turn: what it waited for (a lock, a fault) would
                  * be answered to nobody and stay taken, so the job cannot go on */
                 dsmd_abort_rank(d, rank_of_chan(d, c), "protocol", DSM_EPROTO,
@@ -370,8 +372,6 @@ static void chan_ready(void *arg, uint32_t events)
                                                                  : "not a request it may send there");
                 return;
             }
-            if (c == NULL)
-                return;
             DSM_WARN("closing a channel after op %u", m.op);
             chan_close(d, c, "protocol error on its channel");
             return;

@@ -24,8 +24,8 @@
  * applied everything its releaser had.
  *
  * Partial replicas (the default; always with a bounded cache or memory nodes, svc.partial).
- * A node holds its home pages and the pages it fetched; a page homed elsewhere starts absent. A fault on
- * an absent page sends PAGE_GET with the node's clock V to the home, which answers once its
+ * A node holds its home pages and the pages it fetched; a page homed elsewhere starts
+ * absent. A fault on an absent page sends PAGE_GET with the node's clock V to the home, which answers once its
  * own clock H covers V (everything the requester had seen is in the home's copy, the
  * requester's own intervals included) with its frame, or its twin while it writes the page
  * itself (its unsent writes must not travel ahead of their interval), and H. Updates
@@ -50,8 +50,8 @@
  * waits while the home takes it back to READ and until the home's open interval has gone
  * out in an update (open_start; the interval's own timer or release ends it, none is
  * forced): the frame it then gets goes with a clock that counts every write the home made
- * before, as a tracked page's would. Pages homed elsewhere go to every node in every update: only their
- * home knows who holds them.
+ * before, as a tracked page's would. Pages homed elsewhere go to every node in every
+ * update: only their home knows who holds them.
  *
  * Invariants:
  *   C1  A held page's node access is never below READ except while an update is applied
@@ -462,25 +462,34 @@ static void regrant_waiting(dsmp_t *p, const uint64_t *pages, size_t n)
     }
 }
 
-/* Every page of the flush is write-protected: build the UPDATE and send it to everyone. */
 /* The records of the update in p->buf (o bytes) that node n needs (*d, the length
  * returned): all of them, except this node's home pages that n was never served (holders)
  * and so cannot hold. A home's own writes are in the frame it serves, with a clock that
  * counts them, so a later fetch of such a page misses nothing; pages homed elsewhere go
  * to every node, whose holders only their home knows. */
+/* Whether node n gets page's record: pages homed elsewhere always, this node's only if
+ * it served n the page. */
+static int update_to(const dsmp_t *p, int n, uint64_t page)
+{
+    return p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & 1ull << n);
+}
+
 static size_t update_for(dsmp_t *p, int n, size_t o, const uint8_t **d)
 {
-    size_t at = 0, kept = 0, len = 0;
-    uint64_t page, bit = 1ull << n;
+    size_t at = 0, all = 0, kept = 0, len = 0;
+    uint64_t page;
     const uint8_t *diff;
     size_t dl;
 
     *d = p->buf;
     if (p->holders == NULL)
         return o;
-    while (at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0)
-        kept += p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & bit);
-    at = 0;
+    while (at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0) {
+        all++;
+        kept += update_to(p, n, page);
+    }
+    if (kept == all)
+        return o; /* nothing to cut: no copy */
     if (kept == 0)
         return 0;
     if (o > p->cutcap) {
@@ -491,11 +500,9 @@ static size_t update_for(dsmp_t *p, int n, size_t o, const uint8_t **d)
         p->cut = b;
         p->cutcap = o;
     }
-    while (at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0)
-        if (p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & bit))
+    for (at = 0; at < o && dsmp_rec_next(p->buf, o, &at, p->svc.npages, &page, &diff, &dl) == 0;)
+        if (update_to(p, n, page))
             len += dsmp_rec_put(p->cut + len, page, diff, dl);
-    if (len == o)
-        return o;
     *d = p->cut;
     return len;
 }
@@ -514,6 +521,7 @@ static void update_send(dsmp_t *p, int n, dsmw_msg_t *m, const uint8_t *d, size_
     }
 }
 
+/* Every page of the flush is write-protected: build the UPDATE and send it to everyone. */
 static void flush_send(dsmp_t *p)
 {
     size_t o = 0;
@@ -527,7 +535,8 @@ static void flush_send(dsmp_t *p)
 
         if (g->twin == NULL)
             continue;
-        len = unheld(p, page) ? 0 : dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
+        len = unheld(p, page) ? 0 /* no node needs it */
+                              : dsmp_diff_make(p->svc.frame(p->svc.ctx, page), g->twin, p->svc.page_size, p->diffbuf);
         free(g->twin);
         g->twin = NULL;
         if (len == 0)
@@ -614,12 +623,6 @@ static void flush_page_done(dsmp_t *p, void *arg)
         flush_send(p);
 }
 
-/* The next interval's delay and bound (see the top). Churn, where an interval's end only
- * costs its writers faults, doubles them up to DELAY_BACKOFF_MAX times the configured delay
- * and PAGES_PER_UPDATE_MAX pages; an interval without halves them back:
- *   - other nodes' updates wrote pages of the interval too (crossed: the delay);
- *   - half its pages or more are written again after a flush that no release asked for,
- *     within AGAIN_FLUSHES flushes and with no release since (again: both). */
 /* v doubled (up) or halved, kept within [lo, hi]. */
 static uint64_t backoff(uint64_t v, int up, uint64_t lo, uint64_t hi)
 {
@@ -627,6 +630,12 @@ static uint64_t backoff(uint64_t v, int up, uint64_t lo, uint64_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The next interval's delay and bound (see the top). Churn, where an interval's end only
+ * costs its writers faults, doubles them up to DELAY_BACKOFF_MAX times the configured delay
+ * and PAGES_PER_UPDATE_MAX pages; an interval without halves them back:
+ *   - other nodes' updates wrote pages of the interval too (crossed: the delay);
+ *   - half its pages or more are written again after a flush that no release asked for,
+ *     within AGAIN_FLUSHES flushes and with no release since (again: both). */
 static void delay_adapt(dsmp_t *p)
 {
     int again = p->nwritten > 0 && p->again * 2 >= p->nwritten;
@@ -760,7 +769,6 @@ static void rec_free(struct cau_page *g)
     }
 }
 
-/* Requester: ask the page's home for it, with everything this node has applied. */
 /* Requester: page q may be asked for ahead: absent, nothing under way (dsmp_ahead_count). */
 static int ahead_absent(dsmp_t *p, uint64_t q)
 {
@@ -1625,10 +1633,10 @@ static dsm_status_t cau_create(const struct dsmp_services *svc, dsmp_t **out)
     p->bufcap = PART_BYTES;
     p->buf = malloc(p->bufcap);
     p->diffbuf = malloc(dsmp_diff_max(svc->page_size));
-    if (p->partial && p->nn <= 64)
+    if (p->partial && p->nn <= 64) /* holders: one bit per node */
         p->holders = calloc(svc->npages, sizeof(uint64_t));
-    if ((p->partial && p->nn <= 64 && p->holders == NULL) || p->pages_per_update == 0 || p->pg == NULL || p->vc == NULL ||
-        p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL ||
+    if ((p->partial && p->nn <= 64 && p->holders == NULL) || p->pages_per_update == 0 || p->pg == NULL ||
+        p->vc == NULL || p->bar_acc == NULL || p->scratch_vc == NULL || p->buf == NULL || p->diffbuf == NULL ||
         p->asm_ == NULL) {
         DSM_ERR("causal: cannot set up for %llu pages", (unsigned long long)svc->npages);
         cau_destroy(p);
