@@ -835,11 +835,11 @@ static int run_outofturn(void)
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || send(fd, &m, sizeof(m), 0) != sizeof(m) ||
             recv(fd, &m, sizeof(m), 0) != sizeof(m) || m.op != DSMC_REPLY || m.status != 0)
             return bad("the daemon refused a thread channel");
+        printf("rank %d sends a PROTECT_ACK on a thread channel\n", dsm_rank());
+        fflush(stdout); /* before: the daemon may end this rank as soon as it is sent */
         m = (struct dsmc_msg){ .magic = DSMC_MAGIC, .op = DSMC_PROTECT_ACK, .rank = (uint32_t)dsm_rank() };
         if (send(fd, &m, sizeof(m), 0) != sizeof(m))
             return bad("send");
-        printf("rank %d sent a PROTECT_ACK on a thread channel\n", dsm_rank());
-        fflush(stdout);
     }
     dsm_barrier(); /* the job ends here, failed by the daemon */
     return bad("the job went on after a request out of turn");

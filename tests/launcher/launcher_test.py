@@ -407,7 +407,7 @@ def case_out_of_turn(dsmrun, prog):
     the others waiting until --timeout."""
     for rpn in ("1", "2"):
         j = run(dsmrun, prog, ["outofturn"], ["-n", "4", "--ranks-per-node", rpn, "--timeout", "60"])
-        check(j.rc != 0 and "rank 3 sent a PROTECT_ACK on a thread channel" in j.out,
+        check(j.rc != 0 and "rank 3 sends a PROTECT_ACK on a thread channel" in j.out,
               "rpn %s: exit status %s, expected a failure" % (rpn, j.rc), j)
         check(j.seconds < 15, "rpn %s: took %.1f s" % (rpn, j.seconds), j)
         first_is(j, r"rank 3 sent request %d on its thread channel out of turn \(not a request it may send "
