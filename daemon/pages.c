@@ -147,13 +147,19 @@ static int run_page_ok(struct dsmd *d, struct dsmd_rank *rk, uint64_t q, int acc
  * (an iteration's pass over the same array, after the synchronisation that took the pages
  * back) and takes up the length it reached, if it got past that page; a freed range's
  * scans end with it. Any other fault starts a new scan at 1, in place of the one least
- * recently extended. Reads ahead double on their own: a scan of held pages that runs into
+ * recently extended. The daemon sees only the faults that reach it, not the thread's hits
+ * and direct reads in between, so its scans could take a fault for the next of a run the
+ * thread left many faults ago; the thread's own scans see them all (dsm_hits.h), and a
+ * FAULT whose hint says that none of them reaches the page extends no scan here either.
+ * Reads ahead double on their own: a scan of held pages that runs into
  * pages homed elsewhere (a stencil reaching its neighbour's boundary row) fetches 1, 2,
  * 4... pages, not the length its free local runs reached, which would fetch pages it
  * never reads and that their writer then has to take back.
  */
 static struct dsmd_scan *scan_of(struct dsmd_chan *c, uint64_t page)
 {
+    if (c->hint_page == page && c->hint == 0)
+        return NULL; /* the thread's scans, which saw its every fault, reach no further */
     for (int i = 0; i < DSMD_SCANS; i++)
         if (c->scans[i].len > 0 && c->scans[i].next == page)
             return &c->scans[i];
@@ -227,9 +233,10 @@ static void scan_note(struct dsmd_chan *c, uint64_t page, uint32_t n, uint32_t s
  * most cfg.grant_ahead, of the pages after it this node already holds (the home's own pages,
  * a page another rank of the node fetched, causal's replicas, a protocol's read-ahead): one
  * fault and one mprotect instead of one per page. Pages the node does not hold end the run:
- * fetching them is the protocol's business.
+ * fetching them is the protocol's business. *scan_out: the scan's length (GRANT's d).
  */
-static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank *rk, uint64_t page, int access)
+static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank *rk, uint64_t page, int access,
+                           uint32_t *scan_out)
 {
     uint32_t scan = scan_want(c, page), n = 1;
     uint32_t want = scan < (uint32_t)d->cfg.grant_ahead ? scan : (uint32_t)d->cfg.grant_ahead;
@@ -237,6 +244,7 @@ static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank
     while (n < want && page + n < d->npages && run_page_ok(d, rk, page + n, access))
         n++;
     scan_note(c, page, n, scan);
+    *scan_out = scan;
     return n;
 }
 
@@ -245,8 +253,8 @@ static uint32_t run_length(struct dsmd *d, struct dsmd_chan *c, struct dsmd_rank
 static void grant_rank(struct dsmd *d, struct dsmd_chan *c, uint64_t page, int access)
 {
     struct dsmd_rank *rk = dsmd_rank_of(d, c);
-    uint32_t n = run_length(d, c, rk, page, access);
-    struct dsmc_msg m = { .op = DSMC_GRANT, .a = page, .b = (uint64_t)access, .c = n };
+    uint32_t scan, n = run_length(d, c, rk, page, access, &scan);
+    struct dsmc_msg m = { .op = DSMC_GRANT, .a = page, .b = (uint64_t)access, .c = n, .d = scan };
 
     dsmd_pages_chan_heard(d, c); /* a channel has at most one request outstanding */
     c->unconfirmed = (int64_t)page;

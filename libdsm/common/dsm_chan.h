@@ -31,11 +31,15 @@
  *                          (its row of the node-local hits table after the frames, dsm_hits.h)
  *   HELLO_THREAD  rank->d  rank              reply REPLY status
  *   HELLO_SERVICE rank->d  rank              reply REPLY status
- *   FAULT         rank->d  a=page index, b=1 for a write, c=the run the thread's own scan
- *                          (its node-local hits, dsm_hits.h) gives the page, 0: none
+ *   FAULT         rank->d  a=page index, b=1 for a write, c=the run the thread's own scans
+ *                          (which see all its faults: hits, direct reads, grants) give the
+ *                          page, 0: it continues none (then the daemon's scans of the
+ *                          channel, which miss those faults, extend nothing either)
  *                                                           reply GRANT status, a=page, b=access,
  *                          c=pages from a on that the grant opens (0 or 1: a alone; at most
- *                          DSMC_GRANT_RUN_MAX): one mprotect, each page's grant counted
+ *                          DSMC_GRANT_RUN_MAX): one mprotect, each page's grant counted;
+ *                          d=the scan length the daemon gave the fault (at most
+ *                          DSMC_GRANT_RUN_MAX), which the thread's scan takes on
  *   COALLOC       rank->d  a=bytes, b=placement, c=its argument, d=the caller's offset in
  *                          its module, text=the module's path (when the welcome asked for
  *                          them: DSMC_WELCOME_ALLOC_SITES; else 0 and "")

@@ -349,7 +349,7 @@ int dsm_direct_read(uint64_t page, int *home_out, const char **why)
     }
     /* our daemon counts this grant when it ends the claim (dsm_chan.h) */
     atomic_fetch_add_explicit(&dsm_rt.applied[page], 1, memory_order_release);
-    dsm_hits_note(page, 1);
+    dsm_hits_note(page, 1, 1);
     v = __atomic_fetch_or(&g.door[page], DSM_DOOR_DONE, __ATOMIC_SEQ_CST);
     rc = (v & DSM_DOOR_WAIT) ? 2 : 1; /* 2: it waits for us: tell it */
 out:

@@ -137,6 +137,8 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     n = rep.c > 1 ? rep.c : 1;
     if (n > DSMC_GRANT_RUN_MAX || n > dsm_vm_npages(&dsm_rt.vm) - page)
         fault_die(addr, page, write, "bad grant", "run of pages out of range", 0);
+    if (rep.d > DSMC_GRANT_RUN_MAX)
+        fault_die(addr, page, write, "bad grant", "scan length out of range", 0);
     st = dsm_vm_protect(&dsm_rt.vm, page, (size_t)n, rep.b);
     if (st == DSM_EINVAL)
         fault_die(addr, page, write, "bad grant", "unknown access level", 0);
@@ -145,7 +147,7 @@ static void resolve(uintptr_t addr, uint64_t page, bool write)
     /* the service thread holds back revocations of this page until it sees this */
     for (uint64_t i = 0; i < n; i++)
         atomic_fetch_add_explicit(&dsm_rt.applied[page + i], 1, memory_order_release);
-    dsm_hits_note(page, (uint32_t)n);
+    dsm_hits_note(page, (uint32_t)n, (uint32_t)rep.d);
     dsm_channel_release(&ch);
 }
 

@@ -199,10 +199,10 @@ uint32_t dsm_hits_scan_hint(uint64_t page)
     return s != NULL ? dsmc_ramp_next(s->len) : 0;
 }
 
-void dsm_hits_note(uint64_t page, uint32_t n)
+void dsm_hits_note(uint64_t page, uint32_t n, uint32_t scan)
 {
     if (g.head != NULL)
-        scan_note(page, n, n);
+        scan_note(page, n, scan > n ? scan : n);
 }
 
 static uint8_t level_of(uint64_t q)

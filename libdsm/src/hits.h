@@ -21,16 +21,20 @@ void dsm_hits_detach(void);
  * Async-signal-safe: atomics, thread-local state and one mprotect. */
 bool dsm_hits_try(uint64_t page, bool write);
 
-/* The daemon granted this thread a run of n pages from page: a scan the thread's next hits
- * continue (their runs double on from n, as the daemon's would). */
-void dsm_hits_note(uint64_t page, uint32_t n);
+/* The daemon granted this thread a run of n pages from page at scan length `scan` (GRANT's
+ * d; n for a direct read): a scan the thread's next faults continue, its length as the
+ * daemon's. The thread's scans see every fault it takes (hits, direct reads, the daemon's
+ * grants), so they alone say whether a fault continues one (dsm_hits_scan_hint). */
+void dsm_hits_note(uint64_t page, uint32_t n, uint32_t scan);
 
 /* A block was freed: every thread's scans end (the next allocation on its pages starts
  * none). Async-signal-safe. */
 void dsm_hits_forget_scans(void);
 
 /* The run this thread's scans would give a fault on page (0: none extends to it), for the
- * daemon's grants and writes ahead (FAULT's c). */
+ * daemon's grants and reads ahead (FAULT's c): 0 tells the daemon the fault starts no scan
+ * whatever the faults it saw itself say, since it does not see the thread's hits and
+ * direct reads in between. */
 uint32_t dsm_hits_scan_hint(uint64_t page);
 
 /* The node's door[] (dsm_direct.h), read-write; NULL when the daemon offers no direct reads. */

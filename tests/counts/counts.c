@@ -1,7 +1,7 @@
 /*
  * counts.c - a job whose page traffic is known exactly, for checking the statistics.
  *
- * usage: counts PAGES [scan|scan2|local|direct|again|sweep|private|refault|realloc]
+ * usage: counts PAGES [scan|scan2|local|direct|again|sweep|private|refault|realloc|unseen|resweep]
  * Ranks: any layout with at least one rank on node 0 and one elsewhere. Pages are
  * collectively allocated so that the first half are homed on node 0 and the second half
  * on the last node (block placement over 2 nodes, or the first and last block).
@@ -43,6 +43,15 @@
  *   allocates until it gets the same block back, and the reader reads pages 1,
  *   3, 5 and 7 of the new block, which would extend the old block's scans; freed and
  *   allocated once more before the next time.
+ * With `unseen` instead (the daemon's scans miss the faults it does not see): PAGES / 8
+ *   times, the last rank reads page 4i of those homed on node 0, then four pages homed on
+ *   its own node (node-local hits, no message; stride 7, no scan), then page 4i + 1, which
+ *   continues no scan of the thread: its four hits came after page 4i.
+ * With `resweep` instead (a thread's scans are as long as the daemon's): the last rank reads
+ *   the PAGES pages homed on node 0 in order, one fetched page a fault (no reads ahead);
+ *   rank 0 writes each (invalidating them); the rank before the reader, on its node, reads
+ *   them all back into the node; the reader reads them again from the first, now in the
+ *   node's frames: node-local hits that take up the length its first sweep reached.
  * counts_check.py runs this with PAGES = 0 and PAGES = P and checks the differences in the
  * --stats output, which depend only on P and the job's layout.
  */
@@ -174,6 +183,39 @@ int main(int argc, char **argv)
                         base[(j * 7 % pages) * (long)ps] = 1;
                 dsm_barrier();
             }
+        }
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != want;
+    }
+    if (argc > 2 && strcmp(argv[2], "unseen") == 0) {
+        long own = nodes_pages - pages; /* homed on the last node, the reader's */
+
+        if (dsm_rank() == dsm_nranks() - 1)
+            for (long i = 0; i < pages / 8; i++) {
+                sum += base[4 * i * (long)ps];
+                for (long j = 4 * i; j < 4 * i + 4; j++)
+                    sum += base[(own + j * 7 % pages) * (long)ps];
+                sum += base[(4 * i + 1) * (long)ps];
+            }
+        dsm_barrier();
+        printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
+        return dsm_finalize() != 0 || sum != 0;
+    }
+    if (argc > 2 && strcmp(argv[2], "resweep") == 0) {
+        int reader = dsm_nranks() - 1;
+        long want = dsm_rank() >= reader - 1 && dsm_rank() > 0 ? pages : 0; /* the 1s read back */
+
+        for (int step = 0; step < 4; step++) {
+            if ((step == 0 || step == 3) && dsm_rank() == reader)
+                for (long p = 0; p < pages; p++)
+                    sum += base[p * (long)ps];
+            if (step == 1 && dsm_rank() == 0)
+                for (long p = 0; p < pages; p++)
+                    base[p * (long)ps] = 1;
+            if (step == 2 && dsm_rank() == reader - 1)
+                for (long p = 0; p < pages; p++)
+                    sum += base[p * (long)ps];
+            dsm_barrier();
         }
         printf("counts: rank %d done (sum %ld)\n", dsm_rank(), sum);
         return dsm_finalize() != 0 || sum != want;

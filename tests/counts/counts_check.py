@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """counts_check.py - exact statistics of a known page-traffic pattern (see counts.c).
 
-usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|sweep-causal|private|refault-MODEL|realloc-MODEL]
+usage: counts_check.py DSMRUN COUNTS_BINARY -n N --ranks-per-node K PAGES [release|ahead-MODEL|ahead2-MODEL|readahead-MODEL|local-MODEL|direct|direct-MODEL|again|sweep|sweep-causal|private|refault-MODEL|realloc-MODEL|unseen-MODEL|resweep-MODEL]
 
 Runs the job twice, with 0 pages and with PAGES pages, and checks the differences of the
 --stats counters. With M nodes, node 0 home of the pages, R_o ranks outside node 0 spread
@@ -103,6 +103,20 @@ faults on pages 0, 2, 4, 6 of a block, then, once every rank has freed the block
 back, on pages 1, 3, 5, 7, P / 8 times. A freed block's scans end with it (the daemon's and
 the rank's threads'), so the second four extend none: the same as `refault` with P in place
 of 2P.
+With `unseen-MODEL` (the same settings) counts.c's `unseen` phase runs: P / 8 times the
+reader faults on page 4i homed on node 0, hits four pages of its own node, and faults on page
+4i + 1. The daemon saw no fault in between, but the thread's scans did, and its FAULT says
+that 2i + 1 continues none of them: nothing is read or granted ahead. So, for the reader,
+with G = P / 8:
+  read_faults = 6G, local_hits = 4G, pages_fetched = 2G
+  pages_read_ahead = pages_granted_ahead = 0
+  direct_faults = 2G with the direct path on (sequential, release), else 0
+With `resweep-MODEL` (grants ahead of up to 16, no reads ahead, direct path off) counts.c's
+`resweep` phase runs: the reader's first sweep of the P pages homed on node 0 fetches one
+page a fault while its scan's length doubles to 16; its second sweep, after rank 0 wrote
+them and the other rank of its node read them back, is node-local hits that take up that
+length (GRANT's d: the thread's scans as long as the daemon's). So, for the reader:
+  read_faults = P + ceil(P / 16), local_hits = ceil(P / 16)
 """
 import json
 import os
@@ -304,6 +318,35 @@ def check_private(dsmrun, prog, n, k, pages):
     return verdict("private causal", expect)
 
 
+def check_unseen(dsmrun, prog, n, k, pages, model):
+    """Faults the daemon does not see end its scans too (see the top): 0 if all hold."""
+    reader, g = n - 1, pages // 8
+    expect = {}
+    for direct in (0, 1) if model != "causal" else (0,):
+        a, b = (run(dsmrun, prog, n, k, p, model, 64, 16, scan="unseen", direct=direct) for p in (0, pages))
+        grew = lambda key: of_rank(b, reader, key) - of_rank(a, reader, key)
+        expect.update({
+            f"direct {direct}: reader read_faults": (grew("read_faults"), 6 * g),
+            f"direct {direct}: reader local_hits": (grew("local_hits"), 4 * g),
+            f"direct {direct}: reader pages_fetched": (grew("pages_fetched"), 2 * g),
+            f"direct {direct}: reader pages_read_ahead": (grew("pages_read_ahead"), 0),
+            f"direct {direct}: reader pages_granted_ahead": (grew("pages_granted_ahead"), 0),
+            f"direct {direct}: reader direct_faults": (grew("direct_faults"), 2 * g * direct),
+        })
+    return verdict(f"unseen {model}", expect)
+
+
+def check_resweep(dsmrun, prog, n, k, pages, model):
+    """A sweep taken up again in hits (see the top): 0 if all hold."""
+    reader = n - 1
+    a, b = (run(dsmrun, prog, n, k, p, model, 16, 1, scan="resweep") for p in (0, pages))
+    grew = lambda key: of_rank(b, reader, key) - of_rank(a, reader, key)
+    return verdict(f"resweep {model}", {
+        "reader read_faults": (grew("read_faults"), pages + -(-pages // 16)),
+        "reader local_hits": (grew("local_hits"), -(-pages // 16)),
+    })
+
+
 def check_lone(dsmrun, prog, n, k, pages, model, phase):
     """Lone faults take nothing ahead, `phase` refault or realloc (see the top): 0 if all hold."""
     reader = n - 1
@@ -342,6 +385,10 @@ def main():
         sys.exit(check_sweep(dsmrun, prog, n, k, pages, model[6:] or "release"))
     if model == "private":
         sys.exit(check_private(dsmrun, prog, n, k, pages))
+    if model.startswith("resweep-"):
+        sys.exit(check_resweep(dsmrun, prog, n, k, pages, model[8:]))
+    if model.startswith("unseen-"):
+        sys.exit(check_unseen(dsmrun, prog, n, k, pages, model[7:]))
     if model.startswith("refault-") or model.startswith("realloc-"):
         sys.exit(check_lone(dsmrun, prog, n, k, pages, model[8:], model[:7]))
     if model.startswith("readahead-"):
