@@ -7,14 +7,15 @@ BINDIR holds jacobi, litmus and hosts_prog. The hosts dsmh1..dsmh3 must be up (t
 fixture runs `scripts/testhosts up 3`); their files are in $DSM_TESTHOSTS_DIR (default
 /tmp/dsm-testhosts). Exit 77 (skipped) when they are not. After every job the test checks
 that nothing but each host's sshd listener runs in any host's network namespace (waiting a
-bounded while for ssh sessions to close), kills what it finds, and fails. Every wait is
-bounded.
+bounded while for ssh sessions to close) and that no daemon's socket directory is left in
+/tmp, removes what it finds, and fails. Every wait is bounded.
 """
 
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,30 @@ NASTY_ARGS = ["two words", "it's", '"dq"', "semi;colon", "$(touch /tmp/dsm-hosts
 
 class Failure(Exception):
     pass
+
+
+SOCKDIR_RE = re.compile(r"^dsmrun-[0-9a-f]+-\d+$")  # a host daemon's socket directory (dsmrun)
+
+
+def sockdirs():
+    """The daemons' socket directories now in /tmp, which the hosts share with us."""
+    try:
+        return {n for n in os.listdir("/tmp") if SOCKDIR_RE.match(n)}
+    except OSError:
+        return set()
+
+
+SOCKDIRS_BEFORE = sockdirs()  # earlier jobs' (a failed run's): not this case's to answer for
+
+
+def sockdirs_left(limit_s=5.0):
+    """This case's socket directories still there after a bounded wait (removed, and named)."""
+    deadline = time.monotonic() + limit_s
+    while (left := sorted(sockdirs() - SOCKDIRS_BEFORE)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for n in left:
+        shutil.rmtree(os.path.join("/tmp", n), ignore_errors=True)
+    return left
 
 
 def check(cond, what, job=None):
@@ -104,6 +129,8 @@ def check_clean(job=None):
             except ProcessLookupError:
                 pass
     check(not left, "processes left on the hosts after dsmrun exited: %s" % left, job)
+    dirs = sockdirs_left()
+    check(not dirs, "the daemons' socket directories %s were left in /tmp after dsmrun exited" % dirs, job)
 
 
 class Job:

@@ -15,7 +15,7 @@ Cases:
            (bounded): exit status 0 and the verified line in its output file
   sigint   Ctrl-C to dsmrun inside salloc during a job: exit 130; no command line or
            environment of the job's processes carried the job secret (a 64-hex-digit word)
-After every job: nothing but each host's services (sshd, slurmd, and whatever else
+After every job: no daemon's socket directory is left in /tmp, nothing but each host's services (sshd, slurmd, and whatever else
 scripts/testhosts keeps a pid file for) runs in any host's namespace, no srun of this cluster
 is left and its queue is empty (bounded waits; what is left is killed and the case fails).
 """
@@ -24,6 +24,7 @@ import glob
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,30 @@ JACOBI_OK = r"jacobi: grid 256 iters 40 ranks 4: checksum .*, verified OK"
 
 class Failure(Exception):
     pass
+
+
+SOCKDIR_RE = re.compile(r"^dsmrun-[0-9a-f]+-\d+$")  # a host daemon's socket directory (dsmrun)
+
+
+def sockdirs():
+    """The daemons' socket directories now in /tmp, which the hosts share with us."""
+    try:
+        return {n for n in os.listdir("/tmp") if SOCKDIR_RE.match(n)}
+    except OSError:
+        return set()
+
+
+SOCKDIRS_BEFORE = sockdirs()  # earlier jobs' (a failed run's): not this case's to answer for
+
+
+def sockdirs_left(limit_s=5.0):
+    """This case's socket directories still there after a bounded wait (removed, and named)."""
+    deadline = time.monotonic() + limit_s
+    while (left := sorted(sockdirs() - SOCKDIRS_BEFORE)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for n in left:
+        shutil.rmtree(os.path.join("/tmp", n), ignore_errors=True)
+    return left
 
 
 def check(cond, what, out=None, err=None):
@@ -139,6 +164,8 @@ def check_clean(out=None, err=None):
             except (ProcessLookupError, ValueError):
                 pass
     check(not left and not q, "left after the job: processes %s, queue %r" % (left, q), out, err)
+    dirs = sockdirs_left()
+    check(not dirs, "left after the job: the daemons' socket directories %s in /tmp" % dirs, out, err)
 
 
 def run(argv, limit_s=JOB_LIMIT_S):
