@@ -98,8 +98,11 @@ static void on_message(void *ctx, int node, const uint8_t *msg, size_t len, uint
      * k-th message counted each way is the same one (trace.c) */
     if (d->trace != NULL && node != d->cfg.node && m->type != DSMW__TYPE__HEARTBEAT && m->type != DSMW__TYPE__ABORT)
         dsmd_trace_message(d, 0, node, m, len + (framed ? d->page_size : 0));
+    /* what every mesh says at start-up (a direct listener's port, clocks) or a rank's absence
+     * is not the job doing something here (main.c: a memory node's quiet exit) */
     if (m->type != DSMW__TYPE__HEARTBEAT && m->type != DSMW__TYPE__RANK_ABSENT &&
-        m->type != DSMW__TYPE__CLOCK_REQ && m->type != DSMW__TYPE__CLOCK_REPLY)
+        m->type != DSMW__TYPE__CLOCK_REQ && m->type != DSMW__TYPE__CLOCK_REPLY &&
+        m->type != DSMW__TYPE__DIRECT_PORT)
         d->job_heard = 1;
     if (framed && page != m->page)
         why = "frame does not match the message's page";
