@@ -24,12 +24,13 @@ import glob
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from sockdirs import sockdirs_left
 
 HOSTS_DIR = os.environ.get("DSM_TESTHOSTS_DIR", "/tmp/dsm-testhosts")
 SLURM_DIR = os.environ.get("DSM_TESTSLURM_DIR", "/tmp/dsm-testslurm")
@@ -44,30 +45,6 @@ JACOBI_OK = r"jacobi: grid 256 iters 40 ranks 4: checksum .*, verified OK"
 
 class Failure(Exception):
     pass
-
-
-SOCKDIR_RE = re.compile(r"^dsmrun-[0-9a-f]+-\d+$")  # a host daemon's socket directory (dsmrun)
-
-
-def sockdirs():
-    """The daemons' socket directories now in /tmp, which the hosts share with us."""
-    try:
-        return {n for n in os.listdir("/tmp") if SOCKDIR_RE.match(n)}
-    except OSError:
-        return set()
-
-
-SOCKDIRS_BEFORE = sockdirs()  # earlier jobs' (a failed run's): not this case's to answer for
-
-
-def sockdirs_left(limit_s=5.0):
-    """This case's socket directories still there after a bounded wait (removed, and named)."""
-    deadline = time.monotonic() + limit_s
-    while (left := sorted(sockdirs() - SOCKDIRS_BEFORE)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for n in left:
-        shutil.rmtree(os.path.join("/tmp", n), ignore_errors=True)
-    return left
 
 
 def check(cond, what, out=None, err=None):
