@@ -135,7 +135,8 @@ dsm_status_t dsmd_cache_check_threads(struct dsmd *d)
     if (dsmd_cache_min_pages(faulting) <= d->cache->limit)
         return DSM_OK;
     dsmd_abort(d, DSM_ECONFIG, "node %d: %d threads can fault at once, too many for its cache of %llu pages: "
-               "the minimum is %llu bytes (4 pages per faulting thread); raise --cache-size", d->cfg.node,
+               "the minimum is %llu bytes (4 pages per faulting thread, counting those connected so far); "
+               "raise --cache-size", d->cfg.node,
                faulting, (unsigned long long)d->cache->limit,
                (unsigned long long)(dsmd_cache_min_pages(faulting) * d->page_size));
     return DSM_ECONFIG;
