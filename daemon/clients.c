@@ -364,9 +364,11 @@ static void chan_ready(void *arg, uint32_t events)
             if (c->kind != CHAN_NEW && c->lrank >= 0 && !d->aborting) {
                 /* a rank's own channel out of turn: what it waited for (a lock, a fault) would
                  * be answered to nobody and stay taken, so the job cannot go on */
-                dsmd_abort_rank(d, rank_of_chan(d, c), "protocol", DSM_EPROTO,
+                int rank = rank_of_chan(d, c);
+
+                dsmd_abort_rank(d, rank, "protocol", DSM_EPROTO,
                                 "rank %d sent request %u on its %s channel out of turn (%s): libdsm and "
-                                "dsmd disagree; the job cannot go on", rank_of_chan(d, c), m.op,
+                                "dsmd disagree; the job cannot go on", rank, m.op,
                                 c->kind == CHAN_SERVICE ? "service" : c->kind == CHAN_MAIN ? "main" : "thread",
                                 c->pending_op != 0 || c->waiting ? "a second request while one waits"
                                                                  : "not a request it may send there");

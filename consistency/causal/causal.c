@@ -462,11 +462,6 @@ static void regrant_waiting(dsmp_t *p, const uint64_t *pages, size_t n)
     }
 }
 
-/* The records of the update in p->buf (o bytes) that node n needs (*d, the length
- * returned): all of them, except this node's home pages that n was never served (holders)
- * and so cannot hold. A home's own writes are in the frame it serves, with a clock that
- * counts them, so a later fetch of such a page misses nothing; pages homed elsewhere go
- * to every node, whose holders only their home knows. */
 /* Whether node n gets page's record: pages homed elsewhere always, this node's only if
  * it served n the page. */
 static int update_to(const dsmp_t *p, int n, uint64_t page)
@@ -474,6 +469,11 @@ static int update_to(const dsmp_t *p, int n, uint64_t page)
     return p->svc.home(p->svc.ctx, page) != p->svc.self || (p->holders[page] & 1ull << n);
 }
 
+/* The records of the update in p->buf (o bytes) that node n needs (*d, the length
+ * returned): all of them, except this node's home pages that n was never served (holders)
+ * and so cannot hold. A home's own writes are in the frame it serves, with a clock that
+ * counts them, so a later fetch of such a page misses nothing; pages homed elsewhere go
+ * to every node, whose holders only their home knows. */
 static size_t update_for(dsmp_t *p, int n, size_t o, const uint8_t **d)
 {
     size_t at = 0, all = 0, kept = 0, len = 0;
@@ -856,28 +856,21 @@ static void open_done(dsmp_t *p, struct cau_open *o)
 /* Home: the openings whose flush is out may be served (gets_check). */
 static void opens_check(dsmp_t *p)
 {
-    struct cau_open *ready = NULL;
+    int served = 0;
 
     for (struct cau_open **pp = &p->opens; *pp;) {
         struct cau_open *o = *pp;
 
-        if (o->need <= p->flush_done) {
-            *pp = o->next;
-            o->next = ready;
-            ready = o;
-        } else {
+        if (o->need > p->flush_done) {
             pp = &o->next;
+            continue;
         }
+        *pp = o->next;
+        open_done(p, o);
+        served = 1;
     }
-    if (ready == NULL)
-        return;
-    while (ready) {
-        struct cau_open *next = ready->next;
-
-        open_done(p, ready);
-        ready = next;
-    }
-    gets_check(p);
+    if (served)
+        gets_check(p);
 }
 
 /* The page is READ to the ranks: what they wrote before is in the open interval or in a

@@ -819,7 +819,6 @@ static int fresh_block(volatile uint64_t *a, size_t n, size_t from, size_t strid
     return 0;
 }
 
-/* refree: see the header. */
 /* outofturn (see the top). Returns BAD if the channel could not be set up. */
 static int run_outofturn(void)
 {
@@ -845,6 +844,7 @@ static int run_outofturn(void)
     return bad("the job went on after a request out of turn");
 }
 
+/* refree: see the header. */
 static int run_refree(long mib, long k)
 {
     size_t bytes = (size_t)mib << 20, n = bytes / dsm_page_size();

@@ -658,8 +658,8 @@ def case_atomics(dsmrun, prog):
 def case_firsttouch(dsmrun, prog):
     """First-touch placement: the node that touches a page first (a write, an atomic) is its
     home. On two nodes, under every model (causal's partial replicas fetch too), rank 0's
-    reads of the two pages rank 1 touched first are two fetches and rank 1 fetches nothing (block placement would give one
-    each). Racing claims (every rank writes every page of a fresh region at once) lose no
+    reads of the two pages rank 1 touched first are two fetches and rank 1 fetches nothing
+    (block placement would give one each). Racing claims (every rank writes every page of a fresh region at once) lose no
     write, under every model, one and two ranks per node."""
     d = tempfile.mkdtemp(prefix="dsmrun-stats-")
     try:
@@ -787,9 +787,9 @@ def case_insight(dsmrun, prog):
     trace-event JSON whose counts match --stats exactly (faults per rank, barriers, messages
     per node, each message's send paired with its receipt) and the program (2 allocations
     per rank at the printed addresses, its own pages' write faults: 2, under causal too, whose
-    home pages nobody else holds stay writable across windows); node clocks agree within half their measured round trip; the two hottest pages
-    are the shared ones, named by their call site, touched by every rank; the shared page is the only
-    one flagged for false sharing, in all 4 windows, never truly shared, each node writing
+    home pages nobody else holds stay writable across windows); node clocks agree within
+    half their measured round trip; the two hottest pages are the shared ones, named by their
+    call site, touched by every rank; the shared page is the only one flagged for false sharing, in all 4 windows, never truly shared, each node writing
     exactly its ranks' slots, while a page with a counter under a lock beside such slots is
     truly shared in every window; dsm-report makes one self-contained page of it all."""
     d = tempfile.mkdtemp(prefix="dsmrun-insight-")
